@@ -1,0 +1,50 @@
+//! The gRPC surface: a thin translation between the contract (`proto/`) and the domain and store.
+//!
+//! - [`policy`]: who may call what, enforced by one tower layer in front of every service;
+//! - [`convert`]: validation of pushed messages into domain records, and records back to messages;
+//! - [`push`]: the unary and bulk push drivers every push method uses;
+//! - [`services`] and [`query`]: the service implementations;
+//! - [`status`]: the one mapping from [`crate::error::Error`] to gRPC status codes.
+
+pub mod convert;
+pub mod policy;
+pub mod push;
+pub mod query;
+pub mod services;
+pub mod status;
+
+use crate::store::Store;
+
+/// Limits that protect the hub from one caller's excess.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Records stored per transaction of a bulk push.
+    pub batch_size: usize,
+    /// Records accepted in one bulk stream; the rest are refused with RESOURCE_EXHAUSTED.
+    pub max_records_per_stream: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            batch_size: 1_000,
+            max_records_per_stream: 100_000,
+        }
+    }
+}
+
+/// The state every handler shares.
+#[derive(Debug, Clone)]
+pub struct Hub {
+    /// Where records live.
+    pub store: Store,
+    /// Per-call limits.
+    pub limits: Limits,
+}
+
+impl Hub {
+    /// Builds the handlers' state.
+    pub fn new(store: Store, limits: Limits) -> Hub {
+        Hub { store, limits }
+    }
+}

@@ -1,0 +1,210 @@
+//! Who may call what: one table, enforced by one tower layer in front of every service. The layer
+//! turns the connection's certificate into a [`Caller`] that handlers read; a call that the table
+//! does not allow never reaches a handler. Jurisdiction (an agency acts on its own division and
+//! those below it) is checked by the store and the handlers, which know the records involved.
+
+use std::task::{Context, Poll};
+
+use tonic::Status;
+use tower::{Layer, Service};
+
+use crate::domain::{Agency, AgencyKind};
+use crate::error::Error;
+use crate::tls::PeerIdentity;
+
+/// Agency kinds that may call the methods under a path prefix.
+pub struct Rule {
+    /// gRPC path prefix: a whole service (`/quotahub.v1.StaffingService/`) or one method.
+    pub prefix: &'static str,
+    /// Kinds allowed.
+    pub kinds: &'static [AgencyKind],
+}
+
+use AgencyKind::{Audit, Discipline, Finance, Hr, Organization, StaffingOffice};
+
+const EVERY_AGENCY: &[AgencyKind] = &AgencyKind::ALL;
+
+/// The authorization policy. The longest matching prefix decides; a path that matches none is
+/// refused, so a new service is closed until it is added here.
+pub const POLICY: &[Rule] = &[
+    Rule {
+        prefix: "/quotahub.v1.StaffingService/",
+        kinds: &[StaffingOffice],
+    },
+    Rule {
+        prefix: "/quotahub.v1.PersonnelService/",
+        kinds: &[Hr],
+    },
+    Rule {
+        prefix: "/quotahub.v1.OrganizationService/",
+        kinds: &[Organization],
+    },
+    Rule {
+        prefix: "/quotahub.v1.FinanceService/",
+        kinds: &[Finance],
+    },
+    Rule {
+        prefix: "/quotahub.v1.QueryService/",
+        kinds: &[StaffingOffice, Organization, Hr, Finance, Discipline, Audit],
+    },
+    Rule {
+        prefix: "/grpc.health.v1.Health/",
+        kinds: EVERY_AGENCY,
+    },
+    Rule {
+        prefix: "/grpc.reflection.v1.ServerReflection/",
+        kinds: EVERY_AGENCY,
+    },
+    Rule {
+        prefix: "/grpc.reflection.v1alpha.ServerReflection/",
+        kinds: EVERY_AGENCY,
+    },
+];
+
+/// The authenticated agency of a call, put in the request's extensions by [`AuthLayer`].
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The agency.
+    pub agency: Agency,
+    /// SHA-256 of its certificate, for the log.
+    pub cert_fingerprint: String,
+}
+
+/// Decides a call from its path and the connection's identity.
+pub fn authorize(path: &str, peer: Option<&PeerIdentity>) -> Result<Caller, Error> {
+    let peer = peer.ok_or_else(|| Error::Unauthenticated("no client certificate".into()))?;
+    let agency = peer.agency.clone().map_err(|reason| {
+        Error::Unauthenticated(format!(
+            "the client certificate names no quotahub agency: {reason}"
+        ))
+    })?;
+    let rule = POLICY
+        .iter()
+        .filter(|rule| path.starts_with(rule.prefix))
+        .max_by_key(|rule| rule.prefix.len())
+        .ok_or_else(|| Error::PermissionDenied(format!("{path} is not open to any agency")))?;
+    if !rule.kinds.contains(&agency.kind) {
+        return Err(Error::PermissionDenied(format!(
+            "a {} agency may not call {path}",
+            agency.kind
+        )));
+    }
+    Ok(Caller {
+        agency,
+        cert_fingerprint: peer.cert_fingerprint.clone(),
+    })
+}
+
+/// Tower layer that applies [`POLICY`] to every call.
+#[derive(Debug, Clone, Default)]
+pub struct AuthLayer;
+
+impl<S> Layer<S> for AuthLayer {
+    type Service = Authorized<S>;
+
+    fn layer(&self, inner: S) -> Authorized<S> {
+        Authorized { inner }
+    }
+}
+
+/// The service behind [`AuthLayer`].
+#[derive(Debug, Clone)]
+pub struct Authorized<S> {
+    inner: S,
+}
+
+impl<S, B, R> Service<http::Request<B>> for Authorized<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<R>>,
+    S::Future: Send + 'static,
+    R: Default + Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future =
+        futures::future::Either<S::Future, std::future::Ready<Result<S::Response, S::Error>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        let path = request.uri().path().to_owned();
+        match authorize(&path, request.extensions().get::<PeerIdentity>()) {
+            Ok(caller) => {
+                tracing::debug!(agency = %caller.agency, %path, "call allowed");
+                request.extensions_mut().insert(caller);
+                futures::future::Either::Left(self.inner.call(request))
+            }
+            Err(error) => {
+                tracing::warn!(%path, %error, "call refused");
+                let response = Status::from(error).into_http();
+                futures::future::Either::Right(std::future::ready(Ok(response)))
+            }
+        }
+    }
+}
+
+/// The caller of a request that passed [`AuthLayer`].
+pub fn caller<T>(request: &tonic::Request<T>) -> Result<Caller, Error> {
+    request
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .ok_or_else(|| Error::Unauthenticated("the call did not pass authentication".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Jurisdiction;
+
+    fn peer(kind: AgencyKind) -> PeerIdentity {
+        PeerIdentity {
+            remote_addr: "127.0.0.1:1".parse().unwrap(),
+            cert_fingerprint: "ab".into(),
+            agency: Ok(Agency::new(Jurisdiction::parse("140100").unwrap(), kind)),
+        }
+    }
+
+    #[test]
+    fn each_push_service_is_open_to_its_agency_kind_only() {
+        let cases = [
+            ("/quotahub.v1.StaffingService/PushQuota", StaffingOffice),
+            ("/quotahub.v1.PersonnelService/PushPersonnelEvents", Hr),
+            (
+                "/quotahub.v1.OrganizationService/PushAppointment",
+                Organization,
+            ),
+            ("/quotahub.v1.FinanceService/PushPayrollLines", Finance),
+        ];
+        for (path, allowed) in cases {
+            for kind in AgencyKind::ALL {
+                let decision = authorize(path, Some(&peer(kind)));
+                assert_eq!(decision.is_ok(), kind == allowed, "{kind} on {path}");
+            }
+        }
+        for kind in AgencyKind::ALL {
+            assert!(authorize("/quotahub.v1.QueryService/ListRoll", Some(&peer(kind))).is_ok());
+        }
+    }
+
+    #[test]
+    fn unknown_paths_and_anonymous_callers_are_refused() {
+        assert!(matches!(
+            authorize("/quotahub.v1.SecretService/Do", Some(&peer(StaffingOffice))),
+            Err(Error::PermissionDenied(_))
+        ));
+        assert!(matches!(
+            authorize("/quotahub.v1.QueryService/ListRoll", None),
+            Err(Error::Unauthenticated(_))
+        ));
+        let mut foreign = peer(Hr);
+        foreign.agency = Err("no agency URI".into());
+        assert!(matches!(
+            authorize("/quotahub.v1.QueryService/ListRoll", Some(&foreign)),
+            Err(Error::Unauthenticated(_))
+        ));
+    }
+}

@@ -1,0 +1,123 @@
+//! The one place where domain errors become gRPC statuses: a unary call's status, and the
+//! per-record error of a bulk push, carry the same code and field violations.
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::error::Error;
+use crate::proto;
+
+/// The gRPC code of an error.
+pub fn code(error: &Error) -> Code {
+    match error {
+        Error::InvalidArgument(_) => Code::InvalidArgument,
+        Error::Unauthenticated(_) => Code::Unauthenticated,
+        Error::PermissionDenied(_) => Code::PermissionDenied,
+        Error::NotFound(_) => Code::NotFound,
+        Error::RecordConflict { .. } => Code::AlreadyExists,
+        Error::FailedPrecondition(_) => Code::FailedPrecondition,
+        Error::ResourceExhausted(_) => Code::ResourceExhausted,
+        Error::Unavailable(_) => Code::Unavailable,
+        Error::Internal(_) => Code::Internal,
+    }
+}
+
+/// What a client is told. Internal errors say no more than that: the details are in the log.
+fn message(error: &Error) -> String {
+    match error {
+        Error::Internal(_) => "internal error; the hub's log has the details".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+impl From<Error> for Status {
+    fn from(error: Error) -> Status {
+        if let Error::Internal(detail) = &error {
+            tracing::error!(%detail, "internal error");
+        }
+        match &error {
+            Error::InvalidArgument(violations) => {
+                let mut details = ErrorDetails::new();
+                for violation in violations {
+                    details.add_bad_request_violation(
+                        violation.field.clone(),
+                        violation.description.clone(),
+                    );
+                }
+                Status::with_error_details(Code::InvalidArgument, message(&error), details)
+            }
+            _ => Status::new(code(&error), message(&error)),
+        }
+    }
+}
+
+/// The per-record error of a bulk push.
+pub fn record_error(error: &Error) -> proto::RecordError {
+    let field_violations = match error {
+        Error::InvalidArgument(violations) => violations
+            .iter()
+            .map(|v| proto::FieldViolation {
+                field: v.field.clone(),
+                description: v.description.clone(),
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    proto::RecordError {
+        code: grpc_code_name(code(error)).to_owned(),
+        message: message(error),
+        field_violations,
+    }
+}
+
+/// The canonical upper-case name of a code, as in the gRPC specification.
+pub fn grpc_code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::FieldViolation;
+
+    #[test]
+    fn invalid_argument_carries_bad_request_field_violations() {
+        let status = Status::from(Error::InvalidArgument(vec![FieldViolation::new(
+            "resident_id",
+            "check character should be `X`",
+        )]));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let details = status.get_error_details();
+        let bad_request = details.bad_request().expect("bad request details");
+        assert_eq!(bad_request.field_violations[0].field, "resident_id");
+    }
+
+    #[test]
+    fn internal_errors_do_not_leak_details() {
+        let status = Status::from(Error::Internal(
+            "UNIQUE constraint failed: secret_table".into(),
+        ));
+        assert!(!status.message().contains("secret_table"));
+        let record = record_error(&Error::Internal("disk I/O error at /var/lib".into()));
+        assert_eq!(record.code, "INTERNAL");
+        assert!(!record.message.contains("/var/lib"));
+    }
+}

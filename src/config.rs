@@ -1,0 +1,230 @@
+//! Settings of the hub, in layers: built-in defaults, then a TOML file, then `QUOTAHUB_`
+//! environment variables, then command-line flags (clap reads the last two together). Paths in a
+//! TOML file are relative to the file, not to the working directory; the defaults live under
+//! `./quotahub-data`, made absolute at start-up and logged.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::api::Limits;
+use crate::store::StoreOptions;
+
+/// Everything `quotahub serve` needs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Address the gRPC server binds (`listen`).
+    pub listen: SocketAddr,
+    /// Directory for the embedded database and development certificates (`data_dir`).
+    pub data_dir: PathBuf,
+    /// Database URL; `sqlite:` or `postgres:`. Default: `sqlite://{data_dir}/quotahub.db`.
+    pub database_url: Option<String>,
+    /// Certificates.
+    pub tls: TlsSettings,
+    /// Storage pools.
+    pub database: DatabaseSettings,
+    /// Limits per call.
+    pub limits: LimitSettings,
+    /// Longest wait for calls in flight when the hub stops, in seconds (`shutdown_grace_secs`).
+    pub shutdown_grace_secs: u64,
+}
+
+/// Where the certificates are. Unset paths default to `{data_dir}/pki/`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSettings {
+    /// CA bundle that client certificates must chain to (`tls.ca`).
+    pub ca: Option<PathBuf>,
+    /// Server certificate chain (`tls.cert`).
+    pub cert: Option<PathBuf>,
+    /// Server private key (`tls.key`).
+    pub key: Option<PathBuf>,
+    /// Make a development CA and certificates when they are missing (`tls.dev_pki`, default true).
+    pub dev_pki: Option<bool>,
+}
+
+/// Storage pool settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// Largest number of connections (`database.max_connections`).
+    pub max_connections: u32,
+    /// Seconds to wait for a connection before answering UNAVAILABLE (`database.acquire_timeout_secs`).
+    pub acquire_timeout_secs: u64,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> DatabaseSettings {
+        let defaults = StoreOptions::default();
+        DatabaseSettings {
+            max_connections: defaults.max_connections,
+            acquire_timeout_secs: defaults.acquire_timeout.as_secs(),
+        }
+    }
+}
+
+/// Limits per call.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitSettings {
+    /// Records per transaction in a bulk push (`limits.batch_size`).
+    pub batch_size: usize,
+    /// Records accepted in one bulk stream (`limits.max_records_per_stream`).
+    pub max_records_per_stream: u64,
+}
+
+impl Default for LimitSettings {
+    fn default() -> LimitSettings {
+        let defaults = Limits::default();
+        LimitSettings {
+            batch_size: defaults.batch_size,
+            max_records_per_stream: defaults.max_records_per_stream,
+        }
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            data_dir: PathBuf::from("quotahub-data"),
+            database_url: None,
+            tls: TlsSettings::default(),
+            database: DatabaseSettings::default(),
+            limits: LimitSettings::default(),
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+/// Resolved certificate paths.
+#[derive(Debug, Clone)]
+pub struct PkiPaths {
+    /// Directory of the development PKI.
+    pub dir: PathBuf,
+    /// CA bundle.
+    pub ca: PathBuf,
+    /// Server certificate.
+    pub cert: PathBuf,
+    /// Server key.
+    pub key: PathBuf,
+}
+
+impl Settings {
+    /// Reads a TOML file over the defaults; relative paths in it are taken from its directory.
+    pub fn from_toml_file(path: &Path) -> anyhow::Result<Settings> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| anyhow::anyhow!("cannot read {}: {error}", path.display()))?;
+        let mut settings: Settings = toml::from_str(&text)
+            .map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        settings.rebase(base);
+        Ok(settings)
+    }
+
+    fn rebase(&mut self, base: &Path) {
+        let rebase = |path: &mut PathBuf| {
+            if path.is_relative() {
+                *path = base.join(&*path);
+            }
+        };
+        rebase(&mut self.data_dir);
+        for path in [&mut self.tls.ca, &mut self.tls.cert, &mut self.tls.key]
+            .into_iter()
+            .flatten()
+        {
+            rebase(path);
+        }
+    }
+
+    /// Makes the data directory absolute (from the working directory) so that logs say where
+    /// things are.
+    pub fn absolutize(&mut self) -> std::io::Result<()> {
+        if self.data_dir.is_relative() {
+            let cwd = std::env::current_dir()?;
+            self.rebase(&cwd);
+        }
+        Ok(())
+    }
+
+    /// The database URL in effect.
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("quotahub.db").display()))
+    }
+
+    /// The certificate paths in effect.
+    pub fn pki(&self) -> PkiPaths {
+        let dir = self.data_dir.join("pki");
+        PkiPaths {
+            ca: self.tls.ca.clone().unwrap_or_else(|| dir.join("ca.pem")),
+            cert: self
+                .tls
+                .cert
+                .clone()
+                .unwrap_or_else(|| dir.join("server.pem")),
+            key: self
+                .tls
+                .key
+                .clone()
+                .unwrap_or_else(|| dir.join("server-key.pem")),
+            dir,
+        }
+    }
+
+    /// Whether to make development certificates when missing.
+    pub fn dev_pki(&self) -> bool {
+        self.tls.dev_pki.unwrap_or(true)
+    }
+
+    /// Store options from these settings.
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            max_connections: self.database.max_connections,
+            acquire_timeout: Duration::from_secs(self.database.acquire_timeout_secs),
+        }
+    }
+
+    /// Call limits from these settings.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            batch_size: self.limits.batch_size.max(1),
+            max_records_per_stream: self.limits.max_records_per_stream,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_toml_file_overrides_defaults_and_its_paths_are_relative_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("quotahub.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:6000\"\ndata_dir = \"state\"\n[tls]\nca = \"certs/ca.pem\"\n[limits]\nbatch_size = 50\n",
+        )
+        .unwrap();
+        let settings = Settings::from_toml_file(&path).unwrap();
+        assert_eq!(settings.listen.port(), 6000);
+        assert_eq!(settings.data_dir, dir.path().join("state"));
+        assert_eq!(settings.pki().ca, dir.path().join("certs/ca.pem"));
+        assert_eq!(settings.pki().cert, dir.path().join("state/pki/server.pem"));
+        assert_eq!(settings.limits().batch_size, 50);
+        assert!(settings.database_url().starts_with("sqlite://"));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("quotahub.toml");
+        std::fs::write(&path, "listne = \"127.0.0.1:6000\"\n").unwrap();
+        assert!(Settings::from_toml_file(&path).is_err());
+    }
+}

@@ -1,0 +1,80 @@
+//! The one error type of the hub. Every layer returns it; `api::status` maps it to gRPC status codes
+//! in one place. Database errors never reach a client as text: they become `Unavailable` or
+//! `Internal` with the details in the log.
+
+use crate::domain::FieldViolation;
+
+/// What went wrong, in the domain's terms.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The input is malformed; each violation names a field and the reason.
+    #[error("invalid record: {}", describe(.0))]
+    InvalidArgument(Vec<FieldViolation>),
+    /// The caller presented no usable identity.
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
+    /// The caller's agency may not do this, or not in this jurisdiction.
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+    /// A record the request names does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The sender reused one of its record ids for different content.
+    #[error(
+        "record id `{record_id}` was already accepted with different content; use a new record id for a new record"
+    )]
+    RecordConflict {
+        /// The reused id.
+        record_id: String,
+    },
+    /// The record is well-formed but does not fit what the hub holds (for example a departure of
+    /// someone not on the roll).
+    #[error("failed precondition: {0}")]
+    FailedPrecondition(String),
+    /// A limit was reached (records in one stream, calls per second); the caller may retry later.
+    #[error("resource exhausted: {0}")]
+    ResourceExhausted(String),
+    /// The database cannot be reached; the caller may retry.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// A bug or an unexpected state; details are in the log only.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn describe(violations: &[FieldViolation]) -> String {
+    violations
+        .iter()
+        .map(|v| format!("{}: {}", v.field, v.description))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl Error {
+    /// One invalid field.
+    pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Error {
+        Error::InvalidArgument(vec![FieldViolation::new(field, description)])
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(error: sqlx::Error) -> Error {
+        match &error {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => {
+                tracing::warn!(%error, "database unavailable");
+                Error::Unavailable("the database cannot be reached; retry later".into())
+            }
+            _ => {
+                tracing::error!(%error, "database error");
+                Error::Internal("storage failure".into())
+            }
+        }
+    }
+}
+
+/// The hub's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

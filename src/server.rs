@@ -1,0 +1,237 @@
+//! Assembles the hub: the store, the services behind the authorization layer, health and
+//! reflection, all served over mutual TLS on a listener the caller has already bound. `main` and
+//! the tests start the hub the same way, and tests bind port 0 so they never wait for a port.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use crate::api::policy::AuthLayer;
+use crate::api::{Hub, Limits};
+use crate::config::Settings;
+use crate::proto;
+use crate::store::{Store, StoreOptions};
+use crate::tls::{self, TlsIncoming};
+use crate::{pki, proto::FILE_DESCRIPTOR_SET};
+
+/// Largest message the hub accepts or sends (a bulk push's response lists every record).
+const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// The certificate material the server presents and trusts, as PEM.
+#[derive(Clone)]
+pub struct ServerTls {
+    /// CA bundle that client certificates must chain to.
+    pub ca_pem: Vec<u8>,
+    /// Server certificate chain.
+    pub cert_pem: Vec<u8>,
+    /// Server private key.
+    pub key_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerTls")
+            .field("key_pem", &"[redacted]")
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerTls {
+    /// Reads the PEM files.
+    pub fn read(ca: &Path, cert: &Path, key: &Path) -> anyhow::Result<ServerTls> {
+        let read = |path: &Path| {
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+        };
+        Ok(ServerTls {
+            ca_pem: read(ca)?,
+            cert_pem: read(cert)?,
+            key_pem: read(key)?,
+        })
+    }
+}
+
+/// A hub ready to serve.
+pub struct Application {
+    listener: TcpListener,
+    hub: Hub,
+    tls: Arc<rustls::ServerConfig>,
+    shutdown_grace: Duration,
+}
+
+impl Application {
+    /// Builds the hub from settings: makes development certificates if asked and missing,
+    /// connects the store, binds the listen address.
+    pub async fn build(settings: &Settings) -> anyhow::Result<Application> {
+        let paths = settings.pki();
+        if settings.dev_pki() && settings.tls.ca.is_none() {
+            let report =
+                pki::init(&paths.dir, false).context("cannot make development certificates")?;
+            if !report.written.is_empty() {
+                tracing::info!(dir = %report.dir.display(), files = report.written.len(), "made development certificates (one per agency kind for 140100 and 140105)");
+            }
+        }
+        let tls = ServerTls::read(&paths.ca, &paths.cert, &paths.key)?;
+        let store = Store::connect(&settings.database_url(), &settings.store_options())
+            .await
+            .map_err(|error| anyhow::anyhow!("cannot open the database: {error}"))?;
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let mut application = Application::with_listener(listener, store, &tls, settings.limits())?;
+        application.shutdown_grace = Duration::from_secs(settings.shutdown_grace_secs);
+        Ok(application)
+    }
+
+    /// Builds the hub on an already-bound listener and an open store.
+    pub fn with_listener(
+        listener: TcpListener,
+        store: Store,
+        tls: &ServerTls,
+        limits: Limits,
+    ) -> anyhow::Result<Application> {
+        let config = tls::server_config(&tls.ca_pem, &tls.cert_pem, &tls.key_pem)
+            .context("bad TLS material")?;
+        Ok(Application {
+            listener,
+            hub: Hub::new(store, limits),
+            tls: config,
+            shutdown_grace: Duration::from_secs(30),
+        })
+    }
+
+    /// The address the hub listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// The store the hub uses.
+    pub fn store(&self) -> &Store {
+        &self.hub.store
+    }
+
+    /// Serves until `shutdown` completes, then stops taking calls, lets calls in flight finish
+    /// (within the grace period) and closes the store.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let address = self.local_addr();
+        let (health, health_service) = tonic_health::server::health_reporter();
+        set_serving(&health, ServingStatus::Serving).await;
+
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()?;
+
+        let hub = self.hub.clone();
+        macro_rules! limited {
+            ($server:expr) => {
+                $server
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES)
+            };
+        }
+        let router = Server::builder()
+            .layer(AuthLayer)
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(limited!(
+                proto::staffing_service_server::StaffingServiceServer::new(hub.clone())
+            ))
+            .add_service(limited!(
+                proto::personnel_service_server::PersonnelServiceServer::new(hub.clone())
+            ))
+            .add_service(limited!(
+                proto::organization_service_server::OrganizationServiceServer::new(hub.clone())
+            ))
+            .add_service(limited!(
+                proto::finance_service_server::FinanceServiceServer::new(hub.clone())
+            ))
+            .add_service(limited!(
+                proto::query_service_server::QueryServiceServer::new(hub)
+            ));
+
+        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let reporter = health.clone();
+        let signal = async move {
+            shutdown.await;
+            tracing::info!("shutting down: refusing new calls, finishing those in flight");
+            set_serving(&reporter, ServingStatus::NotServing).await;
+            let _ = stopping_tx.send(());
+        };
+
+        tracing::info!(%address, "quotahub serving over mutual TLS");
+        let incoming = TlsIncoming::new(self.listener, self.tls);
+        let serve = router.serve_with_incoming_shutdown(incoming, signal);
+        tokio::pin!(serve);
+        let grace = self.shutdown_grace;
+        tokio::select! {
+            result = &mut serve => result?,
+            () = async {
+                let _ = stopping_rx.await;
+                tokio::time::sleep(grace).await;
+            } => tracing::warn!(?grace, "calls still in flight after the grace period; stopping anyway"),
+        }
+        self.hub.store.close().await;
+        tracing::info!("quotahub stopped");
+        Ok(())
+    }
+}
+
+async fn set_serving(health: &HealthReporter, status: ServingStatus) {
+    health.set_service_status("", status).await;
+    for service in [
+        "quotahub.v1.StaffingService",
+        "quotahub.v1.PersonnelService",
+        "quotahub.v1.OrganizationService",
+        "quotahub.v1.FinanceService",
+        "quotahub.v1.QueryService",
+    ] {
+        health.set_service_status(service, status).await;
+    }
+}
+
+/// Opens a store for tools that work on the database directly.
+pub async fn open_store(url: &str) -> anyhow::Result<Store> {
+    Store::connect(url, &StoreOptions::default())
+        .await
+        .map_err(|error| anyhow::anyhow!("cannot open {url}: {error}"))
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

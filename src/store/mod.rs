@@ -1,0 +1,305 @@
+//! Persistence behind one [`Store`]. The backend is picked by the database URL's scheme:
+//! `sqlite:` (the embedded default: WAL, one writer, foreign keys on) or `postgres:` (several
+//! stateless hub replicas on one server).
+//!
+//! Both backends run the same SQL through `sqlx::Any`: placeholders are `$N`, which SQLite and
+//! PostgreSQL both accept, and column types are spelled portably. What differs lives in the backend
+//! modules: how to connect, the migrations, and how concurrent writers are kept apart.
+
+mod postgres;
+pub mod push;
+pub mod query;
+mod sqlite;
+
+use std::time::Duration;
+
+use sqlx::any::{AnyArguments, AnyPoolOptions};
+use sqlx::{Any, AnyPool, Arguments, AssertSqlSafe, Transaction};
+
+use crate::error::{Error, Result};
+
+/// Which database the store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite: one process, one writer.
+    Sqlite,
+    /// PostgreSQL: any number of hub replicas.
+    Postgres,
+}
+
+impl Backend {
+    /// Picks the backend from a database URL.
+    pub fn from_url(url: &str) -> Result<Backend> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Ok(Backend::Postgres)
+        } else {
+            Err(Error::invalid(
+                "database_url",
+                "must start with sqlite: or postgres:",
+            ))
+        }
+    }
+}
+
+/// Pool sizes and timeouts.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Connections for reads (and, on PostgreSQL, writes).
+    pub max_connections: u32,
+    /// How long a call waits for a connection before the store reports itself unavailable.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> StoreOptions {
+        StoreOptions {
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The hub's storage. Cheap to clone; all clones share the pools.
+#[derive(Clone, Debug)]
+pub struct Store {
+    /// Pool for reads.
+    readers: AnyPool,
+    /// Pool for write transactions: a single connection on SQLite (its one writer), the reader pool
+    /// on PostgreSQL.
+    writer: AnyPool,
+    /// Which database this is.
+    backend: Backend,
+}
+
+/// A write transaction.
+pub type Tx = Transaction<'static, Any>;
+
+impl Store {
+    /// Connects to `url`, creating an SQLite file if needed, and applies the migrations.
+    pub async fn connect(url: &str, options: &StoreOptions) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::from_url(url)?;
+        let store = match backend {
+            Backend::Sqlite => sqlite::connect(url, options).await?,
+            Backend::Postgres => postgres::connect(url, options).await?,
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    fn pool_options(options: &StoreOptions) -> AnyPoolOptions {
+        AnyPoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.acquire_timeout)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let migrator = match self.backend {
+            Backend::Sqlite => sqlx::migrate!("migrations/sqlite"),
+            Backend::Postgres => sqlx::migrate!("migrations/postgres"),
+        };
+        migrator.run(&self.writer).await.map_err(|error| {
+            tracing::error!(%error, "migration failed");
+            Error::Internal(format!("database migration failed: {error}"))
+        })
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The pool for reads.
+    pub fn readers(&self) -> &AnyPool {
+        &self.readers
+    }
+
+    /// Starts a write transaction. On SQLite it takes the write lock at once, so that a transaction
+    /// never fails half-way for want of it.
+    pub async fn begin(&self) -> Result<Tx> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.writer.begin().await?,
+        })
+    }
+
+    /// Serializes transactions that touch the same keys (people, institutions) across hub replicas.
+    /// SQLite has one writer, so there it is a no-op.
+    pub async fn lock_keys(&self, tx: &mut Tx, keys: &[String]) -> Result<()> {
+        match self.backend {
+            Backend::Sqlite => Ok(()),
+            Backend::Postgres => postgres::advisory_locks(tx, keys).await,
+        }
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.readers).await?;
+        Ok(())
+    }
+
+    /// Closes the pools, waiting for connections in use.
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.readers.close().await;
+    }
+}
+
+/// A value bound into a statement.
+#[derive(Debug, Clone)]
+pub enum Value {
+    /// Text.
+    Text(String),
+    /// Text or NULL.
+    OptText(Option<String>),
+    /// An integer.
+    Int(i64),
+}
+
+impl From<String> for Value {
+    fn from(value: String) -> Value {
+        Value::Text(value)
+    }
+}
+
+impl From<&str> for Value {
+    fn from(value: &str) -> Value {
+        Value::Text(value.to_owned())
+    }
+}
+
+impl From<Option<String>> for Value {
+    fn from(value: Option<String>) -> Value {
+        Value::OptText(value)
+    }
+}
+
+impl From<i64> for Value {
+    fn from(value: i64) -> Value {
+        Value::Int(value)
+    }
+}
+
+impl From<u32> for Value {
+    fn from(value: u32) -> Value {
+        Value::Int(i64::from(value))
+    }
+}
+
+impl From<bool> for Value {
+    fn from(value: bool) -> Value {
+        Value::Int(i64::from(value))
+    }
+}
+
+fn bind_all(values: Vec<Value>) -> Result<AnyArguments> {
+    let mut arguments = AnyArguments::default();
+    for value in values {
+        let bound = match value {
+            Value::Text(text) => arguments.add(text),
+            Value::OptText(text) => arguments.add(text),
+            Value::Int(int) => arguments.add(int),
+        };
+        bound.map_err(|error| Error::Internal(format!("cannot bind a value: {error}")))?;
+    }
+    Ok(arguments)
+}
+
+/// `($1, $2), ($3, $4)`: placeholders for `rows` rows of `columns` values.
+fn placeholders(rows: usize, columns: usize, first: usize) -> String {
+    let mut sql = String::with_capacity(rows * columns * 5);
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for column in 0..columns {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(&(first + row * columns + column).to_string());
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// Most values bound into one statement; under both SQLite's and PostgreSQL's limits.
+const MAX_BIND_VALUES: usize = 30_000;
+
+/// Inserts rows with multi-row statements, as few as the bind limit allows:
+/// `{head} VALUES (...), (...) {tail}`. Returns how many rows were inserted (fewer than given when
+/// the tail is `ON CONFLICT DO NOTHING` and some already existed).
+pub async fn insert_rows<const N: usize>(
+    tx: &mut Tx,
+    head: &str,
+    tail: &str,
+    rows: Vec<[Value; N]>,
+) -> Result<u64> {
+    let mut inserted = 0;
+    let per_statement = (MAX_BIND_VALUES / N).max(1);
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<[Value; N]> = rows.by_ref().take(per_statement).collect();
+        let sql = format!("{head} VALUES {} {tail}", placeholders(chunk.len(), N, 1));
+        let arguments = bind_all(chunk.into_iter().flatten().collect())?;
+        inserted += sqlx::query_with(AssertSqlSafe(sql), arguments)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+    }
+    Ok(inserted)
+}
+
+/// `$first, $first+1, ...` for an `IN (...)` list of `count` values.
+fn in_list(count: usize, first: usize) -> String {
+    (first..first + count)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Runs `{head} IN (...) {tail}` over `keys` in chunks, with `fixed` values bound first as `$1..`,
+/// and returns all rows.
+pub async fn select_in(
+    tx: &mut Tx,
+    head: &str,
+    tail: &str,
+    fixed: &[Value],
+    keys: &[String],
+) -> Result<Vec<sqlx::any::AnyRow>> {
+    let mut rows = Vec::new();
+    for chunk in keys.chunks(MAX_BIND_VALUES - fixed.len()) {
+        let sql = format!(
+            "{head} IN ({}) {tail}",
+            in_list(chunk.len(), fixed.len() + 1)
+        );
+        let mut values: Vec<Value> = fixed.to_vec();
+        values.extend(chunk.iter().cloned().map(Value::Text));
+        rows.extend(
+            sqlx::query_with(AssertSqlSafe(sql), bind_all(values)?)
+                .fetch_all(&mut **tx)
+                .await?,
+        );
+    }
+    Ok(rows)
+}
+
+/// Microseconds since the Unix epoch: how instants are stored.
+pub fn now_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_number_rows_in_order() {
+        assert_eq!(placeholders(2, 3, 1), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(in_list(3, 2), "$2, $3, $4");
+    }
+}

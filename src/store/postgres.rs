@@ -1,0 +1,64 @@
+//! The PostgreSQL backend, for several stateless hub replicas on one database. Writers that touch
+//! the same people or institutions are kept apart with transaction-scoped advisory locks, taken in
+//! a fixed order so that two transactions cannot deadlock on them.
+
+use std::hash::{Hash, Hasher};
+
+use sqlx::AssertSqlSafe;
+
+use super::{Backend, Store, StoreOptions, Tx, Value, bind_all};
+use crate::error::Result;
+
+pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Store> {
+    let pool = Store::pool_options(options).connect(url).await?;
+    Ok(Store {
+        readers: pool.clone(),
+        writer: pool,
+        backend: Backend::Postgres,
+    })
+}
+
+/// Takes one advisory lock per key until the transaction ends.
+pub(super) async fn advisory_locks(tx: &mut Tx, keys: &[String]) -> Result<()> {
+    let mut ids: Vec<i64> = keys.iter().map(|key| lock_id(key)).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    for chunk in ids.chunks(1_000) {
+        let values: Vec<String> = (1..=chunk.len())
+            .map(|i| format!("(${i}::bigint)"))
+            .collect();
+        // Wrapped in count(*) because the lock function returns `void`, which `Any` cannot decode.
+        let sql = format!(
+            "SELECT count(*) FROM (SELECT pg_advisory_xact_lock(k.id) FROM (VALUES {}) AS k(id) ORDER BY k.id) AS locked",
+            values.join(", ")
+        );
+        let arguments = bind_all(chunk.iter().map(|id| Value::Int(*id)).collect())?;
+        sqlx::query_with(AssertSqlSafe(sql), arguments)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// A stable 64-bit id for a lock key. FNV-1a, because the id must be the same in every replica
+/// and every build (the standard hasher is randomly seeded).
+fn lock_id(key: &str) -> i64 {
+    let mut hasher = Fnv1a(0xcbf2_9ce4_8422_2325);
+    key.hash(&mut hasher);
+    i64::from_ne_bytes(hasher.finish().to_ne_bytes())
+}
+
+struct Fnv1a(u64);
+
+impl Hasher for Fnv1a {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 ^= u64::from(*byte);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}

@@ -1,0 +1,1019 @@
+//! Storing pushed records: idempotent, scoped to the pushing agency's jurisdiction, in batches.
+//!
+//! Every kind of record goes through [`Store::push`]: a batch is checked against the records the
+//! agency already pushed (same id and content: the first result again; same id, other content:
+//! refused), against the registry (is each named institution known, and within the agency's
+//! jurisdiction), then the kind checks it against what is stored and writes what fits with
+//! multi-row statements. One transaction per batch; the caller answers only after it commits.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Store, Tx, Value, insert_rows, now_micros, select_in};
+use crate::domain::roll::{self, RollConflict};
+use crate::domain::{
+    Agency, Appointment, Coded, Funding, HiringApproval, Institution, InstitutionStatus,
+    Jurisdiction, LeaderPost, PayrollLine, PersonnelEvent, Quota, ResidentId, StaffingPlan, Uscc,
+};
+use crate::error::{Error, Result};
+
+/// A validated record, ready to store.
+#[derive(Debug, Clone)]
+pub struct Submission<R> {
+    /// The sender's own id of the record.
+    pub record_id: String,
+    /// SHA-256 of the record as sent, to tell a resend from a reuse of the id.
+    pub content_hash: String,
+    /// The record.
+    pub record: R,
+}
+
+/// What the hub did with a record it accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Receipt {
+    /// When the record was first committed (Unix microseconds).
+    pub accepted_at: i64,
+    /// Whether this push was a resend of an already accepted record.
+    pub replayed: bool,
+}
+
+/// An institution named by a record.
+#[derive(Debug, Clone)]
+pub struct InstitutionRef<'a> {
+    /// The field that names it, for error messages.
+    pub field: &'static str,
+    /// Its code.
+    pub uscc: &'a Uscc,
+    /// Whether the registry must already know it. Personnel, payroll and funding for an unknown
+    /// institution are kept, because that is itself a finding (私设机构).
+    pub must_be_registered: bool,
+}
+
+/// What the registry says about an institution.
+#[derive(Debug, Clone)]
+pub struct Registered {
+    /// Where it sits.
+    pub jurisdiction: Jurisdiction,
+    /// Registry status.
+    pub status: InstitutionStatus,
+}
+
+/// The batch a kind is asked to check and write.
+pub struct Batch<'a, R> {
+    /// Who pushes.
+    pub agency: &'a Agency,
+    /// The commit's timestamp.
+    pub accepted_at: i64,
+    /// The registry entries of the institutions the batch names.
+    pub registry: &'a HashMap<String, Registered>,
+    /// The records still in the running, in stream order.
+    pub records: Vec<&'a Submission<R>>,
+}
+
+/// A kind of pushed record and how it is stored.
+pub trait RecordKind: Sized + Send + Sync + 'static {
+    /// The kind's name in the idempotency table.
+    const KIND: &'static str;
+
+    /// Institutions the record names.
+    fn institutions(&self) -> Vec<InstitutionRef<'_>>;
+
+    /// Jurisdictions the record claims itself, beyond those of its institutions.
+    fn jurisdictions(&self) -> Vec<&Jurisdiction> {
+        Vec::new()
+    }
+
+    /// Keys that concurrent writers on other replicas must not touch at the same time.
+    fn lock_keys(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Checks the batch's records against what is stored, writes those that fit, and returns a
+    /// verdict per record.
+    fn apply(
+        tx: &mut Tx,
+        batch: &Batch<'_, Self>,
+    ) -> impl Future<Output = Result<Vec<Result<()>>>> + Send;
+}
+
+/// Attempts before a batch that keeps colliding with concurrent pushes of the same ids gives up.
+const RACE_RETRIES: usize = 3;
+
+impl Store {
+    /// Stores a batch of records pushed by `agency` and returns one verdict per submission, in order.
+    /// The verdicts are final only once this returns: the batch has committed.
+    pub async fn push<R: RecordKind>(
+        &self,
+        agency: &Agency,
+        submissions: &[Submission<R>],
+    ) -> Result<Vec<Result<Receipt>>> {
+        for _ in 0..RACE_RETRIES {
+            if let Some(verdicts) = self.try_push(agency, submissions).await? {
+                return Ok(verdicts);
+            }
+        }
+        Err(Error::Unavailable(
+            "concurrent pushes of the same records kept colliding; retry".into(),
+        ))
+    }
+
+    /// One attempt; `None` when another replica committed some of the same record ids meanwhile.
+    async fn try_push<R: RecordKind>(
+        &self,
+        agency: &Agency,
+        submissions: &[Submission<R>],
+    ) -> Result<Option<Vec<Result<Receipt>>>> {
+        let agency_id = agency.id();
+        let mut tx = self.begin().await?;
+        let keys: Vec<String> = submissions
+            .iter()
+            .flat_map(|s| s.record.lock_keys())
+            .collect();
+        self.lock_keys(&mut tx, &keys).await?;
+
+        let ids: Vec<String> = submissions.iter().map(|s| s.record_id.clone()).collect();
+        let earlier: HashMap<String, (String, i64)> = select_in(
+            &mut tx,
+            "SELECT record_id, content_hash, accepted_at FROM pushed_records WHERE agency_id = $1 AND kind = $2 AND record_id",
+            "",
+            &[Value::from(agency_id.as_str()), Value::from(R::KIND)],
+            &ids,
+        )
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get(0)?, (row.try_get(1)?, row.try_get(2)?))))
+        .collect::<Result<_, sqlx::Error>>()?;
+
+        let mut verdicts: Vec<Option<Result<Receipt>>> = submissions.iter().map(|_| None).collect();
+        let mut first_in_batch: HashMap<&str, usize> = HashMap::new();
+        let mut candidates = Vec::new();
+        for (index, submission) in submissions.iter().enumerate() {
+            if let Some((hash, accepted_at)) = earlier.get(&submission.record_id) {
+                verdicts[index] = Some(if *hash == submission.content_hash {
+                    Ok(Receipt {
+                        accepted_at: *accepted_at,
+                        replayed: true,
+                    })
+                } else {
+                    Err(Error::RecordConflict {
+                        record_id: submission.record_id.clone(),
+                    })
+                });
+            } else if first_in_batch.contains_key(submission.record_id.as_str()) {
+                // Settled below, once the first occurrence has its verdict.
+            } else {
+                first_in_batch.insert(&submission.record_id, index);
+                candidates.push(index);
+            }
+        }
+
+        let registry = self
+            .registry_entries(&mut tx, candidates.iter().map(|&i| &submissions[i].record))
+            .await?;
+        let mut in_scope = Vec::new();
+        for index in candidates {
+            match check_scope(agency, &registry, &submissions[index].record) {
+                Ok(()) => in_scope.push(index),
+                Err(error) => verdicts[index] = Some(Err(error)),
+            }
+        }
+
+        let accepted_at = now_micros();
+        let batch = Batch {
+            agency,
+            accepted_at,
+            registry: &registry,
+            records: in_scope.iter().map(|&i| &submissions[i]).collect(),
+        };
+        let applied = R::apply(&mut tx, &batch).await?;
+        let mut accepted_rows = Vec::new();
+        for (&index, verdict) in in_scope.iter().zip(applied) {
+            let submission = &submissions[index];
+            if verdict.is_ok() {
+                accepted_rows.push([
+                    Value::from(agency_id.as_str()),
+                    Value::from(R::KIND),
+                    Value::from(submission.record_id.as_str()),
+                    Value::from(submission.content_hash.as_str()),
+                    Value::Int(accepted_at),
+                ]);
+            }
+            verdicts[index] = Some(verdict.map(|()| Receipt {
+                accepted_at,
+                replayed: false,
+            }));
+        }
+
+        let expected = accepted_rows.len() as u64;
+        let inserted = insert_rows(
+            &mut tx,
+            "INSERT INTO pushed_records (agency_id, kind, record_id, content_hash, accepted_at)",
+            "ON CONFLICT DO NOTHING",
+            accepted_rows,
+        )
+        .await?;
+        if inserted != expected {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        tx.commit().await?;
+
+        // Repeated ids within the batch share the verdict of their first occurrence.
+        for (index, submission) in submissions.iter().enumerate() {
+            if verdicts[index].is_none() {
+                let first = first_in_batch[submission.record_id.as_str()];
+                verdicts[index] = Some(match &verdicts[first] {
+                    Some(Ok(receipt))
+                        if submissions[first].content_hash == submission.content_hash =>
+                    {
+                        Ok(Receipt {
+                            replayed: true,
+                            ..*receipt
+                        })
+                    }
+                    _ => Err(Error::RecordConflict {
+                        record_id: submission.record_id.clone(),
+                    }),
+                });
+            }
+        }
+        Ok(Some(
+            verdicts
+                .into_iter()
+                .map(|v| v.expect("every record has a verdict"))
+                .collect(),
+        ))
+    }
+
+    /// Registry entries of the institutions the records name.
+    async fn registry_entries<'r, R: RecordKind>(
+        &self,
+        tx: &mut Tx,
+        records: impl Iterator<Item = &'r R>,
+    ) -> Result<HashMap<String, Registered>> {
+        let usccs: HashSet<String> = records
+            .flat_map(|record| {
+                record
+                    .institutions()
+                    .into_iter()
+                    .map(|r| r.uscc.to_string())
+            })
+            .collect();
+        let usccs: Vec<String> = usccs.into_iter().collect();
+        let rows = select_in(
+            tx,
+            "SELECT uscc, jurisdiction, status FROM institutions WHERE uscc",
+            "",
+            &[],
+            &usccs,
+        )
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let jurisdiction: String = row.try_get(1)?;
+                let status: String = row.try_get(2)?;
+                Ok((
+                    row.try_get(0)?,
+                    Registered {
+                        jurisdiction: stored(Jurisdiction::parse(&jurisdiction))?,
+                        status: stored_code(&status)?,
+                    },
+                ))
+            })
+            .collect()
+    }
+}
+
+/// Whether the agency may push a record about these institutions and jurisdictions.
+fn check_scope<R: RecordKind>(
+    agency: &Agency,
+    registry: &HashMap<String, Registered>,
+    record: &R,
+) -> Result<()> {
+    for reference in record.institutions() {
+        let jurisdiction = match registry.get(reference.uscc.as_str()) {
+            Some(registered) => registered.jurisdiction.clone(),
+            None if reference.must_be_registered => {
+                return Err(Error::invalid(
+                    reference.field,
+                    format!("institution {} is not in the registry", reference.uscc),
+                ));
+            }
+            // An unregistered unit is placed by the registering authority's code in its USCC.
+            None => Jurisdiction::parse(reference.uscc.division_code()).map_err(|_| {
+                Error::PermissionDenied(format!(
+                    "institution {} is not in the registry and its code names no division",
+                    reference.uscc
+                ))
+            })?,
+        };
+        if !agency.oversees(&jurisdiction) {
+            return Err(outside(agency, reference.uscc.as_str(), &jurisdiction));
+        }
+    }
+    for jurisdiction in record.jurisdictions() {
+        if !agency.oversees(jurisdiction) {
+            return Err(Error::PermissionDenied(format!(
+                "jurisdiction {jurisdiction} is outside {}'s jurisdiction",
+                agency
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn outside(agency: &Agency, uscc: &str, jurisdiction: &Jurisdiction) -> Error {
+    Error::PermissionDenied(format!(
+        "institution {uscc} lies in {jurisdiction}, outside the jurisdiction of {agency}"
+    ))
+}
+
+/// Turns a parse error of a stored value into an internal error: stored values were validated.
+pub(crate) fn stored<T>(parsed: Result<T, String>) -> Result<T> {
+    parsed.map_err(|reason| Error::Internal(format!("stored value no longer parses: {reason}")))
+}
+
+/// Reads a stored enum code.
+pub(crate) fn stored_code<T: Coded>(code: &str) -> Result<T> {
+    T::from_code(code).ok_or_else(|| Error::Internal(format!("unknown stored code `{code}`")))
+}
+
+fn opt_date(date: Option<chrono::NaiveDate>) -> Value {
+    Value::OptText(date.map(|d| d.to_string()))
+}
+
+fn ok_all<R>(batch: &Batch<'_, R>) -> Vec<Result<()>> {
+    batch.records.iter().map(|_| Ok(())).collect()
+}
+
+fn key_values(batch_agency: &Agency, submission_id: &str) -> [Value; 2] {
+    [Value::Text(batch_agency.id()), Value::from(submission_id)]
+}
+
+impl RecordKind for Institution {
+    const KIND: &'static str = "institution";
+
+    fn institutions(&self) -> Vec<InstitutionRef<'_>> {
+        // The institution itself, when already registered, must be in scope: an agency cannot take
+        // over another jurisdiction's unit by pushing it with its own code.
+        let mut refs = vec![InstitutionRef {
+            field: "uscc",
+            uscc: &self.uscc,
+            must_be_registered: false,
+        }];
+        if let Some(parent) = &self.parent {
+            refs.push(InstitutionRef {
+                field: "parent_uscc",
+                uscc: parent,
+                must_be_registered: false,
+            });
+        }
+        refs
+    }
+
+    fn jurisdictions(&self) -> Vec<&Jurisdiction> {
+        vec![&self.jurisdiction]
+    }
+
+    fn lock_keys(&self) -> Vec<String> {
+        vec![format!("institution:{}", self.uscc)]
+    }
+
+    async fn apply(tx: &mut Tx, batch: &Batch<'_, Self>) -> Result<Vec<Result<()>>> {
+        let mut known: HashSet<&str> = batch.registry.keys().map(String::as_str).collect();
+        let mut verdicts = Vec::new();
+        let mut versions = Vec::new();
+        let mut current: BTreeMap<&str, [Value; 15]> = BTreeMap::new();
+        for submission in &batch.records {
+            let record = &submission.record;
+            if let Some(parent) = &record.parent
+                && !known.contains(parent.as_str())
+            {
+                verdicts.push(Err(Error::invalid(
+                    "parent_uscc",
+                    format!("institution {parent} is not in the registry"),
+                )));
+                continue;
+            }
+            known.insert(record.uscc.as_str());
+            let [agency_id, record_id] = key_values(batch.agency, &submission.record_id);
+            let row = [
+                agency_id,
+                record_id,
+                Value::from(record.uscc.as_str()),
+                Value::from(record.name.as_str()),
+                Value::from(record.jurisdiction.as_str()),
+                Value::OptText(record.parent.as_ref().map(ToString::to_string)),
+                Value::from(record.kind.code()),
+                Value::from(record.grade.code()),
+                Value::OptText(record.funding_form.map(|f| f.code().to_owned())),
+                Value::from(record.status.code()),
+                Value::from(record.approval_document.as_str()),
+                opt_date(record.established_on),
+                opt_date(record.status_since),
+                Value::from(record.political_legal),
+                Value::Int(batch.accepted_at),
+            ];
+            versions.push(row.clone());
+            current.insert(record.uscc.as_str(), row);
+            verdicts.push(Ok(()));
+        }
+        const COLUMNS: &str = "(agency_id, record_id, uscc, name, jurisdiction, parent_uscc, kind, grade, funding_form, status, approval_document, established_on, status_since, political_legal, accepted_at)";
+        insert_rows(
+            tx,
+            &format!("INSERT INTO institution_versions {COLUMNS}"),
+            "",
+            versions,
+        )
+        .await?;
+        insert_rows(
+            tx,
+            &format!("INSERT INTO institutions {COLUMNS}"),
+            "ON CONFLICT (uscc) DO UPDATE SET agency_id = excluded.agency_id, record_id = excluded.record_id, \
+             name = excluded.name, jurisdiction = excluded.jurisdiction, parent_uscc = excluded.parent_uscc, \
+             kind = excluded.kind, grade = excluded.grade, funding_form = excluded.funding_form, \
+             status = excluded.status, approval_document = excluded.approval_document, \
+             established_on = excluded.established_on, status_since = excluded.status_since, \
+             political_legal = excluded.political_legal, accepted_at = excluded.accepted_at",
+            current.into_values().collect(),
+        )
+        .await?;
+        Ok(verdicts)
+    }
+}
+
+fn registered<'a>(field: &'static str, uscc: &'a Uscc) -> InstitutionRef<'a> {
+    InstitutionRef {
+        field,
+        uscc,
+        must_be_registered: true,
+    }
+}
+
+fn unregistered<'a>(field: &'static str, uscc: &'a Uscc) -> InstitutionRef<'a> {
+    InstitutionRef {
+        field,
+        uscc,
+        must_be_registered: false,
+    }
+}
+
+impl RecordKind for Quota {
+    const KIND: &'static str = "quota";
+
+    fn institutions(&self) -> Vec<InstitutionRef<'_>> {
+        vec![registered("institution_uscc", &self.institution)]
+    }
+
+    async fn apply(tx: &mut Tx, batch: &Batch<'_, Self>) -> Result<Vec<Result<()>>> {
+        let rows = batch.records.iter().map(|s| {
+            let [agency_id, record_id] = key_values(batch.agency, &s.record_id);
+            let q = &s.record;
+            [
+                agency_id,
+                record_id,
+                Value::from(q.institution.as_str()),
+                Value::from(q.category.code()),
+                Value::from(q.approved_count),
+                Value::Text(q.effective_from.to_string()),
+                opt_date(q.effective_to),
+                Value::from(q.approval_document.as_str()),
+                Value::Int(batch.accepted_at),
+            ]
+        });
+        insert_rows(
+            tx,
+            "INSERT INTO quotas (agency_id, record_id, institution_uscc, category, approved_count, effective_from, effective_to, approval_document, accepted_at)",
+            "",
+            rows.collect(),
+        )
+        .await?;
+        Ok(ok_all(batch))
+    }
+}
+
+impl RecordKind for LeaderPost {
+    const KIND: &'static str = "leader_post";
+
+    fn institutions(&self) -> Vec<InstitutionRef<'_>> {
+        vec![registered("institution_uscc", &self.institution)]
+    }
+
+    async fn apply(tx: &mut Tx, batch: &Batch<'_, Self>) -> Result<Vec<Result<()>>> {
+        let rows = batch.records.iter().map(|s| {
+            let [agency_id, record_id] = key_values(batch.agency, &s.record_id);
+            let p = &s.record;
+            [
+                agency_id,
+                record_id,
+                Value::from(p.institution.as_str()),
+                Value::from(p.level.code()),
+                Value::from(p.position.code()),
+                Value::from(p.approved_count),
+                Value::Text(p.effective_from.to_string()),
+                opt_date(p.effective_to),
+                Value::from(p.approval_document.as_str()),
+                Value::Int(batch.accepted_at),
+            ]
+        });
+        insert_rows(
+            tx,
+            "INSERT INTO leader_posts (agency_id, record_id, institution_uscc, level, position, approved_count, effective_from, effective_to, approval_document, accepted_at)",
+            "",
+            rows.collect(),
+        )
+        .await?;
+        Ok(ok_all(batch))
+    }
+}
+
+impl RecordKind for StaffingPlan {
+    const KIND: &'static str = "staffing_plan";
+
+    fn institutions(&self) -> Vec<InstitutionRef<'_>> {
+        vec![registered("institution_uscc", &self.institution)]
+    }
+
+    async fn apply(tx: &mut Tx, batch: &Batch<'_, Self>) -> Result<Vec<Result<()>>> {
+        let rows = batch.records.iter().map(|s| {
+            let [agency_id, record_id] = key_values(batch.agency, &s.record_id);
+            let p = &s.record;
+            [
+                agency_id,
+                record_id,
+                Value::from(p.institution.as_str()),
+                Value::Int(i64::from(p.year)),
+                Value::from(p.category.code()),
+                Value::from(p.channel.code()),
+                Value::from(p.approved_count),
+                Value::from(p.approval_document.as_str()),
+                Value::Int(batch.accepted_at),
+            ]
+        });
+        insert_rows(
+            tx,
+            "INSERT INTO staffing_plans (agency_id, record_id, institution_uscc, year, category, channel, approved_count, approval_document, accepted_at)",
+            "",
+            rows.collect(),
+        )
+        .await?;
+        Ok(ok_all(batch))
+    }
+}
+
+impl RecordKind for HiringApproval {
+    const KIND: &'static str = "hiring_approval";
+
+    fn institutions(&self) -> Vec<InstitutionRef<'_>> {
+        vec![registered("institution_uscc", &self.institution)]
+    }
+
+    async fn apply(tx: &mut Tx, batch: &Batch<'_, Self>) -> Result<Vec<Result<()>>> {
+        let rows = batch.records.iter().map(|s| {
+            let [agency_id, record_id] = key_values(batch.agency, &s.record_id);
+            let a = &s.record;
+            [
+                agency_id,
+                record_id,
+                Value::from(a.approval_number.as_str()),
+                Value::from(a.institution.as_str()),
+                Value::from(a.category.code()),
+                Value::from(a.approved_entries),
+                Value::Text(a.issued_on.to_string()),
+                Value::Text(a.valid_until.to_string()),
+                Value::Int(batch.accepted_at),
+            ]
+        });
+        insert_rows(
+            tx,
+            "INSERT INTO hiring_approvals (agency_id, record_id, approval_number, institution_uscc, category, approved_entries, issued_on, valid_until, accepted_at)",
+            "",
+            rows.collect(),
+        )
+        .await?;
+        Ok(ok_all(batch))
+    }
+}
+
+impl RecordKind for PayrollLine {
+    const KIND: &'static str = "payroll_line";
+
+    fn institutions(&self) -> Vec<InstitutionRef<'_>> {
+        vec![unregistered("institution_uscc", &self.institution)]
+    }
+
+    async fn apply(tx: &mut Tx, batch: &Batch<'_, Self>) -> Result<Vec<Result<()>>> {
+        let rows = batch.records.iter().map(|s| {
+            let [agency_id, record_id] = key_values(batch.agency, &s.record_id);
+            let line = &s.record;
+            [
+                agency_id,
+                record_id,
+                Value::Text(line.period.to_string()),
+                Value::from(line.institution.as_str()),
+                Value::from(line.resident_id.as_str()),
+                Value::from(line.name.as_str()),
+                Value::Int(line.gross_fen),
+                Value::Int(batch.accepted_at),
+            ]
+        });
+        insert_rows(
+            tx,
+            "INSERT INTO payroll_lines (agency_id, record_id, period, institution_uscc, resident_id, name, gross_fen, accepted_at)",
+            "",
+            rows.collect(),
+        )
+        .await?;
+        Ok(ok_all(batch))
+    }
+}
+
+impl RecordKind for Funding {
+    const KIND: &'static str = "funding";
+
+    fn institutions(&self) -> Vec<InstitutionRef<'_>> {
+        vec![unregistered("institution_uscc", &self.institution)]
+    }
+
+    async fn apply(tx: &mut Tx, batch: &Batch<'_, Self>) -> Result<Vec<Result<()>>> {
+        let rows = batch.records.iter().map(|s| {
+            let [agency_id, record_id] = key_values(batch.agency, &s.record_id);
+            let f = &s.record;
+            [
+                agency_id,
+                record_id,
+                Value::from(f.institution.as_str()),
+                Value::from(f.category.code()),
+                Value::Text(f.period.to_string()),
+                Value::from(f.funded_headcount),
+                Value::Int(f.amount_fen),
+                Value::Int(batch.accepted_at),
+            ]
+        });
+        insert_rows(
+            tx,
+            "INSERT INTO fundings (agency_id, record_id, institution_uscc, category, period, funded_headcount, amount_fen, accepted_at)",
+            "",
+            rows.collect(),
+        )
+        .await?;
+        Ok(ok_all(batch))
+    }
+}
+
+/// Records that belong to one person's history, which is derived again from all of them whenever
+/// one arrives.
+trait PersonHistoryKind: RecordKind {
+    fn resident_id(&self) -> &ResidentId;
+    fn conflict_message(existing: &Self, conflict: &RollConflict) -> String;
+}
+
+impl PersonHistoryKind for PersonnelEvent {
+    fn resident_id(&self) -> &ResidentId {
+        &self.resident_id
+    }
+
+    fn conflict_message(existing: &Self, conflict: &RollConflict) -> String {
+        format!(
+            "does not fit with the {} of {} already recorded: {}",
+            existing.event_type.code().to_lowercase(),
+            existing.effective_on,
+            conflict.reason
+        )
+    }
+}
+
+impl PersonHistoryKind for Appointment {
+    fn resident_id(&self) -> &ResidentId {
+        &self.resident_id
+    }
+
+    fn conflict_message(existing: &Self, conflict: &RollConflict) -> String {
+        format!(
+            "does not fit with the {} of {} already recorded: {}",
+            existing.action.code().to_lowercase(),
+            existing.effective_on,
+            conflict.reason
+        )
+    }
+}
+
+/// Accepts each new record of a person's history if the history still derives with it; returns
+/// the verdicts and the accepted histories per person (stored and new, arrival order).
+fn fit_histories<'a, R: PersonHistoryKind + Clone, D>(
+    batch: &'a Batch<'_, R>,
+    mut stored: HashMap<String, Vec<R>>,
+    derive: impl Fn(&[&R]) -> Result<D, RollConflict>,
+) -> (Vec<Result<()>>, HashMap<String, (usize, Vec<R>)>) {
+    let mut verdicts = Vec::new();
+    let mut histories: HashMap<String, (usize, Vec<R>)> = HashMap::new();
+    for submission in &batch.records {
+        let key = submission.record.resident_id().to_string();
+        let history = histories.entry(key.clone()).or_insert_with(|| {
+            let earlier = stored.remove(&key).unwrap_or_default();
+            (earlier.len(), earlier)
+        });
+        let mut candidate: Vec<&R> = history.1.iter().collect();
+        candidate.push(&submission.record);
+        match derive(&candidate) {
+            Ok(_) => {
+                history.1.push(submission.record.clone());
+                verdicts.push(Ok(()));
+            }
+            Err(conflict) if conflict.index == candidate.len() - 1 => {
+                verdicts.push(Err(Error::FailedPrecondition(conflict.reason)));
+            }
+            Err(conflict) => {
+                let message = R::conflict_message(candidate[conflict.index], &conflict);
+                verdicts.push(Err(Error::FailedPrecondition(message)));
+            }
+        }
+    }
+    (verdicts, histories)
+}
+
+/// The stored events of these people, in arrival order.
+async fn stored_events(
+    tx: &mut Tx,
+    people: Vec<String>,
+) -> Result<HashMap<String, Vec<PersonnelEvent>>> {
+    let rows = select_in(
+        tx,
+        "SELECT event_type, resident_id, name, institution_uscc, category, rank, effective_on, approval_number, channel, target_uscc FROM personnel_events WHERE resident_id",
+        "ORDER BY resident_id, arrival",
+        &[],
+        &people,
+    )
+    .await?;
+    let mut events: HashMap<String, Vec<PersonnelEvent>> = HashMap::new();
+    for row in &rows {
+        let event = super::query::decode_event(row)?;
+        events
+            .entry(event.resident_id.to_string())
+            .or_default()
+            .push(event);
+    }
+    Ok(events)
+}
+
+fn people<R: PersonHistoryKind>(batch: &Batch<'_, R>) -> Vec<String> {
+    let set: HashSet<String> = batch
+        .records
+        .iter()
+        .map(|s| s.record.resident_id().to_string())
+        .collect();
+    set.into_iter().collect()
+}
+
+async fn upsert_persons<R: PersonHistoryKind>(
+    tx: &mut Tx,
+    batch: &Batch<'_, R>,
+    verdicts: &[Result<()>],
+    name: impl Fn(&R) -> &str,
+) -> Result<()> {
+    let mut latest: BTreeMap<String, [Value; 3]> = BTreeMap::new();
+    for (submission, verdict) in batch.records.iter().zip(verdicts) {
+        if verdict.is_ok() {
+            let id = submission.record.resident_id().to_string();
+            latest.insert(
+                id.clone(),
+                [
+                    Value::Text(id),
+                    Value::from(name(&submission.record)),
+                    Value::Int(batch.accepted_at),
+                ],
+            );
+        }
+    }
+    insert_rows(
+        tx,
+        "INSERT INTO persons (resident_id, name, first_seen)",
+        "ON CONFLICT (resident_id) DO UPDATE SET name = excluded.name",
+        latest.into_values().collect(),
+    )
+    .await
+    .map(drop)
+}
+
+async fn delete_for_people(tx: &mut Tx, table: &str, people: &[String]) -> Result<()> {
+    for chunk in people.chunks(10_000) {
+        let list = (1..=chunk.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!("DELETE FROM {table} WHERE resident_id IN ({list})");
+        let values = chunk.iter().cloned().map(Value::Text).collect();
+        sqlx::query_with(sqlx::AssertSqlSafe(sql), super::bind_all(values)?)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+impl RecordKind for PersonnelEvent {
+    const KIND: &'static str = "personnel_event";
+
+    fn institutions(&self) -> Vec<InstitutionRef<'_>> {
+        let mut refs = vec![unregistered("institution_uscc", &self.institution)];
+        if let Some(target) = &self.target {
+            refs.push(unregistered("target_institution_uscc", target));
+        }
+        refs
+    }
+
+    fn lock_keys(&self) -> Vec<String> {
+        vec![format!("person:{}", self.resident_id)]
+    }
+
+    async fn apply(tx: &mut Tx, batch: &Batch<'_, Self>) -> Result<Vec<Result<()>>> {
+        let people = people(batch);
+        let stored = stored_events(tx, people).await?;
+        let (verdicts, histories) = fit_histories(batch, stored, roll::derive_spells);
+
+        let mut event_rows = Vec::new();
+        let mut next_arrival: HashMap<String, i64> = histories
+            .iter()
+            .map(|(id, (stored, _))| (id.clone(), *stored as i64))
+            .collect();
+        for (submission, verdict) in batch.records.iter().zip(&verdicts) {
+            if verdict.is_err() {
+                continue;
+            }
+            let e = &submission.record;
+            let arrival = next_arrival
+                .get_mut(e.resident_id.as_str())
+                .expect("every person has a history");
+            let [agency_id, record_id] = key_values(batch.agency, &submission.record_id);
+            event_rows.push([
+                agency_id,
+                record_id,
+                Value::from(e.event_type.code()),
+                Value::from(e.resident_id.as_str()),
+                Value::from(e.name.as_str()),
+                Value::from(e.institution.as_str()),
+                Value::OptText(e.category.map(|c| c.code().to_owned())),
+                Value::OptText(e.rank.map(|r| r.code().to_owned())),
+                Value::Text(e.effective_on.to_string()),
+                Value::OptText(e.approval_number.clone()),
+                Value::OptText(e.channel.map(|c| c.code().to_owned())),
+                Value::OptText(e.target.as_ref().map(ToString::to_string)),
+                Value::Int(batch.accepted_at),
+                Value::Int(*arrival),
+            ]);
+            *arrival += 1;
+        }
+        insert_rows(
+            tx,
+            "INSERT INTO personnel_events (agency_id, record_id, event_type, resident_id, name, institution_uscc, category, rank, effective_on, approval_number, channel, target_uscc, accepted_at, arrival)",
+            "",
+            event_rows,
+        )
+        .await?;
+        upsert_persons(tx, batch, &verdicts, |e| &e.name).await?;
+
+        let changed: Vec<String> = histories.keys().cloned().collect();
+        delete_for_people(tx, "person_spells", &changed).await?;
+        let mut spell_rows = Vec::new();
+        for (resident_id, (_, events)) in &histories {
+            let spells = roll::derive_spells(&events.iter().collect::<Vec<_>>()).map_err(|c| {
+                Error::Internal(format!("accepted history no longer derives: {}", c.reason))
+            })?;
+            for (ordinal, spell) in spells.into_iter().enumerate() {
+                spell_rows.push([
+                    Value::from(resident_id.as_str()),
+                    Value::Int(ordinal as i64),
+                    Value::from(spell.institution.as_str()),
+                    Value::from(spell.category.code()),
+                    Value::from(spell.rank.code()),
+                    Value::from(spell.status.code()),
+                    Value::Text(spell.valid_from.to_string()),
+                    opt_date(spell.valid_to),
+                    Value::OptText(spell.approval_number),
+                    Value::OptText(spell.seconded_to.map(|s| s.to_string())),
+                ]);
+            }
+        }
+        insert_rows(
+            tx,
+            "INSERT INTO person_spells (resident_id, ordinal, institution_uscc, category, rank, status, valid_from, valid_to, approval_number, seconded_to)",
+            "",
+            spell_rows,
+        )
+        .await?;
+        Ok(verdicts)
+    }
+}
+
+impl RecordKind for Appointment {
+    const KIND: &'static str = "appointment";
+
+    fn institutions(&self) -> Vec<InstitutionRef<'_>> {
+        vec![unregistered("institution_uscc", &self.institution)]
+    }
+
+    fn lock_keys(&self) -> Vec<String> {
+        vec![format!("person:{}", self.resident_id)]
+    }
+
+    async fn apply(tx: &mut Tx, batch: &Batch<'_, Self>) -> Result<Vec<Result<()>>> {
+        let people = people(batch);
+        let rows = select_in(
+            tx,
+            "SELECT action, resident_id, name, institution_uscc, level, position, rank, effective_on, document FROM appointments WHERE resident_id",
+            "ORDER BY resident_id, arrival",
+            &[],
+            &people,
+        )
+        .await?;
+        let mut stored: HashMap<String, Vec<Appointment>> = HashMap::new();
+        for row in &rows {
+            let appointment = super::query::decode_appointment(row)?;
+            stored
+                .entry(appointment.resident_id.to_string())
+                .or_default()
+                .push(appointment);
+        }
+        let (verdicts, histories) = fit_histories(batch, stored, roll::derive_terms);
+
+        let mut next_arrival: HashMap<String, i64> = histories
+            .iter()
+            .map(|(id, (stored, _))| (id.clone(), *stored as i64))
+            .collect();
+        let mut appointment_rows = Vec::new();
+        for (submission, verdict) in batch.records.iter().zip(&verdicts) {
+            if verdict.is_err() {
+                continue;
+            }
+            let a = &submission.record;
+            let arrival = next_arrival
+                .get_mut(a.resident_id.as_str())
+                .expect("every person has a history");
+            let [agency_id, record_id] = key_values(batch.agency, &submission.record_id);
+            appointment_rows.push([
+                agency_id,
+                record_id,
+                Value::from(a.action.code()),
+                Value::from(a.resident_id.as_str()),
+                Value::from(a.name.as_str()),
+                Value::from(a.institution.as_str()),
+                Value::from(a.level.code()),
+                Value::from(a.position.code()),
+                Value::from(a.rank.code()),
+                Value::Text(a.effective_on.to_string()),
+                Value::from(a.document.as_str()),
+                Value::Int(batch.accepted_at),
+                Value::Int(*arrival),
+            ]);
+            *arrival += 1;
+        }
+        insert_rows(
+            tx,
+            "INSERT INTO appointments (agency_id, record_id, action, resident_id, name, institution_uscc, level, position, rank, effective_on, document, accepted_at, arrival)",
+            "",
+            appointment_rows,
+        )
+        .await?;
+        upsert_persons(tx, batch, &verdicts, |a| &a.name).await?;
+
+        let changed: Vec<String> = histories.keys().cloned().collect();
+        delete_for_people(tx, "leader_terms", &changed).await?;
+        let mut term_rows = Vec::new();
+        for (resident_id, (_, appointments)) in &histories {
+            let terms =
+                roll::derive_terms(&appointments.iter().collect::<Vec<_>>()).map_err(|c| {
+                    Error::Internal(format!("accepted history no longer derives: {}", c.reason))
+                })?;
+            for (ordinal, term) in terms.into_iter().enumerate() {
+                term_rows.push([
+                    Value::from(resident_id.as_str()),
+                    Value::Int(ordinal as i64),
+                    Value::from(term.institution.as_str()),
+                    Value::from(term.level.code()),
+                    Value::from(term.position.code()),
+                    Value::from(term.rank.code()),
+                    Value::Text(term.valid_from.to_string()),
+                    opt_date(term.valid_to),
+                ]);
+            }
+        }
+        insert_rows(
+            tx,
+            "INSERT INTO leader_terms (resident_id, ordinal, institution_uscc, level, position, rank, valid_from, valid_to)",
+            "",
+            term_rows,
+        )
+        .await?;
+        Ok(verdicts)
+    }
+}
+
+/// Reads the columns of a row; an error here means the schema and the code disagree.
+pub(crate) fn column<T>(row: &AnyRow, name: &str) -> Result<T>
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    row.try_get(name).map_err(Error::from)
+}

@@ -1,0 +1,41 @@
+//! The embedded SQLite backend: WAL so that readers never wait for the writer, one writer
+//! connection so that write transactions queue in the process instead of failing on a busy lock,
+//! and foreign keys on.
+
+use sqlx::Executor;
+
+use super::{Backend, Store, StoreOptions};
+use crate::error::Result;
+
+const PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;";
+
+pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Store> {
+    let url = with_create_mode(url);
+    let pool = |max| {
+        Store::pool_options(options)
+            .max_connections(max)
+            .after_connect(|connection, _| {
+                Box::pin(async move { connection.execute(PRAGMAS).await.map(drop) })
+            })
+            .connect(&url)
+    };
+    let writer = pool(1).await?;
+    let readers = pool(options.max_connections).await?;
+    Ok(Store {
+        readers,
+        writer,
+        backend: Backend::Sqlite,
+    })
+}
+
+/// Asks SQLite to create the file when missing, unless the URL says otherwise.
+fn with_create_mode(url: &str) -> String {
+    if url.contains("mode=") || url.contains(":memory:") {
+        url.to_owned()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    }
+}
