@@ -246,19 +246,30 @@ impl Pushed for proto::Institution {
 
     fn to_record(&self) -> Result<Institution, Error> {
         let mut f = Fields::default();
+        let uscc = f.uscc("uscc", &self.uscc);
+        let name = f.text("name", &self.name);
+        let jurisdiction = f.jurisdiction("jurisdiction", &self.jurisdiction);
+        let parent = f.opt_uscc("parent_uscc", &self.parent_uscc);
+        let kind = f.required("kind", self.kind);
+        let grade = f.required("grade", self.grade);
+        let funding_form = f.optional("funding_form", self.funding_form);
+        let status = f.required("status", self.status);
+        let approval_document = f.document("approval_document", &self.approval_document);
+        let established_on = f.opt_date("established_on", &self.established_on);
+        let status_since = f.opt_date("status_since", &self.status_since);
         let record = (|| {
             Some(Institution {
-                uscc: f.uscc("uscc", &self.uscc)?,
-                name: f.text("name", &self.name)?,
-                jurisdiction: f.jurisdiction("jurisdiction", &self.jurisdiction)?,
-                parent: f.opt_uscc("parent_uscc", &self.parent_uscc)?,
-                kind: f.required("kind", self.kind)?,
-                grade: f.required("grade", self.grade)?,
-                funding_form: f.optional("funding_form", self.funding_form)?,
-                status: f.required("status", self.status)?,
-                approval_document: f.document("approval_document", &self.approval_document)?,
-                established_on: f.opt_date("established_on", &self.established_on)?,
-                status_since: f.opt_date("status_since", &self.status_since)?,
+                uscc: uscc?,
+                name: name?,
+                jurisdiction: jurisdiction?,
+                parent: parent?,
+                kind: kind?,
+                grade: grade?,
+                funding_form: funding_form?,
+                status: status?,
+                approval_document: approval_document?,
+                established_on: established_on?,
+                status_since: status_since?,
                 political_legal: self.political_legal,
             })
         })();
@@ -275,14 +286,20 @@ impl Pushed for proto::Quota {
 
     fn to_record(&self) -> Result<Quota, Error> {
         let mut f = Fields::default();
+        let institution = f.uscc("institution_uscc", &self.institution_uscc);
+        let category = f.required("category", self.category);
+        let approved_count = f.count("approved_count", self.approved_count);
+        let effective_from = f.date("effective_from", &self.effective_from);
+        let effective_to = f.opt_date("effective_to", &self.effective_to);
+        let approval_document = f.document("approval_document", &self.approval_document);
         let record = (|| {
             Some(Quota {
-                institution: f.uscc("institution_uscc", &self.institution_uscc)?,
-                category: f.required("category", self.category)?,
-                approved_count: f.count("approved_count", self.approved_count)?,
-                effective_from: f.date("effective_from", &self.effective_from)?,
-                effective_to: f.opt_date("effective_to", &self.effective_to)?,
-                approval_document: f.document("approval_document", &self.approval_document)?,
+                institution: institution?,
+                category: category?,
+                approved_count: approved_count?,
+                effective_from: effective_from?,
+                effective_to: effective_to?,
+                approval_document: approval_document?,
             })
         })();
         f.finish(record, Quota::check)
@@ -298,15 +315,22 @@ impl Pushed for proto::LeaderPost {
 
     fn to_record(&self) -> Result<LeaderPost, Error> {
         let mut f = Fields::default();
+        let institution = f.uscc("institution_uscc", &self.institution_uscc);
+        let level = f.required("level", self.level);
+        let position = f.required("position", self.position);
+        let approved_count = f.count("approved_count", self.approved_count);
+        let effective_from = f.date("effective_from", &self.effective_from);
+        let effective_to = f.opt_date("effective_to", &self.effective_to);
+        let approval_document = f.document("approval_document", &self.approval_document);
         let record = (|| {
             Some(LeaderPost {
-                institution: f.uscc("institution_uscc", &self.institution_uscc)?,
-                level: f.required("level", self.level)?,
-                position: f.required("position", self.position)?,
-                approved_count: f.count("approved_count", self.approved_count)?,
-                effective_from: f.date("effective_from", &self.effective_from)?,
-                effective_to: f.opt_date("effective_to", &self.effective_to)?,
-                approval_document: f.document("approval_document", &self.approval_document)?,
+                institution: institution?,
+                level: level?,
+                position: position?,
+                approved_count: approved_count?,
+                effective_from: effective_from?,
+                effective_to: effective_to?,
+                approval_document: approval_document?,
             })
         })();
         f.finish(record, LeaderPost::check)
@@ -322,18 +346,23 @@ impl Pushed for proto::StaffingPlan {
 
     fn to_record(&self) -> Result<StaffingPlan, Error> {
         let mut f = Fields::default();
+        let institution = f.uscc("institution_uscc", &self.institution_uscc);
+        let category = f.required("category", self.category);
+        let channel = f.required("channel", self.channel);
+        let approved_count = f.count("approved_count", self.approved_count);
+        let approval_document = f.document("approval_document", &self.approval_document);
+        let year = match i32::try_from(self.year) {
+            Ok(year) if (1949..=2200).contains(&year) => Some(year),
+            _ => f.fail("year", "must be a calendar year from 1949 to 2200"),
+        };
         let record = (|| {
-            let year = match i32::try_from(self.year) {
-                Ok(year) if (1949..=2200).contains(&year) => year,
-                _ => return f.fail("year", "must be a calendar year from 1949 to 2200"),
-            };
             Some(StaffingPlan {
-                institution: f.uscc("institution_uscc", &self.institution_uscc)?,
-                year,
-                category: f.required("category", self.category)?,
-                channel: f.required("channel", self.channel)?,
-                approved_count: f.count("approved_count", self.approved_count)?,
-                approval_document: f.document("approval_document", &self.approval_document)?,
+                institution: institution?,
+                year: year?,
+                category: category?,
+                channel: channel?,
+                approved_count: approved_count?,
+                approval_document: approval_document?,
             })
         })();
         f.finish(record, |_| Vec::new())
@@ -349,14 +378,20 @@ impl Pushed for proto::HiringApproval {
 
     fn to_record(&self) -> Result<HiringApproval, Error> {
         let mut f = Fields::default();
+        let approval_number = f.document("approval_number", &self.approval_number);
+        let institution = f.uscc("institution_uscc", &self.institution_uscc);
+        let category = f.required("category", self.category);
+        let approved_entries = f.count("approved_entries", self.approved_entries);
+        let issued_on = f.date("issued_on", &self.issued_on);
+        let valid_until = f.date("valid_until", &self.valid_until);
         let record = (|| {
             Some(HiringApproval {
-                approval_number: f.document("approval_number", &self.approval_number)?,
-                institution: f.uscc("institution_uscc", &self.institution_uscc)?,
-                category: f.required("category", self.category)?,
-                approved_entries: f.count("approved_entries", self.approved_entries)?,
-                issued_on: f.date("issued_on", &self.issued_on)?,
-                valid_until: f.date("valid_until", &self.valid_until)?,
+                approval_number: approval_number?,
+                institution: institution?,
+                category: category?,
+                approved_entries: approved_entries?,
+                issued_on: issued_on?,
+                valid_until: valid_until?,
             })
         })();
         f.finish(record, HiringApproval::check)
@@ -372,18 +407,28 @@ impl Pushed for proto::PersonnelEvent {
 
     fn to_record(&self) -> Result<PersonnelEvent, Error> {
         let mut f = Fields::default();
+        let event_type = f.required("event_type", self.event_type);
+        let resident_id = f.resident_id("resident_id", &self.resident_id);
+        let name = f.text("name", &self.name);
+        let institution = f.uscc("institution_uscc", &self.institution_uscc);
+        let category = f.optional("category", self.category);
+        let rank = f.optional("rank", self.rank);
+        let effective_on = f.date("effective_on", &self.effective_on);
+        let approval_number = f.opt_document("approval_number", &self.approval_number);
+        let channel = f.optional("channel", self.channel);
+        let target = f.opt_uscc("target_institution_uscc", &self.target_institution_uscc);
         let record = (|| {
             Some(PersonnelEvent {
-                event_type: f.required("event_type", self.event_type)?,
-                resident_id: f.resident_id("resident_id", &self.resident_id)?,
-                name: f.text("name", &self.name)?,
-                institution: f.uscc("institution_uscc", &self.institution_uscc)?,
-                category: f.optional("category", self.category)?,
-                rank: f.optional("rank", self.rank)?,
-                effective_on: f.date("effective_on", &self.effective_on)?,
-                approval_number: f.opt_document("approval_number", &self.approval_number)?,
-                channel: f.optional("channel", self.channel)?,
-                target: f.opt_uscc("target_institution_uscc", &self.target_institution_uscc)?,
+                event_type: event_type?,
+                resident_id: resident_id?,
+                name: name?,
+                institution: institution?,
+                category: category?,
+                rank: rank?,
+                effective_on: effective_on?,
+                approval_number: approval_number?,
+                channel: channel?,
+                target: target?,
             })
         })();
         f.finish(record, PersonnelEvent::check)
@@ -399,17 +444,26 @@ impl Pushed for proto::Appointment {
 
     fn to_record(&self) -> Result<Appointment, Error> {
         let mut f = Fields::default();
+        let action = f.required("action", self.action);
+        let resident_id = f.resident_id("resident_id", &self.resident_id);
+        let name = f.text("name", &self.name);
+        let institution = f.uscc("institution_uscc", &self.institution_uscc);
+        let level = f.required("level", self.level);
+        let position = f.required("position", self.position);
+        let rank = f.required("rank", self.rank);
+        let effective_on = f.date("effective_on", &self.effective_on);
+        let document = f.document("appointment_document", &self.appointment_document);
         let record = (|| {
             Some(Appointment {
-                action: f.required("action", self.action)?,
-                resident_id: f.resident_id("resident_id", &self.resident_id)?,
-                name: f.text("name", &self.name)?,
-                institution: f.uscc("institution_uscc", &self.institution_uscc)?,
-                level: f.required("level", self.level)?,
-                position: f.required("position", self.position)?,
-                rank: f.required("rank", self.rank)?,
-                effective_on: f.date("effective_on", &self.effective_on)?,
-                document: f.document("appointment_document", &self.appointment_document)?,
+                action: action?,
+                resident_id: resident_id?,
+                name: name?,
+                institution: institution?,
+                level: level?,
+                position: position?,
+                rank: rank?,
+                effective_on: effective_on?,
+                document: document?,
             })
         })();
         f.finish(record, |_| Vec::new())
@@ -425,13 +479,18 @@ impl Pushed for proto::PayrollLine {
 
     fn to_record(&self) -> Result<PayrollLine, Error> {
         let mut f = Fields::default();
+        let period = f.period("period", &self.period);
+        let institution = f.uscc("institution_uscc", &self.institution_uscc);
+        let resident_id = f.resident_id("resident_id", &self.resident_id);
+        let name = f.text("name", &self.name);
+        let gross_fen = f.amount("gross_fen", self.gross_fen);
         let record = (|| {
             Some(PayrollLine {
-                period: f.period("period", &self.period)?,
-                institution: f.uscc("institution_uscc", &self.institution_uscc)?,
-                resident_id: f.resident_id("resident_id", &self.resident_id)?,
-                name: f.text("name", &self.name)?,
-                gross_fen: f.amount("gross_fen", self.gross_fen)?,
+                period: period?,
+                institution: institution?,
+                resident_id: resident_id?,
+                name: name?,
+                gross_fen: gross_fen?,
             })
         })();
         f.finish(record, |_| Vec::new())
@@ -447,13 +506,18 @@ impl Pushed for proto::Funding {
 
     fn to_record(&self) -> Result<Funding, Error> {
         let mut f = Fields::default();
+        let institution = f.uscc("institution_uscc", &self.institution_uscc);
+        let category = f.required("category", self.category);
+        let period = f.period("period", &self.period);
+        let funded_headcount = f.count("funded_headcount", self.funded_headcount);
+        let amount_fen = f.amount("amount_fen", self.amount_fen);
         let record = (|| {
             Some(Funding {
-                institution: f.uscc("institution_uscc", &self.institution_uscc)?,
-                category: f.required("category", self.category)?,
-                period: f.period("period", &self.period)?,
-                funded_headcount: f.count("funded_headcount", self.funded_headcount)?,
-                amount_fen: f.amount("amount_fen", self.amount_fen)?,
+                institution: institution?,
+                category: category?,
+                period: period?,
+                funded_headcount: funded_headcount?,
+                amount_fen: amount_fen?,
             })
         })();
         f.finish(record, |_| Vec::new())

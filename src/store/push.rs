@@ -701,38 +701,63 @@ impl PersonHistoryKind for Appointment {
     }
 }
 
-/// Accepts each new record of a person's history if the history still derives with it; returns
-/// the verdicts and the accepted histories per person (stored and new, arrival order).
+/// Accepts the new records of a person's history that the history still derives with, and returns
+/// the verdicts and the accepted histories per person (stored and new, arrival order). A person's
+/// records in one batch are first tried together, so that a backdated pair (a leave and the return
+/// from it) is taken even though neither fits without the other; failing that, one by one.
 fn fit_histories<'a, R: PersonHistoryKind + Clone, D>(
     batch: &'a Batch<'_, R>,
     mut stored: HashMap<String, Vec<R>>,
     derive: impl Fn(&[&R]) -> Result<D, RollConflict>,
 ) -> (Vec<Result<()>>, HashMap<String, (usize, Vec<R>)>) {
-    let mut verdicts = Vec::new();
+    let mut by_person: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (index, submission) in batch.records.iter().enumerate() {
+        by_person
+            .entry(submission.record.resident_id().to_string())
+            .or_default()
+            .push(index);
+    }
+    let mut verdicts: Vec<Option<Result<()>>> = batch.records.iter().map(|_| None).collect();
     let mut histories: HashMap<String, (usize, Vec<R>)> = HashMap::new();
-    for submission in &batch.records {
-        let key = submission.record.resident_id().to_string();
-        let history = histories.entry(key.clone()).or_insert_with(|| {
-            let earlier = stored.remove(&key).unwrap_or_default();
-            (earlier.len(), earlier)
-        });
-        let mut candidate: Vec<&R> = history.1.iter().collect();
-        candidate.push(&submission.record);
-        match derive(&candidate) {
-            Ok(_) => {
-                history.1.push(submission.record.clone());
-                verdicts.push(Ok(()));
+    for (person, indexes) in by_person {
+        let mut history = stored.remove(&person).unwrap_or_default();
+        let stored_count = history.len();
+        let mut together: Vec<&R> = history.iter().collect();
+        together.extend(indexes.iter().map(|&i| &batch.records[i].record));
+        if derive(&together).is_ok() {
+            for &index in &indexes {
+                history.push(batch.records[index].record.clone());
+                verdicts[index] = Some(Ok(()));
             }
-            Err(conflict) if conflict.index == candidate.len() - 1 => {
-                verdicts.push(Err(Error::FailedPrecondition(conflict.reason)));
-            }
-            Err(conflict) => {
-                let message = R::conflict_message(candidate[conflict.index], &conflict);
-                verdicts.push(Err(Error::FailedPrecondition(message)));
+        } else {
+            for &index in &indexes {
+                let record = &batch.records[index].record;
+                let mut candidate: Vec<&R> = history.iter().collect();
+                candidate.push(record);
+                verdicts[index] = Some(match derive(&candidate) {
+                    Ok(_) => Ok(()),
+                    Err(conflict) if conflict.index == candidate.len() - 1 => {
+                        Err(Error::FailedPrecondition(conflict.reason))
+                    }
+                    Err(conflict) => Err(Error::FailedPrecondition(R::conflict_message(
+                        candidate[conflict.index],
+                        &conflict,
+                    ))),
+                });
+                if verdicts[index].as_ref().is_some_and(Result::is_ok) {
+                    history.push(record.clone());
+                }
             }
         }
+        histories.insert(person, (stored_count, history));
     }
-    (verdicts, histories)
+    (
+        verdicts
+            .into_iter()
+            .map(|v| v.expect("every record has a verdict"))
+            .collect(),
+        histories,
+    )
 }
 
 /// The stored events of these people, in arrival order.

@@ -1,1 +1,9 @@
+//! The integration suite: one binary, the real server over real mutual TLS, each test on SQLite
+//! and on PostgreSQL (`QUOTAHUB_TEST_POSTGRES_URL`).
 
+mod access;
+mod bulk;
+mod cli;
+mod helpers;
+mod push;
+mod roll;

@@ -1,0 +1,166 @@
+//! The command line as a newcomer uses it: `serve` with nothing configured makes its certificates
+//! and database; `import` pushes a file as an agency.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use quotahub::cli::{Cli, Command};
+use quotahub::config::Settings;
+use quotahub::domain::AgencyKind;
+use quotahub::proto;
+use quotahub::server::Application;
+
+use crate::helpers::*;
+use crate::on_both_backends;
+
+on_both_backends!(import_pushes_a_csv_file_and_reports_refusals);
+
+async fn import_pushes_a_csv_file_and_reports_refusals(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let unit = uscc("140100", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let certificate = pki().agency(&agency("140100", AgencyKind::Finance));
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let ca = write("ca.pem", pki().ca.cert_pem());
+    let cert = write("finance.pem", &certificate.cert_pem);
+    let key = write("finance-key.pem", &certificate.key_pem);
+    let mut csv = String::from("record_id,period,institution_uscc,resident_id,name,gross_fen\n");
+    for n in 0..12 {
+        csv.push_str(&format!(
+            "line-{n},2024-05,{unit},{},李{n},{}\n",
+            resident(n),
+            500_000 + n
+        ));
+    }
+    csv.push_str(&format!(
+        "line-bad,2024-05,{unit},110105194912310021,坏,1\n"
+    ));
+    csv.push_str(&format!(
+        "line-worse,2024-05,{unit},{},坏,not-a-number\n",
+        resident(99)
+    ));
+    let file = write("payroll.csv", &csv);
+    let errors = dir.path().join("errors.jsonl");
+
+    let cli = Cli::parse_from([
+        "quotahub",
+        "import",
+        "--kind",
+        "payroll-line",
+        &file,
+        "--server",
+        &app.endpoint(),
+        "--ca",
+        &ca,
+        "--cert",
+        &cert,
+        "--key",
+        &key,
+        "--stream-size",
+        "5",
+        "--errors",
+        errors.to_str().unwrap(),
+    ]);
+    assert!(matches!(cli.command, Command::Import(_)));
+    let code = quotahub::cli::run(cli).await.unwrap();
+    assert_eq!(code, ExitCode::from(2), "refusals make a non-zero exit");
+    let report = std::fs::read_to_string(&errors).unwrap();
+    assert_eq!(report.lines().count(), 2, "{report}");
+    assert!(report.contains("resident_id"));
+    assert!(report.contains("UNREADABLE"));
+
+    let lines = app
+        .query("140100", AgencyKind::Finance)
+        .await
+        .list_payroll(proto::ListPayrollRequest {
+            institution_uscc: unit.clone(),
+            period: "2024-05".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .lines;
+    assert_eq!(lines.len(), 12);
+
+    // Importing the same file again stores nothing twice.
+    let again = Cli::parse_from([
+        "quotahub",
+        "import",
+        "--kind",
+        "payroll-line",
+        &file,
+        "--server",
+        &app.endpoint(),
+        "--ca",
+        &ca,
+        "--cert",
+        &cert,
+        "--key",
+        &key,
+        "--errors",
+        errors.to_str().unwrap(),
+    ]);
+    quotahub::cli::run(again).await.unwrap();
+    let count = app
+        .query("140100", AgencyKind::Finance)
+        .await
+        .list_payroll(proto::ListPayrollRequest {
+            institution_uscc: unit,
+            period: "2024-05".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .lines
+        .len();
+    assert_eq!(count, 12);
+}
+
+#[tokio::test]
+async fn serve_with_defaults_makes_its_certificates_and_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Settings {
+        data_dir: dir.path().join("quotahub-data"),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..Settings::default()
+    };
+    quotahub::tls::install_crypto_provider();
+    let application = Application::build(&settings).await.unwrap();
+    let pki_dir = settings.data_dir.join("pki");
+    for file in [
+        "ca.pem",
+        "server.pem",
+        "server-key.pem",
+        "140100-finance.pem",
+        "140105-hr-key.pem",
+    ] {
+        assert!(pki_dir.join(file).exists(), "{file}");
+    }
+    assert!(settings.data_dir.join("quotahub.db").exists());
+
+    // The made certificates work: an agency of the sample city can push.
+    let address = application.local_addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(application.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+    let read = |name: &str| std::fs::read(pki_dir.join(name)).unwrap();
+    let channel = quotahub::tls::client_channel(
+        &format!("https://{address}"),
+        &read("ca.pem"),
+        &read("140100-staffing-office.pem"),
+        &read("140100-staffing-office-key.pem"),
+    )
+    .await
+    .unwrap();
+    proto::staffing_service_client::StaffingServiceClient::new(channel)
+        .push_institution(organ("i", &uscc("140100", 1), "140100"))
+        .await
+        .unwrap();
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}

@@ -1,0 +1,435 @@
+//! Starts the real hub for a test: port 0 on loopback, real certificates, a fresh database (an
+//! SQLite file in a temporary directory, or a new PostgreSQL database), mutual TLS clients per
+//! agency. Logs are shown only when `TEST_LOG` is set.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use quotahub::api::Limits;
+use quotahub::domain::ids::resident_id_with_check;
+use quotahub::domain::{Agency, AgencyKind, Jurisdiction, Uscc};
+use quotahub::pki::{CertifiedKey, DevCa, Validity};
+use quotahub::proto;
+use quotahub::server::{Application, ServerTls};
+use quotahub::store::{Store, StoreOptions};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The PostgreSQL server the PostgreSQL half of the suite uses.
+pub const POSTGRES_URL_VAR: &str = "QUOTAHUB_TEST_POSTGRES_URL";
+
+/// Certificates shared by every test of the process.
+pub struct TestPki {
+    pub ca: DevCa,
+    pub server: CertifiedKey,
+    agencies: Mutex<HashMap<String, CertifiedKey>>,
+}
+
+pub fn pki() -> &'static TestPki {
+    static PKI: OnceLock<TestPki> = OnceLock::new();
+    PKI.get_or_init(|| {
+        quotahub::tls::install_crypto_provider();
+        init_logging();
+        let ca = DevCa::generate("quotahub test CA").expect("test CA");
+        let server = ca
+            .issue_server(&["localhost", "127.0.0.1"])
+            .expect("server certificate");
+        TestPki {
+            ca,
+            server,
+            agencies: Mutex::new(HashMap::new()),
+        }
+    })
+}
+
+impl TestPki {
+    /// The certificate of an agency, made on first use.
+    pub fn agency(&self, agency: &Agency) -> CertifiedKey {
+        let mut certificates = self.agencies.lock().expect("not poisoned");
+        certificates
+            .entry(agency.id())
+            .or_insert_with(|| {
+                self.ca
+                    .issue_agency(agency, Validity::default_leaf())
+                    .expect("agency certificate")
+            })
+            .clone()
+    }
+
+    pub fn server_tls(&self) -> ServerTls {
+        ServerTls {
+            ca_pem: self.ca.cert_pem().as_bytes().to_vec(),
+            cert_pem: self.server.cert_pem.as_bytes().to_vec(),
+            key_pem: self.server.key_pem.as_bytes().to_vec(),
+        }
+    }
+}
+
+fn init_logging() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("info,quotahub=debug")
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+/// A database made for one test and dropped after it.
+pub enum TestDb {
+    Sqlite {
+        _dir: tempfile::TempDir,
+        url: String,
+    },
+    Postgres {
+        admin_url: String,
+        name: String,
+        url: String,
+    },
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> TestDb {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temporary directory");
+                let url = format!("sqlite://{}", dir.path().join("quotahub.db").display());
+                TestDb::Sqlite { _dir: dir, url }
+            }
+            Backend::Postgres => {
+                let admin_url = std::env::var(POSTGRES_URL_VAR)
+                    .unwrap_or_else(|_| panic!("{POSTGRES_URL_VAR} must name a PostgreSQL server"));
+                static COUNTER: AtomicU32 = AtomicU32::new(0);
+                let name = format!(
+                    "quotahub_test_{}_{}_{}",
+                    std::process::id(),
+                    COUNTER.fetch_add(1, Ordering::SeqCst),
+                    chrono::Utc::now().timestamp_micros() % 1_000_000
+                );
+                admin_execute(&admin_url, &format!("CREATE DATABASE {name}")).await;
+                let url = database_url(&admin_url, &name);
+                TestDb::Postgres {
+                    admin_url,
+                    name,
+                    url,
+                }
+            }
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        match self {
+            TestDb::Sqlite { url, .. } | TestDb::Postgres { url, .. } => url,
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let TestDb::Postgres {
+            admin_url, name, ..
+        } = self
+        {
+            let (admin_url, name) = (admin_url.clone(), name.clone());
+            // Drop runs inside the test's runtime; a plain thread with its own runtime may block.
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                runtime.block_on(admin_execute(
+                    &admin_url,
+                    &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                ));
+            })
+            .join();
+        }
+    }
+}
+
+/// The URL of database `name` on the server of `admin_url`.
+fn database_url(admin_url: &str, name: &str) -> String {
+    let (base, query) = match admin_url.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (admin_url, String::new()),
+    };
+    let without_db = match base.rfind('/') {
+        Some(slash) if slash > base.find("://").map_or(0, |i| i + 2) => &base[..slash],
+        _ => base,
+    };
+    format!("{without_db}/{name}{query}")
+}
+
+async fn admin_execute(admin_url: &str, sql: &str) {
+    use sqlx::Connection;
+    let mut connection = sqlx::PgConnection::connect(admin_url)
+        .await
+        .expect("connect to the PostgreSQL server");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+        .execute(&mut connection)
+        .await
+        .expect(sql);
+    let _ = connection.close().await;
+}
+
+/// A running hub.
+pub struct TestApp {
+    pub address: SocketAddr,
+    pub db: TestDb,
+    pub store: Store,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+    limits: Limits,
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> TestApp {
+        TestApp::spawn_with(backend, Limits::default()).await
+    }
+
+    pub async fn spawn_with(backend: Backend, limits: Limits) -> TestApp {
+        let db = TestDb::new(backend).await;
+        TestApp::start(db, limits).await
+    }
+
+    async fn start(db: TestDb, limits: Limits) -> TestApp {
+        let pki = pki();
+        let store = Store::connect(db.url(), &StoreOptions::default())
+            .await
+            .expect("open the store");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a port");
+        let application =
+            Application::with_listener(listener, store.clone(), &pki.server_tls(), limits.clone())
+                .expect("build the hub");
+        let address = application.local_addr();
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(application.run_until_stopped(async move {
+            let _ = stopped.await;
+        }));
+        TestApp {
+            address,
+            db,
+            store,
+            shutdown: Some(shutdown),
+            server: Some(server),
+            limits,
+        }
+    }
+
+    /// Stops the hub and starts a new one on the same database, as after a crash or an upgrade.
+    pub async fn restart(mut self) -> TestApp {
+        self.stop().await;
+        let limits = self.limits.clone();
+        let db = std::mem::replace(
+            &mut self.db,
+            TestDb::Sqlite {
+                _dir: tempfile::tempdir().unwrap(),
+                url: String::new(),
+            },
+        );
+        TestApp::start(db, limits).await
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server
+                .await
+                .expect("server task")
+                .expect("server ran cleanly");
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("https://{}", self.address)
+    }
+
+    /// A channel authenticated as `agency`.
+    pub async fn channel(&self, agency: &Agency) -> Channel {
+        let pki = pki();
+        let certificate = pki.agency(agency);
+        quotahub::tls::client_channel(
+            &self.endpoint(),
+            pki.ca.cert_pem().as_bytes(),
+            certificate.cert_pem.as_bytes(),
+            certificate.key_pem.as_bytes(),
+        )
+        .await
+        .expect("connect over mutual TLS")
+    }
+
+    pub async fn staffing(
+        &self,
+        jurisdiction: &str,
+    ) -> proto::staffing_service_client::StaffingServiceClient<Channel> {
+        proto::staffing_service_client::StaffingServiceClient::new(
+            self.channel(&agency(jurisdiction, AgencyKind::StaffingOffice))
+                .await,
+        )
+    }
+
+    pub async fn hr(
+        &self,
+        jurisdiction: &str,
+    ) -> proto::personnel_service_client::PersonnelServiceClient<Channel> {
+        proto::personnel_service_client::PersonnelServiceClient::new(
+            self.channel(&agency(jurisdiction, AgencyKind::Hr)).await,
+        )
+    }
+
+    pub async fn organization(
+        &self,
+        jurisdiction: &str,
+    ) -> proto::organization_service_client::OrganizationServiceClient<Channel> {
+        proto::organization_service_client::OrganizationServiceClient::new(
+            self.channel(&agency(jurisdiction, AgencyKind::Organization))
+                .await,
+        )
+    }
+
+    pub async fn finance(
+        &self,
+        jurisdiction: &str,
+    ) -> proto::finance_service_client::FinanceServiceClient<Channel> {
+        proto::finance_service_client::FinanceServiceClient::new(
+            self.channel(&agency(jurisdiction, AgencyKind::Finance))
+                .await,
+        )
+    }
+
+    pub async fn query(
+        &self,
+        jurisdiction: &str,
+        kind: AgencyKind,
+    ) -> proto::query_service_client::QueryServiceClient<Channel> {
+        proto::query_service_client::QueryServiceClient::new(
+            self.channel(&agency(jurisdiction, kind)).await,
+        )
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+pub fn agency(jurisdiction: &str, kind: AgencyKind) -> Agency {
+    Agency::new(
+        Jurisdiction::parse(jurisdiction).expect("jurisdiction"),
+        kind,
+    )
+}
+
+/// A valid USCC of an organ (`11`) registered in `division`, numbered `n`.
+pub fn uscc(division: &str, n: u32) -> String {
+    Uscc::with_check_character(&format!("11{division}MB{n:07}"))
+        .expect("valid code")
+        .to_string()
+}
+
+/// A valid resident ID born in 1980, numbered `n`.
+pub fn resident(n: u32) -> String {
+    let birth = chrono::NaiveDate::from_ymd_opt(1980, 1, 1).unwrap()
+        + chrono::Days::new(u64::from(n % 3000));
+    resident_id_with_check(&format!("140105{}{:03}", birth.format("%Y%m%d"), n % 1000))
+        .expect("valid id")
+        .to_string()
+}
+
+pub fn organ(record_id: &str, uscc: &str, jurisdiction: &str) -> proto::Institution {
+    proto::Institution {
+        record_id: record_id.into(),
+        uscc: uscc.into(),
+        name: format!("机关 {uscc}"),
+        jurisdiction: jurisdiction.into(),
+        kind: proto::InstitutionKind::Organ as i32,
+        grade: proto::Grade::DivisionPrincipal as i32,
+        status: proto::InstitutionStatus::Active as i32,
+        approval_document: "并编发[2020]1号".into(),
+        established_on: "2020-01-01".into(),
+        ..Default::default()
+    }
+}
+
+pub fn quota(record_id: &str, institution: &str, count: u32) -> proto::Quota {
+    proto::Quota {
+        record_id: record_id.into(),
+        institution_uscc: institution.into(),
+        category: proto::QuotaCategory::Administrative as i32,
+        approved_count: count,
+        effective_from: "2020-01-01".into(),
+        approval_document: "并编发〔2020〕2号".into(),
+        ..Default::default()
+    }
+}
+
+pub fn hire(record_id: &str, person: &str, institution: &str, on: &str) -> proto::PersonnelEvent {
+    proto::PersonnelEvent {
+        record_id: record_id.into(),
+        event_type: proto::PersonnelEventType::Hire as i32,
+        resident_id: person.into(),
+        name: "王五".into(),
+        institution_uscc: institution.into(),
+        category: proto::QuotaCategory::Administrative as i32,
+        rank: proto::Rank::Clerk as i32,
+        effective_on: on.into(),
+        approval_number: "并编审〔2020〕7号".into(),
+        channel: proto::HiringChannel::OpenRecruitment as i32,
+        ..Default::default()
+    }
+}
+
+pub fn payroll(
+    record_id: &str,
+    person: &str,
+    institution: &str,
+    period: &str,
+) -> proto::PayrollLine {
+    proto::PayrollLine {
+        record_id: record_id.into(),
+        period: period.into(),
+        institution_uscc: institution.into(),
+        resident_id: person.into(),
+        name: "王五".into(),
+        gross_fen: 650_000,
+    }
+}
+
+/// Defines each listed test twice: on SQLite, and on PostgreSQL where a server is given.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($test:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test($crate::helpers::Backend::Sqlite).await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[cfg_attr(not(quotahub_postgres), ignore = "PostgreSQL half not run: set QUOTAHUB_TEST_POSTGRES_URL")]
+                async fn $test() {
+                    super::$test($crate::helpers::Backend::Postgres).await;
+                }
+            )+
+        }
+    };
+}
