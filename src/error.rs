@@ -68,6 +68,19 @@ impl From<sqlx::Error> for Error {
                 tracing::warn!(%error, "database unavailable");
                 Error::Unavailable("the database cannot be reached; retry later".into())
             }
+            // Connection lost, server shutting down, or a conflict PostgreSQL resolved by aborting:
+            // all worth a retry by the caller.
+            sqlx::Error::Database(database)
+                if database.code().is_some_and(|code| {
+                    code.starts_with("08")
+                        || code.starts_with("57P")
+                        || code == "40001"
+                        || code == "40P01"
+                }) =>
+            {
+                tracing::warn!(%error, "database unavailable or conflict");
+                Error::Unavailable("the database is unavailable or busy; retry later".into())
+            }
             _ => {
                 tracing::error!(%error, "database error");
                 Error::Internal("storage failure".into())

@@ -429,22 +429,16 @@ impl PersonnelEvent {
             ));
         }
         let needs_target = matches!(self.event_type, T::Transfer | T::Secondment);
-        match (&self.target, needs_target) {
-            (None, true) => violations.push(FieldViolation::new(
-                "target_institution_uscc",
-                "is required for a transfer or secondment",
-            )),
-            (Some(_), false) => violations.push(FieldViolation::new(
-                "target_institution_uscc",
-                "is only meaningful for a transfer or secondment",
-            )),
+        let target_problem = match (&self.target, needs_target) {
+            (None, true) => Some("is required for a transfer or secondment"),
+            (Some(_), false) => Some("is only meaningful for a transfer or secondment"),
             (Some(target), true) if *target == self.institution => {
-                violations.push(FieldViolation::new(
-                    "target_institution_uscc",
-                    "must differ from institution_uscc",
-                ))
+                Some("must differ from institution_uscc")
             }
-            _ => {}
+            _ => None,
+        };
+        if let Some(problem) = target_problem {
+            violations.push(FieldViolation::new("target_institution_uscc", problem));
         }
         if self.effective_on < self.resident_id.birth_date() {
             violations.push(FieldViolation::new(

@@ -128,10 +128,11 @@ impl Store {
     ) -> Result<Option<Vec<Result<Receipt>>>> {
         let agency_id = agency.id();
         let mut tx = self.begin().await?;
-        let keys: Vec<String> = submissions
-            .iter()
-            .flat_map(|s| s.record.lock_keys())
-            .collect();
+        // One agency's pushes of one kind are taken one transaction at a time (on PostgreSQL; SQLite
+        // has one writer anyway), so that two replicas receiving the same resend cannot both find
+        // a record new. The kind's own keys (people, institutions) guard what other agencies share.
+        let mut keys: Vec<String> = vec![format!("push:{agency_id}:{}", R::KIND)];
+        keys.extend(submissions.iter().flat_map(|s| s.record.lock_keys()));
         self.lock_keys(&mut tx, &keys).await?;
 
         let ids: Vec<String> = submissions.iter().map(|s| s.record_id.clone()).collect();
@@ -701,15 +702,18 @@ impl PersonHistoryKind for Appointment {
     }
 }
 
+/// Per person: how many of the records were stored before the batch, and all of them.
+type Histories<R> = HashMap<String, (usize, Vec<R>)>;
+
 /// Accepts the new records of a person's history that the history still derives with, and returns
 /// the verdicts and the accepted histories per person (stored and new, arrival order). A person's
 /// records in one batch are first tried together, so that a backdated pair (a leave and the return
 /// from it) is taken even though neither fits without the other; failing that, one by one.
-fn fit_histories<'a, R: PersonHistoryKind + Clone, D>(
-    batch: &'a Batch<'_, R>,
+fn fit_histories<R: PersonHistoryKind + Clone, D>(
+    batch: &Batch<'_, R>,
     mut stored: HashMap<String, Vec<R>>,
     derive: impl Fn(&[&R]) -> Result<D, RollConflict>,
-) -> (Vec<Result<()>>, HashMap<String, (usize, Vec<R>)>) {
+) -> (Vec<Result<()>>, Histories<R>) {
     let mut by_person: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (index, submission) in batch.records.iter().enumerate() {
         by_person
@@ -718,7 +722,7 @@ fn fit_histories<'a, R: PersonHistoryKind + Clone, D>(
             .push(index);
     }
     let mut verdicts: Vec<Option<Result<()>>> = batch.records.iter().map(|_| None).collect();
-    let mut histories: HashMap<String, (usize, Vec<R>)> = HashMap::new();
+    let mut histories: Histories<R> = HashMap::new();
     for (person, indexes) in by_person {
         let mut history = stored.remove(&person).unwrap_or_default();
         let stored_count = history.len();

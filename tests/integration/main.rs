@@ -7,3 +7,4 @@ mod cli;
 mod helpers;
 mod push;
 mod roll;
+mod storage;
