@@ -2,9 +2,11 @@
 //! unit and property tests.
 
 pub mod agency;
+pub mod findings;
 pub mod ids;
 pub mod records;
 pub mod roll;
+pub mod rules;
 
 pub use agency::{Agency, AgencyKind, Jurisdiction};
 pub use ids::{Period, ResidentId, Uscc};

@@ -1,0 +1,1 @@
+//! The rules (being written).
