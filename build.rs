@@ -6,6 +6,8 @@ use std::{env, path::PathBuf};
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
         "proto/quotahub/v1/common.proto",
+        "proto/quotahub/v1/findings.proto",
+        "proto/quotahub/v1/reconciliation.proto",
         "proto/quotahub/v1/staffing.proto",
         "proto/quotahub/v1/personnel.proto",
         "proto/quotahub/v1/finance.proto",

@@ -30,6 +30,46 @@ pub struct Settings {
     pub limits: LimitSettings,
     /// Longest wait for calls in flight when the hub stops, in seconds (`shutdown_grace_secs`).
     pub shutdown_grace_secs: u64,
+    /// Settings of the rules.
+    pub rules: RuleSettings,
+    /// The scheduled re-check.
+    pub reconcile: ReconcileSettings,
+}
+
+/// Settings of the rules (`[rules]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuleSettings {
+    /// QUOTA_FULL fires at this share of the quota (`rules.quota_full_threshold`, default 1.0).
+    pub quota_full_threshold: f64,
+    /// Highest leader rank per institution grade, by code (`rules.rank_ceilings`), e.g.
+    /// `DIVISION_PRINCIPAL = "DIVISION_PRINCIPAL"`; grades left out keep their default.
+    pub rank_ceilings: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for RuleSettings {
+    fn default() -> RuleSettings {
+        RuleSettings {
+            quota_full_threshold: 1.0,
+            rank_ceilings: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+/// The scheduled re-check of everything (`[reconcile]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReconcileSettings {
+    /// Seconds between re-checks; 0 turns the schedule off (`reconcile.interval_secs`, default a day).
+    pub interval_secs: u64,
+}
+
+impl Default for ReconcileSettings {
+    fn default() -> ReconcileSettings {
+        ReconcileSettings {
+            interval_secs: 86_400,
+        }
+    }
 }
 
 /// Where the certificates are. Unset paths default to `{data_dir}/pki/`.
@@ -96,6 +136,8 @@ impl Default for Settings {
             database: DatabaseSettings::default(),
             limits: LimitSettings::default(),
             shutdown_grace_secs: 30,
+            rules: RuleSettings::default(),
+            reconcile: ReconcileSettings::default(),
         }
     }
 }
@@ -187,6 +229,28 @@ impl Settings {
             max_connections: self.database.max_connections,
             acquire_timeout: Duration::from_secs(self.database.acquire_timeout_secs),
         }
+    }
+
+    /// The rules' settings, checked.
+    pub fn rules_config(&self) -> anyhow::Result<crate::domain::findings::RulesConfig> {
+        use crate::domain::{Coded, Grade, Rank};
+        let mut config = crate::domain::findings::RulesConfig::default();
+        let threshold = self.rules.quota_full_threshold;
+        if !(threshold > 0.0 && threshold <= 2.0) {
+            anyhow::bail!(
+                "rules.quota_full_threshold must be above 0 and at most 2, not {threshold}"
+            );
+        }
+        config.quota_full_threshold = threshold;
+        for (grade, rank) in &self.rules.rank_ceilings {
+            let grade = Grade::from_code(grade)
+                .ok_or_else(|| anyhow::anyhow!("rules.rank_ceilings: `{grade}` is not a grade"))?;
+            let rank = Rank::from_code(rank)
+                .ok_or_else(|| anyhow::anyhow!("rules.rank_ceilings: `{rank}` is not a rank"))?;
+            config.rank_ceilings.retain(|(g, _)| *g != grade);
+            config.rank_ceilings.push((grade, rank));
+        }
+        Ok(config)
     }
 
     /// Call limits from these settings.

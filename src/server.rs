@@ -16,9 +16,10 @@ use tonic_health::server::HealthReporter;
 
 use crate::api::policy::AuthLayer;
 use crate::api::{Hub, Limits};
+use crate::clock::Clock;
 use crate::config::Settings;
 use crate::proto;
-use crate::store::{Store, StoreOptions};
+use crate::store::{Checks, Store, StoreOptions};
 use crate::tls::{self, TlsIncoming};
 use crate::{pki, proto::FILE_DESCRIPTOR_SET};
 
@@ -64,6 +65,8 @@ pub struct Application {
     hub: Hub,
     tls: Arc<rustls::ServerConfig>,
     shutdown_grace: Duration,
+    /// How often to re-check everything (定期核查); `None` for never.
+    reconcile_every: Option<Duration>,
 }
 
 impl Application {
@@ -85,8 +88,14 @@ impl Application {
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let store = store.with_checks(Checks {
+            rules: settings.rules_config()?,
+            clock: Clock::System,
+        });
         let mut application = Application::with_listener(listener, store, &tls, settings.limits())?;
         application.shutdown_grace = Duration::from_secs(settings.shutdown_grace_secs);
+        application.reconcile_every = (settings.reconcile.interval_secs > 0)
+            .then(|| Duration::from_secs(settings.reconcile.interval_secs));
         Ok(application)
     }
 
@@ -104,6 +113,7 @@ impl Application {
             hub: Hub::new(store, limits),
             tls: config,
             shutdown_grace: Duration::from_secs(30),
+            reconcile_every: None,
         })
     }
 
@@ -117,6 +127,12 @@ impl Application {
     /// The store the hub uses.
     pub fn store(&self) -> &Store {
         &self.hub.store
+    }
+
+    /// Re-checks everything this often (the first time one interval after start).
+    pub fn reconcile_every(mut self, interval: Option<Duration>) -> Application {
+        self.reconcile_every = interval;
+        self
     }
 
     /// Serves until `shutdown` completes, then stops taking calls, lets calls in flight finish
@@ -176,6 +192,15 @@ impl Application {
             let _ = stopping_tx.send(());
         };
 
+        let (stop_schedule, schedule_stopped) = tokio::sync::watch::channel(false);
+        let schedule = self.reconcile_every.map(|every| {
+            tokio::spawn(scheduled_reconcile(
+                self.hub.store.clone(),
+                every,
+                schedule_stopped,
+            ))
+        });
+
         tracing::info!(%address, "quotahub serving over mutual TLS");
         let incoming = TlsIncoming::new(self.listener, self.tls);
         let serve = router.serve_with_incoming_shutdown(incoming, signal);
@@ -188,9 +213,47 @@ impl Application {
                 tokio::time::sleep(grace).await;
             } => tracing::warn!(?grace, "calls still in flight after the grace period; stopping anyway"),
         }
+        let _ = stop_schedule.send(true);
+        if let Some(schedule) = schedule {
+            let _ = schedule.await;
+        }
         self.hub.store.close().await;
         tracing::info!("quotahub stopped");
         Ok(())
+    }
+}
+
+/// Re-checks everything every `every`, in whichever replica takes the lease first.
+async fn scheduled_reconcile(
+    store: Store,
+    every: Duration,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    let holder = format!("{}-{}", std::process::id(), crate::store::now_micros());
+    let lease = i64::try_from(every.as_secs())
+        .unwrap_or(i64::MAX / 2_000_000)
+        .max(1);
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = stopped.changed() => return,
+        }
+        match store.take_lease("reconcile", &holder, lease).await {
+            Ok(true) => {
+                let today = store.checks().clock.today();
+                match store.reconcile(None, today, false).await {
+                    Ok(report) => tracing::info!(
+                        institutions = report.institutions,
+                        changes = report.changes.len(),
+                        open = report.open,
+                        "scheduled re-check done"
+                    ),
+                    Err(error) => tracing::warn!(%error, "scheduled re-check failed"),
+                }
+            }
+            Ok(false) => tracing::debug!("another replica holds the re-check lease"),
+            Err(error) => tracing::warn!(%error, "cannot take the re-check lease"),
+        }
     }
 }
 
@@ -202,6 +265,7 @@ async fn set_serving(health: &HealthReporter, status: ServingStatus) {
         "quotahub.v1.OrganizationService",
         "quotahub.v1.FinanceService",
         "quotahub.v1.QueryService",
+        "quotahub.v1.ReconciliationService",
     ] {
         health.set_service_status(service, status).await;
     }

@@ -6,6 +6,7 @@ use chrono::NaiveDate;
 use prost::Message;
 use sha2::{Digest, Sha256};
 
+use crate::domain::findings::{RuleCode, Severity};
 use crate::domain::ids::{normalize_document_number, parse_date};
 use crate::domain::roll::Spell;
 use crate::domain::*;
@@ -13,6 +14,7 @@ use crate::error::Error;
 use crate::proto;
 use crate::store::push::Submission;
 use crate::store::query::Stored;
+use crate::store::reconcile::{ChangeKind, FindingChange, StoredFinding};
 
 /// An enum of the contract paired with its domain twin by value name.
 pub trait Wire: Coded {
@@ -60,6 +62,8 @@ wire! {
     HiringChannel => proto::HiringChannel,
     PersonnelEventType => proto::PersonnelEventType,
     AppointmentAction => proto::AppointmentAction,
+    RuleCode => proto::RuleCode,
+    Severity => proto::Severity,
 }
 
 /// Longest accepted record id, name or document number.
@@ -697,6 +701,53 @@ pub fn funding_message(stored: &Stored<Funding>) -> proto::Funding {
         period: f.period.to_string(),
         funded_headcount: f.funded_headcount,
         amount_fen: f.amount_fen,
+    }
+}
+
+/// A finding as the contract shows it.
+pub fn finding_message(stored: &StoredFinding) -> proto::Finding {
+    let f = &stored.finding;
+    proto::Finding {
+        code: f.key.code.to_wire(),
+        institution_uscc: f.key.institution.clone(),
+        subject: f.key.subject.clone(),
+        period: f.key.period.clone(),
+        jurisdiction: stored.jurisdiction.clone(),
+        severity: f.severity.to_wire(),
+        state: if stored.open {
+            proto::FindingState::Open
+        } else {
+            proto::FindingState::Resolved
+        } as i32,
+        actual: f.actual,
+        limit: f.limit,
+        explanation_zh: f.explanation_zh.clone(),
+        explanation_en: f.explanation_en.clone(),
+        evidence: f
+            .evidence
+            .iter()
+            .map(|e| proto::Evidence {
+                kind: e.kind.to_owned(),
+                id: e.id.clone(),
+            })
+            .collect(),
+        raised_at: Some(timestamp(stored.raised_at)),
+        updated_at: Some(timestamp(stored.updated_at)),
+        resolved_at: stored.resolved_at.map(timestamp),
+        version: u64::try_from(stored.version).unwrap_or_default(),
+    }
+}
+
+/// A change to a finding as the contract shows it.
+pub fn finding_change_message(change: &FindingChange) -> proto::FindingChange {
+    let kind = match change.kind {
+        ChangeKind::Raised => proto::FindingChangeType::Raised,
+        ChangeKind::Updated => proto::FindingChangeType::Updated,
+        ChangeKind::Resolved => proto::FindingChangeType::Resolved,
+    };
+    proto::FindingChange {
+        change: kind as i32,
+        finding: Some(finding_message(&change.finding)),
     }
 }
 

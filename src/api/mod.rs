@@ -10,6 +10,7 @@ pub mod convert;
 pub mod policy;
 pub mod push;
 pub mod query;
+pub mod reconciliation;
 pub mod services;
 pub mod status;
 

@@ -6,14 +6,14 @@
 use tonic::{Request, Response, Status, Streaming};
 
 use super::Hub;
-use super::convert::{Pushed, timestamp};
+use super::convert::{Pushed, finding_change_message, timestamp};
 use super::policy::caller;
 use super::status::record_error;
 use crate::error::Error;
 use crate::proto;
 use crate::store::push::{Receipt, Submission};
 
-fn accepted(record_id: &str, index: u64, receipt: Receipt) -> proto::RecordResult {
+fn accepted(record_id: &str, index: u64, receipt: &Receipt) -> proto::RecordResult {
     proto::RecordResult {
         record_id: record_id.to_owned(),
         index,
@@ -21,6 +21,11 @@ fn accepted(record_id: &str, index: u64, receipt: Receipt) -> proto::RecordResul
         replayed: receipt.replayed,
         accepted_at: Some(timestamp(receipt.accepted_at)),
         error: None,
+        findings: receipt
+            .findings
+            .iter()
+            .map(finding_change_message)
+            .collect(),
     }
 }
 
@@ -32,6 +37,7 @@ fn rejected(record_id: &str, index: u64, error: &Error) -> proto::RecordResult {
         replayed: false,
         accepted_at: None,
         error: Some(record_error(error)),
+        findings: Vec::new(),
     }
 }
 
@@ -49,7 +55,7 @@ pub async fn push_one<P: Pushed>(
     let receipt = verdicts
         .pop()
         .ok_or_else(|| Error::Internal("no verdict for the record".into()))??;
-    Ok(Response::new(accepted(&submission.record_id, 0, receipt)))
+    Ok(Response::new(accepted(&submission.record_id, 0, &receipt)))
 }
 
 /// Pushes a stream of records.
@@ -124,7 +130,7 @@ where
     let verdicts = hub.store.push(agency, &submissions).await?;
     for ((index, submission), verdict) in indexes.into_iter().zip(&submissions).zip(verdicts) {
         results.push(match verdict {
-            Ok(receipt) => accepted(&submission.record_id, index, receipt),
+            Ok(receipt) => accepted(&submission.record_id, index, &receipt),
             Err(error) => rejected(&submission.record_id, index, &error),
         });
     }

@@ -19,7 +19,7 @@ const MAX_PAGE: u32 = 5_000;
 impl Hub {
     /// Refuses a read about an institution outside the agency's jurisdiction. An institution the
     /// hub has never heard of reads as empty within the agency's own jurisdiction.
-    async fn check_oversees(&self, agency: &Agency, uscc: &Uscc) -> Result<(), Error> {
+    pub(crate) async fn check_oversees(&self, agency: &Agency, uscc: &Uscc) -> Result<(), Error> {
         match self.store.jurisdiction_of(uscc).await? {
             Some(jurisdiction) if agency.oversees(&jurisdiction) => Ok(()),
             Some(jurisdiction) => Err(Error::PermissionDenied(format!(

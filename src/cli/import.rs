@@ -12,7 +12,7 @@ use prost_reflect::{DescriptorPool, DynamicMessage, Kind, MessageDescriptor};
 use serde_json::{Map, Value};
 use tonic::transport::Channel;
 
-use crate::domain::{Agency, AgencyKind, Jurisdiction};
+use crate::domain::AgencyKind;
 use crate::proto::{self, FILE_DESCRIPTOR_SET};
 
 /// The kinds of record a file can hold.
@@ -76,28 +76,9 @@ pub struct ImportArgs {
     pub kind: RecordKind,
     /// The file: `.csv` (a header row of field names) or `.jsonl` (one JSON object per line).
     pub file: PathBuf,
-    /// Hub address.
-    #[arg(
-        long,
-        env = "QUOTAHUB_SERVER",
-        default_value = "https://127.0.0.1:50051"
-    )]
-    pub server: String,
-    /// Directory of the development PKI, for the default certificate paths.
-    #[arg(long, env = "QUOTAHUB_PKI_DIR", default_value = "quotahub-data/pki")]
-    pub pki_dir: PathBuf,
-    /// Jurisdiction of the default agency certificate.
-    #[arg(long, default_value = "140100")]
-    pub jurisdiction: String,
-    /// CA bundle to trust the hub by [default: PKI_DIR/ca.pem].
-    #[arg(long)]
-    pub ca: Option<PathBuf>,
-    /// Agency certificate [default: PKI_DIR/{jurisdiction}-{agency kind}.pem].
-    #[arg(long)]
-    pub cert: Option<PathBuf>,
-    /// Agency key [default: PKI_DIR/{jurisdiction}-{agency kind}-key.pem].
-    #[arg(long)]
-    pub key: Option<PathBuf>,
+    /// How to reach the hub and as which agency.
+    #[command(flatten)]
+    pub client: super::ClientArgs,
     /// Records per bulk stream.
     #[arg(long, default_value_t = 5_000)]
     pub stream_size: usize,
@@ -120,22 +101,7 @@ pub struct Summary {
 }
 
 pub(super) async fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
-    let agency = Agency::new(
-        Jurisdiction::parse(&args.jurisdiction).map_err(anyhow::Error::msg)?,
-        args.kind.agency_kind(),
-    );
-    let (default_cert, default_key) = crate::pki::agency_files(&args.pki_dir, &agency);
-    let ca = args
-        .ca
-        .clone()
-        .unwrap_or_else(|| args.pki_dir.join("ca.pem"));
-    let cert = args.cert.clone().unwrap_or(default_cert);
-    let key = args.key.clone().unwrap_or(default_key);
-    let read = |path: &Path| {
-        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
-    };
-    let channel =
-        crate::tls::client_channel(&args.server, &read(&ca)?, &read(&cert)?, &read(&key)?).await?;
+    let channel = args.client.connect(args.kind.agency_kind()).await?;
 
     let records = read_records(&args.file, args.kind)?;
     let progress = ProgressBar::new(records.len() as u64);

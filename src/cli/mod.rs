@@ -1,7 +1,7 @@
 //! The `quotahub` command: `serve` runs the hub, `pki init` makes development certificates,
 //! `import` pushes a CSV or JSONL file as an agency.
 
-mod import;
+pub mod import;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,6 +33,79 @@ pub enum Command {
     },
     /// Push a CSV or JSONL file of records as the agency whose certificate is given.
     Import(import::ImportArgs),
+    /// Re-check a jurisdiction now (定期核查) and print what was raised, updated and resolved.
+    Reconcile(ReconcileArgs),
+}
+
+/// How a command reaches the hub, and as which agency.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClientArgs {
+    /// Hub address.
+    #[arg(
+        long,
+        env = "QUOTAHUB_SERVER",
+        default_value = "https://127.0.0.1:50051"
+    )]
+    pub server: String,
+    /// Directory of the development PKI, for the default certificate paths.
+    #[arg(long, env = "QUOTAHUB_PKI_DIR", default_value = "quotahub-data/pki")]
+    pub pki_dir: PathBuf,
+    /// Jurisdiction of the agency (and of its default certificate).
+    #[arg(long, default_value = "140100")]
+    pub jurisdiction: String,
+    /// CA bundle to trust the hub by [default: PKI_DIR/ca.pem].
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+    /// Agency certificate [default: PKI_DIR/{jurisdiction}-{agency kind}.pem].
+    #[arg(long)]
+    pub cert: Option<PathBuf>,
+    /// Agency key [default: PKI_DIR/{jurisdiction}-{agency kind}-key.pem].
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+}
+
+impl ClientArgs {
+    /// A mutual-TLS channel to the hub as an agency of `kind` (unless a certificate is given).
+    pub async fn connect(
+        &self,
+        kind: crate::domain::AgencyKind,
+    ) -> anyhow::Result<tonic::transport::Channel> {
+        use anyhow::Context;
+        let jurisdiction =
+            crate::domain::Jurisdiction::parse(&self.jurisdiction).map_err(anyhow::Error::msg)?;
+        let agency = crate::domain::Agency::new(jurisdiction, kind);
+        let (default_cert, default_key) = crate::pki::agency_files(&self.pki_dir, &agency);
+        let ca = self
+            .ca
+            .clone()
+            .unwrap_or_else(|| self.pki_dir.join("ca.pem"));
+        let cert = self.cert.clone().unwrap_or(default_cert);
+        let key = self.key.clone().unwrap_or(default_key);
+        let read = |path: &PathBuf| {
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+        };
+        Ok(
+            crate::tls::client_channel(&self.server, &read(&ca)?, &read(&cert)?, &read(&key)?)
+                .await?,
+        )
+    }
+}
+
+/// Flags of `quotahub reconcile`.
+#[derive(Debug, clap::Args)]
+pub struct ReconcileArgs {
+    /// How to reach the hub (as the staffing office of `--jurisdiction` by default).
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Date to check the roll at, YYYY-MM-DD [default: today].
+    #[arg(long)]
+    pub as_of: Option<String>,
+    /// Report what would change without keeping it.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print every change, not only the counts.
+    #[arg(long)]
+    pub verbose: bool,
 }
 
 /// `quotahub pki ...`.
@@ -136,6 +209,50 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             }
         }
         Command::Import(args) => return import::run(args).await,
+        Command::Reconcile(args) => {
+            let channel = args
+                .client
+                .connect(crate::domain::AgencyKind::StaffingOffice)
+                .await?;
+            let mut client =
+                crate::proto::reconciliation_service_client::ReconciliationServiceClient::new(
+                    channel,
+                )
+                .max_decoding_message_size(64 * 1024 * 1024);
+            let report = client
+                .reconcile(crate::proto::ReconcileRequest {
+                    jurisdiction: args.client.jurisdiction.clone(),
+                    as_of: args.as_of.clone().unwrap_or_default(),
+                    dry_run: args.dry_run,
+                })
+                .await?
+                .into_inner();
+            println!(
+                "{} as of {}: {} institutions, {} raised, {} updated, {} resolved, {} open{}",
+                report.jurisdiction,
+                report.as_of,
+                report.institutions,
+                report.raised,
+                report.updated,
+                report.resolved,
+                report.open,
+                if report.kept {
+                    ""
+                } else {
+                    " (dry run: nothing kept)"
+                }
+            );
+            if args.verbose {
+                for change in &report.changes {
+                    if let Some(finding) = &change.finding {
+                        let kind = crate::proto::FindingChangeType::try_from(change.change)
+                            .map(|c| c.as_str_name())
+                            .unwrap_or("?");
+                        println!("  {kind:<30} {}", finding.explanation_en);
+                    }
+                }
+            }
+        }
     }
     Ok(std::process::ExitCode::SUCCESS)
 }

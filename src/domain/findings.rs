@@ -8,9 +8,9 @@ use chrono::NaiveDate;
 
 use super::roll::{LeaderTerm, Spell};
 use super::{
-    Funding, Grade, HiringApproval, HiringChannel, InstitutionKind, InstitutionStatus, Jurisdiction,
-    LeaderPost, PayrollLine, QuotaCategory, Quota, Rank, ResidentId, StaffingPlan, Uscc, FundingForm,
-    coded_enum,
+    Funding, FundingForm, Grade, HiringApproval, HiringChannel, InstitutionKind, InstitutionStatus,
+    Jurisdiction, LeaderPost, PayrollLine, Quota, QuotaCategory, Rank, ResidentId, StaffingPlan,
+    Uscc, coded_enum,
 };
 
 coded_enum! {
@@ -83,7 +83,9 @@ impl RuleCode {
             | R::FundedOverQuota
             | R::SelfFundedBudgetPay
             | R::UnregisteredInstitution => Severity::High,
-            R::DuplicateEnrollment | R::PaidNotOnRoll | R::PaidAfterExit | R::DoublePay => Severity::Critical,
+            R::DuplicateEnrollment | R::PaidNotOnRoll | R::PaidAfterExit | R::DoublePay => {
+                Severity::Critical
+            }
         }
     }
 
@@ -142,7 +144,10 @@ pub struct Evidence {
 impl Evidence {
     /// Evidence of a pushed record.
     pub fn record(kind: &'static str, id: &RecordRef) -> Evidence {
-        Evidence { kind, id: id.0.clone() }
+        Evidence {
+            kind,
+            id: id.0.clone(),
+        }
     }
 }
 
@@ -294,12 +299,17 @@ impl Scope {
         }
         let person_rule = matches!(
             key.code,
-            R::DuplicateEnrollment | R::DoublePay | R::PaidNotOnRoll | R::PaidAfterExit | R::PayUnitMismatch
+            R::DuplicateEnrollment
+                | R::DoublePay
+                | R::PaidNotOnRoll
+                | R::PaidAfterExit
+                | R::PayUnitMismatch
         );
         match key.code {
             R::DuplicateEnrollment | R::DoublePay => self.residents.contains(&key.subject),
             _ if person_rule => {
-                self.residents.contains(&key.subject) || self.institutions.contains(&key.institution)
+                self.residents.contains(&key.subject)
+                    || self.institutions.contains(&key.institution)
             }
             _ => self.institutions.contains(&key.institution),
         }

@@ -4,6 +4,7 @@
 pub mod agency;
 pub mod findings;
 pub mod ids;
+pub mod precheck;
 pub mod records;
 pub mod roll;
 pub mod rules;

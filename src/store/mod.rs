@@ -9,6 +9,7 @@
 mod postgres;
 pub mod push;
 pub mod query;
+pub mod reconcile;
 mod sqlite;
 
 use std::time::Duration;
@@ -16,6 +17,8 @@ use std::time::Duration;
 use sqlx::any::{AnyArguments, AnyPoolOptions};
 use sqlx::{Any, AnyPool, Arguments, AssertSqlSafe, Transaction};
 
+use crate::clock::Clock;
+use crate::domain::findings::RulesConfig;
 use crate::error::{Error, Result};
 
 /// Which database the store talks to.
@@ -71,6 +74,18 @@ pub struct Store {
     writer: AnyPool,
     /// Which database this is.
     backend: Backend,
+    /// How findings are checked at every push.
+    checks: std::sync::Arc<Checks>,
+}
+
+/// What the store needs to check findings: the rules' settings and the clock that says what
+/// "today" is for the current roll.
+#[derive(Debug, Clone, Default)]
+pub struct Checks {
+    /// Thresholds and ceilings of the rules.
+    pub rules: RulesConfig,
+    /// Where today comes from.
+    pub clock: Clock,
 }
 
 /// A write transaction.
@@ -104,6 +119,17 @@ impl Store {
             tracing::error!(%error, "migration failed");
             Error::Internal(format!("database migration failed: {error}"))
         })
+    }
+
+    /// Uses these rules' settings and clock from now on.
+    pub fn with_checks(mut self, checks: Checks) -> Store {
+        self.checks = std::sync::Arc::new(checks);
+        self
+    }
+
+    /// The rules' settings and clock.
+    pub fn checks(&self) -> &Checks {
+        &self.checks
     }
 
     /// Which database this is.
@@ -156,6 +182,8 @@ pub enum Value {
     OptText(Option<String>),
     /// An integer.
     Int(i64),
+    /// An integer or NULL (PostgreSQL types a NULL by how it is bound).
+    OptInt(Option<i64>),
 }
 
 impl From<String> for Value {
@@ -201,6 +229,7 @@ fn bind_all(values: Vec<Value>) -> Result<AnyArguments> {
             Value::Text(text) => arguments.add(text),
             Value::OptText(text) => arguments.add(text),
             Value::Int(int) => arguments.add(int),
+            Value::OptInt(int) => arguments.add(int),
         };
         bound.map_err(|error| Error::Internal(format!("cannot bind a value: {error}")))?;
     }

@@ -15,10 +15,19 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Store> 
         readers: pool.clone(),
         writer: pool,
         backend: Backend::Postgres,
+        checks: Default::default(),
     })
 }
 
-/// Takes one advisory lock per key until the transaction ends.
+/// Keys share this many advisory locks. A batch may name thousands of people and institutions;
+/// hashing them into a bounded set keeps every transaction within PostgreSQL's lock table, at the
+/// price of making some unrelated writers wait for each other.
+const LOCK_BUCKETS: u64 = 1024;
+
+/// Base of the hub's advisory lock ids ("QH"), away from small ids other software may use.
+const LOCK_BASE: i64 = 0x5148_0000;
+
+/// Takes the advisory locks of these keys until the transaction ends.
 pub(super) async fn advisory_locks(tx: &mut Tx, keys: &[String]) -> Result<()> {
     let mut ids: Vec<i64> = keys.iter().map(|key| lock_id(key)).collect();
     ids.sort_unstable();
@@ -40,12 +49,12 @@ pub(super) async fn advisory_locks(tx: &mut Tx, keys: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// A stable 64-bit id for a lock key. FNV-1a, because the id must be the same in every replica
-/// and every build (the standard hasher is randomly seeded).
+/// A stable lock id for a key. FNV-1a, because the id must be the same in every replica and every
+/// build (the standard hasher is randomly seeded).
 fn lock_id(key: &str) -> i64 {
     let mut hasher = Fnv1a(0xcbf2_9ce4_8422_2325);
     key.hash(&mut hasher);
-    i64::from_ne_bytes(hasher.finish().to_ne_bytes())
+    LOCK_BASE + i64::try_from(hasher.finish() % LOCK_BUCKETS).expect("a bucket fits in i64")
 }
 
 struct Fnv1a(u64);

@@ -12,7 +12,9 @@ use std::future::Future;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::reconcile::{self, FindingChange, Keep, scope_lock_keys};
 use super::{Store, Tx, Value, insert_rows, now_micros, select_in};
+use crate::domain::findings::Scope;
 use crate::domain::roll::{self, RollConflict};
 use crate::domain::{
     Agency, Appointment, Coded, Funding, HiringApproval, Institution, InstitutionStatus,
@@ -32,12 +34,15 @@ pub struct Submission<R> {
 }
 
 /// What the hub did with a record it accepted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Receipt {
     /// When the record was first committed (Unix microseconds).
     pub accepted_at: i64,
     /// Whether this push was a resend of an already accepted record.
     pub replayed: bool,
+    /// Findings the record raised, updated or resolved (a change several records of one batch
+    /// brought about together is given to the first of them).
+    pub findings: Vec<FindingChange>,
 }
 
 /// An institution named by a record.
@@ -91,6 +96,13 @@ pub trait RecordKind: Sized + Send + Sync + 'static {
         Vec::new()
     }
 
+    /// Adds to `scope` the institutions and people whose findings this record can change.
+    fn scope(&self, scope: &mut Scope) {
+        for reference in self.institutions() {
+            scope.institutions.insert(reference.uscc.to_string());
+        }
+    }
+
     /// Checks the batch's records against what is stored, writes those that fit, and returns a
     /// verdict per record.
     fn apply(
@@ -130,9 +142,16 @@ impl Store {
         let mut tx = self.begin().await?;
         // One agency's pushes of one kind are taken one transaction at a time (on PostgreSQL; SQLite
         // has one writer anyway), so that two replicas receiving the same resend cannot both find
-        // a record new. The kind's own keys (people, institutions) guard what other agencies share.
+        // a record new. The kind's own keys (people, institutions) guard what other agencies share,
+        // and the findings a batch can change are checked under the locks of their scope, so that
+        // two pushes to the same institution cannot both miss what their sum makes true.
         let mut keys: Vec<String> = vec![format!("push:{agency_id}:{}", R::KIND)];
-        keys.extend(submissions.iter().flat_map(|s| s.record.lock_keys()));
+        let mut whole_scope = Scope::default();
+        for submission in submissions {
+            keys.extend(submission.record.lock_keys());
+            submission.record.scope(&mut whole_scope);
+        }
+        keys.extend(scope_lock_keys(&whole_scope));
         self.lock_keys(&mut tx, &keys).await?;
 
         let ids: Vec<String> = submissions.iter().map(|s| s.record_id.clone()).collect();
@@ -157,6 +176,7 @@ impl Store {
                     Ok(Receipt {
                         accepted_at: *accepted_at,
                         replayed: true,
+                        findings: Vec::new(),
                     })
                 } else {
                     Err(Error::RecordConflict {
@@ -176,7 +196,7 @@ impl Store {
             .await?;
         let mut in_scope = Vec::new();
         for index in candidates {
-            match check_scope(agency, &registry, &submissions[index].record) {
+            match check_jurisdiction(agency, &registry, &submissions[index].record) {
                 Ok(()) => in_scope.push(index),
                 Err(error) => verdicts[index] = Some(Err(error)),
             }
@@ -205,6 +225,7 @@ impl Store {
             verdicts[index] = Some(verdict.map(|()| Receipt {
                 accepted_at,
                 replayed: false,
+                findings: Vec::new(),
             }));
         }
 
@@ -220,6 +241,34 @@ impl Store {
             tx.rollback().await?;
             return Ok(None);
         }
+
+        // Check the findings the accepted records can change, and give each change to the first
+        // record whose own scope covers it.
+        let accepted: Vec<usize> = in_scope
+            .iter()
+            .copied()
+            .filter(|&i| verdicts[i].as_ref().is_some_and(Result::is_ok))
+            .collect();
+        let mut scope = Scope::default();
+        let mut own_scopes: Vec<(usize, Scope)> = Vec::new();
+        for &index in &accepted {
+            let mut own = Scope::default();
+            submissions[index].record.scope(&mut own);
+            submissions[index].record.scope(&mut scope);
+            own_scopes.push((index, own));
+        }
+        let today = self.checks().clock.today();
+        for change in reconcile::check_scope(self, &mut tx, &scope, today, Keep::Everything).await?
+        {
+            let owner = own_scopes
+                .iter()
+                .find(|(_, own)| own.covers(&change.finding.finding.key))
+                .or(own_scopes.first())
+                .map(|(index, _)| *index);
+            if let Some(Some(Ok(receipt))) = owner.map(|index| &mut verdicts[index]) {
+                receipt.findings.push(change);
+            }
+        }
         tx.commit().await?;
 
         // Repeated ids within the batch share the verdict of their first occurrence.
@@ -231,8 +280,9 @@ impl Store {
                         if submissions[first].content_hash == submission.content_hash =>
                     {
                         Ok(Receipt {
+                            accepted_at: receipt.accepted_at,
                             replayed: true,
-                            ..*receipt
+                            findings: Vec::new(),
                         })
                     }
                     _ => Err(Error::RecordConflict {
@@ -289,7 +339,7 @@ impl Store {
 }
 
 /// Whether the agency may push a record about these institutions and jurisdictions.
-fn check_scope<R: RecordKind>(
+fn check_jurisdiction<R: RecordKind>(
     agency: &Agency,
     registry: &HashMap<String, Registered>,
     record: &R,
@@ -606,6 +656,11 @@ impl RecordKind for PayrollLine {
         vec![unregistered("institution_uscc", &self.institution)]
     }
 
+    fn scope(&self, scope: &mut Scope) {
+        scope.institutions.insert(self.institution.to_string());
+        scope.residents.insert(self.resident_id.to_string());
+    }
+
     async fn apply(tx: &mut Tx, batch: &Batch<'_, Self>) -> Result<Vec<Result<()>>> {
         let rows = batch.records.iter().map(|s| {
             let [agency_id, record_id] = key_values(batch.agency, &s.record_id);
@@ -857,6 +912,14 @@ impl RecordKind for PersonnelEvent {
         vec![format!("person:{}", self.resident_id)]
     }
 
+    fn scope(&self, scope: &mut Scope) {
+        scope.institutions.insert(self.institution.to_string());
+        if let Some(target) = &self.target {
+            scope.institutions.insert(target.to_string());
+        }
+        scope.residents.insert(self.resident_id.to_string());
+    }
+
     async fn apply(tx: &mut Tx, batch: &Batch<'_, Self>) -> Result<Vec<Result<()>>> {
         let people = people(batch);
         let stored = stored_events(tx, people).await?;
@@ -945,6 +1008,11 @@ impl RecordKind for Appointment {
 
     fn lock_keys(&self) -> Vec<String> {
         vec![format!("person:{}", self.resident_id)]
+    }
+
+    fn scope(&self, scope: &mut Scope) {
+        scope.institutions.insert(self.institution.to_string());
+        scope.residents.insert(self.resident_id.to_string());
     }
 
     async fn apply(tx: &mut Tx, batch: &Batch<'_, Self>) -> Result<Vec<Result<()>>> {

@@ -93,7 +93,7 @@ pub struct PersonHistory {
     pub appointments: Vec<Stored<Appointment>>,
 }
 
-fn stored_meta<T>(row: &AnyRow, record: T) -> Result<Stored<T>> {
+pub(crate) fn stored_meta<T>(row: &AnyRow, record: T) -> Result<Stored<T>> {
     Ok(Stored {
         agency_id: column(row, "agency_id")?,
         record_id: column(row, "record_id")?,
@@ -102,48 +102,48 @@ fn stored_meta<T>(row: &AnyRow, record: T) -> Result<Stored<T>> {
     })
 }
 
-fn text(row: &AnyRow, name: &str) -> Result<String> {
+pub(crate) fn text(row: &AnyRow, name: &str) -> Result<String> {
     column(row, name)
 }
 
-fn opt_text(row: &AnyRow, name: &str) -> Result<Option<String>> {
+pub(crate) fn opt_text(row: &AnyRow, name: &str) -> Result<Option<String>> {
     column(row, name)
 }
 
-fn uscc(row: &AnyRow, name: &str) -> Result<Uscc> {
+pub(crate) fn uscc(row: &AnyRow, name: &str) -> Result<Uscc> {
     stored(Uscc::parse(&text(row, name)?))
 }
 
-fn opt_uscc(row: &AnyRow, name: &str) -> Result<Option<Uscc>> {
+pub(crate) fn opt_uscc(row: &AnyRow, name: &str) -> Result<Option<Uscc>> {
     opt_text(row, name)?
         .map(|s| stored(Uscc::parse(&s)))
         .transpose()
 }
 
-fn date(row: &AnyRow, name: &str) -> Result<NaiveDate> {
+pub(crate) fn date(row: &AnyRow, name: &str) -> Result<NaiveDate> {
     stored(parse_date(&text(row, name)?))
 }
 
-fn opt_date(row: &AnyRow, name: &str) -> Result<Option<NaiveDate>> {
+pub(crate) fn opt_date(row: &AnyRow, name: &str) -> Result<Option<NaiveDate>> {
     opt_text(row, name)?
         .map(|s| stored(parse_date(&s)))
         .transpose()
 }
 
-fn code<T: Coded>(row: &AnyRow, name: &str) -> Result<T> {
+pub(crate) fn code<T: Coded>(row: &AnyRow, name: &str) -> Result<T> {
     stored_code(&text(row, name)?)
 }
 
-fn opt_code<T: Coded>(row: &AnyRow, name: &str) -> Result<Option<T>> {
+pub(crate) fn opt_code<T: Coded>(row: &AnyRow, name: &str) -> Result<Option<T>> {
     opt_text(row, name)?.map(|s| stored_code(&s)).transpose()
 }
 
-fn count(row: &AnyRow, name: &str) -> Result<u32> {
+pub(crate) fn count(row: &AnyRow, name: &str) -> Result<u32> {
     let value: i64 = column(row, name)?;
     Ok(u32::try_from(value).unwrap_or(u32::MAX))
 }
 
-fn resident_id(row: &AnyRow) -> Result<ResidentId> {
+pub(crate) fn resident_id(row: &AnyRow) -> Result<ResidentId> {
     stored(ResidentId::parse(&text(row, "resident_id")?))
 }
 
@@ -178,7 +178,7 @@ pub(crate) fn decode_appointment(row: &AnyRow) -> Result<Appointment> {
     })
 }
 
-fn decode_institution(row: &AnyRow) -> Result<Stored<Institution>> {
+pub(crate) fn decode_institution(row: &AnyRow) -> Result<Stored<Institution>> {
     let political_legal: i64 = column(row, "political_legal")?;
     let institution = Institution {
         uscc: uscc(row, "uscc")?,
@@ -197,7 +197,7 @@ fn decode_institution(row: &AnyRow) -> Result<Stored<Institution>> {
     stored_meta(row, institution)
 }
 
-fn decode_quota(row: &AnyRow) -> Result<Stored<Quota>> {
+pub(crate) fn decode_quota(row: &AnyRow) -> Result<Stored<Quota>> {
     let quota = Quota {
         institution: uscc(row, "institution_uscc")?,
         category: code(row, "category")?,
@@ -209,7 +209,7 @@ fn decode_quota(row: &AnyRow) -> Result<Stored<Quota>> {
     stored_meta(row, quota)
 }
 
-fn decode_post(row: &AnyRow) -> Result<Stored<LeaderPost>> {
+pub(crate) fn decode_post(row: &AnyRow) -> Result<Stored<LeaderPost>> {
     let post = LeaderPost {
         institution: uscc(row, "institution_uscc")?,
         level: code(row, "level")?,
@@ -222,7 +222,7 @@ fn decode_post(row: &AnyRow) -> Result<Stored<LeaderPost>> {
     stored_meta(row, post)
 }
 
-fn decode_plan(row: &AnyRow) -> Result<Stored<StaffingPlan>> {
+pub(crate) fn decode_plan(row: &AnyRow) -> Result<Stored<StaffingPlan>> {
     let year: i64 = column(row, "year")?;
     let plan = StaffingPlan {
         institution: uscc(row, "institution_uscc")?,
@@ -235,7 +235,7 @@ fn decode_plan(row: &AnyRow) -> Result<Stored<StaffingPlan>> {
     stored_meta(row, plan)
 }
 
-fn decode_approval(row: &AnyRow) -> Result<Stored<HiringApproval>> {
+pub(crate) fn decode_approval(row: &AnyRow) -> Result<Stored<HiringApproval>> {
     let approval = HiringApproval {
         approval_number: text(row, "approval_number")?,
         institution: uscc(row, "institution_uscc")?,
@@ -247,7 +247,7 @@ fn decode_approval(row: &AnyRow) -> Result<Stored<HiringApproval>> {
     stored_meta(row, approval)
 }
 
-fn decode_spell(row: &AnyRow) -> Result<Spell> {
+pub(crate) fn decode_spell(row: &AnyRow) -> Result<Spell> {
     Ok(Spell {
         institution: uscc(row, "institution_uscc")?,
         category: code(row, "category")?,
@@ -261,7 +261,7 @@ fn decode_spell(row: &AnyRow) -> Result<Spell> {
 }
 
 /// `[from, to)` covers `$n`.
-fn in_force(from: &str, to: &str, n: usize) -> String {
+pub(crate) fn in_force(from: &str, to: &str, n: usize) -> String {
     format!("{from} <= ${n} AND ({to} IS NULL OR {to} > ${n})")
 }
 

@@ -26,6 +26,7 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Store> 
         readers,
         writer,
         backend: Backend::Sqlite,
+        checks: Default::default(),
     })
 }
 

@@ -1,0 +1,349 @@
+//! The reconciliation service: findings, re-checks on demand, the regional balance report, and the
+//! verdicts before the act.
+
+use tonic::{Request, Response, Status};
+
+use super::Hub;
+use super::convert::{self as c, Wire, request_date, request_uscc};
+use super::policy::caller;
+use crate::domain::findings::{FindingKey, RuleCode, Scope, Severity};
+use crate::domain::ids::normalize_document_number;
+use crate::domain::precheck::{self, FundingQuestion, HireQuestion, Reason, Verdict};
+use crate::domain::{
+    Agency, HiringChannel, Jurisdiction, LeaderLevel, LeaderPosition, Period, QuotaCategory, Rank,
+    ResidentId,
+};
+use crate::error::Error;
+use crate::proto;
+use crate::store::reconcile::FindingFilter;
+
+/// Changes listed in a re-check's answer; the counts are always complete.
+const MAX_LISTED_CHANGES: usize = 1_000;
+const DEFAULT_PAGE: u32 = 500;
+const MAX_PAGE: u32 = 5_000;
+
+/// The jurisdiction a request names, or the caller's; never one outside the caller's.
+fn jurisdiction(agency: &Agency, requested: &str) -> Result<Jurisdiction, Error> {
+    if requested.trim().is_empty() {
+        return Ok(agency.jurisdiction.clone());
+    }
+    let jurisdiction =
+        Jurisdiction::parse(requested).map_err(|reason| Error::invalid("jurisdiction", reason))?;
+    if agency.oversees(&jurisdiction) {
+        Ok(jurisdiction)
+    } else {
+        Err(Error::PermissionDenied(format!(
+            "jurisdiction {jurisdiction} is outside that of {agency}"
+        )))
+    }
+}
+
+fn page_token(key: &FindingKey) -> String {
+    hex::encode(
+        serde_json::to_vec(&(
+            key.code.to_string(),
+            &key.institution,
+            &key.subject,
+            &key.period,
+        ))
+        .expect("strings serialize"),
+    )
+}
+
+fn parse_page_token(token: &str) -> Result<Option<FindingKey>, Error> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let bad = || Error::invalid("page_token", "is not a token this hub gave");
+    let bytes = hex::decode(token).map_err(|_| bad())?;
+    let (code, institution, subject, period): (String, String, String, String) =
+        serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    let code = <RuleCode as crate::domain::Coded>::from_code(&code).ok_or_else(bad)?;
+    Ok(Some(FindingKey {
+        code,
+        institution,
+        subject,
+        period,
+    }))
+}
+
+fn verdict_message(verdict: Option<Verdict>) -> i32 {
+    let verdict = match verdict.unwrap_or(Verdict::Allow) {
+        Verdict::Allow => proto::Verdict::Allow,
+        Verdict::Warn => proto::Verdict::Warn,
+        Verdict::Deny => proto::Verdict::Deny,
+    };
+    verdict as i32
+}
+
+fn reason_messages(reasons: &[Reason]) -> Vec<proto::Reason> {
+    reasons
+        .iter()
+        .map(|reason| proto::Reason {
+            code: reason.code.map(Wire::to_wire).unwrap_or_default(),
+            verdict: verdict_message(Some(reason.verdict)),
+            message: reason.message.clone(),
+        })
+        .collect()
+}
+
+impl Hub {
+    async fn check_hire(
+        &self,
+        agency: &Agency,
+        message: &proto::CheckHireRequest,
+    ) -> Result<proto::HireVerdict, Error> {
+        let institution = request_uscc("institution_uscc", &message.institution_uscc)?;
+        let category = QuotaCategory::from_wire(message.category)
+            .ok_or_else(|| Error::invalid("category", "is required"))?;
+        let resident_id = if message.resident_id.is_empty() {
+            None
+        } else {
+            Some(
+                ResidentId::parse(&message.resident_id)
+                    .map_err(|reason| Error::invalid("resident_id", reason))?,
+            )
+        };
+        let post = match (
+            LeaderLevel::from_wire(message.leader_level),
+            LeaderPosition::from_wire(message.leader_position),
+        ) {
+            (Some(level), Some(position)) => Some((level, position)),
+            (None, None) => None,
+            _ => {
+                return Err(Error::invalid(
+                    "leader_position",
+                    "an appointment needs both leader_level and leader_position",
+                ));
+            }
+        };
+        let date = if message.date.is_empty() {
+            self.store.checks().clock.today()
+        } else {
+            request_date("date", &message.date)?
+        };
+        self.check_oversees(agency, &institution).await?;
+        let question = HireQuestion {
+            institution: institution.clone(),
+            category,
+            channel: HiringChannel::from_wire(message.channel),
+            approval_number: (!message.approval_number.trim().is_empty())
+                .then(|| normalize_document_number(&message.approval_number)),
+            resident_id: resident_id.clone(),
+            post,
+            rank: Rank::from_wire(message.rank),
+            date,
+        };
+        let scope = Scope {
+            everything: false,
+            institutions: [institution.to_string()].into_iter().collect(),
+            residents: resident_id.iter().map(ToString::to_string).collect(),
+        };
+        let snapshot = self.store.snapshot_for(&scope).await?;
+        let answer = precheck::check_hire(&snapshot, &question, &self.store.checks().rules);
+        Ok(proto::HireVerdict {
+            verdict: verdict_message(answer.verdict),
+            reasons: reason_messages(&answer.reasons),
+            approved_quota: answer.approved_quota,
+            active: answer.active,
+            vacancy: i64::from(answer.approved_quota) - i64::from(answer.active),
+            plan_approved: answer.plan_approved,
+            plan_used: answer.plan_used,
+            approval_entries: answer.approval_entries,
+            approval_used: answer.approval_used,
+            posts_approved: answer.posts_approved,
+            posts_occupied: answer.posts_occupied,
+            other_institutions: answer.other_institutions,
+        })
+    }
+
+    async fn verify_funding(
+        &self,
+        agency: &Agency,
+        message: &proto::VerifyFundingRequest,
+    ) -> Result<proto::FundingVerdict, Error> {
+        let institution = request_uscc("institution_uscc", &message.institution_uscc)?;
+        let category = QuotaCategory::from_wire(message.category)
+            .ok_or_else(|| Error::invalid("category", "is required"))?;
+        let period =
+            Period::parse(&message.period).map_err(|reason| Error::invalid("period", reason))?;
+        if message.amount_fen < 0 {
+            return Err(Error::invalid("amount_fen", "must not be negative"));
+        }
+        self.check_oversees(agency, &institution).await?;
+        let scope = Scope {
+            everything: false,
+            institutions: [institution.to_string()].into_iter().collect(),
+            residents: Default::default(),
+        };
+        let snapshot = self.store.snapshot_for(&scope).await?;
+        let question = FundingQuestion {
+            institution,
+            category,
+            period,
+            headcount: message.requested_headcount,
+            amount_fen: message.amount_fen,
+        };
+        let answer = precheck::verify_funding(&snapshot, &question, &self.store.checks().rules);
+        Ok(proto::FundingVerdict {
+            verdict: verdict_message(answer.verdict),
+            reasons: reason_messages(&answer.reasons),
+            approved_quota: answer.approved_quota,
+            active: answer.active,
+            already_funded: answer.already_funded,
+            max_fundable: answer.max_fundable,
+            funding_form: answer.funding_form.map(Wire::to_wire).unwrap_or_default(),
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl proto::reconciliation_service_server::ReconciliationService for Hub {
+    async fn check_hire(
+        &self,
+        request: Request<proto::CheckHireRequest>,
+    ) -> Result<Response<proto::HireVerdict>, Status> {
+        let caller = caller(&request)?;
+        Ok(Response::new(
+            self.check_hire(&caller.agency, request.get_ref()).await?,
+        ))
+    }
+
+    async fn verify_funding(
+        &self,
+        request: Request<proto::VerifyFundingRequest>,
+    ) -> Result<Response<proto::FundingVerdict>, Status> {
+        let caller = caller(&request)?;
+        Ok(Response::new(
+            self.verify_funding(&caller.agency, request.get_ref())
+                .await?,
+        ))
+    }
+
+    async fn reconcile(
+        &self,
+        request: Request<proto::ReconcileRequest>,
+    ) -> Result<Response<proto::ReconcileResponse>, Status> {
+        let caller = caller(&request)?;
+        let message = request.get_ref();
+        let jurisdiction = jurisdiction(&caller.agency, &message.jurisdiction)?;
+        let as_of = if message.as_of.is_empty() {
+            self.store.checks().clock.today()
+        } else {
+            request_date("as_of", &message.as_of)?
+        };
+        let report = self
+            .store
+            .reconcile(Some(&jurisdiction), as_of, message.dry_run)
+            .await?;
+        let count = |kind| {
+            report
+                .changes
+                .iter()
+                .filter(|change| change.kind == kind)
+                .count() as u64
+        };
+        use crate::store::reconcile::ChangeKind;
+        Ok(Response::new(proto::ReconcileResponse {
+            jurisdiction: jurisdiction.to_string(),
+            as_of: as_of.to_string(),
+            institutions: report.institutions,
+            raised: count(ChangeKind::Raised),
+            updated: count(ChangeKind::Updated),
+            resolved: count(ChangeKind::Resolved),
+            open: report.open,
+            kept: !message.dry_run,
+            changes: report
+                .changes
+                .iter()
+                .take(MAX_LISTED_CHANGES)
+                .map(c::finding_change_message)
+                .collect(),
+        }))
+    }
+
+    async fn regional_balance(
+        &self,
+        request: Request<proto::RegionalBalanceRequest>,
+    ) -> Result<Response<proto::RegionalBalanceResponse>, Status> {
+        let caller = caller(&request)?;
+        let jurisdiction = jurisdiction(&caller.agency, &request.get_ref().jurisdiction)?;
+        let as_of = if request.get_ref().as_of.is_empty() {
+            self.store.checks().clock.today()
+        } else {
+            request_date("as_of", &request.get_ref().as_of)?
+        };
+        let rows = self
+            .store
+            .regional_balance(Some(&jurisdiction), as_of)
+            .await?;
+        Ok(Response::new(proto::RegionalBalanceResponse {
+            as_of: as_of.to_string(),
+            rows: rows
+                .into_iter()
+                .map(|row| proto::RegionalBalanceRow {
+                    jurisdiction: row.jurisdiction.to_string(),
+                    category: row.category.to_wire(),
+                    approved: row.approved,
+                    active: row.active,
+                    surplus: row.surplus,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn list_findings(
+        &self,
+        request: Request<proto::ListFindingsRequest>,
+    ) -> Result<Response<proto::ListFindingsResponse>, Status> {
+        let caller = caller(&request)?;
+        let message = request.get_ref();
+        let codes = message
+            .codes
+            .iter()
+            .map(|&raw| {
+                RuleCode::from_wire(raw)
+                    .ok_or_else(|| Error::invalid("codes", format!("{raw} is not a rule code")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let min_severity = match message.min_severity {
+            0 => None,
+            raw => Some(
+                Severity::from_wire(raw)
+                    .ok_or_else(|| Error::invalid("min_severity", "is not a severity"))?,
+            ),
+        };
+        let open = match proto::FindingState::try_from(message.state) {
+            Ok(proto::FindingState::Resolved) => false,
+            Ok(_) => true,
+            Err(_) => return Err(Error::invalid("state", "is not a finding state").into()),
+        };
+        let limit = match message.page_size {
+            0 => DEFAULT_PAGE,
+            size => size.min(MAX_PAGE),
+        };
+        let filter = FindingFilter {
+            jurisdiction: Some(jurisdiction(&caller.agency, &message.jurisdiction)?),
+            codes,
+            min_severity,
+            open,
+            institution: (!message.institution_uscc.is_empty())
+                .then(|| message.institution_uscc.clone()),
+            after: parse_page_token(&message.page_token)?,
+            limit,
+        };
+        let findings = self.store.findings(&filter).await?;
+        let next_page_token = if findings.len() == limit as usize {
+            findings
+                .last()
+                .map(|f| page_token(&f.finding.key))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(proto::ListFindingsResponse {
+            findings: findings.iter().map(c::finding_message).collect(),
+            next_page_token,
+        }))
+    }
+}

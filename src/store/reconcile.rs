@@ -1,0 +1,859 @@
+//! Keeping findings true to the data. A check decides the findings of a [`Scope`]: it loads
+//! everything the rules need about the scope's institutions and people (in the caller's
+//! transaction, so it sees what the push just wrote and, on PostgreSQL, under the scope's locks),
+//! runs the rules, and compares with the findings stored for the scope: new ones are raised,
+//! changed ones updated, vanished ones resolved, and a resolved one that shows again is raised
+//! again. The push path checks the scope of what it stored; the full re-check walks a jurisdiction
+//! in chunks of institutions through the same code, which is why both always agree.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use chrono::NaiveDate;
+use sqlx::any::AnyRow;
+
+use super::push::{column, stored};
+use super::query::{self as q, Stored};
+use super::{Store, Tx, Value, insert_rows, now_micros, select_in};
+use crate::domain::findings::{
+    Entry, Evidence, Finding, FindingKey, InstitutionFacts, PersonSpell, PersonTerm, Pushed,
+    RecordRef, RuleCode, Scope, Severity, Snapshot,
+};
+use crate::domain::roll::LeaderTerm;
+use crate::domain::{Coded, Jurisdiction, Period, rules};
+use crate::error::{Error, Result};
+
+/// A finding as kept by the hub.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredFinding {
+    /// What the rules said.
+    pub finding: Finding,
+    /// The institution's jurisdiction (from the registry, or the USCC's division code).
+    pub jurisdiction: String,
+    /// Whether the data still shows it.
+    pub open: bool,
+    /// When it was (last) raised, Unix microseconds.
+    pub raised_at: i64,
+    /// When it last changed.
+    pub updated_at: i64,
+    /// When the data stopped showing it.
+    pub resolved_at: Option<i64>,
+    /// Incremented at every change.
+    pub version: i64,
+}
+
+/// What a check did to one finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChangeKind {
+    /// Newly shown, or shown again.
+    Raised,
+    /// Still shown, with other numbers or evidence.
+    Updated,
+    /// No longer shown.
+    Resolved,
+}
+
+/// One change to one finding.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FindingChange {
+    /// What happened.
+    pub kind: ChangeKind,
+    /// The finding after the change.
+    pub finding: StoredFinding,
+}
+
+/// How a check treats findings of the current roll (period ""), which describe today only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// Keep every change (a check as of today).
+    Everything,
+    /// Keep changes to dated findings only; a check as of another day cannot speak for today.
+    DatedOnly,
+    /// Keep nothing: report what would change.
+    Nothing,
+}
+
+/// What a full re-check did.
+#[derive(Debug, Clone, Default)]
+pub struct ReconcileReport {
+    /// Institutions checked.
+    pub institutions: u64,
+    /// Every change, in order.
+    pub changes: Vec<FindingChange>,
+    /// Findings open after the check (in the checked jurisdiction).
+    pub open: u64,
+}
+
+/// Institutions checked per transaction in a full re-check.
+const CHUNK: usize = 300;
+
+fn record_ref(row: &AnyRow) -> Result<RecordRef> {
+    let agency: String = column(row, "agency_id")?;
+    let record: String = column(row, "record_id")?;
+    Ok(RecordRef(format!("{agency}/{record}")))
+}
+
+fn pushed<T>(stored: Stored<T>) -> Pushed<T> {
+    Pushed {
+        id: RecordRef(format!("{}/{}", stored.agency_id, stored.record_id)),
+        record: stored.record,
+        accepted_at: stored.accepted_at,
+    }
+}
+
+fn list(set: impl IntoIterator<Item = String>) -> Vec<String> {
+    let unique: BTreeSet<String> = set.into_iter().collect();
+    unique.into_iter().collect()
+}
+
+/// Loads what the rules need to decide the findings of `scope` (institutions and residents).
+pub(crate) async fn snapshot(tx: &mut Tx, scope: &Scope) -> Result<Snapshot> {
+    let institutions = list(scope.institutions.iter().cloned());
+    let mut people: BTreeSet<String> = scope.residents.iter().cloned().collect();
+    for table in ["person_spells", "payroll_lines", "leader_terms"] {
+        let sql = format!("SELECT DISTINCT resident_id FROM {table} WHERE institution_uscc");
+        for row in select_in(tx, &sql, "", &[], &institutions).await? {
+            people.insert(column(&row, "resident_id")?);
+        }
+    }
+    let people: Vec<String> = people.into_iter().collect();
+    let mut snapshot = Snapshot::default();
+
+    let mut involved: BTreeSet<String> = scope.institutions.iter().cloned().collect();
+    for row in select_in(
+        tx,
+        "SELECT * FROM person_spells WHERE resident_id",
+        "ORDER BY resident_id, ordinal",
+        &[],
+        &people,
+    )
+    .await?
+    {
+        let spell = q::decode_spell(&row)?;
+        involved.insert(spell.institution.to_string());
+        snapshot.spells.push(PersonSpell {
+            resident_id: q::resident_id(&row)?,
+            spell,
+        });
+    }
+
+    let mut seen_lines: HashSet<RecordRef> = HashSet::new();
+    let residents = list(scope.residents.iter().cloned());
+    let by_institution = select_in(
+        tx,
+        "SELECT * FROM payroll_lines WHERE institution_uscc",
+        "",
+        &[],
+        &institutions,
+    )
+    .await?;
+    let by_resident = select_in(
+        tx,
+        "SELECT * FROM payroll_lines WHERE resident_id",
+        "",
+        &[],
+        &residents,
+    )
+    .await?;
+    for row in by_institution.iter().chain(&by_resident) {
+        let id = record_ref(row)?;
+        if seen_lines.insert(id.clone()) {
+            let line = crate::domain::PayrollLine {
+                period: stored(Period::parse(&q::text(row, "period")?))?,
+                institution: q::uscc(row, "institution_uscc")?,
+                resident_id: q::resident_id(row)?,
+                name: q::text(row, "name")?,
+                gross_fen: column(row, "gross_fen")?,
+            };
+            involved.insert(line.institution.to_string());
+            snapshot.payroll.push(Pushed {
+                id,
+                record: line,
+                accepted_at: column(row, "accepted_at")?,
+            });
+        }
+    }
+
+    for row in select_in(
+        tx,
+        "SELECT * FROM institutions WHERE uscc",
+        "",
+        &[],
+        &list(involved),
+    )
+    .await?
+    {
+        let stored = q::decode_institution(&row)?;
+        let i = &stored.record;
+        snapshot.institutions.push(InstitutionFacts {
+            uscc: i.uscc.clone(),
+            jurisdiction: i.jurisdiction.clone(),
+            kind: i.kind,
+            grade: i.grade,
+            funding_form: i.funding_form,
+            status: i.status,
+            status_since: i.status_since,
+            political_legal: i.political_legal,
+            record: RecordRef(format!("{}/{}", stored.agency_id, stored.record_id)),
+        });
+    }
+
+    for row in select_in(
+        tx,
+        "SELECT * FROM quotas WHERE institution_uscc",
+        "",
+        &[],
+        &institutions,
+    )
+    .await?
+    {
+        snapshot.quotas.push(pushed(q::decode_quota(&row)?));
+    }
+    for row in select_in(
+        tx,
+        "SELECT * FROM leader_posts WHERE institution_uscc",
+        "",
+        &[],
+        &institutions,
+    )
+    .await?
+    {
+        snapshot.leader_posts.push(pushed(q::decode_post(&row)?));
+    }
+    for row in select_in(
+        tx,
+        "SELECT * FROM staffing_plans WHERE institution_uscc",
+        "",
+        &[],
+        &institutions,
+    )
+    .await?
+    {
+        snapshot.plans.push(pushed(q::decode_plan(&row)?));
+    }
+    for row in select_in(
+        tx,
+        "SELECT * FROM hiring_approvals WHERE institution_uscc",
+        "",
+        &[],
+        &institutions,
+    )
+    .await?
+    {
+        snapshot.approvals.push(pushed(q::decode_approval(&row)?));
+    }
+    for row in select_in(
+        tx,
+        "SELECT * FROM fundings WHERE institution_uscc",
+        "",
+        &[],
+        &institutions,
+    )
+    .await?
+    {
+        let funding = crate::domain::Funding {
+            institution: q::uscc(&row, "institution_uscc")?,
+            category: q::code(&row, "category")?,
+            period: stored(Period::parse(&q::text(&row, "period")?))?,
+            funded_headcount: q::count(&row, "funded_headcount")?,
+            amount_fen: column(&row, "amount_fen")?,
+        };
+        snapshot.fundings.push(Pushed {
+            id: record_ref(&row)?,
+            record: funding,
+            accepted_at: column(&row, "accepted_at")?,
+        });
+    }
+
+    // Leader terms, with the appointment that opened each as its evidence.
+    let mut openings: HashMap<(String, String, String, String, String), RecordRef> = HashMap::new();
+    for row in select_in(
+        tx,
+        "SELECT agency_id, record_id, resident_id, institution_uscc, level, position, effective_on FROM appointments WHERE action = 'APPOINT' AND institution_uscc",
+        "",
+        &[],
+        &institutions,
+    )
+    .await?
+    {
+        let key = (
+            q::text(&row, "resident_id")?,
+            q::text(&row, "institution_uscc")?,
+            q::text(&row, "level")?,
+            q::text(&row, "position")?,
+            q::text(&row, "effective_on")?,
+        );
+        openings.insert(key, record_ref(&row)?);
+    }
+    for row in select_in(
+        tx,
+        "SELECT * FROM leader_terms WHERE institution_uscc",
+        "",
+        &[],
+        &institutions,
+    )
+    .await?
+    {
+        let term = LeaderTerm {
+            institution: q::uscc(&row, "institution_uscc")?,
+            level: q::code(&row, "level")?,
+            position: q::code(&row, "position")?,
+            rank: q::code(&row, "rank")?,
+            valid_from: q::date(&row, "valid_from")?,
+            valid_to: q::opt_date(&row, "valid_to")?,
+        };
+        let resident_id = q::resident_id(&row)?;
+        let key = (
+            resident_id.to_string(),
+            term.institution.to_string(),
+            term.level.code().to_owned(),
+            term.position.code().to_owned(),
+            term.valid_from.to_string(),
+        );
+        let record = openings
+            .get(&key)
+            .cloned()
+            .unwrap_or_else(|| RecordRef(format!("term/{}", key.0)));
+        snapshot.terms.push(PersonTerm {
+            resident_id,
+            term,
+            record,
+        });
+    }
+
+    // Entries: hires into the scope's institutions and transfers arriving there.
+    let hires = select_in(
+        tx,
+        "SELECT * FROM personnel_events WHERE event_type = 'HIRE' AND institution_uscc",
+        "",
+        &[],
+        &institutions,
+    )
+    .await?;
+    let arrivals = select_in(
+        tx,
+        "SELECT * FROM personnel_events WHERE event_type = 'TRANSFER' AND target_uscc",
+        "",
+        &[],
+        &institutions,
+    )
+    .await?;
+    for row in hires.iter().chain(&arrivals) {
+        let event = q::decode_event(row)?;
+        let institution = match event.event_type {
+            crate::domain::PersonnelEventType::Transfer => {
+                event.target.clone().unwrap_or(event.institution.clone())
+            }
+            _ => event.institution.clone(),
+        };
+        let Some(category) = event.category else {
+            continue;
+        };
+        snapshot.entries.push(Entry {
+            resident_id: event.resident_id,
+            institution,
+            category,
+            channel: event.channel,
+            date: event.effective_on,
+            approval_number: event.approval_number,
+            arrival: column(row, "accepted_at")?,
+            record: record_ref(row)?,
+        });
+    }
+    Ok(snapshot)
+}
+
+fn evidence_kind(kind: &str) -> &'static str {
+    const KINDS: [&str; 10] = [
+        "institution",
+        "quota",
+        "leader_post",
+        "staffing_plan",
+        "hiring_approval",
+        "personnel_event",
+        "appointment",
+        "payroll_line",
+        "funding",
+        "person",
+    ];
+    KINDS.into_iter().find(|k| *k == kind).unwrap_or("record")
+}
+
+fn decode_finding(row: &AnyRow) -> Result<StoredFinding> {
+    let evidence: Vec<(String, String)> = serde_json::from_str(&q::text(row, "evidence")?)
+        .map_err(|e| Error::Internal(format!("stored evidence no longer parses: {e}")))?;
+    let finding = Finding {
+        key: FindingKey {
+            code: q::code(row, "code")?,
+            institution: q::text(row, "institution_uscc")?,
+            subject: q::text(row, "subject")?,
+            period: q::text(row, "period")?,
+        },
+        severity: q::code(row, "severity")?,
+        actual: column(row, "actual")?,
+        limit: column(row, "limit_value")?,
+        explanation_zh: q::text(row, "explanation_zh")?,
+        explanation_en: q::text(row, "explanation_en")?,
+        evidence: evidence
+            .into_iter()
+            .map(|(kind, id)| Evidence {
+                kind: evidence_kind(&kind),
+                id,
+            })
+            .collect(),
+    };
+    let state = q::text(row, "state")?;
+    Ok(StoredFinding {
+        finding,
+        jurisdiction: q::text(row, "jurisdiction")?,
+        open: state == "OPEN",
+        raised_at: column(row, "raised_at")?,
+        updated_at: column(row, "updated_at")?,
+        resolved_at: column(row, "resolved_at")?,
+        version: column(row, "version")?,
+    })
+}
+
+fn finding_row(stored: &StoredFinding) -> [Value; 16] {
+    let f = &stored.finding;
+    let evidence: Vec<(&str, &str)> = f.evidence.iter().map(|e| (e.kind, e.id.as_str())).collect();
+    [
+        Value::from(f.key.code.code()),
+        Value::from(f.key.institution.as_str()),
+        Value::from(f.key.subject.as_str()),
+        Value::from(f.key.period.as_str()),
+        Value::from(stored.jurisdiction.as_str()),
+        Value::from(f.severity.code()),
+        Value::from(if stored.open { "OPEN" } else { "RESOLVED" }),
+        Value::Int(f.actual),
+        Value::Int(f.limit),
+        Value::from(f.explanation_zh.as_str()),
+        Value::from(f.explanation_en.as_str()),
+        Value::Text(serde_json::to_string(&evidence).expect("pairs of strings serialize")),
+        Value::Int(stored.raised_at),
+        Value::Int(stored.updated_at),
+        Value::OptInt(stored.resolved_at),
+        Value::Int(stored.version),
+    ]
+}
+
+/// Whether a finding describes the current roll (and so only a check as of today may change it).
+fn is_current(key: &FindingKey) -> bool {
+    key.period.is_empty()
+}
+
+/// Where a finding's institution sits.
+fn jurisdiction_of(snapshot_facts: &HashMap<&str, &InstitutionFacts>, uscc: &str) -> String {
+    match snapshot_facts.get(uscc) {
+        Some(facts) => facts.jurisdiction.to_string(),
+        None if uscc.len() == 18 => uscc[2..8].to_owned(),
+        None => String::new(),
+    }
+}
+
+/// Decides the findings of `scope` as of `as_of` and, as `keep` says, writes the changes.
+pub(crate) async fn check_scope(
+    store: &Store,
+    tx: &mut Tx,
+    scope: &Scope,
+    as_of: NaiveDate,
+    keep: Keep,
+) -> Result<Vec<FindingChange>> {
+    if scope.institutions.is_empty() && scope.residents.is_empty() {
+        return Ok(Vec::new());
+    }
+    let snapshot = snapshot(tx, scope).await?;
+    let computed = rules::check(&snapshot, scope, as_of, &store.checks().rules);
+    let facts: HashMap<&str, &InstitutionFacts> = snapshot
+        .institutions
+        .iter()
+        .map(|f| (f.uscc.as_str(), f))
+        .collect();
+
+    let institutions = list(scope.institutions.iter().cloned());
+    let residents = list(scope.residents.iter().cloned());
+    let mut existing: BTreeMap<FindingKey, StoredFinding> = BTreeMap::new();
+    let by_institution = select_in(
+        tx,
+        "SELECT * FROM findings WHERE institution_uscc",
+        "",
+        &[],
+        &institutions,
+    )
+    .await?;
+    let by_subject = select_in(
+        tx,
+        "SELECT * FROM findings WHERE subject",
+        "",
+        &[],
+        &residents,
+    )
+    .await?;
+    for row in by_institution.iter().chain(&by_subject) {
+        let stored = decode_finding(row)?;
+        if scope.covers(&stored.finding.key) {
+            existing.insert(stored.finding.key.clone(), stored);
+        }
+    }
+
+    let now = now_micros();
+    let keeps = |key: &FindingKey| keep == Keep::Everything || !is_current(key);
+    let mut changes = Vec::new();
+    for finding in computed {
+        if !keeps(&finding.key) {
+            continue;
+        }
+        let jurisdiction = jurisdiction_of(&facts, &finding.key.institution);
+        match existing.remove(&finding.key) {
+            None => changes.push(FindingChange {
+                kind: ChangeKind::Raised,
+                finding: StoredFinding {
+                    finding,
+                    jurisdiction,
+                    open: true,
+                    raised_at: now,
+                    updated_at: now,
+                    resolved_at: None,
+                    version: 1,
+                },
+            }),
+            Some(old) if !old.open => changes.push(FindingChange {
+                kind: ChangeKind::Raised,
+                finding: StoredFinding {
+                    finding,
+                    jurisdiction,
+                    open: true,
+                    raised_at: now,
+                    updated_at: now,
+                    resolved_at: None,
+                    version: old.version + 1,
+                },
+            }),
+            Some(old) if old.finding != finding || old.jurisdiction != jurisdiction => changes
+                .push(FindingChange {
+                    kind: ChangeKind::Updated,
+                    finding: StoredFinding {
+                        finding,
+                        jurisdiction,
+                        updated_at: now,
+                        version: old.version + 1,
+                        ..old
+                    },
+                }),
+            Some(_) => {}
+        }
+    }
+    for (key, old) in existing {
+        if old.open && keeps(&key) {
+            changes.push(FindingChange {
+                kind: ChangeKind::Resolved,
+                finding: StoredFinding {
+                    open: false,
+                    updated_at: now,
+                    resolved_at: Some(now),
+                    version: old.version + 1,
+                    ..old
+                },
+            });
+        }
+    }
+
+    if keep != Keep::Nothing && !changes.is_empty() {
+        let rows: Vec<[Value; 16]> = changes
+            .iter()
+            .map(|change| finding_row(&change.finding))
+            .collect();
+        insert_rows(
+            tx,
+            "INSERT INTO findings (code, institution_uscc, subject, period, jurisdiction, severity, state, actual, limit_value, explanation_zh, explanation_en, evidence, raised_at, updated_at, resolved_at, version)",
+            "ON CONFLICT (code, institution_uscc, subject, period) DO UPDATE SET jurisdiction = excluded.jurisdiction, \
+             severity = excluded.severity, state = excluded.state, actual = excluded.actual, limit_value = excluded.limit_value, \
+             explanation_zh = excluded.explanation_zh, explanation_en = excluded.explanation_en, evidence = excluded.evidence, \
+             raised_at = excluded.raised_at, updated_at = excluded.updated_at, resolved_at = CASE WHEN excluded.state = 'RESOLVED' THEN excluded.updated_at ELSE NULL END, \
+             version = excluded.version",
+            rows,
+        )
+        .await?;
+    }
+    Ok(changes)
+}
+
+/// The lock keys of a scope: what concurrent checks of overlapping scopes must not read apart.
+pub(crate) fn scope_lock_keys(scope: &Scope) -> Vec<String> {
+    scope
+        .institutions
+        .iter()
+        .map(|uscc| format!("institution:{uscc}"))
+        .chain(scope.residents.iter().map(|id| format!("person:{id}")))
+        .collect()
+}
+
+/// Filters for listing findings.
+#[derive(Debug, Clone, Default)]
+pub struct FindingFilter {
+    /// Jurisdiction (and those below it).
+    pub jurisdiction: Option<Jurisdiction>,
+    /// Only these codes (all when empty).
+    pub codes: Vec<RuleCode>,
+    /// Only this severity and above.
+    pub min_severity: Option<Severity>,
+    /// Open (true) or resolved (false) findings.
+    pub open: bool,
+    /// Only this institution.
+    pub institution: Option<String>,
+    /// Start after this key (paging).
+    pub after: Option<FindingKey>,
+    /// Page size.
+    pub limit: u32,
+}
+
+impl Store {
+    /// Re-checks a jurisdiction (or everything) as of `as_of`, chunk by chunk of institutions.
+    pub async fn reconcile(
+        &self,
+        jurisdiction: Option<&Jurisdiction>,
+        as_of: NaiveDate,
+        dry_run: bool,
+    ) -> Result<ReconcileReport> {
+        let keep = if dry_run {
+            Keep::Nothing
+        } else if as_of == self.checks().clock.today() {
+            Keep::Everything
+        } else {
+            Keep::DatedOnly
+        };
+        let institutions = self.institutions_in(jurisdiction).await?;
+        let mut report = ReconcileReport {
+            institutions: institutions.len() as u64,
+            ..ReconcileReport::default()
+        };
+        for chunk in institutions.chunks(CHUNK) {
+            let mut tx = self.begin().await?;
+            let chunk: Vec<String> = chunk.to_vec();
+            let mut residents: BTreeSet<String> = BTreeSet::new();
+            for table in ["person_spells", "payroll_lines"] {
+                let sql =
+                    format!("SELECT DISTINCT resident_id FROM {table} WHERE institution_uscc");
+                for row in select_in(&mut tx, &sql, "", &[], &chunk).await? {
+                    residents.insert(column(&row, "resident_id")?);
+                }
+            }
+            // People whose cross-institution findings sit at these institutions, even if their
+            // data has moved elsewhere since.
+            for row in select_in(
+                &mut tx,
+                "SELECT subject FROM findings WHERE code IN ('DUPLICATE_ENROLLMENT', 'DOUBLE_PAY') AND institution_uscc",
+                "",
+                &[],
+                &chunk,
+            )
+            .await?
+            {
+                residents.insert(column(&row, "subject")?);
+            }
+            let scope = Scope {
+                everything: false,
+                institutions: chunk.into_iter().collect(),
+                residents,
+            };
+            self.lock_keys(&mut tx, &scope_lock_keys(&scope)).await?;
+            report
+                .changes
+                .extend(check_scope(self, &mut tx, &scope, as_of, keep).await?);
+            if keep == Keep::Nothing {
+                tx.rollback().await?;
+            } else {
+                tx.commit().await?;
+            }
+        }
+        let prefix = jurisdiction.map_or(String::new(), |j| j.prefix().to_owned());
+        let open: i64 = column(
+            &sqlx::query_with(
+                "SELECT count(*) AS n FROM findings WHERE state = 'OPEN' AND jurisdiction LIKE $1",
+                super::bind_all(vec![Value::Text(format!("{prefix}%"))])?,
+            )
+            .fetch_one(self.readers())
+            .await?,
+            "n",
+        )?;
+        report.open = u64::try_from(open).unwrap_or_default();
+        Ok(report)
+    }
+
+    /// Every institution with data or findings in a jurisdiction (everything for `None`), sorted.
+    async fn institutions_in(&self, jurisdiction: Option<&Jurisdiction>) -> Result<Vec<String>> {
+        let mut all: BTreeSet<String> = BTreeSet::new();
+        for sql in [
+            "SELECT uscc AS u FROM institutions",
+            "SELECT DISTINCT institution_uscc AS u FROM person_spells",
+            "SELECT DISTINCT institution_uscc AS u FROM payroll_lines",
+            "SELECT DISTINCT institution_uscc AS u FROM fundings",
+            "SELECT DISTINCT institution_uscc AS u FROM findings",
+        ] {
+            for row in sqlx::query(sql).fetch_all(self.readers()).await? {
+                all.insert(column(&row, "u")?);
+            }
+        }
+        let Some(jurisdiction) = jurisdiction else {
+            return Ok(all.into_iter().collect());
+        };
+        let mut registered: HashMap<String, String> = HashMap::new();
+        for row in sqlx::query("SELECT uscc, jurisdiction FROM institutions")
+            .fetch_all(self.readers())
+            .await?
+        {
+            registered.insert(column(&row, "uscc")?, column(&row, "jurisdiction")?);
+        }
+        Ok(all
+            .into_iter()
+            .filter(|uscc| {
+                let code = registered
+                    .get(uscc)
+                    .cloned()
+                    .unwrap_or_else(|| uscc.get(2..8).unwrap_or_default().to_owned());
+                Jurisdiction::parse(&code).is_ok_and(|j| jurisdiction.contains(&j))
+            })
+            .collect())
+    }
+
+    /// Findings matching a filter, ordered by key.
+    pub async fn findings(&self, filter: &FindingFilter) -> Result<Vec<StoredFinding>> {
+        let mut sql =
+            String::from("SELECT * FROM findings WHERE state = $1 AND jurisdiction LIKE $2");
+        let mut values = vec![
+            Value::from(if filter.open { "OPEN" } else { "RESOLVED" }),
+            Value::Text(format!(
+                "{}%",
+                filter.jurisdiction.as_ref().map_or("", |j| j.prefix())
+            )),
+        ];
+        if let Some(institution) = &filter.institution {
+            values.push(Value::from(institution.as_str()));
+            sql.push_str(&format!(" AND institution_uscc = ${}", values.len()));
+        }
+        if !filter.codes.is_empty() {
+            let first = values.len() + 1;
+            values.extend(filter.codes.iter().map(|c| Value::from(c.code())));
+            let list: Vec<String> = (first..=values.len()).map(|i| format!("${i}")).collect();
+            sql.push_str(&format!(" AND code IN ({})", list.join(", ")));
+        }
+        if let Some(after) = &filter.after {
+            let n = values.len();
+            values.extend([
+                Value::from(after.code.code()),
+                Value::from(after.institution.as_str()),
+                Value::from(after.subject.as_str()),
+                Value::from(after.period.as_str()),
+            ]);
+            // Row-value comparison, which both backends support.
+            sql.push_str(&format!(
+                " AND (code, institution_uscc, subject, period) > (${}, ${}, ${}, ${})",
+                n + 1,
+                n + 2,
+                n + 3,
+                n + 4
+            ));
+        }
+        let rows = sqlx::query_with(
+            sqlx::AssertSqlSafe(format!(
+                "{sql} ORDER BY code, institution_uscc, subject, period"
+            )),
+            super::bind_all(values)?,
+        )
+        .fetch_all(self.readers())
+        .await?;
+        let mut findings = Vec::new();
+        for row in &rows {
+            let finding = decode_finding(row)?;
+            if filter
+                .min_severity
+                .is_some_and(|min| finding.finding.severity < min)
+            {
+                continue;
+            }
+            findings.push(finding);
+            if findings.len() == filter.limit as usize {
+                break;
+            }
+        }
+        Ok(findings)
+    }
+
+    /// Per division and category of a jurisdiction: quota in force and people on the rolls.
+    pub async fn regional_balance(
+        &self,
+        jurisdiction: Option<&Jurisdiction>,
+        as_of: NaiveDate,
+    ) -> Result<Vec<rules::RegionalBalance>> {
+        let institutions = self.institutions_in(jurisdiction).await?;
+        let mut totals: BTreeMap<(Jurisdiction, crate::domain::QuotaCategory), (i64, i64)> =
+            BTreeMap::new();
+        for chunk in institutions.chunks(CHUNK) {
+            let mut tx = self.begin().await?;
+            let scope = Scope {
+                everything: false,
+                institutions: chunk.iter().cloned().collect(),
+                residents: BTreeSet::new(),
+            };
+            let mut snapshot = snapshot(&mut tx, &scope).await?;
+            tx.rollback().await?;
+            // Count only the chunk's own institutions; the snapshot also holds others its people touch.
+            snapshot
+                .institutions
+                .retain(|f| scope.institutions.contains(f.uscc.as_str()));
+            snapshot
+                .spells
+                .retain(|s| scope.institutions.contains(s.spell.institution.as_str()));
+            for row in rules::regional_balance(&snapshot, as_of) {
+                if jurisdiction.is_none_or(|j| j.contains(&row.jurisdiction)) {
+                    let entry = totals
+                        .entry((row.jurisdiction.clone(), row.category))
+                        .or_default();
+                    entry.0 += row.approved;
+                    entry.1 += row.active;
+                }
+            }
+        }
+        Ok(totals
+            .into_iter()
+            .map(
+                |((jurisdiction, category), (approved, active))| rules::RegionalBalance {
+                    jurisdiction,
+                    category,
+                    approved,
+                    active,
+                    surplus: approved - active,
+                },
+            )
+            .collect())
+    }
+
+    /// Loads the rules' data for a scope in a read-only transaction (pre-checks change nothing).
+    pub async fn snapshot_for(&self, scope: &Scope) -> Result<Snapshot> {
+        let mut tx = self.readers().begin().await?;
+        let loaded = snapshot(&mut tx, scope).await;
+        tx.rollback().await?;
+        loaded
+    }
+
+    /// Takes or renews a lease on background work for `holder`; true when it holds the lease.
+    pub async fn take_lease(&self, name: &str, holder: &str, seconds: i64) -> Result<bool> {
+        let now = now_micros();
+        let mut tx = self.begin().await?;
+        let taken = sqlx::query_with(
+            "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
+             WHERE leases.expires_at < $4 OR leases.holder = excluded.holder",
+            super::bind_all(vec![
+                Value::from(name),
+                Value::from(holder),
+                Value::Int(now + seconds * 1_000_000),
+                Value::Int(now),
+            ])?,
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(taken > 0)
+    }
+}
