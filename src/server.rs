@@ -180,7 +180,10 @@ impl Application {
                 proto::finance_service_server::FinanceServiceServer::new(hub.clone())
             ))
             .add_service(limited!(
-                proto::query_service_server::QueryServiceServer::new(hub)
+                proto::query_service_server::QueryServiceServer::new(hub.clone())
+            ))
+            .add_service(limited!(
+                proto::reconciliation_service_server::ReconciliationServiceServer::new(hub.clone())
             ));
 
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();

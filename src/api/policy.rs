@@ -48,6 +48,22 @@ pub const POLICY: &[Rule] = &[
         kinds: &[StaffingOffice, Organization, Hr, Finance, Discipline, Audit],
     },
     Rule {
+        prefix: "/quotahub.v1.ReconciliationService/",
+        kinds: EVERY_AGENCY,
+    },
+    Rule {
+        prefix: "/quotahub.v1.ReconciliationService/CheckHire",
+        kinds: &[Hr, Organization, StaffingOffice],
+    },
+    Rule {
+        prefix: "/quotahub.v1.ReconciliationService/VerifyFunding",
+        kinds: &[Finance, StaffingOffice],
+    },
+    Rule {
+        prefix: "/quotahub.v1.ReconciliationService/Reconcile",
+        kinds: &[StaffingOffice, Discipline, Audit],
+    },
+    Rule {
         prefix: "/grpc.health.v1.Health/",
         kinds: EVERY_AGENCY,
     },

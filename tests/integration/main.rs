@@ -4,6 +4,7 @@
 mod access;
 mod bulk;
 mod cli;
+mod findings;
 mod helpers;
 mod push;
 mod roll;
