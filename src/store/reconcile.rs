@@ -687,6 +687,7 @@ impl Store {
             "SELECT DISTINCT institution_uscc AS u FROM person_spells",
             "SELECT DISTINCT institution_uscc AS u FROM payroll_lines",
             "SELECT DISTINCT institution_uscc AS u FROM fundings",
+            "SELECT DISTINCT institution_uscc AS u FROM leader_terms",
             "SELECT DISTINCT institution_uscc AS u FROM findings",
         ] {
             for row in sqlx::query(sql).fetch_all(self.readers()).await? {

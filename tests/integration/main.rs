@@ -6,6 +6,7 @@ mod bulk;
 mod cli;
 mod findings;
 mod helpers;
+mod incremental;
 mod push;
 mod roll;
 mod storage;
