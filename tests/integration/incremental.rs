@@ -16,30 +16,94 @@ use crate::helpers::*;
 /// A push in the random sequence.
 #[derive(Debug, Clone)]
 enum Op {
-    Institution { unit: u8, self_funded: bool, abolished: bool },
-    Quota { unit: u8, count: u32 },
-    Post { unit: u8, count: u32 },
-    Plan { unit: u8, count: u32 },
-    Approval { unit: u8, entries: u32 },
-    Event { kind: u8, person: u8, unit: u8, target: u8, day: u16, category: u8 },
-    Appoint { person: u8, unit: u8, remove: bool, day: u16 },
-    Pay { person: u8, unit: u8, month: u8 },
-    Fund { unit: u8, headcount: u32, month: u8 },
+    Institution {
+        unit: u8,
+        self_funded: bool,
+        abolished: bool,
+    },
+    Quota {
+        unit: u8,
+        count: u32,
+    },
+    Post {
+        unit: u8,
+        count: u32,
+    },
+    Plan {
+        unit: u8,
+        count: u32,
+    },
+    Approval {
+        unit: u8,
+        entries: u32,
+    },
+    Event {
+        kind: u8,
+        person: u8,
+        unit: u8,
+        target: u8,
+        day: u16,
+        category: u8,
+    },
+    Appoint {
+        person: u8,
+        unit: u8,
+        remove: bool,
+        day: u16,
+    },
+    Pay {
+        person: u8,
+        unit: u8,
+        month: u8,
+    },
+    Fund {
+        unit: u8,
+        headcount: u32,
+        month: u8,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        (0u8..4, any::<bool>(), prop::bool::weighted(0.15))
-            .prop_map(|(unit, self_funded, abolished)| Op::Institution { unit, self_funded, abolished }),
+        (0u8..4, any::<bool>(), prop::bool::weighted(0.15)).prop_map(
+            |(unit, self_funded, abolished)| Op::Institution {
+                unit,
+                self_funded,
+                abolished
+            }
+        ),
         (0u8..4, 0u32..4).prop_map(|(unit, count)| Op::Quota { unit, count }),
         (0u8..4, 0u32..2).prop_map(|(unit, count)| Op::Post { unit, count }),
         (0u8..4, 0u32..3).prop_map(|(unit, count)| Op::Plan { unit, count }),
         (0u8..4, 0u32..3).prop_map(|(unit, entries)| Op::Approval { unit, entries }),
-        (0u8..9, 0u8..6, 0u8..4, 0u8..4, 0u16..1400, 0u8..3)
-            .prop_map(|(kind, person, unit, target, day, category)| Op::Event { kind, person, unit, target, day, category }),
-        (0u8..6, 0u8..4, any::<bool>(), 0u16..1400).prop_map(|(person, unit, remove, day)| Op::Appoint { person, unit, remove, day }),
-        (0u8..6, 0u8..4, 0u8..4).prop_map(|(person, unit, month)| Op::Pay { person, unit, month }),
-        (0u8..4, 0u32..4, 0u8..4).prop_map(|(unit, headcount, month)| Op::Fund { unit, headcount, month }),
+        (0u8..9, 0u8..6, 0u8..4, 0u8..4, 0u16..1400, 0u8..3).prop_map(
+            |(kind, person, unit, target, day, category)| Op::Event {
+                kind,
+                person,
+                unit,
+                target,
+                day,
+                category
+            }
+        ),
+        (0u8..6, 0u8..4, any::<bool>(), 0u16..1400).prop_map(|(person, unit, remove, day)| {
+            Op::Appoint {
+                person,
+                unit,
+                remove,
+                day,
+            }
+        }),
+        (0u8..6, 0u8..4, 0u8..4).prop_map(|(person, unit, month)| Op::Pay {
+            person,
+            unit,
+            month
+        }),
+        (0u8..4, 0u32..4, 0u8..4).prop_map(|(unit, headcount, month)| Op::Fund {
+            unit,
+            headcount,
+            month
+        }),
     ]
 }
 
@@ -48,15 +112,19 @@ fn unit_code(unit: u8) -> String {
 }
 
 fn day(offset: u16) -> String {
-    (chrono::NaiveDate::from_ymd_opt(2021, 1, 1).unwrap() + chrono::Days::new(u64::from(offset))).to_string()
+    (chrono::NaiveDate::from_ymd_opt(2021, 1, 1).unwrap() + chrono::Days::new(u64::from(offset)))
+        .to_string()
 }
 
 fn month(m: u8) -> String {
     format!("2024-{:02}", m + 3)
 }
 
-const CATEGORIES: [proto::QuotaCategory; 3] =
-    [proto::QuotaCategory::Administrative, proto::QuotaCategory::PublicInstitution, proto::QuotaCategory::PoliticalLegal];
+const CATEGORIES: [proto::QuotaCategory; 3] = [
+    proto::QuotaCategory::Administrative,
+    proto::QuotaCategory::PublicInstitution,
+    proto::QuotaCategory::PoliticalLegal,
+];
 
 /// Pushes one op through the store as its agency would; refusals are part of the game.
 async fn push(store: &Store, n: usize, op: &Op) {
@@ -68,14 +136,25 @@ async fn push(store: &Store, n: usize, op: &Op) {
         }
     }
     match op.clone() {
-        Op::Institution { unit, self_funded, abolished } => {
+        Op::Institution {
+            unit,
+            self_funded,
+            abolished,
+        } => {
             let mut institution = organ(&id, &unit_code(unit), "140100");
             if unit % 2 == 1 {
                 institution.kind = proto::InstitutionKind::PublicInstitution as i32;
-                institution.funding_form =
-                    if self_funded { proto::FundingForm::SelfFunded } else { proto::FundingForm::Full } as i32;
+                institution.funding_form = if self_funded {
+                    proto::FundingForm::SelfFunded
+                } else {
+                    proto::FundingForm::Full
+                } as i32;
             }
-            institution.grade = if unit == 0 { proto::Grade::SectionDeputy } else { proto::Grade::DivisionPrincipal } as i32;
+            institution.grade = if unit == 0 {
+                proto::Grade::SectionDeputy
+            } else {
+                proto::Grade::DivisionPrincipal
+            } as i32;
             if abolished {
                 institution.status = proto::InstitutionStatus::Abolished as i32;
                 institution.status_since = "2023-01-01".into();
@@ -122,10 +201,32 @@ async fn push(store: &Store, n: usize, op: &Op) {
             };
             one(store, &office, approval).await;
         }
-        Op::Event { kind, person, unit, target, day: offset, category } => {
+        Op::Event {
+            kind,
+            person,
+            unit,
+            target,
+            day: offset,
+            category,
+        } => {
             use proto::PersonnelEventType as T;
-            let kinds = [T::Hire, T::Hire, T::Hire, T::Transfer, T::Leave, T::Return, T::Secondment, T::Departure, T::Retirement];
-            let mut event = hire(&id, &resident(u32::from(person)), &unit_code(unit), &day(offset));
+            let kinds = [
+                T::Hire,
+                T::Hire,
+                T::Hire,
+                T::Transfer,
+                T::Leave,
+                T::Return,
+                T::Secondment,
+                T::Departure,
+                T::Retirement,
+            ];
+            let mut event = hire(
+                &id,
+                &resident(u32::from(person)),
+                &unit_code(unit),
+                &day(offset),
+            );
             event.event_type = kinds[usize::from(kind)] as i32;
             event.category = CATEGORIES[usize::from(category)] as i32;
             if matches!(kinds[usize::from(kind)], T::Transfer | T::Secondment) && target != unit {
@@ -133,10 +234,19 @@ async fn push(store: &Store, n: usize, op: &Op) {
             }
             one(store, &agency("140100", AgencyKind::Hr), event).await;
         }
-        Op::Appoint { person, unit, remove, day: offset } => {
+        Op::Appoint {
+            person,
+            unit,
+            remove,
+            day: offset,
+        } => {
             let appointment = proto::Appointment {
                 record_id: id,
-                action: if remove { proto::AppointmentAction::Remove } else { proto::AppointmentAction::Appoint } as i32,
+                action: if remove {
+                    proto::AppointmentAction::Remove
+                } else {
+                    proto::AppointmentAction::Appoint
+                } as i32,
                 resident_id: resident(u32::from(person)),
                 name: "李".into(),
                 institution_uscc: unit_code(unit),
@@ -146,12 +256,35 @@ async fn push(store: &Store, n: usize, op: &Op) {
                 effective_on: day(offset),
                 appointment_document: "d".into(),
             };
-            one(store, &agency("140100", AgencyKind::Organization), appointment).await;
+            one(
+                store,
+                &agency("140100", AgencyKind::Organization),
+                appointment,
+            )
+            .await;
         }
-        Op::Pay { person, unit, month: m } => {
-            one(store, &agency("140100", AgencyKind::Finance), payroll(&id, &resident(u32::from(person)), &unit_code(unit), &month(m))).await;
+        Op::Pay {
+            person,
+            unit,
+            month: m,
+        } => {
+            one(
+                store,
+                &agency("140100", AgencyKind::Finance),
+                payroll(
+                    &id,
+                    &resident(u32::from(person)),
+                    &unit_code(unit),
+                    &month(m),
+                ),
+            )
+            .await;
         }
-        Op::Fund { unit, headcount, month: m } => {
+        Op::Fund {
+            unit,
+            headcount,
+            month: m,
+        } => {
             let funding = proto::Funding {
                 record_id: id,
                 institution_uscc: unit_code(unit),
@@ -167,15 +300,30 @@ async fn push(store: &Store, n: usize, op: &Op) {
 
 /// The open findings, by key, with what they say.
 async fn open(store: &Store) -> BTreeMap<String, (i64, i64, Vec<String>)> {
-    let filter = FindingFilter { open: true, limit: u32::MAX, ..FindingFilter::default() };
+    let filter = FindingFilter {
+        open: true,
+        limit: u32::MAX,
+        ..FindingFilter::default()
+    };
     store
         .findings(&filter)
         .await
         .unwrap()
         .into_iter()
         .map(|f| {
-            let key = format!("{} {} {} {}", f.finding.key.code, f.finding.key.institution, f.finding.key.subject, f.finding.key.period);
-            let evidence = f.finding.evidence.iter().map(|e| format!("{}:{}", e.kind, e.id)).collect();
+            let key = format!(
+                "{} {} {} {}",
+                f.finding.key.code,
+                f.finding.key.institution,
+                f.finding.key.subject,
+                f.finding.key.period
+            );
+            let evidence = f
+                .finding
+                .evidence
+                .iter()
+                .map(|e| format!("{}:{}", e.kind, e.id))
+                .collect();
             (key, (f.finding.actual, f.finding.limit, evidence))
         })
         .collect()
@@ -186,12 +334,18 @@ async fn incremental_equals_from_scratch(ops: Vec<Op>) -> Result<(), TestCaseErr
     let store = Store::connect(db.url(), &StoreOptions::default())
         .await
         .unwrap()
-        .with_checks(Checks { clock: Clock::on(chrono::NaiveDate::from_ymd_opt(2024, 6, 15).unwrap()), ..Checks::default() });
+        .with_checks(Checks {
+            clock: Clock::on(chrono::NaiveDate::from_ymd_opt(2024, 6, 15).unwrap()),
+            ..Checks::default()
+        });
     for (n, op) in ops.iter().enumerate() {
         push(&store, n, op).await;
     }
     let kept = open(&store).await;
-    sqlx::query("DELETE FROM findings").execute(store.readers()).await.unwrap();
+    sqlx::query("DELETE FROM findings")
+        .execute(store.readers())
+        .await
+        .unwrap();
     let today = store.checks().clock.today();
     store.reconcile(None, today, false).await.unwrap();
     let from_scratch = open(&store).await;

@@ -8,5 +8,6 @@ mod findings;
 mod helpers;
 mod incremental;
 mod push;
+mod replicas;
 mod roll;
 mod storage;
