@@ -488,6 +488,7 @@ impl Pushed for proto::PayrollLine {
         let resident_id = f.resident_id("resident_id", &self.resident_id);
         let name = f.text("name", &self.name);
         let gross_fen = f.amount("gross_fen", self.gross_fen);
+        let reverses = f.opt_text("reverses_record_id", &self.reverses_record_id);
         let record = (|| {
             Some(PayrollLine {
                 period: period?,
@@ -495,6 +496,7 @@ impl Pushed for proto::PayrollLine {
                 resident_id: resident_id?,
                 name: name?,
                 gross_fen: gross_fen?,
+                reverses: reverses?,
             })
         })();
         f.finish(record, |_| Vec::new())
@@ -688,6 +690,7 @@ pub fn payroll_message(stored: &Stored<PayrollLine>) -> proto::PayrollLine {
         resident_id: l.resident_id.to_string(),
         name: l.name.clone(),
         gross_fen: l.gross_fen,
+        reverses_record_id: l.reverses.clone().unwrap_or_default(),
     }
 }
 
@@ -781,6 +784,7 @@ mod tests {
             resident_id: "11010519491231002X".into(),
             name: "张三".into(),
             gross_fen: 812_345,
+            reverses_record_id: String::new(),
         }
     }
 

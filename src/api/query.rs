@@ -242,7 +242,16 @@ impl proto::query_service_server::QueryService for Hub {
         let period = period("period", &request.get_ref().period)?;
         self.check_oversees(&caller.agency, &uscc).await?;
         let lines = self.store.payroll(&uscc, period).await?;
-        let total_gross_fen = lines.iter().map(|l| l.record.gross_fen).sum();
+        // Reversals and the lines they void do not count.
+        let reversed: std::collections::HashSet<&str> = lines
+            .iter()
+            .filter_map(|l| l.record.reverses.as_deref())
+            .collect();
+        let total_gross_fen = lines
+            .iter()
+            .filter(|l| l.record.reverses.is_none() && !reversed.contains(l.record_id.as_str()))
+            .map(|l| l.record.gross_fen)
+            .sum();
         Ok(Response::new(proto::ListPayrollResponse {
             lines: lines.iter().map(c::payroll_message).collect(),
             total_gross_fen,

@@ -486,6 +486,8 @@ pub struct PayrollLine {
     pub name: String,
     /// Gross amount in fen.
     pub gross_fen: i64,
+    /// The sender's record id of the line this one reverses, if it is a reversal.
+    pub reverses: Option<String>,
 }
 
 /// Funded headcount for one institution, category and period.

@@ -1444,6 +1444,7 @@ mod tests {
                     resident_id: resident(p),
                     name: "张三".into(),
                     gross_fen: 812_345,
+                    reverses: None,
                 },
             });
             self.s.payroll.last_mut().unwrap()

@@ -662,11 +662,66 @@ impl RecordKind for PayrollLine {
     }
 
     async fn apply(tx: &mut Tx, batch: &Batch<'_, Self>) -> Result<Vec<Result<()>>> {
-        let rows = batch.records.iter().map(|s| {
-            let [agency_id, record_id] = key_values(batch.agency, &s.record_id);
-            let line = &s.record;
-            [
-                agency_id,
+        // A reversal must name a live line of the same agency, period, institution and person.
+        let agency_id = batch.agency.id();
+        let targets: Vec<String> = batch
+            .records
+            .iter()
+            .filter_map(|s| s.record.reverses.clone())
+            .collect();
+        let mut live: HashMap<String, (String, String, String, bool)> = HashMap::new();
+        for row in select_in(
+            tx,
+            "SELECT record_id, period, institution_uscc, resident_id, reverses, reversed_by FROM payroll_lines WHERE agency_id = $1 AND record_id",
+            "",
+            &[Value::from(agency_id.as_str())],
+            &targets,
+        )
+        .await?
+        {
+            let reverses: Option<String> = column(&row, "reverses")?;
+            let reversed_by: Option<String> = column(&row, "reversed_by")?;
+            live.insert(
+                column(&row, "record_id")?,
+                (
+                    column(&row, "period")?,
+                    column(&row, "institution_uscc")?,
+                    column(&row, "resident_id")?,
+                    reverses.is_none() && reversed_by.is_none(),
+                ),
+            );
+        }
+        let mut verdicts = Vec::new();
+        let mut rows = Vec::new();
+        let mut reversed: Vec<(String, String)> = Vec::new();
+        for submission in &batch.records {
+            let line = &submission.record;
+            if let Some(target) = &line.reverses {
+                let fits =
+                    live.get(target)
+                        .is_some_and(|(period, institution, resident, is_live)| {
+                            *is_live
+                                && *period == line.period.to_string()
+                                && institution == line.institution.as_str()
+                                && resident == line.resident_id.as_str()
+                        });
+                if !fits {
+                    verdicts.push(Err(Error::FailedPrecondition(format!(
+                        "no live payroll line `{target}` of this agency for {} at {} in {} to reverse",
+                        line.resident_id.masked(),
+                        line.institution,
+                        line.period
+                    ))));
+                    continue;
+                }
+                if let Some(entry) = live.get_mut(target) {
+                    entry.3 = false;
+                }
+                reversed.push((target.clone(), submission.record_id.clone()));
+            }
+            let [agency, record_id] = key_values(batch.agency, &submission.record_id);
+            rows.push([
+                agency,
                 record_id,
                 Value::Text(line.period.to_string()),
                 Value::from(line.institution.as_str()),
@@ -674,16 +729,30 @@ impl RecordKind for PayrollLine {
                 Value::from(line.name.as_str()),
                 Value::Int(line.gross_fen),
                 Value::Int(batch.accepted_at),
-            ]
-        });
+                Value::OptText(line.reverses.clone()),
+            ]);
+            verdicts.push(Ok(()));
+        }
         insert_rows(
             tx,
-            "INSERT INTO payroll_lines (agency_id, record_id, period, institution_uscc, resident_id, name, gross_fen, accepted_at)",
+            "INSERT INTO payroll_lines (agency_id, record_id, period, institution_uscc, resident_id, name, gross_fen, accepted_at, reverses)",
             "",
-            rows.collect(),
+            rows,
         )
         .await?;
-        Ok(ok_all(batch))
+        for (target, by) in reversed {
+            sqlx::query_with(
+                "UPDATE payroll_lines SET reversed_by = $1 WHERE agency_id = $2 AND record_id = $3",
+                super::bind_all(vec![
+                    Value::Text(by),
+                    Value::from(agency_id.as_str()),
+                    Value::Text(target),
+                ])?,
+            )
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(verdicts)
     }
 }
 

@@ -573,6 +573,7 @@ impl Store {
                 resident_id: resident_id(row)?,
                 name: text(row, "name")?,
                 gross_fen: column(row, "gross_fen")?,
+                reverses: opt_text(row, "reverses")?,
             };
             stored_meta(row, line)
         })

@@ -140,7 +140,8 @@ pub(crate) async fn snapshot(tx: &mut Tx, scope: &Scope) -> Result<Snapshot> {
     let residents = list(scope.residents.iter().cloned());
     let by_institution = select_in(
         tx,
-        "SELECT * FROM payroll_lines WHERE institution_uscc",
+        // Reversals and the lines they void count for nothing.
+        "SELECT * FROM payroll_lines WHERE reverses IS NULL AND reversed_by IS NULL AND institution_uscc",
         "",
         &[],
         &institutions,
@@ -148,7 +149,7 @@ pub(crate) async fn snapshot(tx: &mut Tx, scope: &Scope) -> Result<Snapshot> {
     .await?;
     let by_resident = select_in(
         tx,
-        "SELECT * FROM payroll_lines WHERE resident_id",
+        "SELECT * FROM payroll_lines WHERE reverses IS NULL AND reversed_by IS NULL AND resident_id",
         "",
         &[],
         &residents,
@@ -163,6 +164,7 @@ pub(crate) async fn snapshot(tx: &mut Tx, scope: &Scope) -> Result<Snapshot> {
                 resident_id: q::resident_id(row)?,
                 name: q::text(row, "name")?,
                 gross_fen: column(row, "gross_fen")?,
+                reverses: None,
             };
             involved.insert(line.institution.to_string());
             snapshot.payroll.push(Pushed {

@@ -487,3 +487,81 @@ async fn a_reconcile_finds_what_the_pushes_found_and_reports_the_balance(backend
         vec![("140100".into(), 1, 2, -1), ("140105".into(), 10, 2, 8)]
     );
 }
+
+mod reversal {
+    use super::*;
+
+    on_both_backends!(a_reversed_payroll_line_stops_counting);
+
+    async fn a_reversed_payroll_line_stops_counting(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let unit = uscc("140100", 1);
+        let mut finance = app.finance("140100").await;
+        let ghost = finance
+            .push_payroll_line(payroll("p1", &resident(7), &unit, "2024-02"))
+            .await
+            .unwrap()
+            .into_inner();
+        let raised: Vec<i32> = ghost
+            .findings
+            .iter()
+            .map(|c| c.finding.as_ref().unwrap().code)
+            .collect();
+        assert!(
+            raised.contains(&(RuleCode::PaidNotOnRoll as i32)),
+            "{raised:?}"
+        );
+
+        // A reversal must match the line it voids.
+        let mut wrong = payroll("p1-rev", &resident(7), &unit, "2024-03");
+        wrong.reverses_record_id = "p1".into();
+        assert_eq!(
+            finance.push_payroll_line(wrong).await.unwrap_err().code(),
+            tonic::Code::FailedPrecondition
+        );
+
+        let mut reversal = payroll("p1-rev", &resident(7), &unit, "2024-02");
+        reversal.reverses_record_id = "p1".into();
+        let fixed = finance
+            .push_payroll_line(reversal.clone())
+            .await
+            .unwrap()
+            .into_inner();
+        let resolved: Vec<(i32, i32)> = fixed
+            .findings
+            .iter()
+            .map(|c| (c.change, c.finding.as_ref().unwrap().code))
+            .collect();
+        assert!(
+            resolved.contains(&(
+                FindingChangeType::Resolved as i32,
+                RuleCode::PaidNotOnRoll as i32
+            )),
+            "{resolved:?}"
+        );
+
+        // A line is reversed once; both lines stay on record and the total counts neither.
+        reversal.record_id = "p1-rev2".into();
+        assert_eq!(
+            finance
+                .push_payroll_line(reversal)
+                .await
+                .unwrap_err()
+                .code(),
+            tonic::Code::FailedPrecondition
+        );
+        let listed = app
+            .query("140100", AgencyKind::Audit)
+            .await
+            .list_payroll(proto::ListPayrollRequest {
+                institution_uscc: unit,
+                period: "2024-02".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(listed.lines.len(), 2);
+        assert_eq!(listed.total_gross_fen, 0);
+        assert!(app.query_findings("140100").await.is_empty());
+    }
+}

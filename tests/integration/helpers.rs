@@ -407,6 +407,7 @@ pub fn payroll(
         resident_id: person.into(),
         name: "王五".into(),
         gross_fen: 650_000,
+        reverses_record_id: String::new(),
     }
 }
 
