@@ -6,6 +6,7 @@
 //! PostgreSQL both accept, and column types are spelled portably. What differs lives in the backend
 //! modules: how to connect, the migrations, and how concurrent writers are kept apart.
 
+pub mod plain_sql;
 mod postgres;
 pub mod push;
 pub mod query;

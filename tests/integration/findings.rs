@@ -458,6 +458,39 @@ async fn a_reconcile_finds_what_the_pushes_found_and_reports_the_balance(backend
     assert_eq!(report.open as usize, before.len());
     assert_eq!(report.institutions, 2);
 
+    // The core rules written again as plain SQL find exactly what the engine keeps.
+    let core: std::collections::BTreeSet<(String, String, String, String)> = before
+        .iter()
+        .filter(|f| {
+            quotahub::store::plain_sql::CODES
+                .iter()
+                .any(|c| quotahub::api::convert::Wire::to_wire(*c) == f.code)
+        })
+        .map(|f| {
+            let code = proto::RuleCode::try_from(f.code)
+                .unwrap()
+                .as_str_name()
+                .trim_start_matches("RULE_CODE_")
+                .to_owned();
+            (
+                code,
+                f.institution_uscc.clone(),
+                f.subject.clone(),
+                f.period.clone(),
+            )
+        })
+        .collect();
+    let sql: std::collections::BTreeSet<(String, String, String, String)> = app
+        .store
+        .plain_sql_findings(app.store.checks().clock.today())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| (k.code.to_string(), k.institution, k.subject, k.period))
+        .collect();
+    assert_eq!(core.len(), 3, "{core:?}");
+    assert_eq!(core, sql);
+
     // A district may not re-check the city.
     let channel = app.channel(&agency("140105", AgencyKind::Audit)).await;
     let status = proto::reconciliation_service_client::ReconciliationServiceClient::new(channel)
