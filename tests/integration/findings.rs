@@ -598,3 +598,135 @@ mod reversal {
         assert!(app.query_findings("140100").await.is_empty());
     }
 }
+
+mod schedule {
+    use std::time::Duration;
+
+    use clap::Parser;
+    use quotahub::store::{Store, StoreOptions};
+
+    use super::*;
+
+    on_both_backends!(
+        the_scheduled_recheck_restores_findings_and_one_replica_holds_the_lease,
+        quotahub_reconcile_reports_a_recheck
+    );
+
+    async fn the_scheduled_recheck_restores_findings_and_one_replica_holds_the_lease(
+        backend: Backend,
+    ) {
+        let app = TestApp::spawn_scheduled(backend, Duration::from_millis(200)).await;
+        let unit = uscc("140100", 1);
+        app.finance("140100")
+            .await
+            .push_payroll_line(payroll("p1", &resident(1), &unit, "2024-01"))
+            .await
+            .unwrap();
+        // Ghost pay, at a unit the registry does not know.
+        assert_eq!(app.query_findings("140100").await.len(), 2);
+        // Findings lost behind the hub's back come back at the next scheduled re-check.
+        sqlx::query("DELETE FROM findings")
+            .execute(app.store.readers())
+            .await
+            .unwrap();
+        assert!(app.query_findings("140100").await.is_empty());
+        let mut restored = Vec::new();
+        for _ in 0..100 {
+            restored = app.query_findings("140100").await;
+            if !restored.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(!restored.is_empty(), "the schedule re-checked within 5 s");
+        let codes: Vec<i32> = app
+            .query_findings("140100")
+            .await
+            .iter()
+            .map(|f| f.code)
+            .collect();
+        assert_eq!(
+            codes,
+            vec![
+                RuleCode::PaidNotOnRoll as i32,
+                RuleCode::UnregisteredInstitution as i32
+            ]
+        );
+
+        // Replicas share the lease: while one holds it, another cannot take it.
+        let other = Store::connect(app.db.url(), &StoreOptions::default())
+            .await
+            .unwrap();
+        assert!(
+            other
+                .take_lease("test-work", "replica-a", 60)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !app.store
+                .take_lease("test-work", "replica-b", 60)
+                .await
+                .unwrap()
+        );
+        assert!(
+            other
+                .take_lease("test-work", "replica-a", 60)
+                .await
+                .unwrap(),
+            "the holder renews"
+        );
+    }
+
+    async fn quotahub_reconcile_reports_a_recheck(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let unit = uscc("140100", 1);
+        app.finance("140100")
+            .await
+            .push_payroll_line(payroll("p1", &resident(1), &unit, "2024-01"))
+            .await
+            .unwrap();
+        sqlx::query("DELETE FROM findings")
+            .execute(app.store.readers())
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let certificate = pki().agency(&agency("140100", AgencyKind::StaffingOffice));
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path.to_str().unwrap().to_owned()
+        };
+        let (ca, cert, key) = (
+            write("ca.pem", pki().ca.cert_pem()),
+            write("so.pem", &certificate.cert_pem),
+            write("so-key.pem", &certificate.key_pem),
+        );
+        let endpoint = app.endpoint();
+        let args = |dry: bool| {
+            let mut args = vec![
+                "quotahub",
+                "reconcile",
+                "--server",
+                &endpoint,
+                "--ca",
+                &ca,
+                "--cert",
+                &cert,
+                "--key",
+                &key,
+            ];
+            if dry {
+                args.push("--dry-run");
+            }
+            quotahub::cli::Cli::parse_from(args)
+        };
+        quotahub::cli::run(args(true)).await.unwrap();
+        assert!(
+            app.query_findings("140100").await.is_empty(),
+            "a dry run keeps nothing"
+        );
+        quotahub::cli::run(args(false)).await.unwrap();
+        assert_eq!(app.query_findings("140100").await.len(), 2);
+    }
+}

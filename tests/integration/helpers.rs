@@ -202,7 +202,21 @@ impl TestApp {
         TestApp::start(db, limits).await
     }
 
+    /// A hub that re-checks everything every `interval`.
+    pub async fn spawn_scheduled(backend: Backend, interval: std::time::Duration) -> TestApp {
+        let db = TestDb::new(backend).await;
+        TestApp::start_with(db, Limits::default(), Some(interval)).await
+    }
+
     async fn start(db: TestDb, limits: Limits) -> TestApp {
+        TestApp::start_with(db, limits, None).await
+    }
+
+    async fn start_with(
+        db: TestDb,
+        limits: Limits,
+        reconcile_every: Option<std::time::Duration>,
+    ) -> TestApp {
         let pki = pki();
         let store = Store::connect(db.url(), &StoreOptions::default())
             .await
@@ -210,7 +224,8 @@ impl TestApp {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a port");
         let application =
             Application::with_listener(listener, store.clone(), &pki.server_tls(), limits.clone())
-                .expect("build the hub");
+                .expect("build the hub")
+                .reconcile_every(reconcile_every);
         let address = application.local_addr();
         let (shutdown, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(application.run_until_stopped(async move {
