@@ -34,6 +34,33 @@ pub struct Settings {
     pub rules: RuleSettings,
     /// The scheduled re-check.
     pub reconcile: ReconcileSettings,
+    /// The alert feed and escalation.
+    pub feed: FeedSettings,
+}
+
+/// The alert feed and escalation (`[feed]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FeedSettings {
+    /// Days events are kept (`feed.retention_days`, default 90); a cursor older than that gets
+    /// FAILED_PRECONDITION.
+    pub retention_days: u64,
+    /// Seconds between escalation passes (`feed.escalation_interval_secs`, default 60; 0 turns
+    /// escalation off).
+    pub escalation_interval_secs: u64,
+    /// Per severity code, hours to acknowledge and to rectify (`feed.deadlines.HIGH = [72, 720]`);
+    /// 0 means that clock does not run. Severities left out keep their defaults.
+    pub deadlines: std::collections::BTreeMap<String, [u64; 2]>,
+}
+
+impl Default for FeedSettings {
+    fn default() -> FeedSettings {
+        FeedSettings {
+            retention_days: 90,
+            escalation_interval_secs: 60,
+            deadlines: std::collections::BTreeMap::new(),
+        }
+    }
 }
 
 /// Settings of the rules (`[rules]`).
@@ -138,6 +165,7 @@ impl Default for Settings {
             shutdown_grace_secs: 30,
             rules: RuleSettings::default(),
             reconcile: ReconcileSettings::default(),
+            feed: FeedSettings::default(),
         }
     }
 }
@@ -251,6 +279,25 @@ impl Settings {
             config.rank_ceilings.push((grade, rank));
         }
         Ok(config)
+    }
+
+    /// Escalation deadlines per severity, checked.
+    pub fn escalation_policy(&self) -> anyhow::Result<crate::domain::alerts::EscalationPolicy> {
+        use crate::domain::Coded;
+        use crate::domain::findings::Severity;
+        let mut policy = crate::domain::alerts::EscalationPolicy::default();
+        for (severity, [ack, rectify]) in &self.feed.deadlines {
+            let severity = Severity::from_code(severity)
+                .ok_or_else(|| anyhow::anyhow!("feed.deadlines: `{severity}` is not a severity"))?;
+            let hours = |h: u64| {
+                (h > 0).then(|| i64::try_from(h).unwrap_or(i64::MAX / 3_600_000_000) * 3_600)
+            };
+            policy.deadlines.retain(|(s, _, _)| *s != severity);
+            policy
+                .deadlines
+                .push((severity, hours(*ack), hours(*rectify)));
+        }
+        Ok(policy)
     }
 
     /// Call limits from these settings.

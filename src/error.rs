@@ -31,9 +31,22 @@ pub enum Error {
     /// someone not on the roll).
     #[error("failed precondition: {0}")]
     FailedPrecondition(String),
+    /// The caller acted on a stale version of something another caller changed; read and retry.
+    #[error("aborted: {0}")]
+    Aborted(String),
     /// A limit was reached (records in one stream, calls per second); the caller may retry later.
     #[error("resource exhausted: {0}")]
     ResourceExhausted(String),
+    /// A feed cursor points before the oldest event still kept.
+    #[error(
+        "the cursor {requested} is older than what the feed keeps; the earliest event still kept is {earliest}"
+    )]
+    CursorExpired {
+        /// The cursor asked for.
+        requested: i64,
+        /// The earliest sequence number that still exists.
+        earliest: i64,
+    },
     /// The database cannot be reached; the caller may retry.
     #[error("storage unavailable: {0}")]
     Unavailable(String),

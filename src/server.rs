@@ -67,6 +67,10 @@ pub struct Application {
     shutdown_grace: Duration,
     /// How often to re-check everything (定期核查); `None` for never.
     reconcile_every: Option<Duration>,
+    /// How often to escalate overdue alerts; `None` for never.
+    escalate_every: Option<Duration>,
+    /// How long feed events are kept.
+    feed_retention: Duration,
 }
 
 impl Application {
@@ -91,9 +95,14 @@ impl Application {
         let store = store.with_checks(Checks {
             rules: settings.rules_config()?,
             clock: Clock::System,
+            escalation: settings.escalation_policy()?,
         });
         let mut application = Application::with_listener(listener, store, &tls, settings.limits())?;
         application.shutdown_grace = Duration::from_secs(settings.shutdown_grace_secs);
+        application.escalate_every = (settings.feed.escalation_interval_secs > 0)
+            .then(|| Duration::from_secs(settings.feed.escalation_interval_secs));
+        application.feed_retention =
+            Duration::from_secs(settings.feed.retention_days.max(1) * 86_400);
         application.reconcile_every = (settings.reconcile.interval_secs > 0)
             .then(|| Duration::from_secs(settings.reconcile.interval_secs));
         Ok(application)
@@ -114,6 +123,8 @@ impl Application {
             tls: config,
             shutdown_grace: Duration::from_secs(30),
             reconcile_every: None,
+            escalate_every: Some(Duration::from_secs(60)),
+            feed_retention: Duration::from_secs(90 * 86_400),
         })
     }
 
@@ -127,6 +138,12 @@ impl Application {
     /// The store the hub uses.
     pub fn store(&self) -> &Store {
         &self.hub.store
+    }
+
+    /// Escalates overdue alerts this often.
+    pub fn escalate_every(mut self, interval: Option<Duration>) -> Application {
+        self.escalate_every = interval;
+        self
     }
 
     /// Re-checks everything this often (the first time one interval after start).
@@ -184,18 +201,39 @@ impl Application {
             ))
             .add_service(limited!(
                 proto::reconciliation_service_server::ReconciliationServiceServer::new(hub.clone())
+            ))
+            .add_service(limited!(
+                proto::feed_service_server::FeedServiceServer::new(hub.clone())
             ));
 
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let reporter = health.clone();
+        let draining = hub.draining.clone();
         let signal = async move {
             shutdown.await;
+            // Feed streams send their drain message and end, so that the server can stop.
+            draining.send_replace(true);
             tracing::info!("shutting down: refusing new calls, finishing those in flight");
             set_serving(&reporter, ServingStatus::NotServing).await;
             let _ = stopping_tx.send(());
         };
 
         let (stop_schedule, schedule_stopped) = tokio::sync::watch::channel(false);
+        let mut background = vec![
+            tokio::spawn(escalations(
+                self.hub.store.clone(),
+                self.escalate_every,
+                schedule_stopped.clone(),
+            )),
+            tokio::spawn(trim_feed(
+                self.hub.store.clone(),
+                self.feed_retention,
+                schedule_stopped.clone(),
+            )),
+        ];
+        if let Some(listener) = self.hub.store.spawn_feed_listener(schedule_stopped.clone()) {
+            background.push(listener);
+        }
         let schedule = self.reconcile_every.map(|every| {
             tokio::spawn(scheduled_reconcile(
                 self.hub.store.clone(),
@@ -219,6 +257,9 @@ impl Application {
         let _ = stop_schedule.send(true);
         if let Some(schedule) = schedule {
             let _ = schedule.await;
+        }
+        for task in background {
+            let _ = task.await;
         }
         self.hub.store.close().await;
         tracing::info!("quotahub stopped");
@@ -260,6 +301,53 @@ async fn scheduled_reconcile(
     }
 }
 
+/// Escalates overdue alerts every `every`. Any number of replicas may run it: each step is claimed.
+async fn escalations(
+    store: Store,
+    every: Option<Duration>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    let Some(every) = every else { return };
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = stopped.changed() => return,
+        }
+        let now = store.checks().clock.now().timestamp_micros();
+        match store.escalate_due(now).await {
+            Ok(events) if !events.is_empty() => {
+                tracing::info!(steps = events.len(), "escalated overdue alerts")
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "escalation pass failed"),
+        }
+    }
+}
+
+/// Trims feed events older than `retention`, hourly.
+async fn trim_feed(
+    store: Store,
+    retention: Duration,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(3_600)) => {}
+            _ = stopped.changed() => return,
+        }
+        let retention = i64::try_from(retention.as_micros()).unwrap_or(i64::MAX);
+        let before = store
+            .checks()
+            .clock
+            .now()
+            .timestamp_micros()
+            .saturating_sub(retention);
+        if let Err(error) = store.trim_feed(before).await {
+            tracing::warn!(%error, "cannot trim the feed");
+        }
+    }
+}
+
 async fn set_serving(health: &HealthReporter, status: ServingStatus) {
     health.set_service_status("", status).await;
     for service in [
@@ -269,6 +357,7 @@ async fn set_serving(health: &HealthReporter, status: ServingStatus) {
         "quotahub.v1.FinanceService",
         "quotahub.v1.QueryService",
         "quotahub.v1.ReconciliationService",
+        "quotahub.v1.FeedService",
     ] {
         health.set_service_status(service, status).await;
     }

@@ -6,12 +6,14 @@ use chrono::NaiveDate;
 use prost::Message;
 use sha2::{Digest, Sha256};
 
+use crate::domain::alerts::AlertState;
 use crate::domain::findings::{RuleCode, Severity};
 use crate::domain::ids::{normalize_document_number, parse_date};
 use crate::domain::roll::Spell;
 use crate::domain::*;
 use crate::error::Error;
 use crate::proto;
+use crate::store::feed::FeedEventType;
 use crate::store::push::Submission;
 use crate::store::query::Stored;
 use crate::store::reconcile::{ChangeKind, FindingChange, StoredFinding};
@@ -64,6 +66,8 @@ wire! {
     AppointmentAction => proto::AppointmentAction,
     RuleCode => proto::RuleCode,
     Severity => proto::Severity,
+    AlertState => proto::AlertState,
+    FeedEventType => proto::FeedEventType,
 }
 
 /// Longest accepted record id, name or document number.
@@ -738,6 +742,10 @@ pub fn finding_message(stored: &StoredFinding) -> proto::Finding {
         updated_at: Some(timestamp(stored.updated_at)),
         resolved_at: stored.resolved_at.map(timestamp),
         version: u64::try_from(stored.version).unwrap_or_default(),
+        alert_state: stored.alert.state.to_wire(),
+        escalation_level: u32::try_from(stored.alert.escalation_level).unwrap_or_default(),
+        acknowledge_by: stored.alert.acknowledge_by.map(timestamp),
+        rectify_by: stored.alert.rectify_by.map(timestamp),
     }
 }
 

@@ -7,6 +7,7 @@
 //! - [`status`]: the one mapping from [`crate::error::Error`] to gRPC status codes.
 
 pub mod convert;
+pub mod feed;
 pub mod policy;
 pub mod push;
 pub mod query;
@@ -41,11 +42,17 @@ pub struct Hub {
     pub store: Store,
     /// Per-call limits.
     pub limits: Limits,
+    /// Set when the hub is about to stop: feed streams send their drain message and end.
+    pub draining: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Hub {
     /// Builds the handlers' state.
     pub fn new(store: Store, limits: Limits) -> Hub {
-        Hub { store, limits }
+        Hub {
+            store,
+            limits,
+            draining: std::sync::Arc::new(tokio::sync::watch::channel(false).0),
+        }
     }
 }

@@ -64,6 +64,14 @@ pub const POLICY: &[Rule] = &[
         kinds: &[StaffingOffice, Discipline, Audit],
     },
     Rule {
+        prefix: "/quotahub.v1.FeedService/",
+        kinds: EVERY_AGENCY,
+    },
+    Rule {
+        prefix: "/quotahub.v1.FeedService/TransitionAlert",
+        kinds: &[StaffingOffice, Discipline],
+    },
+    Rule {
         prefix: "/grpc.health.v1.Health/",
         kinds: EVERY_AGENCY,
     },

@@ -15,8 +15,9 @@ pub fn code(error: &Error) -> Code {
         Error::PermissionDenied(_) => Code::PermissionDenied,
         Error::NotFound(_) => Code::NotFound,
         Error::RecordConflict { .. } => Code::AlreadyExists,
-        Error::FailedPrecondition(_) => Code::FailedPrecondition,
+        Error::FailedPrecondition(_) | Error::CursorExpired { .. } => Code::FailedPrecondition,
         Error::ResourceExhausted(_) => Code::ResourceExhausted,
+        Error::Aborted(_) => Code::Aborted,
         Error::Unavailable(_) => Code::Unavailable,
         Error::Internal(_) => Code::Internal,
     }
@@ -45,6 +46,15 @@ impl From<Error> for Status {
                     );
                 }
                 Status::with_error_details(Code::InvalidArgument, message(&error), details)
+            }
+            Error::CursorExpired { earliest, .. } => {
+                let mut details = ErrorDetails::new();
+                details.add_precondition_failure_violation(
+                    "CURSOR_EXPIRED",
+                    format!("earliest_seq={earliest}"),
+                    message(&error),
+                );
+                Status::with_error_details(Code::FailedPrecondition, message(&error), details)
             }
             _ => Status::new(code(&error), message(&error)),
         }

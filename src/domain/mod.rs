@@ -2,6 +2,7 @@
 //! unit and property tests.
 
 pub mod agency;
+pub mod alerts;
 pub mod findings;
 pub mod ids;
 pub mod precheck;

@@ -6,6 +6,7 @@
 //! PostgreSQL both accept, and column types are spelled portably. What differs lives in the backend
 //! modules: how to connect, the migrations, and how concurrent writers are kept apart.
 
+pub mod feed;
 pub mod plain_sql;
 mod postgres;
 pub mod push;
@@ -77,6 +78,11 @@ pub struct Store {
     backend: Backend,
     /// How findings are checked at every push.
     checks: std::sync::Arc<Checks>,
+    /// Bumped whenever this process (or, on PostgreSQL, another replica) may have added events to
+    /// the feed; feed streams wait on it.
+    feed_signal: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+    /// The PostgreSQL URL, for the feed's LISTEN connection (none on SQLite: wake-ups are in process).
+    url: Option<std::sync::Arc<String>>,
 }
 
 /// What the store needs to check findings: the rules' settings and the clock that says what
@@ -87,6 +93,8 @@ pub struct Checks {
     pub rules: RulesConfig,
     /// Where today comes from.
     pub clock: Clock,
+    /// Deadlines of alerts per severity.
+    pub escalation: crate::domain::alerts::EscalationPolicy,
 }
 
 /// A write transaction.
@@ -159,6 +167,19 @@ impl Store {
             Backend::Sqlite => Ok(()),
             Backend::Postgres => postgres::advisory_locks(tx, keys).await,
         }
+    }
+
+    /// On PostgreSQL, starts listening for other replicas' feed events until `stopped` changes.
+    pub fn spawn_feed_listener(
+        &self,
+        stopped: tokio::sync::watch::Receiver<bool>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let url = self.url.as_ref()?;
+        Some(postgres::spawn_feed_listener(
+            self.clone(),
+            url.to_string(),
+            stopped,
+        ))
     }
 
     /// Checks that the database answers.

@@ -11,11 +11,14 @@ use crate::error::Result;
 
 pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Store> {
     let pool = Store::pool_options(options).connect(url).await?;
+    let url = Some(std::sync::Arc::new(url.to_owned()));
     Ok(Store {
         readers: pool.clone(),
         writer: pool,
         backend: Backend::Postgres,
         checks: Default::default(),
+        feed_signal: std::sync::Arc::new(tokio::sync::watch::channel(0).0),
+        url,
     })
 }
 
@@ -70,4 +73,42 @@ impl Hasher for Fnv1a {
             self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
         }
     }
+}
+
+/// Wakes this process's feed streams when another replica commits feed events (LISTEN/NOTIFY).
+/// Reconnects after a lost connection; streams poll as well, so a missed notification only delays.
+pub(super) fn spawn_feed_listener(
+    store: Store,
+    url: String,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            match sqlx::postgres::PgListener::connect(&url).await {
+                Ok(mut listener) => {
+                    if let Err(error) = listener.listen(super::feed::NOTIFY_CHANNEL).await {
+                        tracing::warn!(%error, "cannot LISTEN for feed events");
+                    } else {
+                        loop {
+                            tokio::select! {
+                                notification = listener.recv() => match notification {
+                                    Ok(_) => store.feed_changed(),
+                                    Err(error) => {
+                                        tracing::warn!(%error, "feed listener lost its connection");
+                                        break;
+                                    }
+                                },
+                                _ = stopped.changed() => return,
+                            }
+                        }
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "cannot connect the feed listener"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                _ = stopped.changed() => return,
+            }
+        }
+    })
 }

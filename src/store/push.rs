@@ -270,6 +270,7 @@ impl Store {
             }
         }
         tx.commit().await?;
+        self.feed_changed();
 
         // Repeated ids within the batch share the verdict of their first occurrence.
         for (index, submission) in submissions.iter().enumerate() {

@@ -11,9 +11,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use chrono::NaiveDate;
 use sqlx::any::AnyRow;
 
+use super::feed::{self, FeedEventType};
 use super::push::{column, stored};
 use super::query::{self as q, Stored};
 use super::{Store, Tx, Value, insert_rows, now_micros, select_in};
+use crate::domain::alerts::{AlertState, EscalationPolicy};
 use crate::domain::findings::{
     Entry, Evidence, Finding, FindingKey, InstitutionFacts, PersonSpell, PersonTerm, Pushed,
     RecordRef, RuleCode, Scope, Severity, Snapshot,
@@ -39,6 +41,37 @@ pub struct StoredFinding {
     pub resolved_at: Option<i64>,
     /// Incremented at every change.
     pub version: i64,
+    /// Its follow-up.
+    pub alert: Alert,
+}
+
+/// The follow-up of a finding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alert {
+    /// Where it stands.
+    pub state: AlertState,
+    /// Steps climbed on the escalation ladder (0 to 3).
+    pub escalation_level: i64,
+    /// Whether it was acknowledged (stops the first clock).
+    pub acknowledged: bool,
+    /// Acknowledge by then (Unix microseconds), if that clock runs.
+    pub acknowledge_by: Option<i64>,
+    /// Rectify by then, if that clock runs.
+    pub rectify_by: Option<i64>,
+}
+
+impl Alert {
+    /// A new alert for a finding of `severity` raised at `now`.
+    pub fn raised(policy: &EscalationPolicy, severity: Severity, now: i64) -> Alert {
+        let deadlines = policy.deadlines(severity, now);
+        Alert {
+            state: AlertState::Open,
+            escalation_level: 0,
+            acknowledged: false,
+            acknowledge_by: deadlines.acknowledge_by,
+            rectify_by: deadlines.rectify_by,
+        }
+    }
 }
 
 /// What a check did to one finding.
@@ -380,7 +413,7 @@ fn evidence_kind(kind: &str) -> &'static str {
     KINDS.into_iter().find(|k| *k == kind).unwrap_or("record")
 }
 
-fn decode_finding(row: &AnyRow) -> Result<StoredFinding> {
+pub(crate) fn decode_finding(row: &AnyRow) -> Result<StoredFinding> {
     let evidence: Vec<(String, String)> = serde_json::from_str(&q::text(row, "evidence")?)
         .map_err(|e| Error::Internal(format!("stored evidence no longer parses: {e}")))?;
     let finding = Finding {
@@ -412,10 +445,17 @@ fn decode_finding(row: &AnyRow) -> Result<StoredFinding> {
         updated_at: column(row, "updated_at")?,
         resolved_at: column(row, "resolved_at")?,
         version: column(row, "version")?,
+        alert: Alert {
+            state: q::code(row, "alert_state")?,
+            escalation_level: column(row, "escalation_level")?,
+            acknowledged: column::<i64>(row, "acknowledged")? != 0,
+            acknowledge_by: column(row, "acknowledge_by")?,
+            rectify_by: column(row, "rectify_by")?,
+        },
     })
 }
 
-fn finding_row(stored: &StoredFinding) -> [Value; 16] {
+fn finding_row(stored: &StoredFinding) -> [Value; 21] {
     let f = &stored.finding;
     let evidence: Vec<(&str, &str)> = f.evidence.iter().map(|e| (e.kind, e.id.as_str())).collect();
     [
@@ -435,6 +475,11 @@ fn finding_row(stored: &StoredFinding) -> [Value; 16] {
         Value::Int(stored.updated_at),
         Value::OptInt(stored.resolved_at),
         Value::Int(stored.version),
+        Value::from(stored.alert.state.code()),
+        Value::Int(stored.alert.escalation_level),
+        Value::from(stored.alert.acknowledged),
+        Value::OptInt(stored.alert.acknowledge_by),
+        Value::OptInt(stored.alert.rectify_by),
     ]
 }
 
@@ -505,6 +550,7 @@ pub(crate) async fn check_scope(
             continue;
         }
         let jurisdiction = jurisdiction_of(&facts, &finding.key.institution);
+        let severity = finding.severity;
         match existing.remove(&finding.key) {
             None => changes.push(FindingChange {
                 kind: ChangeKind::Raised,
@@ -516,6 +562,7 @@ pub(crate) async fn check_scope(
                     updated_at: now,
                     resolved_at: None,
                     version: 1,
+                    alert: Alert::raised(&store.checks().escalation, severity, now),
                 },
             }),
             Some(old) if !old.open => changes.push(FindingChange {
@@ -528,6 +575,7 @@ pub(crate) async fn check_scope(
                     updated_at: now,
                     resolved_at: None,
                     version: old.version + 1,
+                    alert: Alert::raised(&store.checks().escalation, severity, now),
                 },
             }),
             Some(old) if old.finding != finding || old.jurisdiction != jurisdiction => changes
@@ -560,23 +608,35 @@ pub(crate) async fn check_scope(
     }
 
     if keep != Keep::Nothing && !changes.is_empty() {
-        let rows: Vec<[Value; 16]> = changes
+        let stored: Vec<&StoredFinding> = changes.iter().map(|change| &change.finding).collect();
+        write_findings(tx, &stored).await?;
+        let events = changes
             .iter()
-            .map(|change| finding_row(&change.finding))
-            .collect();
-        insert_rows(
-            tx,
-            "INSERT INTO findings (code, institution_uscc, subject, period, jurisdiction, severity, state, actual, limit_value, explanation_zh, explanation_en, evidence, raised_at, updated_at, resolved_at, version)",
-            "ON CONFLICT (code, institution_uscc, subject, period) DO UPDATE SET jurisdiction = excluded.jurisdiction, \
-             severity = excluded.severity, state = excluded.state, actual = excluded.actual, limit_value = excluded.limit_value, \
-             explanation_zh = excluded.explanation_zh, explanation_en = excluded.explanation_en, evidence = excluded.evidence, \
-             raised_at = excluded.raised_at, updated_at = excluded.updated_at, resolved_at = CASE WHEN excluded.state = 'RESOLVED' THEN excluded.updated_at ELSE NULL END, \
-             version = excluded.version",
-            rows,
-        )
-        .await?;
+            .map(|change| (FeedEventType::from(change.kind), &change.finding));
+        feed::append(store, tx, events).await?;
     }
     Ok(changes)
+}
+
+/// Writes findings (new rows, or new versions of stored ones).
+pub(crate) async fn write_findings(tx: &mut Tx, findings: &[&StoredFinding]) -> Result<()> {
+    let rows: Vec<[Value; 21]> = findings
+        .iter()
+        .map(|finding| finding_row(finding))
+        .collect();
+    insert_rows(
+        tx,
+        "INSERT INTO findings (code, institution_uscc, subject, period, jurisdiction, severity, state, actual, limit_value, explanation_zh, explanation_en, evidence, raised_at, updated_at, resolved_at, version, alert_state, escalation_level, acknowledged, acknowledge_by, rectify_by)",
+        "ON CONFLICT (code, institution_uscc, subject, period) DO UPDATE SET jurisdiction = excluded.jurisdiction, \
+         severity = excluded.severity, state = excluded.state, actual = excluded.actual, limit_value = excluded.limit_value, \
+         explanation_zh = excluded.explanation_zh, explanation_en = excluded.explanation_en, evidence = excluded.evidence, \
+         raised_at = excluded.raised_at, updated_at = excluded.updated_at, resolved_at = excluded.resolved_at, \
+         version = excluded.version, alert_state = excluded.alert_state, escalation_level = excluded.escalation_level, \
+         acknowledged = excluded.acknowledged, acknowledge_by = excluded.acknowledge_by, rectify_by = excluded.rectify_by",
+        rows,
+    )
+    .await?;
+    Ok(())
 }
 
 /// The lock keys of a scope: what concurrent checks of overlapping scopes must not read apart.
@@ -665,6 +725,7 @@ impl Store {
                 tx.rollback().await?;
             } else {
                 tx.commit().await?;
+                self.feed_changed();
             }
         }
         let prefix = jurisdiction.map_or(String::new(), |j| j.prefix().to_owned());

@@ -27,6 +27,8 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Store> 
         writer,
         backend: Backend::Sqlite,
         checks: Default::default(),
+        feed_signal: std::sync::Arc::new(tokio::sync::watch::channel(0).0),
+        url: None,
     })
 }
 

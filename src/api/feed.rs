@@ -1,0 +1,543 @@
+//! The feed service: subscriptions, their streams, acknowledgements and alert transitions.
+//!
+//! A stream is a task that reads the feed after its cursor, filters, and sends at most
+//! `max_in_flight` unacknowledged events; it sends an event again when its acknowledgement is late,
+//! a heartbeat when idle, and a drain message when the hub stops. Acknowledgements go through the
+//! store (they may arrive at another replica), and the task re-reads the cursor at every turn. A
+//! subscriber that does not read is cut off with UNAVAILABLE rather than buffered without bound;
+//! it resumes from its cursor and loses nothing.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tonic::{Request, Response, Status};
+
+use super::Hub;
+use super::convert::{Wire, finding_message, timestamp};
+use super::policy::caller;
+use crate::domain::alerts::AlertState;
+use crate::domain::findings::{FindingKey, RuleCode, Severity};
+use crate::domain::{Agency, Coded, Jurisdiction};
+use crate::error::Error;
+use crate::proto;
+use crate::store::feed::{FeedEvent, FeedEventType, Subscription, Transition};
+
+/// How long a stream waits for a subscriber to take a message before cutting it off.
+const SLOW_SUBSCRIBER: Duration = Duration::from_secs(10);
+/// Events read from the store at a time.
+const READ_BATCH: i64 = 256;
+
+/// A subscription's filter as kept in the store.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+struct Filter {
+    codes: Vec<String>,
+    min_severity: Option<String>,
+    jurisdiction: String,
+    institution: Option<String>,
+    event_types: Vec<String>,
+}
+
+impl Filter {
+    fn from_message(
+        agency: &Agency,
+        filter: Option<&proto::SubscriptionFilter>,
+    ) -> Result<Filter, Error> {
+        let Some(filter) = filter else {
+            return Ok(Filter {
+                jurisdiction: agency.jurisdiction.to_string(),
+                ..Filter::default()
+            });
+        };
+        let codes = filter
+            .codes
+            .iter()
+            .map(|&raw| {
+                RuleCode::from_wire(raw)
+                    .map(|c| c.code().to_owned())
+                    .ok_or_else(|| Error::invalid("filter.codes", "unknown rule code"))
+            })
+            .collect::<Result<_, _>>()?;
+        let min_severity = match filter.min_severity {
+            0 => None,
+            raw => Some(
+                Severity::from_wire(raw)
+                    .ok_or_else(|| Error::invalid("filter.min_severity", "unknown severity"))?
+                    .code()
+                    .to_owned(),
+            ),
+        };
+        let jurisdiction = if filter.jurisdiction.is_empty() {
+            agency.jurisdiction.clone()
+        } else {
+            Jurisdiction::parse(&filter.jurisdiction)
+                .map_err(|reason| Error::invalid("filter.jurisdiction", reason))?
+        };
+        if !agency.oversees(&jurisdiction) {
+            return Err(Error::PermissionDenied(format!(
+                "jurisdiction {jurisdiction} is outside that of {agency}"
+            )));
+        }
+        let event_types = filter
+            .event_types
+            .iter()
+            .map(|&raw| {
+                FeedEventType::from_wire(raw)
+                    .map(|t| t.code().to_owned())
+                    .ok_or_else(|| Error::invalid("filter.event_types", "unknown event type"))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Filter {
+            codes,
+            min_severity,
+            jurisdiction: jurisdiction.to_string(),
+            institution: (!filter.institution_uscc.is_empty())
+                .then(|| filter.institution_uscc.clone()),
+            event_types,
+        })
+    }
+
+    fn to_message(&self) -> proto::SubscriptionFilter {
+        proto::SubscriptionFilter {
+            codes: self
+                .codes
+                .iter()
+                .filter_map(|c| RuleCode::from_code(c))
+                .map(Wire::to_wire)
+                .collect(),
+            min_severity: self
+                .min_severity
+                .as_deref()
+                .and_then(Severity::from_code)
+                .map(Wire::to_wire)
+                .unwrap_or_default(),
+            jurisdiction: self.jurisdiction.clone(),
+            institution_uscc: self.institution.clone().unwrap_or_default(),
+            event_types: self
+                .event_types
+                .iter()
+                .filter_map(|t| FeedEventType::from_code(t))
+                .map(Wire::to_wire)
+                .collect(),
+        }
+    }
+
+    fn matches(&self, event: &FeedEvent) -> bool {
+        let finding = &event.finding.finding;
+        (self.codes.is_empty() || self.codes.iter().any(|c| c == finding.key.code.code()))
+            && self
+                .min_severity
+                .as_deref()
+                .and_then(Severity::from_code)
+                .is_none_or(|min| finding.severity >= min)
+            && self
+                .institution
+                .as_ref()
+                .is_none_or(|i| *i == finding.key.institution)
+            && (self.event_types.is_empty()
+                || self
+                    .event_types
+                    .iter()
+                    .any(|t| t == event.event_type.code()))
+    }
+}
+
+fn subscription_message(subscription: &Subscription) -> Result<proto::Subscription, Error> {
+    let filter: Filter = serde_json::from_str(&subscription.filter)
+        .map_err(|e| Error::Internal(format!("a stored filter no longer parses: {e}")))?;
+    let content_mode = if subscription.content_mode == "IDS" {
+        proto::ContentMode::Ids
+    } else {
+        proto::ContentMode::Full
+    };
+    Ok(proto::Subscription {
+        name: subscription.name.clone(),
+        filter: Some(filter.to_message()),
+        content_mode: content_mode as i32,
+        acked_seq: u64::try_from(subscription.acked_seq).unwrap_or_default(),
+    })
+}
+
+fn event_message(event: &FeedEvent, ids_only: bool, redelivered: bool) -> proto::FeedEvent {
+    let mut finding = finding_message(&event.finding);
+    if ids_only {
+        // Personal data (a resident ID as subject, names in explanations and evidence) is left for
+        // the reader to fetch under its own rights.
+        finding.subject.clear();
+        finding.explanation_zh.clear();
+        finding.explanation_en.clear();
+        finding.evidence.clear();
+    }
+    proto::FeedEvent {
+        seq: u64::try_from(event.seq).unwrap_or_default(),
+        event_id: event.event_id.clone(),
+        event_type: event.event_type.to_wire(),
+        created_at: Some(timestamp(event.created_at)),
+        alert_state: event.finding.alert.state.to_wire(),
+        escalation_level: u32::try_from(event.finding.alert.escalation_level).unwrap_or_default(),
+        finding: Some(finding),
+        redelivered,
+    }
+}
+
+fn name_of(name: &str) -> Result<String, Error> {
+    let name = name.trim();
+    if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
+        Err(Error::invalid(
+            "name",
+            "must be 1 to 100 printable characters",
+        ))
+    } else {
+        Ok(name.to_owned())
+    }
+}
+
+/// Settings of one stream.
+struct StreamPlan {
+    agency_id: String,
+    name: String,
+    filter: Filter,
+    ids_only: bool,
+    after: i64,
+    max_in_flight: usize,
+    ack_wait: Duration,
+    heartbeat: Duration,
+}
+
+type FeedStream = Pin<Box<dyn Stream<Item = Result<proto::FeedMessage, Status>> + Send>>;
+
+/// Why a stream task stopped sending.
+enum Stop {
+    /// The subscriber went away.
+    Gone,
+    /// The subscriber did not keep up.
+    TooSlow,
+}
+
+async fn send(
+    out: &mpsc::Sender<Result<proto::FeedMessage, Status>>,
+    message: proto::feed_message::Message,
+) -> Result<(), Stop> {
+    match tokio::time::timeout(
+        SLOW_SUBSCRIBER,
+        out.send(Ok(proto::FeedMessage {
+            message: Some(message),
+        })),
+    )
+    .await
+    {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(Stop::Gone),
+        Err(_) => Err(Stop::TooSlow),
+    }
+}
+
+/// Delivers a subscription until the subscriber leaves, falls behind, or the hub drains.
+async fn deliver(
+    hub: Hub,
+    plan: StreamPlan,
+    out: mpsc::Sender<Result<proto::FeedMessage, Status>>,
+) -> Result<(), Error> {
+    let store = &hub.store;
+    let jurisdiction = Jurisdiction::parse(&plan.filter.jurisdiction).map_err(Error::Internal)?;
+    let mut wakeups = store.feed_wakeups();
+    let mut draining = hub.draining.subscribe();
+    let mut scanned = plan.after;
+    let mut in_flight: BTreeMap<i64, (Instant, FeedEvent)> = BTreeMap::new();
+    let mut last_message = Instant::now();
+    let tick = plan
+        .ack_wait
+        .min(plan.heartbeat)
+        .min(Duration::from_secs(1));
+    let stopped = |stop: Stop| match stop {
+        Stop::Gone => Ok(()),
+        Stop::TooSlow => Err(Error::Unavailable(format!(
+            "the subscriber did not keep up; resume from the subscription's cursor (events are kept)"
+        ))),
+    };
+    loop {
+        if *draining.borrow() {
+            let drain = proto::Drain {
+                reason: "the hub is shutting down; reconnect and resume".into(),
+            };
+            let _ = send(&out, proto::feed_message::Message::Drain(drain)).await;
+            return Ok(());
+        }
+        let Some(subscription) = store.subscription(&plan.agency_id, &plan.name).await? else {
+            return Err(Error::NotFound(format!(
+                "subscription `{}` was deleted",
+                plan.name
+            )));
+        };
+        in_flight.retain(|seq, _| *seq > subscription.acked_seq);
+
+        let now = Instant::now();
+        for (sent_at, event) in in_flight.values_mut() {
+            if now.duration_since(*sent_at) >= plan.ack_wait {
+                let message = event_message(event, plan.ids_only, true);
+                if let Err(stop) = send(&out, proto::feed_message::Message::Event(message)).await {
+                    return stopped(stop);
+                }
+                *sent_at = Instant::now();
+                last_message = Instant::now();
+            }
+        }
+
+        'read: while in_flight.len() < plan.max_in_flight {
+            let events = store
+                .feed_after(scanned, Some(&jurisdiction), READ_BATCH)
+                .await?;
+            if events.is_empty() {
+                break;
+            }
+            for event in events {
+                if in_flight.len() >= plan.max_in_flight {
+                    break 'read;
+                }
+                scanned = event.seq;
+                if plan.filter.matches(&event) {
+                    let message = event_message(&event, plan.ids_only, false);
+                    if let Err(stop) =
+                        send(&out, proto::feed_message::Message::Event(message)).await
+                    {
+                        return stopped(stop);
+                    }
+                    in_flight.insert(event.seq, (Instant::now(), event));
+                    last_message = Instant::now();
+                }
+            }
+        }
+
+        if last_message.elapsed() >= plan.heartbeat {
+            let heartbeat = proto::Heartbeat {
+                head_seq: u64::try_from(store.feed_head().await?).unwrap_or_default(),
+                acked_seq: u64::try_from(subscription.acked_seq).unwrap_or_default(),
+            };
+            if let Err(stop) = send(&out, proto::feed_message::Message::Heartbeat(heartbeat)).await
+            {
+                return stopped(stop);
+            }
+            last_message = Instant::now();
+        }
+
+        tokio::select! {
+            _ = wakeups.changed() => {}
+            _ = draining.changed() => {}
+            () = tokio::time::sleep(tick) => {}
+            () = out.closed() => return Ok(()),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl proto::feed_service_server::FeedService for Hub {
+    async fn put_subscription(
+        &self,
+        request: Request<proto::PutSubscriptionRequest>,
+    ) -> Result<Response<proto::Subscription>, Status> {
+        let caller = caller(&request)?;
+        let subscription = request
+            .get_ref()
+            .subscription
+            .as_ref()
+            .ok_or_else(|| Error::invalid("subscription", "is required"))?;
+        let name = name_of(&subscription.name)?;
+        let filter = Filter::from_message(&caller.agency, subscription.filter.as_ref())?;
+        let content_mode = match proto::ContentMode::try_from(subscription.content_mode) {
+            Ok(proto::ContentMode::Ids) => "IDS",
+            Ok(_) => "FULL",
+            Err(_) => return Err(Error::invalid("content_mode", "unknown content mode").into()),
+        };
+        let filter = serde_json::to_string(&filter).map_err(|e| Error::Internal(e.to_string()))?;
+        let stored = self
+            .store
+            .put_subscription(&caller.agency.id(), &name, &filter, content_mode)
+            .await?;
+        Ok(Response::new(subscription_message(&stored)?))
+    }
+
+    async fn get_subscription(
+        &self,
+        request: Request<proto::SubscriptionName>,
+    ) -> Result<Response<proto::Subscription>, Status> {
+        let caller = caller(&request)?;
+        let name = name_of(&request.get_ref().name)?;
+        let stored = self
+            .store
+            .subscription(&caller.agency.id(), &name)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no subscription `{name}`")))?;
+        Ok(Response::new(subscription_message(&stored)?))
+    }
+
+    async fn list_subscriptions(
+        &self,
+        request: Request<proto::SubscriptionName>,
+    ) -> Result<Response<proto::ListSubscriptionsResponse>, Status> {
+        let caller = caller(&request)?;
+        let subscriptions = self.store.subscriptions(&caller.agency.id()).await?;
+        Ok(Response::new(proto::ListSubscriptionsResponse {
+            subscriptions: subscriptions
+                .iter()
+                .map(subscription_message)
+                .collect::<Result<_, _>>()?,
+        }))
+    }
+
+    async fn delete_subscription(
+        &self,
+        request: Request<proto::SubscriptionName>,
+    ) -> Result<Response<proto::Subscription>, Status> {
+        let caller = caller(&request)?;
+        let name = name_of(&request.get_ref().name)?;
+        let stored = self
+            .store
+            .subscription(&caller.agency.id(), &name)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no subscription `{name}`")))?;
+        self.store
+            .delete_subscription(&caller.agency.id(), &name)
+            .await?;
+        Ok(Response::new(subscription_message(&stored)?))
+    }
+
+    type SubscribeStream = FeedStream;
+
+    async fn subscribe(
+        &self,
+        request: Request<proto::SubscribeRequest>,
+    ) -> Result<Response<FeedStream>, Status> {
+        let caller = caller(&request)?;
+        let message = request.into_inner();
+        let name = name_of(&message.name)?;
+        let agency_id = caller.agency.id();
+        let subscription = self
+            .store
+            .subscription(&agency_id, &name)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no subscription `{name}`")))?;
+        let filter: Filter = serde_json::from_str(&subscription.filter)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let after = match &message.start {
+            Some(proto::subscribe_request::Start::AfterSeq(seq)) => {
+                i64::try_from(*seq).map_err(|_| Error::invalid("after_seq", "is too large"))?
+            }
+            Some(proto::subscribe_request::Start::Since(since)) => {
+                self.store
+                    .feed_seq_before(
+                        since.seconds.saturating_mul(1_000_000) + i64::from(since.nanos / 1_000),
+                    )
+                    .await?
+            }
+            None => subscription.acked_seq,
+        };
+        let trimmed = self.store.feed_trimmed_through().await?;
+        if after < trimmed {
+            return Err(Error::CursorExpired {
+                requested: after,
+                earliest: trimmed + 1,
+            }
+            .into());
+        }
+        let plan = StreamPlan {
+            agency_id,
+            name,
+            filter,
+            ids_only: subscription.content_mode == "IDS",
+            after,
+            max_in_flight: match message.max_in_flight {
+                0 => 100,
+                n => n.min(10_000) as usize,
+            },
+            ack_wait: Duration::from_millis(match message.ack_wait_ms {
+                0 => 30_000,
+                ms => u64::from(ms.max(10)),
+            }),
+            heartbeat: Duration::from_millis(match message.heartbeat_ms {
+                0 => 5_000,
+                ms => u64::from(ms.max(10)),
+            }),
+        };
+        let (out, events) = mpsc::channel(plan.max_in_flight + 4);
+        let ending: Arc<Mutex<Option<Status>>> = Arc::new(Mutex::new(None));
+        let task_ending = ending.clone();
+        let hub = self.clone();
+        tokio::spawn(async move {
+            if let Err(error) = deliver(hub, plan, out).await {
+                tracing::info!(%error, "feed stream ended");
+                *task_ending.lock().expect("not poisoned") = Some(error.into());
+            }
+        });
+        // What the task could not send through a full channel comes after what it did send.
+        let end = futures::stream::once(async move { ending.lock().expect("not poisoned").take() })
+            .filter_map(|status| async move { status.map(Err) });
+        let stream = tokio_stream::wrappers::ReceiverStream::new(events).chain(end);
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn ack(
+        &self,
+        request: Request<proto::AckRequest>,
+    ) -> Result<Response<proto::AckResponse>, Status> {
+        let caller = caller(&request)?;
+        let name = name_of(&request.get_ref().name)?;
+        let seq = i64::try_from(request.get_ref().seq)
+            .map_err(|_| Error::invalid("seq", "is too large"))?;
+        let acked = self.store.ack(&caller.agency.id(), &name, seq).await?;
+        Ok(Response::new(proto::AckResponse {
+            acked_seq: u64::try_from(acked).unwrap_or_default(),
+        }))
+    }
+
+    async fn transition_alert(
+        &self,
+        request: Request<proto::TransitionAlertRequest>,
+    ) -> Result<Response<proto::Finding>, Status> {
+        let caller = caller(&request)?;
+        let message = request.get_ref();
+        let key = FindingKey {
+            code: RuleCode::from_wire(message.code)
+                .ok_or_else(|| Error::invalid("code", "is required"))?,
+            institution: message.institution_uscc.clone(),
+            subject: message.subject.clone(),
+            period: message.period.clone(),
+        };
+        let to =
+            AlertState::from_wire(message.to).ok_or_else(|| Error::invalid("to", "is required"))?;
+        if message.idempotency_key.trim().is_empty() {
+            return Err(Error::invalid("idempotency_key", "is required").into());
+        }
+        let current = self
+            .store
+            .finding(&key)
+            .await?
+            .ok_or_else(|| Error::NotFound("no such finding".into()))?;
+        let within =
+            Jurisdiction::parse(&current.jurisdiction).is_ok_and(|j| caller.agency.oversees(&j));
+        if !within {
+            return Err(Error::PermissionDenied(format!(
+                "the finding lies outside the jurisdiction of {}",
+                caller.agency
+            ))
+            .into());
+        }
+        let transition = Transition {
+            key,
+            expected_version: i64::try_from(message.expected_version)
+                .map_err(|_| Error::invalid("expected_version", "is too large"))?,
+            to,
+            idempotency_key: message.idempotency_key.clone(),
+            note: message.note.chars().take(2_000).collect(),
+        };
+        let after = self
+            .store
+            .transition(&caller.agency.id(), &transition)
+            .await?;
+        Ok(Response::new(finding_message(&after)))
+    }
+}

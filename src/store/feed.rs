@@ -1,0 +1,694 @@
+//! The alert feed as a durable log. Every change to a finding or its alert is appended to
+//! `feed_events` in the transaction that made it (an outbox), so an event exists exactly when its
+//! change was committed. Sequence numbers are taken under one lock held until commit: on
+//! PostgreSQL a transaction numbering events waits for the one before it to commit, so no reader
+//! can ever see number N and later find a committed N−1; SQLite's single writer gives the same.
+//! Streams are woken in process after each commit and, on PostgreSQL, by NOTIFY from other replicas.
+
+use serde_json::json;
+use sqlx::any::AnyRow;
+
+use super::push::column;
+use super::query as q;
+use super::reconcile::{Alert, ChangeKind, StoredFinding, decode_finding, write_findings};
+use super::{Backend, Store, Tx, Value, bind_all, insert_rows, now_micros};
+use crate::domain::alerts::{self, AlertState};
+use crate::domain::findings::{Evidence, Finding, FindingKey, RuleCode, Severity};
+use crate::domain::{Coded, Jurisdiction, coded_enum};
+use crate::error::{Error, Result};
+
+coded_enum! {
+    /// What an event on the feed says happened.
+    FeedEventType, "FEED_EVENT_TYPE_" {
+        /// A finding was raised (or raised again).
+        Raised = "RAISED",
+        /// A finding still holds, with other numbers or evidence.
+        Updated = "UPDATED",
+        /// The data no longer shows a finding.
+        Resolved = "RESOLVED",
+        /// An alert climbed a step of the escalation ladder.
+        Escalated = "ESCALATED",
+        /// An alert was moved by hand (acknowledged, rectifying, closed).
+        Transitioned = "TRANSITIONED",
+    }
+}
+
+impl From<ChangeKind> for FeedEventType {
+    fn from(kind: ChangeKind) -> FeedEventType {
+        match kind {
+            ChangeKind::Raised => FeedEventType::Raised,
+            ChangeKind::Updated => FeedEventType::Updated,
+            ChangeKind::Resolved => FeedEventType::Resolved,
+        }
+    }
+}
+
+/// One event of the feed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeedEvent {
+    /// Gap-free position in the feed.
+    pub seq: i64,
+    /// Unique id of the event.
+    pub event_id: String,
+    /// What happened.
+    pub event_type: FeedEventType,
+    /// The finding and its alert after the event.
+    pub finding: StoredFinding,
+    /// When it was written (Unix microseconds).
+    pub created_at: i64,
+}
+
+/// The PostgreSQL advisory lock that orders the feed (outside the hub's hashed key range).
+const FEED_LOCK: i64 = 0x5148_FEED;
+
+/// The channel other replicas' commits are announced on.
+pub const NOTIFY_CHANNEL: &str = "quotahub_feed";
+
+fn finding_json(stored: &StoredFinding) -> String {
+    let f = &stored.finding;
+    let evidence: Vec<(&str, &str)> = f.evidence.iter().map(|e| (e.kind, e.id.as_str())).collect();
+    json!({
+        "code": f.key.code.code(), "institution": f.key.institution, "subject": f.key.subject, "period": f.key.period,
+        "severity": f.severity.code(), "actual": f.actual, "limit": f.limit,
+        "zh": f.explanation_zh, "en": f.explanation_en, "evidence": evidence,
+        "jurisdiction": stored.jurisdiction, "open": stored.open, "raised_at": stored.raised_at,
+        "updated_at": stored.updated_at, "resolved_at": stored.resolved_at, "version": stored.version,
+        "alert_state": stored.alert.state.code(), "escalation_level": stored.alert.escalation_level,
+        "acknowledged": stored.alert.acknowledged, "acknowledge_by": stored.alert.acknowledge_by,
+        "rectify_by": stored.alert.rectify_by,
+    })
+    .to_string()
+}
+
+fn finding_from_json(text: &str) -> Result<StoredFinding> {
+    let bad = |what: &str| Error::Internal(format!("a feed event's finding lacks {what}"));
+    let v: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| Error::Internal(format!("a feed event no longer parses: {e}")))?;
+    let text_of = |name: &str| v[name].as_str().map(str::to_owned).ok_or_else(|| bad(name));
+    let int_of = |name: &str| v[name].as_i64().ok_or_else(|| bad(name));
+    let code_of = |name: &str| text_of(name);
+    let evidence: Vec<(String, String)> =
+        serde_json::from_value(v["evidence"].clone()).map_err(|_| bad("evidence"))?;
+    Ok(StoredFinding {
+        finding: Finding {
+            key: FindingKey {
+                code: RuleCode::from_code(&code_of("code")?).ok_or_else(|| bad("code"))?,
+                institution: text_of("institution")?,
+                subject: text_of("subject")?,
+                period: text_of("period")?,
+            },
+            severity: Severity::from_code(&code_of("severity")?).ok_or_else(|| bad("severity"))?,
+            actual: int_of("actual")?,
+            limit: int_of("limit")?,
+            explanation_zh: text_of("zh")?,
+            explanation_en: text_of("en")?,
+            evidence: evidence
+                .into_iter()
+                .map(|(kind, id)| Evidence {
+                    kind: evidence_kind(&kind),
+                    id,
+                })
+                .collect(),
+        },
+        jurisdiction: text_of("jurisdiction")?,
+        open: v["open"].as_bool().ok_or_else(|| bad("open"))?,
+        raised_at: int_of("raised_at")?,
+        updated_at: int_of("updated_at")?,
+        resolved_at: v["resolved_at"].as_i64(),
+        version: int_of("version")?,
+        alert: Alert {
+            state: AlertState::from_code(&code_of("alert_state")?)
+                .ok_or_else(|| bad("alert_state"))?,
+            escalation_level: int_of("escalation_level")?,
+            acknowledged: v["acknowledged"].as_bool().unwrap_or(false),
+            acknowledge_by: v["acknowledge_by"].as_i64(),
+            rectify_by: v["rectify_by"].as_i64(),
+        },
+    })
+}
+
+fn evidence_kind(kind: &str) -> &'static str {
+    const KINDS: [&str; 10] = [
+        "institution",
+        "quota",
+        "leader_post",
+        "staffing_plan",
+        "hiring_approval",
+        "personnel_event",
+        "appointment",
+        "payroll_line",
+        "funding",
+        "person",
+    ];
+    KINDS.into_iter().find(|k| *k == kind).unwrap_or("record")
+}
+
+fn decode_event(row: &AnyRow) -> Result<FeedEvent> {
+    Ok(FeedEvent {
+        seq: column(row, "seq")?,
+        event_id: column(row, "event_id")?,
+        event_type: q::code(row, "event_type")?,
+        finding: finding_from_json(&q::text(row, "finding")?)?,
+        created_at: column(row, "created_at")?,
+    })
+}
+
+/// Appends events to the feed inside `tx`. Takes the feed lock first on PostgreSQL: it is the last
+/// lock any transaction takes, so it cannot deadlock with the others.
+pub(crate) async fn append<'a>(
+    store: &Store,
+    tx: &mut Tx,
+    events: impl Iterator<Item = (FeedEventType, &'a StoredFinding)>,
+) -> Result<Vec<i64>> {
+    let events: Vec<(FeedEventType, &StoredFinding)> = events.collect();
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    if store.backend() == Backend::Postgres {
+        sqlx::query_with(
+            "SELECT count(*) FROM (SELECT pg_advisory_xact_lock($1)) AS locked",
+            bind_all(vec![Value::Int(FEED_LOCK)])?,
+        )
+        .execute(&mut **tx)
+        .await?;
+    }
+    let head: i64 = column(
+        &sqlx::query("SELECT COALESCE(MAX(seq), 0) AS head FROM feed_events")
+            .fetch_one(&mut **tx)
+            .await?,
+        "head",
+    )?;
+    let now = now_micros();
+    let mut seqs = Vec::new();
+    let rows: Vec<[Value; 11]> = events
+        .iter()
+        .enumerate()
+        .map(|(i, (event_type, stored))| {
+            let seq = head + 1 + i64::try_from(i).expect("a batch fits in i64");
+            seqs.push(seq);
+            let key = &stored.finding.key;
+            [
+                Value::Int(seq),
+                Value::Text(format!("{now:x}-{seq:x}")),
+                Value::from(event_type.code()),
+                Value::from(key.code.code()),
+                Value::from(key.institution.as_str()),
+                Value::from(key.subject.as_str()),
+                Value::from(key.period.as_str()),
+                Value::from(stored.jurisdiction.as_str()),
+                Value::from(stored.finding.severity.code()),
+                Value::Text(finding_json(stored)),
+                Value::Int(now),
+            ]
+        })
+        .collect();
+    insert_rows(
+        tx,
+        "INSERT INTO feed_events (seq, event_id, event_type, code, institution_uscc, subject, period, jurisdiction, severity, finding, created_at)",
+        "",
+        rows,
+    )
+    .await?;
+    if store.backend() == Backend::Postgres {
+        // Delivered to the listeners of every replica when (and only if) the transaction commits.
+        sqlx::query_with(
+            "SELECT count(*) FROM (SELECT pg_notify($1, $2)) AS notified",
+            bind_all(vec![
+                Value::from(NOTIFY_CHANNEL),
+                Value::Text(seqs.last().copied().unwrap_or_default().to_string()),
+            ])?,
+        )
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(seqs)
+}
+
+/// A named, durable subscription.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Subscription {
+    /// Owning agency's id.
+    pub agency_id: String,
+    /// Its name, unique per agency.
+    pub name: String,
+    /// The filter, as JSON (the API layer owns its shape).
+    pub filter: String,
+    /// `FULL` or `IDS`.
+    pub content_mode: String,
+    /// Everything up to this sequence number is acknowledged.
+    pub acked_seq: i64,
+}
+
+fn decode_subscription(row: &AnyRow) -> Result<Subscription> {
+    Ok(Subscription {
+        agency_id: column(row, "agency_id")?,
+        name: column(row, "name")?,
+        filter: column(row, "filter")?,
+        content_mode: column(row, "content_mode")?,
+        acked_seq: column(row, "acked_seq")?,
+    })
+}
+
+/// A hand transition of an alert.
+#[derive(Debug, Clone)]
+pub struct Transition {
+    /// Which finding's alert.
+    pub key: FindingKey,
+    /// The version the caller last saw; a different stored version refuses the transition.
+    pub expected_version: i64,
+    /// The state to move to.
+    pub to: AlertState,
+    /// Makes a resend harmless.
+    pub idempotency_key: String,
+    /// Why, in the caller's words.
+    pub note: String,
+}
+
+impl Store {
+    /// Announces to this process's streams that the feed may have grown (called after commits).
+    pub fn feed_changed(&self) {
+        self.feed_signal.send_modify(|generation| *generation += 1);
+    }
+
+    /// A receiver that changes whenever the feed may have grown.
+    pub fn feed_wakeups(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.feed_signal.subscribe()
+    }
+
+    /// The highest sequence number written.
+    pub async fn feed_head(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS head FROM feed_events")
+            .fetch_one(self.readers())
+            .await?;
+        column(&row, "head")
+    }
+
+    /// Everything up to this number has been trimmed away.
+    pub async fn feed_trimmed_through(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT COALESCE(MAX(value), 0) AS trimmed FROM feed_state WHERE name = 'trimmed_through'")
+            .fetch_one(self.readers())
+            .await?;
+        column(&row, "trimmed")
+    }
+
+    /// The last sequence number written before `micros`.
+    pub async fn feed_seq_before(&self, micros: i64) -> Result<i64> {
+        let row = sqlx::query_with(
+            "SELECT COALESCE(MAX(seq), 0) AS seq FROM feed_events WHERE created_at < $1",
+            bind_all(vec![Value::Int(micros)])?,
+        )
+        .fetch_one(self.readers())
+        .await?;
+        let seq: i64 = column(&row, "seq")?;
+        Ok(seq.max(self.feed_trimmed_through().await?))
+    }
+
+    /// Events after `after` in a jurisdiction (all when `None`), in order, at most `limit`.
+    pub async fn feed_after(
+        &self,
+        after: i64,
+        jurisdiction: Option<&Jurisdiction>,
+        limit: i64,
+    ) -> Result<Vec<FeedEvent>> {
+        let prefix = format!("{}%", jurisdiction.map_or("", |j| j.prefix()));
+        sqlx::query_with(
+            "SELECT * FROM feed_events WHERE seq > $1 AND jurisdiction LIKE $2 ORDER BY seq LIMIT $3",
+            bind_all(vec![Value::Int(after), Value::Text(prefix), Value::Int(limit)])?,
+        )
+        .fetch_all(self.readers())
+        .await?
+        .iter()
+        .map(decode_event)
+        .collect()
+    }
+
+    /// Creates a subscription, or replaces its filter and content mode (keeping its cursor).
+    pub async fn put_subscription(
+        &self,
+        agency_id: &str,
+        name: &str,
+        filter: &str,
+        content_mode: &str,
+    ) -> Result<Subscription> {
+        let now = now_micros();
+        let mut tx = self.begin().await?;
+        sqlx::query_with(
+            "INSERT INTO subscriptions (agency_id, name, filter, content_mode, acked_seq, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, 0, $5, $5) \
+             ON CONFLICT (agency_id, name) DO UPDATE SET filter = excluded.filter, content_mode = excluded.content_mode, updated_at = excluded.updated_at",
+            bind_all(vec![Value::from(agency_id), Value::from(name), Value::from(filter), Value::from(content_mode), Value::Int(now)])?,
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.subscription(agency_id, name)
+            .await?
+            .ok_or_else(|| Error::Internal("a subscription vanished".into()))
+    }
+
+    /// A subscription of an agency.
+    pub async fn subscription(&self, agency_id: &str, name: &str) -> Result<Option<Subscription>> {
+        sqlx::query_with(
+            "SELECT * FROM subscriptions WHERE agency_id = $1 AND name = $2",
+            bind_all(vec![Value::from(agency_id), Value::from(name)])?,
+        )
+        .fetch_optional(self.readers())
+        .await?
+        .as_ref()
+        .map(decode_subscription)
+        .transpose()
+    }
+
+    /// The subscriptions of an agency.
+    pub async fn subscriptions(&self, agency_id: &str) -> Result<Vec<Subscription>> {
+        sqlx::query_with(
+            "SELECT * FROM subscriptions WHERE agency_id = $1 ORDER BY name",
+            bind_all(vec![Value::from(agency_id)])?,
+        )
+        .fetch_all(self.readers())
+        .await?
+        .iter()
+        .map(decode_subscription)
+        .collect()
+    }
+
+    /// Deletes a subscription; true if it existed.
+    pub async fn delete_subscription(&self, agency_id: &str, name: &str) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let deleted = sqlx::query_with(
+            "DELETE FROM subscriptions WHERE agency_id = $1 AND name = $2",
+            bind_all(vec![Value::from(agency_id), Value::from(name)])?,
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(deleted > 0)
+    }
+
+    /// Acknowledges everything up to `seq` (cumulative, idempotent; never moves back). Returns the
+    /// cursor after the acknowledgement.
+    pub async fn ack(&self, agency_id: &str, name: &str, seq: i64) -> Result<i64> {
+        let head = self.feed_head().await?;
+        if seq > head {
+            return Err(Error::invalid(
+                "seq",
+                format!("{seq} is beyond the feed's head {head}"),
+            ));
+        }
+        let mut tx = self.begin().await?;
+        let updated = sqlx::query_with(
+            "UPDATE subscriptions SET acked_seq = $3, updated_at = $4 WHERE agency_id = $1 AND name = $2 AND acked_seq < $3",
+            bind_all(vec![Value::from(agency_id), Value::from(name), Value::Int(seq), Value::Int(now_micros())])?,
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        if updated == 0 && self.subscription(agency_id, name).await?.is_none() {
+            return Err(Error::NotFound(format!("no subscription `{name}`")));
+        }
+        Ok(self
+            .subscription(agency_id, name)
+            .await?
+            .map_or(seq, |s| s.acked_seq))
+    }
+
+    /// Escalates every alert whose deadlines have passed by `now` (Unix microseconds), one ladder
+    /// step per event. Each step is claimed by a conditional update, so two replicas running this
+    /// at once never escalate the same alert twice. Returns the events written.
+    pub async fn escalate_due(&self, now: i64) -> Result<Vec<i64>> {
+        let candidates = sqlx::query(
+            "SELECT * FROM findings WHERE state = 'OPEN' AND alert_state <> 'CLOSED' AND escalation_level < 3 \
+             AND (acknowledge_by IS NOT NULL OR rectify_by IS NOT NULL)",
+        )
+        .fetch_all(self.readers())
+        .await?;
+        let mut written = Vec::new();
+        for row in &candidates {
+            let stored = decode_finding(row)?;
+            let deadlines = alerts::Deadlines {
+                acknowledge_by: stored.alert.acknowledge_by,
+                rectify_by: stored.alert.rectify_by,
+            };
+            let due = alerts::due_level(
+                &deadlines,
+                stored.raised_at,
+                stored.alert.state,
+                stored.alert.acknowledged,
+                stored.open,
+                now,
+            );
+            if due <= stored.alert.escalation_level {
+                continue;
+            }
+            let mut tx = self.begin().await?;
+            let key = &stored.finding.key;
+            let claimed = sqlx::query_with(
+                "UPDATE findings SET escalation_level = $5, version = version + $6, updated_at = $7 \
+                 WHERE code = $1 AND institution_uscc = $2 AND subject = $3 AND period = $4 AND escalation_level = $8 AND version = $9",
+                bind_all(vec![
+                    Value::from(key.code.code()),
+                    Value::from(key.institution.as_str()),
+                    Value::from(key.subject.as_str()),
+                    Value::from(key.period.as_str()),
+                    Value::Int(due),
+                    Value::Int(due - stored.alert.escalation_level),
+                    Value::Int(now),
+                    Value::Int(stored.alert.escalation_level),
+                    Value::Int(stored.version),
+                ])?,
+            )
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if claimed == 0 {
+                // Another replica (or a push) changed it first.
+                tx.rollback().await?;
+                continue;
+            }
+            let steps: Vec<StoredFinding> = (stored.alert.escalation_level + 1..=due)
+                .map(|level| StoredFinding {
+                    version: stored.version + (level - stored.alert.escalation_level),
+                    updated_at: now,
+                    alert: Alert {
+                        escalation_level: level,
+                        ..stored.alert.clone()
+                    },
+                    ..stored.clone()
+                })
+                .collect();
+            written.extend(
+                append(
+                    self,
+                    &mut tx,
+                    steps.iter().map(|s| (FeedEventType::Escalated, s)),
+                )
+                .await?,
+            );
+            tx.commit().await?;
+            self.feed_changed();
+        }
+        Ok(written)
+    }
+
+    /// Moves an alert by hand. A resend with the same idempotency key returns the same result; a
+    /// stale `expected_version` is refused with the stored version named.
+    pub async fn transition(
+        &self,
+        agency_id: &str,
+        transition: &Transition,
+    ) -> Result<StoredFinding> {
+        let key = &transition.key;
+        let key_values = || {
+            vec![
+                Value::from(key.code.code()),
+                Value::from(key.institution.as_str()),
+                Value::from(key.subject.as_str()),
+                Value::from(key.period.as_str()),
+            ]
+        };
+        let mut tx = self.begin().await?;
+        let mut lock = vec![format!("institution:{}", key.institution)];
+        lock.push(format!("alert-transition:{agency_id}"));
+        self.lock_keys(&mut tx, &lock).await?;
+        let earlier = sqlx::query_with(
+            "SELECT * FROM alert_transitions WHERE agency_id = $1 AND idempotency_key = $2",
+            bind_all(vec![
+                Value::from(agency_id),
+                Value::from(transition.idempotency_key.as_str()),
+            ])?,
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        let row = sqlx::query_with(
+            "SELECT * FROM findings WHERE code = $1 AND institution_uscc = $2 AND subject = $3 AND period = $4",
+            bind_all(key_values())?,
+        )
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| Error::NotFound("no such finding".into()))?;
+        let stored = decode_finding(&row)?;
+        if let Some(earlier) = earlier {
+            tx.rollback().await?;
+            let same = q::text(&earlier, "to_state")? == transition.to.code()
+                && q::text(&earlier, "code")? == key.code.code()
+                && q::text(&earlier, "institution_uscc")? == key.institution
+                && q::text(&earlier, "subject")? == key.subject
+                && q::text(&earlier, "period")? == key.period;
+            return if same {
+                Ok(stored)
+            } else {
+                Err(Error::RecordConflict {
+                    record_id: transition.idempotency_key.clone(),
+                })
+            };
+        }
+        if stored.version != transition.expected_version {
+            return Err(Error::Aborted(format!(
+                "the alert is at version {}, not {}; read it again",
+                stored.version, transition.expected_version
+            )));
+        }
+        if !alerts::may_transition(stored.alert.state, transition.to) {
+            return Err(Error::FailedPrecondition(format!(
+                "an alert cannot go from {} to {}",
+                stored.alert.state, transition.to
+            )));
+        }
+        let now = now_micros();
+        let after = StoredFinding {
+            version: stored.version + 1,
+            updated_at: now,
+            alert: Alert {
+                state: transition.to,
+                acknowledged: stored.alert.acknowledged || transition.to != AlertState::Open,
+                ..stored.alert.clone()
+            },
+            ..stored.clone()
+        };
+        write_findings(&mut tx, &[&after]).await?;
+        let mut values = vec![
+            Value::from(agency_id),
+            Value::from(transition.idempotency_key.as_str()),
+        ];
+        values.extend(key_values());
+        values.extend([
+            Value::from(stored.alert.state.code()),
+            Value::from(transition.to.code()),
+            Value::Int(after.version),
+            Value::from(transition.note.as_str()),
+            Value::Int(now),
+        ]);
+        sqlx::query_with(
+            "INSERT INTO alert_transitions (agency_id, idempotency_key, code, institution_uscc, subject, period, from_state, to_state, version_after, note, at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            bind_all(values)?,
+        )
+        .execute(&mut *tx)
+        .await?;
+        append(
+            self,
+            &mut tx,
+            std::iter::once((FeedEventType::Transitioned, &after)),
+        )
+        .await?;
+        tx.commit().await?;
+        self.feed_changed();
+        Ok(after)
+    }
+
+    /// One finding with its alert.
+    pub async fn finding(&self, key: &FindingKey) -> Result<Option<StoredFinding>> {
+        sqlx::query_with(
+            "SELECT * FROM findings WHERE code = $1 AND institution_uscc = $2 AND subject = $3 AND period = $4",
+            bind_all(vec![
+                Value::from(key.code.code()),
+                Value::from(key.institution.as_str()),
+                Value::from(key.subject.as_str()),
+                Value::from(key.period.as_str()),
+            ])?,
+        )
+        .fetch_optional(self.readers())
+        .await?
+        .as_ref()
+        .map(decode_finding)
+        .transpose()
+    }
+
+    /// Drops events written before `micros`, remembering how far the feed was trimmed.
+    pub async fn trim_feed(&self, micros: i64) -> Result<u64> {
+        let mut tx = self.begin().await?;
+        let row = sqlx::query_with(
+            "SELECT COALESCE(MAX(seq), 0) AS upto FROM feed_events WHERE created_at < $1",
+            bind_all(vec![Value::Int(micros)])?,
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        let upto: i64 = column(&row, "upto")?;
+        if upto == 0 {
+            tx.rollback().await?;
+            return Ok(0);
+        }
+        let deleted = sqlx::query_with(
+            "DELETE FROM feed_events WHERE seq <= $1",
+            bind_all(vec![Value::Int(upto)])?,
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query_with(
+            "INSERT INTO feed_state (name, value) VALUES ('trimmed_through', $1) \
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            bind_all(vec![Value::Int(upto)])?,
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(deleted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_finding_survives_its_json_form() {
+        let stored = StoredFinding {
+            finding: Finding {
+                key: FindingKey {
+                    code: RuleCode::OverQuota,
+                    institution: "11140100MB0000001G".into(),
+                    subject: "ADMINISTRATIVE".into(),
+                    period: String::new(),
+                },
+                severity: Severity::High,
+                actual: 3,
+                limit: 2,
+                explanation_zh: "超编".into(),
+                explanation_en: "over".into(),
+                evidence: [Evidence {
+                    kind: "quota",
+                    id: "140100/staffing-office/q1".into(),
+                }]
+                .into_iter()
+                .collect(),
+            },
+            jurisdiction: "140100".into(),
+            open: true,
+            raised_at: 1,
+            updated_at: 2,
+            resolved_at: None,
+            version: 3,
+            alert: Alert {
+                state: AlertState::Acknowledged,
+                escalation_level: 1,
+                acknowledged: true,
+                acknowledge_by: Some(5),
+                rectify_by: None,
+            },
+        };
+        assert_eq!(finding_from_json(&finding_json(&stored)).unwrap(), stored);
+    }
+}
