@@ -173,7 +173,8 @@ pub(crate) async fn append<'a>(
         .await?;
     }
     let head: i64 = column(
-        &sqlx::query("SELECT COALESCE(MAX(seq), 0) AS head FROM feed_events")
+        &sqlx::query("SELECT MAX(head) AS head FROM (SELECT COALESCE(MAX(seq), 0) AS head FROM feed_events \
+         UNION ALL SELECT COALESCE(MAX(value), 0) AS head FROM feed_state WHERE name = 'trimmed_through') AS heads")
             .fetch_one(&mut **tx)
             .await?,
         "head",
@@ -277,7 +278,8 @@ impl Store {
 
     /// The highest sequence number written.
     pub async fn feed_head(&self) -> Result<i64> {
-        let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS head FROM feed_events")
+        let row = sqlx::query("SELECT MAX(head) AS head FROM (SELECT COALESCE(MAX(seq), 0) AS head FROM feed_events \
+         UNION ALL SELECT COALESCE(MAX(value), 0) AS head FROM feed_state WHERE name = 'trimmed_through') AS heads")
             .fetch_one(self.readers())
             .await?;
         column(&row, "head")

@@ -4,6 +4,7 @@
 mod access;
 mod bulk;
 mod cli;
+mod feed;
 mod findings;
 mod helpers;
 mod incremental;
