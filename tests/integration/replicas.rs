@@ -15,12 +15,19 @@ use tonic::transport::Channel;
 use crate::helpers::*;
 
 /// A `quotahub serve` process, killed when dropped.
-struct HubProcess {
-    _child: Child,
-    endpoint: String,
+pub struct HubProcess {
+    child: Child,
+    pub endpoint: String,
 }
 
-async fn start_hub(
+impl HubProcess {
+    /// Kills the hub at once (SIGKILL): no drain, no flush.
+    pub async fn kill(mut self) {
+        self.child.kill().await.expect("kill the hub");
+    }
+}
+
+pub async fn start_hub(
     db_url: &str,
     pki_dir: &std::path::Path,
     data_dir: &std::path::Path,
@@ -62,16 +69,16 @@ async fn start_hub(
         .to_owned();
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     HubProcess {
-        _child: child,
+        child,
         endpoint: address,
     }
 }
 
-async fn channel(endpoint: &str, kind: AgencyKind) -> Channel {
+pub async fn channel(endpoint: &str, kind: AgencyKind) -> Channel {
     channel_as(endpoint, "140100", kind).await
 }
 
-async fn channel_as(endpoint: &str, jurisdiction: &str, kind: AgencyKind) -> Channel {
+pub async fn channel_as(endpoint: &str, jurisdiction: &str, kind: AgencyKind) -> Channel {
     let certificate = pki().agency(&agency(jurisdiction, kind));
     quotahub::tls::client_channel(
         endpoint,
@@ -88,7 +95,8 @@ async fn channel_as(endpoint: &str, jurisdiction: &str, kind: AgencyKind) -> Cha
     not(quotahub_postgres),
     ignore = "PostgreSQL half not run: set QUOTAHUB_TEST_POSTGRES_URL"
 )]
-async fn two_hub_processes_keep_exactly_the_findings_a_full_recheck_gives() {
+async fn two_hub_processes_keep_exactly_the_findings_a_full_recheck_gives_and_feed_every_subscriber()
+ {
     let db = TestDb::new(Backend::Postgres).await;
     let files = tempfile::tempdir().unwrap();
     let tls = pki().server_tls();
@@ -103,6 +111,41 @@ async fn two_hub_processes_keep_exactly_the_findings_a_full_recheck_gives() {
     // District units: both the city's agencies and the district's may push for them, so pushes to
     // one unit come from different agencies at once and only the findings' scope locks order them.
     let units: Vec<String> = (1..=3).map(|n| uscc("140105", n)).collect();
+
+    // A subscriber on each hub, reading while the pushes go on.
+    let mut subscribers = Vec::new();
+    for hub in &hubs {
+        let mut feed = proto::feed_service_client::FeedServiceClient::new(
+            channel(&hub.endpoint, AgencyKind::Discipline).await,
+        );
+        let name = format!("watch-{}", subscribers.len());
+        feed.put_subscription(proto::PutSubscriptionRequest {
+            subscription: Some(proto::Subscription {
+                name: name.clone(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+        let mut stream = crate::feed::subscribe(&mut feed, &name, None).await;
+        let (seen_tx, seen_rx) = tokio::sync::watch::channel(Vec::<u64>::new());
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while let Ok(Some(message)) = stream.message().await {
+                if let Some(proto::feed_message::Message::Event(event)) = message.message {
+                    feed.ack(proto::AckRequest {
+                        name: name.clone(),
+                        seq: event.seq,
+                    })
+                    .await
+                    .unwrap();
+                    seen.push(event.seq);
+                    seen_tx.send_replace(seen.clone());
+                }
+            }
+        });
+        subscribers.push(seen_rx);
+    }
     let mut staffing = proto::staffing_service_client::StaffingServiceClient::new(
         channel(&hubs[0].endpoint, AgencyKind::StaffingOffice).await,
     );
@@ -245,5 +288,131 @@ async fn two_hub_processes_keep_exactly_the_findings_a_full_recheck_gives() {
         })
         .collect();
     assert_eq!(kept, from_scratch);
+
+    // Every subscriber, on either hub, received every event of the feed: no gap, none skipped.
+    let head = u64::try_from(store.feed_head().await.unwrap()).unwrap();
+    assert!(head > 50, "the pushes wrote many events ({head})");
+    for mut seen in subscribers {
+        let all = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            seen.wait_for(|seen| seen.len() as u64 >= head),
+        )
+        .await
+        .expect("every event within 20 s")
+        .unwrap()
+        .clone();
+        assert_eq!(all, (1..=head).collect::<Vec<_>>());
+    }
     store.close().await;
+}
+
+/// Writes the test PKI's server files into `dir`.
+fn server_files(dir: &std::path::Path) {
+    let tls = pki().server_tls();
+    std::fs::write(dir.join("ca.pem"), &tls.ca_pem).unwrap();
+    std::fs::write(dir.join("server.pem"), &tls.cert_pem).unwrap();
+    std::fs::write(dir.join("server-key.pem"), &tls.key_pem).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_sigkill_every_alert_acknowledged_as_written_is_on_the_feed() {
+    let files = tempfile::tempdir().unwrap();
+    server_files(files.path());
+    let db_url = format!("sqlite://{}", files.path().join("hub.db").display());
+    let hub = start_hub(&db_url, files.path(), &files.path().join("data")).await;
+
+    // Pushes that raise findings, one after another, until the hub is killed under them.
+    let endpoint = hub.endpoint.clone();
+    let pusher = tokio::spawn(async move {
+        let mut finance = proto::finance_service_client::FinanceServiceClient::new(
+            channel(&endpoint, AgencyKind::Finance).await,
+        );
+        let mut written: Vec<(i32, String, String, u64)> = Vec::new();
+        for n in 0..10_000u32 {
+            let unit = uscc("140100", 1 + n % 5);
+            match finance
+                .push_payroll_line(payroll(&format!("p{n}"), &resident(n), &unit, "2024-01"))
+                .await
+            {
+                Ok(result) => {
+                    for change in result.into_inner().findings {
+                        let finding = change.finding.unwrap();
+                        written.push((
+                            change.change,
+                            finding.subject,
+                            finding.institution_uscc,
+                            finding.version,
+                        ));
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        written
+    });
+    // Let some alerts through, then kill the hub mid-flight.
+    let mut count = 0;
+    let probe = Store::connect(&db_url, &StoreOptions::default())
+        .await
+        .unwrap();
+    while count < 40 {
+        count = probe.feed_head().await.unwrap();
+        tokio::task::yield_now().await;
+    }
+    hub.kill().await;
+    let written = pusher.await.unwrap();
+    assert!(
+        written.len() >= 20,
+        "alerts were acknowledged before the kill ({})",
+        written.len()
+    );
+
+    // Restart on the same database and read the whole feed.
+    let hub = start_hub(&db_url, files.path(), &files.path().join("data")).await;
+    let mut feed = proto::feed_service_client::FeedServiceClient::new(
+        channel(&hub.endpoint, AgencyKind::Audit).await,
+    );
+    feed.put_subscription(proto::PutSubscriptionRequest {
+        subscription: Some(proto::Subscription {
+            name: "after".into(),
+            ..Default::default()
+        }),
+    })
+    .await
+    .unwrap();
+    let head = u64::try_from(probe.feed_head().await.unwrap()).unwrap();
+    let mut stream = feed
+        .subscribe(proto::SubscribeRequest {
+            name: "after".into(),
+            max_in_flight: 10_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut on_feed = BTreeSet::new();
+    let mut seqs = Vec::new();
+    while (seqs.len() as u64) < head {
+        let event = crate::feed::next_event(&mut stream).await;
+        seqs.push(event.seq);
+        let finding = event.finding.unwrap();
+        on_feed.insert((
+            event.event_type,
+            finding.subject,
+            finding.institution_uscc,
+            finding.version,
+        ));
+    }
+    assert_eq!(
+        seqs,
+        (1..=head).collect::<Vec<_>>(),
+        "no gap after the crash"
+    );
+    for (change, subject, institution, version) in &written {
+        assert!(
+            on_feed.contains(&(*change, subject.clone(), institution.clone(), *version)),
+            "an acknowledged alert is missing: {subject} at {institution} v{version}"
+        );
+    }
+    probe.close().await;
 }
