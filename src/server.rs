@@ -316,7 +316,7 @@ async fn escalations(
         let now = store.checks().clock.now().timestamp_micros();
         match store.escalate_due(now).await {
             Ok(events) if !events.is_empty() => {
-                tracing::info!(steps = events.len(), "escalated overdue alerts")
+                tracing::info!(steps = events.len(), "escalated overdue alerts");
             }
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "escalation pass failed"),

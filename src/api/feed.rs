@@ -254,11 +254,11 @@ async fn deliver(
         .ack_wait
         .min(plan.heartbeat)
         .min(Duration::from_secs(1));
-    let stopped = |stop: Stop| match stop {
+    let stopped = |stop: Stop| {
+        match stop {
         Stop::Gone => Ok(()),
-        Stop::TooSlow => Err(Error::Unavailable(format!(
-            "the subscriber did not keep up; resume from the subscription's cursor (events are kept)"
-        ))),
+        Stop::TooSlow => Err(Error::Unavailable("the subscriber did not keep up; resume from the subscription's cursor (events are kept)".to_owned())),
+    }
     };
     loop {
         if *draining.borrow() {

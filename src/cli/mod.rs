@@ -2,6 +2,7 @@
 //! `import` pushes a CSV or JSONL file as an agency.
 
 pub mod import;
+pub mod subscribe;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -35,6 +36,8 @@ pub enum Command {
     Import(import::ImportArgs),
     /// Re-check a jurisdiction now (定期核查) and print what was raised, updated and resolved.
     Reconcile(ReconcileArgs),
+    /// Follow the alert feed: print alerts as they arrive, acknowledge them, resume after a restart.
+    Subscribe(subscribe::SubscribeArgs),
 }
 
 /// How a command reaches the hub, and as which agency.
@@ -209,6 +212,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             }
         }
         Command::Import(args) => return import::run(args).await,
+        Command::Subscribe(args) => {
+            subscribe::run(args, std::io::stdout().lock(), shutdown_signal()).await?;
+        }
         Command::Reconcile(args) => {
             let channel = args
                 .client

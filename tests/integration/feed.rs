@@ -572,3 +572,79 @@ async fn a_draining_hub_tells_its_subscribers() {
         .expect("the hub stopped promptly")
         .unwrap();
 }
+
+mod cli {
+    use clap::Parser;
+
+    use super::*;
+
+    on_both_backends!(quotahub_subscribe_prints_acknowledges_and_resumes);
+
+    async fn quotahub_subscribe_prints_acknowledges_and_resumes(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let dir = tempfile::tempdir().unwrap();
+        let certificate = pki().agency(&agency("140100", AgencyKind::Discipline));
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path.to_str().unwrap().to_owned()
+        };
+        let (ca, cert, key) = (
+            write("ca.pem", pki().ca.cert_pem()),
+            write("d.pem", &certificate.cert_pem),
+            write("d-key.pem", &certificate.key_pem),
+        );
+        let endpoint = app.endpoint();
+        let run = |limit: &str| {
+            let cli = quotahub::cli::Cli::parse_from([
+                "quotahub",
+                "subscribe",
+                "--server",
+                &endpoint,
+                "--ca",
+                &ca,
+                "--cert",
+                &cert,
+                "--key",
+                &key,
+                "--json",
+                "--limit",
+                limit,
+                "--code",
+                "PAID_NOT_ON_ROLL",
+            ]);
+            let quotahub::cli::Command::Subscribe(args) = cli.command else {
+                panic!("subscribe")
+            };
+            args
+        };
+        for n in 1..=3 {
+            ghost_pay(&app, n).await;
+        }
+        let mut first = Vec::new();
+        quotahub::cli::subscribe::run(run("2"), &mut first, std::future::pending())
+            .await
+            .unwrap();
+        let first = String::from_utf8(first).unwrap();
+        assert_eq!(first.lines().count(), 2);
+        assert!(
+            first
+                .lines()
+                .all(|line| line.contains("\"code\":\"PAID_NOT_ON_ROLL\""))
+        );
+        // A restart resumes after the last alert printed.
+        let mut second = Vec::new();
+        quotahub::cli::subscribe::run(run("1"), &mut second, std::future::pending())
+            .await
+            .unwrap();
+        let second = String::from_utf8(second).unwrap();
+        let seq = |line: &str| {
+            serde_json::from_str::<serde_json::Value>(line).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        };
+        let last_first = first.lines().map(seq).max().unwrap();
+        assert!(seq(second.lines().next().unwrap()) > last_first);
+        assert!(second.contains(&resident(3)));
+    }
+}
