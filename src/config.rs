@@ -332,6 +332,63 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_configuration_parses_to_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/quotahub.example.toml");
+        let settings = Settings::from_toml_file(&path).unwrap();
+        let defaults = Settings::default();
+        assert_eq!(settings.listen, defaults.listen);
+        assert_eq!(settings.limits().batch_size, defaults.limits().batch_size);
+        assert_eq!(
+            settings.reconcile.interval_secs,
+            defaults.reconcile.interval_secs
+        );
+        assert_eq!(settings.feed.retention_days, defaults.feed.retention_days);
+        assert_eq!(
+            settings.rules_config().unwrap(),
+            defaults.rules_config().unwrap()
+        );
+        assert_eq!(
+            settings.escalation_policy().unwrap(),
+            defaults.escalation_policy().unwrap()
+        );
+    }
+
+    #[test]
+    fn rule_and_deadline_settings_override_their_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("quotahub.toml");
+        std::fs::write(
+            &path,
+            "[rules]\nquota_full_threshold = 0.9\nrank_ceilings = { UNGRADED = \"SECTION_DEPUTY\" }\n[feed]\ndeadlines = { HIGH = [1, 0] }\n",
+        )
+        .unwrap();
+        let settings = Settings::from_toml_file(&path).unwrap();
+        let rules = settings.rules_config().unwrap();
+        assert!((rules.quota_full_threshold - 0.9).abs() < 1e-9);
+        assert!(rules.rank_ceilings.contains(&(
+            crate::domain::Grade::Ungraded,
+            crate::domain::Rank::SectionDeputy
+        )));
+        let policy = settings.escalation_policy().unwrap();
+        assert!(policy.deadlines.contains(&(
+            crate::domain::findings::Severity::High,
+            Some(3_600),
+            None
+        )));
+        std::fs::write(
+            &path,
+            "[rules]\nrank_ceilings = { NOT_A_GRADE = \"CLERK\" }\n",
+        )
+        .unwrap();
+        assert!(
+            Settings::from_toml_file(&path)
+                .unwrap()
+                .rules_config()
+                .is_err()
+        );
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("quotahub.toml");
