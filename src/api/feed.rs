@@ -334,6 +334,23 @@ async fn deliver(
     }
 }
 
+impl Hub {
+    /// The caller, and the subscription of it that a request names.
+    async fn named_subscription(
+        &self,
+        request: &Request<proto::SubscriptionName>,
+    ) -> Result<(super::policy::Caller, String, Subscription), Error> {
+        let caller = caller(request)?;
+        let name = name_of(&request.get_ref().name)?;
+        let stored = self
+            .store
+            .subscription(&caller.agency.id(), &name)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no subscription `{name}`")))?;
+        Ok((caller, name, stored))
+    }
+}
+
 #[tonic::async_trait]
 impl proto::feed_service_server::FeedService for Hub {
     async fn put_subscription(
@@ -365,13 +382,7 @@ impl proto::feed_service_server::FeedService for Hub {
         &self,
         request: Request<proto::SubscriptionName>,
     ) -> Result<Response<proto::Subscription>, Status> {
-        let caller = caller(&request)?;
-        let name = name_of(&request.get_ref().name)?;
-        let stored = self
-            .store
-            .subscription(&caller.agency.id(), &name)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("no subscription `{name}`")))?;
+        let (_, _, stored) = self.named_subscription(&request).await?;
         Ok(Response::new(subscription_message(&stored)?))
     }
 
@@ -393,13 +404,7 @@ impl proto::feed_service_server::FeedService for Hub {
         &self,
         request: Request<proto::SubscriptionName>,
     ) -> Result<Response<proto::Subscription>, Status> {
-        let caller = caller(&request)?;
-        let name = name_of(&request.get_ref().name)?;
-        let stored = self
-            .store
-            .subscription(&caller.agency.id(), &name)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("no subscription `{name}`")))?;
+        let (caller, name, stored) = self.named_subscription(&request).await?;
         self.store
             .delete_subscription(&caller.agency.id(), &name)
             .await?;

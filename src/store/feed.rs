@@ -10,7 +10,9 @@ use sqlx::any::AnyRow;
 
 use super::push::column;
 use super::query as q;
-use super::reconcile::{Alert, ChangeKind, StoredFinding, decode_finding, write_findings};
+use super::reconcile::{
+    Alert, ChangeKind, StoredFinding, decode_finding, evidence_kind, write_findings,
+};
 use super::{Backend, Store, Tx, Value, bind_all, insert_rows, now_micros};
 use crate::domain::alerts::{self, AlertState};
 use crate::domain::findings::{Evidence, Finding, FindingKey, RuleCode, Severity};
@@ -125,22 +127,6 @@ fn finding_from_json(text: &str) -> Result<StoredFinding> {
             rectify_by: v["rectify_by"].as_i64(),
         },
     })
-}
-
-fn evidence_kind(kind: &str) -> &'static str {
-    const KINDS: [&str; 10] = [
-        "institution",
-        "quota",
-        "leader_post",
-        "staffing_plan",
-        "hiring_approval",
-        "personnel_event",
-        "appointment",
-        "payroll_line",
-        "funding",
-        "person",
-    ];
-    KINDS.into_iter().find(|k| *k == kind).unwrap_or("record")
 }
 
 fn decode_event(row: &AnyRow) -> Result<FeedEvent> {

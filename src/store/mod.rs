@@ -120,10 +120,8 @@ impl Store {
     }
 
     async fn migrate(&self) -> Result<()> {
-        let migrator = match self.backend {
-            Backend::Sqlite => sqlx::migrate!("migrations/sqlite"),
-            Backend::Postgres => sqlx::migrate!("migrations/postgres"),
-        };
+        // One set of migrations: every statement is portable between the two backends.
+        let migrator = sqlx::migrate!();
         migrator.run(&self.writer).await.map_err(|error| {
             tracing::error!(%error, "migration failed");
             Error::Internal(format!("database migration failed: {error}"))

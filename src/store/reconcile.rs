@@ -397,7 +397,8 @@ pub(crate) async fn snapshot(tx: &mut Tx, scope: &Scope) -> Result<Snapshot> {
     Ok(snapshot)
 }
 
-fn evidence_kind(kind: &str) -> &'static str {
+/// The static name of an evidence kind read back from storage.
+pub(crate) fn evidence_kind(kind: &str) -> &'static str {
     const KINDS: [&str; 10] = [
         "institution",
         "quota",

@@ -19,15 +19,13 @@ async fn import_pushes_a_csv_file_and_reports_refusals(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let unit = uscc("140100", 1);
     let dir = tempfile::tempdir().unwrap();
-    let certificate = pki().agency(&agency("140100", AgencyKind::Finance));
+    let files = ClientFiles::new(&agency("140100", AgencyKind::Finance));
+    let (ca, cert, key) = (files.ca.clone(), files.cert.clone(), files.key.clone());
     let write = |name: &str, text: &str| {
         let path = dir.path().join(name);
         std::fs::write(&path, text).unwrap();
         path.to_str().unwrap().to_owned()
     };
-    let ca = write("ca.pem", pki().ca.cert_pem());
-    let cert = write("finance.pem", &certificate.cert_pem);
-    let key = write("finance-key.pem", &certificate.key_pem);
     let mut csv = String::from("record_id,period,institution_uscc,resident_id,name,gross_fen\n");
     for n in 0..12 {
         csv.push_str(&format!(

@@ -582,18 +582,8 @@ mod cli {
 
     async fn quotahub_subscribe_prints_acknowledges_and_resumes(backend: Backend) {
         let app = TestApp::spawn(backend).await;
-        let dir = tempfile::tempdir().unwrap();
-        let certificate = pki().agency(&agency("140100", AgencyKind::Discipline));
-        let write = |name: &str, text: &str| {
-            let path = dir.path().join(name);
-            std::fs::write(&path, text).unwrap();
-            path.to_str().unwrap().to_owned()
-        };
-        let (ca, cert, key) = (
-            write("ca.pem", pki().ca.cert_pem()),
-            write("d.pem", &certificate.cert_pem),
-            write("d-key.pem", &certificate.key_pem),
-        );
+        let files = ClientFiles::new(&agency("140100", AgencyKind::Discipline));
+        let (ca, cert, key) = (files.ca.clone(), files.cert.clone(), files.key.clone());
         let endpoint = app.endpoint();
         let run = |limit: &str| {
             let cli = quotahub::cli::Cli::parse_from([

@@ -690,18 +690,8 @@ mod schedule {
             .execute(app.store.readers())
             .await
             .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let certificate = pki().agency(&agency("140100", AgencyKind::StaffingOffice));
-        let write = |name: &str, text: &str| {
-            let path = dir.path().join(name);
-            std::fs::write(&path, text).unwrap();
-            path.to_str().unwrap().to_owned()
-        };
-        let (ca, cert, key) = (
-            write("ca.pem", pki().ca.cert_pem()),
-            write("so.pem", &certificate.cert_pem),
-            write("so-key.pem", &certificate.key_pem),
-        );
+        let files = ClientFiles::new(&agency("140100", AgencyKind::StaffingOffice));
+        let (ca, cert, key) = (files.ca.clone(), files.cert.clone(), files.key.clone());
         let endpoint = app.endpoint();
         let args = |dry: bool| {
             let mut args = vec![

@@ -202,25 +202,39 @@ impl TestApp {
         TestApp::start(db, limits).await
     }
 
+    /// A hub whose clock stands on `date` (for generated data, which is as of its own date).
+    #[allow(dead_code)] // Used by the generated-city test, wired with the generator.
+    pub async fn spawn_on(backend: Backend, date: chrono::NaiveDate) -> TestApp {
+        let db = TestDb::new(backend).await;
+        TestApp::start_full(db, Limits::default(), None, Some(date)).await
+    }
+
     /// A hub that re-checks everything every `interval`.
     pub async fn spawn_scheduled(backend: Backend, interval: std::time::Duration) -> TestApp {
         let db = TestDb::new(backend).await;
-        TestApp::start_with(db, Limits::default(), Some(interval)).await
+        TestApp::start_full(db, Limits::default(), Some(interval), None).await
     }
 
     async fn start(db: TestDb, limits: Limits) -> TestApp {
-        TestApp::start_with(db, limits, None).await
+        TestApp::start_full(db, limits, None, None).await
     }
 
-    async fn start_with(
+    async fn start_full(
         db: TestDb,
         limits: Limits,
         reconcile_every: Option<std::time::Duration>,
+        today: Option<chrono::NaiveDate>,
     ) -> TestApp {
         let pki = pki();
-        let store = Store::connect(db.url(), &StoreOptions::default())
+        let mut store = Store::connect(db.url(), &StoreOptions::default())
             .await
             .expect("open the store");
+        if let Some(today) = today {
+            store = store.with_checks(quotahub::store::Checks {
+                clock: quotahub::clock::Clock::on(today),
+                ..quotahub::store::Checks::default()
+            });
+        }
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a port");
         let application =
             Application::with_listener(listener, store.clone(), &pki.server_tls(), limits.clone())
@@ -339,6 +353,35 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
+        }
+    }
+}
+
+/// PEM files of the test CA and an agency's certificate and key, for the command line's flags.
+pub struct ClientFiles {
+    _dir: tempfile::TempDir,
+    pub ca: String,
+    pub cert: String,
+    pub key: String,
+}
+
+impl ClientFiles {
+    pub fn new(agency: &Agency) -> ClientFiles {
+        let dir = tempfile::tempdir().unwrap();
+        let certificate = pki().agency(agency);
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path.to_str().unwrap().to_owned()
+        };
+        let ca = write("ca.pem", pki().ca.cert_pem());
+        let cert = write("agency.pem", &certificate.cert_pem);
+        let key = write("agency-key.pem", &certificate.key_pem);
+        ClientFiles {
+            _dir: dir,
+            ca,
+            cert,
+            key,
         }
     }
 }

@@ -1,5 +1,6 @@
--- The foundation schema (PostgreSQL). Kept statement for statement like migrations/sqlite so that
--- the store's one set of queries runs on both; later migrations may differ where the backends do.
+-- The foundation schema: every pushed record, kept as pushed, and the effective-dated roll derived
+-- from personnel events. Dates are ISO 8601 text (they sort as dates); instants are Unix microseconds.
+-- Every migration runs on SQLite and on PostgreSQL alike, so types are spelled portably.
 
 -- One row per record any agency pushed: the key of idempotency.
 CREATE TABLE pushed_records (
