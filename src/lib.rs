@@ -21,6 +21,7 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod generator;
 pub mod pki;
 pub mod server;
 pub mod store;

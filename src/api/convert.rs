@@ -425,6 +425,7 @@ impl Pushed for proto::PersonnelEvent {
         let approval_number = f.opt_document("approval_number", &self.approval_number);
         let channel = f.optional("channel", self.channel);
         let target = f.opt_uscc("target_institution_uscc", &self.target_institution_uscc);
+        let corrects = f.opt_text("corrects_record_id", &self.corrects_record_id);
         let record = (|| {
             Some(PersonnelEvent {
                 event_type: event_type?,
@@ -437,6 +438,7 @@ impl Pushed for proto::PersonnelEvent {
                 approval_number: approval_number?,
                 channel: channel?,
                 target: target?,
+                corrects: corrects?,
             })
         })();
         f.finish(record, PersonnelEvent::check)
@@ -664,6 +666,7 @@ pub fn event_message(stored: &Stored<PersonnelEvent>) -> proto::PersonnelEvent {
             .as_ref()
             .map(ToString::to_string)
             .unwrap_or_default(),
+        corrects_record_id: e.corrects.clone().unwrap_or_default(),
     }
 }
 

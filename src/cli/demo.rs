@@ -14,7 +14,7 @@ use tonic::transport::Channel;
 use crate::api::Limits;
 use crate::clock::Clock;
 use crate::domain::{Agency, AgencyKind};
-use crate::gen::{Dataset, GenConfig};
+use crate::generator::{Dataset, GenConfig};
 use crate::proto;
 use crate::proto::feed_message::Message;
 use crate::server::{Application, ServerTls};
@@ -37,14 +37,31 @@ pub struct DemoArgs {
 /// Records per bulk stream.
 const STREAM: usize = 2_000;
 
-async fn connect(address: std::net::SocketAddr, pki: &std::path::Path, agency: &Agency) -> anyhow::Result<Channel> {
+async fn connect(
+    address: std::net::SocketAddr,
+    pki: &std::path::Path,
+    agency: &Agency,
+) -> anyhow::Result<Channel> {
     let (cert, key) = crate::pki::agency_files(pki, agency);
-    let read = |path: &std::path::Path| std::fs::read(path).with_context(|| format!("cannot read {}", path.display()));
-    Ok(crate::tls::client_channel(&format!("https://{address}"), &read(&pki.join("ca.pem"))?, &read(&cert)?, &read(&key)?).await?)
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+    };
+    Ok(crate::tls::client_channel(
+        &format!("https://{address}"),
+        &read(&pki.join("ca.pem"))?,
+        &read(&cert)?,
+        &read(&key)?,
+    )
+    .await?)
 }
 
 /// Pushes every record of the dataset through the bulk RPCs, as the agency of each kind.
-async fn load(dataset: &Dataset, address: std::net::SocketAddr, pki: &std::path::Path, root: &crate::domain::Jurisdiction) -> anyhow::Result<BTreeMap<&'static str, (u64, u64)>> {
+async fn load(
+    dataset: &Dataset,
+    address: std::net::SocketAddr,
+    pki: &std::path::Path,
+    root: &crate::domain::Jurisdiction,
+) -> anyhow::Result<BTreeMap<&'static str, (u64, u64)>> {
     let as_kind = |kind| Agency::new(root.clone(), kind);
     let staffing = connect(address, pki, &as_kind(AgencyKind::StaffingOffice)).await?;
     let hr = connect(address, pki, &as_kind(AgencyKind::Hr)).await?;
@@ -53,9 +70,13 @@ async fn load(dataset: &Dataset, address: std::net::SocketAddr, pki: &std::path:
     let mut totals: BTreeMap<&'static str, (u64, u64)> = BTreeMap::new();
     macro_rules! push_all {
         ($label:literal, $records:expr, $client:ty, $channel:expr, $method:ident) => {{
-            let mut client = <$client>::new($channel.clone()).max_decoding_message_size(64 * 1024 * 1024);
+            let mut client =
+                <$client>::new($channel.clone()).max_decoding_message_size(64 * 1024 * 1024);
             for chunk in $records.chunks(STREAM) {
-                let response = client.$method(tokio_stream::iter(chunk.to_vec())).await?.into_inner();
+                let response = client
+                    .$method(tokio_stream::iter(chunk.to_vec()))
+                    .await?
+                    .into_inner();
                 let entry = totals.entry($label).or_default();
                 entry.0 += response.accepted + response.replayed;
                 entry.1 += response.rejected;
@@ -66,15 +87,69 @@ async fn load(dataset: &Dataset, address: std::net::SocketAddr, pki: &std::path:
     use proto::organization_service_client::OrganizationServiceClient as Organization;
     use proto::personnel_service_client::PersonnelServiceClient as Personnel;
     use proto::staffing_service_client::StaffingServiceClient as Staffing;
-    push_all!("institutions", dataset.institutions, Staffing<Channel>, staffing, push_institutions);
-    push_all!("quotas", dataset.quotas, Staffing<Channel>, staffing, push_quotas);
-    push_all!("leader posts", dataset.leader_posts, Staffing<Channel>, staffing, push_leader_posts);
-    push_all!("staffing plans", dataset.plans, Staffing<Channel>, staffing, push_staffing_plans);
-    push_all!("hiring approvals", dataset.approvals, Staffing<Channel>, staffing, push_hiring_approvals);
-    push_all!("personnel events", dataset.events, Personnel<Channel>, hr, push_personnel_events);
-    push_all!("appointments", dataset.appointments, Organization<Channel>, organization, push_appointments);
-    push_all!("payroll lines", dataset.payroll, Finance<Channel>, finance, push_payroll_lines);
-    push_all!("funding", dataset.fundings, Finance<Channel>, finance, push_fundings);
+    push_all!(
+        "institutions",
+        dataset.institutions,
+        Staffing<Channel>,
+        staffing,
+        push_institutions
+    );
+    push_all!(
+        "quotas",
+        dataset.quotas,
+        Staffing<Channel>,
+        staffing,
+        push_quotas
+    );
+    push_all!(
+        "leader posts",
+        dataset.leader_posts,
+        Staffing<Channel>,
+        staffing,
+        push_leader_posts
+    );
+    push_all!(
+        "staffing plans",
+        dataset.plans,
+        Staffing<Channel>,
+        staffing,
+        push_staffing_plans
+    );
+    push_all!(
+        "hiring approvals",
+        dataset.approvals,
+        Staffing<Channel>,
+        staffing,
+        push_hiring_approvals
+    );
+    push_all!(
+        "personnel events",
+        dataset.events,
+        Personnel<Channel>,
+        hr,
+        push_personnel_events
+    );
+    push_all!(
+        "appointments",
+        dataset.appointments,
+        Organization<Channel>,
+        organization,
+        push_appointments
+    );
+    push_all!(
+        "payroll lines",
+        dataset.payroll,
+        Finance<Channel>,
+        finance,
+        push_payroll_lines
+    );
+    push_all!(
+        "funding",
+        dataset.fundings,
+        Finance<Channel>,
+        finance,
+        push_fundings
+    );
     Ok(totals)
 }
 
@@ -88,13 +163,20 @@ pub async fn run(args: DemoArgs, mut out: impl Write) -> anyhow::Result<()> {
     let dir = tempfile::Builder::new().prefix("quotahub-demo").tempdir()?;
     let pki = dir.path().join("pki");
     crate::pki::init(&pki, false)?;
-    let tls = ServerTls::read(&pki.join("ca.pem"), &pki.join("server.pem"), &pki.join("server-key.pem"))?;
+    let tls = ServerTls::read(
+        &pki.join("ca.pem"),
+        &pki.join("server.pem"),
+        &pki.join("server-key.pem"),
+    )?;
     let url = format!("sqlite://{}", dir.path().join("demo.db").display());
     // The generated city is as of its own date; the hub's clock stands on it.
     let store = Store::connect(&url, &StoreOptions::default())
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?
-        .with_checks(Checks { clock: Clock::on(config.as_of), ..Checks::default() });
+        .with_checks(Checks {
+            clock: Clock::on(config.as_of),
+            ..Checks::default()
+        });
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let application = Application::with_listener(listener, store.clone(), &tls, Limits::default())?;
     let address = application.local_addr();
@@ -102,29 +184,61 @@ pub async fn run(args: DemoArgs, mut out: impl Write) -> anyhow::Result<()> {
     let server = tokio::spawn(application.run_until_stopped(async move {
         let _ = stopped.await;
     }));
-    writeln!(out, "quotahub demo: a hub on https://{address} (mutual TLS), data in {}", dir.path().display())?;
-    writeln!(out, "generating a city of {} institutions and {} people as of {} ...", config.institutions, config.people, config.as_of)?;
-    let dataset = crate::gen::generate(&config);
+    writeln!(
+        out,
+        "quotahub demo: a hub on https://{address} (mutual TLS), data in {}",
+        dir.path().display()
+    )?;
+    writeln!(
+        out,
+        "generating a city of {} institutions and {} people as of {} ...",
+        config.institutions, config.people, config.as_of
+    )?;
+    let dataset = crate::generator::generate(&config);
 
     // The discipline inspector of the city subscribes before the agencies push.
-    let inspector = connect(address, &pki, &Agency::new(config.root.clone(), AgencyKind::Discipline)).await?;
+    let inspector = connect(
+        address,
+        &pki,
+        &Agency::new(config.root.clone(), AgencyKind::Discipline),
+    )
+    .await?;
     let mut feed = proto::feed_service_client::FeedServiceClient::new(inspector);
     feed.put_subscription(proto::PutSubscriptionRequest {
-        subscription: Some(proto::Subscription { name: "demo".into(), ..Default::default() }),
+        subscription: Some(proto::Subscription {
+            name: "demo".into(),
+            ..Default::default()
+        }),
     })
     .await?;
     let mut stream = feed
-        .subscribe(proto::SubscribeRequest { name: "demo".into(), max_in_flight: 10_000, heartbeat_ms: 500, ..Default::default() })
+        .subscribe(proto::SubscribeRequest {
+            name: "demo".into(),
+            max_in_flight: 10_000,
+            heartbeat_ms: 500,
+            ..Default::default()
+        })
         .await?
         .into_inner();
 
-    writeln!(out, "\nthe agencies push their records; the discipline inspector's live feed:\n")?;
-    writeln!(out, "{:>6}  {:<9} {:<26} {:<9} {:<18} explanation", "seq", "event", "rule", "severity", "institution")?;
+    writeln!(
+        out,
+        "\nthe agencies push their records; the discipline inspector's live feed:\n"
+    )?;
+    writeln!(
+        out,
+        "{:>6}  {:<9} {:<26} {:<9} {:<18} explanation",
+        "seq", "event", "rule", "severity", "institution"
+    )?;
     let started = Instant::now();
     let mut loading = tokio::spawn({
         let pki = pki.clone();
         let root = config.root.clone();
-        async move { load(&dataset, address, &pki, &root).await.map(|totals| (totals, dataset.truth.len())) }
+        async move {
+            load(&dataset, address, &pki, &root)
+                .await
+                .map(|totals| (totals, dataset.truth.len()))
+        }
     });
     let mut shown = 0usize;
     let mut by_code: BTreeMap<String, u64> = BTreeMap::new();
@@ -160,14 +274,21 @@ pub async fn run(args: DemoArgs, mut out: impl Write) -> anyhow::Result<()> {
             joined = &mut loading, if loaded.is_none() => loaded = Some(joined??),
         }
     }
-    let (totals, planted) = loaded.ok_or_else(|| anyhow::anyhow!("the feed ended before the data was loaded"))?;
+    let (totals, planted) =
+        loaded.ok_or_else(|| anyhow::anyhow!("the feed ended before the data was loaded"))?;
     let elapsed = started.elapsed();
     writeln!(out, "\nloaded in {:.1} s:", elapsed.as_secs_f64())?;
     for (kind, (accepted, refused)) in &totals {
-        writeln!(out, "  {kind:<18} {accepted:>9} accepted {refused:>6} refused")?;
+        writeln!(
+            out,
+            "  {kind:<18} {accepted:>9} accepted {refused:>6} refused"
+        )?;
     }
     let raised: u64 = by_code.values().sum();
-    writeln!(out, "\nfindings raised on the feed: {raised} (the generator planted {planted} problems)")?;
+    writeln!(
+        out,
+        "\nfindings raised on the feed: {raised} (the generator planted {planted} problems)"
+    )?;
     for (code, count) in &by_code {
         writeln!(out, "  {code:<26} {count:>6}")?;
     }
@@ -177,5 +298,7 @@ pub async fn run(args: DemoArgs, mut out: impl Write) -> anyhow::Result<()> {
 }
 
 fn name(value: Result<&'static str, prost::UnknownEnumValue>, prefix: &str) -> String {
-    value.map(|name| name.trim_start_matches(prefix).to_owned()).unwrap_or_default()
+    value
+        .map(|name| name.trim_start_matches(prefix).to_owned())
+        .unwrap_or_default()
 }

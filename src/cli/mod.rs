@@ -1,6 +1,7 @@
 //! The `quotahub` command: `serve` runs the hub, `pki init` makes development certificates,
 //! `import` pushes a CSV or JSONL file as an agency.
 
+pub mod demo;
 pub mod import;
 pub mod subscribe;
 
@@ -38,6 +39,9 @@ pub enum Command {
     Reconcile(ReconcileArgs),
     /// Follow the alert feed: print alerts as they arrive, acknowledge them, resume after a restart.
     Subscribe(subscribe::SubscribeArgs),
+    /// See what quotahub does: a hub on a temporary database, a generated city pushed by every
+    /// agency over mutual TLS, and a discipline inspector's live feed of what it finds.
+    Demo(demo::DemoArgs),
 }
 
 /// How a command reaches the hub, and as which agency.
@@ -215,6 +219,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Subscribe(args) => {
             subscribe::run(args, std::io::stdout().lock(), shutdown_signal()).await?;
         }
+        Command::Demo(args) => demo::run(args, std::io::stdout().lock()).await?,
         Command::Reconcile(args) => {
             let channel = args
                 .client

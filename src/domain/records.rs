@@ -402,6 +402,8 @@ pub struct PersonnelEvent {
     pub channel: Option<HiringChannel>,
     /// Destination of a transfer or host of a secondment.
     pub target: Option<Uscc>,
+    /// The sender's record id of the event this one corrects, if it is a correction.
+    pub corrects: Option<String>,
 }
 
 impl PersonnelEvent {

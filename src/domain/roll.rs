@@ -288,6 +288,7 @@ mod tests {
             approval_number: None,
             channel: None,
             target: None,
+            corrects: None,
         }
     }
 

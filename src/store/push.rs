@@ -795,11 +795,19 @@ impl RecordKind for Funding {
 trait PersonHistoryKind: RecordKind {
     fn resident_id(&self) -> &ResidentId;
     fn conflict_message(existing: &Self, conflict: &RollConflict) -> String;
+    /// The sender's record id of the record this one corrects, if any.
+    fn corrects(&self) -> Option<&str> {
+        None
+    }
 }
 
 impl PersonHistoryKind for PersonnelEvent {
     fn resident_id(&self) -> &ResidentId {
         &self.resident_id
+    }
+
+    fn corrects(&self) -> Option<&str> {
+        self.corrects.as_deref()
     }
 
     fn conflict_message(existing: &Self, conflict: &RollConflict) -> String {
@@ -827,18 +835,29 @@ impl PersonHistoryKind for Appointment {
     }
 }
 
-/// Per person: how many of the records were stored before the batch, and all of them.
-type Histories<R> = HashMap<String, (usize, Vec<R>)>;
+/// Per person: their live records (`{agency}/{record id}` and the record), in arrival order.
+type Histories<R> = HashMap<String, Vec<(String, R)>>;
 
-/// Accepts the new records of a person's history that the history still derives with, and returns
-/// the verdicts and the accepted histories per person (stored and new, arrival order). A person's
+/// What fitting a batch into people's histories decided.
+struct Fitted<R> {
+    /// One per record of the batch.
+    verdicts: Vec<Result<()>>,
+    /// The live histories of the batch's people afterwards.
+    histories: Histories<R>,
+    /// (record id corrected, record id of its correction), for this agency.
+    corrections: Vec<(String, String)>,
+}
+
+/// Accepts the new records of a person's history that the history still derives with. A person's
 /// records in one batch are first tried together, so that a backdated pair (a leave and the return
-/// from it) is taken even though neither fits without the other; failing that, one by one.
+/// from it) is taken even though neither fits without the other; failing that, or when the batch
+/// corrects earlier records, one by one. A correction replaces the record it names.
 fn fit_histories<R: PersonHistoryKind + Clone, D>(
     batch: &Batch<'_, R>,
-    mut stored: HashMap<String, Vec<R>>,
+    mut stored: Histories<R>,
     derive: impl Fn(&[&R]) -> Result<D, RollConflict>,
-) -> (Vec<Result<()>>, Histories<R>) {
+) -> Fitted<R> {
+    let agency_id = batch.agency.id();
     let mut by_person: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (index, submission) in batch.records.iter().enumerate() {
         by_person
@@ -848,20 +867,44 @@ fn fit_histories<R: PersonHistoryKind + Clone, D>(
     }
     let mut verdicts: Vec<Option<Result<()>>> = batch.records.iter().map(|_| None).collect();
     let mut histories: Histories<R> = HashMap::new();
+    let mut corrections = Vec::new();
     for (person, indexes) in by_person {
         let mut history = stored.remove(&person).unwrap_or_default();
-        let stored_count = history.len();
-        let mut together: Vec<&R> = history.iter().collect();
+        let own_id = |index: usize| format!("{agency_id}/{}", batch.records[index].record_id);
+        let corrects_any = indexes
+            .iter()
+            .any(|&i| batch.records[i].record.corrects().is_some());
+        let mut together: Vec<&R> = history.iter().map(|(_, r)| r).collect();
         together.extend(indexes.iter().map(|&i| &batch.records[i].record));
-        if derive(&together).is_ok() {
+        if !corrects_any && derive(&together).is_ok() {
             for &index in &indexes {
-                history.push(batch.records[index].record.clone());
+                history.push((own_id(index), batch.records[index].record.clone()));
                 verdicts[index] = Some(Ok(()));
             }
         } else {
             for &index in &indexes {
                 let record = &batch.records[index].record;
-                let mut candidate: Vec<&R> = history.iter().collect();
+                let replaced = match record.corrects() {
+                    None => None,
+                    Some(target) => {
+                        let target_id = format!("{agency_id}/{target}");
+                        match history.iter().position(|(id, _)| *id == target_id) {
+                            Some(position) => Some(position),
+                            None => {
+                                verdicts[index] = Some(Err(Error::FailedPrecondition(format!(
+                                    "no record `{target}` of this agency for this person to correct"
+                                ))));
+                                continue;
+                            }
+                        }
+                    }
+                };
+                let mut candidate: Vec<&R> = history
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| Some(*i) != replaced)
+                    .map(|(_, (_, r))| r)
+                    .collect();
                 candidate.push(record);
                 verdicts[index] = Some(match derive(&candidate) {
                     Ok(_) => Ok(()),
@@ -874,41 +917,68 @@ fn fit_histories<R: PersonHistoryKind + Clone, D>(
                     ))),
                 });
                 if verdicts[index].as_ref().is_some_and(Result::is_ok) {
-                    history.push(record.clone());
+                    if let Some(position) = replaced {
+                        let (corrected, _) = history.remove(position);
+                        let corrected = corrected
+                            .rsplit_once('/')
+                            .map_or(corrected.clone(), |(_, id)| id.to_owned());
+                        corrections.push((corrected, batch.records[index].record_id.clone()));
+                    }
+                    history.push((own_id(index), record.clone()));
                 }
             }
         }
-        histories.insert(person, (stored_count, history));
+        histories.insert(person, history);
     }
-    (
-        verdicts
+    Fitted {
+        verdicts: verdicts
             .into_iter()
             .map(|v| v.expect("every record has a verdict"))
             .collect(),
         histories,
-    )
+        corrections,
+    }
 }
 
-/// The stored events of these people, in arrival order.
-async fn stored_events(
+/// The next arrival number of each person in `table` (one past the highest, corrected rows included).
+async fn next_arrivals(
     tx: &mut Tx,
-    people: Vec<String>,
-) -> Result<HashMap<String, Vec<PersonnelEvent>>> {
+    table: &str,
+    people: &[String],
+) -> Result<HashMap<String, i64>> {
+    let mut next: HashMap<String, i64> = people.iter().map(|p| (p.clone(), 0)).collect();
+    let sql = format!("SELECT resident_id, MAX(arrival) AS last FROM {table} WHERE resident_id");
+    for row in select_in(tx, &sql, "GROUP BY resident_id", &[], people).await? {
+        next.insert(
+            column(&row, "resident_id")?,
+            column::<i64>(&row, "last")? + 1,
+        );
+    }
+    Ok(next)
+}
+
+/// The live (uncorrected) stored events of these people, in arrival order.
+async fn stored_events(tx: &mut Tx, people: Vec<String>) -> Result<Histories<PersonnelEvent>> {
     let rows = select_in(
         tx,
-        "SELECT event_type, resident_id, name, institution_uscc, category, rank, effective_on, approval_number, channel, target_uscc FROM personnel_events WHERE resident_id",
+        "SELECT * FROM personnel_events WHERE corrected_by IS NULL AND resident_id",
         "ORDER BY resident_id, arrival",
         &[],
         &people,
     )
     .await?;
-    let mut events: HashMap<String, Vec<PersonnelEvent>> = HashMap::new();
+    let mut events: Histories<PersonnelEvent> = HashMap::new();
     for row in &rows {
         let event = super::query::decode_event(row)?;
+        let id = format!(
+            "{}/{}",
+            column::<String>(row, "agency_id")?,
+            column::<String>(row, "record_id")?
+        );
         events
             .entry(event.resident_id.to_string())
             .or_default()
-            .push(event);
+            .push((id, event));
     }
     Ok(events)
 }
@@ -992,14 +1062,15 @@ impl RecordKind for PersonnelEvent {
 
     async fn apply(tx: &mut Tx, batch: &Batch<'_, Self>) -> Result<Vec<Result<()>>> {
         let people = people(batch);
-        let stored = stored_events(tx, people).await?;
-        let (verdicts, histories) = fit_histories(batch, stored, roll::derive_spells);
+        let stored = stored_events(tx, people.clone()).await?;
+        let Fitted {
+            verdicts,
+            histories,
+            corrections,
+        } = fit_histories(batch, stored, roll::derive_spells);
 
         let mut event_rows = Vec::new();
-        let mut next_arrival: HashMap<String, i64> = histories
-            .iter()
-            .map(|(id, (stored, _))| (id.clone(), *stored as i64))
-            .collect();
+        let mut next_arrival = next_arrivals(tx, "personnel_events", &people).await?;
         for (submission, verdict) in batch.records.iter().zip(&verdicts) {
             if verdict.is_err() {
                 continue;
@@ -1024,25 +1095,35 @@ impl RecordKind for PersonnelEvent {
                 Value::OptText(e.target.as_ref().map(ToString::to_string)),
                 Value::Int(batch.accepted_at),
                 Value::Int(*arrival),
+                Value::OptText(e.corrects.clone()),
             ]);
             *arrival += 1;
         }
         insert_rows(
             tx,
-            "INSERT INTO personnel_events (agency_id, record_id, event_type, resident_id, name, institution_uscc, category, rank, effective_on, approval_number, channel, target_uscc, accepted_at, arrival)",
+            "INSERT INTO personnel_events (agency_id, record_id, event_type, resident_id, name, institution_uscc, category, rank, effective_on, approval_number, channel, target_uscc, accepted_at, arrival, corrects)",
             "",
             event_rows,
         )
         .await?;
+        for (corrected, by) in corrections {
+            sqlx::query_with(
+                "UPDATE personnel_events SET corrected_by = $1 WHERE agency_id = $2 AND record_id = $3",
+                super::bind_all(vec![Value::Text(by), Value::Text(batch.agency.id()), Value::Text(corrected)])?,
+            )
+            .execute(&mut **tx)
+            .await?;
+        }
         upsert_persons(tx, batch, &verdicts, |e| &e.name).await?;
 
         let changed: Vec<String> = histories.keys().cloned().collect();
         delete_for_people(tx, "person_spells", &changed).await?;
         let mut spell_rows = Vec::new();
-        for (resident_id, (_, events)) in &histories {
-            let spells = roll::derive_spells(&events.iter().collect::<Vec<_>>()).map_err(|c| {
-                Error::Internal(format!("accepted history no longer derives: {}", c.reason))
-            })?;
+        for (resident_id, events) in &histories {
+            let spells = roll::derive_spells(&events.iter().map(|(_, e)| e).collect::<Vec<_>>())
+                .map_err(|c| {
+                    Error::Internal(format!("accepted history no longer derives: {}", c.reason))
+                })?;
             for (ordinal, spell) in spells.into_iter().enumerate() {
                 spell_rows.push([
                     Value::from(resident_id.as_str()),
@@ -1089,26 +1170,32 @@ impl RecordKind for Appointment {
         let people = people(batch);
         let rows = select_in(
             tx,
-            "SELECT action, resident_id, name, institution_uscc, level, position, rank, effective_on, document FROM appointments WHERE resident_id",
+            "SELECT agency_id, record_id, action, resident_id, name, institution_uscc, level, position, rank, effective_on, document FROM appointments WHERE resident_id",
             "ORDER BY resident_id, arrival",
             &[],
             &people,
         )
         .await?;
-        let mut stored: HashMap<String, Vec<Appointment>> = HashMap::new();
+        let mut stored: Histories<Appointment> = HashMap::new();
         for row in &rows {
             let appointment = super::query::decode_appointment(row)?;
+            let id = format!(
+                "{}/{}",
+                column::<String>(row, "agency_id")?,
+                column::<String>(row, "record_id")?
+            );
             stored
                 .entry(appointment.resident_id.to_string())
                 .or_default()
-                .push(appointment);
+                .push((id, appointment));
         }
-        let (verdicts, histories) = fit_histories(batch, stored, roll::derive_terms);
+        let Fitted {
+            verdicts,
+            histories,
+            ..
+        } = fit_histories(batch, stored, roll::derive_terms);
 
-        let mut next_arrival: HashMap<String, i64> = histories
-            .iter()
-            .map(|(id, (stored, _))| (id.clone(), *stored as i64))
-            .collect();
+        let mut next_arrival = next_arrivals(tx, "appointments", &people).await?;
         let mut appointment_rows = Vec::new();
         for (submission, verdict) in batch.records.iter().zip(&verdicts) {
             if verdict.is_err() {
@@ -1148,11 +1235,12 @@ impl RecordKind for Appointment {
         let changed: Vec<String> = histories.keys().cloned().collect();
         delete_for_people(tx, "leader_terms", &changed).await?;
         let mut term_rows = Vec::new();
-        for (resident_id, (_, appointments)) in &histories {
+        for (resident_id, appointments) in &histories {
             let terms =
-                roll::derive_terms(&appointments.iter().collect::<Vec<_>>()).map_err(|c| {
-                    Error::Internal(format!("accepted history no longer derives: {}", c.reason))
-                })?;
+                roll::derive_terms(&appointments.iter().map(|(_, a)| a).collect::<Vec<_>>())
+                    .map_err(|c| {
+                        Error::Internal(format!("accepted history no longer derives: {}", c.reason))
+                    })?;
             for (ordinal, term) in terms.into_iter().enumerate() {
                 term_rows.push([
                     Value::from(resident_id.as_str()),

@@ -160,6 +160,7 @@ pub(crate) fn decode_event(row: &AnyRow) -> Result<PersonnelEvent> {
         approval_number: opt_text(row, "approval_number")?,
         channel: opt_code(row, "channel")?,
         target: opt_uscc(row, "target_uscc")?,
+        corrects: opt_text(row, "corrects")?,
     })
 }
 

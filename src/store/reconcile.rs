@@ -358,7 +358,7 @@ pub(crate) async fn snapshot(tx: &mut Tx, scope: &Scope) -> Result<Snapshot> {
     // Entries: hires into the scope's institutions and transfers arriving there.
     let hires = select_in(
         tx,
-        "SELECT * FROM personnel_events WHERE event_type = 'HIRE' AND institution_uscc",
+        "SELECT * FROM personnel_events WHERE corrected_by IS NULL AND event_type = 'HIRE' AND institution_uscc",
         "",
         &[],
         &institutions,
@@ -366,7 +366,7 @@ pub(crate) async fn snapshot(tx: &mut Tx, scope: &Scope) -> Result<Snapshot> {
     .await?;
     let arrivals = select_in(
         tx,
-        "SELECT * FROM personnel_events WHERE event_type = 'TRANSFER' AND target_uscc",
+        "SELECT * FROM personnel_events WHERE corrected_by IS NULL AND event_type = 'TRANSFER' AND target_uscc",
         "",
         &[],
         &institutions,

@@ -203,7 +203,6 @@ impl TestApp {
     }
 
     /// A hub whose clock stands on `date` (for generated data, which is as of its own date).
-    #[allow(dead_code)] // Used by the generated-city test, wired with the generator.
     pub async fn spawn_on(backend: Backend, date: chrono::NaiveDate) -> TestApp {
         let db = TestDb::new(backend).await;
         TestApp::start_full(db, Limits::default(), None, Some(date)).await

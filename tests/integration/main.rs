@@ -3,6 +3,7 @@
 
 mod access;
 mod bulk;
+mod city;
 mod cli;
 mod feed;
 mod findings;

@@ -1,0 +1,734 @@
+//! `quotahub bench`: the hub measured against plain baselines in the same run, on data from the
+//! generator ([`crate::r#gen`]), printed as one Markdown table.
+//!
+//! The real hub runs in this process on 127.0.0.1 port 0 over real mutual TLS (a fresh PKI held in
+//! memory), on a fresh database: a temporary SQLite file, or a database made for the run on the
+//! PostgreSQL server of `--database-url` and dropped after it. The measures:
+//!
+//! 1. [`ingest`]: bulk ingest through the client-streaming pushes (rows/s of personnel events and
+//!    payroll lines) against plain multi-row INSERTs of the same rows into a fresh database of the
+//!    same kind and schema. Target: hub ≥ 0.5 × baseline.
+//! 2. [`recheck`]: a full re-check (`Store::reconcile`) against the core rules as plain SQL
+//!    (`Store::plain_sql_findings`) on the same database. Target: hub ≤ 2 × baseline.
+//! 3. [`calls::unary_pushes`]: p50/p99 of single pushes on the loaded hub (report only).
+//! 4. [`calls::prechecks`]: CheckHire and VerifyFunding under 1, 16 and 64 callers against
+//!    `grpc.health.v1.Health/Check` over the same connections. Target: CheckHire ≥ 0.5 × health.
+//! 5. [`memory`]: the process's resident memory (the hub, with the generated data).
+//! 6. [`alert_feed`]: pending until the alert feed is built.
+//!
+//! Every measure is bounded in time and count, everything stays on loopback, and nothing asserts on
+//! a timing. Progress goes to stderr, the table to stdout.
+
+pub mod alert_feed;
+pub mod calls;
+pub mod db;
+pub mod hub;
+pub mod ingest;
+pub mod memory;
+pub mod recheck;
+pub mod report;
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use self::calls::{LoadBounds, LoadPair, Precheck, Requests};
+use self::db::{DatabaseServer, TempDatabase};
+use self::hub::BenchHub;
+use self::ingest::Placeholders;
+use self::report::{BenchReport, Figure, Row, Target, thousands};
+use crate::api::Limits;
+use crate::domain::{Agency, AgencyKind, Period};
+use crate::r#gen::{Dataset, GenConfig, generate};
+
+/// Flags of `quotahub bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// small | city | province
+    #[arg(long, default_value = "small")]
+    pub scale: String,
+    /// Database for the hub: empty means a temporary SQLite file; or a postgres:// URL of a server
+    /// where the user may create databases (make a fresh database per run and drop it after).
+    #[arg(long, env = "QUOTAHUB_BENCH_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Write the table (Markdown) here as well as printing it.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Seed of the generated data.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+/// Everything a run does, with the defaults of `quotahub bench`; tests shrink it.
+pub struct BenchOptions {
+    /// Name of the scale, for the table.
+    pub scale: String,
+    /// What to generate.
+    pub config: GenConfig,
+    /// Where the hub's and the baseline's databases live.
+    pub database: DatabaseServer,
+    /// Records per bulk stream (5,000).
+    pub stream_size: usize,
+    /// Rows per statement of the plain-INSERT baseline (1,000).
+    pub baseline_rows_per_statement: usize,
+    /// Rows of each kind in the second, `$N`-placeholder baseline on SQLite (20,000): its rate
+    /// per statement does not depend on the table's size, and all of them would take minutes.
+    pub numbered_sample_rows: usize,
+    /// Single pushes of each kind timed on the loaded hub (200).
+    pub unary_pushes: usize,
+    /// Concurrent callers of the pre-checks ([1, 16, 64]).
+    pub concurrency: Vec<usize>,
+    /// How long and how many calls each load runs (3 s, at most 1,000,000 calls).
+    pub load: LoadBounds,
+    /// Connections per agency the callers share (4).
+    pub connections: usize,
+    /// The hub's call limits (the defaults of `quotahub serve`).
+    pub limits: Limits,
+}
+
+impl BenchOptions {
+    /// The defaults for a scale: `small`, `city` or `province`.
+    pub fn for_scale(scale: &str, seed: u64) -> anyhow::Result<BenchOptions> {
+        let config = match scale {
+            "small" => GenConfig::small(seed),
+            "city" => GenConfig::city(seed),
+            "province" => GenConfig::province(seed),
+            other => anyhow::bail!("--scale must be small, city or province, not `{other}`"),
+        };
+        Ok(BenchOptions {
+            scale: scale.to_owned(),
+            config,
+            database: DatabaseServer::Sqlite,
+            stream_size: 5_000,
+            baseline_rows_per_statement: 1_000,
+            numbered_sample_rows: 20_000,
+            unary_pushes: 200,
+            concurrency: vec![1, 16, 64],
+            load: LoadBounds {
+                duration: Duration::from_secs(3),
+                max_calls: 1_000_000,
+            },
+            connections: 4,
+            limits: Limits::default(),
+        })
+    }
+}
+
+/// Runs `quotahub bench`: prints the table, and writes it to `--out` when given.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let mut options = BenchOptions::for_scale(&args.scale, args.seed)?;
+    options.database = DatabaseServer::from_flag(args.database_url.as_deref())?;
+    let report = run_with(options).await?;
+    let table = report.to_markdown();
+    println!("{table}");
+    if let Some(path) = &args.out {
+        std::fs::write(path, &table)
+            .with_context(|| format!("cannot write the table to {}", path.display()))?;
+        progress(&format!("table written to {}", path.display()));
+    }
+    Ok(())
+}
+
+/// Prints a progress line to stderr, with the time since the first one.
+fn progress(message: &str) {
+    static START: OnceLock<Instant> = OnceLock::new();
+    let start = START.get_or_init(Instant::now);
+    eprintln!("[bench {:>7.1} s] {message}", start.elapsed().as_secs_f64());
+}
+
+/// Runs every measure and returns the table's rows. The run's databases are removed at the end,
+/// whether it succeeded or not.
+pub async fn run_with(options: BenchOptions) -> anyhow::Result<BenchReport> {
+    crate::tls::install_crypto_provider();
+    let before_generating = memory::read();
+    progress(&format!(
+        "generating the {} dataset (seed {})",
+        options.scale, options.config.seed
+    ));
+    let started = Instant::now();
+    let data = generate(&options.config);
+    let generated_in = started.elapsed();
+    let after_generating = memory::read();
+    let peak_reset = memory::reset_peak();
+    progress(&format!(
+        "generated {} institutions, {} personnel events, {} payroll lines in {:.1} s",
+        data.institutions.len(),
+        data.events.len(),
+        data.payroll.len(),
+        generated_in.as_secs_f64()
+    ));
+
+    let hub_db = TempDatabase::create(&options.database, "hub").await?;
+    let baseline_db = match TempDatabase::create(&options.database, "baseline").await {
+        Ok(db) => db,
+        Err(error) => {
+            let _ = hub_db.remove().await;
+            return Err(error);
+        }
+    };
+    let measured = measure(&options, &data, &hub_db, &baseline_db).await;
+    let removed = (hub_db.remove().await, baseline_db.remove().await);
+    let mut rows = measured?;
+    if let (Err(error), _) | (_, Err(error)) = removed {
+        progress(&format!(
+            "could not remove a database of the run: {error:#}"
+        ));
+    }
+
+    let memory_rows = memory_rows(before_generating, after_generating, &rows.peak, peak_reset);
+    let mut report = BenchReport {
+        context: context(&options, &data, generated_in),
+        rows: Vec::new(),
+    };
+    report.rows.append(&mut rows.rows);
+    // Memory goes after the calls in the table's order of sections (5 after 4).
+    report.rows.extend(memory_rows);
+    report.rows.extend(alert_feed::rows());
+    progress("done");
+    Ok(report)
+}
+
+/// Rows of measures 1–4, and the memory peak taken after ingest and re-check.
+struct Measured {
+    rows: Vec<Row>,
+    peak: memory::ProcessMemory,
+}
+
+async fn measure(
+    options: &BenchOptions,
+    data: &Dataset,
+    hub_db: &TempDatabase,
+    baseline_db: &TempDatabase,
+) -> anyhow::Result<Measured> {
+    let config = &options.config;
+    let root = &config.root;
+    let as_of = config.as_of;
+    let period = config
+        .periods
+        .last()
+        .copied()
+        .unwrap_or_else(|| Period::containing(as_of));
+    let division = root.as_str();
+    let mut rows = Vec::new();
+
+    progress(&format!(
+        "starting the hub on 127.0.0.1 (mutual TLS, {})",
+        options.database.name()
+    ));
+    let hub = BenchHub::start(hub_db.url(), as_of, options.limits.clone()).await?;
+
+    progress(&format!(
+        "1. bulk ingest through the hub, streams of {}",
+        options.stream_size
+    ));
+    let ingested = ingest::through_hub(&hub, data, root, options.stream_size).await?;
+
+    progress("2. full re-check against the plain-SQL rules");
+    let recheck = recheck::measure(&hub.store, as_of).await?;
+    progress(&format!(
+        "  re-check {:.2} s ({} findings), plain SQL {:.2} s ({} findings)",
+        recheck.hub_time.as_secs_f64(),
+        recheck.hub_findings,
+        recheck.plain_time.as_secs_f64(),
+        recheck.plain_findings
+    ));
+    let peak = memory::read();
+
+    progress(&format!(
+        "3. {} single pushes of each kind on the loaded hub",
+        options.unary_pushes
+    ));
+    let agency = |kind| Agency::new(root.clone(), kind);
+    let pushes = calls::unary_pushes(
+        hub.channel(&agency(AgencyKind::Hr)).await?,
+        hub.channel(&agency(AgencyKind::Finance)).await?,
+        data,
+        division,
+        as_of,
+        period,
+        options.unary_pushes,
+    )
+    .await?;
+
+    progress(&format!(
+        "4. pre-checks at {:?} callers, {:?} each, over {} connections per agency",
+        options.concurrency, options.load.duration, options.connections
+    ));
+    let requests = Requests::from_dataset(data, division, as_of, period);
+    let mut pairs = Vec::new();
+    {
+        let hr = hub
+            .channels(&agency(AgencyKind::Hr), options.connections)
+            .await?;
+        pairs.extend(
+            calls::prechecks(
+                Precheck::CheckHire,
+                &hr,
+                &requests,
+                &options.concurrency,
+                options.load,
+            )
+            .await?,
+        );
+        let finance = hub
+            .channels(&agency(AgencyKind::Finance), options.connections)
+            .await?;
+        pairs.extend(
+            calls::prechecks(
+                Precheck::VerifyFunding,
+                &finance,
+                &requests,
+                &options.concurrency,
+                options.load,
+            )
+            .await?,
+        );
+    }
+    progress("stopping the hub");
+    hub.stop().await?;
+
+    progress(&format!(
+        "1b. baseline: plain INSERTs of {} rows per statement into a fresh {} database",
+        options.baseline_rows_per_statement,
+        options.database.name()
+    ));
+    let baseline = ingest::plain_inserts(
+        baseline_db.url(),
+        data,
+        root,
+        options.baseline_rows_per_statement,
+        Placeholders::Native,
+        None,
+    )
+    .await?;
+    // On SQLite the hub's `$N` placeholders cost more than `?`: measure that too, so the table
+    // shows how much of the gap is the placeholders.
+    let numbered = if options.database == DatabaseServer::Sqlite {
+        let db = TempDatabase::create(&options.database, "baseline_numbered").await?;
+        let numbered = ingest::plain_inserts(
+            db.url(),
+            data,
+            root,
+            options.baseline_rows_per_statement,
+            Placeholders::Numbered,
+            Some(options.numbered_sample_rows),
+        )
+        .await;
+        let _ = db.remove().await;
+        Some(numbered?)
+    } else {
+        None
+    };
+
+    rows.extend(ingest_rows(
+        options,
+        &ingested,
+        &baseline,
+        numbered.as_ref(),
+    ));
+    rows.extend(recheck_rows(&recheck));
+    rows.extend(push_rows(&pushes));
+    for pair in &pairs {
+        rows.extend(precheck_rows(pair, options.connections));
+    }
+    Ok(Measured { rows, peak })
+}
+
+fn context(options: &BenchOptions, data: &Dataset, generated_in: Duration) -> Vec<String> {
+    let people: std::collections::HashSet<&str> =
+        data.events.iter().map(|e| e.resident_id.as_str()).collect();
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    vec![
+        format!(
+            "quotahub bench, scale `{}`, seed {}, root jurisdiction {}, as of {}, {} {}",
+            options.scale,
+            options.config.seed,
+            options.config.root,
+            options.config.as_of,
+            if cfg!(debug_assertions) {
+                "**debug build** (figures not representative)"
+            } else {
+                "release build"
+            },
+            chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+        ),
+        format!(
+            "data (generated in {:.1} s): {} institutions, {} quotas, {} leader posts, {} plans, {} approvals; {} people in {} personnel events; {} appointments; {} payroll lines; {} fundings; {} planted anomalies",
+            generated_in.as_secs_f64(),
+            thousands(data.institutions.len() as f64),
+            thousands(data.quotas.len() as f64),
+            thousands(data.leader_posts.len() as f64),
+            thousands(data.plans.len() as f64),
+            thousands(data.approvals.len() as f64),
+            thousands(people.len() as f64),
+            thousands(data.events.len() as f64),
+            thousands(data.appointments.len() as f64),
+            thousands(data.payroll.len() as f64),
+            thousands(data.fundings.len() as f64),
+            thousands(data.truth.len() as f64),
+        ),
+        format!(
+            "database: {} (a fresh one for the hub and one for the baseline, removed after the run); hub in this process on 127.0.0.1 over mutual TLS, sharing the tokio runtime and {cores} cores with the clients",
+            match options.database {
+                DatabaseServer::Sqlite => "SQLite, temporary files",
+                DatabaseServer::Postgres { .. } => "PostgreSQL, databases made for the run",
+            }
+        ),
+    ]
+}
+
+fn ingest_rows(
+    options: &BenchOptions,
+    hub: &ingest::HubIngest,
+    baseline: &ingest::BaselineIngest,
+    numbered: Option<&ingest::BaselineIngest>,
+) -> Vec<Row> {
+    let numbered_note = |rate: f64, rows: u64| {
+        numbered.map_or_else(String::new, |_| {
+            format!(
+                "; baseline binds with `?`; with the hub's `$N` placeholders it makes {} rows/s (over {} rows)",
+                thousands(rate),
+                thousands(rows as f64)
+            )
+        })
+    };
+    let what_differs =
+        "the hub also validates, keeps idempotency keys and checks findings per batch";
+    let people = Row::compared(
+        "ingest.people",
+        "1",
+        format!(
+            "Bulk ingest, people (personnel events): hub streams of {} vs plain INSERT of {} rows",
+            thousands(options.stream_size as f64),
+            thousands(options.baseline_rows_per_statement as f64)
+        ),
+        Figure::rate(hub.events.rows_per_second(), "rows"),
+        Figure::rate(baseline.events_per_second(), "rows"),
+        Target::AtLeast(0.5),
+    )
+    .note(format!(
+        "{}; the hub also derives the roll (person_spells); {what_differs}{}",
+        hub.events.summary(),
+        numbered_note(
+            numbered.map_or(0.0, ingest::BaselineIngest::events_per_second),
+            numbered.map_or(0, |n| n.events.0)
+        )
+    ));
+    let payroll = Row::compared(
+        "ingest.payroll",
+        "1",
+        format!(
+            "Bulk ingest, payroll lines: hub streams of {} vs plain INSERT of {} rows",
+            thousands(options.stream_size as f64),
+            thousands(options.baseline_rows_per_statement as f64)
+        ),
+        Figure::rate(hub.payroll.rows_per_second(), "rows"),
+        Figure::rate(baseline.payroll_per_second(), "rows"),
+        Target::AtLeast(0.5),
+    )
+    .note(format!(
+        "{}; {what_differs}{}",
+        hub.payroll.summary(),
+        numbered_note(
+            numbered.map_or(0.0, ingest::BaselineIngest::payroll_per_second),
+            numbered.map_or(0, |n| n.payroll.0)
+        )
+    ));
+    let staffing = Row::reported(
+        "ingest.staffing_office",
+        "1",
+        "Bulk ingest, staffing office data (institutions, quotas, posts, plans, approvals), first",
+        Figure::rate(hub.staffing.rows_per_second(), "records"),
+    )
+    .note(hub.staffing.summary());
+    let others = Row::reported(
+        "ingest.appointments_fundings",
+        "1",
+        "Bulk ingest, appointments and fundings",
+        Figure::rate(
+            (hub.appointments.sent + hub.fundings.sent) as f64
+                / (hub.appointments.elapsed + hub.fundings.elapsed)
+                    .as_secs_f64()
+                    .max(1e-9),
+            "records",
+        ),
+    )
+    .note(format!(
+        "appointments: {}; fundings: {}",
+        hub.appointments.summary(),
+        hub.fundings.summary()
+    ));
+    let mut rows = vec![people, payroll, staffing, others];
+    if baseline.invalid > 0 {
+        rows[0].note.push_str(&format!(
+            "; {} records that do not validate left out of the baseline",
+            baseline.invalid
+        ));
+    }
+    rows
+}
+
+fn recheck_rows(recheck: &recheck::Recheck) -> Vec<Row> {
+    let time = Row::compared(
+        "recheck.time",
+        "2",
+        "Full re-check of the loaded data: reconcile(None, as_of) vs plain_sql_findings(as_of)",
+        Figure::time(recheck.hub_time),
+        Figure::time(recheck.plain_time),
+        Target::AtMost(2.0),
+    )
+    .note(format!(
+        "{} institutions; the hub computes all {} rules with evidence and writes the findings, the plain SQL {} rules, keys only",
+        recheck.institutions,
+        <crate::domain::findings::RuleCode as crate::domain::Coded>::ALL.len(),
+        crate::store::plain_sql::CODES.len()
+    ));
+    let differences = if recheck.differences.is_empty() {
+        "same counts per rule".to_owned()
+    } else {
+        recheck
+            .differences
+            .iter()
+            .map(|(code, (hub, sql))| format!("{code}: hub {hub}, SQL {sql}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let findings = Row::compared(
+        "recheck.findings",
+        "2",
+        "Findings found, rules the plain SQL covers (hub vs plain SQL)",
+        Figure::count(recheck.hub_core_findings, "findings"),
+        Figure::count(recheck.plain_findings, "findings"),
+        Target::None,
+    )
+    .note(format!(
+        "hub, every rule: {}; {differences}",
+        recheck.hub_findings
+    ));
+    vec![time, findings]
+}
+
+fn push_rows(pushes: &calls::UnaryPushes) -> Vec<Row> {
+    let row = |key: &str, measure: &str, latencies: &calls::Latencies| {
+        let mut note = format!("{} sequential calls", latencies.samples.len());
+        let failures = latencies.failures();
+        if !failures.is_empty() {
+            note.push_str(&format!("; {failures}"));
+        }
+        Row::reported(
+            key,
+            "3",
+            measure,
+            Figure::latencies(latencies.quantile(0.5), latencies.quantile(0.99)),
+        )
+        .note(note)
+    };
+    vec![
+        row(
+            "push_cost.personnel_event",
+            "One push on the loaded hub, p50 / p99: PushPersonnelEvent (a hire into an existing institution)",
+            &pushes.hires,
+        ),
+        row(
+            "push_cost.payroll_line",
+            "One push on the loaded hub, p50 / p99: PushPayrollLine",
+            &pushes.payroll,
+        ),
+    ]
+}
+
+fn precheck_rows(pair: &LoadPair, connections: usize) -> Vec<Row> {
+    let (name, key, target) = match pair.precheck {
+        Precheck::CheckHire => ("CheckHire", "check_hire", Target::AtLeast(0.5)),
+        Precheck::VerifyFunding => ("VerifyFunding", "verify_funding", Target::None),
+    };
+    let callers = pair.callers;
+    let mut note = format!(
+        "{} calls vs {} health checks over the same {connections} connections",
+        pair.measured.samples.len(),
+        pair.health.samples.len()
+    );
+    for failures in [pair.measured.failures(), pair.health.failures()] {
+        if !failures.is_empty() {
+            note.push_str(&format!("; {failures}"));
+        }
+    }
+    let throughput = Row::compared(
+        format!("prechecks.{key}.c{callers}.throughput"),
+        "4",
+        format!("{name} throughput, {callers} concurrent callers, vs health Check"),
+        Figure::rate(pair.measured.throughput(), "calls"),
+        Figure::rate(pair.health.throughput(), "calls"),
+        target,
+    )
+    .note(note);
+    let latency = Row::compared(
+        format!("prechecks.{key}.c{callers}.latency"),
+        "4",
+        format!("{name} latency p50 / p99, {callers} concurrent callers, vs health Check"),
+        Figure::latencies(pair.measured.quantile(0.5), pair.measured.quantile(0.99)),
+        Figure::latencies(pair.health.quantile(0.5), pair.health.quantile(0.99)),
+        Target::None,
+    )
+    .note("ratio of the p50s");
+    vec![throughput, latency]
+}
+
+fn memory_rows(
+    before: memory::ProcessMemory,
+    after_generating: memory::ProcessMemory,
+    peak: &memory::ProcessMemory,
+    peak_reset: bool,
+) -> Vec<Row> {
+    let figure = |kib: Option<u64>| {
+        kib.map_or_else(
+            || Figure::text("not available (no /proc/self/status)"),
+            Figure::memory_kib,
+        )
+    };
+    vec![
+        Row::reported(
+            "memory.rss_before_generating",
+            "5",
+            "Resident memory (VmRSS) before generating: the reference",
+            figure(before.rss_kib),
+        ),
+        Row::reported(
+            "memory.rss_after_generating",
+            "5",
+            "Resident memory (VmRSS) holding the generated data, before the hub starts",
+            figure(after_generating.rss_kib),
+        )
+        .note(match after_generating.peak_kib {
+            Some(kib) => format!("peak while generating: {:.1} MiB", kib as f64 / 1024.0),
+            None => String::new(),
+        }),
+        Row::reported(
+            "memory.peak_after_ingest_recheck",
+            "5",
+            "Peak resident memory (VmHWM) of the process after ingest and re-check",
+            figure(peak.peak_kib),
+        )
+        .note(format!(
+            "the hub runs in this process: includes the generated data and the clients; {}; VmRSS then: {}",
+            if peak_reset {
+                "peak counted from after generating"
+            } else {
+                "peak counted from the start (could not reset it)"
+            },
+            figure(peak.rss_kib).text
+        )),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny(database: DatabaseServer) -> BenchOptions {
+        let mut options = BenchOptions::for_scale("small", 7).expect("a known scale");
+        options.scale = "tiny".into();
+        options.config.institutions = options.config.institutions.min(6);
+        options.config.people = options.config.people.min(120);
+        options.database = database;
+        options.stream_size = 50;
+        options.baseline_rows_per_statement = 40;
+        options.numbered_sample_rows = 60;
+        options.unary_pushes = 4;
+        options.load = LoadBounds {
+            duration: Duration::from_millis(50),
+            max_calls: 40,
+        };
+        options.connections = 2;
+        options
+    }
+
+    fn expected_keys(options: &BenchOptions) -> Vec<String> {
+        let mut keys: Vec<String> = [
+            "ingest.people",
+            "ingest.payroll",
+            "ingest.staffing_office",
+            "ingest.appointments_fundings",
+            "recheck.time",
+            "recheck.findings",
+            "push_cost.personnel_event",
+            "push_cost.payroll_line",
+        ]
+        .map(String::from)
+        .to_vec();
+        for precheck in ["check_hire", "verify_funding"] {
+            for callers in &options.concurrency {
+                for what in ["throughput", "latency"] {
+                    keys.push(format!("prechecks.{precheck}.c{callers}.{what}"));
+                }
+            }
+        }
+        keys.extend(
+            [
+                "memory.rss_before_generating",
+                "memory.rss_after_generating",
+                "memory.peak_after_ingest_recheck",
+                "alert_feed.latency.subscribers_1",
+                "alert_feed.latency.subscribers_1000",
+                "alert_feed.memory_per_idle_subscriber",
+            ]
+            .map(String::from),
+        );
+        keys
+    }
+
+    async fn the_whole_bench_runs(database: DatabaseServer) {
+        let options = tiny(database);
+        let expected = expected_keys(&options);
+        let report = run_with(options).await.expect("the bench runs");
+        let keys: Vec<String> = report.rows.iter().map(|row| row.key.clone()).collect();
+        assert_eq!(keys, expected);
+        for row in &report.rows {
+            if row.baseline.is_some() {
+                let ratio = row.ratio.unwrap_or(f64::NAN);
+                assert!(
+                    ratio.is_finite() && ratio > 0.0,
+                    "{}: ratio {ratio}",
+                    row.key
+                );
+            }
+        }
+        for key in ["ingest.people", "ingest.payroll"] {
+            assert!(
+                report.row(key).unwrap().note.contains(" stored, "),
+                "{key} says what was stored"
+            );
+        }
+        assert!(
+            report
+                .rows
+                .iter()
+                .filter(|row| row.key.starts_with("alert_feed."))
+                .all(|row| row.hub.text == alert_feed::PENDING)
+        );
+        let table = report.to_markdown();
+        assert_eq!(
+            table.lines().filter(|line| line.starts_with("| ")).count(),
+            expected.len() + 1,
+            "a header and one line per row:\n{table}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_whole_bench_runs_at_a_tiny_scale_on_sqlite() {
+        the_whole_bench_runs(DatabaseServer::Sqlite).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(
+        not(quotahub_postgres),
+        ignore = "PostgreSQL half not run: set QUOTAHUB_TEST_POSTGRES_URL"
+    )]
+    async fn the_whole_bench_runs_at_a_tiny_scale_on_postgres() {
+        let url = std::env::var("QUOTAHUB_TEST_POSTGRES_URL")
+            .expect("QUOTAHUB_TEST_POSTGRES_URL names a PostgreSQL server");
+        the_whole_bench_runs(DatabaseServer::Postgres { admin_url: url }).await;
+    }
+}

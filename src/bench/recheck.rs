@@ -1,0 +1,87 @@
+//! Measure 2: a full re-check of the loaded data (`Store::reconcile`) against the core rules as
+//! plain SQL (`Store::plain_sql_findings`) on the same database.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use chrono::NaiveDate;
+
+use super::progress;
+use crate::domain::Coded;
+use crate::store::Store;
+use crate::store::plain_sql::CODES;
+use crate::store::reconcile::ChangeKind;
+
+/// What the two checks did.
+#[derive(Debug, Clone, Default)]
+pub struct Recheck {
+    /// Wall time of the hub's full re-check (findings deleted first, so it raises every one).
+    pub hub_time: Duration,
+    /// Findings the hub raised, every rule.
+    pub hub_findings: u64,
+    /// Of those, the findings of the rules the plain SQL covers.
+    pub hub_core_findings: u64,
+    /// Institutions the hub checked.
+    pub institutions: u64,
+    /// Wall time of the plain SQL (second run; the first warms the caches).
+    pub plain_time: Duration,
+    /// Findings the plain SQL found.
+    pub plain_findings: u64,
+    /// Core findings per code, hub and plain SQL, where they differ.
+    pub differences: BTreeMap<&'static str, (u64, u64)>,
+}
+
+/// Deletes the findings the pushes kept, times `reconcile(None, as_of, false)` (the hub's clock
+/// stands on `as_of`, so every change is kept), then times the plain SQL on the same database.
+pub async fn measure(store: &Store, as_of: NaiveDate) -> anyhow::Result<Recheck> {
+    // Warm the caches for both: the plain SQL reads every table the re-check reads.
+    let _ = store.plain_sql_findings(as_of).await?;
+
+    // Not a store method on purpose: forgetting every finding is something only a benchmark wants.
+    sqlx::query("DELETE FROM findings")
+        .execute(store.readers())
+        .await?;
+    progress("  re-check: the hub's full re-check (findings deleted first)");
+    let started = Instant::now();
+    let report = store.reconcile(None, as_of, false).await?;
+    let hub_time = started.elapsed();
+
+    progress("  re-check: the plain-SQL baseline");
+    let started = Instant::now();
+    let plain = store.plain_sql_findings(as_of).await?;
+    let plain_time = started.elapsed();
+
+    let mut hub_by_code: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut hub_findings = 0;
+    for change in &report.changes {
+        if change.kind == ChangeKind::Raised {
+            hub_findings += 1;
+            *hub_by_code
+                .entry(change.finding.finding.key.code.code())
+                .or_default() += 1;
+        }
+    }
+    let mut plain_by_code: BTreeMap<&'static str, u64> = BTreeMap::new();
+    for key in &plain {
+        *plain_by_code.entry(key.code.code()).or_default() += 1;
+    }
+    let mut differences = BTreeMap::new();
+    let mut hub_core_findings = 0;
+    for code in CODES {
+        let hub = hub_by_code.get(code.code()).copied().unwrap_or_default();
+        let sql = plain_by_code.get(code.code()).copied().unwrap_or_default();
+        hub_core_findings += hub;
+        if hub != sql {
+            differences.insert(code.code(), (hub, sql));
+        }
+    }
+    Ok(Recheck {
+        hub_time,
+        hub_findings,
+        hub_core_findings,
+        institutions: report.institutions,
+        plain_time,
+        plain_findings: plain.len() as u64,
+        differences,
+    })
+}
