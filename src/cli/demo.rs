@@ -244,12 +244,12 @@ pub async fn run(args: DemoArgs, mut out: impl Write) -> anyhow::Result<()> {
     let mut by_code: BTreeMap<String, u64> = BTreeMap::new();
     let mut last_seq = 0u64;
     let mut loaded = None;
+    let mut target: Option<u64> = None;
     loop {
         tokio::select! {
             message = stream.message() => {
                 let Some(message) = message? else { break };
-                match message.message {
-                    Some(Message::Event(event)) => {
+                if let Some(Message::Event(event)) = message.message {
                         let finding = event.finding.clone().unwrap_or_default();
                         let code = name(proto::RuleCode::try_from(finding.code).map(|c| c.as_str_name()), "RULE_CODE_");
                         let kind = name(proto::FeedEventType::try_from(event.event_type).map(|t| t.as_str_name()), "FEED_EVENT_TYPE_");
@@ -265,13 +265,16 @@ pub async fn run(args: DemoArgs, mut out: impl Write) -> anyhow::Result<()> {
                         shown += 1;
                         last_seq = event.seq;
                         feed.ack(proto::AckRequest { name: "demo".into(), seq: event.seq }).await?;
-                    }
-                    // Once everything is loaded, an idle heartbeat at our position means we are done.
-                    Some(Message::Heartbeat(heartbeat)) if loaded.is_some() && heartbeat.head_seq <= last_seq => break,
-                    _ => {}
                 }
             }
-            joined = &mut loading, if loaded.is_none() => loaded = Some(joined??),
+            joined = &mut loading, if loaded.is_none() => {
+                loaded = Some(joined??);
+                // Everything is pushed: read on until the feed's head as it stands now.
+                target = Some(u64::try_from(store.feed_head().await.map_err(|e| anyhow::anyhow!("{e}"))?).unwrap_or_default());
+            }
+        }
+        if target.is_some_and(|target| last_seq >= target) {
+            break;
         }
     }
     let (totals, planted) =
@@ -284,12 +287,27 @@ pub async fn run(args: DemoArgs, mut out: impl Write) -> anyhow::Result<()> {
             "  {kind:<18} {accepted:>9} accepted {refused:>6} refused"
         )?;
     }
-    let raised: u64 = by_code.values().sum();
+    let events: u64 = by_code.values().sum();
+    let open = store
+        .findings(&crate::store::reconcile::FindingFilter {
+            open: true,
+            limit: u32::MAX,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut open_by_code: BTreeMap<String, u64> = BTreeMap::new();
+    for finding in &open {
+        *open_by_code
+            .entry(finding.finding.key.code.to_string())
+            .or_default() += 1;
+    }
     writeln!(
         out,
-        "\nfindings raised on the feed: {raised} (the generator planted {planted} problems)"
+        "\nthe inspector saw {events} findings raised on the feed; {} are open now (the generator planted {planted}):",
+        open.len()
     )?;
-    for (code, count) in &by_code {
+    for (code, count) in &open_by_code {
         writeln!(out, "  {code:<26} {count:>6}")?;
     }
     let _ = stop.send(());

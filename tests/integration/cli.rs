@@ -162,3 +162,27 @@ async fn serve_with_defaults_makes_its_certificates_and_database() {
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_shows_a_live_feed_and_finds_what_was_planted() {
+    let cli = Cli::parse_from(["quotahub", "demo", "--show", "5"]);
+    let Command::Demo(args) = cli.command else {
+        panic!("demo")
+    };
+    let mut out = Vec::new();
+    quotahub::cli::demo::run(args, &mut out).await.unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.contains("RAISED"), "{out}");
+    assert_eq!(out.lines().filter(|l| l.contains("RAISED")).count(), 5);
+    let summary = out
+        .lines()
+        .find(|l| l.contains("are open now"))
+        .expect("a summary");
+    let numbers: Vec<u64> = summary
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    // "... saw E findings raised ...; O are open now (the generator planted P):" — O equals P.
+    assert_eq!(numbers[1], numbers[2], "{summary}");
+    assert!(out.contains("PAID_NOT_ON_ROLL"));
+}
