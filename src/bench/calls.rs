@@ -17,7 +17,7 @@ use super::progress;
 use super::report::human_duration;
 use crate::domain::Period;
 use crate::domain::ids::resident_id_with_check;
-use crate::r#gen::Dataset;
+use crate::generator::Dataset;
 use crate::proto;
 use crate::proto::finance_service_client::FinanceServiceClient;
 use crate::proto::personnel_service_client::PersonnelServiceClient;

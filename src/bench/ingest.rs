@@ -12,7 +12,7 @@ use super::hub::BenchHub;
 use super::progress;
 use crate::api::convert::Pushed;
 use crate::domain::{Agency, AgencyKind, Coded, Jurisdiction};
-use crate::r#gen::Dataset;
+use crate::generator::Dataset;
 use crate::proto;
 use crate::proto::finance_service_client::FinanceServiceClient;
 use crate::proto::organization_service_client::OrganizationServiceClient;

@@ -1,5 +1,5 @@
 //! `quotahub bench`: the hub measured against plain baselines in the same run, on data from the
-//! generator ([`crate::r#gen`]), printed as one Markdown table.
+//! generator ([`crate::generator`]), printed as one Markdown table.
 //!
 //! The real hub runs in this process on 127.0.0.1 port 0 over real mutual TLS (a fresh PKI held in
 //! memory), on a fresh database: a temporary SQLite file, or a database made for the run on the
@@ -41,7 +41,7 @@ use self::ingest::Placeholders;
 use self::report::{BenchReport, Figure, Row, Target, thousands};
 use crate::api::Limits;
 use crate::domain::{Agency, AgencyKind, Period};
-use crate::r#gen::{Dataset, GenConfig, generate};
+use crate::generator::{Dataset, GenConfig, generate};
 
 /// Flags of `quotahub bench`.
 #[derive(Debug, clap::Args)]

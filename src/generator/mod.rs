@@ -2,16 +2,16 @@
 //! posts, plans, approvals, careers, appointments, payroll, funding) with planted problems, and the
 //! exact findings the rules of `docs/RULES.md` must raise on it.
 //!
-//! [`generate`] builds a [`Dataset`] from a [`GenConfig`]; [`write`] lays it out as the JSONL files
+//! [`generate`] builds a [`Dataset`] from a [`GenConfig`]; [`write()`] lays it out as the JSONL files
 //! `quotahub import --kind {kind} FILE` takes, with `truth.jsonl` (the expected finding keys) and a
 //! `manifest.json` (import order, kinds, pushing agency).
 //!
-//! How it works: [`model`] builds the world (registry, then each staffed institution's people, their
-//! careers and leaders); [`plant`] changes it to plant person- and institution-level problems; [`emit`]
+//! How it works: `model` builds the world (registry, then each staffed institution's people, their
+//! careers and leaders); `plant` changes it to plant person- and institution-level problems; `emit`
 //! writes the records, plants the record-level problems (quota and post cuts, plan shortfalls,
 //! exhausted approvals, over-funding), and evaluates every rule of RULES.md over the model to get the
 //! truth, so that interactions between problems are in it and clean data gives nothing. The same
-//! config always gives the same bytes: randomness is a seeded SplitMix64 ([`rng`]), and nothing
+//! config always gives the same bytes: randomness is a seeded SplitMix64 (`rng`), and nothing
 //! iterates a hash map in an order that reaches the output.
 
 mod emit;
@@ -23,6 +23,8 @@ mod rng;
 
 #[cfg(test)]
 mod check;
+#[cfg(test)]
+mod engine;
 #[cfg(test)]
 mod tests;
 

@@ -1,6 +1,7 @@
 //! Tests of the generator: determinism, coverage of every rule code, validity of every record as
 //! the hub validates it, pushability (order, scope, registry references), the written files read
-//! back by `quotahub import`, and the truth against an independent evaluation of the rules.
+//! back by `quotahub import`, and the truth against both an independent evaluation of the rules
+//! (`check.rs`) and the hub's own rules engine (`engine.rs`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
@@ -8,8 +9,8 @@ use std::path::Path;
 use clap::ValueEnum;
 use prost::Message;
 
-use super::check;
 use super::*;
+use super::{check, engine};
 use crate::api::convert::Pushed;
 use crate::cli::import::{RecordKind, read_records};
 use crate::domain::findings::RuleCode;
@@ -368,7 +369,7 @@ fn measure(name: &str, config: &GenConfig, check_truth: bool) {
         let started = std::time::Instant::now();
         assert_truth_matches(name, &data);
         println!(
-            "{name}: independent check agrees ({:.2?})",
+            "{name}: independent check and engine agree ({:.2?})",
             started.elapsed()
         );
     }
@@ -421,15 +422,20 @@ fn the_check_notices_changed_records() {
     assert!(added.contains(&RuleCode::DoublePay), "{added:?}");
 }
 
+/// The truth equals both the independent check and the hub's rules engine.
 fn assert_truth_matches(name: &str, data: &Dataset) {
-    let found = check::findings(data);
     let truth: BTreeSet<Planted> = data.truth.iter().cloned().collect();
-    let missing: Vec<_> = truth.difference(&found).collect();
-    let extra: Vec<_> = found.difference(&truth).collect();
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "{name}: in the truth but not found: {missing:#?}\nfound but not in the truth: {extra:#?}"
-    );
+    for (by, found) in [
+        ("check", check::findings(data)),
+        ("engine", engine::findings(data)),
+    ] {
+        let missing: Vec<_> = truth.difference(&found).collect();
+        let extra: Vec<_> = found.difference(&truth).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "{name}: in the truth but not found by the {by}: {missing:#?}\nfound by the {by} but not in the truth: {extra:#?}"
+        );
+    }
 }
 
 #[test]
@@ -485,5 +491,21 @@ fn many_seeds() {
                 );
             }
         }
+    }
+}
+
+/// The hub's rules engine finds exactly the truth.
+#[test]
+fn the_engine_finds_exactly_the_truth() {
+    for seed in 1..=6 {
+        let data = small(seed);
+        let found = engine::findings(&data);
+        let truth: BTreeSet<Planted> = data.truth.iter().cloned().collect();
+        let missing: Vec<_> = truth.difference(&found).collect();
+        let extra: Vec<_> = found.difference(&truth).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "seed {seed}: in the truth but not found by the engine: {missing:#?}\nfound by the engine but not in the truth: {extra:#?}"
+        );
     }
 }
