@@ -256,8 +256,20 @@ fn bind_all(values: Vec<Value>) -> Result<AnyArguments> {
     Ok(arguments)
 }
 
-/// `($1, $2), ($3, $4)`: placeholders for `rows` rows of `columns` values.
-fn placeholders(rows: usize, columns: usize, first: usize) -> String {
+/// The placeholder mark of a connection's backend. Both backends take `$N`, but SQLite treats
+/// `$N` as a *named* parameter and looks each one up in a list while parsing, which makes a
+/// statement with thousands of them quadratic; its numbered `?N` form is not. Statements built
+/// here (the large multi-row ones) use the backend's own form.
+fn mark(connection: &sqlx::AnyConnection) -> char {
+    if connection.backend_name() == "SQLite" {
+        '?'
+    } else {
+        '$'
+    }
+}
+
+/// `($1, $2), ($3, $4)` (or `?1`, ... on SQLite): placeholders for `rows` rows of `columns` values.
+fn placeholders(mark: char, rows: usize, columns: usize, first: usize) -> String {
     let mut sql = String::with_capacity(rows * columns * 5);
     for row in 0..rows {
         if row > 0 {
@@ -268,7 +280,7 @@ fn placeholders(rows: usize, columns: usize, first: usize) -> String {
             if column > 0 {
                 sql.push_str(", ");
             }
-            sql.push('$');
+            sql.push(mark);
             sql.push_str(&(first + row * columns + column).to_string());
         }
         sql.push(')');
@@ -293,7 +305,10 @@ pub async fn insert_rows<const N: usize>(
     let mut rows = rows.into_iter().peekable();
     while rows.peek().is_some() {
         let chunk: Vec<[Value; N]> = rows.by_ref().take(per_statement).collect();
-        let sql = format!("{head} VALUES {} {tail}", placeholders(chunk.len(), N, 1));
+        let sql = format!(
+            "{head} VALUES {} {tail}",
+            placeholders(mark(tx), chunk.len(), N, 1)
+        );
         let arguments = bind_all(chunk.into_iter().flatten().collect())?;
         inserted += sqlx::query_with(AssertSqlSafe(sql), arguments)
             .execute(&mut **tx)
@@ -303,10 +318,12 @@ pub async fn insert_rows<const N: usize>(
     Ok(inserted)
 }
 
-/// `$first, $first+1, ...` for an `IN (...)` list of `count` values.
-fn in_list(count: usize, first: usize) -> String {
+/// `$first, $first+1, ...` (or `?first`, ... on SQLite) for an `IN (...)` list of `count` values.
+/// The `fixed` values of a statement come first and keep their `$N` form: SQLite numbers named
+/// parameters in order of appearance, so `$1`, `$2` and then `?3`, `?4` bind as written.
+fn in_list(mark: char, count: usize, first: usize) -> String {
     (first..first + count)
-        .map(|i| format!("${i}"))
+        .map(|i| format!("{mark}{i}"))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -324,7 +341,7 @@ pub async fn select_in(
     for chunk in keys.chunks(MAX_BIND_VALUES - fixed.len()) {
         let sql = format!(
             "{head} IN ({}) {tail}",
-            in_list(chunk.len(), fixed.len() + 1)
+            in_list(mark(tx), chunk.len(), fixed.len() + 1)
         );
         let mut values: Vec<Value> = fixed.to_vec();
         values.extend(chunk.iter().cloned().map(Value::Text));
@@ -348,7 +365,8 @@ mod tests {
 
     #[test]
     fn placeholders_number_rows_in_order() {
-        assert_eq!(placeholders(2, 3, 1), "($1, $2, $3), ($4, $5, $6)");
-        assert_eq!(in_list(3, 2), "$2, $3, $4");
+        assert_eq!(placeholders('$', 2, 3, 1), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(placeholders('?', 1, 2, 3), "(?3, ?4)");
+        assert_eq!(in_list('$', 3, 2), "$2, $3, $4");
     }
 }
