@@ -16,6 +16,7 @@
 //! - [`config`] and [`cli`]: layered settings and the `quotahub` command.
 
 pub mod api;
+pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -86,6 +86,10 @@ pub struct BenchOptions {
     pub connections: usize,
     /// The hub's call limits (the defaults of `quotahub serve`).
     pub limits: Limits,
+    /// Pushes timed per subscriber count on the alert feed (50).
+    pub feed_samples: usize,
+    /// Subscribers of the feed's "many" case (1,000).
+    pub feed_subscribers: usize,
 }
 
 impl BenchOptions {
@@ -112,6 +116,8 @@ impl BenchOptions {
             },
             connections: 4,
             limits: Limits::default(),
+            feed_samples: 50,
+            feed_subscribers: 1_000,
         })
     }
 }
@@ -139,7 +145,7 @@ fn progress(message: &str) {
 }
 
 /// Runs every measure and returns the table's rows. The run's databases are removed at the end,
-/// whether it succeeded or not.
+/// whether it succeeded, failed or was interrupted (Ctrl-C, SIGTERM).
 pub async fn run_with(options: BenchOptions) -> anyhow::Result<BenchReport> {
     crate::tls::install_crypto_provider();
     let before_generating = memory::read();
@@ -168,7 +174,11 @@ pub async fn run_with(options: BenchOptions) -> anyhow::Result<BenchReport> {
             return Err(error);
         }
     };
-    let measured = measure(&options, &data, &hub_db, &baseline_db).await;
+    // Ctrl-C or SIGTERM stops the run but still removes its databases.
+    let measured = tokio::select! {
+        measured = measure(&options, &data, &hub_db, &baseline_db) => measured,
+        () = crate::server::shutdown_signal() => Err(anyhow::anyhow!("interrupted")),
+    };
     let removed = (hub_db.remove().await, baseline_db.remove().await);
     let mut rows = measured?;
     if let (Err(error), _) | (_, Err(error)) = removed {
@@ -185,7 +195,7 @@ pub async fn run_with(options: BenchOptions) -> anyhow::Result<BenchReport> {
     report.rows.append(&mut rows.rows);
     // Memory goes after the calls in the table's order of sections (5 after 4).
     report.rows.extend(memory_rows);
-    report.rows.extend(alert_feed::rows());
+    report.rows.append(&mut rows.feed);
     progress("done");
     Ok(report)
 }
@@ -194,6 +204,8 @@ pub async fn run_with(options: BenchOptions) -> anyhow::Result<BenchReport> {
 struct Measured {
     rows: Vec<Row>,
     peak: memory::ProcessMemory,
+    /// The alert feed's rows (they come after memory in the table).
+    feed: Vec<Row>,
 }
 
 async fn measure(
@@ -286,6 +298,23 @@ async fn measure(
             .await?,
         );
     }
+    progress("6. the alert feed");
+    let ghost_unit = data
+        .institutions
+        .iter()
+        .find(|i| i.jurisdiction == root.as_str())
+        .or(data.institutions.first())
+        .map(|i| i.uscc.clone())
+        .context("the data has no institution")?;
+    let feed = alert_feed::rows(&alert_feed::FeedBench {
+        hub: &hub,
+        institution: ghost_unit,
+        root: root.clone(),
+        samples: options.feed_samples,
+        many: options.feed_subscribers,
+    })
+    .await?;
+
     progress("stopping the hub");
     hub.stop().await?;
 
@@ -333,7 +362,7 @@ async fn measure(
     for pair in &pairs {
         rows.extend(precheck_rows(pair, options.connections));
     }
-    Ok(Measured { rows, peak })
+    Ok(Measured { rows, peak, feed })
 }
 
 fn context(options: &BenchOptions, data: &Dataset, generated_in: Duration) -> Vec<String> {
@@ -642,6 +671,8 @@ mod tests {
             max_calls: 40,
         };
         options.connections = 2;
+        options.feed_samples = 3;
+        options.feed_subscribers = 5;
         options
     }
 
@@ -701,13 +732,18 @@ mod tests {
                 "{key} says what was stored"
             );
         }
-        assert!(
-            report
-                .rows
-                .iter()
-                .filter(|row| row.key.starts_with("alert_feed."))
-                .all(|row| row.hub.text == alert_feed::PENDING)
-        );
+        for row in report
+            .rows
+            .iter()
+            .filter(|row| row.key.starts_with("alert_feed."))
+        {
+            assert!(
+                !row.hub.text.is_empty() && !row.hub.text.contains("not measured"),
+                "{}: {}",
+                row.key,
+                row.hub.text
+            );
+        }
         let table = report.to_markdown();
         assert_eq!(
             table.lines().filter(|line| line.starts_with("| ")).count(),

@@ -42,6 +42,8 @@ pub enum Command {
     /// See what quotahub does: a hub on a temporary database, a generated city pushed by every
     /// agency over mutual TLS, and a discipline inspector's live feed of what it finds.
     Demo(demo::DemoArgs),
+    /// Measure the hub against baselines from the same run and print one table.
+    Bench(crate::bench::BenchArgs),
 }
 
 /// How a command reaches the hub, and as which agency.
@@ -220,6 +222,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             subscribe::run(args, std::io::stdout().lock(), shutdown_signal()).await?;
         }
         Command::Demo(args) => demo::run(args, std::io::stdout().lock()).await?,
+        Command::Bench(args) => crate::bench::run(args).await?,
         Command::Reconcile(args) => {
             let channel = args
                 .client
