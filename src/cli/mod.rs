@@ -44,6 +44,23 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Measure the hub against baselines from the same run and print one table.
     Bench(crate::bench::BenchArgs),
+    /// Generate a city or a province with planted problems, as files `quotahub import` takes,
+    /// with the ground truth of what the hub should find.
+    Gen(GenArgs),
+}
+
+/// Flags of `quotahub gen`.
+#[derive(Debug, clap::Args)]
+pub struct GenArgs {
+    /// small, city or province.
+    #[arg(long, default_value = "city")]
+    pub scale: String,
+    /// Seed: the same seed gives the same files.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Directory to write `{kind}.jsonl`, `truth.jsonl` and `manifest.json` into.
+    #[arg(long, default_value = "quotahub-gen")]
+    pub out: PathBuf,
 }
 
 /// How a command reaches the hub, and as which agency.
@@ -223,6 +240,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
         Command::Demo(args) => demo::run(args, std::io::stdout().lock()).await?,
         Command::Bench(args) => crate::bench::run(args).await?,
+        Command::Gen(args) => {
+            let config = match args.scale.as_str() {
+                "small" => crate::generator::GenConfig::small(args.seed),
+                "city" => crate::generator::GenConfig::city(args.seed),
+                "province" => crate::generator::GenConfig::province(args.seed),
+                other => anyhow::bail!("--scale takes small, city or province, not `{other}`"),
+            };
+            let dataset = crate::generator::generate(&config);
+            let manifest = crate::generator::write(&dataset, &args.out)?;
+            println!(
+                "{}: {} files as of {}, {} planted problems in truth.jsonl; import them in the order of manifest.json",
+                args.out.display(),
+                manifest.files.len(),
+                manifest.as_of,
+                manifest.truth_count
+            );
+        }
         Command::Reconcile(args) => {
             let channel = args
                 .client

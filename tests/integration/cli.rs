@@ -186,3 +186,71 @@ async fn the_demo_shows_a_live_feed_and_finds_what_was_planted() {
     assert_eq!(numbers[1], numbers[2], "{summary}");
     assert!(out.contains("PAID_NOT_ON_ROLL"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_files_import_through_the_command_line_without_refusals() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("city");
+    let cli = Cli::parse_from([
+        "quotahub",
+        "gen",
+        "--scale",
+        "small",
+        "--seed",
+        "3",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    quotahub::cli::run(cli).await.unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    let as_of =
+        chrono::NaiveDate::parse_from_str(manifest["as_of"].as_str().unwrap(), "%Y-%m-%d").unwrap();
+    let app = TestApp::spawn_on(Backend::Sqlite, as_of).await;
+    let mut files: Vec<&serde_json::Value> = manifest["files"].as_array().unwrap().iter().collect();
+    files.sort_by_key(|f| f["order"].as_u64());
+    for file in files {
+        let kind =
+            quotahub::domain::AgencyKind::from_slug(file["agency_kind"].as_str().unwrap()).unwrap();
+        let client = ClientFiles::new(&agency(file["jurisdiction"].as_str().unwrap(), kind));
+        let path = out.join(file["file"].as_str().unwrap());
+        let cli = Cli::parse_from([
+            "quotahub",
+            "import",
+            "--kind",
+            file["kind"].as_str().unwrap(),
+            path.to_str().unwrap(),
+            "--server",
+            &app.endpoint(),
+            "--ca",
+            &client.ca,
+            "--cert",
+            &client.cert,
+            "--key",
+            &client.key,
+        ]);
+        assert_eq!(
+            quotahub::cli::run(cli).await.unwrap(),
+            ExitCode::SUCCESS,
+            "{path:?}"
+        );
+    }
+    let truth = std::fs::read_to_string(out.join("truth.jsonl"))
+        .unwrap()
+        .lines()
+        .count();
+    let open = app
+        .store
+        .findings(&quotahub::store::reconcile::FindingFilter {
+            open: true,
+            limit: u32::MAX,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        open.len(),
+        truth,
+        "the hub finds what the generator planted"
+    );
+}
