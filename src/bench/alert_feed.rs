@@ -200,7 +200,7 @@ pub async fn rows(bench: &FeedBench<'_>) -> anyhow::Result<Vec<Row>> {
             "alert_feed.memory_per_idle_subscriber",
             "6",
             "Alert feed: memory per idle subscriber (server and client side, one process)",
-            Figure::memory_kib(per_idle),
+            Figure::count(per_idle, "KiB"),
         ),
     ])
 }

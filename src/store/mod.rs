@@ -256,16 +256,37 @@ fn bind_all(values: Vec<Value>) -> Result<AnyArguments> {
     Ok(arguments)
 }
 
-/// The placeholder mark of a connection's backend. Both backends take `$N`, but SQLite treats
-/// `$N` as a *named* parameter and looks each one up in a list while parsing, which makes a
-/// statement with thousands of them quadratic; its numbered `?N` form is not. Statements built
-/// here (the large multi-row ones) use the backend's own form.
+/// The placeholder mark of a connection's backend: `$` (numbered `$N`) on PostgreSQL, `?` (plain,
+/// bound in order) on SQLite. SQLite finds a named or numbered parameter by walking a list, both
+/// when parsing and when sqlx binds it, which makes a statement with thousands of them quadratic;
+/// plain `?` needs no lookup. Statements built here (the large multi-row ones) use these forms.
 fn mark(connection: &sqlx::AnyConnection) -> char {
     if connection.backend_name() == "SQLite" {
         '?'
     } else {
         '$'
     }
+}
+
+/// On SQLite, turns the `$N` placeholders of a statement written for both backends into plain
+/// `?`: they appear in binding order in every statement built here.
+fn plain_on_sqlite(mark: char, sql: &str) -> String {
+    if mark == '$' {
+        return sql.to_owned();
+    }
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
+            while chars.peek().is_some_and(char::is_ascii_digit) {
+                chars.next();
+            }
+            out.push('?');
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// `($1, $2), ($3, $4)` (or `?1`, ... on SQLite): placeholders for `rows` rows of `columns` values.
@@ -281,7 +302,9 @@ fn placeholders(mark: char, rows: usize, columns: usize, first: usize) -> String
                 sql.push_str(", ");
             }
             sql.push(mark);
-            sql.push_str(&(first + row * columns + column).to_string());
+            if mark == '$' {
+                sql.push_str(&(first + row * columns + column).to_string());
+            }
         }
         sql.push(')');
     }
@@ -323,7 +346,13 @@ pub async fn insert_rows<const N: usize>(
 /// parameters in order of appearance, so `$1`, `$2` and then `?3`, `?4` bind as written.
 fn in_list(mark: char, count: usize, first: usize) -> String {
     (first..first + count)
-        .map(|i| format!("{mark}{i}"))
+        .map(|i| {
+            if mark == '$' {
+                format!("${i}")
+            } else {
+                "?".to_owned()
+            }
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -339,9 +368,12 @@ pub async fn select_in(
 ) -> Result<Vec<sqlx::any::AnyRow>> {
     let mut rows = Vec::new();
     for chunk in keys.chunks(MAX_BIND_VALUES - fixed.len()) {
+        let mark = mark(tx);
         let sql = format!(
-            "{head} IN ({}) {tail}",
-            in_list(mark(tx), chunk.len(), fixed.len() + 1)
+            "{} IN ({}) {}",
+            plain_on_sqlite(mark, head),
+            in_list(mark, chunk.len(), fixed.len() + 1),
+            plain_on_sqlite(mark, tail)
         );
         let mut values: Vec<Value> = fixed.to_vec();
         values.extend(chunk.iter().cloned().map(Value::Text));
@@ -366,7 +398,13 @@ mod tests {
     #[test]
     fn placeholders_number_rows_in_order() {
         assert_eq!(placeholders('$', 2, 3, 1), "($1, $2, $3), ($4, $5, $6)");
-        assert_eq!(placeholders('?', 1, 2, 3), "(?3, ?4)");
+        assert_eq!(placeholders('?', 1, 2, 3), "(?, ?)");
+        assert_eq!(in_list('?', 2, 3), "?, ?");
+        assert_eq!(
+            plain_on_sqlite('?', "a = $1 AND b = $12 AND c"),
+            "a = ? AND b = ? AND c"
+        );
+        assert_eq!(plain_on_sqlite('$', "a = $1"), "a = $1");
         assert_eq!(in_list('$', 3, 2), "$2, $3, $4");
     }
 }
