@@ -248,6 +248,31 @@ pub(crate) fn decode_approval(row: &AnyRow) -> Result<Stored<HiringApproval>> {
     stored_meta(row, approval)
 }
 
+/// Decodes a `payroll_lines` row.
+pub(crate) fn decode_payroll_line(row: &AnyRow) -> Result<Stored<PayrollLine>> {
+    let line = PayrollLine {
+        period: stored(Period::parse(&text(row, "period")?))?,
+        institution: uscc(row, "institution_uscc")?,
+        resident_id: resident_id(row)?,
+        name: text(row, "name")?,
+        gross_fen: column(row, "gross_fen")?,
+        reverses: opt_text(row, "reverses")?,
+    };
+    stored_meta(row, line)
+}
+
+/// Decodes a `fundings` row.
+pub(crate) fn decode_funding(row: &AnyRow) -> Result<Stored<Funding>> {
+    let funding = Funding {
+        institution: uscc(row, "institution_uscc")?,
+        category: code(row, "category")?,
+        period: stored(Period::parse(&text(row, "period")?))?,
+        funded_headcount: count(row, "funded_headcount")?,
+        amount_fen: column(row, "amount_fen")?,
+    };
+    stored_meta(row, funding)
+}
+
 pub(crate) fn decode_spell(row: &AnyRow) -> Result<Spell> {
     Ok(Spell {
         institution: uscc(row, "institution_uscc")?,
@@ -567,17 +592,7 @@ impl Store {
         )
         .await?
         .iter()
-        .map(|row| {
-            let line = PayrollLine {
-                period: stored(Period::parse(&text(row, "period")?))?,
-                institution: uscc(row, "institution_uscc")?,
-                resident_id: resident_id(row)?,
-                name: text(row, "name")?,
-                gross_fen: column(row, "gross_fen")?,
-                reverses: opt_text(row, "reverses")?,
-            };
-            stored_meta(row, line)
-        })
+        .map(decode_payroll_line)
         .collect()
     }
 
@@ -595,18 +610,12 @@ impl Store {
             .await?;
         let mut fundings: Vec<Stored<Funding>> = Vec::new();
         for row in &rows {
-            let funding = Funding {
-                institution: uscc(row, "institution_uscc")?,
-                category: code(row, "category")?,
-                period: stored(Period::parse(&text(row, "period")?))?,
-                funded_headcount: count(row, "funded_headcount")?,
-                amount_fen: column(row, "amount_fen")?,
-            };
+            let funding = decode_funding(row)?;
             if fundings
                 .last()
-                .is_none_or(|f| f.record.category != funding.category)
+                .is_none_or(|f| f.record.category != funding.record.category)
             {
-                fundings.push(stored_meta(row, funding)?);
+                fundings.push(funding);
             }
         }
         Ok(fundings)

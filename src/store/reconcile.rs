@@ -12,7 +12,7 @@ use chrono::NaiveDate;
 use sqlx::any::AnyRow;
 
 use super::feed::{self, FeedEventType};
-use super::push::{column, stored};
+use super::push::column;
 use super::query::{self as q, Stored};
 use super::{Store, Tx, Value, insert_rows, now_micros, select_in};
 use crate::domain::alerts::{AlertState, EscalationPolicy};
@@ -21,7 +21,7 @@ use crate::domain::findings::{
     RecordRef, RuleCode, Scope, Severity, Snapshot,
 };
 use crate::domain::roll::LeaderTerm;
-use crate::domain::{Coded, Jurisdiction, Period, rules};
+use crate::domain::{Coded, Jurisdiction, rules};
 use crate::error::{Error, Result};
 
 /// A finding as kept by the hub.
@@ -138,6 +138,21 @@ fn list(set: impl IntoIterator<Item = String>) -> Vec<String> {
     unique.into_iter().collect()
 }
 
+/// The records of `table` that belong to these institutions.
+async fn load<T>(
+    tx: &mut Tx,
+    table: &str,
+    institutions: &[String],
+    decode: fn(&AnyRow) -> Result<Stored<T>>,
+) -> Result<Vec<Pushed<T>>> {
+    let sql = format!("SELECT * FROM {table} WHERE institution_uscc");
+    select_in(tx, &sql, "", &[], institutions)
+        .await?
+        .iter()
+        .map(|row| decode(row).map(pushed))
+        .collect()
+}
+
 /// Loads what the rules need to decide the findings of `scope` (institutions and residents).
 pub(crate) async fn snapshot(tx: &mut Tx, scope: &Scope) -> Result<Snapshot> {
     let institutions = list(scope.institutions.iter().cloned());
@@ -190,21 +205,10 @@ pub(crate) async fn snapshot(tx: &mut Tx, scope: &Scope) -> Result<Snapshot> {
     .await?;
     for row in by_institution.iter().chain(&by_resident) {
         let id = record_ref(row)?;
-        if seen_lines.insert(id.clone()) {
-            let line = crate::domain::PayrollLine {
-                period: stored(Period::parse(&q::text(row, "period")?))?,
-                institution: q::uscc(row, "institution_uscc")?,
-                resident_id: q::resident_id(row)?,
-                name: q::text(row, "name")?,
-                gross_fen: column(row, "gross_fen")?,
-                reverses: None,
-            };
-            involved.insert(line.institution.to_string());
-            snapshot.payroll.push(Pushed {
-                id,
-                record: line,
-                accepted_at: column(row, "accepted_at")?,
-            });
+        if seen_lines.insert(id) {
+            let line = pushed(q::decode_payroll_line(row)?);
+            involved.insert(line.record.institution.to_string());
+            snapshot.payroll.push(line);
         }
     }
 
@@ -232,72 +236,11 @@ pub(crate) async fn snapshot(tx: &mut Tx, scope: &Scope) -> Result<Snapshot> {
         });
     }
 
-    for row in select_in(
-        tx,
-        "SELECT * FROM quotas WHERE institution_uscc",
-        "",
-        &[],
-        &institutions,
-    )
-    .await?
-    {
-        snapshot.quotas.push(pushed(q::decode_quota(&row)?));
-    }
-    for row in select_in(
-        tx,
-        "SELECT * FROM leader_posts WHERE institution_uscc",
-        "",
-        &[],
-        &institutions,
-    )
-    .await?
-    {
-        snapshot.leader_posts.push(pushed(q::decode_post(&row)?));
-    }
-    for row in select_in(
-        tx,
-        "SELECT * FROM staffing_plans WHERE institution_uscc",
-        "",
-        &[],
-        &institutions,
-    )
-    .await?
-    {
-        snapshot.plans.push(pushed(q::decode_plan(&row)?));
-    }
-    for row in select_in(
-        tx,
-        "SELECT * FROM hiring_approvals WHERE institution_uscc",
-        "",
-        &[],
-        &institutions,
-    )
-    .await?
-    {
-        snapshot.approvals.push(pushed(q::decode_approval(&row)?));
-    }
-    for row in select_in(
-        tx,
-        "SELECT * FROM fundings WHERE institution_uscc",
-        "",
-        &[],
-        &institutions,
-    )
-    .await?
-    {
-        let funding = crate::domain::Funding {
-            institution: q::uscc(&row, "institution_uscc")?,
-            category: q::code(&row, "category")?,
-            period: stored(Period::parse(&q::text(&row, "period")?))?,
-            funded_headcount: q::count(&row, "funded_headcount")?,
-            amount_fen: column(&row, "amount_fen")?,
-        };
-        snapshot.fundings.push(Pushed {
-            id: record_ref(&row)?,
-            record: funding,
-            accepted_at: column(&row, "accepted_at")?,
-        });
-    }
+    snapshot.quotas = load(tx, "quotas", &institutions, q::decode_quota).await?;
+    snapshot.leader_posts = load(tx, "leader_posts", &institutions, q::decode_post).await?;
+    snapshot.plans = load(tx, "staffing_plans", &institutions, q::decode_plan).await?;
+    snapshot.approvals = load(tx, "hiring_approvals", &institutions, q::decode_approval).await?;
+    snapshot.fundings = load(tx, "fundings", &institutions, q::decode_funding).await?;
 
     // Leader terms, with the appointment that opened each as its evidence.
     let mut openings: HashMap<(String, String, String, String, String), RecordRef> = HashMap::new();
