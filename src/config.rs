@@ -89,12 +89,16 @@ impl Default for RuleSettings {
 pub struct ReconcileSettings {
     /// Seconds between re-checks; 0 turns the schedule off (`reconcile.interval_secs`, default a day).
     pub interval_secs: u64,
+    /// Whether every push checks the findings it can change (`reconcile.check_on_push`, default
+    /// true). Turn it off only for an initial load of history, then run `quotahub reconcile`.
+    pub check_on_push: bool,
 }
 
 impl Default for ReconcileSettings {
     fn default() -> ReconcileSettings {
         ReconcileSettings {
             interval_secs: 86_400,
+            check_on_push: true,
         }
     }
 }

@@ -97,6 +97,12 @@ impl Application {
             clock: Clock::System,
             escalation: settings.escalation_policy()?,
         });
+        if !settings.reconcile.check_on_push {
+            tracing::warn!(
+                "reconcile.check_on_push is off: pushes are stored without checking findings until `quotahub reconcile` runs (initial load)"
+            );
+            store.set_push_checks(false);
+        }
         let mut application = Application::with_listener(listener, store, &tls, settings.limits())?;
         application.shutdown_grace = Duration::from_secs(settings.shutdown_grace_secs);
         application.escalate_every = (settings.feed.escalation_interval_secs > 0)

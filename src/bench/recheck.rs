@@ -1,13 +1,15 @@
 //! Measure 2: a full re-check of the loaded data (`Store::reconcile`) against the core rules as
 //! plain SQL (`Store::plain_sql_findings`) on the same database.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
 
 use super::progress;
 use crate::domain::Coded;
+use crate::domain::findings::FindingKey;
+use crate::generator::Planted;
 use crate::store::Store;
 use crate::store::plain_sql::CODES;
 use crate::store::reconcile::ChangeKind;
@@ -29,11 +31,21 @@ pub struct Recheck {
     pub plain_findings: u64,
     /// Core findings per code, hub and plain SQL, where they differ.
     pub differences: BTreeMap<&'static str, (u64, u64)>,
+    /// Problems the generator planted (its ground truth).
+    pub planted: u64,
+    /// Planted problems the re-check did not raise, a few of them named.
+    pub missed: (u64, Vec<String>),
+    /// Findings the re-check raised that were not planted, a few of them named.
+    pub extra: (u64, Vec<String>),
 }
 
 /// Deletes the findings the pushes kept, times `reconcile(None, as_of, false)` (the hub's clock
 /// stands on `as_of`, so every change is kept), then times the plain SQL on the same database.
-pub async fn measure(store: &Store, as_of: NaiveDate) -> anyhow::Result<Recheck> {
+pub async fn measure(
+    store: &Store,
+    as_of: NaiveDate,
+    truth: &[Planted],
+) -> anyhow::Result<Recheck> {
     // Warm the caches for both: the plain SQL reads every table the re-check reads.
     let _ = store.plain_sql_findings(as_of).await?;
 
@@ -75,7 +87,35 @@ pub async fn measure(store: &Store, as_of: NaiveDate) -> anyhow::Result<Recheck>
             differences.insert(code.code(), (hub, sql));
         }
     }
+    // The generator's ground truth against what the re-check raised, at full scale.
+    let raised: BTreeSet<FindingKey> = report
+        .changes
+        .iter()
+        .filter(|change| change.kind == ChangeKind::Raised)
+        .map(|change| change.finding.finding.key.clone())
+        .collect();
+    let planted: BTreeSet<FindingKey> = truth.iter().map(Planted::key).collect();
+    let named = |keys: Vec<&FindingKey>| {
+        let count = keys.len() as u64;
+        let names = keys
+            .iter()
+            .take(5)
+            .map(|k| {
+                format!(
+                    "{} {} {} {}",
+                    k.code.code(),
+                    k.institution,
+                    k.subject,
+                    k.period
+                )
+            })
+            .collect();
+        (count, names)
+    };
     Ok(Recheck {
+        planted: planted.len() as u64,
+        missed: named(planted.difference(&raised).collect()),
+        extra: named(raised.difference(&planted).collect()),
         hub_time,
         hub_findings,
         hub_core_findings,

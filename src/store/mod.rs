@@ -83,6 +83,10 @@ pub struct Store {
     feed_signal: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
     /// The PostgreSQL URL, for the feed's LISTEN connection (none on SQLite: wake-ups are in process).
     url: Option<std::sync::Arc<String>>,
+    /// Whether pushes check the findings they can change (the default). Off only for an initial
+    /// load of history, which a full re-check then follows: checked push by push, years of
+    /// backdated history would raise and resolve findings that were never true today.
+    push_checks: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What the store needs to check findings: the rules' settings and the clock that says what
@@ -132,6 +136,18 @@ impl Store {
     pub fn with_checks(mut self, checks: Checks) -> Store {
         self.checks = std::sync::Arc::new(checks);
         self
+    }
+
+    /// Turns the findings check at every push on or off, for every clone of this store. Off, pushes
+    /// are stored and answered without findings until a full re-check (`Store::reconcile`).
+    pub fn set_push_checks(&self, on: bool) {
+        self.push_checks
+            .store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether pushes check the findings they can change.
+    pub fn push_checks(&self) -> bool {
+        self.push_checks.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The rules' settings and clock.

@@ -29,6 +29,7 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Store> 
         checks: Default::default(),
         feed_signal: std::sync::Arc::new(tokio::sync::watch::channel(0).0),
         url: None,
+        push_checks: std::sync::Arc::new(true.into()),
     })
 }
 

@@ -13,6 +13,7 @@ on_both_backends!(
     a_push_raises_the_finding_it_makes_true_and_a_fix_resolves_it,
     check_hire_and_verify_funding_change_nothing_and_agree_with_the_rules,
     a_reconcile_finds_what_the_pushes_found_and_reports_the_balance,
+    an_initial_load_without_push_checks_is_caught_up_by_a_reconcile,
 );
 
 fn changes(result: &proto::RecordResult) -> Vec<(i32, i32, String)> {
@@ -719,4 +720,68 @@ mod schedule {
         quotahub::cli::run(args(false)).await.unwrap();
         assert_eq!(app.query_findings("140100").await.len(), 2);
     }
+}
+
+/// With push-time checks off (an initial load of history), pushes answer without findings and
+/// raise none; the full re-check that follows raises what checked pushes would have.
+async fn an_initial_load_without_push_checks_is_caught_up_by_a_reconcile(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let unit = uscc("140100", 1);
+    let mut staffing = app.staffing("140100").await;
+    staffing
+        .push_institution(organ("inst", &unit, "140100"))
+        .await
+        .unwrap();
+    staffing.push_quota(quota("q1", &unit, 1)).await.unwrap();
+
+    app.store.set_push_checks(false);
+    let events = vec![
+        hire("h1", &resident(1), &unit, "2021-01-01"),
+        hire("h2", &resident(2), &unit, "2021-01-01"),
+    ];
+    let response = app
+        .hr("140100")
+        .await
+        .push_personnel_events(tokio_stream::iter(events))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(response.results.len(), 2);
+    assert!(
+        response
+            .results
+            .iter()
+            .all(|r| r.error.is_none() && r.findings.is_empty()),
+        "{:?}",
+        response.results
+    );
+    assert!(app.query_findings("140100").await.is_empty());
+
+    app.store.set_push_checks(true);
+    let channel = app
+        .channel(&agency("140100", AgencyKind::StaffingOffice))
+        .await;
+    let report = proto::reconciliation_service_client::ReconciliationServiceClient::new(channel)
+        .reconcile(proto::ReconcileRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(report.raised > 0, "{report:?}");
+    let codes: Vec<i32> = app
+        .query_findings("140100")
+        .await
+        .iter()
+        .map(|f| f.code)
+        .collect();
+    assert!(codes.contains(&(RuleCode::OverQuota as i32)), "{codes:?}");
+
+    // Checks on again: the next push answers with what it changes.
+    let result = app
+        .hr("140100")
+        .await
+        .push_personnel_event(hire("h3", &resident(3), &unit, "2021-02-01"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!result.findings.is_empty(), "{result:?}");
 }
