@@ -31,7 +31,7 @@ use crate::store::feed::{FeedEvent, FeedEventType, Subscription, Transition};
 /// How long a stream waits for a subscriber to take a message before cutting it off.
 const SLOW_SUBSCRIBER: Duration = Duration::from_secs(10);
 /// Events read from the store at a time.
-const READ_BATCH: i64 = 256;
+const READ_BATCH: usize = 256;
 
 /// A subscription's filter as kept in the store.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -248,7 +248,13 @@ async fn deliver(
     let mut wakeups = store.feed_wakeups();
     let mut draining = hub.draining.subscribe();
     let mut scanned = plan.after;
-    let mut in_flight: BTreeMap<i64, (Instant, FeedEvent)> = BTreeMap::new();
+    let mut in_flight: BTreeMap<i64, (Instant, Arc<FeedEvent>)> = BTreeMap::new();
+    // The subscription is read again when its cursor matters: before sending an event again,
+    // when the window is full, and at every tick (acks may reach another replica; a deleted
+    // subscription ends the stream). Not at every event: a thousand streams woken by one commit
+    // would each read it.
+    let mut acked_seq = 0;
+    let mut subscription_read: Option<Instant> = None;
     let mut last_message = Instant::now();
     let tick = plan
         .ack_wait
@@ -268,13 +274,24 @@ async fn deliver(
             let _ = send(&out, proto::feed_message::Message::Drain(drain)).await;
             return Ok(());
         }
-        let Some(subscription) = store.subscription(&plan.agency_id, &plan.name).await? else {
-            return Err(Error::NotFound(format!(
-                "subscription `{}` was deleted",
-                plan.name
-            )));
-        };
-        in_flight.retain(|seq, _| *seq > subscription.acked_seq);
+        let now = Instant::now();
+        let redelivery_due = in_flight
+            .values()
+            .any(|(sent_at, _)| now.duration_since(*sent_at) >= plan.ack_wait);
+        if redelivery_due
+            || in_flight.len() >= plan.max_in_flight
+            || subscription_read.is_none_or(|at| now.duration_since(at) >= tick)
+        {
+            let Some(subscription) = store.subscription(&plan.agency_id, &plan.name).await? else {
+                return Err(Error::NotFound(format!(
+                    "subscription `{}` was deleted",
+                    plan.name
+                )));
+            };
+            acked_seq = subscription.acked_seq;
+            subscription_read = Some(now);
+            in_flight.retain(|seq, _| *seq > acked_seq);
+        }
 
         let now = Instant::now();
         for (sent_at, event) in in_flight.values_mut() {
@@ -290,7 +307,7 @@ async fn deliver(
 
         'read: while in_flight.len() < plan.max_in_flight {
             let events = store
-                .feed_after(scanned, Some(&jurisdiction), READ_BATCH)
+                .feed_after_shared(scanned, &jurisdiction, READ_BATCH)
                 .await?;
             if events.is_empty() {
                 break;
@@ -316,7 +333,7 @@ async fn deliver(
         if last_message.elapsed() >= plan.heartbeat {
             let heartbeat = proto::Heartbeat {
                 head_seq: u64::try_from(store.feed_head().await?).unwrap_or_default(),
-                acked_seq: u64::try_from(subscription.acked_seq).unwrap_or_default(),
+                acked_seq: u64::try_from(acked_seq).unwrap_or_default(),
             };
             if let Err(stop) = send(&out, proto::feed_message::Message::Heartbeat(heartbeat)).await
             {

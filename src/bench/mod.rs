@@ -59,6 +59,10 @@ pub struct BenchArgs {
     /// Seed of the generated data.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Load the data as an initial load, findings checked by the full re-check instead of at
+    /// every push (true | false; default true for the province only).
+    #[arg(long)]
+    pub initial_load: Option<bool>,
 }
 
 /// Everything a run does, with the defaults of `quotahub bench`; tests shrink it.
@@ -131,6 +135,9 @@ impl BenchOptions {
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut options = BenchOptions::for_scale(&args.scale, args.seed)?;
     options.database = DatabaseServer::from_flag(args.database_url.as_deref())?;
+    if let Some(initial_load) = args.initial_load {
+        options.defer_push_checks = initial_load;
+    }
     let report = run_with(options).await?;
     let table = report.to_markdown();
     println!("{table}");
@@ -382,8 +389,13 @@ fn context(options: &BenchOptions, data: &Dataset, generated_in: Duration) -> Ve
     let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
     vec![
         format!(
-            "quotahub bench, scale `{}`, seed {}, root jurisdiction {}, as of {}, {} {}",
+            "quotahub bench, scale `{}`{}, seed {}, root jurisdiction {}, as of {}, {} {}",
             options.scale,
+            if options.defer_push_checks {
+                " loaded as an initial load (findings checked by the re-check, not at every push)"
+            } else {
+                ""
+            },
             options.config.seed,
             options.config.root,
             options.config.as_of,

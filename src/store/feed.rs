@@ -56,6 +56,8 @@ pub struct FeedEvent {
     pub event_type: FeedEventType,
     /// The finding and its alert after the event.
     pub finding: StoredFinding,
+    /// The division whose readers see the event (a subscriber sees its own and those below).
+    pub jurisdiction: String,
     /// When it was written (Unix microseconds).
     pub created_at: i64,
 }
@@ -135,6 +137,7 @@ fn decode_event(row: &AnyRow) -> Result<FeedEvent> {
         event_id: column(row, "event_id")?,
         event_type: q::code(row, "event_type")?,
         finding: finding_from_json(&q::text(row, "finding")?)?,
+        jurisdiction: column(row, "jurisdiction")?,
         created_at: column(row, "created_at")?,
     })
 }

@@ -7,6 +7,7 @@
 //! modules: how to connect, the migrations, and how concurrent writers are kept apart.
 
 pub mod feed;
+mod feed_tail;
 pub mod plain_sql;
 mod postgres;
 pub mod push;
@@ -87,6 +88,8 @@ pub struct Store {
     /// load of history, which a full re-check then follows: checked push by push, years of
     /// backdated history would raise and resolve findings that were never true today.
     push_checks: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The feed's recent events, read once for every stream of this process.
+    feed_tail: std::sync::Arc<feed_tail::FeedTail>,
 }
 
 /// What the store needs to check findings: the rules' settings and the clock that says what

@@ -20,6 +20,7 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Store> 
         feed_signal: std::sync::Arc::new(tokio::sync::watch::channel(0).0),
         url,
         push_checks: std::sync::Arc::new(true.into()),
+        feed_tail: std::sync::Arc::default(),
     })
 }
 

@@ -1,0 +1,134 @@
+//! The feed's recent events, held in this process so that a thousand subscribers woken by one
+//! commit read it once from the database, not once each. The database stays the truth: the tail
+//! only ever holds a gap-free run of committed events (it reads after the highest sequence number
+//! it holds, and the feed is numbered under a lock held until commit), it refreshes when the
+//! store's feed signal says the feed may have grown (this process's commits and, on PostgreSQL,
+//! other replicas' notifications), and a reader further back than the tail reads the database.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::RwLock;
+
+use super::Store;
+use super::feed::FeedEvent;
+use crate::domain::Jurisdiction;
+use crate::error::Result;
+
+/// Events the tail holds at most; a subscriber further behind reads the database.
+const CAPACITY: usize = 8_192;
+
+/// Events read from the database per query when the tail catches up.
+const REFRESH_BATCH: i64 = 1_024;
+
+/// The tail reads the database at least this often while read, even without a signal: a lost
+/// notification (a replica's LISTEN connection reconnecting) delays an event by this much at most.
+const MAX_AGE: Duration = Duration::from_secs(1);
+
+/// The recent events and how fresh they are.
+#[derive(Debug, Default)]
+pub(crate) struct FeedTail {
+    state: RwLock<TailState>,
+}
+
+#[derive(Debug, Default)]
+struct TailState {
+    /// Whether `through` has been set from the feed's head.
+    started: bool,
+    /// Consecutive events, oldest first, all with sequence numbers above `through - events.len()`.
+    events: VecDeque<Arc<FeedEvent>>,
+    /// The highest sequence number read; every event up to it is either held or older than the
+    /// first one held.
+    through: i64,
+    /// The feed signal's value when the tail last read the database.
+    generation: u64,
+    /// When the tail last read the database.
+    refreshed_at: Option<Instant>,
+}
+
+impl TailState {
+    /// Whether the tail has read the database since the signal last changed, recently enough.
+    fn fresh(&self, generation: u64) -> bool {
+        self.started
+            && self.generation == generation
+            && self.refreshed_at.is_some_and(|at| at.elapsed() < MAX_AGE)
+    }
+
+    /// The sequence number before the first event the tail can answer for.
+    fn floor(&self) -> i64 {
+        self.through - self.events.len() as i64
+    }
+
+    fn after(&self, after: i64, jurisdiction: &Jurisdiction, limit: usize) -> Vec<Arc<FeedEvent>> {
+        let prefix = jurisdiction.prefix();
+        let skip = usize::try_from(after - self.floor()).unwrap_or(0);
+        self.events
+            .iter()
+            .skip(skip)
+            // The same test as `feed_after`'s `jurisdiction LIKE prefix%`.
+            .filter(|event| event.jurisdiction.starts_with(prefix))
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+}
+
+impl Store {
+    /// Events after `after` in `jurisdiction`, in order, at most `limit`: from the tail when it
+    /// holds them, from the database otherwise.
+    pub async fn feed_after_shared(
+        &self,
+        after: i64,
+        jurisdiction: &Jurisdiction,
+        limit: usize,
+    ) -> Result<Vec<Arc<FeedEvent>>> {
+        let generation = *self.feed_wakeups().borrow();
+        {
+            let state = self.feed_tail.state.read().await;
+            if state.fresh(generation) && after >= state.floor() {
+                return Ok(state.after(after, jurisdiction, limit));
+            }
+        }
+        {
+            let mut state = self.feed_tail.state.write().await;
+            if !state.started {
+                // Start near the head: older events are read from the database by those who
+                // need them.
+                state.through = (self.feed_head().await? - CAPACITY as i64).max(0);
+                state.started = true;
+            }
+            // Read the signal before reading the feed: a commit during the read bumps it again,
+            // and the next reader refreshes.
+            let generation = *self.feed_wakeups().borrow();
+            if !state.fresh(generation) {
+                loop {
+                    let events = self.feed_after(state.through, None, REFRESH_BATCH).await?;
+                    let read = events.len() as i64;
+                    for event in events {
+                        state.through = event.seq;
+                        state.events.push_back(Arc::new(event));
+                    }
+                    if read < REFRESH_BATCH {
+                        break;
+                    }
+                }
+                while state.events.len() > CAPACITY {
+                    state.events.pop_front();
+                }
+                state.generation = generation;
+                state.refreshed_at = Some(Instant::now());
+            }
+            if after >= state.floor() {
+                return Ok(state.after(after, jurisdiction, limit));
+            }
+        }
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        Ok(self
+            .feed_after(after, Some(jurisdiction), limit)
+            .await?
+            .into_iter()
+            .map(Arc::new)
+            .collect())
+    }
+}
