@@ -63,6 +63,10 @@ pub struct BenchArgs {
     /// every push (true | false; default true for the province only).
     #[arg(long)]
     pub initial_load: Option<bool>,
+    /// Payroll months to generate, up to the as-of date (default 3): one month of a province is
+    /// the ~1,000,000 payroll lines of domain.md.
+    #[arg(long)]
+    pub months: Option<usize>,
 }
 
 /// Everything a run does, with the defaults of `quotahub bench`; tests shrink it.
@@ -137,6 +141,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     options.database = DatabaseServer::from_flag(args.database_url.as_deref())?;
     if let Some(initial_load) = args.initial_load {
         options.defer_push_checks = initial_load;
+    }
+    if let Some(months) = args.months {
+        anyhow::ensure!(months >= 1, "--months must be at least 1");
+        options.config.periods = crate::generator::months_up_to(options.config.as_of, months);
     }
     let report = run_with(options).await?;
     let table = report.to_markdown();

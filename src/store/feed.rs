@@ -380,29 +380,19 @@ impl Store {
     /// Acknowledges everything up to `seq` (cumulative, idempotent; never moves back). Returns the
     /// cursor after the acknowledgement.
     pub async fn ack(&self, agency_id: &str, name: &str, seq: i64) -> Result<i64> {
-        let head = self.feed_head().await?;
-        if seq > head {
-            return Err(Error::invalid(
-                "seq",
-                format!("{seq} is beyond the feed's head {head}"),
-            ));
+        // Events a stream sent came from the tail: most acks are checked without a query.
+        if seq > self.feed_tail_through().await {
+            let head = self.feed_head().await?;
+            if seq > head {
+                return Err(Error::invalid(
+                    "seq",
+                    format!("{seq} is beyond the feed's head {head}"),
+                ));
+            }
         }
-        let mut tx = self.begin().await?;
-        let updated = sqlx::query_with(
-            "UPDATE subscriptions SET acked_seq = $3, updated_at = $4 WHERE agency_id = $1 AND name = $2 AND acked_seq < $3",
-            bind_all(vec![Value::from(agency_id), Value::from(name), Value::Int(seq), Value::Int(now_micros())])?,
-        )
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
-        if updated == 0 && self.subscription(agency_id, name).await?.is_none() {
-            return Err(Error::NotFound(format!("no subscription `{name}`")));
-        }
-        Ok(self
-            .subscription(agency_id, name)
+        self.write_ack(agency_id, name, seq)
             .await?
-            .map_or(seq, |s| s.acked_seq))
+            .ok_or_else(|| Error::NotFound(format!("no subscription `{name}`")))
     }
 
     /// Escalates every alert whose deadlines have passed by `now` (Unix microseconds), one ladder

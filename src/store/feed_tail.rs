@@ -75,6 +75,11 @@ impl TailState {
 }
 
 impl Store {
+    /// The highest sequence number the tail has read: every event up to it is committed.
+    pub(crate) async fn feed_tail_through(&self) -> i64 {
+        self.feed_tail.state.read().await.through
+    }
+
     /// Events after `after` in `jurisdiction`, in order, at most `limit`: from the tail when it
     /// holds them, from the database otherwise.
     pub async fn feed_after_shared(

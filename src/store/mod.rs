@@ -6,6 +6,7 @@
 //! PostgreSQL both accept, and column types are spelled portably. What differs lives in the backend
 //! modules: how to connect, the migrations, and how concurrent writers are kept apart.
 
+mod acks;
 pub mod feed;
 mod feed_tail;
 pub mod plain_sql;
@@ -90,6 +91,8 @@ pub struct Store {
     push_checks: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// The feed's recent events, read once for every stream of this process.
     feed_tail: std::sync::Arc<feed_tail::FeedTail>,
+    /// Acks waiting to be written together.
+    acks: std::sync::Arc<acks::AckQueue>,
 }
 
 /// What the store needs to check findings: the rules' settings and the clock that says what

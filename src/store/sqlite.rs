@@ -31,6 +31,7 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Store> 
         url: None,
         push_checks: std::sync::Arc::new(true.into()),
         feed_tail: std::sync::Arc::default(),
+        acks: std::sync::Arc::default(),
     })
 }
 

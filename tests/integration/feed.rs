@@ -224,6 +224,49 @@ async fn acks_are_cumulative_and_late_ones_bring_redelivery(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    // An ack of a subscription that does not exist names it.
+    let status = auditor
+        .ack(proto::AckRequest {
+            name: "nobody".into(),
+            seq: 1,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::NotFound);
+    assert!(status.message().contains("nobody"), "{}", status.message());
+    // Acks of many subscriptions at once are written together; each gets its own cursor, and an
+    // unknown one among them its own refusal.
+    let mut acks = Vec::new();
+    for i in 0..40 {
+        let mut client = auditor.clone();
+        let name = format!("many-{i}");
+        client
+            .put_subscription(proto::PutSubscriptionRequest {
+                subscription: Some(proto::Subscription {
+                    name: name.clone(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap();
+        acks.push((client, name, 1 + i % 3));
+    }
+    let answers =
+        futures::future::join_all(acks.into_iter().map(|(mut client, name, seq)| async move {
+            let unknown = client
+                .ack(proto::AckRequest {
+                    name: format!("{name}-unknown"),
+                    seq,
+                })
+                .await;
+            let known = client.ack(proto::AckRequest { name, seq }).await;
+            (seq, known, unknown)
+        }))
+        .await;
+    for (seq, known, unknown) in answers {
+        assert_eq!(known.unwrap().into_inner().acked_seq, seq);
+        assert_eq!(unknown.unwrap_err().code(), tonic::Code::NotFound);
+    }
 }
 
 async fn subscriptions_are_scoped_filtered_and_can_carry_ids_only(backend: Backend) {
