@@ -28,7 +28,7 @@ status=0
 (cd fuzz && cargo fuzz run --sanitizer none "$target" "corpus/$target" "seeds/$target" -- \
     -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1) \
     >"$log" 2>&1 || status=$?
-grep -E '^(INFO: |#[0-9]+ +(INITED|DONE)|Done )' "$log" | tail -n 4 || true
+grep -E '^(#[0-9]+[[:space:]]+(INITED|DONE)|Done )' "$log" | tail -n 3 || true
 executed=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
 if [ "$status" -ne 0 ]; then
     tail -n 60 "$log" >&2
