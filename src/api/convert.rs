@@ -698,6 +698,7 @@ pub fn payroll_message(stored: &Stored<PayrollLine>) -> proto::PayrollLine {
         name: l.name.clone(),
         gross_fen: l.gross_fen,
         reverses_record_id: l.reverses.clone().unwrap_or_default(),
+        person_token: String::new(),
     }
 }
 
@@ -749,6 +750,7 @@ pub fn finding_message(stored: &StoredFinding) -> proto::Finding {
         escalation_level: u32::try_from(stored.alert.escalation_level).unwrap_or_default(),
         acknowledge_by: stored.alert.acknowledge_by.map(timestamp),
         rectify_by: stored.alert.rectify_by.map(timestamp),
+        personal_data_masked: false,
     }
 }
 
@@ -796,6 +798,7 @@ mod tests {
             name: "张三".into(),
             gross_fen: 812_345,
             reverses_record_id: String::new(),
+            person_token: String::new(),
         }
     }
 

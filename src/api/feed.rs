@@ -20,6 +20,7 @@ use tonic::{Request, Response, Status};
 
 use super::Hub;
 use super::convert::{Wire, finding_message, timestamp};
+use super::personal::Reader;
 use super::policy::caller;
 use crate::domain::alerts::AlertState;
 use crate::domain::findings::{FindingKey, RuleCode, Severity};
@@ -163,8 +164,15 @@ fn subscription_message(subscription: &Subscription) -> Result<proto::Subscripti
     })
 }
 
-fn event_message(event: &FeedEvent, ids_only: bool, redelivered: bool) -> proto::FeedEvent {
+/// An event as one stream's reader sees it; the shared event is not changed.
+fn event_message(
+    event: &FeedEvent,
+    reader: &Reader,
+    ids_only: bool,
+    redelivered: bool,
+) -> proto::FeedEvent {
     let mut finding = finding_message(&event.finding);
+    reader.finding(&mut finding);
     if ids_only {
         // Personal data (a resident ID as subject, names in explanations and evidence) is left for
         // the reader to fetch under its own rights.
@@ -202,6 +210,8 @@ struct StreamPlan {
     agency_id: String,
     name: String,
     filter: Filter,
+    /// What the subscriber sees of people.
+    reader: Reader,
     ids_only: bool,
     after: i64,
     max_in_flight: usize,
@@ -296,7 +306,7 @@ async fn deliver(
         let now = Instant::now();
         for (sent_at, event) in in_flight.values_mut() {
             if now.duration_since(*sent_at) >= plan.ack_wait {
-                let message = event_message(event, plan.ids_only, true);
+                let message = event_message(event, &plan.reader, plan.ids_only, true);
                 if let Err(stop) = send(&out, proto::feed_message::Message::Event(message)).await {
                     return stopped(stop);
                 }
@@ -318,7 +328,7 @@ async fn deliver(
                 }
                 scanned = event.seq;
                 if plan.filter.matches(&event) {
-                    let message = event_message(&event, plan.ids_only, false);
+                    let message = event_message(&event, &plan.reader, plan.ids_only, false);
                     if let Err(stop) =
                         send(&out, proto::feed_message::Message::Event(message)).await
                     {
@@ -470,6 +480,7 @@ impl proto::feed_service_server::FeedService for Hub {
             agency_id,
             name,
             filter,
+            reader: self.reader(&caller.agency).await?,
             ids_only: subscription.content_mode == "IDS",
             after,
             max_in_flight: match message.max_in_flight {
@@ -521,12 +532,18 @@ impl proto::feed_service_server::FeedService for Hub {
         request: Request<proto::TransitionAlertRequest>,
     ) -> Result<Response<proto::Finding>, Status> {
         let caller = caller(&request)?;
+        let reader = self.reader(&caller.agency).await?;
         let message = request.get_ref();
+        // A reader that sees a person's findings with a token names the person by it.
+        let subject = reader
+            .tokens()
+            .person_of(&message.subject)
+            .map_or_else(|| message.subject.clone(), |id| id.to_string());
         let key = FindingKey {
             code: RuleCode::from_wire(message.code)
                 .ok_or_else(|| Error::invalid("code", "is required"))?,
             institution: message.institution_uscc.clone(),
-            subject: message.subject.clone(),
+            subject,
             period: message.period.clone(),
         };
         let to =
@@ -560,6 +577,8 @@ impl proto::feed_service_server::FeedService for Hub {
             .store
             .transition(&caller.agency.id(), &transition)
             .await?;
-        Ok(Response::new(finding_message(&after)))
+        let mut finding = finding_message(&after);
+        reader.finding(&mut finding);
+        Ok(Response::new(finding))
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod convert;
 pub mod feed;
+pub mod personal;
 pub mod policy;
 pub mod push;
 pub mod query;
@@ -44,6 +45,8 @@ pub struct Hub {
     pub limits: Limits,
     /// Set when the hub is about to stop: feed streams send their drain message and end.
     pub draining: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+    /// The key of the person tokens, read from the database at the first masked read.
+    person_tokens: std::sync::Arc<tokio::sync::OnceCell<std::sync::Arc<personal::PersonTokens>>>,
 }
 
 impl Hub {
@@ -53,6 +56,7 @@ impl Hub {
             store,
             limits,
             draining: std::sync::Arc::new(tokio::sync::watch::channel(false).0),
+            person_tokens: std::sync::Arc::default(),
         }
     }
 }

@@ -8,6 +8,7 @@ use std::task::{Context, Poll};
 use tonic::Status;
 use tower::{Layer, Service};
 
+use crate::domain::privacy::Visibility;
 use crate::domain::{Agency, AgencyKind};
 use crate::error::Error;
 use crate::tls::PeerIdentity;
@@ -84,6 +85,45 @@ pub const POLICY: &[Rule] = &[
         kinds: EVERY_AGENCY,
     },
 ];
+
+/// What of a person each agency kind sees whole (personal data on a need-to-know basis); the rest
+/// it reads masked, in every read and on the feed (`api::personal`). A kind missing here sees
+/// everything masked.
+///
+/// - The staffing office, the organization department and HR keep the real-name roll, appoint and
+///   hire: they need to know who a person is, not what the person is paid.
+/// - Finance pays: it needs the amounts, and refers to people by the ids of its own payroll lines
+///   or by opaque person tokens.
+/// - Discipline inspection and audit investigate: they see everything.
+pub const PERSONAL_DATA: &[(AgencyKind, Visibility)] = &[
+    (StaffingOffice, KNOWS_WHO),
+    (Organization, KNOWS_WHO),
+    (Hr, KNOWS_WHO),
+    (
+        Finance,
+        Visibility {
+            resident_ids: false,
+            names: false,
+            pay: true,
+        },
+    ),
+    (Discipline, Visibility::WHOLE),
+    (Audit, Visibility::WHOLE),
+];
+
+const KNOWS_WHO: Visibility = Visibility {
+    resident_ids: true,
+    names: true,
+    pay: false,
+};
+
+/// What of a person an agency kind sees whole, from [`PERSONAL_DATA`].
+pub fn personal_data(kind: AgencyKind) -> Visibility {
+    PERSONAL_DATA
+        .iter()
+        .find(|(k, _)| *k == kind)
+        .map_or(Visibility::MASKED, |(_, sight)| *sight)
+}
 
 /// The authenticated agency of a call, put in the request's extensions by [`AuthLayer`].
 #[derive(Debug, Clone)]
@@ -212,6 +252,17 @@ mod tests {
         for kind in AgencyKind::ALL {
             assert!(authorize("/quotahub.v1.QueryService/ListRoll", Some(&peer(kind))).is_ok());
         }
+    }
+
+    #[test]
+    fn every_agency_kind_has_one_row_of_personal_data() {
+        for kind in AgencyKind::ALL {
+            let rows = PERSONAL_DATA.iter().filter(|(k, _)| *k == kind).count();
+            assert_eq!(rows, 1, "{kind}");
+        }
+        assert!(personal_data(Audit).is_whole());
+        assert!(!personal_data(Finance).resident_ids && personal_data(Finance).pay);
+        assert!(personal_data(Hr).resident_ids && !personal_data(Hr).pay);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 use super::Hub;
 use super::convert::{self as c, Wire, request_date, request_uscc};
 use super::policy::caller;
-use crate::domain::{Agency, Period, ResidentId, Uscc};
+use crate::domain::{Agency, Period, Uscc};
 use crate::error::Error;
 use crate::proto;
 
@@ -118,6 +118,7 @@ impl proto::query_service_server::QueryService for Hub {
         let uscc = request_uscc("uscc", &message.uscc)?;
         let as_of = request_date("as_of", &message.as_of)?;
         self.check_oversees(&caller.agency, &uscc).await?;
+        let reader = self.reader(&caller.agency).await?;
         let page_size = match message.page_size {
             0 => DEFAULT_PAGE,
             size => size.min(MAX_PAGE),
@@ -125,38 +126,45 @@ impl proto::query_service_server::QueryService for Hub {
         let after = if message.page_token.is_empty() {
             String::new()
         } else {
-            let bytes = hex::decode(&message.page_token)
-                .map_err(|_| Error::invalid("page_token", "is not a token this hub gave"))?;
-            String::from_utf8(bytes)
-                .map_err(|_| Error::invalid("page_token", "is not a token this hub gave"))?
+            // Sealed: a page token carries no resident ID.
+            reader
+                .tokens()
+                .person_of(&message.page_token)
+                .ok_or_else(|| Error::invalid("page_token", "is not a token this hub gave"))?
+                .to_string()
         };
         let entries = self.store.roll(&uscc, as_of, &after, page_size).await?;
         let next_page_token = if entries.len() == page_size as usize {
             entries
                 .last()
-                .map(|e| hex::encode(e.resident_id.as_str()))
+                .map(|e| reader.tokens().person(&e.resident_id))
                 .unwrap_or_default()
         } else {
             String::new()
         };
         let entries = entries
             .iter()
-            .map(|entry| proto::RollEntry {
-                resident_id: entry.resident_id.to_string(),
-                name: entry.name.clone(),
-                category: entry.spell.category.to_wire(),
-                rank: entry.spell.rank.to_wire(),
-                status: entry.spell.status.to_wire(),
-                since: entry.spell.valid_from.to_string(),
-                leader_level: entry
-                    .post
-                    .map(|(level, _)| level.to_wire())
-                    .unwrap_or_default(),
-                leader_position: entry
-                    .post
-                    .map(|(_, position)| position.to_wire())
-                    .unwrap_or_default(),
-                approval_number: entry.spell.approval_number.clone().unwrap_or_default(),
+            .map(|entry| {
+                let mut message = proto::RollEntry {
+                    resident_id: entry.resident_id.to_string(),
+                    name: entry.name.clone(),
+                    category: entry.spell.category.to_wire(),
+                    rank: entry.spell.rank.to_wire(),
+                    status: entry.spell.status.to_wire(),
+                    since: entry.spell.valid_from.to_string(),
+                    leader_level: entry
+                        .post
+                        .map(|(level, _)| level.to_wire())
+                        .unwrap_or_default(),
+                    leader_position: entry
+                        .post
+                        .map(|(_, position)| position.to_wire())
+                        .unwrap_or_default(),
+                    approval_number: entry.spell.approval_number.clone().unwrap_or_default(),
+                    person_token: String::new(),
+                };
+                reader.roll_entry(&mut message);
+                message
             })
             .collect();
         Ok(Response::new(proto::ListRollResponse {
@@ -172,8 +180,9 @@ impl proto::query_service_server::QueryService for Hub {
         request: Request<proto::GetPersonHistoryRequest>,
     ) -> Result<Response<proto::PersonHistory>, Status> {
         let caller = caller(&request)?;
-        let resident_id = ResidentId::parse(&request.get_ref().resident_id)
-            .map_err(|reason| Error::invalid("resident_id", reason))?;
+        let reader = self.reader(&caller.agency).await?;
+        let resident_id =
+            reader.person_in_request("resident_id", &request.get_ref().resident_id)?;
         let not_found = || {
             Error::NotFound(format!(
                 "no record of {} within your jurisdiction",
@@ -223,14 +232,17 @@ impl proto::query_service_server::QueryService for Hub {
         if spells.is_empty() && events.is_empty() && appointments.is_empty() {
             return Err(not_found().into());
         }
-        Ok(Response::new(proto::PersonHistory {
+        let mut message = proto::PersonHistory {
             resident_id: resident_id.to_string(),
             name: history.name,
             spells,
             events,
             appointments,
             first_seen: Some(c::timestamp(history.first_seen)),
-        }))
+            person_token: String::new(),
+        };
+        reader.person_history(&mut message);
+        Ok(Response::new(message))
     }
 
     async fn list_payroll(
@@ -252,9 +264,20 @@ impl proto::query_service_server::QueryService for Hub {
             .filter(|l| l.record.reverses.is_none() && !reversed.contains(l.record_id.as_str()))
             .map(|l| l.record.gross_fen)
             .sum();
+        let reader = self.reader(&caller.agency).await?;
+        let mut amounts_masked = false;
+        let lines = lines
+            .iter()
+            .map(|line| {
+                let mut message = c::payroll_message(line);
+                amounts_masked |= reader.payroll_line(&mut message);
+                message
+            })
+            .collect();
         Ok(Response::new(proto::ListPayrollResponse {
-            lines: lines.iter().map(c::payroll_message).collect(),
+            lines,
             total_gross_fen,
+            amounts_masked,
         }))
     }
 

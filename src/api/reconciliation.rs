@@ -5,6 +5,7 @@ use tonic::{Request, Response, Status};
 
 use super::Hub;
 use super::convert::{self as c, Wire, request_date, request_uscc};
+use super::personal::Reader;
 use super::policy::caller;
 use crate::domain::findings::{FindingKey, RuleCode, Scope, Severity};
 use crate::domain::ids::normalize_document_number;
@@ -38,9 +39,10 @@ fn jurisdiction(agency: &Agency, requested: &str) -> Result<Jurisdiction, Error>
     }
 }
 
-fn page_token(key: &FindingKey) -> String {
-    hex::encode(
-        serde_json::to_vec(&(
+/// The key of a page's last finding, sealed: it may hold a resident ID.
+fn page_token(reader: &Reader, key: &FindingKey) -> String {
+    reader.tokens().seal(
+        &serde_json::to_vec(&(
             key.code.to_string(),
             &key.institution,
             &key.subject,
@@ -50,12 +52,12 @@ fn page_token(key: &FindingKey) -> String {
     )
 }
 
-fn parse_page_token(token: &str) -> Result<Option<FindingKey>, Error> {
+fn parse_page_token(reader: &Reader, token: &str) -> Result<Option<FindingKey>, Error> {
     if token.is_empty() {
         return Ok(None);
     }
     let bad = || Error::invalid("page_token", "is not a token this hub gave");
-    let bytes = hex::decode(token).map_err(|_| bad())?;
+    let bytes = reader.tokens().open(token).ok_or_else(bad)?;
     let (code, institution, subject, period): (String, String, String, String) =
         serde_json::from_slice(&bytes).map_err(|_| bad())?;
     let code = <RuleCode as crate::domain::Coded>::from_code(&code).ok_or_else(bad)?;
@@ -76,13 +78,13 @@ fn verdict_message(verdict: Option<Verdict>) -> i32 {
     verdict as i32
 }
 
-fn reason_messages(reasons: &[Reason]) -> Vec<proto::Reason> {
+fn reason_messages(reader: &Reader, reasons: &[Reason]) -> Vec<proto::Reason> {
     reasons
         .iter()
         .map(|reason| proto::Reason {
             code: reason.code.map(Wire::to_wire).unwrap_or_default(),
             verdict: verdict_message(Some(reason.verdict)),
-            message: reason.message.clone(),
+            message: reader.text(&reason.message),
         })
         .collect()
 }
@@ -143,7 +145,7 @@ impl Hub {
         let answer = precheck::check_hire(&snapshot, &question, &self.store.checks().rules);
         Ok(proto::HireVerdict {
             verdict: verdict_message(answer.verdict),
-            reasons: reason_messages(&answer.reasons),
+            reasons: reason_messages(&self.reader(agency).await?, &answer.reasons),
             approved_quota: answer.approved_quota,
             active: answer.active,
             vacancy: i64::from(answer.approved_quota) - i64::from(answer.active),
@@ -187,7 +189,7 @@ impl Hub {
         let answer = precheck::verify_funding(&snapshot, &question, &self.store.checks().rules);
         Ok(proto::FundingVerdict {
             verdict: verdict_message(answer.verdict),
-            reasons: reason_messages(&answer.reasons),
+            reasons: reason_messages(&self.reader(agency).await?, &answer.reasons),
             approved_quota: answer.approved_quota,
             active: answer.active,
             already_funded: answer.already_funded,
@@ -244,6 +246,7 @@ impl proto::reconciliation_service_server::ReconciliationService for Hub {
                 .count() as u64
         };
         use crate::store::reconcile::ChangeKind;
+        let reader = self.reader(&caller.agency).await?;
         Ok(Response::new(proto::ReconcileResponse {
             jurisdiction: jurisdiction.to_string(),
             as_of: as_of.to_string(),
@@ -257,7 +260,11 @@ impl proto::reconciliation_service_server::ReconciliationService for Hub {
                 .changes
                 .iter()
                 .take(MAX_LISTED_CHANGES)
-                .map(c::finding_change_message)
+                .map(|change| {
+                    let mut message = c::finding_change_message(change);
+                    reader.finding_change(&mut message);
+                    message
+                })
                 .collect(),
         }))
     }
@@ -297,6 +304,7 @@ impl proto::reconciliation_service_server::ReconciliationService for Hub {
         request: Request<proto::ListFindingsRequest>,
     ) -> Result<Response<proto::ListFindingsResponse>, Status> {
         let caller = caller(&request)?;
+        let reader = self.reader(&caller.agency).await?;
         let message = request.get_ref();
         let codes = message
             .codes
@@ -329,20 +337,27 @@ impl proto::reconciliation_service_server::ReconciliationService for Hub {
             open,
             institution: (!message.institution_uscc.is_empty())
                 .then(|| message.institution_uscc.clone()),
-            after: parse_page_token(&message.page_token)?,
+            after: parse_page_token(&reader, &message.page_token)?,
             limit,
         };
         let findings = self.store.findings(&filter).await?;
         let next_page_token = if findings.len() == limit as usize {
             findings
                 .last()
-                .map(|f| page_token(&f.finding.key))
+                .map(|f| page_token(&reader, &f.finding.key))
                 .unwrap_or_default()
         } else {
             String::new()
         };
         Ok(Response::new(proto::ListFindingsResponse {
-            findings: findings.iter().map(c::finding_message).collect(),
+            findings: findings
+                .iter()
+                .map(|finding| {
+                    let mut message = c::finding_message(finding);
+                    reader.finding(&mut message);
+                    message
+                })
+                .collect(),
             next_page_token,
         }))
     }

@@ -135,6 +135,7 @@ async fn latency(
             name: "幽灵".into(),
             gross_fen: 500_000,
             reverses_record_id: String::new(),
+            person_token: String::new(),
         };
         let pushed_at = Instant::now();
         pushes

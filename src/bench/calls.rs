@@ -230,6 +230,7 @@ pub async fn unary_pushes(
             name: "基准测试".into(),
             gross_fen: 600_000,
             reverses_record_id: String::new(),
+            person_token: String::new(),
         };
         timed(&mut pushes.payroll, async {
             finance.push_payroll_line(line).await.map(drop)

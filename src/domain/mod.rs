@@ -6,6 +6,7 @@ pub mod alerts;
 pub mod findings;
 pub mod ids;
 pub mod precheck;
+pub mod privacy;
 pub mod records;
 pub mod roll;
 pub mod rules;

@@ -896,6 +896,7 @@ impl Emitter<'_> {
                         name: name.clone(),
                         gross_fen: gross,
                         reverses_record_id: String::new(),
+                        person_token: String::new(),
                     });
                     if self.inst(payer).unregistered_on(period.first_day()) {
                         found.push((RuleCode::UnregisteredInstitution, payer));

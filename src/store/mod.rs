@@ -14,6 +14,7 @@ mod postgres;
 pub mod push;
 pub mod query;
 pub mod reconcile;
+mod secrets;
 mod sqlite;
 
 use std::time::Duration;

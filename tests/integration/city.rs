@@ -344,10 +344,26 @@ async fn fix(app: &TestApp, finding: &proto::Finding, round: usize, n: usize) {
                 if code == RuleCode::DoublePay && original.institution_uscc == institution {
                     continue;
                 }
+                // Finance reads the payee's resident ID masked from the hub: its own payroll
+                // system (here, the database) has it.
+                let payee = sqlx::query_with(
+                    "SELECT resident_id FROM payroll_lines WHERE record_id = $1",
+                    {
+                        use sqlx::Arguments;
+                        let mut arguments = sqlx::any::AnyArguments::default();
+                        arguments.add(record.clone()).unwrap();
+                        arguments
+                    },
+                )
+                .fetch_one(app.store.readers())
+                .await
+                .unwrap();
                 let reversal = proto::PayrollLine {
                     record_id: format!("{id}-{k}"),
                     reverses_record_id: record,
                     gross_fen: 0,
+                    resident_id: sqlx::Row::get(&payee, 0),
+                    person_token: String::new(),
                     ..original
                 };
                 finance.push_payroll_line(reversal).await.unwrap();

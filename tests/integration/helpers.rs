@@ -465,6 +465,7 @@ pub fn payroll(
         name: "王五".into(),
         gross_fen: 650_000,
         reverses_record_id: String::new(),
+        person_token: String::new(),
     }
 }
 
