@@ -72,6 +72,43 @@ pub const POLICY: &[Rule] = &[
         kinds: &[StaffingOffice, Discipline],
     },
     Rule {
+        prefix: "/quotahub.v1.LedgerService/",
+        kinds: EVERY_AGENCY,
+    },
+    Rule {
+        prefix: "/quotahub.v1.LedgerService/OpenItem",
+        kinds: &[StaffingOffice],
+    },
+    // The department's side and the staffing office; which move each may make is the domain's.
+    Rule {
+        prefix: "/quotahub.v1.LedgerService/MoveItem",
+        kinds: &[StaffingOffice, Organization, Hr, Finance],
+    },
+    Rule {
+        prefix: "/quotahub.v1.LedgerService/ImposePenalty",
+        kinds: &[StaffingOffice],
+    },
+    Rule {
+        prefix: "/quotahub.v1.ApplicationService/",
+        kinds: &[StaffingOffice, Organization, Hr],
+    },
+    Rule {
+        prefix: "/quotahub.v1.ApplicationService/Decide",
+        kinds: &[StaffingOffice],
+    },
+    Rule {
+        prefix: "/quotahub.v1.CaseService/",
+        kinds: &[StaffingOffice],
+    },
+    Rule {
+        prefix: "/quotahub.v1.CaseService/GetCase",
+        kinds: &[StaffingOffice, Discipline, Audit],
+    },
+    Rule {
+        prefix: "/quotahub.v1.CaseService/AcknowledgeReceipt",
+        kinds: &[Discipline, Audit, Organization, Finance],
+    },
+    Rule {
         prefix: "/grpc.health.v1.Health/",
         kinds: EVERY_AGENCY,
     },

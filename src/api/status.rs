@@ -15,7 +15,9 @@ pub fn code(error: &Error) -> Code {
         Error::PermissionDenied(_) => Code::PermissionDenied,
         Error::NotFound(_) => Code::NotFound,
         Error::RecordConflict { .. } => Code::AlreadyExists,
-        Error::FailedPrecondition(_) | Error::CursorExpired { .. } => Code::FailedPrecondition,
+        Error::FailedPrecondition(_) | Error::CursorExpired { .. } | Error::OverdueItems(_) => {
+            Code::FailedPrecondition
+        }
         Error::ResourceExhausted(_) => Code::ResourceExhausted,
         Error::Aborted(_) => Code::Aborted,
         Error::Unavailable(_) => Code::Unavailable,
@@ -54,6 +56,17 @@ impl From<Error> for Status {
                     format!("earliest_seq={earliest}"),
                     message(&error),
                 );
+                Status::with_error_details(Code::FailedPrecondition, message(&error), details)
+            }
+            Error::OverdueItems(items) => {
+                let mut details = ErrorDetails::new();
+                for item in items {
+                    details.add_precondition_failure_violation(
+                        "LEDGER_ITEM_OVERDUE",
+                        item.id.clone(),
+                        format!("due {}: {}", item.due_on, item.title),
+                    );
+                }
                 Status::with_error_details(Code::FailedPrecondition, message(&error), details)
             }
             _ => Status::new(code(&error), message(&error)),

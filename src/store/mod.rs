@@ -8,6 +8,7 @@
 
 pub mod feed;
 mod feed_tail;
+pub mod ledger;
 pub mod plain_sql;
 mod postgres;
 pub mod push;
