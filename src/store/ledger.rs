@@ -1027,12 +1027,11 @@ impl Store {
         };
         insert_step(&mut tx, "ledger_steps", "item_id", item_id, &step).await?;
         tx.commit().await?;
-        Ok(self
-            .penalties(&institution)
+        self.penalties(&institution)
             .await?
             .into_iter()
             .find(|p| p.id == id)
-            .ok_or_else(|| Error::Internal("a penalty vanished".into()))?)
+            .ok_or_else(|| Error::Internal("a penalty vanished".into()))
     }
 
     /// An institution's penalties, oldest first.

@@ -9,6 +9,7 @@ mod feed;
 mod findings;
 mod helpers;
 mod incremental;
+mod ledger;
 mod push;
 mod replicas;
 mod roll;
