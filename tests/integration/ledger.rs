@@ -328,6 +328,35 @@ async fn a_finding_becomes_an_item_that_closes_only_once_resolved_and_keeps_ever
     let row = &report.rows[0];
     assert_eq!((row.opened, row.closed, row.overdue), (1, 1, 0));
     assert_eq!(row.oldest_open_on, "");
+
+    // `quotahub ledger report` prints the same report.
+    let files = ClientFiles::new(&agency("140100", AgencyKind::StaffingOffice));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("report.csv");
+    let cli = <quotahub::cli::Cli as clap::Parser>::parse_from([
+        "quotahub",
+        "ledger",
+        "report",
+        "--format",
+        "csv",
+        "--server",
+        &app.endpoint(),
+        "--ca",
+        &files.ca,
+        "--cert",
+        &files.cert,
+        "--key",
+        &files.key,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    quotahub::cli::run(cli).await.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        format!(
+            "jurisdiction,department_uscc,opened,closed,overdue,oldest_open_on\n140100,{unit},1,1,0,\n"
+        )
+    );
 }
 
 async fn applications_wait_while_an_item_is_overdue_and_pass_once_it_is_closed(backend: Backend) {
@@ -736,6 +765,27 @@ async fn a_transfer_reaches_the_discipline_agency_and_no_one_else(backend: Backe
         .filter_map(|e| e.follow_up.as_ref().map(|f| f.transfer_id.clone()))
         .collect();
     assert_eq!(transfers, vec![transfer.id.clone()]);
+    // The database's filter and the in-process tail's are the same test.
+    let jurisdiction = quotahub::domain::Jurisdiction::parse("140100").unwrap();
+    for kind in AgencyKind::ALL {
+        let from_tail: Vec<i64> = app
+            .store
+            .feed_after_shared(0, &jurisdiction, kind, 100)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        let from_sql: Vec<i64> = app
+            .store
+            .feed_after(0, Some((&jurisdiction, kind)), 100)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(from_tail, from_sql, "{kind}");
+    }
 
     // Receipts are acknowledged by the agencies reached, and only by them.
     let refused = cases(&app, AgencyKind::Audit)
