@@ -142,7 +142,9 @@ CREATE TABLE bulletins (
 );
 
 -- Feed events about follow-up rather than a finding carry their payload here (JSON; NULL for
--- findings), and `reach` limits which agency kinds see them: empty for all, otherwise a list such
--- as `,discipline,audit,`.
+-- findings); `reach` limits which agency kinds see them: empty for all, otherwise a list such as
+-- `,discipline,audit,`; `below` is set on a bulletin to the publisher's division prefix, so that
+-- the divisions under it see it too.
 ALTER TABLE feed_events ADD COLUMN follow_up TEXT;
 ALTER TABLE feed_events ADD COLUMN reach TEXT NOT NULL DEFAULT '';
+ALTER TABLE feed_events ADD COLUMN below TEXT NOT NULL DEFAULT '';

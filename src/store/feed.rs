@@ -69,6 +69,9 @@ pub struct FeedEvent {
     /// The agency kinds that see the event: empty for all, otherwise `,discipline,audit,`
     /// (see [`crate::domain::ledger::reaches`]).
     pub reach: String,
+    /// For a bulletin, the publisher's division prefix: readers in divisions under it see the
+    /// event too. Empty otherwise.
+    pub below: String,
     /// When it was written (Unix microseconds).
     pub created_at: i64,
 }
@@ -198,6 +201,7 @@ fn decode_event(row: &AnyRow) -> Result<FeedEvent> {
         follow_up,
         jurisdiction: column(row, "jurisdiction")?,
         reach: column(row, "reach")?,
+        below: column(row, "below")?,
         created_at: column(row, "created_at")?,
     })
 }
@@ -286,14 +290,14 @@ async fn notify(store: &Store, tx: &mut Tx, seq: i64) -> Result<()> {
     Ok(())
 }
 
-/// Appends one event about follow-up inside `tx`, seen in `jurisdiction` and below by the agency
-/// kinds of `reach` (empty: all).
+/// Appends one event about follow-up inside `tx`, seen in `jurisdiction` and above it by the
+/// agency kinds of `reach` (empty: all) and, when `below` is a division prefix, in the divisions
+/// under it as well.
 pub(crate) async fn append_follow_up(
     store: &Store,
     tx: &mut Tx,
     event_type: FeedEventType,
-    jurisdiction: &str,
-    reach: &str,
+    (jurisdiction, reach, below): (&str, &str, &str),
     follow_up: &FollowUp,
 ) -> Result<i64> {
     let seq = locked_head(store, tx).await? + 1;
@@ -301,8 +305,8 @@ pub(crate) async fn append_follow_up(
     let payload = serde_json::to_string(follow_up)
         .map_err(|e| Error::Internal(format!("cannot write a follow-up event: {e}")))?;
     sqlx::query_with(
-        "INSERT INTO feed_events (seq, event_id, event_type, code, institution_uscc, subject, period, jurisdiction, severity, finding, created_at, follow_up, reach) \
-         VALUES ($1, $2, $3, $4, $5, $6, '', $7, '', '', $8, $9, $10)",
+        "INSERT INTO feed_events (seq, event_id, event_type, code, institution_uscc, subject, period, jurisdiction, severity, finding, created_at, follow_up, reach, below) \
+         VALUES ($1, $2, $3, $4, $5, $6, '', $7, '', '', $8, $9, $10, $11)",
         bind_all(vec![
             Value::Int(seq),
             Value::Text(format!("{now:x}-{seq:x}")),
@@ -314,6 +318,7 @@ pub(crate) async fn append_follow_up(
             Value::Int(now),
             Value::Text(payload),
             Value::from(reach),
+            Value::from(below),
         ])?,
     )
     .execute(&mut **tx)
@@ -411,11 +416,20 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<FeedEvent>> {
         let prefix = format!("{}%", reader.map_or("", |(j, _)| j.prefix()));
+        let code = reader.map_or("", |(j, _)| j.as_str());
         // An empty reach is seen by every kind; `%` matches any reach for a reader of all.
         let reach = reader.map_or("%".to_owned(), |(_, kind)| format!("%,{},%", kind.slug()));
         sqlx::query_with(
-            "SELECT * FROM feed_events WHERE seq > $1 AND jurisdiction LIKE $2 AND (reach = '' OR reach LIKE $3) ORDER BY seq LIMIT $4",
-            bind_all(vec![Value::Int(after), Value::Text(prefix), Value::Text(reach), Value::Int(limit)])?,
+            "SELECT * FROM feed_events WHERE seq > $1 \
+             AND (jurisdiction LIKE $2 OR (below <> '' AND $3 LIKE (below || '%'))) \
+             AND (reach = '' OR reach LIKE $4) ORDER BY seq LIMIT $5",
+            bind_all(vec![
+                Value::Int(after),
+                Value::Text(prefix),
+                Value::from(code),
+                Value::Text(reach),
+                Value::Int(limit),
+            ])?,
         )
         .fetch_all(self.readers())
         .await?

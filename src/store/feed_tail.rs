@@ -72,10 +72,12 @@ impl TailState {
         self.events
             .iter()
             .skip(skip)
-            // The same test as `feed_after`'s `jurisdiction LIKE prefix% AND (reach = '' OR
-            // reach LIKE %,kind,%)`.
+            // The same test as `feed_after`'s `(jurisdiction LIKE prefix% OR (below <> '' AND
+            // code LIKE below%)) AND (reach = '' OR reach LIKE %,kind,%)`.
             .filter(|event| {
-                event.jurisdiction.starts_with(prefix) && ledger::reaches(&event.reach, kind)
+                (event.jurisdiction.starts_with(prefix)
+                    || (!event.below.is_empty() && jurisdiction.as_str().starts_with(&event.below)))
+                    && ledger::reaches(&event.reach, kind)
             })
             .take(limit)
             .cloned()

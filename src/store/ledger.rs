@@ -1249,8 +1249,7 @@ impl Store {
             self,
             &mut tx,
             FeedEventType::Transferred,
-            &jurisdiction,
-            &ledger::reach_text(&reach),
+            (&jurisdiction, &ledger::reach_text(&reach), ""),
             &follow_up,
         )
         .await?;
@@ -1336,8 +1335,8 @@ impl Store {
             .ok_or_else(|| Error::Internal("a transfer vanished".into()))
     }
 
-    /// Publishes a closed case as a bulletin, resident IDs masked, on the feed of the
-    /// publisher's jurisdiction.
+    /// Publishes a closed case as a bulletin, resident IDs and the person named masked, on the
+    /// feed of the publisher's jurisdiction and every division under it (the warning by example).
     pub async fn publish_bulletin(
         &self,
         agency: &Agency,
@@ -1393,8 +1392,7 @@ impl Store {
             self,
             &mut tx,
             FeedEventType::Bulletin,
-            &bulletin.jurisdiction,
-            "",
+            (&bulletin.jurisdiction, "", agency.jurisdiction.prefix()),
             &follow_up,
         )
         .await?;
@@ -1458,8 +1456,7 @@ impl Store {
                             self,
                             &mut tx,
                             FeedEventType::FollowUpEscalated,
-                            &jurisdiction,
-                            "",
+                            (&jurisdiction, "", ""),
                             &event,
                         )
                         .await?,

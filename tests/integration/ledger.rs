@@ -574,6 +574,7 @@ async fn a_report_becomes_a_case_that_escalates_when_overdue(backend: Backend) {
             channel: proto::ReportChannel::Hotline as i32,
             institution_uscc: uscc("140100", 4),
             text: "某单位有人长期不上班仍领工资".into(),
+            person: "张三".into(),
             owner: "督查科 王某".into(),
             due_on: "2024-06-05".into(),
             ..Default::default()
@@ -636,6 +637,19 @@ async fn a_report_becomes_a_case_that_escalates_when_overdue(backend: Backend) {
     store.escalate_follow_ups(clock.today()).await.unwrap();
     assert_eq!(next_event(&mut events).await.escalation_level, 2);
 
+    let refused = office
+        .publish_bulletin(proto::BulletinRequest {
+            case_id: case.id.clone(),
+            text: "通报".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Code::FailedPrecondition,
+        "only closed cases"
+    );
+
     // Closed with its outcome, it climbs no further.
     let investigating = office
         .move_case(proto::MoveCaseRequest {
@@ -680,6 +694,54 @@ async fn a_report_becomes_a_case_that_escalates_when_overdue(backend: Backend) {
             .unwrap()
             .is_empty()
     );
+
+    // Published as a bulletin, it reaches the districts below, without personal data.
+    let mut district = feed(&app, "140105", AgencyKind::Audit).await;
+    district
+        .put_subscription(proto::PutSubscriptionRequest {
+            subscription: Some(proto::Subscription {
+                name: "bulletins".into(),
+                filter: Some(proto::SubscriptionFilter {
+                    event_types: vec![proto::FeedEventType::Bulletin as i32],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    let mut bulletins = subscribe(&mut district, "bulletins", None).await;
+    let bulletin = office
+        .publish_bulletin(proto::BulletinRequest {
+            case_id: case.id.clone(),
+            text: "张三(11010519491231002X)吃空饷一案已查处".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(bulletin.text, "***(110105********002X)吃空饷一案已查处");
+    let event = next_event(&mut bulletins).await;
+    assert_eq!(event.event_type, proto::FeedEventType::Bulletin as i32);
+    assert_eq!(event.follow_up.unwrap().text, bulletin.text);
+    // The district sees the city's bulletin but not the city's other follow-up; the database's
+    // filter and the in-process tail's agree.
+    let district_code = quotahub::domain::Jurisdiction::parse("140105").unwrap();
+    let from_tail: Vec<i64> = store
+        .feed_after_shared(0, &district_code, AgencyKind::Audit, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    let from_sql: Vec<i64> = store
+        .feed_after(0, Some((&district_code, AgencyKind::Audit)), 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(from_tail, from_sql);
+    assert_eq!(from_sql, [i64::try_from(event.seq).unwrap()]);
 }
 
 async fn a_transfer_reaches_the_discipline_agency_and_no_one_else(backend: Backend) {
