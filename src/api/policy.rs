@@ -252,6 +252,37 @@ mod tests {
     }
 
     #[test]
+    fn follow_through_is_open_to_the_kinds_that_take_part() {
+        let cases: [(&str, &[AgencyKind]); 6] = [
+            ("/quotahub.v1.LedgerService/GetItem", &AgencyKind::ALL),
+            ("/quotahub.v1.LedgerService/OpenItem", &[StaffingOffice]),
+            (
+                "/quotahub.v1.LedgerService/MoveItem",
+                &[StaffingOffice, Organization, Hr, Finance],
+            ),
+            ("/quotahub.v1.ApplicationService/Decide", &[StaffingOffice]),
+            (
+                "/quotahub.v1.CaseService/GetCase",
+                &[StaffingOffice, Discipline, Audit],
+            ),
+            (
+                "/quotahub.v1.CaseService/AcknowledgeReceipt",
+                &[Discipline, Audit, Organization, Finance],
+            ),
+        ];
+        for (path, allowed) in cases {
+            for kind in AgencyKind::ALL {
+                let decision = authorize(path, Some(&peer(kind)));
+                assert_eq!(
+                    decision.is_ok(),
+                    allowed.contains(&kind),
+                    "{kind} on {path}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn unknown_paths_and_anonymous_callers_are_refused() {
         assert!(matches!(
             authorize("/quotahub.v1.SecretService/Do", Some(&peer(StaffingOffice))),

@@ -134,6 +134,23 @@ mod tests {
     }
 
     #[test]
+    fn overdue_items_carry_a_precondition_failure_per_item() {
+        let status = Status::from(Error::OverdueItems(vec![
+            crate::domain::ledger::OverdueItem {
+                id: "LI-1".into(),
+                due_on: "2024-06-10".parse().unwrap(),
+                title: "超编".into(),
+            },
+        ]));
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        let failure = status.get_error_details().precondition_failure().cloned();
+        let violation = &failure.expect("precondition failure").violations[0];
+        assert_eq!(violation.r#type, "LEDGER_ITEM_OVERDUE");
+        assert_eq!(violation.subject, "LI-1");
+        assert!(violation.description.contains("2024-06-10"));
+    }
+
+    #[test]
     fn internal_errors_do_not_leak_details() {
         let status = Status::from(Error::Internal(
             "UNIQUE constraint failed: secret_table".into(),

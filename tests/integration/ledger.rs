@@ -377,7 +377,17 @@ async fn applications_wait_while_an_item_is_overdue_and_pass_once_it_is_closed(b
     // Open but not yet due: no hold.
     hr.apply(apply("")).await.unwrap();
 
-    app.store.checks().clock.advance(chrono::Duration::days(15));
+    let clock = &app.store.checks().clock;
+    clock.advance(chrono::Duration::days(15));
+    // Six days late: the first step of the ladder, on the feed.
+    assert_eq!(
+        app.store
+            .escalate_follow_ups(clock.today())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     let refused = hr.apply(apply("")).await.unwrap_err();
     assert_eq!(refused.code(), Code::FailedPrecondition);
     let failure = refused
@@ -403,6 +413,7 @@ async fn applications_wait_while_an_item_is_overdue_and_pass_once_it_is_closed(b
         .items;
     assert_eq!(listed.len(), 1);
     assert!(listed[0].overdue);
+    assert_eq!(listed[0].escalation_level, 1);
 
     // Only the staffing office may override, and the override is kept with the application.
     let refused = hr.apply(apply("急需")).await.unwrap_err();
