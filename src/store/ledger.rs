@@ -487,6 +487,29 @@ impl Store {
         let now = self.now();
         let mut tx = self.begin().await?;
         let finding = new.finding.as_ref();
+        if let Some(key) = finding {
+            // One matter, one account: a finding has at most one item not yet closed.
+            self.lock_keys(&mut tx, &[format!("institution:{department}")])
+                .await?;
+            let open = sqlx::query_with(
+                "SELECT id FROM ledger_items WHERE finding_code = $1 AND department_uscc = $2 \
+                 AND finding_subject = $3 AND finding_period = $4 AND state <> 'CLOSED'",
+                bind_all(vec![
+                    Value::from(key.code.code()),
+                    Value::from(key.institution.as_str()),
+                    Value::from(key.subject.as_str()),
+                    Value::from(key.period.as_str()),
+                ])?,
+            )
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(row) = open {
+                return Err(Error::FailedPrecondition(format!(
+                    "the finding already has ledger item `{}` open",
+                    q::text(&row, "id")?
+                )));
+            }
+        }
         sqlx::query_with(
             "INSERT INTO ledger_items (id, jurisdiction, department_uscc, title, finding_code, finding_subject, finding_period, \
              state, due_on, escalation_level, opened_by, opened_at, closed_at, version) \

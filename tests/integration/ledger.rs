@@ -161,6 +161,16 @@ async fn a_finding_becomes_an_item_that_closes_only_once_resolved_and_keeps_ever
     assert_eq!(opened.state, ItemState::Open as i32);
     assert_eq!(opened.department_uscc, unit);
     assert!(!opened.title.is_empty(), "the finding's explanation");
+    // One matter, one account.
+    let twice = staffing
+        .open_item(proto::OpenItemRequest {
+            due_on: "2024-07-30".into(),
+            finding: opened.finding.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(twice.code(), Code::FailedPrecondition);
 
     // Only the staffing office opens items; discipline reads but does not move them.
     let refused = ledger(&app, AgencyKind::Hr)
