@@ -16,7 +16,7 @@ use crate::domain::ledger::{
     ReportChannel, ReportRow, TransferKind, is_overdue,
 };
 use crate::domain::{
-    Agency, AgencyKind, Coded, Jurisdiction, LeaderLevel, LeaderPosition, QuotaCategory,
+    Agency, AgencyKind, Coded, Grade, Jurisdiction, LeaderLevel, LeaderPosition, QuotaCategory,
 };
 use crate::error::Error;
 use crate::proto;
@@ -429,6 +429,7 @@ impl proto::application_service_server::ApplicationService for Hub {
             count: message.count,
             level: LeaderLevel::from_wire(message.level).map(|l| l.code().to_owned()),
             position: LeaderPosition::from_wire(message.position).map(|p| p.code().to_owned()),
+            grade: Grade::from_wire(message.grade).map(|g| g.code().to_owned()),
             valid_until: (!message.valid_until.is_empty())
                 .then(|| date("valid_until", &message.valid_until).map(|d| d.to_string()))
                 .transpose()?,

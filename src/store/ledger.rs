@@ -22,8 +22,8 @@ use crate::domain::ledger::{
     MatterKind, MoveRefused, OverdueItem, PenaltyKind, ReportChannel, ReportRow, TransferKind,
 };
 use crate::domain::{
-    Agency, AgencyKind, Coded, HiringApproval, Jurisdiction, LeaderLevel, LeaderPosition,
-    LeaderPost, Quota, QuotaCategory, Uscc,
+    Agency, AgencyKind, Coded, Grade, HiringApproval, InstitutionStatus, Jurisdiction, LeaderLevel,
+    LeaderPosition, LeaderPost, Quota, QuotaCategory, Uscc,
 };
 use crate::error::{Error, Result};
 
@@ -112,6 +112,9 @@ pub struct ApplicationRequest {
     pub position: Option<String>,
     /// Last day of a hiring approval (YYYY-MM-DD).
     pub valid_until: Option<String>,
+    /// The new grade code, for a grade change.
+    #[serde(default)]
+    pub grade: Option<String>,
 }
 
 /// A penalty on record.
@@ -852,8 +855,9 @@ impl Store {
             .ok_or_else(|| Error::Internal("an application vanished".into()))
     }
 
-    /// Pushes the registry record an approved application makes; `None` for the kinds that are
-    /// recorded only (set-up, abolition, merger, grade).
+    /// Pushes the registry record an approved application makes: a quota, leader posts, a hiring
+    /// approval, or a new version of the department's institution (abolished, merged, regraded).
+    /// `None` for a set-up, which is recorded only.
     async fn push_approved(
         &self,
         agency: &Agency,
@@ -938,10 +942,34 @@ impl Store {
                 )
                 .await?
             }
-            ApplicationKind::SetUp
-            | ApplicationKind::Abolish
-            | ApplicationKind::Merge
-            | ApplicationKind::ChangeGrade => return Ok(None),
+            ApplicationKind::Abolish | ApplicationKind::Merge | ApplicationKind::ChangeGrade => {
+                // A new version of the department's registry record.
+                let mut record = self
+                    .institution(&institution)
+                    .await?
+                    .ok_or_else(|| Error::NotFound(format!("no institution {institution}")))?
+                    .record;
+                match application.kind {
+                    ApplicationKind::Abolish => record.status = InstitutionStatus::Abolished,
+                    ApplicationKind::Merge => record.status = InstitutionStatus::Merged,
+                    _ => {
+                        record.grade = request
+                            .grade
+                            .as_deref()
+                            .and_then(Grade::from_code)
+                            .ok_or_else(|| {
+                                Error::invalid("grade", "the application names no grade")
+                            })?;
+                    }
+                }
+                if application.kind != ApplicationKind::ChangeGrade {
+                    record.status_since = Some(today);
+                }
+                record.approval_document = document;
+                self.push_one(agency, &record_id, &hash, record).await?
+            }
+            // A new institution's whole record is pushed with StaffingService.PushInstitution.
+            ApplicationKind::SetUp => return Ok(None),
         };
         verdict.map(|()| Some(format!("{}/{record_id}", agency.id())))
     }

@@ -484,6 +484,40 @@ async fn applications_wait_while_an_item_is_overdue_and_pass_once_it_is_closed(b
         .await
         .unwrap_err();
     assert_eq!(again.code(), Code::FailedPrecondition);
+
+    // An approved abolition is a new version of the department's registry record.
+    let abolition = hr
+        .apply(proto::ApplyRequest {
+            department_uscc: unit.clone(),
+            kind: proto::ApplicationKind::Abolish as i32,
+            reason: "职能划转".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    staffing
+        .decide(proto::DecideRequest {
+            application_id: abolition.id.clone(),
+            approve: true,
+            note: "同意撤销".into(),
+        })
+        .await
+        .unwrap();
+    let registered = app
+        .store
+        .institution(&quotahub::domain::Uscc::parse(&unit).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        registered.record.status,
+        quotahub::domain::InstitutionStatus::Abolished
+    );
+    assert_eq!(
+        registered.record_id,
+        format!("application/{}", abolition.id)
+    );
 }
 
 async fn a_penalty_cuts_vacant_quota_and_the_checks_that_follow_see_it(backend: Backend) {
