@@ -801,7 +801,7 @@ async fn a_report_becomes_a_case_that_escalates_when_overdue(backend: Backend) {
 
 async fn a_transfer_reaches_the_discipline_agency_and_no_one_else(backend: Backend) {
     let app = spawn(backend).await;
-    let unit = unit_with(&app, 5, 2, 0).await;
+    let unit = unit_with(&app, 5, 1, 2).await;
     let item = open_by_hand(&app, &unit, "2024-06-30").await;
 
     let mut streams = Vec::new();
@@ -931,4 +931,22 @@ async fn a_transfer_reaches_the_discipline_agency_and_no_one_else(backend: Backe
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied);
+
+    // An alert goes the same way, named by its finding's key.
+    let alert = cases(&app, AgencyKind::StaffingOffice)
+        .await
+        .transfer(proto::TransferRequest {
+            kind: proto::TransferKind::Transfer as i32,
+            matter: proto::MatterKind::Alert as i32,
+            matter_id: format!("OVER_QUOTA|{unit}|ADMINISTRATIVE|"),
+            agencies: Vec::new(),
+            text: "超编, 移送".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let follow_up = next_event(&mut streams[0]).await.follow_up.unwrap();
+    assert_eq!(follow_up.transfer_id, alert.id);
+    assert_eq!(follow_up.matter, proto::MatterKind::Alert as i32);
+    assert_eq!(follow_up.state, "OPEN");
 }
