@@ -31,6 +31,12 @@ pub enum Error {
     /// someone not on the roll).
     #[error("failed precondition: {0}")]
     FailedPrecondition(String),
+    /// A department with overdue ledger items applies for a staffing matter (暂停受理).
+    #[error(
+        "the department has {} overdue rectification item(s); applications are suspended until they are closed",
+        .0.len()
+    )]
+    OverdueItems(Vec<crate::domain::ledger::OverdueItem>),
     /// The caller acted on a stale version of something another caller changed; read and retry.
     #[error("aborted: {0}")]
     Aborted(String),

@@ -210,6 +210,15 @@ impl Application {
             ))
             .add_service(limited!(
                 proto::feed_service_server::FeedServiceServer::new(hub.clone())
+            ))
+            .add_service(limited!(
+                proto::ledger_service_server::LedgerServiceServer::new(hub.clone())
+            ))
+            .add_service(limited!(
+                proto::application_service_server::ApplicationServiceServer::new(hub.clone())
+            ))
+            .add_service(limited!(
+                proto::case_service_server::CaseServiceServer::new(hub.clone())
             ));
 
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
@@ -307,7 +316,7 @@ async fn scheduled_reconcile(
     }
 }
 
-/// Escalates overdue alerts every `every`. Any number of replicas may run it: each step is claimed.
+/// Escalates overdue alerts, ledger items and cases every `every`. Any number of replicas may run it: each step is claimed.
 async fn escalations(
     store: Store,
     every: Option<Duration>,
@@ -326,6 +335,20 @@ async fn escalations(
             }
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "escalation pass failed"),
+        }
+        // Overdue ledger items and cases climb the same ladder, by date.
+        match store
+            .escalate_follow_ups(store.checks().clock.today())
+            .await
+        {
+            Ok(events) if !events.is_empty() => {
+                tracing::info!(
+                    steps = events.len(),
+                    "escalated overdue ledger items and cases"
+                );
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "follow-up escalation pass failed"),
         }
     }
 }
@@ -364,6 +387,9 @@ async fn set_serving(health: &HealthReporter, status: ServingStatus) {
         "quotahub.v1.QueryService",
         "quotahub.v1.ReconciliationService",
         "quotahub.v1.FeedService",
+        "quotahub.v1.LedgerService",
+        "quotahub.v1.ApplicationService",
+        "quotahub.v1.CaseService",
     ] {
         health.set_service_status(service, status).await;
     }

@@ -24,7 +24,7 @@ use super::personal::Reader;
 use super::policy::caller;
 use crate::domain::alerts::AlertState;
 use crate::domain::findings::{FindingKey, RuleCode, Severity};
-use crate::domain::{Agency, Coded, Jurisdiction};
+use crate::domain::{Agency, AgencyKind, Coded, Jurisdiction};
 use crate::error::Error;
 use crate::proto;
 use crate::store::feed::{FeedEvent, FeedEventType, Subscription, Transition};
@@ -129,7 +129,24 @@ impl Filter {
     }
 
     fn matches(&self, event: &FeedEvent) -> bool {
-        let finding = &event.finding.finding;
+        let type_matches = self.event_types.is_empty()
+            || self
+                .event_types
+                .iter()
+                .any(|t| t == event.event_type.code());
+        let Some(stored) = &event.finding else {
+            // Follow-up (ledger items, cases, transfers) has no rule code or severity: a filter on
+            // those is a filter for alerts only.
+            let institution = event.follow_up.as_ref().map(|f| f.institution.as_str());
+            return type_matches
+                && self.codes.is_empty()
+                && self.min_severity.is_none()
+                && self
+                    .institution
+                    .as_deref()
+                    .is_none_or(|i| institution == Some(i));
+        };
+        let finding = &stored.finding;
         (self.codes.is_empty() || self.codes.iter().any(|c| c == finding.key.code.code()))
             && self
                 .min_severity
@@ -140,11 +157,7 @@ impl Filter {
                 .institution
                 .as_ref()
                 .is_none_or(|i| *i == finding.key.institution)
-            && (self.event_types.is_empty()
-                || self
-                    .event_types
-                    .iter()
-                    .any(|t| t == event.event_type.code()))
+            && type_matches
     }
 }
 
@@ -171,25 +184,47 @@ fn event_message(
     ids_only: bool,
     redelivered: bool,
 ) -> proto::FeedEvent {
-    let mut finding = finding_message(&event.finding);
-    reader.finding(&mut finding);
-    if ids_only {
-        // Personal data (a resident ID as subject, names in explanations and evidence) is left for
-        // the reader to fetch under its own rights.
-        finding.subject.clear();
-        finding.explanation_zh.clear();
-        finding.explanation_en.clear();
-        finding.evidence.clear();
-    }
+    let finding = event.finding.as_ref().map(|stored| {
+        let mut finding = finding_message(stored);
+        reader.finding(&mut finding);
+        if ids_only {
+            // Personal data (a resident ID as subject, names in explanations and evidence) is
+            // left for the reader to fetch under its own rights.
+            finding.subject.clear();
+            finding.explanation_zh.clear();
+            finding.explanation_en.clear();
+            finding.evidence.clear();
+        }
+        finding
+    });
+    let follow_up = event.follow_up.as_ref().map(|f| {
+        let mut message = super::ledger::follow_up_message(f, ids_only);
+        // Reports and ledger texts may name a person.
+        message.text = reader.text(&message.text);
+        for step in &mut message.history {
+            step.text = reader.text(&step.text);
+        }
+        message
+    });
+    let escalation_level = match (&event.finding, &event.follow_up) {
+        (Some(stored), _) => stored.alert.escalation_level,
+        (None, Some(f)) => f.escalation_level,
+        (None, None) => 0,
+    };
     proto::FeedEvent {
         seq: u64::try_from(event.seq).unwrap_or_default(),
         event_id: event.event_id.clone(),
         event_type: event.event_type.to_wire(),
         created_at: Some(timestamp(event.created_at)),
-        alert_state: event.finding.alert.state.to_wire(),
-        escalation_level: u32::try_from(event.finding.alert.escalation_level).unwrap_or_default(),
-        finding: Some(finding),
+        alert_state: event
+            .finding
+            .as_ref()
+            .map(|stored| stored.alert.state.to_wire())
+            .unwrap_or_default(),
+        escalation_level: u32::try_from(escalation_level).unwrap_or_default(),
+        finding,
         redelivered,
+        follow_up,
     }
 }
 
@@ -208,6 +243,8 @@ fn name_of(name: &str) -> Result<String, Error> {
 /// Settings of one stream.
 struct StreamPlan {
     agency_id: String,
+    /// The subscriber's kind: events about follow-up may reach only some kinds.
+    kind: AgencyKind,
     name: String,
     filter: Filter,
     /// What the subscriber sees of people.
@@ -317,7 +354,7 @@ async fn deliver(
 
         'read: while in_flight.len() < plan.max_in_flight {
             let events = store
-                .feed_after_shared(scanned, &jurisdiction, READ_BATCH)
+                .feed_after_shared(scanned, &jurisdiction, plan.kind, READ_BATCH)
                 .await?;
             if events.is_empty() {
                 break;
@@ -478,6 +515,7 @@ impl proto::feed_service_server::FeedService for Hub {
         }
         let plan = StreamPlan {
             agency_id,
+            kind: caller.agency.kind,
             name,
             filter,
             reader: self.reader(&caller.agency).await?,

@@ -8,6 +8,7 @@
 
 pub mod convert;
 pub mod feed;
+pub mod ledger;
 pub mod personal;
 pub mod policy;
 pub mod push;

@@ -73,6 +73,43 @@ pub const POLICY: &[Rule] = &[
         kinds: &[StaffingOffice, Discipline],
     },
     Rule {
+        prefix: "/quotahub.v1.LedgerService/",
+        kinds: EVERY_AGENCY,
+    },
+    Rule {
+        prefix: "/quotahub.v1.LedgerService/OpenItem",
+        kinds: &[StaffingOffice],
+    },
+    // The department's side and the staffing office; which move each may make is the domain's.
+    Rule {
+        prefix: "/quotahub.v1.LedgerService/MoveItem",
+        kinds: &[StaffingOffice, Organization, Hr, Finance],
+    },
+    Rule {
+        prefix: "/quotahub.v1.LedgerService/ImposePenalty",
+        kinds: &[StaffingOffice],
+    },
+    Rule {
+        prefix: "/quotahub.v1.ApplicationService/",
+        kinds: &[StaffingOffice, Organization, Hr],
+    },
+    Rule {
+        prefix: "/quotahub.v1.ApplicationService/Decide",
+        kinds: &[StaffingOffice],
+    },
+    Rule {
+        prefix: "/quotahub.v1.CaseService/",
+        kinds: &[StaffingOffice],
+    },
+    Rule {
+        prefix: "/quotahub.v1.CaseService/GetCase",
+        kinds: &[StaffingOffice, Discipline, Audit],
+    },
+    Rule {
+        prefix: "/quotahub.v1.CaseService/AcknowledgeReceipt",
+        kinds: &[Discipline, Audit, Organization, Finance],
+    },
+    Rule {
         prefix: "/grpc.health.v1.Health/",
         kinds: EVERY_AGENCY,
     },
@@ -263,6 +300,37 @@ mod tests {
         assert!(personal_data(Audit).is_whole());
         assert!(!personal_data(Finance).resident_ids && personal_data(Finance).pay);
         assert!(personal_data(Hr).resident_ids && !personal_data(Hr).pay);
+    }
+
+    #[test]
+    fn follow_through_is_open_to_the_kinds_that_take_part() {
+        let cases: [(&str, &[AgencyKind]); 6] = [
+            ("/quotahub.v1.LedgerService/GetItem", &AgencyKind::ALL),
+            ("/quotahub.v1.LedgerService/OpenItem", &[StaffingOffice]),
+            (
+                "/quotahub.v1.LedgerService/MoveItem",
+                &[StaffingOffice, Organization, Hr, Finance],
+            ),
+            ("/quotahub.v1.ApplicationService/Decide", &[StaffingOffice]),
+            (
+                "/quotahub.v1.CaseService/GetCase",
+                &[StaffingOffice, Discipline, Audit],
+            ),
+            (
+                "/quotahub.v1.CaseService/AcknowledgeReceipt",
+                &[Discipline, Audit, Organization, Finance],
+            ),
+        ];
+        for (path, allowed) in cases {
+            for kind in AgencyKind::ALL {
+                let decision = authorize(path, Some(&peer(kind)));
+                assert_eq!(
+                    decision.is_ok(),
+                    allowed.contains(&kind),
+                    "{kind} on {path}"
+                );
+            }
+        }
     }
 
     #[test]

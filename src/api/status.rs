@@ -15,7 +15,9 @@ pub fn code(error: &Error) -> Code {
         Error::PermissionDenied(_) => Code::PermissionDenied,
         Error::NotFound(_) => Code::NotFound,
         Error::RecordConflict { .. } => Code::AlreadyExists,
-        Error::FailedPrecondition(_) | Error::CursorExpired { .. } => Code::FailedPrecondition,
+        Error::FailedPrecondition(_) | Error::CursorExpired { .. } | Error::OverdueItems(_) => {
+            Code::FailedPrecondition
+        }
         Error::ResourceExhausted(_) => Code::ResourceExhausted,
         Error::Aborted(_) => Code::Aborted,
         Error::Unavailable(_) => Code::Unavailable,
@@ -54,6 +56,17 @@ impl From<Error> for Status {
                     format!("earliest_seq={earliest}"),
                     message(&error),
                 );
+                Status::with_error_details(Code::FailedPrecondition, message(&error), details)
+            }
+            Error::OverdueItems(items) => {
+                let mut details = ErrorDetails::new();
+                for item in items {
+                    details.add_precondition_failure_violation(
+                        "LEDGER_ITEM_OVERDUE",
+                        item.id.clone(),
+                        format!("due {}: {}", item.due_on, item.title),
+                    );
+                }
                 Status::with_error_details(Code::FailedPrecondition, message(&error), details)
             }
             _ => Status::new(code(&error), message(&error)),
@@ -118,6 +131,23 @@ mod tests {
         let details = status.get_error_details();
         let bad_request = details.bad_request().expect("bad request details");
         assert_eq!(bad_request.field_violations[0].field, "resident_id");
+    }
+
+    #[test]
+    fn overdue_items_carry_a_precondition_failure_per_item() {
+        let status = Status::from(Error::OverdueItems(vec![
+            crate::domain::ledger::OverdueItem {
+                id: "LI-1".into(),
+                due_on: "2024-06-10".parse().unwrap(),
+                title: "超编".into(),
+            },
+        ]));
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        let failure = status.get_error_details().precondition_failure().cloned();
+        let violation = &failure.expect("precondition failure").violations[0];
+        assert_eq!(violation.r#type, "LEDGER_ITEM_OVERDUE");
+        assert_eq!(violation.subject, "LI-1");
+        assert!(violation.description.contains("2024-06-10"));
     }
 
     #[test]

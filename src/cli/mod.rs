@@ -3,6 +3,7 @@
 
 pub mod demo;
 pub mod import;
+pub mod ledger;
 pub mod subscribe;
 
 use std::net::SocketAddr;
@@ -37,6 +38,12 @@ pub enum Command {
     Import(import::ImportArgs),
     /// Re-check a jurisdiction now (定期核查) and print what was raised, updated and resolved.
     Reconcile(ReconcileArgs),
+    /// The rectification ledger: `quotahub ledger report` (定期对账) as a table, CSV or JSON.
+    Ledger {
+        /// What to do with it.
+        #[command(subcommand)]
+        command: ledger::LedgerCommand,
+    },
     /// Follow the alert feed: print alerts as they arrive, acknowledge them, resume after a restart.
     Subscribe(subscribe::SubscribeArgs),
     /// See what quotahub does: a hub on a temporary database, a generated city pushed by every
@@ -235,6 +242,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             }
         }
         Command::Import(args) => return import::run(args).await,
+        Command::Ledger { command } => ledger::run(command).await?,
         Command::Subscribe(args) => {
             subscribe::run(args, std::io::stdout().lock(), shutdown_signal()).await?;
         }

@@ -151,6 +151,37 @@ fn print_event(out: &mut impl Write, event: &proto::FeedEvent, json: bool) -> an
         |v| proto::Severity::try_from(v).ok().map(|e| e.as_str_name()),
         "SEVERITY_",
     );
+    if let Some(follow_up) = &event.follow_up {
+        // A ledger item, case or transfer: no rule code or severity, the matter instead.
+        let matter = name(
+            follow_up.matter,
+            |v| proto::MatterKind::try_from(v).ok().map(|e| e.as_str_name()),
+            "MATTER_KIND_",
+        );
+        if json {
+            let line = serde_json::json!({
+                "seq": event.seq, "event_id": event.event_id, "event": event_type, "matter": matter,
+                "id": follow_up.id, "state": follow_up.state, "institution": follow_up.institution_uscc,
+                "escalation_level": event.escalation_level, "transfer_id": follow_up.transfer_id,
+                "text": follow_up.text, "steps": follow_up.history.len(),
+            });
+            writeln!(out, "{line}")?;
+        } else {
+            writeln!(
+                out,
+                "{:>6}  {:<12} {:<26} {:<9} {:<18} {:<8} {}",
+                event.seq,
+                event_type,
+                format!("{matter} {}", follow_up.id),
+                follow_up.state,
+                follow_up.institution_uscc,
+                event.escalation_level,
+                follow_up.text
+            )?;
+        }
+        out.flush()?;
+        return Ok(());
+    }
     if json {
         let line = serde_json::json!({
             "seq": event.seq, "event_id": event.event_id, "event": event_type, "code": code, "severity": severity,

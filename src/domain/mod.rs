@@ -5,6 +5,7 @@ pub mod agency;
 pub mod alerts;
 pub mod findings;
 pub mod ids;
+pub mod ledger;
 pub mod precheck;
 pub mod privacy;
 pub mod records;

@@ -16,7 +16,7 @@ use super::reconcile::{
 use super::{Backend, Store, Tx, Value, bind_all, insert_rows, now_micros};
 use crate::domain::alerts::{self, AlertState};
 use crate::domain::findings::{Evidence, Finding, FindingKey, RuleCode, Severity};
-use crate::domain::{Coded, Jurisdiction, coded_enum};
+use crate::domain::{AgencyKind, Coded, Jurisdiction, coded_enum};
 use crate::error::{Error, Result};
 
 coded_enum! {
@@ -32,6 +32,12 @@ coded_enum! {
         Escalated = "ESCALATED",
         /// An alert was moved by hand (acknowledged, rectifying, closed).
         Transitioned = "TRANSITIONED",
+        /// An overdue ledger item or case climbed a step of the ladder.
+        FollowUpEscalated = "FOLLOW_UP_ESCALATED",
+        /// A matter was transferred to discipline inspection or opened as a joint inspection.
+        Transferred = "TRANSFERRED",
+        /// A closed case was published as a bulletin (通报).
+        Bulletin = "BULLETIN",
     }
 }
 
@@ -54,12 +60,57 @@ pub struct FeedEvent {
     pub event_id: String,
     /// What happened.
     pub event_type: FeedEventType,
-    /// The finding and its alert after the event.
-    pub finding: StoredFinding,
+    /// The finding and its alert after the event; `None` for an event about follow-up.
+    pub finding: Option<StoredFinding>,
+    /// The ledger item, case or transfer an event about follow-up is about.
+    pub follow_up: Option<FollowUp>,
     /// The division whose readers see the event (a subscriber sees its own and those below).
     pub jurisdiction: String,
+    /// The agency kinds that see the event: empty for all, otherwise `,discipline,audit,`
+    /// (see [`crate::domain::ledger::reaches`]).
+    pub reach: String,
+    /// For a bulletin, the publisher's division prefix: readers in divisions under it see the
+    /// event too. Empty otherwise.
+    pub below: String,
     /// When it was written (Unix microseconds).
     pub created_at: i64,
+}
+
+/// What an event about follow-up carries: the matter as it stands, with its whole history, so
+/// that an agency it reaches needs nothing else to take it up.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FollowUp {
+    /// `LEDGER_ITEM`, `CASE` or `ALERT` ([`crate::domain::ledger::MatterKind`]).
+    pub matter: String,
+    /// The matter's id (a finding's key for an alert).
+    pub id: String,
+    /// Its state.
+    pub state: String,
+    /// The institution concerned, if any.
+    pub institution: String,
+    /// Steps climbed on the ladder.
+    pub escalation_level: i64,
+    /// The transfer, if the event is one.
+    pub transfer_id: String,
+    /// What the event says (a transfer's note, a bulletin's redacted text).
+    pub text: String,
+    /// The matter's steps, oldest first.
+    pub history: Vec<FollowUpStep>,
+}
+
+/// One step of a matter's history as carried on the feed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FollowUpStep {
+    /// Who.
+    pub agency_id: String,
+    /// When (Unix microseconds).
+    pub at: i64,
+    /// From state.
+    pub from_state: String,
+    /// To state.
+    pub to_state: String,
+    /// What they wrote.
+    pub text: String,
 }
 
 /// The PostgreSQL advisory lock that orders the feed (outside the hub's hashed key range).
@@ -132,12 +183,25 @@ fn finding_from_json(text: &str) -> Result<StoredFinding> {
 }
 
 fn decode_event(row: &AnyRow) -> Result<FeedEvent> {
+    let follow_up = q::opt_text(row, "follow_up")?
+        .map(|text| {
+            serde_json::from_str::<FollowUp>(&text).map_err(|e| {
+                Error::Internal(format!("a feed event's follow-up no longer parses: {e}"))
+            })
+        })
+        .transpose()?;
     Ok(FeedEvent {
         seq: column(row, "seq")?,
         event_id: column(row, "event_id")?,
         event_type: q::code(row, "event_type")?,
-        finding: finding_from_json(&q::text(row, "finding")?)?,
+        finding: match &follow_up {
+            Some(_) => None,
+            None => Some(finding_from_json(&q::text(row, "finding")?)?),
+        },
+        follow_up,
         jurisdiction: column(row, "jurisdiction")?,
+        reach: column(row, "reach")?,
+        below: column(row, "below")?,
         created_at: column(row, "created_at")?,
     })
 }
@@ -153,21 +217,7 @@ pub(crate) async fn append<'a>(
     if events.is_empty() {
         return Ok(Vec::new());
     }
-    if store.backend() == Backend::Postgres {
-        sqlx::query_with(
-            "SELECT count(*) FROM (SELECT pg_advisory_xact_lock($1)) AS locked",
-            bind_all(vec![Value::Int(FEED_LOCK)])?,
-        )
-        .execute(&mut **tx)
-        .await?;
-    }
-    let head: i64 = column(
-        &sqlx::query("SELECT MAX(head) AS head FROM (SELECT COALESCE(MAX(seq), 0) AS head FROM feed_events \
-         UNION ALL SELECT COALESCE(MAX(value), 0) AS head FROM feed_state WHERE name = 'trimmed_through') AS heads")
-            .fetch_one(&mut **tx)
-            .await?,
-        "head",
-    )?;
+    let head = locked_head(store, tx).await?;
     let now = now_micros();
     let mut seqs = Vec::new();
     let rows: Vec<[Value; 11]> = events
@@ -199,19 +249,82 @@ pub(crate) async fn append<'a>(
         rows,
     )
     .await?;
+    notify(store, tx, seqs.last().copied().unwrap_or_default()).await?;
+    Ok(seqs)
+}
+
+/// Takes the feed lock (on PostgreSQL; the last lock any transaction takes, so it cannot
+/// deadlock with the others) and reads the highest number written.
+async fn locked_head(store: &Store, tx: &mut Tx) -> Result<i64> {
     if store.backend() == Backend::Postgres {
-        // Delivered to the listeners of every replica when (and only if) the transaction commits.
+        sqlx::query_with(
+            "SELECT count(*) FROM (SELECT pg_advisory_xact_lock($1)) AS locked",
+            bind_all(vec![Value::Int(FEED_LOCK)])?,
+        )
+        .execute(&mut **tx)
+        .await?;
+    }
+    column(
+        &sqlx::query("SELECT MAX(head) AS head FROM (SELECT COALESCE(MAX(seq), 0) AS head FROM feed_events \
+         UNION ALL SELECT COALESCE(MAX(value), 0) AS head FROM feed_state WHERE name = 'trimmed_through') AS heads")
+            .fetch_one(&mut **tx)
+            .await?,
+        "head",
+    )
+}
+
+/// On PostgreSQL, announces `seq` to the listeners of every replica when (and only if) the
+/// transaction commits.
+async fn notify(store: &Store, tx: &mut Tx, seq: i64) -> Result<()> {
+    if store.backend() == Backend::Postgres {
         sqlx::query_with(
             "SELECT count(*) FROM (SELECT pg_notify($1, $2)) AS notified",
             bind_all(vec![
                 Value::from(NOTIFY_CHANNEL),
-                Value::Text(seqs.last().copied().unwrap_or_default().to_string()),
+                Value::Text(seq.to_string()),
             ])?,
         )
         .execute(&mut **tx)
         .await?;
     }
-    Ok(seqs)
+    Ok(())
+}
+
+/// Appends one event about follow-up inside `tx`, seen in `jurisdiction` and above it by the
+/// agency kinds of `reach` (empty: all) and, when `below` is a division prefix, in the divisions
+/// under it as well.
+pub(crate) async fn append_follow_up(
+    store: &Store,
+    tx: &mut Tx,
+    event_type: FeedEventType,
+    (jurisdiction, reach, below): (&str, &str, &str),
+    follow_up: &FollowUp,
+) -> Result<i64> {
+    let seq = locked_head(store, tx).await? + 1;
+    let now = now_micros();
+    let payload = serde_json::to_string(follow_up)
+        .map_err(|e| Error::Internal(format!("cannot write a follow-up event: {e}")))?;
+    sqlx::query_with(
+        "INSERT INTO feed_events (seq, event_id, event_type, code, institution_uscc, subject, period, jurisdiction, severity, finding, created_at, follow_up, reach, below) \
+         VALUES ($1, $2, $3, $4, $5, $6, '', $7, '', '', $8, $9, $10, $11)",
+        bind_all(vec![
+            Value::Int(seq),
+            Value::Text(format!("{now:x}-{seq:x}")),
+            Value::from(event_type.code()),
+            Value::from(follow_up.matter.as_str()),
+            Value::from(follow_up.institution.as_str()),
+            Value::from(follow_up.id.as_str()),
+            Value::from(jurisdiction),
+            Value::Int(now),
+            Value::Text(payload),
+            Value::from(reach),
+            Value::from(below),
+        ])?,
+    )
+    .execute(&mut **tx)
+    .await?;
+    notify(store, tx, seq).await?;
+    Ok(seq)
 }
 
 /// A named, durable subscription.
@@ -294,17 +407,29 @@ impl Store {
         Ok(seq.max(self.feed_trimmed_through().await?))
     }
 
-    /// Events after `after` in a jurisdiction (all when `None`), in order, at most `limit`.
+    /// Events after `after` that a reader (an agency kind in a jurisdiction) sees, all when
+    /// `None`, in order, at most `limit`.
     pub async fn feed_after(
         &self,
         after: i64,
-        jurisdiction: Option<&Jurisdiction>,
+        reader: Option<(&Jurisdiction, AgencyKind)>,
         limit: i64,
     ) -> Result<Vec<FeedEvent>> {
-        let prefix = format!("{}%", jurisdiction.map_or("", |j| j.prefix()));
+        let prefix = format!("{}%", reader.map_or("", |(j, _)| j.prefix()));
+        let code = reader.map_or("", |(j, _)| j.as_str());
+        // An empty reach is seen by every kind; `%` matches any reach for a reader of all.
+        let reach = reader.map_or("%".to_owned(), |(_, kind)| format!("%,{},%", kind.slug()));
         sqlx::query_with(
-            "SELECT * FROM feed_events WHERE seq > $1 AND jurisdiction LIKE $2 ORDER BY seq LIMIT $3",
-            bind_all(vec![Value::Int(after), Value::Text(prefix), Value::Int(limit)])?,
+            "SELECT * FROM feed_events WHERE seq > $1 \
+             AND (jurisdiction LIKE $2 OR (below <> '' AND $3 LIKE (below || '%'))) \
+             AND (reach = '' OR reach LIKE $4) ORDER BY seq LIMIT $5",
+            bind_all(vec![
+                Value::Int(after),
+                Value::Text(prefix),
+                Value::from(code),
+                Value::Text(reach),
+                Value::Int(limit),
+            ])?,
         )
         .fetch_all(self.readers())
         .await?

@@ -13,7 +13,7 @@ use tokio::sync::RwLock;
 
 use super::Store;
 use super::feed::FeedEvent;
-use crate::domain::Jurisdiction;
+use crate::domain::{AgencyKind, Jurisdiction, ledger};
 use crate::error::Result;
 
 /// Events the tail holds at most; a subscriber further behind reads the database.
@@ -60,14 +60,25 @@ impl TailState {
         self.through - self.events.len() as i64
     }
 
-    fn after(&self, after: i64, jurisdiction: &Jurisdiction, limit: usize) -> Vec<Arc<FeedEvent>> {
+    fn after(
+        &self,
+        after: i64,
+        jurisdiction: &Jurisdiction,
+        kind: AgencyKind,
+        limit: usize,
+    ) -> Vec<Arc<FeedEvent>> {
         let prefix = jurisdiction.prefix();
         let skip = usize::try_from(after - self.floor()).unwrap_or(0);
         self.events
             .iter()
             .skip(skip)
-            // The same test as `feed_after`'s `jurisdiction LIKE prefix%`.
-            .filter(|event| event.jurisdiction.starts_with(prefix))
+            // The same test as `feed_after`'s `(jurisdiction LIKE prefix% OR (below <> '' AND
+            // code LIKE below%)) AND (reach = '' OR reach LIKE %,kind,%)`.
+            .filter(|event| {
+                (event.jurisdiction.starts_with(prefix)
+                    || (!event.below.is_empty() && jurisdiction.as_str().starts_with(&event.below)))
+                    && ledger::reaches(&event.reach, kind)
+            })
             .take(limit)
             .cloned()
             .collect()
@@ -80,19 +91,20 @@ impl Store {
         self.feed_tail.state.read().await.through
     }
 
-    /// Events after `after` in `jurisdiction`, in order, at most `limit`: from the tail when it
-    /// holds them, from the database otherwise.
+    /// Events after `after` that an agency of `kind` sees in `jurisdiction`, in order, at most
+    /// `limit`: from the tail when it holds them, from the database otherwise.
     pub async fn feed_after_shared(
         &self,
         after: i64,
         jurisdiction: &Jurisdiction,
+        kind: AgencyKind,
         limit: usize,
     ) -> Result<Vec<Arc<FeedEvent>>> {
         let generation = *self.feed_wakeups().borrow();
         {
             let state = self.feed_tail.state.read().await;
             if state.fresh(generation) && after >= state.floor() {
-                return Ok(state.after(after, jurisdiction, limit));
+                return Ok(state.after(after, jurisdiction, kind, limit));
             }
         }
         {
@@ -125,12 +137,12 @@ impl Store {
                 state.refreshed_at = Some(Instant::now());
             }
             if after >= state.floor() {
-                return Ok(state.after(after, jurisdiction, limit));
+                return Ok(state.after(after, jurisdiction, kind, limit));
             }
         }
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         Ok(self
-            .feed_after(after, Some(jurisdiction), limit)
+            .feed_after(after, Some((jurisdiction, kind)), limit)
             .await?
             .into_iter()
             .map(Arc::new)

@@ -9,6 +9,7 @@
 mod acks;
 pub mod feed;
 mod feed_tail;
+pub mod ledger;
 pub mod plain_sql;
 mod postgres;
 pub mod push;

@@ -515,9 +515,9 @@ async fn escalation_climbs_the_ladder_once_per_deadline_and_stops_when_rectified
     let raised = store.feed_after(0, None, 10).await.unwrap();
     let critical = raised
         .iter()
-        .find(|e| e.finding.finding.key.code.to_string() == "PAID_NOT_ON_ROLL")
+        .find(|e| e.finding.as_ref().unwrap().finding.key.code.to_string() == "PAID_NOT_ON_ROLL")
         .unwrap();
-    let start = critical.finding.raised_at;
+    let start = critical.finding.as_ref().unwrap().raised_at;
     let hours = |h: i64| start + h * 3_600_000_000;
 
     let steps = |events: Vec<quotahub::store::feed::FeedEvent>| -> Vec<(String, i64)> {
@@ -525,9 +525,10 @@ async fn escalation_climbs_the_ladder_once_per_deadline_and_stops_when_rectified
             .into_iter()
             .filter(|e| e.event_type.to_string() == "ESCALATED")
             .map(|e| {
+                let stored = e.finding.unwrap();
                 (
-                    e.finding.finding.key.code.to_string(),
-                    e.finding.alert.escalation_level,
+                    stored.finding.key.code.to_string(),
+                    stored.alert.escalation_level,
                 )
             })
             .collect()

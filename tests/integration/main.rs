@@ -9,6 +9,7 @@ mod feed;
 mod findings;
 mod helpers;
 mod incremental;
+mod ledger;
 mod personal;
 mod push;
 mod replicas;

@@ -1,0 +1,607 @@
+//! The follow-through services: LedgerService (the rectification ledger, its reconciliation,
+//! penalties), ApplicationService (applications and the gate of overdue items) and CaseService
+//! (public reports, transfers, joint inspections, bulletins). Thin: messages become domain
+//! values here, the store does the rest.
+
+use chrono::NaiveDate;
+use tonic::{Request, Response, Status};
+
+use super::Hub;
+use super::convert::{Wire, request_uscc, timestamp};
+use super::policy::caller;
+use crate::domain::findings::{FindingKey, RuleCode};
+use crate::domain::ids::parse_date;
+use crate::domain::ledger::{
+    ApplicationKind, ApplicationState, CaseState, ItemAction, ItemState, MatterKind, PenaltyKind,
+    ReportChannel, ReportRow, TransferKind, is_overdue,
+};
+use crate::domain::{
+    Agency, AgencyKind, Coded, Grade, Jurisdiction, LeaderLevel, LeaderPosition, QuotaCategory,
+};
+use crate::error::Error;
+use crate::proto;
+use crate::store::feed::FollowUp;
+use crate::store::ledger::{
+    Application, ApplicationRequest, Bulletin, Case, LedgerItem, NewCase, NewItem, Penalty, Step,
+    Transfer,
+};
+
+/// Ties the domain's enums of follow-through to the contract's, by name (as `convert` does for
+/// the others).
+macro_rules! wire {
+    ($($domain:ty => $proto:ty),+ $(,)?) => {$(
+        impl Wire for $domain {
+            fn wire_name(raw: i32) -> Option<&'static str> {
+                <$proto>::try_from(raw).ok().map(|value| value.as_str_name())
+            }
+            fn wire_value(name: &str) -> Option<i32> {
+                <$proto>::from_str_name(name).map(|value| value as i32)
+            }
+        }
+    )+};
+}
+
+wire! {
+    ItemState => proto::ItemState,
+    ItemAction => proto::ItemAction,
+    CaseState => proto::CaseState,
+    ReportChannel => proto::ReportChannel,
+    ApplicationKind => proto::ApplicationKind,
+    ApplicationState => proto::ApplicationState,
+    PenaltyKind => proto::PenaltyKind,
+    TransferKind => proto::TransferKind,
+    MatterKind => proto::MatterKind,
+}
+
+fn required<T: Wire>(field: &str, raw: i32) -> Result<T, Error> {
+    T::from_wire(raw).ok_or_else(|| Error::invalid(field, "is required"))
+}
+
+fn date(field: &str, value: &str) -> Result<NaiveDate, Error> {
+    parse_date(value).map_err(|reason| Error::invalid(field, reason))
+}
+
+fn version(raw: u64) -> Result<i64, Error> {
+    i64::try_from(raw).map_err(|_| Error::invalid("expected_version", "is too large"))
+}
+
+/// The jurisdiction a request names, or the caller's; never one outside the caller's.
+fn jurisdiction(agency: &Agency, requested: &str) -> Result<Jurisdiction, Error> {
+    if requested.trim().is_empty() {
+        return Ok(agency.jurisdiction.clone());
+    }
+    let jurisdiction =
+        Jurisdiction::parse(requested).map_err(|reason| Error::invalid("jurisdiction", reason))?;
+    if agency.oversees(&jurisdiction) {
+        Ok(jurisdiction)
+    } else {
+        Err(Error::PermissionDenied(format!(
+            "jurisdiction {jurisdiction} is outside that of {agency}"
+        )))
+    }
+}
+
+/// Refuses to show a matter outside the caller's jurisdiction.
+fn visible(agency: &Agency, jurisdiction: &str) -> Result<(), Error> {
+    match Jurisdiction::parse(jurisdiction) {
+        Ok(j) if agency.oversees(&j) => Ok(()),
+        _ => Err(Error::PermissionDenied(format!(
+            "{jurisdiction} is outside the jurisdiction of {agency}"
+        ))),
+    }
+}
+
+fn step_message(step: &Step) -> proto::Step {
+    proto::Step {
+        agency_id: step.agency_id.clone(),
+        at: Some(timestamp(step.at)),
+        from_state: step.from_state.clone(),
+        to_state: step.to_state.clone(),
+        text: step.text.clone(),
+    }
+}
+
+fn item_message(item: &LedgerItem, today: NaiveDate) -> proto::LedgerItem {
+    proto::LedgerItem {
+        id: item.id.clone(),
+        jurisdiction: item.jurisdiction.clone(),
+        department_uscc: item.department.clone(),
+        title: item.title.clone(),
+        finding: item.finding.as_ref().map(|key| proto::FindingRef {
+            code: key.code.to_wire(),
+            institution_uscc: key.institution.clone(),
+            subject: key.subject.clone(),
+            period: key.period.clone(),
+        }),
+        state: item.state.to_wire(),
+        due_on: item.due_on.to_string(),
+        overdue: is_overdue(item.due_on, item.state == ItemState::Closed, today),
+        escalation_level: u32::try_from(item.escalation_level).unwrap_or_default(),
+        version: u64::try_from(item.version).unwrap_or_default(),
+        history: item.history.iter().map(step_message).collect(),
+    }
+}
+
+fn case_message(case: &Case, today: NaiveDate) -> proto::Case {
+    proto::Case {
+        id: case.id.clone(),
+        jurisdiction: case.jurisdiction.clone(),
+        channel: case.channel.to_wire(),
+        institution_uscc: case.institution.clone().unwrap_or_default(),
+        person: case.person.clone().unwrap_or_default(),
+        text: case.text.clone(),
+        owner: case.owner.clone(),
+        state: case.state.to_wire(),
+        due_on: case.due_on.to_string(),
+        overdue: is_overdue(case.due_on, case.state == CaseState::Closed, today),
+        escalation_level: u32::try_from(case.escalation_level).unwrap_or_default(),
+        outcome: case.outcome.clone().unwrap_or_default(),
+        version: u64::try_from(case.version).unwrap_or_default(),
+        history: case.history.iter().map(step_message).collect(),
+    }
+}
+
+fn application_message(application: &Application) -> proto::Application {
+    let (note, by, record) = application.decision.clone().unwrap_or_default();
+    proto::Application {
+        id: application.id.clone(),
+        department_uscc: application.department.clone(),
+        kind: application.kind.to_wire(),
+        state: application.state.to_wire(),
+        reason: application.reason.clone(),
+        applied_by: application.applied_by.clone(),
+        override_reason: application.override_reason.clone().unwrap_or_default(),
+        override_by: application.override_by.clone().unwrap_or_default(),
+        decision_note: note,
+        decided_by: by,
+        registry_record: record.unwrap_or_default(),
+    }
+}
+
+fn penalty_message(penalty: &Penalty) -> proto::Penalty {
+    proto::Penalty {
+        id: penalty.id.clone(),
+        item_id: penalty.item_id.clone(),
+        institution_uscc: penalty.institution.clone(),
+        kind: penalty.kind.to_wire(),
+        category: penalty.category.map(Wire::to_wire).unwrap_or_default(),
+        cut: penalty.cut,
+        text: penalty.text.clone(),
+        imposed_by: penalty.imposed_by.clone(),
+        imposed_at: Some(timestamp(penalty.imposed_at)),
+    }
+}
+
+fn agency_kind_wire(kind: AgencyKind) -> i32 {
+    AgencyKind::ALL
+        .iter()
+        .position(|k| *k == kind)
+        .and_then(|i| i32::try_from(i + 1).ok())
+        .unwrap_or_default()
+}
+
+fn agency_kind_from_wire(raw: i32) -> Option<AgencyKind> {
+    usize::try_from(raw)
+        .ok()
+        .and_then(|i| i.checked_sub(1))
+        .and_then(|i| AgencyKind::ALL.get(i).copied())
+}
+
+fn transfer_message(transfer: &Transfer) -> proto::Transfer {
+    proto::Transfer {
+        id: transfer.id.clone(),
+        kind: transfer.kind.to_wire(),
+        matter: transfer.matter.to_wire(),
+        matter_id: transfer.matter_id.clone(),
+        jurisdiction: transfer.jurisdiction.clone(),
+        text: transfer.text.clone(),
+        receipts: transfer
+            .receipts
+            .iter()
+            .map(|(kind, by, at)| proto::Receipt {
+                agency: agency_kind_wire(*kind),
+                acknowledged_by: by.clone().unwrap_or_default(),
+                acknowledged_at: at.map(timestamp),
+            })
+            .collect(),
+    }
+}
+
+fn bulletin_message(bulletin: &Bulletin) -> proto::Bulletin {
+    proto::Bulletin {
+        id: bulletin.id.clone(),
+        case_id: bulletin.case_id.clone(),
+        jurisdiction: bulletin.jurisdiction.clone(),
+        text: bulletin.text.clone(),
+    }
+}
+
+/// A follow-up event's payload; IDS mode leaves out the history and text, which may name people.
+pub fn follow_up_message(follow_up: &FollowUp, ids_only: bool) -> proto::FollowUp {
+    proto::FollowUp {
+        matter: MatterKind::from_code(&follow_up.matter)
+            .map(Wire::to_wire)
+            .unwrap_or_default(),
+        id: follow_up.id.clone(),
+        state: follow_up.state.clone(),
+        institution_uscc: follow_up.institution.clone(),
+        escalation_level: u32::try_from(follow_up.escalation_level).unwrap_or_default(),
+        transfer_id: follow_up.transfer_id.clone(),
+        text: if ids_only {
+            String::new()
+        } else {
+            follow_up.text.clone()
+        },
+        history: if ids_only {
+            Vec::new()
+        } else {
+            follow_up.history.iter().map(step_message).collect()
+        },
+    }
+}
+
+/// One line of the ledger's reconciliation.
+pub fn report_row_message(row: &ReportRow) -> proto::LedgerReportRow {
+    proto::LedgerReportRow {
+        jurisdiction: row.jurisdiction.clone(),
+        department_uscc: row.department.clone(),
+        opened: row.opened,
+        closed: row.closed,
+        overdue: row.overdue,
+        oldest_open_on: row
+            .oldest_open_on
+            .map(|d| d.to_string())
+            .unwrap_or_default(),
+    }
+}
+
+impl Hub {
+    fn today(&self) -> NaiveDate {
+        self.store.checks().clock.today()
+    }
+}
+
+#[tonic::async_trait]
+impl proto::ledger_service_server::LedgerService for Hub {
+    async fn open_item(
+        &self,
+        request: Request<proto::OpenItemRequest>,
+    ) -> Result<Response<proto::LedgerItem>, Status> {
+        let caller = caller(&request)?;
+        let message = request.into_inner();
+        let finding = match &message.finding {
+            Some(f) => Some(FindingKey {
+                code: RuleCode::from_wire(f.code)
+                    .ok_or_else(|| Error::invalid("finding.code", "is required"))?,
+                institution: f.institution_uscc.clone(),
+                subject: f.subject.clone(),
+                period: f.period.clone(),
+            }),
+            None => None,
+        };
+        let department = if message.department_uscc.is_empty() {
+            None
+        } else {
+            Some(request_uscc("department_uscc", &message.department_uscc)?)
+        };
+        let item = self
+            .store
+            .open_item(
+                &caller.agency,
+                NewItem {
+                    department,
+                    title: message.title,
+                    due_on: date("due_on", &message.due_on)?,
+                    finding,
+                },
+            )
+            .await?;
+        Ok(Response::new(item_message(&item, self.today())))
+    }
+
+    async fn move_item(
+        &self,
+        request: Request<proto::MoveItemRequest>,
+    ) -> Result<Response<proto::LedgerItem>, Status> {
+        let caller = caller(&request)?;
+        let message = request.into_inner();
+        let item = self
+            .store
+            .move_item(
+                &caller.agency,
+                &message.item_id,
+                required("action", message.action)?,
+                version(message.expected_version)?,
+                &message.text,
+            )
+            .await?;
+        Ok(Response::new(item_message(&item, self.today())))
+    }
+
+    async fn get_item(
+        &self,
+        request: Request<proto::IdRequest>,
+    ) -> Result<Response<proto::LedgerItem>, Status> {
+        let caller = caller(&request)?;
+        let id = request.into_inner().id;
+        let item = self
+            .store
+            .item(&id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no ledger item `{id}`")))?;
+        visible(&caller.agency, &item.jurisdiction)?;
+        Ok(Response::new(item_message(&item, self.today())))
+    }
+
+    async fn list_items(
+        &self,
+        request: Request<proto::ListItemsRequest>,
+    ) -> Result<Response<proto::ListItemsResponse>, Status> {
+        let caller = caller(&request)?;
+        let message = request.into_inner();
+        let jurisdiction = jurisdiction(&caller.agency, &message.jurisdiction)?;
+        let department =
+            (!message.department_uscc.is_empty()).then_some(message.department_uscc.as_str());
+        let today = self.today();
+        let items = self
+            .store
+            .items(&jurisdiction, department)
+            .await?
+            .iter()
+            .map(|item| item_message(item, today))
+            .filter(|item| !message.overdue_only || item.overdue)
+            .collect();
+        Ok(Response::new(proto::ListItemsResponse { items }))
+    }
+
+    async fn report(
+        &self,
+        request: Request<proto::LedgerReportRequest>,
+    ) -> Result<Response<proto::LedgerReport>, Status> {
+        let caller = caller(&request)?;
+        let message = request.into_inner();
+        let jurisdiction = jurisdiction(&caller.agency, &message.jurisdiction)?;
+        let from = (!message.from.is_empty())
+            .then(|| date("from", &message.from))
+            .transpose()?;
+        let to = if message.to.is_empty() {
+            self.today()
+        } else {
+            date("to", &message.to)?
+        };
+        let rows = self.store.ledger_report(&jurisdiction, from, to).await?;
+        Ok(Response::new(proto::LedgerReport {
+            rows: rows.iter().map(report_row_message).collect(),
+        }))
+    }
+
+    async fn impose_penalty(
+        &self,
+        request: Request<proto::ImposePenaltyRequest>,
+    ) -> Result<Response<proto::Penalty>, Status> {
+        let caller = caller(&request)?;
+        let message = request.into_inner();
+        let penalty = self
+            .store
+            .impose_penalty(
+                &caller.agency,
+                &message.item_id,
+                required("kind", message.kind)?,
+                QuotaCategory::from_wire(message.category),
+                message.cut,
+                &message.text,
+            )
+            .await?;
+        Ok(Response::new(penalty_message(&penalty)))
+    }
+
+    async fn list_penalties(
+        &self,
+        request: Request<proto::ListPenaltiesRequest>,
+    ) -> Result<Response<proto::ListPenaltiesResponse>, Status> {
+        let caller = caller(&request)?;
+        let uscc = request_uscc("institution_uscc", &request.into_inner().institution_uscc)?;
+        let jurisdiction = self
+            .store
+            .jurisdiction_of(&uscc)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no institution {uscc}")))?;
+        visible(&caller.agency, jurisdiction.as_str())?;
+        let penalties = self.store.penalties(&uscc).await?;
+        Ok(Response::new(proto::ListPenaltiesResponse {
+            penalties: penalties.iter().map(penalty_message).collect(),
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl proto::application_service_server::ApplicationService for Hub {
+    async fn apply(
+        &self,
+        request: Request<proto::ApplyRequest>,
+    ) -> Result<Response<proto::Application>, Status> {
+        let caller = caller(&request)?;
+        let message = request.into_inner();
+        let department = request_uscc("department_uscc", &message.department_uscc)?;
+        let kind: ApplicationKind = required("kind", message.kind)?;
+        let details = ApplicationRequest {
+            category: QuotaCategory::from_wire(message.category).map(|c| c.code().to_owned()),
+            count: message.count,
+            level: LeaderLevel::from_wire(message.level).map(|l| l.code().to_owned()),
+            position: LeaderPosition::from_wire(message.position).map(|p| p.code().to_owned()),
+            grade: Grade::from_wire(message.grade).map(|g| g.code().to_owned()),
+            valid_until: (!message.valid_until.is_empty())
+                .then(|| date("valid_until", &message.valid_until).map(|d| d.to_string()))
+                .transpose()?,
+        };
+        let override_reason = message.override_reason.trim();
+        let application = self
+            .store
+            .apply(
+                &caller.agency,
+                &department,
+                kind,
+                details,
+                &message.reason,
+                (!override_reason.is_empty()).then_some(override_reason),
+            )
+            .await?;
+        Ok(Response::new(application_message(&application)))
+    }
+
+    async fn decide(
+        &self,
+        request: Request<proto::DecideRequest>,
+    ) -> Result<Response<proto::Application>, Status> {
+        let caller = caller(&request)?;
+        let message = request.into_inner();
+        let application = self
+            .store
+            .decide(
+                &caller.agency,
+                &message.application_id,
+                message.approve,
+                &message.note,
+            )
+            .await?;
+        Ok(Response::new(application_message(&application)))
+    }
+
+    async fn get_application(
+        &self,
+        request: Request<proto::IdRequest>,
+    ) -> Result<Response<proto::Application>, Status> {
+        let caller = caller(&request)?;
+        let id = request.into_inner().id;
+        let application = self
+            .store
+            .application(&id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no application `{id}`")))?;
+        visible(&caller.agency, &application.jurisdiction)?;
+        Ok(Response::new(application_message(&application)))
+    }
+}
+
+#[tonic::async_trait]
+impl proto::case_service_server::CaseService for Hub {
+    async fn take_report(
+        &self,
+        request: Request<proto::ReportRequest>,
+    ) -> Result<Response<proto::Case>, Status> {
+        let caller = caller(&request)?;
+        let message = request.into_inner();
+        if message.text.trim().is_empty() {
+            return Err(Error::invalid("text", "says what is reported").into());
+        }
+        if message.owner.trim().is_empty() {
+            return Err(Error::invalid("owner", "names who is responsible").into());
+        }
+        let institution = (!message.institution_uscc.is_empty())
+            .then(|| request_uscc("institution_uscc", &message.institution_uscc))
+            .transpose()?;
+        let case = self
+            .store
+            .take_report(
+                &caller.agency,
+                NewCase {
+                    jurisdiction: jurisdiction(&caller.agency, &message.jurisdiction)?,
+                    channel: required("channel", message.channel)?,
+                    institution,
+                    person: (!message.person.is_empty()).then_some(message.person),
+                    text: message.text,
+                    owner: message.owner,
+                    due_on: date("due_on", &message.due_on)?,
+                },
+            )
+            .await?;
+        Ok(Response::new(case_message(&case, self.today())))
+    }
+
+    async fn move_case(
+        &self,
+        request: Request<proto::MoveCaseRequest>,
+    ) -> Result<Response<proto::Case>, Status> {
+        let caller = caller(&request)?;
+        let message = request.into_inner();
+        let case = self
+            .store
+            .move_case(
+                &caller.agency,
+                &message.case_id,
+                required("to", message.to)?,
+                version(message.expected_version)?,
+                &message.text,
+            )
+            .await?;
+        Ok(Response::new(case_message(&case, self.today())))
+    }
+
+    async fn get_case(
+        &self,
+        request: Request<proto::IdRequest>,
+    ) -> Result<Response<proto::Case>, Status> {
+        let caller = caller(&request)?;
+        let id = request.into_inner().id;
+        let case = self
+            .store
+            .case(&id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no case `{id}`")))?;
+        visible(&caller.agency, &case.jurisdiction)?;
+        Ok(Response::new(case_message(&case, self.today())))
+    }
+
+    async fn transfer(
+        &self,
+        request: Request<proto::TransferRequest>,
+    ) -> Result<Response<proto::Transfer>, Status> {
+        let caller = caller(&request)?;
+        let message = request.into_inner();
+        let agencies = message
+            .agencies
+            .iter()
+            .map(|&raw| {
+                agency_kind_from_wire(raw)
+                    .ok_or_else(|| Error::invalid("agencies", "unknown agency kind"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let transfer = self
+            .store
+            .transfer(
+                &caller.agency,
+                required("kind", message.kind)?,
+                required("matter", message.matter)?,
+                &message.matter_id,
+                &agencies,
+                &message.text,
+            )
+            .await?;
+        Ok(Response::new(transfer_message(&transfer)))
+    }
+
+    async fn acknowledge_receipt(
+        &self,
+        request: Request<proto::IdRequest>,
+    ) -> Result<Response<proto::Transfer>, Status> {
+        let caller = caller(&request)?;
+        let transfer = self
+            .store
+            .acknowledge_receipt(&caller.agency, &request.into_inner().id)
+            .await?;
+        Ok(Response::new(transfer_message(&transfer)))
+    }
+
+    async fn publish_bulletin(
+        &self,
+        request: Request<proto::BulletinRequest>,
+    ) -> Result<Response<proto::Bulletin>, Status> {
+        let caller = caller(&request)?;
+        let message = request.into_inner();
+        let bulletin = self
+            .store
+            .publish_bulletin(&caller.agency, &message.case_id, &message.text)
+            .await?;
+        Ok(Response::new(bulletin_message(&bulletin)))
+    }
+}

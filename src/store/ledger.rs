@@ -1,0 +1,1567 @@
+//! Follow-through in storage: ledger items and their steps, applications and the gate of overdue
+//! items, penalties, cases, transfers and their receipts, bulletins, and the escalation of
+//! overdue items and cases on the feed.
+//!
+//! Steps are only ever inserted: no statement here updates or deletes a row of `ledger_steps` or
+//! `case_steps`. A move is taken under the matter's lock and a version check, and its step, its
+//! new state and any feed event commit together.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{FixedOffset, NaiveDate, TimeZone};
+use sha2::{Digest, Sha256};
+use sqlx::any::AnyRow;
+
+use super::feed::{FeedEventType, FollowUp, FollowUpStep, append_follow_up};
+use super::push::{Submission, column};
+use super::query as q;
+use super::{Store, Tx, Value, bind_all};
+use crate::domain::findings::{FindingKey, RuleCode};
+use crate::domain::ledger::{
+    self, ApplicationKind, ApplicationState, CaseState, ItemAction, ItemFacts, ItemState,
+    MatterKind, MoveRefused, OverdueItem, PenaltyKind, ReportChannel, ReportRow, TransferKind,
+};
+use crate::domain::{
+    Agency, AgencyKind, Coded, Grade, HiringApproval, InstitutionStatus, Jurisdiction, LeaderLevel,
+    LeaderPosition, LeaderPost, Quota, QuotaCategory, Uscc,
+};
+use crate::error::{Error, Result};
+
+/// A step of an item's or a case's history.
+pub type Step = FollowUpStep;
+
+/// A rectification ledger item with its history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LedgerItem {
+    /// Its id.
+    pub id: String,
+    /// The department's jurisdiction.
+    pub jurisdiction: String,
+    /// The responsible department.
+    pub department: String,
+    /// What is wrong.
+    pub title: String,
+    /// The finding it was opened from.
+    pub finding: Option<FindingKey>,
+    /// Where it stands.
+    pub state: ItemState,
+    /// When it is due.
+    pub due_on: NaiveDate,
+    /// Steps climbed on the ladder.
+    pub escalation_level: i64,
+    /// When it was opened (Unix microseconds).
+    pub opened_at: i64,
+    /// When it was closed.
+    pub closed_at: Option<i64>,
+    /// Incremented at every move.
+    pub version: i64,
+    /// Every step, oldest first (empty in lists).
+    pub history: Vec<Step>,
+}
+
+/// What opening an item needs.
+#[derive(Debug, Clone)]
+pub struct NewItem {
+    /// The responsible department; `None` for the finding's institution.
+    pub department: Option<Uscc>,
+    /// What is wrong; empty for the finding's explanation.
+    pub title: String,
+    /// When it is due.
+    pub due_on: NaiveDate,
+    /// The finding it is opened from.
+    pub finding: Option<FindingKey>,
+}
+
+/// A staffing application.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Application {
+    /// Its id.
+    pub id: String,
+    /// The department's jurisdiction.
+    pub jurisdiction: String,
+    /// The applying department.
+    pub department: String,
+    /// What for.
+    pub kind: ApplicationKind,
+    /// The details asked for.
+    pub request: ApplicationRequest,
+    /// Why.
+    pub reason: String,
+    /// Where it stands.
+    pub state: ApplicationState,
+    /// Who applied.
+    pub applied_by: String,
+    /// The override that let it past the gate.
+    pub override_reason: Option<String>,
+    /// Who overrode.
+    pub override_by: Option<String>,
+    /// The decision: note, by whom, the registry record it pushed.
+    pub decision: Option<(String, String, Option<String>)>,
+}
+
+/// The details of an application, kept as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct ApplicationRequest {
+    /// Quota or approval category code.
+    pub category: Option<String>,
+    /// The new quota, the posts, or the entries.
+    pub count: u32,
+    /// Leader level code.
+    pub level: Option<String>,
+    /// Leader position code.
+    pub position: Option<String>,
+    /// Last day of a hiring approval (YYYY-MM-DD).
+    pub valid_until: Option<String>,
+    /// The new grade code, for a grade change.
+    #[serde(default)]
+    pub grade: Option<String>,
+}
+
+/// A penalty on record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Penalty {
+    /// Its id.
+    pub id: String,
+    /// The ledger item.
+    pub item_id: String,
+    /// The institution.
+    pub institution: String,
+    /// What kind.
+    pub kind: PenaltyKind,
+    /// For a cut: the category.
+    pub category: Option<QuotaCategory>,
+    /// For a cut: places cut.
+    pub cut: u32,
+    /// Why.
+    pub text: String,
+    /// Who.
+    pub imposed_by: String,
+    /// When.
+    pub imposed_at: i64,
+}
+
+/// A case from a public report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Case {
+    /// Its id.
+    pub id: String,
+    /// Its jurisdiction.
+    pub jurisdiction: String,
+    /// How the report came in.
+    pub channel: ReportChannel,
+    /// The institution concerned.
+    pub institution: Option<String>,
+    /// The person concerned.
+    pub person: Option<String>,
+    /// The report.
+    pub text: String,
+    /// Who is responsible.
+    pub owner: String,
+    /// Where it stands.
+    pub state: CaseState,
+    /// Deadline.
+    pub due_on: NaiveDate,
+    /// Steps climbed on the ladder.
+    pub escalation_level: i64,
+    /// The written outcome.
+    pub outcome: Option<String>,
+    /// Incremented at every move.
+    pub version: i64,
+    /// Every step, oldest first.
+    pub history: Vec<Step>,
+}
+
+/// What taking in a report needs.
+#[derive(Debug, Clone)]
+pub struct NewCase {
+    /// Where.
+    pub jurisdiction: Jurisdiction,
+    /// How it came in.
+    pub channel: ReportChannel,
+    /// The institution concerned.
+    pub institution: Option<Uscc>,
+    /// The person concerned.
+    pub person: Option<String>,
+    /// The report.
+    pub text: String,
+    /// Who is responsible.
+    pub owner: String,
+    /// Deadline.
+    pub due_on: NaiveDate,
+}
+
+/// A transfer or joint inspection with its receipts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transfer {
+    /// Its id.
+    pub id: String,
+    /// Transfer or joint inspection.
+    pub kind: TransferKind,
+    /// What it is about.
+    pub matter: MatterKind,
+    /// The matter's id.
+    pub matter_id: String,
+    /// The matter's jurisdiction.
+    pub jurisdiction: String,
+    /// The covering note.
+    pub text: String,
+    /// Per agency kind reached: who acknowledged, when.
+    pub receipts: Vec<(AgencyKind, Option<String>, Option<i64>)>,
+}
+
+/// A bulletin.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bulletin {
+    /// Its id.
+    pub id: String,
+    /// The case.
+    pub case_id: String,
+    /// Where it goes.
+    pub jurisdiction: String,
+    /// The text, personal data removed.
+    pub text: String,
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+/// A new id: time, process and a counter, so replicas never make the same one.
+fn new_id(prefix: &str) -> String {
+    let n = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    format!(
+        "{prefix}-{:x}-{:x}-{n:x}",
+        super::now_micros(),
+        std::process::id()
+    )
+}
+
+/// The China Standard Time date of an instant.
+fn day_of(micros: i64) -> NaiveDate {
+    let china = FixedOffset::east_opt(8 * 3600).expect("a valid offset");
+    china
+        .timestamp_micros(micros)
+        .single()
+        .map_or(NaiveDate::MIN, |t| t.date_naive())
+}
+
+/// An alert's id as a transfer names it: `CODE|institution|subject|period`.
+pub fn alert_id(key: &FindingKey) -> String {
+    format!(
+        "{}|{}|{}|{}",
+        key.code.code(),
+        key.institution,
+        key.subject,
+        key.period
+    )
+}
+
+fn parse_alert_id(id: &str) -> Result<FindingKey> {
+    let bad = || {
+        Error::invalid(
+            "matter_id",
+            "an alert is named `CODE|institution|subject|period`",
+        )
+    };
+    let mut parts = id.splitn(4, '|');
+    let code = RuleCode::from_code(parts.next().ok_or_else(bad)?).ok_or_else(bad)?;
+    let institution = parts.next().ok_or_else(bad)?.to_owned();
+    let subject = parts.next().ok_or_else(bad)?.to_owned();
+    let period = parts.next().ok_or_else(bad)?.to_owned();
+    Ok(FindingKey {
+        code,
+        institution,
+        subject,
+        period,
+    })
+}
+
+fn date(row: &AnyRow, name: &str) -> Result<NaiveDate> {
+    q::text(row, name)?
+        .parse()
+        .map_err(|_| Error::Internal(format!("a stored {name} is not a date")))
+}
+
+fn decode_item(row: &AnyRow) -> Result<LedgerItem> {
+    let finding = match q::opt_text(row, "finding_code")? {
+        Some(code) => Some(FindingKey {
+            code: RuleCode::from_code(&code)
+                .ok_or_else(|| Error::Internal("a stored rule code is unknown".into()))?,
+            institution: q::text(row, "department_uscc")?,
+            subject: q::opt_text(row, "finding_subject")?.unwrap_or_default(),
+            period: q::opt_text(row, "finding_period")?.unwrap_or_default(),
+        }),
+        None => None,
+    };
+    Ok(LedgerItem {
+        id: q::text(row, "id")?,
+        jurisdiction: q::text(row, "jurisdiction")?,
+        department: q::text(row, "department_uscc")?,
+        title: q::text(row, "title")?,
+        finding,
+        state: q::code(row, "state")?,
+        due_on: date(row, "due_on")?,
+        escalation_level: column(row, "escalation_level")?,
+        opened_at: column(row, "opened_at")?,
+        closed_at: column(row, "closed_at")?,
+        version: column(row, "version")?,
+        history: Vec::new(),
+    })
+}
+
+fn decode_step(row: &AnyRow) -> Result<Step> {
+    Ok(Step {
+        agency_id: q::text(row, "agency_id")?,
+        at: column(row, "at")?,
+        from_state: q::text(row, "from_state")?,
+        to_state: q::text(row, "to_state")?,
+        text: q::text(row, "text")?,
+    })
+}
+
+fn decode_case(row: &AnyRow) -> Result<Case> {
+    Ok(Case {
+        id: q::text(row, "id")?,
+        jurisdiction: q::text(row, "jurisdiction")?,
+        channel: q::code(row, "channel")?,
+        institution: q::opt_text(row, "institution_uscc")?,
+        person: q::opt_text(row, "person")?,
+        text: q::text(row, "text")?,
+        owner: q::text(row, "owner")?,
+        state: q::code(row, "state")?,
+        due_on: date(row, "due_on")?,
+        escalation_level: column(row, "escalation_level")?,
+        outcome: q::opt_text(row, "outcome")?,
+        version: column(row, "version")?,
+        history: Vec::new(),
+    })
+}
+
+fn decode_application(row: &AnyRow) -> Result<Application> {
+    let request: ApplicationRequest = serde_json::from_str(&q::text(row, "request")?)
+        .map_err(|e| Error::Internal(format!("a stored application no longer parses: {e}")))?;
+    let decision = match q::opt_text(row, "decided_by")? {
+        Some(by) => Some((
+            q::opt_text(row, "note")?.unwrap_or_default(),
+            by,
+            q::opt_text(row, "registry_record")?,
+        )),
+        None => None,
+    };
+    Ok(Application {
+        id: q::text(row, "id")?,
+        jurisdiction: q::text(row, "jurisdiction")?,
+        department: q::text(row, "department_uscc")?,
+        kind: q::code(row, "kind")?,
+        request,
+        reason: q::text(row, "reason")?,
+        state: q::code(row, "state")?,
+        applied_by: q::text(row, "applied_by")?,
+        override_reason: q::opt_text(row, "override_reason")?,
+        override_by: q::opt_text(row, "override_by")?,
+        decision,
+    })
+}
+
+fn decode_penalty(row: &AnyRow) -> Result<Penalty> {
+    Ok(Penalty {
+        id: q::text(row, "id")?,
+        item_id: q::text(row, "item_id")?,
+        institution: q::text(row, "institution_uscc")?,
+        kind: q::code(row, "kind")?,
+        category: q::opt_code(row, "category")?,
+        cut: u32::try_from(column::<i64>(row, "cut")?).unwrap_or_default(),
+        text: q::text(row, "text")?,
+        imposed_by: q::text(row, "imposed_by")?,
+        imposed_at: column(row, "imposed_at")?,
+    })
+}
+
+/// Refuses a caller whose jurisdiction does not oversee `jurisdiction`.
+fn oversee(agency: &Agency, jurisdiction: &str) -> Result<()> {
+    let jurisdiction = Jurisdiction::parse(jurisdiction).map_err(Error::Internal)?;
+    if agency.oversees(&jurisdiction) {
+        Ok(())
+    } else {
+        Err(Error::PermissionDenied(format!(
+            "{jurisdiction} is outside the jurisdiction of {agency}"
+        )))
+    }
+}
+
+fn refused(refusal: MoveRefused, agency: &Agency, from: ItemState, action: ItemAction) -> Error {
+    match refusal {
+        MoveRefused::NotForAgency => {
+            Error::PermissionDenied(format!("a {} agency may not {action} an item", agency.kind))
+        }
+        MoveRefused::NotFromState => {
+            Error::FailedPrecondition(format!("an item in state {from} cannot {action}"))
+        }
+    }
+}
+
+async fn insert_step(tx: &mut Tx, table: &str, key: &str, id: &str, step: &Step) -> Result<()> {
+    // The next number after the matter's last step; the matter's lock (or SQLite's one writer)
+    // keeps two moves from taking the same one.
+    let sql = format!(
+        "INSERT INTO {table} ({key}, seq, agency_id, at, from_state, to_state, text) \
+         SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4, $5, $6 FROM {table} WHERE {key} = $1"
+    );
+    sqlx::query_with(
+        sqlx::AssertSqlSafe(sql),
+        bind_all(vec![
+            Value::from(id),
+            Value::from(step.agency_id.as_str()),
+            Value::Int(step.at),
+            Value::from(step.from_state.as_str()),
+            Value::from(step.to_state.as_str()),
+            Value::from(step.text.as_str()),
+        ])?,
+    )
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn steps(
+    executor: impl sqlx::Executor<'_, Database = sqlx::Any>,
+    table: &str,
+    key: &str,
+    id: &str,
+) -> Result<Vec<Step>> {
+    let sql = format!("SELECT * FROM {table} WHERE {key} = $1 ORDER BY seq");
+    sqlx::query_with(sqlx::AssertSqlSafe(sql), bind_all(vec![Value::from(id)])?)
+        .fetch_all(executor)
+        .await?
+        .iter()
+        .map(decode_step)
+        .collect()
+}
+
+fn hash_of(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+impl Store {
+    /// Now, by the store's clock (tests move it by hand).
+    fn now(&self) -> i64 {
+        self.checks().clock.now().timestamp_micros()
+    }
+
+    /// Opens a ledger item, from a finding or by hand, in the department's jurisdiction.
+    pub async fn open_item(&self, agency: &Agency, new: NewItem) -> Result<LedgerItem> {
+        let (department, title) = match &new.finding {
+            Some(key) => {
+                let stored = self
+                    .finding(key)
+                    .await?
+                    .ok_or_else(|| Error::NotFound("no such finding".into()))?;
+                let department = match new.department {
+                    Some(uscc) if uscc.as_str() != key.institution => {
+                        return Err(Error::invalid(
+                            "department_uscc",
+                            "an item from a finding belongs to the finding's institution",
+                        ));
+                    }
+                    _ => key.institution.clone(),
+                };
+                let title = if new.title.trim().is_empty() {
+                    stored.finding.explanation_zh.clone()
+                } else {
+                    new.title.clone()
+                };
+                (department, title)
+            }
+            None => {
+                let department = new.department.clone().ok_or_else(|| {
+                    Error::invalid("department_uscc", "names the responsible department")
+                })?;
+                if new.title.trim().is_empty() {
+                    return Err(Error::invalid("title", "says what is wrong"));
+                }
+                (department.to_string(), new.title.clone())
+            }
+        };
+        let uscc = Uscc::parse(&department).map_err(|r| Error::invalid("department_uscc", r))?;
+        let jurisdiction = self
+            .jurisdiction_of(&uscc)
+            .await?
+            .ok_or_else(|| Error::invalid("department_uscc", "names no division"))?;
+        oversee(agency, jurisdiction.as_str())?;
+        let id = new_id("LI");
+        let now = self.now();
+        let mut tx = self.begin().await?;
+        let finding = new.finding.as_ref();
+        if let Some(key) = finding {
+            // One matter, one account: a finding has at most one item not yet closed.
+            self.lock_keys(&mut tx, &[format!("institution:{department}")])
+                .await?;
+            let open = sqlx::query_with(
+                "SELECT id FROM ledger_items WHERE finding_code = $1 AND department_uscc = $2 \
+                 AND finding_subject = $3 AND finding_period = $4 AND state <> 'CLOSED'",
+                bind_all(vec![
+                    Value::from(key.code.code()),
+                    Value::from(key.institution.as_str()),
+                    Value::from(key.subject.as_str()),
+                    Value::from(key.period.as_str()),
+                ])?,
+            )
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(row) = open {
+                return Err(Error::FailedPrecondition(format!(
+                    "the finding already has ledger item `{}` open",
+                    q::text(&row, "id")?
+                )));
+            }
+        }
+        sqlx::query_with(
+            "INSERT INTO ledger_items (id, jurisdiction, department_uscc, title, finding_code, finding_subject, finding_period, \
+             state, due_on, escalation_level, opened_by, opened_at, closed_at, version) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'OPEN', $8, 0, $9, $10, NULL, 1)",
+            bind_all(vec![
+                Value::from(id.as_str()),
+                Value::from(jurisdiction.as_str()),
+                Value::from(department.as_str()),
+                Value::from(title.as_str()),
+                Value::OptText(finding.map(|k| k.code.code().to_owned())),
+                Value::OptText(finding.map(|k| k.subject.clone())),
+                Value::OptText(finding.map(|k| k.period.clone())),
+                Value::Text(new.due_on.to_string()),
+                Value::Text(agency.id()),
+                Value::Int(now),
+            ])?,
+        )
+        .execute(&mut *tx)
+        .await?;
+        let step = Step {
+            agency_id: agency.id(),
+            at: now,
+            from_state: String::new(),
+            to_state: ItemState::Open.code().to_owned(),
+            text: title,
+        };
+        insert_step(&mut tx, "ledger_steps", "item_id", &id, &step).await?;
+        tx.commit().await?;
+        self.item(&id)
+            .await?
+            .ok_or_else(|| Error::Internal("a ledger item vanished".into()))
+    }
+
+    /// Moves an item one step. Closing an item opened from a finding re-reads the finding in the
+    /// same transaction and is refused while the data still shows it.
+    pub async fn move_item(
+        &self,
+        agency: &Agency,
+        id: &str,
+        action: ItemAction,
+        expected_version: i64,
+        text: &str,
+    ) -> Result<LedgerItem> {
+        let mut tx = self.begin().await?;
+        let row = sqlx::query_with(
+            "SELECT * FROM ledger_items WHERE id = $1",
+            bind_all(vec![Value::from(id)])?,
+        )
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("no ledger item `{id}`")))?;
+        let item = decode_item(&row)?;
+        oversee(agency, &item.jurisdiction)?;
+        // The institution's lock: the same one pushes take, so a push that resolves or raises the
+        // finding cannot interleave with a close.
+        self.lock_keys(&mut tx, &[format!("institution:{}", item.department)])
+            .await?;
+        let to = ledger::check_item_move(agency.kind, item.state, action)
+            .map_err(|refusal| refused(refusal, agency, item.state, action))?;
+        if item.version != expected_version {
+            return Err(Error::Aborted(format!(
+                "the item is at version {}, not {expected_version}; read it again",
+                item.version
+            )));
+        }
+        if action == ItemAction::Submit && text.trim().is_empty() {
+            return Err(Error::invalid("text", "a submission explains the fix"));
+        }
+        if to == ItemState::Closed
+            && let Some(key) = &item.finding
+        {
+            let still_shown = sqlx::query_with(
+                "SELECT state FROM findings WHERE code = $1 AND institution_uscc = $2 AND subject = $3 AND period = $4",
+                bind_all(vec![
+                    Value::from(key.code.code()),
+                    Value::from(key.institution.as_str()),
+                    Value::from(key.subject.as_str()),
+                    Value::from(key.period.as_str()),
+                ])?,
+            )
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|row| q::text(&row, "state"))
+            .transpose()?
+            .is_some_and(|state| state == "OPEN");
+            if still_shown {
+                return Err(Error::FailedPrecondition(format!(
+                    "the data still shows the finding {}; the item closes once it is resolved",
+                    alert_id(key)
+                )));
+            }
+        }
+        let now = self.now();
+        let updated = sqlx::query_with(
+            "UPDATE ledger_items SET state = $2, version = version + 1, closed_at = $3 WHERE id = $1 AND version = $4",
+            bind_all(vec![
+                Value::from(id),
+                Value::from(to.code()),
+                Value::OptInt((to == ItemState::Closed).then_some(now)),
+                Value::Int(item.version),
+            ])?,
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            return Err(Error::Aborted(
+                "the item changed meanwhile; read it again".into(),
+            ));
+        }
+        let step = Step {
+            agency_id: agency.id(),
+            at: now,
+            from_state: item.state.code().to_owned(),
+            to_state: to.code().to_owned(),
+            text: text.to_owned(),
+        };
+        insert_step(&mut tx, "ledger_steps", "item_id", id, &step).await?;
+        tx.commit().await?;
+        self.item(id)
+            .await?
+            .ok_or_else(|| Error::Internal("a ledger item vanished".into()))
+    }
+
+    /// An item with its whole history.
+    pub async fn item(&self, id: &str) -> Result<Option<LedgerItem>> {
+        let Some(row) = sqlx::query_with(
+            "SELECT * FROM ledger_items WHERE id = $1",
+            bind_all(vec![Value::from(id)])?,
+        )
+        .fetch_optional(self.readers())
+        .await?
+        else {
+            return Ok(None);
+        };
+        let mut item = decode_item(&row)?;
+        item.history = steps(self.readers(), "ledger_steps", "item_id", id).await?;
+        Ok(Some(item))
+    }
+
+    /// Items in a jurisdiction subtree, optionally of one department, without their histories.
+    pub async fn items(
+        &self,
+        jurisdiction: &Jurisdiction,
+        department: Option<&str>,
+    ) -> Result<Vec<LedgerItem>> {
+        sqlx::query_with(
+            "SELECT * FROM ledger_items WHERE jurisdiction LIKE $1 AND ($2 = '' OR department_uscc = $2) ORDER BY id",
+            bind_all(vec![
+                Value::Text(format!("{}%", jurisdiction.prefix())),
+                Value::from(department.unwrap_or_default()),
+            ])?,
+        )
+        .fetch_all(self.readers())
+        .await?
+        .iter()
+        .map(decode_item)
+        .collect()
+    }
+
+    /// The ledger's reconciliation (定期对账) of a jurisdiction subtree for `from..=to`: the same
+    /// function serves the RPC and `quotahub ledger report`.
+    pub async fn ledger_report(
+        &self,
+        jurisdiction: &Jurisdiction,
+        from: Option<NaiveDate>,
+        to: NaiveDate,
+    ) -> Result<Vec<ReportRow>> {
+        let facts: Vec<ItemFacts> = self
+            .items(jurisdiction, None)
+            .await?
+            .into_iter()
+            .map(|item| ItemFacts {
+                jurisdiction: item.jurisdiction,
+                department: item.department,
+                opened_on: day_of(item.opened_at),
+                closed_on: item.closed_at.map(day_of),
+                due_on: item.due_on,
+            })
+            .collect();
+        Ok(ledger::reconcile_ledger(&facts, from, to))
+    }
+
+    /// Applies for a department. While the department has overdue items the application is
+    /// refused, unless the staffing office records an override with its reason.
+    pub async fn apply(
+        &self,
+        agency: &Agency,
+        department: &Uscc,
+        kind: ApplicationKind,
+        request: ApplicationRequest,
+        reason: &str,
+        override_reason: Option<&str>,
+    ) -> Result<Application> {
+        if override_reason.is_some() && agency.kind != AgencyKind::StaffingOffice {
+            return Err(Error::PermissionDenied(
+                "only the staffing office may override the gate of overdue items".into(),
+            ));
+        }
+        let jurisdiction = self
+            .institution(department)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no institution {department} in the registry")))?
+            .record
+            .jurisdiction;
+        oversee(agency, jurisdiction.as_str())?;
+        let today = self.checks().clock.today();
+        let mut tx = self.begin().await?;
+        self.lock_keys(&mut tx, &[format!("institution:{department}")])
+            .await?;
+        let overdue: Vec<OverdueItem> = sqlx::query_with(
+            "SELECT * FROM ledger_items WHERE department_uscc = $1 AND state <> 'CLOSED' AND due_on < $2 ORDER BY due_on, id",
+            bind_all(vec![
+                Value::from(department.as_str()),
+                Value::Text(today.to_string()),
+            ])?,
+        )
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(decode_item)
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .map(|item| OverdueItem {
+            id: item.id,
+            due_on: item.due_on,
+            title: item.title,
+        })
+        .collect();
+        if !overdue.is_empty() && override_reason.is_none() {
+            return Err(Error::OverdueItems(overdue));
+        }
+        let id = new_id("AP");
+        let request_json = serde_json::to_string(&request)
+            .map_err(|e| Error::Internal(format!("cannot write an application: {e}")))?;
+        // An override is recorded only where it was needed to pass.
+        let overridden = (!overdue.is_empty()).then_some(override_reason).flatten();
+        sqlx::query_with(
+            "INSERT INTO applications (id, jurisdiction, department_uscc, kind, request, reason, state, applied_by, applied_at, override_reason, override_by) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'PENDING', $7, $8, $9, $10)",
+            bind_all(vec![
+                Value::from(id.as_str()),
+                Value::from(jurisdiction.as_str()),
+                Value::from(department.as_str()),
+                Value::from(kind.code()),
+                Value::Text(request_json),
+                Value::from(reason),
+                Value::Text(agency.id()),
+                Value::Int(self.now()),
+                Value::OptText(overridden.map(str::to_owned)),
+                Value::OptText(overridden.map(|_| agency.id())),
+            ])?,
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.application(&id)
+            .await?
+            .ok_or_else(|| Error::Internal("an application vanished".into()))
+    }
+
+    /// One application with its decision.
+    pub async fn application(&self, id: &str) -> Result<Option<Application>> {
+        sqlx::query_with(
+            "SELECT a.*, d.note, d.decided_by, d.registry_record FROM applications a \
+             LEFT JOIN application_decisions d ON d.application_id = a.id WHERE a.id = $1",
+            bind_all(vec![Value::from(id)])?,
+        )
+        .fetch_optional(self.readers())
+        .await?
+        .as_ref()
+        .map(decode_application)
+        .transpose()
+    }
+
+    /// Decides an application. An approval of a quota, leader posts or a hiring approval is
+    /// pushed to the registry through the ordinary push path, with the application as its source
+    /// (record id `application/{id}`), so the findings it changes are checked as for any push.
+    pub async fn decide(
+        &self,
+        agency: &Agency,
+        id: &str,
+        approve: bool,
+        note: &str,
+    ) -> Result<Application> {
+        let application = self
+            .application(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no application `{id}`")))?;
+        oversee(agency, &application.jurisdiction)?;
+        if application.state != ApplicationState::Pending {
+            return Err(Error::FailedPrecondition(format!(
+                "the application is already {}",
+                application.state
+            )));
+        }
+        let registry_record = if approve {
+            self.push_approved(agency, &application).await?
+        } else {
+            None
+        };
+        let now = self.now();
+        let mut tx = self.begin().await?;
+        let updated = sqlx::query_with(
+            "UPDATE applications SET state = $2 WHERE id = $1 AND state = 'PENDING'",
+            bind_all(vec![
+                Value::from(id),
+                Value::from(if approve {
+                    ApplicationState::Approved.code()
+                } else {
+                    ApplicationState::Rejected.code()
+                }),
+            ])?,
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            return Err(Error::Aborted(
+                "the application was decided meanwhile; read it again".into(),
+            ));
+        }
+        sqlx::query_with(
+            "INSERT INTO application_decisions (application_id, approved, note, decided_by, decided_at, registry_record) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            bind_all(vec![
+                Value::from(id),
+                Value::from(approve),
+                Value::from(note),
+                Value::Text(agency.id()),
+                Value::Int(now),
+                Value::OptText(registry_record),
+            ])?,
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.application(id)
+            .await?
+            .ok_or_else(|| Error::Internal("an application vanished".into()))
+    }
+
+    /// Pushes the registry record an approved application makes: a quota, leader posts, a hiring
+    /// approval, or a new version of the department's institution (abolished, merged, regraded).
+    /// `None` for a set-up, which is recorded only.
+    async fn push_approved(
+        &self,
+        agency: &Agency,
+        application: &Application,
+    ) -> Result<Option<String>> {
+        let today = self.checks().clock.today();
+        let record_id = format!("application/{}", application.id);
+        let institution = Uscc::parse(&application.department).map_err(Error::Internal)?;
+        let request = &application.request;
+        let document = format!("application {}", application.id);
+        let category = || {
+            request
+                .category
+                .as_deref()
+                .and_then(QuotaCategory::from_code)
+                .ok_or_else(|| Error::invalid("category", "the application names no category"))
+        };
+        let hash = hash_of(&format!("{}{:?}", application.id, request));
+        let verdict = match application.kind {
+            ApplicationKind::ChangeQuota => {
+                self.push_one(
+                    agency,
+                    &record_id,
+                    &hash,
+                    Quota {
+                        institution,
+                        category: category()?,
+                        approved_count: request.count,
+                        effective_from: today,
+                        effective_to: None,
+                        approval_document: document,
+                    },
+                )
+                .await?
+            }
+            ApplicationKind::ChangeLeaderPosts => {
+                let level = request
+                    .level
+                    .as_deref()
+                    .and_then(LeaderLevel::from_code)
+                    .ok_or_else(|| Error::invalid("level", "the application names no level"))?;
+                let position = request
+                    .position
+                    .as_deref()
+                    .and_then(LeaderPosition::from_code)
+                    .ok_or_else(|| {
+                        Error::invalid("position", "the application names no position")
+                    })?;
+                self.push_one(
+                    agency,
+                    &record_id,
+                    &hash,
+                    LeaderPost {
+                        institution,
+                        level,
+                        position,
+                        approved_count: request.count,
+                        effective_from: today,
+                        effective_to: None,
+                        approval_document: document,
+                    },
+                )
+                .await?
+            }
+            ApplicationKind::HiringApproval => {
+                self.push_one(
+                    agency,
+                    &record_id,
+                    &hash,
+                    HiringApproval {
+                        approval_number: document,
+                        institution,
+                        category: category()?,
+                        approved_entries: request.count,
+                        issued_on: today,
+                        valid_until: request
+                            .valid_until
+                            .as_deref()
+                            .and_then(|d| d.parse().ok())
+                            .unwrap_or(today),
+                    },
+                )
+                .await?
+            }
+            ApplicationKind::Abolish | ApplicationKind::Merge | ApplicationKind::ChangeGrade => {
+                // A new version of the department's registry record.
+                let mut record = self
+                    .institution(&institution)
+                    .await?
+                    .ok_or_else(|| Error::NotFound(format!("no institution {institution}")))?
+                    .record;
+                match application.kind {
+                    ApplicationKind::Abolish => record.status = InstitutionStatus::Abolished,
+                    ApplicationKind::Merge => record.status = InstitutionStatus::Merged,
+                    _ => {
+                        record.grade = request
+                            .grade
+                            .as_deref()
+                            .and_then(Grade::from_code)
+                            .ok_or_else(|| {
+                                Error::invalid("grade", "the application names no grade")
+                            })?;
+                    }
+                }
+                if application.kind != ApplicationKind::ChangeGrade {
+                    record.status_since = Some(today);
+                }
+                record.approval_document = document;
+                self.push_one(agency, &record_id, &hash, record).await?
+            }
+            // A new institution's whole record is pushed with StaffingService.PushInstitution.
+            ApplicationKind::SetUp => return Ok(None),
+        };
+        verdict.map(|()| Some(format!("{}/{record_id}", agency.id())))
+    }
+
+    async fn push_one<R: super::push::RecordKind>(
+        &self,
+        agency: &Agency,
+        record_id: &str,
+        hash: &str,
+        record: R,
+    ) -> Result<Result<()>> {
+        let submission = Submission {
+            record_id: record_id.to_owned(),
+            content_hash: hash.to_owned(),
+            record,
+        };
+        let mut verdicts = self.push(agency, std::slice::from_ref(&submission)).await?;
+        Ok(verdicts
+            .pop()
+            .ok_or_else(|| Error::Internal("a push gave no verdict".into()))?
+            .map(|_| ()))
+    }
+
+    /// Penalizes the department of a ledger item. A cut of vacant quota (核减空余编制) pushes the
+    /// lowered quota, in force from today, through the push path (record id `penalty/{id}`): the
+    /// scope re-check that follows every push sees it at once.
+    pub async fn impose_penalty(
+        &self,
+        agency: &Agency,
+        item_id: &str,
+        kind: PenaltyKind,
+        category: Option<QuotaCategory>,
+        cut: u32,
+        text: &str,
+    ) -> Result<Penalty> {
+        let item = self
+            .item(item_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no ledger item `{item_id}`")))?;
+        oversee(agency, &item.jurisdiction)?;
+        let institution = Uscc::parse(&item.department).map_err(Error::Internal)?;
+        let id = new_id("PE");
+        let today = self.checks().clock.today();
+        let (category, cut) = match kind {
+            PenaltyKind::CutVacantQuota => {
+                let category = category
+                    .ok_or_else(|| Error::invalid("category", "a cut names the quota category"))?;
+                let view = self
+                    .institution_view(&institution, today)
+                    .await?
+                    .ok_or_else(|| Error::NotFound(format!("no institution {institution}")))?;
+                let occupancy = view
+                    .categories
+                    .iter()
+                    .find(|c| c.category == category)
+                    .and_then(|c| c.quota.as_ref().map(|q| (q, c.active)))
+                    .ok_or_else(|| {
+                        Error::FailedPrecondition(format!(
+                            "{institution} has no {category} quota in force"
+                        ))
+                    })?;
+                let (quota, active) = occupancy;
+                let lowered = ledger::quota_after_cut(quota.record.approved_count, active, cut)
+                    .map_err(|reason| Error::invalid("cut", reason))?;
+                let record = Quota {
+                    institution: institution.clone(),
+                    category,
+                    approved_count: lowered,
+                    effective_from: today,
+                    effective_to: quota.record.effective_to,
+                    approval_document: format!("penalty {id}"),
+                };
+                let record_id = format!("penalty/{id}");
+                self.push_one(agency, &record_id, &hash_of(&record_id), record)
+                    .await??;
+                (Some(category), cut)
+            }
+            PenaltyKind::Admonition => (None, 0),
+        };
+        let now = self.now();
+        let mut tx = self.begin().await?;
+        sqlx::query_with(
+            "INSERT INTO penalties (id, item_id, institution_uscc, kind, category, cut, text, imposed_by, imposed_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            bind_all(vec![
+                Value::from(id.as_str()),
+                Value::from(item_id),
+                Value::from(institution.as_str()),
+                Value::from(kind.code()),
+                Value::OptText(category.map(|c| c.code().to_owned())),
+                Value::from(cut),
+                Value::from(text),
+                Value::Text(agency.id()),
+                Value::Int(now),
+            ])?,
+        )
+        .execute(&mut *tx)
+        .await?;
+        // The penalty is a step of the item's history too; its state does not change.
+        let step = Step {
+            agency_id: agency.id(),
+            at: now,
+            from_state: item.state.code().to_owned(),
+            to_state: item.state.code().to_owned(),
+            text: format!("{kind} {id}: {text}"),
+        };
+        insert_step(&mut tx, "ledger_steps", "item_id", item_id, &step).await?;
+        tx.commit().await?;
+        self.penalties(&institution)
+            .await?
+            .into_iter()
+            .find(|p| p.id == id)
+            .ok_or_else(|| Error::Internal("a penalty vanished".into()))
+    }
+
+    /// An institution's penalties, oldest first.
+    pub async fn penalties(&self, institution: &Uscc) -> Result<Vec<Penalty>> {
+        sqlx::query_with(
+            "SELECT * FROM penalties WHERE institution_uscc = $1 ORDER BY imposed_at, id",
+            bind_all(vec![Value::from(institution.as_str())])?,
+        )
+        .fetch_all(self.readers())
+        .await?
+        .iter()
+        .map(decode_penalty)
+        .collect()
+    }
+
+    /// Takes in a public report: it becomes a case with an owner and a deadline.
+    pub async fn take_report(&self, agency: &Agency, new: NewCase) -> Result<Case> {
+        oversee(agency, new.jurisdiction.as_str())?;
+        let id = new_id("CA");
+        let now = self.now();
+        let mut tx = self.begin().await?;
+        sqlx::query_with(
+            "INSERT INTO cases (id, jurisdiction, channel, institution_uscc, person, text, owner, state, due_on, escalation_level, outcome, opened_by, opened_at, closed_at, version) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'RECEIVED', $8, 0, NULL, $9, $10, NULL, 1)",
+            bind_all(vec![
+                Value::from(id.as_str()),
+                Value::from(new.jurisdiction.as_str()),
+                Value::from(new.channel.code()),
+                Value::OptText(new.institution.as_ref().map(ToString::to_string)),
+                Value::OptText(new.person.clone()),
+                Value::from(new.text.as_str()),
+                Value::from(new.owner.as_str()),
+                Value::Text(new.due_on.to_string()),
+                Value::Text(agency.id()),
+                Value::Int(now),
+            ])?,
+        )
+        .execute(&mut *tx)
+        .await?;
+        let step = Step {
+            agency_id: agency.id(),
+            at: now,
+            from_state: String::new(),
+            to_state: CaseState::Received.code().to_owned(),
+            text: format!("{} report; owner {}", new.channel, new.owner),
+        };
+        insert_step(&mut tx, "case_steps", "case_id", &id, &step).await?;
+        tx.commit().await?;
+        self.case(&id)
+            .await?
+            .ok_or_else(|| Error::Internal("a case vanished".into()))
+    }
+
+    /// Moves a case; closing it needs a written outcome.
+    pub async fn move_case(
+        &self,
+        agency: &Agency,
+        id: &str,
+        to: CaseState,
+        expected_version: i64,
+        text: &str,
+    ) -> Result<Case> {
+        let case = self
+            .case(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no case `{id}`")))?;
+        oversee(agency, &case.jurisdiction)?;
+        if !ledger::case_move_allowed(agency.kind, case.state, to) {
+            return Err(Error::FailedPrecondition(format!(
+                "a {} agency cannot move a case from {} to {to}",
+                agency.kind, case.state
+            )));
+        }
+        if to == CaseState::Closed && text.trim().is_empty() {
+            return Err(Error::invalid(
+                "text",
+                "a case closes with its written outcome",
+            ));
+        }
+        let now = self.now();
+        let mut tx = self.begin().await?;
+        let updated = sqlx::query_with(
+            "UPDATE cases SET state = $2, version = version + 1, outcome = $3, closed_at = $4 WHERE id = $1 AND version = $5",
+            bind_all(vec![
+                Value::from(id),
+                Value::from(to.code()),
+                Value::OptText((to == CaseState::Closed).then(|| text.to_owned())),
+                Value::OptInt((to == CaseState::Closed).then_some(now)),
+                Value::Int(expected_version),
+            ])?,
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            return Err(Error::Aborted(format!(
+                "the case is at version {}, not {expected_version}; read it again",
+                case.version
+            )));
+        }
+        let step = Step {
+            agency_id: agency.id(),
+            at: now,
+            from_state: case.state.code().to_owned(),
+            to_state: to.code().to_owned(),
+            text: text.to_owned(),
+        };
+        insert_step(&mut tx, "case_steps", "case_id", id, &step).await?;
+        tx.commit().await?;
+        self.case(id)
+            .await?
+            .ok_or_else(|| Error::Internal("a case vanished".into()))
+    }
+
+    /// A case with its whole history.
+    pub async fn case(&self, id: &str) -> Result<Option<Case>> {
+        let Some(row) = sqlx::query_with(
+            "SELECT * FROM cases WHERE id = $1",
+            bind_all(vec![Value::from(id)])?,
+        )
+        .fetch_optional(self.readers())
+        .await?
+        else {
+            return Ok(None);
+        };
+        let mut case = decode_case(&row)?;
+        case.history = steps(self.readers(), "case_steps", "case_id", id).await?;
+        Ok(Some(case))
+    }
+
+    /// The follow-up payload of a matter, with its whole history.
+    async fn matter(&self, matter: MatterKind, id: &str) -> Result<(String, FollowUp)> {
+        Ok(match matter {
+            MatterKind::LedgerItem => {
+                let item = self
+                    .item(id)
+                    .await?
+                    .ok_or_else(|| Error::NotFound(format!("no ledger item `{id}`")))?;
+                (item.jurisdiction.clone(), item_follow_up(&item))
+            }
+            MatterKind::Case => {
+                let case = self
+                    .case(id)
+                    .await?
+                    .ok_or_else(|| Error::NotFound(format!("no case `{id}`")))?;
+                (case.jurisdiction.clone(), case_follow_up(&case))
+            }
+            MatterKind::Alert => {
+                let key = parse_alert_id(id)?;
+                let stored = self
+                    .finding(&key)
+                    .await?
+                    .ok_or_else(|| Error::NotFound("no such finding".into()))?;
+                let follow_up = FollowUp {
+                    matter: MatterKind::Alert.code().to_owned(),
+                    id: alert_id(&key),
+                    state: stored.alert.state.code().to_owned(),
+                    institution: key.institution.clone(),
+                    escalation_level: stored.alert.escalation_level,
+                    transfer_id: String::new(),
+                    text: stored.finding.explanation_zh.clone(),
+                    history: Vec::new(),
+                };
+                (stored.jurisdiction, follow_up)
+            }
+        })
+    }
+
+    /// Transfers a matter to the discipline agency of its jurisdiction, or opens it as a joint
+    /// inspection: one receipt per agency kind reached, and a TRANSFERRED event on the feed that
+    /// only those kinds see, carrying the matter's whole history.
+    pub async fn transfer(
+        &self,
+        agency: &Agency,
+        kind: TransferKind,
+        matter: MatterKind,
+        matter_id: &str,
+        agencies: &[AgencyKind],
+        text: &str,
+    ) -> Result<Transfer> {
+        let reach =
+            ledger::transfer_reach(kind, agencies).map_err(|r| Error::invalid("agencies", r))?;
+        let (jurisdiction, mut follow_up) = self.matter(matter, matter_id).await?;
+        oversee(agency, &jurisdiction)?;
+        let id = new_id("TR");
+        follow_up.transfer_id.clone_from(&id);
+        follow_up.text = text.to_owned();
+        let now = self.now();
+        let mut tx = self.begin().await?;
+        sqlx::query_with(
+            "INSERT INTO transfers (id, jurisdiction, kind, subject_kind, subject_id, text, sent_by, sent_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            bind_all(vec![
+                Value::from(id.as_str()),
+                Value::from(jurisdiction.as_str()),
+                Value::from(kind.code()),
+                Value::from(matter.code()),
+                Value::from(matter_id),
+                Value::from(text),
+                Value::Text(agency.id()),
+                Value::Int(now),
+            ])?,
+        )
+        .execute(&mut *tx)
+        .await?;
+        for reached in &reach {
+            sqlx::query_with(
+                "INSERT INTO transfer_receipts (transfer_id, agency_kind, acknowledged_by, acknowledged_at) VALUES ($1, $2, NULL, NULL)",
+                bind_all(vec![Value::from(id.as_str()), Value::from(reached.slug())])?,
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
+        append_follow_up(
+            self,
+            &mut tx,
+            FeedEventType::Transferred,
+            (&jurisdiction, &ledger::reach_text(&reach), ""),
+            &follow_up,
+        )
+        .await?;
+        tx.commit().await?;
+        self.feed_changed();
+        self.transfer_record(&id)
+            .await?
+            .ok_or_else(|| Error::Internal("a transfer vanished".into()))
+    }
+
+    /// A transfer with its receipts.
+    pub async fn transfer_record(&self, id: &str) -> Result<Option<Transfer>> {
+        let Some(row) = sqlx::query_with(
+            "SELECT * FROM transfers WHERE id = $1",
+            bind_all(vec![Value::from(id)])?,
+        )
+        .fetch_optional(self.readers())
+        .await?
+        else {
+            return Ok(None);
+        };
+        let receipts = sqlx::query_with(
+            "SELECT * FROM transfer_receipts WHERE transfer_id = $1 ORDER BY agency_kind",
+            bind_all(vec![Value::from(id)])?,
+        )
+        .fetch_all(self.readers())
+        .await?
+        .iter()
+        .map(|r| {
+            let kind = AgencyKind::from_slug(&q::text(r, "agency_kind")?)
+                .ok_or_else(|| Error::Internal("a stored agency kind is unknown".into()))?;
+            Ok((
+                kind,
+                q::opt_text(r, "acknowledged_by")?,
+                column(r, "acknowledged_at")?,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+        Ok(Some(Transfer {
+            id: q::text(&row, "id")?,
+            kind: q::code(&row, "kind")?,
+            matter: q::code(&row, "subject_kind")?,
+            matter_id: q::text(&row, "subject_id")?,
+            jurisdiction: q::text(&row, "jurisdiction")?,
+            text: q::text(&row, "text")?,
+            receipts,
+        }))
+    }
+
+    /// Acknowledges receipt of a transfer for the caller's agency kind (idempotent).
+    pub async fn acknowledge_receipt(&self, agency: &Agency, id: &str) -> Result<Transfer> {
+        let transfer = self
+            .transfer_record(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no transfer `{id}`")))?;
+        oversee(agency, &transfer.jurisdiction)?;
+        if !transfer
+            .receipts
+            .iter()
+            .any(|(kind, _, _)| *kind == agency.kind)
+        {
+            return Err(Error::PermissionDenied(format!(
+                "transfer `{id}` does not reach a {} agency",
+                agency.kind
+            )));
+        }
+        let mut tx = self.begin().await?;
+        sqlx::query_with(
+            "UPDATE transfer_receipts SET acknowledged_by = $3, acknowledged_at = $4 \
+             WHERE transfer_id = $1 AND agency_kind = $2 AND acknowledged_by IS NULL",
+            bind_all(vec![
+                Value::from(id),
+                Value::from(agency.kind.slug()),
+                Value::Text(agency.id()),
+                Value::Int(self.now()),
+            ])?,
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.transfer_record(id)
+            .await?
+            .ok_or_else(|| Error::Internal("a transfer vanished".into()))
+    }
+
+    /// Publishes a closed case as a bulletin, resident IDs and the person named masked, on the
+    /// feed of the publisher's jurisdiction and every division under it (the warning by example).
+    pub async fn publish_bulletin(
+        &self,
+        agency: &Agency,
+        case_id: &str,
+        text: &str,
+    ) -> Result<Bulletin> {
+        let case = self
+            .case(case_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no case `{case_id}`")))?;
+        oversee(agency, &case.jurisdiction)?;
+        if case.state != CaseState::Closed {
+            return Err(Error::FailedPrecondition(
+                "only a closed case is published as a bulletin".into(),
+            ));
+        }
+        let mut text = ledger::redact(text);
+        if let Some(person) = case.person.as_deref().filter(|p| !p.is_empty()) {
+            text = text.replace(person, "***");
+        }
+        let bulletin = Bulletin {
+            id: new_id("BU"),
+            case_id: case_id.to_owned(),
+            jurisdiction: agency.jurisdiction.to_string(),
+            text,
+        };
+        let mut tx = self.begin().await?;
+        sqlx::query_with(
+            "INSERT INTO bulletins (id, case_id, jurisdiction, text, published_by, published_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            bind_all(vec![
+                Value::from(bulletin.id.as_str()),
+                Value::from(case_id),
+                Value::from(bulletin.jurisdiction.as_str()),
+                Value::from(bulletin.text.as_str()),
+                Value::Text(agency.id()),
+                Value::Int(self.now()),
+            ])?,
+        )
+        .execute(&mut *tx)
+        .await?;
+        let follow_up = FollowUp {
+            matter: MatterKind::Case.code().to_owned(),
+            id: case_id.to_owned(),
+            state: case.state.code().to_owned(),
+            institution: case.institution.clone().unwrap_or_default(),
+            escalation_level: case.escalation_level,
+            transfer_id: String::new(),
+            text: bulletin.text.clone(),
+            // A bulletin carries no history: the steps may name the person.
+            history: Vec::new(),
+        };
+        append_follow_up(
+            self,
+            &mut tx,
+            FeedEventType::Bulletin,
+            (&bulletin.jurisdiction, "", agency.jurisdiction.prefix()),
+            &follow_up,
+        )
+        .await?;
+        tx.commit().await?;
+        self.feed_changed();
+        Ok(bulletin)
+    }
+
+    /// Escalates overdue ledger items and cases as of `today`, one FOLLOW_UP_ESCALATED event per
+    /// ladder step, each claimed by a conditional update as alerts' steps are. Returns the events.
+    pub async fn escalate_follow_ups(&self, today: NaiveDate) -> Result<Vec<i64>> {
+        let mut written = Vec::new();
+        for (table, matter) in [
+            ("ledger_items", MatterKind::LedgerItem),
+            ("cases", MatterKind::Case),
+        ] {
+            let sql = format!(
+                "SELECT id, due_on, escalation_level FROM {table} WHERE state <> 'CLOSED' AND escalation_level < 3 AND due_on < $1"
+            );
+            let due = sqlx::query_with(
+                sqlx::AssertSqlSafe(sql),
+                bind_all(vec![Value::Text(today.to_string())])?,
+            )
+            .fetch_all(self.readers())
+            .await?;
+            for row in &due {
+                let id = q::text(row, "id")?;
+                let level: i64 = column(row, "escalation_level")?;
+                let target = ledger::overdue_level(date(row, "due_on")?, false, today);
+                if target <= level {
+                    continue;
+                }
+                let (jurisdiction, follow_up) = self.matter(matter, &id).await?;
+                let mut tx = self.begin().await?;
+                let sql = format!(
+                    "UPDATE {table} SET escalation_level = $2 WHERE id = $1 AND escalation_level = $3 AND state <> 'CLOSED'"
+                );
+                let claimed = sqlx::query_with(
+                    sqlx::AssertSqlSafe(sql),
+                    bind_all(vec![
+                        Value::from(id.as_str()),
+                        Value::Int(target),
+                        Value::Int(level),
+                    ])?,
+                )
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if claimed == 0 {
+                    // Another replica climbed it first, or it was closed meanwhile.
+                    tx.rollback().await?;
+                    continue;
+                }
+                for step in level + 1..=target {
+                    let event = FollowUp {
+                        escalation_level: step,
+                        ..follow_up.clone()
+                    };
+                    written.push(
+                        append_follow_up(
+                            self,
+                            &mut tx,
+                            FeedEventType::FollowUpEscalated,
+                            (&jurisdiction, "", ""),
+                            &event,
+                        )
+                        .await?,
+                    );
+                }
+                tx.commit().await?;
+                self.feed_changed();
+            }
+        }
+        Ok(written)
+    }
+}
+
+/// A ledger item as the feed carries it.
+pub fn item_follow_up(item: &LedgerItem) -> FollowUp {
+    FollowUp {
+        matter: MatterKind::LedgerItem.code().to_owned(),
+        id: item.id.clone(),
+        state: item.state.code().to_owned(),
+        institution: item.department.clone(),
+        escalation_level: item.escalation_level,
+        transfer_id: String::new(),
+        text: item.title.clone(),
+        history: item.history.clone(),
+    }
+}
+
+/// A case as the feed carries it.
+pub fn case_follow_up(case: &Case) -> FollowUp {
+    FollowUp {
+        matter: MatterKind::Case.code().to_owned(),
+        id: case.id.clone(),
+        state: case.state.code().to_owned(),
+        institution: case.institution.clone().unwrap_or_default(),
+        escalation_level: case.escalation_level,
+        transfer_id: String::new(),
+        text: case.text.clone(),
+        history: case.history.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_alert_id_survives_its_text_form() {
+        let key = FindingKey {
+            code: RuleCode::OverQuota,
+            institution: "11140100MB0000001G".into(),
+            subject: "ADMINISTRATIVE".into(),
+            period: String::new(),
+        };
+        assert_eq!(parse_alert_id(&alert_id(&key)).unwrap(), key);
+        assert!(parse_alert_id("NOPE|x|y|z").is_err());
+    }
+}
