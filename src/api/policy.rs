@@ -3,11 +3,16 @@
 //! does not allow never reaches a handler. Jurisdiction (an agency acts on its own division and
 //! those below it) is checked by the store and the handlers, which know the records involved.
 
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use futures::future::BoxFuture;
 use tonic::Status;
 use tower::{Layer, Service};
 
+use super::guard::{AuditNote, Guard};
+use super::status::{code, grpc_code_name};
+use crate::domain::audit::AuditEntry;
 use crate::domain::{Agency, AgencyKind};
 use crate::error::Error;
 use crate::tls::PeerIdentity;
@@ -72,6 +77,14 @@ pub const POLICY: &[Rule] = &[
         kinds: &[StaffingOffice, Discipline],
     },
     Rule {
+        prefix: "/quotahub.v1.AdminService/",
+        kinds: &[StaffingOffice],
+    },
+    Rule {
+        prefix: "/quotahub.v1.AuditService/",
+        kinds: &[Audit, Discipline],
+    },
+    Rule {
         prefix: "/grpc.health.v1.Health/",
         kinds: EVERY_AGENCY,
     },
@@ -119,15 +132,28 @@ pub fn authorize(path: &str, peer: Option<&PeerIdentity>) -> Result<Caller, Erro
     })
 }
 
-/// Tower layer that applies [`POLICY`] to every call.
-#[derive(Debug, Clone, Default)]
-pub struct AuthLayer;
+/// Tower layer that applies [`POLICY`] and the [`Guard`] (registry, rate limit, deadline, audit)
+/// to every call.
+#[derive(Debug, Clone)]
+pub struct AuthLayer {
+    guard: Arc<Guard>,
+}
+
+impl AuthLayer {
+    /// A layer that consults `guard`.
+    pub fn new(guard: Arc<Guard>) -> AuthLayer {
+        AuthLayer { guard }
+    }
+}
 
 impl<S> Layer<S> for AuthLayer {
     type Service = Authorized<S>;
 
     fn layer(&self, inner: S) -> Authorized<S> {
-        Authorized { inner }
+        Authorized {
+            inner,
+            guard: self.guard.clone(),
+        }
     }
 }
 
@@ -135,43 +161,126 @@ impl<S> Layer<S> for AuthLayer {
 #[derive(Debug, Clone)]
 pub struct Authorized<S> {
     inner: S,
+    guard: Arc<Guard>,
+}
+
+/// Decides a call: the policy table, then the registry, then the agency's rate limit.
+async fn admit(guard: &Guard, path: &str, peer: Option<&PeerIdentity>) -> Result<Caller, Error> {
+    let caller = authorize(path, peer)?;
+    guard
+        .registry
+        .check(&caller.agency, &caller.cert_fingerprint)
+        .await?;
+    guard
+        .limiter
+        .take(&caller.agency.id())
+        .map_err(|retry_after| Error::RateLimited { retry_after })?;
+    Ok(caller)
+}
+
+/// The gRPC outcome of an answer: its `grpc-status` when it came at once (every refusal and error
+/// of a unary call does), otherwise OK as the answer began.
+fn outcome<R>(response: &http::Response<R>) -> &'static str {
+    let code = response
+        .headers()
+        .get("grpc-status")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<i32>().ok())
+        .map_or(tonic::Code::Ok, tonic::Code::from);
+    grpc_code_name(code)
 }
 
 impl<S, B, R> Service<http::Request<B>> for Authorized<S>
 where
-    S: Service<http::Request<B>, Response = http::Response<R>>,
+    S: Service<http::Request<B>, Response = http::Response<R>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     R: Default + Send + 'static,
     S::Error: Send + 'static,
+    B: Send + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future =
-        futures::future::Either<S::Future, std::future::Ready<Result<S::Response, S::Error>>>;
+    type Future = BoxFuture<'static, Result<S::Response, S::Error>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        let path = request.uri().path().to_owned();
-        match authorize(&path, request.extensions().get::<PeerIdentity>()) {
-            Ok(caller) => {
-                tracing::debug!(agency = %caller.agency, %path, "call allowed");
-                request.extensions_mut().insert(caller);
-                futures::future::Either::Left(self.inner.call(request))
-            }
-            Err(error) => {
-                tracing::warn!(%path, %error, "call refused");
-                let response = Status::from(error).into_http();
-                futures::future::Either::Right(std::future::ready(Ok(response)))
-            }
-        }
+        // The clone that was driven to readiness serves this call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let guard = self.guard.clone();
+        Box::pin(async move {
+            let path = request.uri().path().to_owned();
+            let peer = request.extensions().get::<PeerIdentity>().cloned();
+            let note = AuditNote::default();
+            request.extensions_mut().insert(note.clone());
+            let decision = admit(&guard, &path, peer.as_ref()).await;
+            let (response, outcome, agency) = match decision {
+                Ok(caller) => {
+                    tracing::debug!(agency = %caller.agency, %path, "call allowed");
+                    let agency = Some(caller.agency.clone());
+                    request.extensions_mut().insert(caller);
+                    let call = inner.call(request);
+                    let response = match guard.deadline(&path) {
+                        Some(deadline) => match tokio::time::timeout(deadline, call).await {
+                            Ok(response) => response,
+                            Err(_) => Ok(Status::from(Error::DeadlineExceeded(format!(
+                                "{path} did not finish within {deadline:?}"
+                            )))
+                            .into_http()),
+                        },
+                        None => call.await,
+                    };
+                    match response {
+                        Ok(response) => {
+                            let outcome = outcome(&response);
+                            (Ok(response), outcome, agency)
+                        }
+                        Err(error) => (Err(error), "INTERNAL", agency),
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%path, %error, "call refused");
+                    let outcome = grpc_code_name(code(&error));
+                    let agency = peer.as_ref().and_then(|peer| peer.agency.clone().ok());
+                    (Ok(Status::from(error).into_http()), outcome, agency)
+                }
+            };
+            guard
+                .audit
+                .record(AuditEntry {
+                    at: crate::store::now_micros(),
+                    agency_id: agency.as_ref().map(Agency::id).unwrap_or_default(),
+                    jurisdiction: agency
+                        .as_ref()
+                        .map(|agency| agency.jurisdiction.to_string())
+                        .unwrap_or_default(),
+                    fingerprint: peer
+                        .as_ref()
+                        .map(|peer| peer.cert_fingerprint.clone())
+                        .unwrap_or_default(),
+                    peer: peer
+                        .as_ref()
+                        .map(|peer| peer.remote_addr.to_string())
+                        .unwrap_or_default(),
+                    method: path,
+                    touched: note.text(),
+                    outcome: outcome.to_owned(),
+                })
+                .await;
+            response
+        })
     }
 }
 
-/// The caller of a request that passed [`AuthLayer`].
-pub fn caller<T>(request: &tonic::Request<T>) -> Result<Caller, Error> {
+/// The caller of a request that passed [`AuthLayer`]. Notes the request (a read's filter, a
+/// pushed record's id) for the audit trail unless the handler notes something more telling.
+pub fn caller<T: std::fmt::Debug>(request: &tonic::Request<T>) -> Result<Caller, Error> {
+    if let Some(note) = request.extensions().get::<AuditNote>() {
+        note.set_if_empty(|| format!("{:?}", request.get_ref()));
+    }
     request
         .extensions()
         .get::<Caller>()

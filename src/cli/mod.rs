@@ -1,6 +1,7 @@
 //! The `quotahub` command: `serve` runs the hub, `pki init` makes development certificates,
 //! `import` pushes a CSV or JSONL file as an agency.
 
+pub mod admin;
 pub mod demo;
 pub mod import;
 pub mod subscribe;
@@ -47,6 +48,18 @@ pub enum Command {
     /// Generate a city or a province with planted problems, as files `quotahub import` takes,
     /// with the ground truth of what the hub should find.
     Gen(GenArgs),
+    /// The agency registry: which agencies the hub serves, with which certificates.
+    Agency {
+        /// What to do.
+        #[command(subcommand)]
+        command: admin::AgencyCommand,
+    },
+    /// The audit trail of every call.
+    Audit {
+        /// What to do.
+        #[command(subcommand)]
+        command: admin::AuditCommand,
+    },
 }
 
 /// Flags of `quotahub gen`.
@@ -240,6 +253,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
         Command::Demo(args) => demo::run(args, std::io::stdout().lock()).await?,
         Command::Bench(args) => crate::bench::run(args).await?,
+        Command::Agency { command } => admin::run_agency(command, std::io::stdout().lock()).await?,
+        Command::Audit { command } => {
+            return admin::run_audit(command, std::io::stdout().lock()).await;
+        }
         Command::Gen(args) => {
             let config = match args.scale.as_str() {
                 "small" => crate::generator::GenConfig::small(args.seed),
