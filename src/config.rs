@@ -225,8 +225,8 @@ impl Settings {
             &mut self.tls.key,
             &mut self.tls.crl,
         ]
-            .into_iter()
-            .flatten()
+        .into_iter()
+        .flatten()
         {
             rebase(path);
         }

@@ -17,14 +17,14 @@ use tonic_health::server::HealthReporter;
 use crate::api::admin::AdminApi;
 use crate::api::guard::Guard;
 use crate::api::policy::AuthLayer;
-use crate::audit::{AuditSink, AuditWriter};
-use crate::tls_reload::TlsFiles;
 use crate::api::{Hub, Limits};
+use crate::audit::{AuditSink, AuditWriter};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::proto;
 use crate::store::{Checks, Store, StoreOptions};
 use crate::tls::{self, TlsIncoming};
+use crate::tls_reload::TlsFiles;
 use crate::{pki, proto::FILE_DESCRIPTOR_SET};
 
 /// Largest message the hub accepts or sends (a bulk push's response lists every record).
@@ -124,8 +124,7 @@ impl Application {
             // The development agencies are registered so that their certificates work at once.
             crate::cli::admin::register_dev_agencies(&store, &paths.dir).await?;
         }
-        let mut application =
-            Application::with_listener(listener, store, &tls, settings.limits())?;
+        let mut application = Application::with_listener(listener, store, &tls, settings.limits())?;
         application.tls = config;
         application.tls_reload = settings.tls_reload().map(|every| (files, every));
         application.shutdown_grace = Duration::from_secs(settings.shutdown_grace_secs);
@@ -255,12 +254,12 @@ impl Application {
             .add_service(limited!(
                 proto::feed_service_server::FeedServiceServer::new(hub.clone())
             ))
-            .add_service(limited!(proto::admin_service_server::AdminServiceServer::new(
-                admin.clone()
-            )))
-            .add_service(limited!(proto::audit_service_server::AuditServiceServer::new(
-                admin
-            )));
+            .add_service(limited!(
+                proto::admin_service_server::AdminServiceServer::new(admin.clone())
+            ))
+            .add_service(limited!(
+                proto::audit_service_server::AuditServiceServer::new(admin)
+            ));
 
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let reporter = health.clone();
@@ -309,7 +308,8 @@ impl Application {
             ));
         }
         tracing::info!(%address, "quotahub serving over mutual TLS");
-        let incoming = TlsIncoming::serving(self.listener, serving_config, self.guard.audit.clone());
+        let incoming =
+            TlsIncoming::serving(self.listener, serving_config, self.guard.audit.clone());
         let serve = router.serve_with_incoming_shutdown(incoming, signal);
         tokio::pin!(serve);
         let grace = self.shutdown_grace;

@@ -120,10 +120,14 @@ pub fn spawn_reloader(
                 Ok(config) => {
                     seen = digest;
                     configs.send_replace(config);
-                    tracing::info!("TLS files changed: new connections use the reloaded CA, certificate and CRL");
+                    tracing::info!(
+                        "TLS files changed: new connections use the reloaded CA, certificate and CRL"
+                    );
                 }
                 // Not marked as seen: a half-written file is tried again at the next check.
-                Err(error) => tracing::warn!(%error, "TLS files changed but do not load; keeping the configuration in force"),
+                Err(error) => {
+                    tracing::warn!(%error, "TLS files changed but do not load; keeping the configuration in force")
+                }
             }
         }
     })

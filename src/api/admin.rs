@@ -54,8 +54,11 @@ fn managed(operator: &Caller, agency_id: &str) -> Result<Agency, Error> {
             "the registry is kept by the staffing office of a province".into(),
         ));
     }
-    let agency = Agency::from_uri(&format!("{}{agency_id}", crate::domain::agency::AGENCY_URI_PREFIX))
-        .map_err(|reason| Error::invalid("agency_id", reason))?;
+    let agency = Agency::from_uri(&format!(
+        "{}{agency_id}",
+        crate::domain::agency::AGENCY_URI_PREFIX
+    ))
+    .map_err(|reason| Error::invalid("agency_id", reason))?;
     if !operator.agency.oversees(&agency.jurisdiction) {
         return Err(Error::PermissionDenied(format!(
             "agency {agency_id} lies outside the jurisdiction of {}",

@@ -194,9 +194,7 @@ impl Guard {
         audit: AuditSink,
         limits: &super::Limits,
     ) -> Result<Guard, prost_reflect::DescriptorError> {
-        let mut unary: HashSet<String> = HashSet::from([
-            "/grpc.health.v1.Health/Check".to_owned(),
-        ]);
+        let mut unary: HashSet<String> = HashSet::from(["/grpc.health.v1.Health/Check".to_owned()]);
         let pool = prost_reflect::DescriptorPool::decode(crate::proto::FILE_DESCRIPTOR_SET)?;
         for service in pool.services() {
             for method in service.methods() {
@@ -232,7 +230,10 @@ mod tests {
             assert!(limiter.take_at("140100/hr", start).is_ok());
         }
         let wait = limiter.take_at("140100/hr", start).unwrap_err();
-        assert!(wait > Duration::ZERO && wait <= Duration::from_millis(100), "{wait:?}");
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_millis(100),
+            "{wait:?}"
+        );
         // Another agency is untouched.
         assert!(limiter.take_at("140100/finance", start).is_ok());
         // A tenth of a second later one token is back.

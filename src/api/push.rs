@@ -47,7 +47,10 @@ pub async fn push_one<P: Pushed + std::fmt::Debug>(
     hub: &Hub,
     request: Request<P>,
 ) -> Result<Response<proto::RecordResult>, Status> {
-    note(&request, &format!("record_id {}", request.get_ref().record_id()));
+    note(
+        &request,
+        &format!("record_id {}", request.get_ref().record_id()),
+    );
     let caller = caller(&request)?;
     let submission = request.get_ref().to_submission()?;
     let mut verdicts = hub

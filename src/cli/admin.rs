@@ -27,9 +27,10 @@ pub struct DatabaseArgs {
 
 impl DatabaseArgs {
     async fn open(&self) -> anyhow::Result<Store> {
-        let url = self.database_url.clone().unwrap_or_else(|| {
-            format!("sqlite://{}", self.data_dir.join("quotahub.db").display())
-        });
+        let url = self
+            .database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("quotahub.db").display()));
         crate::server::open_store(&url).await
     }
 }

@@ -127,7 +127,9 @@ impl Store {
         .rows_affected();
         tx.commit().await?;
         if changed == 0 {
-            return Err(Error::NotFound(format!("no agency {agency_id} is registered")));
+            return Err(Error::NotFound(format!(
+                "no agency {agency_id} is registered"
+            )));
         }
         Ok(())
     }
@@ -148,7 +150,9 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         if known.is_none() {
-            return Err(Error::NotFound(format!("no agency {agency_id} is registered")));
+            return Err(Error::NotFound(format!(
+                "no agency {agency_id} is registered"
+            )));
         }
         add_certificate(&mut tx, agency_id, fingerprint, now).await?;
         if revoke_others {

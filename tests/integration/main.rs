@@ -13,3 +13,4 @@ mod push;
 mod replicas;
 mod roll;
 mod storage;
+mod trust;
