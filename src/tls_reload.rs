@@ -126,7 +126,7 @@ pub fn spawn_reloader(
                 }
                 // Not marked as seen: a half-written file is tried again at the next check.
                 Err(error) => {
-                    tracing::warn!(%error, "TLS files changed but do not load; keeping the configuration in force")
+                    tracing::warn!(%error, "TLS files changed but do not load; keeping the configuration in force");
                 }
             }
         }

@@ -98,6 +98,25 @@ pub const POLICY: &[Rule] = &[
     },
 ];
 
+/// [`POLICY`] as the Markdown table README.md shows (a unit test keeps the two equal).
+pub fn markdown_table() -> String {
+    let mut table =
+        String::from("| gRPC path (longest prefix decides) | agency kinds |\n|---|---|\n");
+    for rule in POLICY {
+        let kinds = if rule.kinds == EVERY_AGENCY {
+            "every kind".to_owned()
+        } else {
+            rule.kinds
+                .iter()
+                .map(|kind| format!("`{kind}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        table.push_str(&format!("| `{}` | {kinds} |\n", rule.prefix));
+    }
+    table
+}
+
 /// The authenticated agency of a call, put in the request's extensions by [`AuthLayer`].
 #[derive(Debug, Clone)]
 pub struct Caller {
@@ -321,6 +340,27 @@ mod tests {
         for kind in AgencyKind::ALL {
             assert!(authorize("/quotahub.v1.QueryService/ListRoll", Some(&peer(kind))).is_ok());
         }
+    }
+
+    #[test]
+    fn the_readme_shows_the_policy_table_as_it_is() {
+        let readme = include_str!("../../README.md");
+        let begin = "<!-- policy table: generated from src/api/policy.rs -->\n";
+        let end = "<!-- end of policy table -->";
+        let start = readme
+            .find(begin)
+            .expect("the README marks the policy table")
+            + begin.len();
+        let stop = start
+            + readme[start..]
+                .find(end)
+                .expect("the table's end is marked");
+        assert_eq!(
+            &readme[start..stop],
+            markdown_table(),
+            "README.md's policy table differs from POLICY; paste this table there:\n{}",
+            markdown_table()
+        );
     }
 
     #[test]
