@@ -136,6 +136,11 @@ impl RateLimiter {
     }
 }
 
+/// A full re-check of a city takes minutes (BENCHMARKS.md), so `Reconcile` gets a deadline of its
+/// own rather than the one of ordinary calls.
+const RECONCILE: &str = "/quotahub.v1.ReconciliationService/Reconcile";
+const RECONCILE_DEADLINE: Duration = Duration::from_secs(3_600);
+
 /// What a handler may say about what its call touched (record ids, the filter of a read), for the
 /// audit trail. The guard puts one in every request's extensions.
 #[derive(Debug, Clone, Default)]
@@ -181,19 +186,25 @@ pub struct Guard {
     pub limiter: RateLimiter,
     /// Where entries of the trail go.
     pub audit: AuditSink,
-    /// Deadline of a unary call; `None` for none.
-    pub call_timeout: Option<Duration>,
-    /// Paths of unary methods, the ones the deadline applies to (streams are bounded otherwise).
+    /// Deadlines of calls.
+    pub deadlines: Deadlines,
+}
+
+/// The deadline of each unary call. Streams have none: a bulk push is bounded by its record limit
+/// and a feed stream is meant to stay open.
+#[derive(Debug, Clone)]
+pub struct Deadlines {
+    /// Deadline of an ordinary unary call; `None` for none.
+    call_timeout: Option<Duration>,
+    /// Paths of the unary methods.
     unary: HashSet<String>,
 }
 
-impl Guard {
-    /// A guard over the store's registry.
-    pub fn new(
-        store: Store,
-        audit: AuditSink,
-        limits: &super::Limits,
-    ) -> Result<Guard, prost_reflect::DescriptorError> {
+impl Deadlines {
+    /// Deadlines for the unary methods of the contract (and health checks).
+    pub fn of_contract(
+        call_timeout: Option<Duration>,
+    ) -> Result<Deadlines, prost_reflect::DescriptorError> {
         let mut unary: HashSet<String> = HashSet::from(["/grpc.health.v1.Health/Check".to_owned()]);
         let pool = prost_reflect::DescriptorPool::decode(crate::proto::FILE_DESCRIPTOR_SET)?;
         for service in pool.services() {
@@ -203,18 +214,36 @@ impl Guard {
                 }
             }
         }
-        Ok(Guard {
-            registry: Registry::new(store),
-            limiter: RateLimiter::new(limits.calls_per_second, limits.burst),
-            audit,
-            call_timeout: limits.call_timeout,
+        Ok(Deadlines {
+            call_timeout,
             unary,
         })
     }
 
     /// The deadline of a call to `path`, if it has one.
-    pub fn deadline(&self, path: &str) -> Option<Duration> {
-        self.call_timeout.filter(|_| self.unary.contains(path))
+    pub fn of(&self, path: &str) -> Option<Duration> {
+        let deadline = self.call_timeout.filter(|_| self.unary.contains(path))?;
+        Some(if path == RECONCILE {
+            deadline.max(RECONCILE_DEADLINE)
+        } else {
+            deadline
+        })
+    }
+}
+
+impl Guard {
+    /// A guard over the store's registry.
+    pub fn new(
+        store: Store,
+        audit: AuditSink,
+        limits: &super::Limits,
+    ) -> Result<Guard, prost_reflect::DescriptorError> {
+        Ok(Guard {
+            registry: Registry::new(store),
+            limiter: RateLimiter::new(limits.calls_per_second, limits.burst),
+            audit,
+            deadlines: Deadlines::of_contract(limits.call_timeout)?,
+        })
     }
 }
 
@@ -240,6 +269,24 @@ mod tests {
         let later = start + Duration::from_millis(100);
         assert!(limiter.take_at("140100/hr", later).is_ok());
         assert!(limiter.take_at("140100/hr", later).is_err());
+    }
+
+    #[test]
+    fn unary_calls_have_deadlines_and_streams_do_not() {
+        let deadlines = Deadlines::of_contract(Some(Duration::from_secs(30))).unwrap();
+        let thirty = Some(Duration::from_secs(30));
+        assert_eq!(
+            deadlines.of("/quotahub.v1.FinanceService/PushPayrollLine"),
+            thirty
+        );
+        assert_eq!(deadlines.of("/grpc.health.v1.Health/Check"), thirty);
+        assert_eq!(
+            deadlines.of("/quotahub.v1.FinanceService/PushPayrollLines"),
+            None
+        );
+        assert_eq!(deadlines.of("/quotahub.v1.FeedService/Subscribe"), None);
+        assert_eq!(deadlines.of(RECONCILE), Some(RECONCILE_DEADLINE));
+        assert_eq!(Deadlines::of_contract(None).unwrap().of(RECONCILE), None);
     }
 
     #[test]

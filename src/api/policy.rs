@@ -242,7 +242,7 @@ where
                     let agency = Some(caller.agency.clone());
                     request.extensions_mut().insert(caller);
                     let call = inner.call(request);
-                    let response = match guard.deadline(&path) {
+                    let response = match guard.deadlines.of(&path) {
                         Some(deadline) => match tokio::time::timeout(deadline, call).await {
                             Ok(response) => response,
                             Err(_) => Ok(Status::from(Error::DeadlineExceeded(format!(

@@ -186,6 +186,9 @@ pub struct ServeArgs {
     /// Server private key [default: DATA_DIR/pki/server-key.pem].
     #[arg(long, env = "QUOTAHUB_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// Revocation list for client certificates, PEM or DER [default: none].
+    #[arg(long, env = "QUOTAHUB_TLS_CRL")]
+    pub tls_crl: Option<PathBuf>,
     /// Do not make development certificates when they are missing.
     #[arg(long, env = "QUOTAHUB_NO_DEV_PKI")]
     pub no_dev_pki: bool,
@@ -210,6 +213,7 @@ impl ServeArgs {
         settings.tls.ca = self.tls_ca.clone().or(settings.tls.ca);
         settings.tls.cert = self.tls_cert.clone().or(settings.tls.cert);
         settings.tls.key = self.tls_key.clone().or(settings.tls.key);
+        settings.tls.crl = self.tls_crl.clone().or(settings.tls.crl);
         if self.no_dev_pki {
             settings.tls.dev_pki = Some(false);
         }
