@@ -132,3 +132,65 @@ pub fn spawn_reloader(
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Agency, AgencyKind, Jurisdiction};
+    use crate::pki::{DevCa, Validity};
+
+    fn files_in(dir: &Path, ca: &DevCa) -> TlsFiles {
+        let server = ca.issue_server(&["localhost"]).unwrap();
+        std::fs::write(dir.join("ca.pem"), ca.cert_pem()).unwrap();
+        std::fs::write(dir.join("server.pem"), &server.cert_pem).unwrap();
+        std::fs::write(dir.join("server-key.pem"), &server.key_pem).unwrap();
+        TlsFiles {
+            ca: dir.join("ca.pem"),
+            cert: dir.join("server.pem"),
+            key: dir.join("server-key.pem"),
+            crl: Some(dir.join("crl")),
+        }
+    }
+
+    #[test]
+    fn a_crl_loads_as_pem_or_der_and_garbage_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = DevCa::generate("test CA").unwrap();
+        let files = files_in(dir.path(), &ca);
+        let agency = Agency::new(Jurisdiction::parse("140100").unwrap(), AgencyKind::Hr);
+        let revoked = ca.issue_agency(&agency, Validity::default_leaf()).unwrap();
+        let pem = ca.revocation_list(&[&revoked.cert_pem], 7).unwrap();
+        std::fs::write(dir.path().join("crl"), &pem).unwrap();
+        files.load().unwrap();
+        let der = CertificateRevocationListDer::from_pem_slice(pem.as_bytes()).unwrap();
+        std::fs::write(dir.path().join("crl"), der.as_ref()).unwrap();
+        files.load().unwrap();
+        std::fs::write(dir.path().join("crl"), b"not a CRL").unwrap();
+        assert!(files.load().is_err());
+    }
+
+    #[test]
+    fn only_tls_1_2_and_1_3_with_ecdhe_and_aead_suites_are_offered() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = DevCa::generate("test CA").unwrap();
+        let mut files = files_in(dir.path(), &ca);
+        files.crl = None;
+        let config = files.load().unwrap();
+        let suites = &config.crypto_provider().cipher_suites;
+        assert!(!suites.is_empty());
+        for suite in suites {
+            let name = format!("{:?}", suite.suite());
+            assert!(
+                name.ends_with("_GCM_SHA256")
+                    || name.ends_with("_GCM_SHA384")
+                    || name.ends_with("_CHACHA20_POLY1305_SHA256"),
+                "{name}"
+            );
+            if suite.version() == &rustls::version::TLS12 {
+                assert!(name.starts_with("TLS_ECDHE_"), "{name}");
+            } else {
+                assert_eq!(suite.version(), &rustls::version::TLS13, "{name}");
+            }
+        }
+    }
+}

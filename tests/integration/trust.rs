@@ -29,6 +29,7 @@ on_both_backends!(
     a_revoked_certificate_fails_the_handshake_once_the_crl_reloads,
     verify_names_the_entry_that_was_changed_removed_or_inserted,
     one_agency_over_its_rate_limit_leaves_the_others_served,
+    auditors_read_the_trail_of_their_jurisdiction,
 );
 
 /// Waits (at most ten seconds) for an audit entry that `matches`: entries are appended by a
@@ -880,6 +881,91 @@ async fn one_agency_over_its_rate_limit_leaves_the_others_served(backend: Backen
         e.agency_id == "140100/finance" && e.outcome == "RESOURCE_EXHAUSTED"
     })
     .await;
+}
+
+async fn auditors_read_the_trail_of_their_jurisdiction(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut city = app.staffing("140100").await;
+    for n in 1..=3 {
+        city.push_institution(organ(&format!("c{n}"), &uscc("140100", n), "140100"))
+            .await
+            .unwrap();
+    }
+    app.staffing("140105")
+        .await
+        .push_institution(organ("d1", &uscc("140105", 1), "140105"))
+        .await
+        .unwrap();
+    app.audit.flush().await;
+
+    // The city's auditor pages through the city staffing office's pushes.
+    let mut city_auditor = proto::audit_service_client::AuditServiceClient::new(
+        app.channel(&agency("140100", AgencyKind::Audit)).await,
+    );
+    let query = |page_token: String| proto::QueryAuditRequest {
+        agency_id: "140100/staffing-office".into(),
+        method: "/quotahub.v1.StaffingService/PushInstitution".into(),
+        page_size: 2,
+        page_token,
+        ..Default::default()
+    };
+    let first = city_auditor
+        .query_audit(query(String::new()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.entries.len(), 2);
+    assert!(!first.next_page_token.is_empty());
+    let second = city_auditor
+        .query_audit(query(first.next_page_token))
+        .await
+        .unwrap()
+        .into_inner();
+    let touched: Vec<String> = first
+        .entries
+        .iter()
+        .chain(&second.entries)
+        .map(|entry| entry.touched.clone())
+        .collect();
+    assert_eq!(touched, ["record_id c1", "record_id c2", "record_id c3"]);
+    assert!(second.entries.iter().all(|entry| entry.outcome == "OK"));
+
+    // The district's auditor sees its district's calls only.
+    let mut district_auditor = proto::audit_service_client::AuditServiceClient::new(
+        app.channel(&agency("140105", AgencyKind::Audit)).await,
+    );
+    let seen = district_auditor
+        .query_audit(proto::QueryAuditRequest {
+            page_size: 1_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(seen.entries.iter().any(|e| e.touched == "record_id d1"));
+    assert!(
+        seen.entries
+            .iter()
+            .all(|e| e.agency_id.starts_with("140105/")),
+        "{seen:?}"
+    );
+    let status = district_auditor
+        .query_audit(proto::QueryAuditRequest {
+            agency_id: "140100/staffing-office".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+
+    // Other kinds may not read the trail at all.
+    let status = proto::audit_service_client::AuditServiceClient::new(
+        app.channel(&agency("140100", AgencyKind::Finance)).await,
+    )
+    .query_audit(proto::QueryAuditRequest::default())
+    .await
+    .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
