@@ -159,7 +159,9 @@ pub enum Verdict {
 }
 
 /// Re-walks the whole chain from the first entry and names the first entry that was changed,
-/// removed or inserted.
+/// removed or inserted. Hubs may keep appending meanwhile: the walk goes up to the head read at
+/// its start, and an entry past the head is reported only if it is past the head read after it
+/// (the head moves in the transaction that appends, so no entry the hub wrote is ever past it).
 pub async fn verify(store: &Store) -> Result<Verdict> {
     const PAGE: u32 = 10_000;
     let (head_seq, head_hash) = store.audit_head().await?;
@@ -169,6 +171,7 @@ pub async fn verify(store: &Store) -> Result<Verdict> {
         let page = store
             .audit_entries(&AuditFilter {
                 after_seq,
+                through_seq: Some(head_seq),
                 limit: PAGE,
                 ..AuditFilter::default()
             })
@@ -181,8 +184,23 @@ pub async fn verify(store: &Store) -> Result<Verdict> {
             }
         }
     }
-    Ok(match walk.finish(head_seq, &head_hash) {
-        Ok(()) => Verdict::Whole(head_seq),
-        Err(found) => Verdict::Broken(found),
+    if let Err(found) = walk.finish(head_seq, &head_hash) {
+        return Ok(Verdict::Broken(found));
+    }
+    let last_seq = store.audit_last_seq().await?;
+    let (head_now, _) = store.audit_head().await?;
+    Ok(if last_seq > head_now {
+        let past_head = store
+            .audit_entries(&AuditFilter {
+                after_seq: head_now,
+                limit: 1,
+                ..AuditFilter::default()
+            })
+            .await?;
+        Verdict::Broken(ChainBreak::Inserted(
+            past_head.first().map_or(head_now + 1, |row| row.seq),
+        ))
+    } else {
+        Verdict::Whole(head_seq)
     })
 }

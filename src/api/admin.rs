@@ -217,6 +217,7 @@ impl proto::audit_service_server::AuditService for AdminApi {
                 from: micros(message.from.as_ref()),
                 until: micros(message.until.as_ref()),
                 after_seq,
+                through_seq: None,
                 limit,
             })
             .await?;

@@ -57,6 +57,8 @@ pub struct AuditFilter {
     pub until: Option<i64>,
     /// Entries after this sequence number.
     pub after_seq: i64,
+    /// Entries up to this sequence number (inclusive).
+    pub through_seq: Option<i64>,
     /// At most this many.
     pub limit: u32,
 }
@@ -289,6 +291,14 @@ impl Store {
         Ok(())
     }
 
+    /// The highest sequence number in the audit log (0 when empty).
+    pub async fn audit_last_seq(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS last FROM audit_log")
+            .fetch_one(self.readers())
+            .await?;
+        Ok(row.try_get("last")?)
+    }
+
     /// The recorded end of the audit chain: its last sequence number and hash.
     pub async fn audit_head(&self) -> Result<(i64, String)> {
         let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
@@ -320,6 +330,9 @@ impl Store {
         }
         if let Some(method) = &filter.method {
             condition(&mut sql, "method =", Value::Text(method.clone()));
+        }
+        if let Some(through) = filter.through_seq {
+            condition(&mut sql, "seq <=", Value::Int(through));
         }
         if let Some(from) = filter.from {
             condition(&mut sql, "at >=", Value::Int(from));

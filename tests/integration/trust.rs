@@ -826,6 +826,26 @@ async fn verify_names_the_entry_that_was_changed_removed_or_inserted(backend: Ba
         quotahub::audit::verify(&store).await.unwrap(),
         Verdict::Whole(_)
     ));
+
+    // Appended past the end, chained the hub's way: only the head betrays it.
+    let last = original.last().unwrap();
+    let mut appended = last.entry.clone();
+    appended.touched = "record_id appended".into();
+    let hash = appended.chain_hash(&last.hash);
+    insert(
+        &store,
+        &ChainedEntry {
+            seq: last.seq + 1,
+            entry: appended,
+            prev_hash: last.hash.clone(),
+            hash,
+        },
+    )
+    .await;
+    assert_eq!(
+        quotahub::audit::verify(&store).await.unwrap(),
+        Verdict::Broken(ChainBreak::Inserted(last.seq + 1))
+    );
     store.close().await;
 }
 
