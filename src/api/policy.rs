@@ -76,10 +76,13 @@ pub const POLICY: &[Rule] = &[
         prefix: "/quotahub.v1.FeedService/TransitionAlert",
         kinds: &[StaffingOffice, Discipline],
     },
+    // The agency registry has no operator identity above the agencies: it is kept by the staffing
+    // office of a province-level division (checked by the handlers), for the agencies below it.
     Rule {
         prefix: "/quotahub.v1.AdminService/",
         kinds: &[StaffingOffice],
     },
+    // The audit trail is read by those who audit and inspect, for their jurisdiction.
     Rule {
         prefix: "/quotahub.v1.AuditService/",
         kinds: &[Audit, Discipline],

@@ -386,11 +386,14 @@ async fn agencies_are_disabled_enabled_and_rekeyed_without_a_restart(backend: Ba
         argv.extend_from_slice(args);
         argv.extend_from_slice(&["--database-url", app.db.url()]);
         use clap::Parser;
-        quotahub::cli::Cli::parse_from(argv)
+        let quotahub::cli::Command::Agency { command } =
+            quotahub::cli::Cli::parse_from(argv).command
+        else {
+            panic!("an agency command")
+        };
+        quotahub::cli::admin::run_agency(command, Vec::new())
     };
-    quotahub::cli::run(run(&["disable", "140100/audit"]))
-        .await
-        .unwrap();
+    run(&["disable", "140100/audit"]).await.unwrap();
     let refused = async {
         loop {
             match read_as(&endpoint, &audit_key).await {
@@ -403,9 +406,7 @@ async fn agencies_are_disabled_enabled_and_rekeyed_without_a_restart(backend: Ba
         .await
         .expect("the disable reaches the hub within its cache's life");
     assert_eq!(status.code(), Code::PermissionDenied);
-    quotahub::cli::run(run(&["enable", "140100/audit"]))
-        .await
-        .unwrap();
+    run(&["enable", "140100/audit"]).await.unwrap();
     let served = async {
         while read_as(&endpoint, &audit_key).await.is_err() {
             tokio::time::sleep(Duration::from_millis(100)).await;
