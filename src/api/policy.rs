@@ -186,13 +186,18 @@ pub struct Authorized<S> {
     guard: Arc<Guard>,
 }
 
-/// Decides a call: the policy table, then the registry, then the agency's rate limit.
+/// Decides a call: who it is (the registry), what it may do (the policy table), then whether the
+/// agency is within its rate limit.
 async fn admit(guard: &Guard, path: &str, peer: Option<&PeerIdentity>) -> Result<Caller, Error> {
+    if let Some(PeerIdentity {
+        agency: Ok(agency),
+        cert_fingerprint,
+        ..
+    }) = peer
+    {
+        guard.registry.check(agency, cert_fingerprint).await?;
+    }
     let caller = authorize(path, peer)?;
-    guard
-        .registry
-        .check(&caller.agency, &caller.cert_fingerprint)
-        .await?;
     guard
         .limiter
         .take(&caller.agency.id())

@@ -163,6 +163,13 @@ async fn every_refusal_is_answered_audited_and_leaves_the_hub_serving(backend: B
         let entry = audited(&app, |e| e.fingerprint == print).await;
         assert_eq!(entry.outcome, "UNAUTHENTICATED");
         assert_eq!(entry.agency_id, unknown.id());
+        // Who it is comes before what it may do: not a word about the policy to a stranger.
+        let channel = channel_with(&endpoint, &certificate).await.unwrap();
+        let status = proto::staffing_service_client::StaffingServiceClient::new(channel)
+            .push_institution(organ("x", &uscc("140100", 9), "140100"))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
     }
 
     // A disabled agency.
