@@ -14,6 +14,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/quotahub/v1/personnel.proto",
         "proto/quotahub/v1/finance.proto",
         "proto/quotahub/v1/query.proto",
+        "proto/quotahub/v1/admin.proto",
+        "proto/quotahub/v1/audit.proto",
     ];
     println!("cargo:rerun-if-changed=proto");
     // The PostgreSQL half of the test suite runs only where a server is given; without one the

@@ -115,6 +115,10 @@ pub struct TlsSettings {
     pub key: Option<PathBuf>,
     /// Make a development CA and certificates when they are missing (`tls.dev_pki`, default true).
     pub dev_pki: Option<bool>,
+    /// Certificate revocation list for client certificates, PEM or DER (`tls.crl`).
+    pub crl: Option<PathBuf>,
+    /// Seconds between checks of the TLS files for changes (`tls.reload_secs`, default 10; 0: never).
+    pub reload_secs: Option<u64>,
 }
 
 /// Storage pool settings.
@@ -145,6 +149,12 @@ pub struct LimitSettings {
     pub batch_size: usize,
     /// Records accepted in one bulk stream (`limits.max_records_per_stream`).
     pub max_records_per_stream: u64,
+    /// Calls a second per agency (`limits.calls_per_second`, default 500; 0 turns limiting off).
+    pub calls_per_second: u32,
+    /// Calls an agency may make at once (`limits.burst`, default 1000).
+    pub burst: u32,
+    /// Deadline of every unary call in seconds (`limits.call_timeout_secs`, default 30; 0: none).
+    pub call_timeout_secs: u64,
 }
 
 impl Default for LimitSettings {
@@ -153,6 +163,9 @@ impl Default for LimitSettings {
         LimitSettings {
             batch_size: defaults.batch_size,
             max_records_per_stream: defaults.max_records_per_stream,
+            calls_per_second: defaults.calls_per_second,
+            burst: defaults.burst,
+            call_timeout_secs: defaults.call_timeout.map_or(0, |t| t.as_secs()),
         }
     }
 }
@@ -206,9 +219,14 @@ impl Settings {
             }
         };
         rebase(&mut self.data_dir);
-        for path in [&mut self.tls.ca, &mut self.tls.cert, &mut self.tls.key]
-            .into_iter()
-            .flatten()
+        for path in [
+            &mut self.tls.ca,
+            &mut self.tls.cert,
+            &mut self.tls.key,
+            &mut self.tls.crl,
+        ]
+        .into_iter()
+        .flatten()
         {
             rebase(path);
         }
@@ -247,6 +265,14 @@ impl Settings {
                 .clone()
                 .unwrap_or_else(|| dir.join("server-key.pem")),
             dir,
+        }
+    }
+
+    /// How often the TLS files are checked for changes; `None` for never.
+    pub fn tls_reload(&self) -> Option<Duration> {
+        match self.tls.reload_secs.unwrap_or(10) {
+            0 => None,
+            secs => Some(Duration::from_secs(secs)),
         }
     }
 
@@ -309,6 +335,10 @@ impl Settings {
         Limits {
             batch_size: self.limits.batch_size.max(1),
             max_records_per_stream: self.limits.max_records_per_stream,
+            calls_per_second: self.limits.calls_per_second,
+            burst: self.limits.burst,
+            call_timeout: (self.limits.call_timeout_secs > 0)
+                .then(|| Duration::from_secs(self.limits.call_timeout_secs)),
         }
     }
 }

@@ -43,6 +43,15 @@ pub enum Error {
     /// A limit was reached (records in one stream, calls per second); the caller may retry later.
     #[error("resource exhausted: {0}")]
     ResourceExhausted(String),
+    /// The agency called more often than its rate limit allows; it may retry after the delay.
+    #[error("rate limit reached; retry in {} ms", .retry_after.as_millis())]
+    RateLimited {
+        /// When a call will be taken again.
+        retry_after: std::time::Duration,
+    },
+    /// The call did not finish within its deadline.
+    #[error("deadline exceeded: {0}")]
+    DeadlineExceeded(String),
     /// A feed cursor points before the oldest event still kept.
     #[error(
         "the cursor {requested} is older than what the feed keeps; the earliest event still kept is {earliest}"

@@ -16,6 +16,7 @@
 //! - [`config`] and [`cli`]: layered settings and the `quotahub` command.
 
 pub mod api;
+pub mod audit;
 pub mod bench;
 pub mod cli;
 pub mod clock;
@@ -27,6 +28,7 @@ pub mod pki;
 pub mod server;
 pub mod store;
 pub mod tls;
+pub mod tls_reload;
 
 /// Generated code of the `quotahub.v1` contract.
 pub mod proto {

@@ -274,6 +274,39 @@ impl DevCa {
         self.issue_client("quotahub test client", uris, validity)
     }
 
+    /// A certificate revocation list (PEM) signed by this CA that revokes the given certificates
+    /// (PEM), valid from an hour ago for `days` days; for `tls.crl`.
+    pub fn revocation_list(&self, revoked_pem: &[&str], days: u32) -> Result<String, PkiError> {
+        let epoch = rcgen::date_time_ymd(1970, 1, 1);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let mut revoked_certs = Vec::with_capacity(revoked_pem.len());
+        for pem in revoked_pem {
+            let der = CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|e| {
+                PkiError::InvalidCa(format!("a revoked certificate is not PEM: {e}"))
+            })?;
+            let (_, cert) = x509_parser::parse_x509_certificate(&der).map_err(|e| {
+                PkiError::InvalidCa(format!("a revoked certificate does not parse: {e}"))
+            })?;
+            revoked_certs.push(rcgen::RevokedCertParams {
+                serial_number: rcgen::SerialNumber::from_slice(cert.raw_serial()),
+                revocation_time: epoch + now.saturating_sub(CLOCK_SKEW),
+                reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                invalidity_date: None,
+            });
+        }
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: epoch + now.saturating_sub(CLOCK_SKEW),
+            next_update: epoch + now + DAY * days.max(1),
+            crl_number: rcgen::SerialNumber::from(now.as_secs().to_be_bytes().to_vec()),
+            issuing_distribution_point: None,
+            revoked_certs,
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        Ok(params.signed_by(&self.issuer)?.pem()?)
+    }
+
     fn issue_client(
         &self,
         common_name: &str,

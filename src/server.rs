@@ -14,13 +14,17 @@ use tonic::transport::Server;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+use crate::api::admin::AdminApi;
+use crate::api::guard::Guard;
 use crate::api::policy::AuthLayer;
 use crate::api::{Hub, Limits};
+use crate::audit::{AuditSink, AuditWriter};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::proto;
 use crate::store::{Checks, Store, StoreOptions};
 use crate::tls::{self, TlsIncoming};
+use crate::tls_reload::TlsFiles;
 use crate::{pki, proto::FILE_DESCRIPTOR_SET};
 
 /// Largest message the hub accepts or sends (a bulk push's response lists every record).
@@ -71,6 +75,12 @@ pub struct Application {
     escalate_every: Option<Duration>,
     /// How long feed events are kept.
     feed_retention: Duration,
+    /// Registry, rate limits, deadlines and audit, consulted on every call.
+    guard: Arc<Guard>,
+    /// Appends the audit trail; finished after the last call.
+    audit_writer: AuditWriter,
+    /// The TLS files to watch for changes, and how often.
+    tls_reload: Option<(TlsFiles, Duration)>,
 }
 
 impl Application {
@@ -103,7 +113,20 @@ impl Application {
             );
             store.set_push_checks(false);
         }
+        let files = TlsFiles {
+            ca: paths.ca.clone(),
+            cert: paths.cert.clone(),
+            key: paths.key.clone(),
+            crl: settings.tls.crl.clone(),
+        };
+        let config = files.load().context("bad TLS material")?;
+        if settings.dev_pki() && settings.tls.ca.is_none() {
+            // The development agencies are registered so that their certificates work at once.
+            crate::cli::admin::register_dev_agencies(&store, &paths.dir).await?;
+        }
         let mut application = Application::with_listener(listener, store, &tls, settings.limits())?;
+        application.tls = config;
+        application.tls_reload = settings.tls_reload().map(|every| (files, every));
         application.shutdown_grace = Duration::from_secs(settings.shutdown_grace_secs);
         application.escalate_every = (settings.feed.escalation_interval_secs > 0)
             .then(|| Duration::from_secs(settings.feed.escalation_interval_secs));
@@ -123,7 +146,14 @@ impl Application {
     ) -> anyhow::Result<Application> {
         let config = tls::server_config(&tls.ca_pem, &tls.cert_pem, &tls.key_pem)
             .context("bad TLS material")?;
+        let (audit, audit_writer) = AuditSink::start(store.clone());
+        let guard = Arc::new(
+            Guard::new(store.clone(), audit, &limits).context("cannot read the contract")?,
+        );
         Ok(Application {
+            guard,
+            audit_writer,
+            tls_reload: None,
             listener,
             hub: Hub::new(store, limits),
             tls: config,
@@ -144,6 +174,18 @@ impl Application {
     /// The store the hub uses.
     pub fn store(&self) -> &Store {
         &self.hub.store
+    }
+
+    /// Where calls' audit entries go (tests flush it before reading the trail).
+    pub fn audit(&self) -> AuditSink {
+        self.guard.audit.clone()
+    }
+
+    /// Watches these TLS files (CA, server certificate and key, CRL) and reloads them this often.
+    pub fn reload_tls(mut self, files: TlsFiles, every: Duration) -> anyhow::Result<Application> {
+        self.tls = files.load().context("bad TLS material")?;
+        self.tls_reload = Some((files, every));
+        Ok(self)
     }
 
     /// Escalates overdue alerts this often.
@@ -185,8 +227,9 @@ impl Application {
                     .max_encoding_message_size(MAX_MESSAGE_BYTES)
             };
         }
+        let admin = AdminApi::new(self.hub.store.clone(), self.guard.clone());
         let router = Server::builder()
-            .layer(AuthLayer)
+            .layer(AuthLayer::new(self.guard.clone()))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -219,6 +262,12 @@ impl Application {
             ))
             .add_service(limited!(
                 proto::case_service_server::CaseServiceServer::new(hub.clone())
+            ))
+            .add_service(limited!(
+                proto::admin_service_server::AdminServiceServer::new(admin.clone())
+            ))
+            .add_service(limited!(
+                proto::audit_service_server::AuditServiceServer::new(admin)
             ));
 
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
@@ -249,6 +298,7 @@ impl Application {
         if let Some(listener) = self.hub.store.spawn_feed_listener(schedule_stopped.clone()) {
             background.push(listener);
         }
+        let schedule_stopped_tls = schedule_stopped.clone();
         let schedule = self.reconcile_every.map(|every| {
             tokio::spawn(scheduled_reconcile(
                 self.hub.store.clone(),
@@ -257,8 +307,18 @@ impl Application {
             ))
         });
 
+        let (configs, serving_config) = tokio::sync::watch::channel(self.tls);
+        if let Some((files, every)) = self.tls_reload {
+            background.push(crate::tls_reload::spawn_reloader(
+                files,
+                every,
+                configs,
+                schedule_stopped_tls,
+            ));
+        }
         tracing::info!(%address, "quotahub serving over mutual TLS");
-        let incoming = TlsIncoming::new(self.listener, self.tls);
+        let incoming =
+            TlsIncoming::serving(self.listener, serving_config, self.guard.audit.clone());
         let serve = router.serve_with_incoming_shutdown(incoming, signal);
         tokio::pin!(serve);
         let grace = self.shutdown_grace;
@@ -276,6 +336,7 @@ impl Application {
         for task in background {
             let _ = task.await;
         }
+        self.audit_writer.finish().await;
         self.hub.store.close().await;
         tracing::info!("quotahub stopped");
         Ok(())
@@ -390,6 +451,8 @@ async fn set_serving(health: &HealthReporter, status: ServingStatus) {
         "quotahub.v1.LedgerService",
         "quotahub.v1.ApplicationService",
         "quotahub.v1.CaseService",
+        "quotahub.v1.AdminService",
+        "quotahub.v1.AuditService",
     ] {
         health.set_service_status(service, status).await;
     }

@@ -22,7 +22,7 @@ use rustls::{RootCertStore, ServerConfig};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
@@ -31,7 +31,9 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use tracing::warn;
 use x509_parser::extensions::GeneralName;
 
+use crate::audit::AuditSink;
 use crate::domain::Agency;
+use crate::domain::audit::{AuditEntry, HANDSHAKE_METHOD};
 
 /// How long a client may take to complete the TLS handshake before it is dropped, so that
 /// half-open or stalled connections cannot pile up.
@@ -184,6 +186,15 @@ impl PeerIdentity {
     }
 }
 
+/// The agency a PEM certificate names and the certificate's fingerprint, as the hub would read
+/// them from a client presenting it (for registering the certificate).
+pub fn certificate_identity(cert_pem: &[u8]) -> Result<(Agency, String), String> {
+    let der = CertificateDer::from_pem_slice(cert_pem)
+        .map_err(|error| format!("not a PEM certificate: {error}"))?;
+    let identity = PeerIdentity::from_leaf_certificate(([0, 0, 0, 0], 0).into(), &der);
+    Ok((identity.agency?, identity.cert_fingerprint))
+}
+
 fn agency_of(leaf_der: &[u8]) -> Result<Agency, String> {
     let (_, cert) = x509_parser::parse_x509_certificate(leaf_der)
         .map_err(|e| format!("the client certificate does not parse: {e}"))?;
@@ -299,9 +310,35 @@ impl TlsIncoming {
         config: Arc<ServerConfig>,
         handshake_timeout: Duration,
     ) -> TlsIncoming {
+        let (_keep, configs) = watch::channel(config);
+        TlsIncoming::start(listener, configs, None, handshake_timeout)
+    }
+
+    /// Accepts with whatever configuration `configs` holds at each new connection (so that a
+    /// reloaded CA, CRL or server certificate applies from the next connection on, and open ones
+    /// keep working), and records refused handshakes in `audit`.
+    pub fn serving(
+        listener: TcpListener,
+        configs: watch::Receiver<Arc<ServerConfig>>,
+        audit: AuditSink,
+    ) -> TlsIncoming {
+        TlsIncoming::start(listener, configs, Some(audit), HANDSHAKE_TIMEOUT)
+    }
+
+    fn start(
+        listener: TcpListener,
+        configs: watch::Receiver<Arc<ServerConfig>>,
+        audit: Option<AuditSink>,
+        handshake_timeout: Duration,
+    ) -> TlsIncoming {
         let (ready, connections) = mpsc::channel(READY_CONNECTIONS);
-        let acceptor = TlsAcceptor::from(config);
-        let accept_loop = tokio::spawn(accept_loop(listener, acceptor, handshake_timeout, ready));
+        let accept_loop = tokio::spawn(accept_loop(
+            listener,
+            configs,
+            audit,
+            handshake_timeout,
+            ready,
+        ));
         TlsIncoming {
             connections,
             accept_loop,
@@ -333,7 +370,8 @@ impl Stream for TlsIncoming {
 
 async fn accept_loop(
     listener: TcpListener,
-    acceptor: TlsAcceptor,
+    configs: watch::Receiver<Arc<ServerConfig>>,
+    audit: Option<AuditSink>,
     handshake_timeout: Duration,
     ready: mpsc::Sender<AuthenticatedStream>,
 ) {
@@ -346,8 +384,10 @@ async fn accept_loop(
                         warn!(peer = %remote_addr, "too many TLS handshakes in progress; connection dropped");
                         continue;
                     }
+                    let acceptor = TlsAcceptor::from(configs.borrow().clone());
                     handshakes.spawn(handshake(
-                        acceptor.clone(),
+                        acceptor,
+                        audit.clone(),
                         tcp,
                         remote_addr,
                         handshake_timeout,
@@ -373,8 +413,27 @@ async fn accept_loop(
     }
 }
 
+/// Records a refused handshake in the audit trail.
+async fn refused(audit: Option<&AuditSink>, remote_addr: SocketAddr, reason: String) {
+    if let Some(audit) = audit {
+        audit
+            .record(AuditEntry {
+                at: chrono::Utc::now().timestamp_micros(),
+                agency_id: String::new(),
+                jurisdiction: String::new(),
+                fingerprint: String::new(),
+                peer: remote_addr.to_string(),
+                method: HANDSHAKE_METHOD.to_owned(),
+                touched: String::new(),
+                outcome: reason,
+            })
+            .await;
+    }
+}
+
 async fn handshake(
     acceptor: TlsAcceptor,
+    audit: Option<AuditSink>,
     tcp: TcpStream,
     remote_addr: SocketAddr,
     handshake_timeout: Duration,
@@ -388,10 +447,12 @@ async fn handshake(
         Ok(Ok(tls)) => tls,
         Ok(Err(error)) => {
             warn!(peer = %remote_addr, %error, "TLS handshake failed");
+            refused(audit.as_ref(), remote_addr, error.to_string()).await;
             return;
         }
         Err(_) => {
             warn!(peer = %remote_addr, timeout = ?handshake_timeout, "TLS handshake timed out");
+            refused(audit.as_ref(), remote_addr, "handshake timed out".into()).await;
             return;
         }
     };

@@ -6,8 +6,10 @@
 //! - [`services`] and [`query`]: the service implementations;
 //! - [`status`]: the one mapping from [`crate::error::Error`] to gRPC status codes.
 
+pub mod admin;
 pub mod convert;
 pub mod feed;
+pub mod guard;
 pub mod ledger;
 pub mod personal;
 pub mod policy;
@@ -26,6 +28,12 @@ pub struct Limits {
     pub batch_size: usize,
     /// Records accepted in one bulk stream; the rest are refused with RESOURCE_EXHAUSTED.
     pub max_records_per_stream: u64,
+    /// Calls a second each agency may make on average (0: no limit).
+    pub calls_per_second: u32,
+    /// Calls an agency may make at once after a quiet spell.
+    pub burst: u32,
+    /// Deadline of every unary call.
+    pub call_timeout: Option<std::time::Duration>,
 }
 
 impl Default for Limits {
@@ -33,6 +41,9 @@ impl Default for Limits {
         Limits {
             batch_size: 1_000,
             max_records_per_stream: 100_000,
+            calls_per_second: 500,
+            burst: 1_000,
+            call_timeout: Some(std::time::Duration::from_secs(30)),
         }
     }
 }

@@ -3,11 +3,16 @@
 //! does not allow never reaches a handler. Jurisdiction (an agency acts on its own division and
 //! those below it) is checked by the store and the handlers, which know the records involved.
 
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use futures::future::BoxFuture;
 use tonic::Status;
 use tower::{Layer, Service};
 
+use super::guard::{AuditNote, Guard};
+use super::status::{code, grpc_code_name};
+use crate::domain::audit::AuditEntry;
 use crate::domain::privacy::Visibility;
 use crate::domain::{Agency, AgencyKind};
 use crate::error::Error;
@@ -71,6 +76,17 @@ pub const POLICY: &[Rule] = &[
     Rule {
         prefix: "/quotahub.v1.FeedService/TransitionAlert",
         kinds: &[StaffingOffice, Discipline],
+    },
+    // The agency registry has no operator identity above the agencies: it is kept by the staffing
+    // office of a province-level division (checked by the handlers), for the agencies below it.
+    Rule {
+        prefix: "/quotahub.v1.AdminService/",
+        kinds: &[StaffingOffice],
+    },
+    // The audit trail is read by those who audit and inspect, for their jurisdiction.
+    Rule {
+        prefix: "/quotahub.v1.AuditService/",
+        kinds: &[Audit, Discipline],
     },
     Rule {
         prefix: "/quotahub.v1.LedgerService/",
@@ -162,6 +178,25 @@ pub fn personal_data(kind: AgencyKind) -> Visibility {
         .map_or(Visibility::MASKED, |(_, sight)| *sight)
 }
 
+/// [`POLICY`] as the Markdown table README.md shows (a unit test keeps the two equal).
+pub fn markdown_table() -> String {
+    let mut table =
+        String::from("| gRPC path (longest prefix decides) | agency kinds |\n|---|---|\n");
+    for rule in POLICY {
+        let kinds = if rule.kinds == EVERY_AGENCY {
+            "every kind".to_owned()
+        } else {
+            rule.kinds
+                .iter()
+                .map(|kind| format!("`{kind}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        table.push_str(&format!("| `{}` | {kinds} |\n", rule.prefix));
+    }
+    table
+}
+
 /// The authenticated agency of a call, put in the request's extensions by [`AuthLayer`].
 #[derive(Debug, Clone)]
 pub struct Caller {
@@ -196,15 +231,28 @@ pub fn authorize(path: &str, peer: Option<&PeerIdentity>) -> Result<Caller, Erro
     })
 }
 
-/// Tower layer that applies [`POLICY`] to every call.
-#[derive(Debug, Clone, Default)]
-pub struct AuthLayer;
+/// Tower layer that applies [`POLICY`] and the [`Guard`] (registry, rate limit, deadline, audit)
+/// to every call.
+#[derive(Debug, Clone)]
+pub struct AuthLayer {
+    guard: Arc<Guard>,
+}
+
+impl AuthLayer {
+    /// A layer that consults `guard`.
+    pub fn new(guard: Arc<Guard>) -> AuthLayer {
+        AuthLayer { guard }
+    }
+}
 
 impl<S> Layer<S> for AuthLayer {
     type Service = Authorized<S>;
 
     fn layer(&self, inner: S) -> Authorized<S> {
-        Authorized { inner }
+        Authorized {
+            inner,
+            guard: self.guard.clone(),
+        }
     }
 }
 
@@ -212,43 +260,131 @@ impl<S> Layer<S> for AuthLayer {
 #[derive(Debug, Clone)]
 pub struct Authorized<S> {
     inner: S,
+    guard: Arc<Guard>,
+}
+
+/// Decides a call: who it is (the registry), what it may do (the policy table), then whether the
+/// agency is within its rate limit.
+async fn admit(guard: &Guard, path: &str, peer: Option<&PeerIdentity>) -> Result<Caller, Error> {
+    if let Some(PeerIdentity {
+        agency: Ok(agency),
+        cert_fingerprint,
+        ..
+    }) = peer
+    {
+        guard.registry.check(agency, cert_fingerprint).await?;
+    }
+    let caller = authorize(path, peer)?;
+    guard
+        .limiter
+        .take(&caller.agency.id())
+        .map_err(|retry_after| Error::RateLimited { retry_after })?;
+    Ok(caller)
+}
+
+/// The gRPC outcome of an answer: its `grpc-status` when it came at once (every refusal and error
+/// of a unary call does), otherwise OK as the answer began.
+fn outcome<R>(response: &http::Response<R>) -> &'static str {
+    let code = response
+        .headers()
+        .get("grpc-status")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<i32>().ok())
+        .map_or(tonic::Code::Ok, tonic::Code::from);
+    grpc_code_name(code)
 }
 
 impl<S, B, R> Service<http::Request<B>> for Authorized<S>
 where
-    S: Service<http::Request<B>, Response = http::Response<R>>,
+    S: Service<http::Request<B>, Response = http::Response<R>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     R: Default + Send + 'static,
     S::Error: Send + 'static,
+    B: Send + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future =
-        futures::future::Either<S::Future, std::future::Ready<Result<S::Response, S::Error>>>;
+    type Future = BoxFuture<'static, Result<S::Response, S::Error>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        let path = request.uri().path().to_owned();
-        match authorize(&path, request.extensions().get::<PeerIdentity>()) {
-            Ok(caller) => {
-                tracing::debug!(agency = %caller.agency, %path, "call allowed");
-                request.extensions_mut().insert(caller);
-                futures::future::Either::Left(self.inner.call(request))
-            }
-            Err(error) => {
-                tracing::warn!(%path, %error, "call refused");
-                let response = Status::from(error).into_http();
-                futures::future::Either::Right(std::future::ready(Ok(response)))
-            }
-        }
+        // The clone that was driven to readiness serves this call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let guard = self.guard.clone();
+        Box::pin(async move {
+            let path = request.uri().path().to_owned();
+            let peer = request.extensions().get::<PeerIdentity>().cloned();
+            let note = AuditNote::default();
+            request.extensions_mut().insert(note.clone());
+            let decision = admit(&guard, &path, peer.as_ref()).await;
+            let (response, outcome, agency) = match decision {
+                Ok(caller) => {
+                    tracing::debug!(agency = %caller.agency, %path, "call allowed");
+                    let agency = Some(caller.agency.clone());
+                    request.extensions_mut().insert(caller);
+                    let call = inner.call(request);
+                    let response = match guard.deadlines.of(&path) {
+                        Some(deadline) => match tokio::time::timeout(deadline, call).await {
+                            Ok(response) => response,
+                            Err(_) => Ok(Status::from(Error::DeadlineExceeded(format!(
+                                "{path} did not finish within {deadline:?}"
+                            )))
+                            .into_http()),
+                        },
+                        None => call.await,
+                    };
+                    match response {
+                        Ok(response) => {
+                            let outcome = outcome(&response);
+                            (Ok(response), outcome, agency)
+                        }
+                        Err(error) => (Err(error), "INTERNAL", agency),
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%path, %error, "call refused");
+                    let outcome = grpc_code_name(code(&error));
+                    let agency = peer.as_ref().and_then(|peer| peer.agency.clone().ok());
+                    (Ok(Status::from(error).into_http()), outcome, agency)
+                }
+            };
+            guard
+                .audit
+                .record(AuditEntry {
+                    at: crate::store::now_micros(),
+                    agency_id: agency.as_ref().map(Agency::id).unwrap_or_default(),
+                    jurisdiction: agency
+                        .as_ref()
+                        .map(|agency| agency.jurisdiction.to_string())
+                        .unwrap_or_default(),
+                    fingerprint: peer
+                        .as_ref()
+                        .map(|peer| peer.cert_fingerprint.clone())
+                        .unwrap_or_default(),
+                    peer: peer
+                        .as_ref()
+                        .map(|peer| peer.remote_addr.to_string())
+                        .unwrap_or_default(),
+                    method: path,
+                    touched: note.text(),
+                    outcome: outcome.to_owned(),
+                })
+                .await;
+            response
+        })
     }
 }
 
-/// The caller of a request that passed [`AuthLayer`].
-pub fn caller<T>(request: &tonic::Request<T>) -> Result<Caller, Error> {
+/// The caller of a request that passed [`AuthLayer`]. Notes the request (a read's filter, a
+/// pushed record's id) for the audit trail unless the handler notes something more telling.
+pub fn caller<T: std::fmt::Debug>(request: &tonic::Request<T>) -> Result<Caller, Error> {
+    if let Some(note) = request.extensions().get::<AuditNote>() {
+        note.set_if_empty(|| format!("{:?}", request.get_ref()));
+    }
     request
         .extensions()
         .get::<Caller>()
@@ -331,6 +467,27 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn the_readme_shows_the_policy_table_as_it_is() {
+        let readme = include_str!("../../README.md");
+        let begin = "<!-- policy table: generated from src/api/policy.rs -->\n";
+        let end = "<!-- end of policy table -->";
+        let start = readme
+            .find(begin)
+            .expect("the README marks the policy table")
+            + begin.len();
+        let stop = start
+            + readme[start..]
+                .find(end)
+                .expect("the table's end is marked");
+        assert_eq!(
+            &readme[start..stop],
+            markdown_table(),
+            "README.md's policy table differs from POLICY; paste this table there:\n{}",
+            markdown_table()
+        );
     }
 
     #[test]

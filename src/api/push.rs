@@ -7,6 +7,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::Hub;
 use super::convert::{Pushed, finding_change_message, timestamp};
+use super::guard::{AuditNote, note};
 use super::policy::caller;
 use super::status::record_error;
 use crate::error::Error;
@@ -42,10 +43,14 @@ fn rejected(record_id: &str, index: u64, error: &Error) -> proto::RecordResult {
 }
 
 /// Pushes one record.
-pub async fn push_one<P: Pushed>(
+pub async fn push_one<P: Pushed + std::fmt::Debug>(
     hub: &Hub,
     request: Request<P>,
 ) -> Result<Response<proto::RecordResult>, Status> {
+    note(
+        &request,
+        &format!("record_id {}", request.get_ref().record_id()),
+    );
     let caller = caller(&request)?;
     let submission = request.get_ref().to_submission()?;
     let mut verdicts = hub
@@ -64,6 +69,7 @@ pub async fn push_stream<P: Pushed>(
     request: Request<Streaming<P>>,
 ) -> Result<Response<proto::BulkPushResponse>, Status> {
     let caller = caller(&request)?;
+    let audit_note = request.extensions().get::<AuditNote>().cloned();
     let mut stream = request.into_inner();
     let mut results: Vec<proto::RecordResult> = Vec::new();
     let mut pending: Vec<(u64, Submission<P::Record>)> = Vec::new();
@@ -98,6 +104,10 @@ pub async fn push_stream<P: Pushed>(
     }
     store_batch(hub, &caller.agency, &mut pending, &mut results).await?;
     results.sort_by_key(|result| result.index);
+    if let Some(audit_note) = audit_note {
+        let ids: Vec<&str> = results.iter().map(|r| r.record_id.as_str()).collect();
+        audit_note.set(&format!("{} records: {}", ids.len(), ids.join(" ")));
+    }
 
     let mut response = proto::BulkPushResponse::default();
     for result in &results {

@@ -18,7 +18,8 @@ pub fn code(error: &Error) -> Code {
         Error::FailedPrecondition(_) | Error::CursorExpired { .. } | Error::OverdueItems(_) => {
             Code::FailedPrecondition
         }
-        Error::ResourceExhausted(_) => Code::ResourceExhausted,
+        Error::ResourceExhausted(_) | Error::RateLimited { .. } => Code::ResourceExhausted,
+        Error::DeadlineExceeded(_) => Code::DeadlineExceeded,
         Error::Aborted(_) => Code::Aborted,
         Error::Unavailable(_) => Code::Unavailable,
         Error::Internal(_) => Code::Internal,
@@ -68,6 +69,11 @@ impl From<Error> for Status {
                     );
                 }
                 Status::with_error_details(Code::FailedPrecondition, message(&error), details)
+            }
+            Error::RateLimited { retry_after } => {
+                let mut details = ErrorDetails::new();
+                details.set_retry_info(Some(*retry_after));
+                Status::with_error_details(Code::ResourceExhausted, message(&error), details)
             }
             _ => Status::new(code(&error), message(&error)),
         }

@@ -72,6 +72,12 @@ impl BenchHub {
             .ca
             .issue_agency(agency, Validity::default_leaf())
             .context("cannot issue an agency certificate")?;
+        let (_, fingerprint) = crate::tls::certificate_identity(certificate.cert_pem.as_bytes())
+            .map_err(anyhow::Error::msg)?;
+        self.store
+            .add_agency(agency, Some(&fingerprint))
+            .await
+            .map_err(|error| anyhow::anyhow!("cannot register {agency}: {error}"))?;
         crate::tls::client_channel(
             &format!("https://{}", self.address),
             self.ca.cert_pem().as_bytes(),

@@ -1,6 +1,7 @@
 //! The `quotahub` command: `serve` runs the hub, `pki init` makes development certificates,
 //! `import` pushes a CSV or JSONL file as an agency.
 
+pub mod admin;
 pub mod demo;
 pub mod import;
 pub mod ledger;
@@ -54,6 +55,18 @@ pub enum Command {
     /// Generate a city or a province with planted problems, as files `quotahub import` takes,
     /// with the ground truth of what the hub should find.
     Gen(GenArgs),
+    /// The agency registry: which agencies the hub serves, with which certificates.
+    Agency {
+        /// What to do.
+        #[command(subcommand)]
+        command: admin::AgencyCommand,
+    },
+    /// The audit trail of every call.
+    Audit {
+        /// What to do.
+        #[command(subcommand)]
+        command: admin::AuditCommand,
+    },
 }
 
 /// Flags of `quotahub gen`.
@@ -180,6 +193,9 @@ pub struct ServeArgs {
     /// Server private key [default: DATA_DIR/pki/server-key.pem].
     #[arg(long, env = "QUOTAHUB_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// Revocation list for client certificates, PEM or DER [default: none].
+    #[arg(long, env = "QUOTAHUB_TLS_CRL")]
+    pub tls_crl: Option<PathBuf>,
     /// Do not make development certificates when they are missing.
     #[arg(long, env = "QUOTAHUB_NO_DEV_PKI")]
     pub no_dev_pki: bool,
@@ -204,6 +220,7 @@ impl ServeArgs {
         settings.tls.ca = self.tls_ca.clone().or(settings.tls.ca);
         settings.tls.cert = self.tls_cert.clone().or(settings.tls.cert);
         settings.tls.key = self.tls_key.clone().or(settings.tls.key);
+        settings.tls.crl = self.tls_crl.clone().or(settings.tls.crl);
         if self.no_dev_pki {
             settings.tls.dev_pki = Some(false);
         }
@@ -248,6 +265,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
         Command::Demo(args) => demo::run(args, std::io::stdout().lock()).await?,
         Command::Bench(args) => crate::bench::run(args).await?,
+        Command::Agency { command } => admin::run_agency(command, std::io::stdout().lock()).await?,
+        Command::Audit { command } => {
+            return admin::run_audit(command, std::io::stdout().lock()).await;
+        }
         Command::Gen(args) => {
             let config = match args.scale.as_str() {
                 "small" => crate::generator::GenConfig::small(args.seed),

@@ -3,6 +3,7 @@
 
 pub mod agency;
 pub mod alerts;
+pub mod audit;
 pub mod findings;
 pub mod ids;
 pub mod ledger;

@@ -191,6 +191,7 @@ async fn records_beyond_the_stream_limit_are_refused_alone(backend: Backend) {
         Limits {
             batch_size: 2,
             max_records_per_stream: 3,
+            ..Limits::default()
         },
     )
     .await;

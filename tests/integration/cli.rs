@@ -212,7 +212,9 @@ async fn generated_files_import_through_the_command_line_without_refusals() {
     for file in files {
         let kind =
             quotahub::domain::AgencyKind::from_slug(file["agency_kind"].as_str().unwrap()).unwrap();
-        let client = ClientFiles::new(&agency(file["jurisdiction"].as_str().unwrap(), kind));
+        let sender = agency(file["jurisdiction"].as_str().unwrap(), kind);
+        app.register(&sender).await;
+        let client = ClientFiles::new(&sender);
         let path = out.join(file["file"].as_str().unwrap());
         let cli = Cli::parse_from([
             "quotahub",

@@ -45,11 +45,19 @@ pub fn pki() -> &'static TestPki {
         let server = ca
             .issue_server(&["localhost", "127.0.0.1"])
             .expect("server certificate");
-        TestPki {
+        let pki = TestPki {
             ca,
             server,
             agencies: Mutex::new(HashMap::new()),
+        };
+        // Issued up front so that every hub a test starts registers them (see `register_all`),
+        // whichever way the test then reaches the hub.
+        for jurisdiction in ["140000", "140100", "140105", "140200"] {
+            for kind in AgencyKind::ALL {
+                pki.agency(&agency(jurisdiction, kind));
+            }
         }
+        pki
     })
 }
 
@@ -67,6 +75,21 @@ impl TestPki {
             .clone()
     }
 
+    /// Registers, in the hub's database, every agency certificate issued so far: the hub serves
+    /// only registered agencies.
+    pub async fn register_all(&self, store: &Store) {
+        let issued: Vec<(String, CertifiedKey)> = self
+            .agencies
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .map(|(id, key)| (id.clone(), key.clone()))
+            .collect();
+        for (_, certificate) in issued {
+            register(store, &certificate).await;
+        }
+    }
+
     pub fn server_tls(&self) -> ServerTls {
         ServerTls {
             ca_pem: self.ca.cert_pem().as_bytes().to_vec(),
@@ -74,6 +97,25 @@ impl TestPki {
             key_pem: self.server.key_pem.as_bytes().to_vec(),
         }
     }
+}
+
+/// Registers the agency a certificate names, with that certificate.
+pub async fn register(store: &Store, certificate: &CertifiedKey) {
+    let (agency, fingerprint) =
+        quotahub::tls::certificate_identity(certificate.cert_pem.as_bytes()).expect("an agency");
+    store
+        .add_agency(&agency, Some(&fingerprint))
+        .await
+        .expect("register the agency");
+}
+
+/// Registers every test agency certificate in the database at `url` (for hubs run as processes).
+pub async fn register_agencies_in(url: &str) {
+    let store = Store::connect(url, &StoreOptions::default())
+        .await
+        .expect("open the store");
+    pki().register_all(&store).await;
+    store.close().await;
 }
 
 fn init_logging() {
@@ -187,6 +229,8 @@ pub struct TestApp {
     pub address: SocketAddr,
     pub db: TestDb,
     pub store: Store,
+    /// Where the hub's audit entries go; `flush` before reading the trail.
+    pub audit: quotahub::audit::AuditSink,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
     limits: Limits,
@@ -234,12 +278,14 @@ impl TestApp {
                 ..quotahub::store::Checks::default()
             });
         }
+        pki.register_all(&store).await;
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a port");
         let application =
             Application::with_listener(listener, store.clone(), &pki.server_tls(), limits.clone())
                 .expect("build the hub")
                 .reconcile_every(reconcile_every);
         let address = application.local_addr();
+        let audit = application.audit();
         let (shutdown, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(application.run_until_stopped(async move {
             let _ = stopped.await;
@@ -248,6 +294,7 @@ impl TestApp {
             address,
             db,
             store,
+            audit,
             shutdown: Some(shutdown),
             server: Some(server),
             limits,
@@ -284,10 +331,16 @@ impl TestApp {
         format!("https://{}", self.address)
     }
 
-    /// A channel authenticated as `agency`.
+    /// Registers `agency` and its test certificate with this hub.
+    pub async fn register(&self, agency: &Agency) {
+        register(&self.store, &pki().agency(agency)).await;
+    }
+
+    /// A channel authenticated as `agency` (registered first).
     pub async fn channel(&self, agency: &Agency) -> Channel {
         let pki = pki();
         let certificate = pki.agency(agency);
+        register(&self.store, &certificate).await;
         quotahub::tls::client_channel(
             &self.endpoint(),
             pki.ca.cert_pem().as_bytes(),

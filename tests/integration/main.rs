@@ -15,3 +15,4 @@ mod push;
 mod replicas;
 mod roll;
 mod storage;
+mod trust;

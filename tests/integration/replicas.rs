@@ -32,6 +32,7 @@ pub async fn start_hub(
     pki_dir: &std::path::Path,
     data_dir: &std::path::Path,
 ) -> HubProcess {
+    register_agencies_in(db_url).await;
     let mut child = Command::new(env!("CARGO_BIN_EXE_quotahub"))
         .args([
             "serve",

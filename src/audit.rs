@@ -1,0 +1,206 @@
+//! The audit trail (全程留痕): every call and every refused handshake is appended to `audit_log`,
+//! chained by SHA-256 (see [`crate::domain::audit`]).
+//!
+//! Calls hand their entries to an [`AuditSink`]; one writer task per process appends them in
+//! batches, one transaction each, so that auditing costs the hub one commit per batch rather than
+//! one per call. The channel between them is bounded: when it is full, a call waits for room before
+//! it is answered (back-pressure). No entry is ever dropped; if the database is down, the writer
+//! retries, the channel fills, and calls wait with it.
+
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::domain::audit::{AuditEntry, ChainBreak, ChainWalk};
+use crate::error::Result;
+use crate::store::Store;
+use crate::store::trust::AuditFilter;
+
+/// Entries waiting for the writer before calls wait for room.
+pub const AUDIT_QUEUE: usize = 8_192;
+
+/// Entries appended per transaction at most.
+pub const AUDIT_BATCH: usize = 512;
+
+/// Pause before the writer retries a failed append.
+const RETRY_PAUSE: Duration = Duration::from_millis(500);
+
+enum Message {
+    Entry(AuditEntry),
+    /// Answered once every entry sent before it is committed.
+    Flush(oneshot::Sender<()>),
+}
+
+/// Where calls send their audit entries. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AuditSink {
+    queue: mpsc::Sender<Message>,
+}
+
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Message::Entry(entry) => entry.fmt(f),
+            Message::Flush(_) => f.write_str("Flush"),
+        }
+    }
+}
+
+/// The writer task; [`AuditWriter::finish`] appends what is queued and stops it.
+#[derive(Debug)]
+pub struct AuditWriter {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl AuditSink {
+    /// Starts the writer on `store`.
+    pub fn start(store: Store) -> (AuditSink, AuditWriter) {
+        let (queue, entries) = mpsc::channel(AUDIT_QUEUE);
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(write_entries(store, entries, stopped));
+        (AuditSink { queue }, AuditWriter { stop, task })
+    }
+
+    /// Queues an entry, waiting for room when the queue is full.
+    pub async fn record(&self, entry: AuditEntry) {
+        if self.queue.send(Message::Entry(entry)).await.is_err() {
+            // Only after the writer stopped, i.e. the hub is shutting down; the log keeps it.
+            tracing::error!("audit writer stopped; entry not recorded");
+        }
+    }
+
+    /// Waits until every entry queued so far is committed.
+    pub async fn flush(&self) {
+        let (done, committed) = oneshot::channel();
+        if self.queue.send(Message::Flush(done)).await.is_ok() {
+            let _ = committed.await;
+        }
+    }
+}
+
+impl AuditWriter {
+    /// Appends every queued entry, then stops.
+    pub async fn finish(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+async fn write_entries(
+    store: Store,
+    mut queue: mpsc::Receiver<Message>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut batch = Vec::with_capacity(AUDIT_BATCH);
+    let mut waiting = Vec::new();
+    let mut stopping = false;
+    loop {
+        stopping |= tokio::select! {
+            first = queue.recv() => match first {
+                Some(message) => {
+                    take(message, &mut batch, &mut waiting);
+                    false
+                }
+                None => true,
+            },
+            _ = stopped.changed(), if !stopping => true,
+        };
+        while batch.len() < AUDIT_BATCH {
+            match queue.try_recv() {
+                Ok(message) => take(message, &mut batch, &mut waiting),
+                Err(_) => break,
+            }
+        }
+        append(&store, &mut batch).await;
+        for done in waiting.drain(..) {
+            let _ = done.send(());
+        }
+        if stopping && queue.is_empty() {
+            return;
+        }
+    }
+}
+
+fn take(message: Message, batch: &mut Vec<AuditEntry>, waiting: &mut Vec<oneshot::Sender<()>>) {
+    match message {
+        Message::Entry(entry) => batch.push(entry),
+        Message::Flush(done) => waiting.push(done),
+    }
+}
+
+/// Appends the batch, retrying until the database takes it.
+async fn append(store: &Store, batch: &mut Vec<AuditEntry>) {
+    if batch.is_empty() {
+        return;
+    }
+    loop {
+        match store.append_audit(batch.clone()).await {
+            Ok(()) => {
+                batch.clear();
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(%error, entries = batch.len(), "cannot append to the audit trail; retrying");
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+        }
+    }
+}
+
+/// What `quotahub audit verify` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The chain is whole: this many entries.
+    Whole(i64),
+    /// The first break.
+    Broken(ChainBreak),
+}
+
+/// Re-walks the whole chain from the first entry and names the first entry that was changed,
+/// removed or inserted. Hubs may keep appending meanwhile: the walk goes up to the head read at
+/// its start, and an entry past the head is reported only if it is past the head read after it
+/// (the head moves in the transaction that appends, so no entry the hub wrote is ever past it).
+pub async fn verify(store: &Store) -> Result<Verdict> {
+    const PAGE: u32 = 10_000;
+    let (head_seq, head_hash) = store.audit_head().await?;
+    let mut walk = ChainWalk::default();
+    let mut after_seq = 0;
+    loop {
+        let page = store
+            .audit_entries(&AuditFilter {
+                after_seq,
+                through_seq: Some(head_seq),
+                limit: PAGE,
+                ..AuditFilter::default()
+            })
+            .await?;
+        let Some(last) = page.last() else { break };
+        after_seq = last.seq;
+        for row in page {
+            if let Err(found) = walk.next(row) {
+                return Ok(Verdict::Broken(found));
+            }
+        }
+    }
+    if let Err(found) = walk.finish(head_seq, &head_hash) {
+        return Ok(Verdict::Broken(found));
+    }
+    let last_seq = store.audit_last_seq().await?;
+    let (head_now, _) = store.audit_head().await?;
+    Ok(if last_seq > head_now {
+        let past_head = store
+            .audit_entries(&AuditFilter {
+                after_seq: head_now,
+                limit: 1,
+                ..AuditFilter::default()
+            })
+            .await?;
+        Verdict::Broken(ChainBreak::Inserted(
+            past_head.first().map_or(head_now + 1, |row| row.seq),
+        ))
+    } else {
+        Verdict::Whole(head_seq)
+    })
+}

@@ -1,0 +1,383 @@
+//! The agency registry and the audit trail's storage. Appends to the trail lock the one row of
+//! `audit_head`, so that replicas on one PostgreSQL take turns and keep one chain; on SQLite the
+//! single writer does the same.
+
+use sqlx::Row;
+
+use super::{Store, Value, bind_all, insert_rows, now_micros};
+use crate::domain::audit::{AuditEntry, ChainedEntry, chain};
+use crate::domain::{Agency, AgencyKind, Jurisdiction};
+use crate::error::{Error, Result};
+
+/// An agency as the registry holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisteredAgency {
+    /// The agency.
+    pub agency: Agency,
+    /// Whether its calls are served.
+    pub enabled: bool,
+    /// Its certificates, oldest first.
+    pub certificates: Vec<RegisteredCertificate>,
+}
+
+/// A certificate an agency may present.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisteredCertificate {
+    /// SHA-256 (hex) of the certificate's DER.
+    pub fingerprint: String,
+    /// When it was registered (Unix microseconds).
+    pub added_at: i64,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<i64>,
+}
+
+/// What the registry says about one presented certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateStanding {
+    /// The agency it is registered for.
+    pub agency_id: String,
+    /// Whether that agency is enabled.
+    pub enabled: bool,
+    /// Whether this certificate was revoked (replaced by a re-key).
+    pub revoked: bool,
+}
+
+/// Which audit entries to read.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Entries of agencies in this jurisdiction or below (by the agency's division code prefix).
+    pub within: Option<Jurisdiction>,
+    /// Only this agency.
+    pub agency_id: Option<String>,
+    /// Only this method (gRPC path).
+    pub method: Option<String>,
+    /// From this instant (Unix microseconds, inclusive).
+    pub from: Option<i64>,
+    /// Until this instant (exclusive).
+    pub until: Option<i64>,
+    /// Entries after this sequence number.
+    pub after_seq: i64,
+    /// Entries up to this sequence number (inclusive).
+    pub through_seq: Option<i64>,
+    /// At most this many.
+    pub limit: u32,
+}
+
+fn agency_from_row(id: &str, kind: &str, jurisdiction: &str) -> Result<Agency> {
+    let kind = AgencyKind::from_slug(kind)
+        .ok_or_else(|| Error::Internal(format!("agency {id} has an unknown kind `{kind}`")))?;
+    let jurisdiction = Jurisdiction::parse(jurisdiction).map_err(Error::Internal)?;
+    Ok(Agency::new(jurisdiction, kind))
+}
+
+fn chained_from_row(row: &sqlx::any::AnyRow) -> Result<ChainedEntry> {
+    Ok(ChainedEntry {
+        seq: row.try_get("seq")?,
+        entry: AuditEntry {
+            at: row.try_get("at")?,
+            agency_id: row.try_get("agency_id")?,
+            jurisdiction: row.try_get("jurisdiction")?,
+            fingerprint: row.try_get("fingerprint")?,
+            peer: row.try_get("peer")?,
+            method: row.try_get("method")?,
+            touched: row.try_get("touched")?,
+            outcome: row.try_get("outcome")?,
+        },
+        prev_hash: row.try_get("prev_hash")?,
+        hash: row.try_get("hash")?,
+    })
+}
+
+impl Store {
+    /// Registers an agency (enabled) if it is new, and the certificate if one is given. Adding an
+    /// agency or certificate already there changes nothing.
+    pub async fn add_agency(&self, agency: &Agency, fingerprint: Option<&str>) -> Result<()> {
+        let now = now_micros();
+        let mut tx = self.begin().await?;
+        sqlx::query_with(
+            "INSERT INTO agencies (id, kind, jurisdiction, enabled, created_at, updated_at) \
+             VALUES ($1, $2, $3, 1, $4, $4) ON CONFLICT (id) DO NOTHING",
+            bind_all(vec![
+                Value::from(agency.id()),
+                Value::from(agency.kind.slug()),
+                Value::from(agency.jurisdiction.as_str()),
+                Value::Int(now),
+            ])?,
+        )
+        .execute(&mut *tx)
+        .await?;
+        if let Some(fingerprint) = fingerprint {
+            add_certificate(&mut tx, &agency.id(), fingerprint, now).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Enables or disables an agency; NOT_FOUND when the registry has none of that id.
+    pub async fn set_agency_enabled(&self, agency_id: &str, enabled: bool) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let changed = sqlx::query_with(
+            "UPDATE agencies SET enabled = $1, updated_at = $2 WHERE id = $3",
+            bind_all(vec![
+                Value::from(enabled),
+                Value::Int(now_micros()),
+                Value::from(agency_id),
+            ])?,
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        if changed == 0 {
+            return Err(Error::NotFound(format!(
+                "no agency {agency_id} is registered"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Registers a new certificate for an agency and, if asked, revokes every other one it had.
+    pub async fn rekey_agency(
+        &self,
+        agency_id: &str,
+        fingerprint: &str,
+        revoke_others: bool,
+    ) -> Result<()> {
+        let now = now_micros();
+        let mut tx = self.begin().await?;
+        let known = sqlx::query_with(
+            "SELECT id FROM agencies WHERE id = $1",
+            bind_all(vec![Value::from(agency_id)])?,
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        if known.is_none() {
+            return Err(Error::NotFound(format!(
+                "no agency {agency_id} is registered"
+            )));
+        }
+        add_certificate(&mut tx, agency_id, fingerprint, now).await?;
+        if revoke_others {
+            sqlx::query_with(
+                "UPDATE agency_certificates SET revoked_at = $1 \
+                 WHERE agency_id = $2 AND fingerprint <> $3 AND revoked_at IS NULL",
+                bind_all(vec![
+                    Value::Int(now),
+                    Value::from(agency_id),
+                    Value::from(fingerprint),
+                ])?,
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query_with(
+            "UPDATE agencies SET updated_at = $1 WHERE id = $2",
+            bind_all(vec![Value::Int(now), Value::from(agency_id)])?,
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every registered agency with its certificates, by id.
+    pub async fn agencies(&self) -> Result<Vec<RegisteredAgency>> {
+        let rows = sqlx::query(
+            "SELECT a.id, a.kind, a.jurisdiction, a.enabled, c.fingerprint, c.added_at, c.revoked_at \
+             FROM agencies a LEFT JOIN agency_certificates c ON c.agency_id = a.id \
+             ORDER BY a.id, c.added_at, c.fingerprint",
+        )
+        .fetch_all(self.readers())
+        .await?;
+        let mut agencies: Vec<RegisteredAgency> = Vec::new();
+        for row in rows {
+            let id: String = row.try_get("id")?;
+            if agencies.last().is_none_or(|last| last.agency.id() != id) {
+                agencies.push(RegisteredAgency {
+                    agency: agency_from_row(
+                        &id,
+                        &row.try_get::<String, _>("kind")?,
+                        &row.try_get::<String, _>("jurisdiction")?,
+                    )?,
+                    enabled: row.try_get::<i64, _>("enabled")? != 0,
+                    certificates: Vec::new(),
+                });
+            }
+            if let Some(fingerprint) = row.try_get::<Option<String>, _>("fingerprint")? {
+                let last = agencies.last_mut().expect("pushed above");
+                last.certificates.push(RegisteredCertificate {
+                    fingerprint,
+                    added_at: row.try_get("added_at")?,
+                    revoked_at: row.try_get("revoked_at")?,
+                });
+            }
+        }
+        Ok(agencies)
+    }
+
+    /// What the registry says about the certificate with this fingerprint; `None` when it is not
+    /// registered for any agency.
+    pub async fn certificate_standing(
+        &self,
+        fingerprint: &str,
+    ) -> Result<Option<CertificateStanding>> {
+        let row = sqlx::query_with(
+            "SELECT c.agency_id, a.enabled, c.revoked_at FROM agency_certificates c \
+             JOIN agencies a ON a.id = c.agency_id WHERE c.fingerprint = $1",
+            bind_all(vec![Value::from(fingerprint)])?,
+        )
+        .fetch_optional(self.readers())
+        .await?;
+        row.map(|row| {
+            Ok(CertificateStanding {
+                agency_id: row.try_get("agency_id")?,
+                enabled: row.try_get::<i64, _>("enabled")? != 0,
+                revoked: row.try_get::<Option<i64>, _>("revoked_at")?.is_some(),
+            })
+        })
+        .transpose()
+    }
+
+    /// Appends entries to the audit trail in one transaction, chained after the current head.
+    pub async fn append_audit(&self, entries: Vec<AuditEntry>) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        // Locks the head row until commit (a no-op update is portable; SQLite has one writer).
+        sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
+            .execute(&mut *tx)
+            .await?;
+        let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await?;
+        let (seq, hash): (i64, String) = (head.try_get("seq")?, head.try_get("hash")?);
+        let rows = chain(seq, &hash, entries);
+        let last = rows.last().map(|row| (row.seq, row.hash.clone()));
+        insert_rows(
+            &mut tx,
+            "INSERT INTO audit_log (seq, at, agency_id, jurisdiction, fingerprint, peer, method, \
+             touched, outcome, prev_hash, hash)",
+            "",
+            rows.into_iter()
+                .map(|row| {
+                    let e = row.entry;
+                    [
+                        Value::Int(row.seq),
+                        Value::Int(e.at),
+                        Value::Text(e.agency_id),
+                        Value::Text(e.jurisdiction),
+                        Value::Text(e.fingerprint),
+                        Value::Text(e.peer),
+                        Value::Text(e.method),
+                        Value::Text(e.touched),
+                        Value::Text(e.outcome),
+                        Value::Text(row.prev_hash),
+                        Value::Text(row.hash),
+                    ]
+                })
+                .collect(),
+        )
+        .await?;
+        if let Some((seq, hash)) = last {
+            sqlx::query_with(
+                "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1",
+                bind_all(vec![Value::Int(seq), Value::Text(hash)])?,
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The highest sequence number in the audit log (0 when empty).
+    pub async fn audit_last_seq(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS last FROM audit_log")
+            .fetch_one(self.readers())
+            .await?;
+        Ok(row.try_get("last")?)
+    }
+
+    /// The recorded end of the audit chain: its last sequence number and hash.
+    pub async fn audit_head(&self) -> Result<(i64, String)> {
+        let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_one(self.readers())
+            .await?;
+        Ok((row.try_get("seq")?, row.try_get("hash")?))
+    }
+
+    /// Audit entries in sequence order, filtered.
+    pub async fn audit_entries(&self, filter: &AuditFilter) -> Result<Vec<ChainedEntry>> {
+        let mut sql = String::from(
+            "SELECT seq, at, agency_id, jurisdiction, fingerprint, peer, method, touched, outcome, \
+             prev_hash, hash FROM audit_log WHERE seq > $1",
+        );
+        let mut values = vec![Value::Int(filter.after_seq)];
+        let mut condition = |sql: &mut String, clause: &str, value: Value| {
+            values.push(value);
+            sql.push_str(&format!(" AND {clause} ${}", values.len()));
+        };
+        if let Some(within) = &filter.within {
+            condition(
+                &mut sql,
+                "jurisdiction LIKE",
+                Value::Text(format!("{}%", within.prefix())),
+            );
+        }
+        if let Some(agency_id) = &filter.agency_id {
+            condition(&mut sql, "agency_id =", Value::Text(agency_id.clone()));
+        }
+        if let Some(method) = &filter.method {
+            condition(&mut sql, "method =", Value::Text(method.clone()));
+        }
+        if let Some(through) = filter.through_seq {
+            condition(&mut sql, "seq <=", Value::Int(through));
+        }
+        if let Some(from) = filter.from {
+            condition(&mut sql, "at >=", Value::Int(from));
+        }
+        if let Some(until) = filter.until {
+            condition(&mut sql, "at <", Value::Int(until));
+        }
+        values.push(Value::Int(i64::from(filter.limit.max(1))));
+        sql.push_str(&format!(" ORDER BY seq LIMIT ${}", values.len()));
+        let rows = sqlx::query_with(sqlx::AssertSqlSafe(sql), bind_all(values)?)
+            .fetch_all(self.readers())
+            .await?;
+        rows.iter().map(chained_from_row).collect()
+    }
+}
+
+async fn add_certificate(
+    tx: &mut super::Tx,
+    agency_id: &str,
+    fingerprint: &str,
+    now: i64,
+) -> Result<()> {
+    let fingerprint = fingerprint.to_ascii_lowercase();
+    sqlx::query_with(
+        "INSERT INTO agency_certificates (fingerprint, agency_id, added_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (fingerprint) DO NOTHING",
+        bind_all(vec![
+            Value::from(fingerprint.clone()),
+            Value::from(agency_id),
+            Value::Int(now),
+        ])?,
+    )
+    .execute(&mut **tx)
+    .await?;
+    let owner = sqlx::query_with(
+        "SELECT agency_id FROM agency_certificates WHERE fingerprint = $1",
+        bind_all(vec![Value::from(fingerprint)])?,
+    )
+    .fetch_one(&mut **tx)
+    .await?;
+    let owner: String = owner.try_get("agency_id")?;
+    if owner != agency_id {
+        return Err(Error::FailedPrecondition(format!(
+            "that certificate is already registered for {owner}"
+        )));
+    }
+    Ok(())
+}
