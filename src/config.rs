@@ -36,6 +36,27 @@ pub struct Settings {
     pub reconcile: ReconcileSettings,
     /// The alert feed and escalation.
     pub feed: FeedSettings,
+    /// The plain-HTTP admin port.
+    pub admin: AdminSettings,
+    /// Logs.
+    pub log: LogSettings,
+}
+
+/// The plain-HTTP admin port: `/metrics`, `/healthz`, `/readyz` (`[admin]`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSettings {
+    /// Address of the admin port (`admin.listen`, default none: no admin port). It is plain HTTP:
+    /// bind it where only the platform (Prometheus, the kubelet) can reach it.
+    pub listen: Option<SocketAddr>,
+}
+
+/// Logs (`[log]`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// `human` (default) or `json` (`log.format`).
+    pub format: crate::telemetry::LogFormat,
 }
 
 /// The alert feed and escalation (`[feed]`).
@@ -125,6 +146,9 @@ pub struct DatabaseSettings {
     pub max_connections: u32,
     /// Seconds to wait for a connection before answering UNAVAILABLE (`database.acquire_timeout_secs`).
     pub acquire_timeout_secs: u64,
+    /// Seconds between health probes of the database (`database.probe_interval_secs`, default 5);
+    /// while a probe fails the hub reports NOT_SERVING.
+    pub probe_interval_secs: u64,
 }
 
 impl Default for DatabaseSettings {
@@ -133,6 +157,7 @@ impl Default for DatabaseSettings {
         DatabaseSettings {
             max_connections: defaults.max_connections,
             acquire_timeout_secs: defaults.acquire_timeout.as_secs(),
+            probe_interval_secs: 5,
         }
     }
 }
@@ -170,6 +195,8 @@ impl Default for Settings {
             rules: RuleSettings::default(),
             reconcile: ReconcileSettings::default(),
             feed: FeedSettings::default(),
+            admin: AdminSettings::default(),
+            log: LogSettings::default(),
         }
     }
 }

@@ -44,6 +44,8 @@ pub struct Hub {
     pub limits: Limits,
     /// Set when the hub is about to stop: feed streams send their drain message and end.
     pub draining: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+    /// Calls, records, subscribers and escalations, for the operators.
+    pub metrics: crate::telemetry::Metrics,
 }
 
 impl Hub {
@@ -53,6 +55,7 @@ impl Hub {
             store,
             limits,
             draining: std::sync::Arc::new(tokio::sync::watch::channel(false).0),
+            metrics: crate::telemetry::Metrics::default(),
         }
     }
 }

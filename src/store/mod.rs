@@ -14,6 +14,7 @@ pub mod push;
 pub mod query;
 pub mod reconcile;
 mod sqlite;
+pub mod stats;
 
 use std::time::Duration;
 
