@@ -47,7 +47,10 @@ pub async fn push_one<P: Pushed>(
     request: Request<P>,
 ) -> Result<Response<proto::RecordResult>, Status> {
     let caller = caller(&request)?;
-    let submission = request.get_ref().to_submission()?;
+    let kind = <P::Record as crate::store::push::RecordKind>::KIND;
+    let submission = request.get_ref().to_submission().inspect_err(|_| {
+        hub.metrics.records(kind, 0, 0, 1);
+    })?;
     let mut verdicts = hub
         .store
         .push(&caller.agency, std::slice::from_ref(&submission))
@@ -58,7 +61,7 @@ pub async fn push_one<P: Pushed>(
         .ok_or_else(|| Error::Internal("no verdict for the record".into()))?;
     let replayed = verdict.as_ref().is_ok_and(|receipt| receipt.replayed);
     hub.metrics.records(
-        <P::Record as crate::store::push::RecordKind>::KIND,
+        kind,
         u64::from(verdict.is_ok() && !replayed),
         u64::from(replayed),
         u64::from(verdict.is_err()),
