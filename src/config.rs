@@ -440,7 +440,9 @@ mod tests {
                         format!("{prefix}.{key}")
                     };
                     // Maps keyed by code (deadlines, rank ceilings) are settings of their own.
-                    if value.is_object() && !value.as_object().is_some_and(|m| m.is_empty()) {
+                    if value.is_object()
+                        && !value.as_object().is_some_and(serde_json::Map::is_empty)
+                    {
                         keys(&key, value, out);
                     } else {
                         out.push(key);

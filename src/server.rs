@@ -521,7 +521,7 @@ async fn probe_database(probe: Probe, mut stopped: tokio::sync::watch::Receiver<
             }
         }
         probes += 1;
-        if reached && probes % 6 == 0 {
+        if reached && probes.is_multiple_of(6) {
             match probe.store.stats().await {
                 Ok(stats) => probe.metrics.store_stats(stats),
                 Err(error) => tracing::debug!(%error, "cannot read the store's gauges"),

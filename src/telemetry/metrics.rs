@@ -49,6 +49,9 @@ struct Inner {
     _observed: Vec<ObservableGauge<i64>>,
 }
 
+/// Reads gauges into an observer (value, labels).
+type Reading = fn(&Gauges, &mut dyn FnMut(i64, &[KeyValue]));
+
 /// The latest readings of the gauges that come from the database.
 #[derive(Debug, Default)]
 struct Gauges {
@@ -96,9 +99,7 @@ impl Metrics {
         let provider = builder.build();
         let meter = provider.meter("quotahub");
         let gauges = Arc::new(Mutex::new(Gauges::default()));
-        let observe = |name: &'static str,
-                       description: &'static str,
-                       read: fn(&Gauges, &mut dyn FnMut(i64, &[KeyValue]))| {
+        let observe = |name: &'static str, description: &'static str, read: Reading| {
             let gauges = gauges.clone();
             meter
                 .i64_observable_gauge(name)
@@ -381,13 +382,13 @@ fn render(metrics: &ResourceMetrics) -> String {
             let name = sanitize(metric.name());
             match metric.data() {
                 AggregatedMetrics::F64(data) => {
-                    render_data(&mut out, &name, metric.description(), data)
+                    render_data(&mut out, &name, metric.description(), data);
                 }
                 AggregatedMetrics::U64(data) => {
-                    render_data(&mut out, &name, metric.description(), data)
+                    render_data(&mut out, &name, metric.description(), data);
                 }
                 AggregatedMetrics::I64(data) => {
-                    render_data(&mut out, &name, metric.description(), data)
+                    render_data(&mut out, &name, metric.description(), data);
                 }
             }
         }
