@@ -285,11 +285,12 @@ impl Application {
             async move {
                 shutdown.await;
                 let _ = stopping_at.set(tokio::time::Instant::now());
-                // Feed streams send their drain message and end, so that the server can stop.
-                draining.send_replace(true);
+                // Balancers stop sending calls first; then feed streams send their drain message
+                // and end, so that the server can stop.
                 ready.set(false);
-                tracing::info!("shutting down: refusing new calls, finishing those in flight");
                 set_serving(&reporter, ServingStatus::NotServing).await;
+                draining.send_replace(true);
+                tracing::info!("shutting down: refusing new calls, finishing those in flight");
                 let _ = stopping_tx.send(());
             }
         };

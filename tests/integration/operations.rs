@@ -108,13 +108,20 @@ async fn sigterm_drains_the_feed_and_finishes_a_bulk_push_in_flight_then_exits_c
     let files = tempfile::tempdir().unwrap();
     server_files(files.path());
     let config = files.path().join("quotahub.toml");
+    let db_url = format!("sqlite://{}", files.path().join("hub.db").display());
+    let admin = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     std::fs::write(
         &config,
-        "shutdown_grace_secs = 30\n[limits]\nbatch_size = 5\n",
+        format!(
+            "shutdown_grace_secs = 30\n[limits]\nbatch_size = 5\n[admin]\nlisten = \"{admin}\"\n"
+        ),
     )
     .unwrap();
-    let db_url = format!("sqlite://{}", files.path().join("hub.db").display());
     let mut hub = start_hub(&db_url, files.path(), "data", &config).await;
+    assert_eq!(crate::telemetry::http_get(admin, "/readyz").await.0, 200);
 
     // An open subscription that has received an event.
     let mut inspector = feed_as(&hub.endpoint, AgencyKind::Discipline).await;
@@ -182,6 +189,9 @@ async fn sigterm_drains_the_feed_and_finishes_a_bulk_push_in_flight_then_exits_c
         );
     }
     assert!(drained, "a drain message before the stream ended");
+    // While it drains, the hub is alive but no longer ready.
+    assert_eq!(crate::telemetry::http_get(admin, "/readyz").await.0, 503);
+    assert_eq!(crate::telemetry::http_get(admin, "/healthz").await.0, 200);
 
     // The bulk push, still in flight, sends its last records and gets every result.
     for n in 11..=15 {
