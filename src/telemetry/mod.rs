@@ -66,10 +66,11 @@ pub struct TelemetryGuard {
 }
 
 impl TelemetryGuard {
-    /// Sends the spans still buffered.
+    /// Sends the spans still buffered, giving up after a few seconds when the collector does not
+    /// answer (the process has already drained by then).
     pub fn shutdown(self) {
         if let Some(provider) = self.tracer_provider
-            && let Err(error) = provider.shutdown()
+            && let Err(error) = provider.shutdown_with_timeout(std::time::Duration::from_secs(3))
         {
             eprintln!("quotahub: cannot flush traces: {error}");
         }

@@ -442,46 +442,59 @@ async fn two_hubs_lose_nothing_acknowledged_when_postgresql_restarts_under_load(
         });
     }
 
-    // Pushes to hub A, one after another, each raising alerts (pay for people on no roll).
+    // Four clients push to hub A at once, each one record after another, every record raising
+    // alerts (pay for people on no roll).
     let (progress_tx, mut progress) = tokio::sync::watch::channel(Acknowledged::default());
+    let progress_tx = Arc::new(progress_tx);
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    let endpoint = a.endpoint.clone();
-    let pusher = tokio::spawn(async move {
-        let mut finance = proto::finance_service_client::FinanceServiceClient::new(
-            channel_as(&endpoint, "140100", AgencyKind::Finance).await,
-        );
-        let mut done = Acknowledged::default();
-        let mut n = 0u32;
-        while !*stop.borrow() {
-            let unit = uscc("140100", 1 + n % 5);
-            let record_id = format!("p{n}");
-            match finance
-                .push_payroll_line(payroll(&record_id, &resident(n), &unit, "2024-01"))
-                .await
-            {
-                Ok(result) => {
-                    done.records.push((record_id, unit));
-                    for change in result.into_inner().findings {
-                        let finding = change.finding.unwrap();
-                        done.alerts.push((
-                            change.change,
-                            finding.subject,
-                            finding.institution_uscc,
-                            finding.version,
-                        ));
+    let mut pushers = Vec::new();
+    for client in 0..4u32 {
+        let endpoint = a.endpoint.clone();
+        let (progress_tx, stop) = (progress_tx.clone(), stop.clone());
+        pushers.push(tokio::spawn(async move {
+            let mut finance = proto::finance_service_client::FinanceServiceClient::new(
+                channel_as(&endpoint, "140100", AgencyKind::Finance).await,
+            );
+            // Resident numbers stay unique below 3,000 (see `resident`).
+            let mut n = 0u32;
+            while !*stop.borrow() && n < 700 {
+                let person = client * 700 + n;
+                let unit = uscc("140100", 1 + person % 5);
+                let record_id = format!("p{person}");
+                match finance
+                    .push_payroll_line(payroll(&record_id, &resident(person), &unit, "2024-01"))
+                    .await
+                {
+                    Ok(result) => {
+                        let alerts: Vec<_> = result
+                            .into_inner()
+                            .findings
+                            .into_iter()
+                            .map(|change| {
+                                let finding = change.finding.unwrap();
+                                (
+                                    change.change,
+                                    finding.subject,
+                                    finding.institution_uscc,
+                                    finding.version,
+                                )
+                            })
+                            .collect();
+                        progress_tx.send_modify(|done| {
+                            done.records.push((record_id, unit));
+                            done.alerts.extend(alerts);
+                        });
+                        n += 1;
                     }
-                    n += 1;
-                }
-                // Refused while the database is away: the same record is sent again.
-                Err(status) => {
-                    done.failures.push(status.code());
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // Refused while the database is away: the same record is sent again.
+                    Err(status) => {
+                        progress_tx.send_modify(|done| done.failures.push(status.code()));
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
                 }
             }
-            progress_tx.send_replace(done.clone());
-        }
-        done
-    });
+        }));
+    }
 
     progress
         .wait_for(|done| done.records.len() >= 20)
@@ -504,7 +517,10 @@ async fn two_hubs_lose_nothing_acknowledged_when_postgresql_restarts_under_load(
         .await
         .unwrap();
     stop_tx.send_replace(true);
-    let done = pusher.await.unwrap();
+    for pusher in pushers {
+        pusher.await.unwrap();
+    }
+    let done = progress.borrow().clone();
     assert!(
         done.failures
             .iter()

@@ -68,7 +68,7 @@ async fn a_push_leaves_an_rpc_span_with_agency_and_method_around_its_store_span(
     // A call's span ends when the server drops the call, which may come just after the client has
     // its answer.
     let is_push = |span: &SpanData| span.name == "quotahub.v1.StaffingService/PushQuota";
-    let spans = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+    let spans = tokio::time::timeout(std::time::Duration::from_secs(60), async {
         loop {
             let spans = exporter.get_finished_spans().unwrap();
             if spans.iter().filter(|span| is_push(span)).count() >= 2 {
@@ -78,7 +78,14 @@ async fn a_push_leaves_an_rpc_span_with_agency_and_method_around_its_store_span(
         }
     })
     .await
-    .expect("the spans of both calls");
+    .unwrap_or_else(|_| {
+        let spans = exporter.get_finished_spans().unwrap();
+        let names: Vec<_> = spans
+            .iter()
+            .map(|span| (span.name.clone(), span.attributes.clone()))
+            .collect();
+        panic!("the spans of both calls: {names:#?}")
+    });
     let pushes: Vec<&SpanData> = spans.iter().filter(|span| is_push(span)).collect();
     assert_eq!(pushes.len(), 2, "one span per call: {spans:#?}");
     let agency = agency("140100", AgencyKind::StaffingOffice).id();
