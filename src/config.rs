@@ -498,4 +498,24 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn the_kubernetes_config_map_holds_valid_settings() {
+        let manifest = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/k8s/quotahub.yaml"),
+        )
+        .unwrap();
+        // The block under `quotahub.toml: |`, indented by four spaces.
+        let toml: String = manifest
+            .lines()
+            .skip_while(|line| !line.trim_start().starts_with("quotahub.toml: |"))
+            .skip(1)
+            .take_while(|line| line.is_empty() || line.starts_with("    "))
+            .map(|line| format!("{}\n", line.trim_start()))
+            .collect();
+        let settings: Settings = toml::from_str(&toml).unwrap();
+        assert!(settings.admin.listen.is_some());
+        assert!(!settings.dev_pki());
+        assert_eq!(settings.log.format, crate::telemetry::LogFormat::Json);
+    }
 }
