@@ -35,9 +35,15 @@ fn server_files(dir: &Path) {
     std::fs::write(dir.join("server-key.pem"), &tls.key_pem).unwrap();
 }
 
-/// Starts `quotahub serve` on `db_url` with the settings file `config`, and waits for the line that
-/// says where it listens.
-async fn start_hub(db_url: &str, files: &Path, data: &str, config: &Path) -> Hub {
+/// Starts `quotahub serve` on `db_url` with the settings file `config` and the environment `env`,
+/// and waits for the line that says where it listens.
+async fn start_hub(
+    db_url: &str,
+    files: &Path,
+    data: &str,
+    config: &Path,
+    env: &[(&str, &str)],
+) -> Hub {
     let mut child = Command::new(env!("CARGO_BIN_EXE_quotahub"))
         .args(["serve", "--listen", "127.0.0.1:0", "--no-dev-pki"])
         .args(["--database-url", db_url])
@@ -52,6 +58,7 @@ async fn start_hub(db_url: &str, files: &Path, data: &str, config: &Path) -> Hub
         .arg("--tls-key")
         .arg(files.join("server-key.pem"))
         .env("QUOTAHUB_LOG", "info,sqlx=error")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -120,7 +127,14 @@ async fn sigterm_drains_the_feed_and_finishes_a_bulk_push_in_flight_then_exits_c
         ),
     )
     .unwrap();
-    let mut hub = start_hub(&db_url, files.path(), "data", &config).await;
+    let mut hub = start_hub(
+        &db_url,
+        files.path(),
+        "data",
+        &config,
+        &[("QUOTAHUB_LOG_FORMAT", "json")],
+    )
+    .await;
     assert_eq!(crate::telemetry::http_get(admin, "/readyz").await.0, 200);
 
     // An open subscription that has received an event.
@@ -173,7 +187,25 @@ async fn sigterm_drains_the_feed_and_finishes_a_bulk_push_in_flight_then_exits_c
     .await
     .expect("the first batches are stored");
 
+    // A health watcher, as a load balancer keeps one.
+    let mut health = HealthClient::new(channel(&hub.endpoint, AgencyKind::Audit).await);
+    let mut watch = health
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let status = |message: Option<tonic_health::pb::HealthCheckResponse>| {
+        ServingStatus::try_from(message.expect("a status").status).unwrap()
+    };
+    assert_eq!(
+        status(watch.message().await.unwrap()),
+        ServingStatus::Serving
+    );
+
     let pid = hub.child.id().expect("the hub runs").to_string();
+    let signalled_at = std::time::Instant::now();
     let signalled = std::process::Command::new("kill")
         .args(["-TERM", &pid])
         .status()
@@ -189,9 +221,15 @@ async fn sigterm_drains_the_feed_and_finishes_a_bulk_push_in_flight_then_exits_c
         );
     }
     assert!(drained, "a drain message before the stream ended");
-    // While it drains, the hub is alive but no longer ready.
+    // While it drains, the hub is alive but no longer ready, and says so over grpc.health too.
     assert_eq!(crate::telemetry::http_get(admin, "/readyz").await.0, 503);
     assert_eq!(crate::telemetry::http_get(admin, "/healthz").await.0, 200);
+    assert_eq!(
+        status(watch.message().await.unwrap()),
+        ServingStatus::NotServing
+    );
+    // The watcher leaves, as a balancer does once it has seen NOT_SERVING.
+    drop((watch, health));
 
     // The bulk push, still in flight, sends its last records and gets every result.
     for n in 11..=15 {
@@ -218,8 +256,27 @@ async fn sigterm_drains_the_feed_and_finishes_a_bulk_push_in_flight_then_exits_c
         .expect("the hub exits")
         .unwrap();
     assert!(status.success(), "exit status {status}");
+    println!(
+        "SIGTERM to exit: {:?} (grace 30 s), with a subscriber drained and a bulk push finished",
+        signalled_at.elapsed()
+    );
     let log = hub.log.lock().unwrap().clone();
-    assert!(log.contains("quotahub stopped"), "{log}");
+    // JSON logs, as asked: one object per line.
+    let messages: Vec<String> = log
+        .lines()
+        .map(|line| {
+            let event: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|error| panic!("a JSON log line ({error}): {line}"));
+            event["fields"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert!(
+        messages.iter().any(|message| message == "quotahub stopped"),
+        "{log}"
+    );
     assert!(
         !log.contains("stopping anyway"),
         "stopped within the grace period: {log}"
@@ -394,8 +451,8 @@ async fn two_hubs_lose_nothing_acknowledged_when_postgresql_restarts_under_load(
         "[database]\nacquire_timeout_secs = 2\nprobe_interval_secs = 1\n",
     )
     .unwrap();
-    let a = start_hub(&cluster.url(), files.path(), "a", &config).await;
-    let b = start_hub(&cluster.url(), files.path(), "b", &config).await;
+    let a = start_hub(&cluster.url(), files.path(), "a", &config, &[]).await;
+    let b = start_hub(&cluster.url(), files.path(), "b", &config, &[]).await;
     until_status(&a.endpoint, ServingStatus::Serving).await;
 
     // A subscriber on hub B, acknowledging as it goes.
