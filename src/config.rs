@@ -7,13 +7,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::api::Limits;
 use crate::store::StoreOptions;
 
 /// Everything `quotahub serve` needs.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// Address the gRPC server binds (`listen`).
@@ -36,10 +36,31 @@ pub struct Settings {
     pub reconcile: ReconcileSettings,
     /// The alert feed and escalation.
     pub feed: FeedSettings,
+    /// The plain-HTTP admin port.
+    pub admin: AdminSettings,
+    /// Logs.
+    pub log: LogSettings,
+}
+
+/// The plain-HTTP admin port: `/metrics`, `/healthz`, `/readyz` (`[admin]`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSettings {
+    /// Address of the admin port (`admin.listen`, default none: no admin port). It is plain HTTP:
+    /// bind it where only the platform (Prometheus, the kubelet) can reach it.
+    pub listen: Option<SocketAddr>,
+}
+
+/// Logs (`[log]`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// `human` (default) or `json` (`log.format`).
+    pub format: crate::telemetry::LogFormat,
 }
 
 /// The alert feed and escalation (`[feed]`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FeedSettings {
     /// Days events are kept (`feed.retention_days`, default 90); a cursor older than that gets
@@ -64,7 +85,7 @@ impl Default for FeedSettings {
 }
 
 /// Settings of the rules (`[rules]`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RuleSettings {
     /// QUOTA_FULL fires at this share of the quota (`rules.quota_full_threshold`, default 1.0).
@@ -84,7 +105,7 @@ impl Default for RuleSettings {
 }
 
 /// The scheduled re-check of everything (`[reconcile]`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ReconcileSettings {
     /// Seconds between re-checks; 0 turns the schedule off (`reconcile.interval_secs`, default a day).
@@ -104,7 +125,7 @@ impl Default for ReconcileSettings {
 }
 
 /// Where the certificates are. Unset paths default to `{data_dir}/pki/`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TlsSettings {
     /// CA bundle that client certificates must chain to (`tls.ca`).
@@ -122,13 +143,16 @@ pub struct TlsSettings {
 }
 
 /// Storage pool settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseSettings {
     /// Largest number of connections (`database.max_connections`).
     pub max_connections: u32,
     /// Seconds to wait for a connection before answering UNAVAILABLE (`database.acquire_timeout_secs`).
     pub acquire_timeout_secs: u64,
+    /// Seconds between health probes of the database (`database.probe_interval_secs`, default 5);
+    /// while a probe fails the hub reports NOT_SERVING.
+    pub probe_interval_secs: u64,
 }
 
 impl Default for DatabaseSettings {
@@ -137,12 +161,13 @@ impl Default for DatabaseSettings {
         DatabaseSettings {
             max_connections: defaults.max_connections,
             acquire_timeout_secs: defaults.acquire_timeout.as_secs(),
+            probe_interval_secs: 5,
         }
     }
 }
 
 /// Limits per call.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitSettings {
     /// Records per transaction in a bulk push (`limits.batch_size`).
@@ -183,6 +208,8 @@ impl Default for Settings {
             rules: RuleSettings::default(),
             reconcile: ReconcileSettings::default(),
             feed: FeedSettings::default(),
+            admin: AdminSettings::default(),
+            log: LogSettings::default(),
         }
     }
 }
@@ -428,5 +455,97 @@ mod tests {
         let path = dir.path().join("quotahub.toml");
         std::fs::write(&path, "listne = \"127.0.0.1:6000\"\n").unwrap();
         assert!(Settings::from_toml_file(&path).is_err());
+    }
+
+    /// Every TOML key (from the defaults, serialized), every flag of `serve` and every variable
+    /// appears in docs/CONFIGURATION.md.
+    #[test]
+    fn every_setting_is_documented() {
+        fn keys(prefix: &str, value: &serde_json::Value, out: &mut Vec<String>) {
+            if let serde_json::Value::Object(map) = value {
+                for (key, value) in map {
+                    let key = if prefix.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{prefix}.{key}")
+                    };
+                    // Maps keyed by code (deadlines, rank ceilings) are settings of their own.
+                    if value.is_object()
+                        && !value.as_object().is_some_and(serde_json::Map::is_empty)
+                    {
+                        keys(&key, value, out);
+                    } else {
+                        out.push(key);
+                    }
+                }
+            }
+        }
+        let doc = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/CONFIGURATION.md"),
+        )
+        .unwrap();
+        let example = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/quotahub.example.toml"),
+        )
+        .unwrap();
+        let mut all = Vec::new();
+        keys(
+            "",
+            &serde_json::to_value(Settings::default()).unwrap(),
+            &mut all,
+        );
+        assert!(all.len() > 20, "{all:?}");
+        for key in &all {
+            assert!(
+                doc.contains(&format!("`{key}`")),
+                "docs/CONFIGURATION.md lacks `{key}`"
+            );
+            let leaf = key.rsplit('.').next().unwrap();
+            assert!(
+                example.contains(&format!("{leaf} =")),
+                "deploy/quotahub.example.toml lacks `{key}`"
+            );
+        }
+        use clap::CommandFactory;
+        let command = crate::cli::Cli::command();
+        let serve = command.find_subcommand("serve").unwrap();
+        for argument in serve.get_arguments().chain(command.get_arguments()) {
+            if let Some(long) = argument.get_long() {
+                if long == "help" || long == "version" {
+                    continue;
+                }
+                assert!(
+                    doc.contains(&format!("`--{long}`")),
+                    "docs/CONFIGURATION.md lacks --{long}"
+                );
+            }
+            if let Some(env) = argument.get_env() {
+                let env = env.to_string_lossy();
+                assert!(
+                    doc.contains(&format!("`{env}`")),
+                    "docs/CONFIGURATION.md lacks {env}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_kubernetes_config_map_holds_valid_settings() {
+        let manifest = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/k8s/quotahub.yaml"),
+        )
+        .unwrap();
+        // The block under `quotahub.toml: |`, indented by four spaces.
+        let toml: String = manifest
+            .lines()
+            .skip_while(|line| !line.trim_start().starts_with("quotahub.toml: |"))
+            .skip(1)
+            .take_while(|line| line.is_empty() || line.starts_with("    "))
+            .map(|line| format!("{}\n", line.trim_start()))
+            .collect();
+        let settings: Settings = toml::from_str(&toml).unwrap();
+        assert!(settings.admin.listen.is_some());
+        assert!(!settings.dev_pki());
+        assert_eq!(settings.log.format, crate::telemetry::LogFormat::Json);
     }
 }

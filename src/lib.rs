@@ -14,6 +14,7 @@
 //!   certificate into an [`domain::Agency`].
 //! - [`server`]: assembles the hub on an already-bound listener; used by `main` and the tests alike.
 //! - [`config`] and [`cli`]: layered settings and the `quotahub` command.
+//! - [`telemetry`]: logs, traces and metrics, and the plain-HTTP admin port.
 
 pub mod api;
 pub mod audit;
@@ -27,6 +28,7 @@ pub mod generator;
 pub mod pki;
 pub mod server;
 pub mod store;
+pub mod telemetry;
 pub mod tls;
 pub mod tls_reload;
 

@@ -1,22 +1,24 @@
 //! The `quotahub` binary: a thin shell around [`quotahub::cli`].
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("QUOTAHUB_LOG")
-                .unwrap_or_else(|_| EnvFilter::new("info,sqlx=error")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match quotahub::cli::run(quotahub::cli::Cli::parse()).await {
+    let cli = quotahub::cli::Cli::parse();
+    let telemetry = match quotahub::telemetry::init(cli.log_format()) {
+        Ok(guard) => guard,
+        Err(error) => {
+            eprintln!("quotahub: cannot set up logging and tracing: {error:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let code = match quotahub::cli::run(cli).await {
         Ok(code) => code,
         Err(error) => {
             eprintln!("quotahub: {error:#}");
             std::process::ExitCode::FAILURE
         }
-    }
+    };
+    telemetry.shutdown();
+    code
 }

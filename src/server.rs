@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
+use tracing::Instrument;
 
 use crate::api::admin::AdminApi;
 use crate::api::guard::Guard;
@@ -23,6 +24,8 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::proto;
 use crate::store::{Checks, Store, StoreOptions};
+use crate::telemetry::admin::{self, AdminState, Readiness};
+use crate::telemetry::{Metrics, rpc::RpcLayer};
 use crate::tls::{self, TlsIncoming};
 use crate::tls_reload::TlsFiles;
 use crate::{pki, proto::FILE_DESCRIPTOR_SET};
@@ -81,6 +84,10 @@ pub struct Application {
     audit_writer: AuditWriter,
     /// The TLS files to watch for changes, and how often.
     tls_reload: Option<(TlsFiles, Duration)>,
+    /// The plain-HTTP admin port (`/metrics`, `/healthz`, `/readyz`), when one is configured.
+    admin: Option<TcpListener>,
+    /// How often the database is probed for health.
+    probe_every: Duration,
 }
 
 impl Application {
@@ -124,9 +131,20 @@ impl Application {
             // The development agencies are registered so that their certificates work at once.
             crate::cli::admin::register_dev_agencies(&store, &paths.dir).await?;
         }
-        let mut application = Application::with_listener(listener, store, &tls, settings.limits())?;
+        let admin = match settings.admin.listen {
+            Some(address) => Some(
+                TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("cannot listen on {address} (admin.listen)"))?,
+            ),
+            None => None,
+        };
+        let mut application = Application::with_listener(listener, store, &tls, settings.limits())?
+            .with_metrics(Metrics::from_env()?);
         application.tls = config;
         application.tls_reload = settings.tls_reload().map(|every| (files, every));
+        application.admin = admin;
+        application.probe_every = Duration::from_secs(settings.database.probe_interval_secs.max(1));
         application.shutdown_grace = Duration::from_secs(settings.shutdown_grace_secs);
         application.escalate_every = (settings.feed.escalation_interval_secs > 0)
             .then(|| Duration::from_secs(settings.feed.escalation_interval_secs));
@@ -161,7 +179,47 @@ impl Application {
             reconcile_every: None,
             escalate_every: Some(Duration::from_secs(60)),
             feed_retention: Duration::from_secs(90 * 86_400),
+            admin: None,
+            probe_every: Duration::from_secs(5),
         })
+    }
+
+    /// Records metrics in `metrics` (by default, a set of this hub's own).
+    pub fn with_metrics(mut self, metrics: Metrics) -> Application {
+        self.hub.metrics = metrics;
+        self
+    }
+
+    /// Serves the admin port on an already-bound listener.
+    pub fn with_admin(mut self, listener: TcpListener) -> Application {
+        self.admin = Some(listener);
+        self
+    }
+
+    /// The address of the admin port, if there is one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|listener| {
+            listener
+                .local_addr()
+                .expect("a bound listener has an address")
+        })
+    }
+
+    /// The hub's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.hub.metrics
+    }
+
+    /// Lets calls in flight finish for at most this long once the hub is told to stop.
+    pub fn shutdown_grace(mut self, grace: Duration) -> Application {
+        self.shutdown_grace = grace;
+        self
+    }
+
+    /// Probes the database this often; the hub reports NOT_SERVING while the probe fails.
+    pub fn probe_every(mut self, interval: Duration) -> Application {
+        self.probe_every = interval;
+        self
     }
 
     /// The address the hub listens on.
@@ -220,6 +278,10 @@ impl Application {
             .build_v1alpha()?;
 
         let hub = self.hub.clone();
+        let metrics = hub.metrics.clone();
+        metrics.watch_store(&hub.store);
+        let ready = Readiness::default();
+        ready.set(true);
         macro_rules! limited {
             ($server:expr) => {
                 $server
@@ -228,7 +290,9 @@ impl Application {
             };
         }
         let admin = AdminApi::new(self.hub.store.clone(), self.guard.clone());
+        // The span and metrics layer comes first, so that refused calls are seen too.
         let router = Server::builder()
+            .layer(RpcLayer::new(metrics.clone()))
             .layer(AuthLayer::new(self.guard.clone()))
             .add_service(health_service)
             .add_service(reflection_v1)
@@ -273,20 +337,39 @@ impl Application {
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let reporter = health.clone();
         let draining = hub.draining.clone();
-        let signal = async move {
-            shutdown.await;
-            // Feed streams send their drain message and end, so that the server can stop.
-            draining.send_replace(true);
-            tracing::info!("shutting down: refusing new calls, finishing those in flight");
-            set_serving(&reporter, ServingStatus::NotServing).await;
-            let _ = stopping_tx.send(());
+        let stopping_at = Arc::new(std::sync::OnceLock::new());
+        let signal = {
+            let (ready, stopping_at) = (ready.clone(), stopping_at.clone());
+            async move {
+                shutdown.await;
+                let _ = stopping_at.set(tokio::time::Instant::now());
+                // Balancers stop sending calls first; then feed streams send their drain message
+                // and end, so that the server can stop.
+                ready.set(false);
+                set_serving(&reporter, ServingStatus::NotServing).await;
+                draining.send_replace(true);
+                tracing::info!("shutting down: refusing new calls, finishing those in flight");
+                let _ = stopping_tx.send(());
+            }
         };
 
         let (stop_schedule, schedule_stopped) = tokio::sync::watch::channel(false);
         let mut background = vec![
             tokio::spawn(escalations(
                 self.hub.store.clone(),
+                metrics.clone(),
                 self.escalate_every,
+                schedule_stopped.clone(),
+            )),
+            tokio::spawn(probe_database(
+                Probe {
+                    store: self.hub.store.clone(),
+                    metrics: metrics.clone(),
+                    health: health.clone(),
+                    ready: ready.clone(),
+                    draining: hub.draining.subscribe(),
+                    every: self.probe_every,
+                },
                 schedule_stopped.clone(),
             )),
             tokio::spawn(trim_feed(
@@ -303,7 +386,7 @@ impl Application {
             tokio::spawn(scheduled_reconcile(
                 self.hub.store.clone(),
                 every,
-                schedule_stopped,
+                schedule_stopped.clone(),
             ))
         });
 
@@ -315,6 +398,24 @@ impl Application {
                 configs,
                 schedule_stopped_tls,
             ));
+        }
+        if let Some(listener) = self.admin {
+            let state = AdminState {
+                metrics: metrics.clone(),
+                store: self.hub.store.clone(),
+                ready: ready.clone(),
+            };
+            let admin_address = listener.local_addr()?;
+            let mut stopped = schedule_stopped.clone();
+            background.push(tokio::spawn(async move {
+                let stopped = async move {
+                    let _ = stopped.changed().await;
+                };
+                if let Err(error) = admin::serve(listener, state, stopped).await {
+                    tracing::error!(%error, "the admin port failed");
+                }
+            }));
+            tracing::info!(address = %admin_address, "admin port serving /metrics, /healthz and /readyz over plain HTTP");
         }
         tracing::info!(%address, "quotahub serving over mutual TLS");
         let incoming =
@@ -329,15 +430,33 @@ impl Application {
                 tokio::time::sleep(grace).await;
             } => tracing::warn!(?grace, "calls still in flight after the grace period; stopping anyway"),
         }
+        // What is left (background passes, closing the pools) gets the rest of the grace period,
+        // so that the process ends within it however the time was spent.
+        let deadline = stopping_at
+            .get()
+            .copied()
+            .unwrap_or_else(tokio::time::Instant::now)
+            + grace;
         let _ = stop_schedule.send(true);
-        if let Some(schedule) = schedule {
-            let _ = schedule.await;
+        let store = self.hub.store.clone();
+        let audit_writer = self.audit_writer;
+        let wind_down = async move {
+            if let Some(schedule) = schedule {
+                let _ = schedule.await;
+            }
+            for task in background {
+                let _ = task.await;
+            }
+            // The audit trail of the last calls is written before the pools close.
+            audit_writer.finish().await;
+            store.close().await;
+        };
+        if tokio::time::timeout_at(deadline, wind_down).await.is_err() {
+            tracing::warn!(
+                "background tasks still running at the end of the grace period; stopping anyway"
+            );
         }
-        for task in background {
-            let _ = task.await;
-        }
-        self.audit_writer.finish().await;
-        self.hub.store.close().await;
+        metrics.shutdown();
         tracing::info!("quotahub stopped");
         Ok(())
     }
@@ -361,7 +480,8 @@ async fn scheduled_reconcile(
         match store.take_lease("reconcile", &holder, lease).await {
             Ok(true) => {
                 let today = store.checks().clock.today();
-                match store.reconcile(None, today, false).await {
+                let pass = tracing::info_span!("scheduled_recheck", %today);
+                match store.reconcile(None, today, false).instrument(pass).await {
                     Ok(report) => tracing::info!(
                         institutions = report.institutions,
                         changes = report.changes.len(),
@@ -380,6 +500,7 @@ async fn scheduled_reconcile(
 /// Escalates overdue alerts, ledger items and cases every `every`. Any number of replicas may run it: each step is claimed.
 async fn escalations(
     store: Store,
+    metrics: Metrics,
     every: Option<Duration>,
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -390,8 +511,11 @@ async fn escalations(
             _ = stopped.changed() => return,
         }
         let now = store.checks().clock.now().timestamp_micros();
-        match store.escalate_due(now).await {
+        let pass = tracing::info_span!("escalation", steps = tracing::field::Empty);
+        match store.escalate_due(now).instrument(pass.clone()).await {
             Ok(events) if !events.is_empty() => {
+                pass.record("steps", events.len());
+                metrics.escalated(events.len());
                 tracing::info!(steps = events.len(), "escalated overdue alerts");
             }
             Ok(_) => {}
@@ -434,6 +558,61 @@ async fn trim_feed(
             .saturating_sub(retention);
         if let Err(error) = store.trim_feed(before).await {
             tracing::warn!(%error, "cannot trim the feed");
+        }
+    }
+}
+
+/// What the database probe reports to.
+struct Probe {
+    store: Store,
+    metrics: Metrics,
+    health: HealthReporter,
+    ready: Readiness,
+    draining: tokio::sync::watch::Receiver<bool>,
+    every: Duration,
+}
+
+/// Pings the database every `every`: while it does not answer, the hub reports NOT_SERVING and is
+/// not ready, so that load balancers send calls to replicas that can take them. Every few probes
+/// it also reads the gauges of the metrics.
+async fn probe_database(probe: Probe, mut stopped: tokio::sync::watch::Receiver<bool>) {
+    let mut up = true;
+    let mut probes: u64 = 0;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(probe.every) => {}
+            _ = stopped.changed() => return,
+        }
+        let reached = matches!(
+            tokio::time::timeout(probe.every.max(Duration::from_secs(1)), probe.store.ping()).await,
+            Ok(Ok(()))
+        );
+        probe.metrics.database_up(reached);
+        if reached != up {
+            up = reached;
+            if up {
+                tracing::info!("the database answers again; serving");
+            } else {
+                tracing::error!(
+                    "the database does not answer; reporting NOT_SERVING until it does"
+                );
+            }
+            if !*probe.draining.borrow() {
+                probe.ready.set(up);
+                let status = if up {
+                    ServingStatus::Serving
+                } else {
+                    ServingStatus::NotServing
+                };
+                set_serving(&probe.health, status).await;
+            }
+        }
+        probes += 1;
+        if reached && probes.is_multiple_of(6) {
+            match probe.store.stats().await {
+                Ok(stats) => probe.metrics.store_stats(stats),
+                Err(error) => tracing::debug!(%error, "cannot read the store's gauges"),
+            }
         }
     }
 }

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 use super::Hub;
 use super::convert::{Wire, finding_message, timestamp};
@@ -539,7 +540,13 @@ impl proto::feed_service_server::FeedService for Hub {
         let task_ending = ending.clone();
         let hub = self.clone();
         tokio::spawn(async move {
-            if let Err(error) = deliver(hub, plan, out).await {
+            let _connected = hub.metrics.subscriber_connected();
+            let span = tracing::info_span!(
+                "feed_delivery",
+                agency = %plan.agency_id,
+                subscription = %plan.name
+            );
+            if let Err(error) = deliver(hub, plan, out).instrument(span).await {
                 tracing::info!(%error, "feed stream ended");
                 *task_ending.lock().expect("not poisoned") = Some(error.into());
             }

@@ -59,6 +59,8 @@ pub struct Hub {
     pub draining: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
     /// The key of the person tokens, read from the database at the first masked read.
     person_tokens: std::sync::Arc<tokio::sync::OnceCell<std::sync::Arc<personal::PersonTokens>>>,
+    /// Calls, records, subscribers and escalations, for the operators.
+    pub metrics: crate::telemetry::Metrics,
 }
 
 impl Hub {
@@ -69,6 +71,7 @@ impl Hub {
             limits,
             draining: std::sync::Arc::new(tokio::sync::watch::channel(false).0),
             person_tokens: std::sync::Arc::default(),
+            metrics: crate::telemetry::Metrics::default(),
         }
     }
 }

@@ -52,14 +52,26 @@ pub async fn push_one<P: Pushed + std::fmt::Debug>(
         &format!("record_id {}", request.get_ref().record_id()),
     );
     let caller = caller(&request)?;
-    let submission = request.get_ref().to_submission()?;
+    let kind = <P::Record as crate::store::push::RecordKind>::KIND;
+    let submission = request.get_ref().to_submission().inspect_err(|_| {
+        hub.metrics.records(kind, 0, 0, 1);
+    })?;
     let mut verdicts = hub
         .store
         .push(&caller.agency, std::slice::from_ref(&submission))
         .await?;
-    let receipt = verdicts
+    tracing::Span::current().record("records", 1);
+    let verdict = verdicts
         .pop()
-        .ok_or_else(|| Error::Internal("no verdict for the record".into()))??;
+        .ok_or_else(|| Error::Internal("no verdict for the record".into()))?;
+    let replayed = verdict.as_ref().is_ok_and(|receipt| receipt.replayed);
+    hub.metrics.records(
+        kind,
+        u64::from(verdict.is_ok() && !replayed),
+        u64::from(replayed),
+        u64::from(verdict.is_err()),
+    );
+    let receipt = verdict?;
     Ok(Response::new(accepted(&submission.record_id, 0, &receipt)))
 }
 
@@ -120,6 +132,13 @@ pub async fn push_stream<P: Pushed>(
         }
     }
     response.results = results;
+    tracing::Span::current().record("records", index);
+    hub.metrics.records(
+        <P::Record as crate::store::push::RecordKind>::KIND,
+        response.accepted,
+        response.replayed,
+        response.rejected,
+    );
     Ok(Response::new(response))
 }
 

@@ -67,10 +67,14 @@ pub enum TempDatabase {
 impl TempDatabase {
     /// Makes an empty database; `label` tells the run's databases apart (`hub`, `baseline`).
     pub async fn create(server: &DatabaseServer, label: &str) -> anyhow::Result<TempDatabase> {
+        // Two runs in one process (the tests) may start in the same microsecond: a counter
+        // keeps their databases apart.
+        static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let unique = format!(
-            "{}_{}",
+            "{}_{}_{}",
             std::process::id(),
-            chrono::Utc::now().timestamp_micros()
+            chrono::Utc::now().timestamp_micros(),
+            RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         );
         match server {
             DatabaseServer::Sqlite => {

@@ -19,6 +19,9 @@ use crate::server::{Application, shutdown_signal};
 #[derive(Debug, Parser)]
 #[command(name = "quotahub", version, about)]
 pub struct Cli {
+    /// Log lines as `human` text or `json` [default: human, or `log.format` of `serve --config`].
+    #[arg(long, global = true, env = "QUOTAHUB_LOG_FORMAT", value_enum)]
+    pub log_format: Option<crate::telemetry::LogFormat>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -199,6 +202,12 @@ pub struct ServeArgs {
     /// Do not make development certificates when they are missing.
     #[arg(long, env = "QUOTAHUB_NO_DEV_PKI")]
     pub no_dev_pki: bool,
+    /// Address of the plain-HTTP admin port (/metrics, /healthz, /readyz) [default: none].
+    #[arg(long, env = "QUOTAHUB_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+    /// Longest wait for calls in flight at shutdown, in seconds [default: 30].
+    #[arg(long, env = "QUOTAHUB_SHUTDOWN_GRACE_SECS")]
+    pub shutdown_grace_secs: Option<u64>,
 }
 
 impl ServeArgs {
@@ -224,8 +233,32 @@ impl ServeArgs {
         if self.no_dev_pki {
             settings.tls.dev_pki = Some(false);
         }
+        if let Some(address) = self.admin_listen {
+            settings.admin.listen = Some(address);
+        }
+        if let Some(grace) = self.shutdown_grace_secs {
+            settings.shutdown_grace_secs = grace;
+        }
         settings.absolutize()?;
         Ok(settings)
+    }
+}
+
+impl Cli {
+    /// The log format in effect: the flag or `QUOTAHUB_LOG_FORMAT`, else `log.format` of the
+    /// settings file `serve` is given, else human-readable.
+    pub fn log_format(&self) -> crate::telemetry::LogFormat {
+        if let Some(format) = self.log_format {
+            return format;
+        }
+        match &self.command {
+            Command::Serve(ServeArgs {
+                config: Some(path), ..
+            }) => Settings::from_toml_file(path)
+                .map(|settings| settings.log.format)
+                .unwrap_or_default(),
+            _ => crate::telemetry::LogFormat::default(),
+        }
     }
 }
 

@@ -409,6 +409,7 @@ impl Store {
 
     /// Events after `after` that a reader (an agency kind in a jurisdiction) sees, all when
     /// `None`, in order, at most `limit`.
+    #[tracing::instrument(name = "store.feed_after", skip_all)]
     pub async fn feed_after(
         &self,
         after: i64,
@@ -439,6 +440,7 @@ impl Store {
     }
 
     /// Creates a subscription, or replaces its filter and content mode (keeping its cursor).
+    #[tracing::instrument(name = "store.put_subscription", skip_all)]
     pub async fn put_subscription(
         &self,
         agency_id: &str,
@@ -504,6 +506,7 @@ impl Store {
 
     /// Acknowledges everything up to `seq` (cumulative, idempotent; never moves back). Returns the
     /// cursor after the acknowledgement.
+    #[tracing::instrument(name = "store.ack", skip_all)]
     pub async fn ack(&self, agency_id: &str, name: &str, seq: i64) -> Result<i64> {
         // Events a stream sent came from the tail: most acks are checked without a query.
         if seq > self.feed_tail_through().await {
@@ -523,6 +526,7 @@ impl Store {
     /// Escalates every alert whose deadlines have passed by `now` (Unix microseconds), one ladder
     /// step per event. Each step is claimed by a conditional update, so two replicas running this
     /// at once never escalate the same alert twice. Returns the events written.
+    #[tracing::instrument(name = "store.escalate_due", skip_all)]
     pub async fn escalate_due(&self, now: i64) -> Result<Vec<i64>> {
         let candidates = sqlx::query(
             "SELECT * FROM findings WHERE state = 'OPEN' AND alert_state <> 'CLOSED' AND escalation_level < 3 \
@@ -600,6 +604,7 @@ impl Store {
 
     /// Moves an alert by hand. A resend with the same idempotency key returns the same result; a
     /// stale `expected_version` is refused with the stored version named.
+    #[tracing::instrument(name = "store.transition", skip_all)]
     pub async fn transition(
         &self,
         agency_id: &str,
@@ -723,6 +728,7 @@ impl Store {
     }
 
     /// Drops events written before `micros`, remembering how far the feed was trimmed.
+    #[tracing::instrument(name = "store.trim_feed", skip_all)]
     pub async fn trim_feed(&self, micros: i64) -> Result<u64> {
         let mut tx = self.begin().await?;
         let row = sqlx::query_with(

@@ -36,7 +36,7 @@ pub(crate) struct FeedTail {
 struct TailState {
     /// Whether `through` has been set from the feed's head.
     started: bool,
-    /// Consecutive events, oldest first, all with sequence numbers above `through - events.len()`.
+    /// The most recent events read, oldest first, in sequence order.
     events: VecDeque<Arc<FeedEvent>>,
     /// The highest sequence number read; every event up to it is either held or older than the
     /// first one held.
@@ -57,7 +57,11 @@ impl TailState {
 
     /// The sequence number before the first event the tail can answer for.
     fn floor(&self) -> i64 {
-        self.through - self.events.len() as i64
+        // Sequence numbers held are consecutive except where the feed was trimmed before the
+        // tail first read it; those are gone from the database too.
+        self.events
+            .front()
+            .map_or(self.through, |first| first.seq - 1)
     }
 
     fn after(
@@ -68,7 +72,7 @@ impl TailState {
         limit: usize,
     ) -> Vec<Arc<FeedEvent>> {
         let prefix = jurisdiction.prefix();
-        let skip = usize::try_from(after - self.floor()).unwrap_or(0);
+        let skip = self.events.partition_point(|event| event.seq <= after);
         self.events
             .iter()
             .skip(skip)

@@ -17,6 +17,7 @@ pub mod query;
 pub mod reconcile;
 mod secrets;
 mod sqlite;
+pub mod stats;
 pub mod trust;
 
 use std::time::Duration;

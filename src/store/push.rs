@@ -117,6 +117,7 @@ const RACE_RETRIES: usize = 3;
 impl Store {
     /// Stores a batch of records pushed by `agency` and returns one verdict per submission, in order.
     /// The verdicts are final only once this returns: the batch has committed.
+    #[tracing::instrument(name = "store.push", skip_all, fields(kind = R::KIND, records = submissions.len()))]
     pub async fn push<R: RecordKind>(
         &self,
         agency: &Agency,

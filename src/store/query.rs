@@ -326,6 +326,7 @@ impl Store {
     }
 
     /// An institution with its quotas, posts, plans and approvals and their occupancy on `as_of`.
+    #[tracing::instrument(name = "store.institution_view", skip_all)]
     pub async fn institution_view(
         &self,
         uscc: &Uscc,
@@ -483,6 +484,7 @@ impl Store {
     }
 
     /// The roll of an institution on a date, ordered by resident ID, starting after `after`.
+    #[tracing::instrument(name = "store.roll", skip_all)]
     pub async fn roll(
         &self,
         uscc: &Uscc,
@@ -533,6 +535,7 @@ impl Store {
     }
 
     /// A person's whole history, or `None` if the hub has never heard of them.
+    #[tracing::instrument(name = "store.person_history", skip_all)]
     pub async fn person_history(&self, resident: &ResidentId) -> Result<Option<PersonHistory>> {
         let key = || Value::from(resident.as_str());
         let person = self
@@ -581,6 +584,7 @@ impl Store {
     }
 
     /// Payroll lines of an institution for a period, by resident ID.
+    #[tracing::instrument(name = "store.payroll", skip_all)]
     pub async fn payroll(
         &self,
         institution: &Uscc,
@@ -597,6 +601,7 @@ impl Store {
     }
 
     /// The latest funding record per category of an institution for a period.
+    #[tracing::instrument(name = "store.fundings", skip_all)]
     pub async fn fundings(
         &self,
         institution: &Uscc,

@@ -614,6 +614,7 @@ pub struct FindingFilter {
 
 impl Store {
     /// Re-checks a jurisdiction (or everything) as of `as_of`, chunk by chunk of institutions.
+    #[tracing::instrument(name = "store.reconcile", skip_all)]
     pub async fn reconcile(
         &self,
         jurisdiction: Option<&Jurisdiction>,
@@ -724,6 +725,7 @@ impl Store {
     }
 
     /// Findings matching a filter, ordered by key.
+    #[tracing::instrument(name = "store.findings", skip_all)]
     pub async fn findings(&self, filter: &FindingFilter) -> Result<Vec<StoredFinding>> {
         let mut sql =
             String::from("SELECT * FROM findings WHERE state = $1 AND jurisdiction LIKE $2");
@@ -787,6 +789,7 @@ impl Store {
     }
 
     /// Per division and category of a jurisdiction: quota in force and people on the rolls.
+    #[tracing::instrument(name = "store.regional_balance", skip_all)]
     pub async fn regional_balance(
         &self,
         jurisdiction: Option<&Jurisdiction>,
@@ -844,6 +847,7 @@ impl Store {
     }
 
     /// Takes or renews a lease on background work for `holder`; true when it holds the lease.
+    #[tracing::instrument(name = "store.take_lease", skip_all)]
     pub async fn take_lease(&self, name: &str, holder: &str, seconds: i64) -> Result<bool> {
         let now = now_micros();
         let mut tx = self.begin().await?;
