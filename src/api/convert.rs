@@ -38,7 +38,7 @@ pub trait Wire: Coded {
     }
 }
 
-macro_rules! wire {
+macro_rules! wire_enums {
     ($($domain:ty => $proto:ty),+ $(,)?) => {$(
         impl Wire for $domain {
             fn wire_name(raw: i32) -> Option<&'static str> {
@@ -50,8 +50,9 @@ macro_rules! wire {
         }
     )+};
 }
+pub(crate) use wire_enums;
 
-wire! {
+wire_enums! {
     QuotaCategory => proto::QuotaCategory,
     InstitutionKind => proto::InstitutionKind,
     Grade => proto::Grade,

@@ -7,7 +7,7 @@ use chrono::NaiveDate;
 use tonic::{Request, Response, Status};
 
 use super::Hub;
-use super::convert::{Wire, request_uscc, timestamp};
+use super::convert::{Wire, request_uscc, timestamp, wire_enums};
 use super::policy::caller;
 use crate::domain::findings::{FindingKey, RuleCode};
 use crate::domain::ids::parse_date;
@@ -26,22 +26,8 @@ use crate::store::ledger::{
     Transfer,
 };
 
-/// Ties the domain's enums of follow-through to the contract's, by name (as `convert` does for
-/// the others).
-macro_rules! wire {
-    ($($domain:ty => $proto:ty),+ $(,)?) => {$(
-        impl Wire for $domain {
-            fn wire_name(raw: i32) -> Option<&'static str> {
-                <$proto>::try_from(raw).ok().map(|value| value.as_str_name())
-            }
-            fn wire_value(name: &str) -> Option<i32> {
-                <$proto>::from_str_name(name).map(|value| value as i32)
-            }
-        }
-    )+};
-}
-
-wire! {
+// The domain's enums of follow-through tied to the contract's by name, as `convert` ties the others.
+wire_enums! {
     ItemState => proto::ItemState,
     ItemAction => proto::ItemAction,
     CaseState => proto::CaseState,

@@ -207,9 +207,14 @@ impl Metrics {
         ];
         self.inner.latency.record(elapsed.as_secs_f64(), &labels);
         let [method, agency] = labels;
-        self.inner
-            .calls
-            .add(1, &[method, agency, KeyValue::new("code", code_name(code))]);
+        self.inner.calls.add(
+            1,
+            &[
+                method,
+                agency,
+                KeyValue::new("code", crate::api::status::grpc_code_name(code)),
+            ],
+        );
     }
 
     /// Counts pushed records of one kind.
@@ -291,30 +296,6 @@ pub struct SubscriberGuard {
 impl Drop for SubscriberGuard {
     fn drop(&mut self) {
         self.metrics.inner.subscribers.add(-1, &[]);
-    }
-}
-
-/// The gRPC code's name as in the specification (`INVALID_ARGUMENT`).
-fn code_name(code: tonic::Code) -> &'static str {
-    use tonic::Code;
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
     }
 }
 
