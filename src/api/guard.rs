@@ -48,12 +48,22 @@ impl Registry {
             .lock()
             .expect("not poisoned")
             .get(fingerprint)
-            .filter(|(read, _)| read.elapsed() < REGISTRY_TTL)
-            .map(|(_, standing)| standing.clone());
+            .map(|(read, standing)| (read.elapsed() < REGISTRY_TTL, standing.clone()));
         let standing = match cached {
-            Some(standing) => standing,
-            None => {
-                let Some(standing) = self.store.certificate_standing(fingerprint).await? else {
+            Some((true, standing)) => standing,
+            _ => {
+                let read = match self.store.certificate_standing(fingerprint).await {
+                    Ok(read) => read,
+                    // While the database is away the last answer stands: the call is refused
+                    // or served as it was a moment ago (health reports NOT_SERVING; writes fail
+                    // with UNAVAILABLE on their own), instead of every call failing here.
+                    Err(Error::Unavailable(reason)) => match cached {
+                        Some((_, standing)) => Some(standing),
+                        None => return Err(Error::Unavailable(reason)),
+                    },
+                    Err(error) => return Err(error),
+                };
+                let Some(standing) = read else {
                     return Err(Error::Unauthenticated(format!(
                         "the certificate of {agency} is not registered with the hub; the operator registers it with `quotahub agency add` or `rekey`"
                     )));

@@ -44,6 +44,8 @@ async fn start_hub(
     config: &Path,
     env: &[(&str, &str)],
 ) -> Hub {
+    // Only registered agencies are served.
+    register_agencies_in(db_url).await;
     let mut child = Command::new(env!("CARGO_BIN_EXE_quotahub"))
         .args(["serve", "--listen", "127.0.0.1:0", "--no-dev-pki"])
         .args(["--database-url", db_url])
