@@ -10,6 +10,7 @@ mod findings;
 mod helpers;
 mod incremental;
 mod ledger;
+mod ledger_keys;
 mod personal;
 mod push;
 mod replicas;
