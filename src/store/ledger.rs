@@ -742,6 +742,8 @@ impl Store {
 
     /// Applies for a department. While the department has overdue items the application is
     /// refused, unless the staffing office records an override with its reason.
+    // The request's fields one by one, as the RPC gives them, and its idempotency key.
+    #[allow(clippy::too_many_arguments)]
     pub async fn apply(
         &self,
         agency: &Agency,
@@ -1089,6 +1091,8 @@ impl Store {
     /// Penalizes the department of a ledger item. A cut of vacant quota (核减空余编制) pushes the
     /// lowered quota, in force from today, through the push path (record id `penalty/{id}`): the
     /// scope re-check that follows every push sees it at once.
+    // The request's fields one by one, as the RPC gives them, and its idempotency key.
+    #[allow(clippy::too_many_arguments)]
     pub async fn impose_penalty(
         &self,
         agency: &Agency,
@@ -1407,6 +1411,8 @@ impl Store {
     /// Transfers a matter to the discipline agency of its jurisdiction, or opens it as a joint
     /// inspection: one receipt per agency kind reached, and a TRANSFERRED event on the feed that
     /// only those kinds see, carrying the matter's whole history.
+    // The request's fields one by one, as the RPC gives them, and its idempotency key.
+    #[allow(clippy::too_many_arguments)]
     pub async fn transfer(
         &self,
         agency: &Agency,
