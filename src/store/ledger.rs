@@ -1519,7 +1519,9 @@ impl Store {
         }))
     }
 
-    /// Acknowledges receipt of a transfer for the caller's agency kind (idempotent).
+    /// Acknowledges receipt of a transfer for the caller's agency kind (idempotent). The first
+    /// acknowledgement of each kind is a RECEIPT_ACKNOWLEDGED event that only the sender's agency
+    /// kind sees, so the transferring office learns it on its feed.
     pub async fn acknowledge_receipt(&self, agency: &Agency, id: &str) -> Result<Transfer> {
         let transfer = self
             .transfer_record(id)
@@ -1536,8 +1538,13 @@ impl Store {
                 agency.kind
             )));
         }
+        let (_, mut follow_up) = self.matter(transfer.matter, &transfer.matter_id).await?;
+        follow_up.transfer_id.clone_from(&transfer.id);
+        follow_up.text = format!("receipt acknowledged by {}", agency.id());
+        // The sender has the history; the acknowledgement carries none.
+        follow_up.history = Vec::new();
         let mut tx = self.begin().await?;
-        sqlx::query_with(
+        let acknowledged = sqlx::query_with(
             "UPDATE transfer_receipts SET acknowledged_by = $3, acknowledged_at = $4 \
              WHERE transfer_id = $1 AND agency_kind = $2 AND acknowledged_by IS NULL",
             bind_all(vec![
@@ -1548,8 +1555,35 @@ impl Store {
             ])?,
         )
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
+        if acknowledged > 0 {
+            let sent_by = sqlx::query_with(
+                "SELECT sent_by FROM transfers WHERE id = $1",
+                bind_all(vec![Value::from(id)])?,
+            )
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(Error::from)
+            .and_then(|row| q::text(&row, "sent_by"))?;
+            // An agency id is `jurisdiction/kind`.
+            let sender = sent_by
+                .rsplit_once('/')
+                .and_then(|(_, slug)| AgencyKind::from_slug(slug))
+                .ok_or_else(|| Error::Internal("a stored sender is not an agency id".into()))?;
+            append_follow_up(
+                self,
+                &mut tx,
+                FeedEventType::ReceiptAcknowledged,
+                (&transfer.jurisdiction, &ledger::reach_text(&[sender]), ""),
+                &follow_up,
+            )
+            .await?;
+        }
         tx.commit().await?;
+        if acknowledged > 0 {
+            self.feed_changed();
+        }
         self.transfer_record(id)
             .await?
             .ok_or_else(|| Error::Internal("a transfer vanished".into()))

@@ -1,6 +1,7 @@
 //! The follow-through's promises to a client that retries, over real mTLS: a resent request with
 //! its idempotency key creates nothing twice, a key reused for other content is refused; lists
-//! come in pages; of two concurrent decisions only the winner reaches the registry.
+//! come in pages; of two concurrent decisions only the winner reaches the registry; the
+//! transferring office learns of a receipt on its feed.
 
 use std::collections::BTreeSet;
 
@@ -8,6 +9,7 @@ use quotahub::domain::{AgencyKind, Uscc};
 use quotahub::proto;
 use tonic::Code;
 
+use crate::feed::{feed, next_event, subscribe};
 use crate::helpers::*;
 use crate::ledger::{applications, cases, close, ledger, open_by_hand, spawn, unit_with};
 use crate::on_both_backends;
@@ -16,6 +18,7 @@ on_both_backends!(
     a_resent_request_creates_nothing_twice_and_a_reused_key_is_refused,
     items_and_penalties_come_in_pages,
     of_two_concurrent_decisions_only_the_winner_reaches_the_registry,
+    a_receipt_reaches_the_feed_of_the_transferring_office_once,
 );
 
 /// The approved count of the unit's administrative quota in force, and its record id.
@@ -473,4 +476,95 @@ async fn of_two_concurrent_decisions_only_the_winner_reaches_the_registry(backen
         .into_inner();
     assert_eq!(rejected.state, proto::ApplicationState::Rejected as i32);
     assert_eq!(quota_in_force(&app, &unit).await, in_force);
+}
+
+async fn a_receipt_reaches_the_feed_of_the_transferring_office_once(backend: Backend) {
+    let app = spawn(backend).await;
+    let unit = unit_with(&app, 14, 3, 0).await;
+    let item = open_by_hand(&app, &unit, "2024-06-30").await;
+    let mut streams = Vec::new();
+    for kind in [AgencyKind::StaffingOffice, AgencyKind::Discipline] {
+        let mut client = feed(&app, "140100", kind).await;
+        client
+            .put_subscription(proto::PutSubscriptionRequest {
+                subscription: Some(proto::Subscription {
+                    name: "transfers".into(),
+                    filter: Some(proto::SubscriptionFilter {
+                        event_types: vec![
+                            proto::FeedEventType::Transferred as i32,
+                            proto::FeedEventType::ReceiptAcknowledged as i32,
+                        ],
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap();
+        streams.push(subscribe(&mut client, "transfers", None).await);
+    }
+    let office = cases(&app, AgencyKind::StaffingOffice).await;
+    let mut discipline = cases(&app, AgencyKind::Discipline).await;
+    let transfer = || {
+        let mut office = office.clone();
+        let id = item.id.clone();
+        async move {
+            office
+                .transfer(proto::TransferRequest {
+                    kind: proto::TransferKind::Transfer as i32,
+                    matter: proto::MatterKind::LedgerItem as i32,
+                    matter_id: id,
+                    text: "移送".into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let first = transfer().await;
+    for _ in 0..2 {
+        discipline
+            .acknowledge_receipt(proto::IdRequest {
+                id: first.id.clone(),
+            })
+            .await
+            .unwrap();
+    }
+    let second = transfer().await;
+    discipline
+        .acknowledge_receipt(proto::IdRequest {
+            id: second.id.clone(),
+        })
+        .await
+        .unwrap();
+
+    // The office sees each acknowledgement once (the second of the first transfer changed
+    // nothing), and not its own transfers, which reach discipline only.
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let event = next_event(&mut streams[0]).await;
+        let follow_up = event.follow_up.unwrap();
+        seen.push((event.event_type, follow_up.transfer_id, follow_up.id));
+        assert!(
+            follow_up.text.contains("140100/discipline"),
+            "{}",
+            follow_up.text
+        );
+    }
+    let acknowledged = proto::FeedEventType::ReceiptAcknowledged as i32;
+    assert_eq!(
+        seen,
+        [
+            (acknowledged, first.id.clone(), item.id.clone()),
+            (acknowledged, second.id.clone(), item.id.clone()),
+        ]
+    );
+    // Discipline sees the transfers, not the acknowledgements meant for the sender.
+    let transferred = proto::FeedEventType::Transferred as i32;
+    for expected in [&first.id, &second.id] {
+        let event = next_event(&mut streams[1]).await;
+        assert_eq!(event.event_type, transferred);
+        assert_eq!(&event.follow_up.unwrap().transfer_id, expected);
+    }
 }
