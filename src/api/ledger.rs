@@ -4,6 +4,8 @@
 //! values here, the store does the rest.
 
 use chrono::NaiveDate;
+use prost::Message;
+use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 
 use super::Hub;
@@ -25,6 +27,7 @@ use crate::store::ledger::{
     Application, ApplicationRequest, Bulletin, Case, LedgerItem, NewCase, NewItem, Penalty, Step,
     Transfer,
 };
+use crate::store::ledger_keys::RequestKey;
 
 // The domain's enums of follow-through tied to the contract's by name, as `convert` ties the others.
 wire_enums! {
@@ -45,6 +48,35 @@ fn required<T: Wire>(field: &str, raw: i32) -> Result<T, Error> {
 
 fn date(field: &str, value: &str) -> Result<NaiveDate, Error> {
     parse_date(value).map_err(|reason| Error::invalid(field, reason))
+}
+
+/// The request's idempotency key, if it has one, with the hash of the request without it: the
+/// message is taken with its key field already emptied.
+fn request_key(key: String, message: &impl Message) -> Result<Option<RequestKey>, Error> {
+    if key.trim().is_empty() {
+        return Ok(None);
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(Error::invalid(
+            "idempotency_key",
+            format!("is longer than {MAX_KEY_BYTES} bytes"),
+        ));
+    }
+    Ok(Some(RequestKey {
+        key,
+        content_hash: hex::encode(Sha256::digest(message.encode_to_vec())),
+    }))
+}
+
+const MAX_KEY_BYTES: usize = 200;
+const DEFAULT_PAGE: u32 = 500;
+const MAX_PAGE: u32 = 5_000;
+
+fn page_size(requested: u32) -> u32 {
+    match requested {
+        0 => DEFAULT_PAGE,
+        size => size.min(MAX_PAGE),
+    }
 }
 
 fn version(raw: u64) -> Result<i64, Error> {
@@ -254,7 +286,8 @@ impl proto::ledger_service_server::LedgerService for Hub {
         request: Request<proto::OpenItemRequest>,
     ) -> Result<Response<proto::LedgerItem>, Status> {
         let caller = caller(&request)?;
-        let message = request.into_inner();
+        let mut message = request.into_inner();
+        let key = request_key(std::mem::take(&mut message.idempotency_key), &message)?;
         let finding = match &message.finding {
             Some(f) => Some(FindingKey {
                 code: RuleCode::from_wire(f.code)
@@ -280,6 +313,7 @@ impl proto::ledger_service_server::LedgerService for Hub {
                     due_on: date("due_on", &message.due_on)?,
                     finding,
                 },
+                key.as_ref(),
             )
             .await?;
         Ok(Response::new(item_message(&item, self.today())))
@@ -329,15 +363,27 @@ impl proto::ledger_service_server::LedgerService for Hub {
         let department =
             (!message.department_uscc.is_empty()).then_some(message.department_uscc.as_str());
         let today = self.today();
+        let limit = page_size(message.page_size);
         let items = self
             .store
-            .items(&jurisdiction, department)
-            .await?
-            .iter()
-            .map(|item| item_message(item, today))
-            .filter(|item| !message.overdue_only || item.overdue)
-            .collect();
-        Ok(Response::new(proto::ListItemsResponse { items }))
+            .items_page(
+                &jurisdiction,
+                department,
+                message.overdue_only.then_some(today),
+                &message.page_token,
+                limit,
+            )
+            .await?;
+        // Item ids say nothing about anyone: the last one is the token.
+        let next_page_token = if items.len() == limit as usize {
+            items.last().map(|i| i.id.clone()).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(proto::ListItemsResponse {
+            items: items.iter().map(|item| item_message(item, today)).collect(),
+            next_page_token,
+        }))
     }
 
     async fn report(
@@ -366,7 +412,8 @@ impl proto::ledger_service_server::LedgerService for Hub {
         request: Request<proto::ImposePenaltyRequest>,
     ) -> Result<Response<proto::Penalty>, Status> {
         let caller = caller(&request)?;
-        let message = request.into_inner();
+        let mut message = request.into_inner();
+        let key = request_key(std::mem::take(&mut message.idempotency_key), &message)?;
         let penalty = self
             .store
             .impose_penalty(
@@ -376,6 +423,7 @@ impl proto::ledger_service_server::LedgerService for Hub {
                 QuotaCategory::from_wire(message.category),
                 message.cut,
                 &message.text,
+                key.as_ref(),
             )
             .await?;
         Ok(Response::new(penalty_message(&penalty)))
@@ -386,16 +434,35 @@ impl proto::ledger_service_server::LedgerService for Hub {
         request: Request<proto::ListPenaltiesRequest>,
     ) -> Result<Response<proto::ListPenaltiesResponse>, Status> {
         let caller = caller(&request)?;
-        let uscc = request_uscc("institution_uscc", &request.into_inner().institution_uscc)?;
+        let message = request.into_inner();
+        let uscc = request_uscc("institution_uscc", &message.institution_uscc)?;
         let jurisdiction = self
             .store
             .jurisdiction_of(&uscc)
             .await?
             .ok_or_else(|| Error::NotFound(format!("no institution {uscc}")))?;
         visible(&caller.agency, jurisdiction.as_str())?;
-        let penalties = self.store.penalties(&uscc).await?;
+        // The token is the last penalty's `imposed_at.id`.
+        let after = if message.page_token.is_empty() {
+            None
+        } else {
+            let bad = || Error::invalid("page_token", "is not a token this hub gave");
+            let (at, id) = message.page_token.split_once('.').ok_or_else(bad)?;
+            Some((at.parse::<i64>().map_err(|_| bad())?, id))
+        };
+        let limit = page_size(message.page_size);
+        let penalties = self.store.penalties_page(&uscc, after, limit).await?;
+        let next_page_token = if penalties.len() == limit as usize {
+            penalties
+                .last()
+                .map(|p| format!("{}.{}", p.imposed_at, p.id))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
         Ok(Response::new(proto::ListPenaltiesResponse {
             penalties: penalties.iter().map(penalty_message).collect(),
+            next_page_token,
         }))
     }
 }
@@ -407,7 +474,8 @@ impl proto::application_service_server::ApplicationService for Hub {
         request: Request<proto::ApplyRequest>,
     ) -> Result<Response<proto::Application>, Status> {
         let caller = caller(&request)?;
-        let message = request.into_inner();
+        let mut message = request.into_inner();
+        let key = request_key(std::mem::take(&mut message.idempotency_key), &message)?;
         let department = request_uscc("department_uscc", &message.department_uscc)?;
         let kind: ApplicationKind = required("kind", message.kind)?;
         let details = ApplicationRequest {
@@ -430,6 +498,7 @@ impl proto::application_service_server::ApplicationService for Hub {
                 details,
                 &message.reason,
                 (!override_reason.is_empty()).then_some(override_reason),
+                key.as_ref(),
             )
             .await?;
         Ok(Response::new(application_message(&application)))
@@ -476,7 +545,8 @@ impl proto::case_service_server::CaseService for Hub {
         request: Request<proto::ReportRequest>,
     ) -> Result<Response<proto::Case>, Status> {
         let caller = caller(&request)?;
-        let message = request.into_inner();
+        let mut message = request.into_inner();
+        let key = request_key(std::mem::take(&mut message.idempotency_key), &message)?;
         if message.text.trim().is_empty() {
             return Err(Error::invalid("text", "says what is reported").into());
         }
@@ -499,6 +569,7 @@ impl proto::case_service_server::CaseService for Hub {
                     owner: message.owner,
                     due_on: date("due_on", &message.due_on)?,
                 },
+                key.as_ref(),
             )
             .await?;
         Ok(Response::new(case_message(&case, self.today())))
@@ -543,7 +614,8 @@ impl proto::case_service_server::CaseService for Hub {
         request: Request<proto::TransferRequest>,
     ) -> Result<Response<proto::Transfer>, Status> {
         let caller = caller(&request)?;
-        let message = request.into_inner();
+        let mut message = request.into_inner();
+        let key = request_key(std::mem::take(&mut message.idempotency_key), &message)?;
         let agencies = message
             .agencies
             .iter()
@@ -561,6 +633,7 @@ impl proto::case_service_server::CaseService for Hub {
                 &message.matter_id,
                 &agencies,
                 &message.text,
+                key.as_ref(),
             )
             .await?;
         Ok(Response::new(transfer_message(&transfer)))
@@ -583,10 +656,16 @@ impl proto::case_service_server::CaseService for Hub {
         request: Request<proto::BulletinRequest>,
     ) -> Result<Response<proto::Bulletin>, Status> {
         let caller = caller(&request)?;
-        let message = request.into_inner();
+        let mut message = request.into_inner();
+        let key = request_key(std::mem::take(&mut message.idempotency_key), &message)?;
         let bulletin = self
             .store
-            .publish_bulletin(&caller.agency, &message.case_id, &message.text)
+            .publish_bulletin(
+                &caller.agency,
+                &message.case_id,
+                &message.text,
+                key.as_ref(),
+            )
             .await?;
         Ok(Response::new(bulletin_message(&bulletin)))
     }

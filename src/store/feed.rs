@@ -38,6 +38,8 @@ coded_enum! {
         Transferred = "TRANSFERRED",
         /// A closed case was published as a bulletin (通报).
         Bulletin = "BULLETIN",
+        /// An agency acknowledged receipt of a transfer; only the sender's kind sees it.
+        ReceiptAcknowledged = "RECEIPT_ACKNOWLEDGED",
     }
 }
 

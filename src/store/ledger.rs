@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
 
 use super::feed::{FeedEventType, FollowUp, FollowUpStep, append_follow_up};
+use super::ledger_keys::{Creates, RequestKey};
 use super::push::{Submission, column};
 use super::query as q;
 use super::{Store, Tx, Value, bind_all};
@@ -447,7 +448,12 @@ impl Store {
     }
 
     /// Opens a ledger item, from a finding or by hand, in the department's jurisdiction.
-    pub async fn open_item(&self, agency: &Agency, new: NewItem) -> Result<LedgerItem> {
+    pub async fn open_item(
+        &self,
+        agency: &Agency,
+        new: NewItem,
+        key: Option<&RequestKey>,
+    ) -> Result<LedgerItem> {
         let (department, title) = match &new.finding {
             Some(key) => {
                 let stored = self
@@ -489,6 +495,14 @@ impl Store {
         let id = new_id("LI");
         let now = self.now();
         let mut tx = self.begin().await?;
+        // Before the check of one open item per finding, which the first request's item meets.
+        if let Some(first) = self.recall(&mut tx, agency, Creates::Item, key).await? {
+            drop(tx);
+            return self
+                .item(&first)
+                .await?
+                .ok_or_else(|| Error::Internal("a ledger item vanished".into()));
+        }
         let finding = new.finding.as_ref();
         if let Some(key) = finding {
             // One matter, one account: a finding has at most one item not yet closed.
@@ -540,6 +554,8 @@ impl Store {
             text: title,
         };
         insert_step(&mut tx, "ledger_steps", "item_id", &id, &step).await?;
+        self.remember(&mut tx, agency, Creates::Item, key, &id)
+            .await?;
         tx.commit().await?;
         self.item(&id)
             .await?
@@ -673,6 +689,34 @@ impl Store {
         .collect()
     }
 
+    /// A page of items in a jurisdiction subtree, by id from after `after`, optionally of one
+    /// department and only those overdue on `overdue_on`; without their histories.
+    pub async fn items_page(
+        &self,
+        jurisdiction: &Jurisdiction,
+        department: Option<&str>,
+        overdue_on: Option<NaiveDate>,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<LedgerItem>> {
+        sqlx::query_with(
+            "SELECT * FROM ledger_items WHERE jurisdiction LIKE $1 AND ($2 = '' OR department_uscc = $2) \
+             AND ($3 = '' OR (state <> 'CLOSED' AND due_on < $3)) AND id > $4 ORDER BY id LIMIT $5",
+            bind_all(vec![
+                Value::Text(format!("{}%", jurisdiction.prefix())),
+                Value::from(department.unwrap_or_default()),
+                Value::Text(overdue_on.map(|d| d.to_string()).unwrap_or_default()),
+                Value::from(after),
+                Value::Int(i64::from(limit)),
+            ])?,
+        )
+        .fetch_all(self.readers())
+        .await?
+        .iter()
+        .map(decode_item)
+        .collect()
+    }
+
     /// The ledger's reconciliation (定期对账) of a jurisdiction subtree for `from..=to`: the same
     /// function serves the RPC and `quotahub ledger report`.
     pub async fn ledger_report(
@@ -698,6 +742,8 @@ impl Store {
 
     /// Applies for a department. While the department has overdue items the application is
     /// refused, unless the staffing office records an override with its reason.
+    // The request's fields one by one, as the RPC gives them, and its idempotency key.
+    #[allow(clippy::too_many_arguments)]
     pub async fn apply(
         &self,
         agency: &Agency,
@@ -706,6 +752,7 @@ impl Store {
         request: ApplicationRequest,
         reason: &str,
         override_reason: Option<&str>,
+        key: Option<&RequestKey>,
     ) -> Result<Application> {
         if override_reason.is_some() && agency.kind != AgencyKind::StaffingOffice {
             return Err(Error::PermissionDenied(
@@ -723,6 +770,17 @@ impl Store {
         let mut tx = self.begin().await?;
         self.lock_keys(&mut tx, &[format!("institution:{department}")])
             .await?;
+        // Before the gate: a resend answers the first result even if items fell overdue since.
+        if let Some(first) = self
+            .recall(&mut tx, agency, Creates::Application, key)
+            .await?
+        {
+            drop(tx);
+            return self
+                .application(&first)
+                .await?
+                .ok_or_else(|| Error::Internal("an application vanished".into()));
+        }
         let overdue: Vec<OverdueItem> = sqlx::query_with(
             "SELECT * FROM ledger_items WHERE department_uscc = $1 AND state <> 'CLOSED' AND due_on < $2 ORDER BY due_on, id",
             bind_all(vec![
@@ -768,6 +826,8 @@ impl Store {
         )
         .execute(&mut *tx)
         .await?;
+        self.remember(&mut tx, agency, Creates::Application, key, &id)
+            .await?;
         tx.commit().await?;
         self.application(&id)
             .await?
@@ -791,6 +851,12 @@ impl Store {
     /// Decides an application. An approval of a quota, leader posts or a hiring approval is
     /// pushed to the registry through the ordinary push path, with the application as its source
     /// (record id `application/{id}`), so the findings it changes are checked as for any push.
+    ///
+    /// The decision is claimed first, by a conditional update from PENDING, so of two concurrent
+    /// decisions only one reaches the registry. The push runs in a transaction of its own, so a
+    /// push that fails or is refused hands the claim back (PENDING again). What remains: between
+    /// the claim and the push's commit the application reads APPROVED without its record, and a
+    /// hub that stops in that window leaves it so until decided by hand.
     pub async fn decide(
         &self,
         agency: &Agency,
@@ -809,50 +875,79 @@ impl Store {
                 application.state
             )));
         }
-        let registry_record = if approve {
-            self.push_approved(agency, &application).await?
+        let decided = if approve {
+            ApplicationState::Approved
         } else {
-            None
+            ApplicationState::Rejected
         };
-        let now = self.now();
         let mut tx = self.begin().await?;
-        let updated = sqlx::query_with(
+        let claimed = sqlx::query_with(
             "UPDATE applications SET state = $2 WHERE id = $1 AND state = 'PENDING'",
-            bind_all(vec![
-                Value::from(id),
-                Value::from(if approve {
-                    ApplicationState::Approved.code()
-                } else {
-                    ApplicationState::Rejected.code()
-                }),
-            ])?,
+            bind_all(vec![Value::from(id), Value::from(decided.code())])?,
         )
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        if updated == 0 {
+        if claimed == 0 {
             return Err(Error::Aborted(
                 "the application was decided meanwhile; read it again".into(),
             ));
         }
         sqlx::query_with(
             "INSERT INTO application_decisions (application_id, approved, note, decided_by, decided_at, registry_record) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+             VALUES ($1, $2, $3, $4, $5, NULL)",
             bind_all(vec![
                 Value::from(id),
                 Value::from(approve),
                 Value::from(note),
                 Value::Text(agency.id()),
-                Value::Int(now),
-                Value::OptText(registry_record),
+                Value::Int(self.now()),
             ])?,
         )
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        if approve {
+            match self.push_approved(agency, &application).await {
+                Ok(Some(record)) => {
+                    let mut tx = self.begin().await?;
+                    sqlx::query_with(
+                        "UPDATE application_decisions SET registry_record = $2 WHERE application_id = $1",
+                        bind_all(vec![Value::from(id), Value::Text(record)])?,
+                    )
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    self.hand_back(id).await?;
+                    return Err(error);
+                }
+            }
+        }
         self.application(id)
             .await?
             .ok_or_else(|| Error::Internal("an application vanished".into()))
+    }
+
+    /// Undoes a claimed approval whose push failed: the application is PENDING again.
+    async fn hand_back(&self, id: &str) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query_with(
+            "DELETE FROM application_decisions WHERE application_id = $1",
+            bind_all(vec![Value::from(id)])?,
+        )
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query_with(
+            "UPDATE applications SET state = 'PENDING' WHERE id = $1 AND state = 'APPROVED'",
+            bind_all(vec![Value::from(id)])?,
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Pushes the registry record an approved application makes: a quota, leader posts, a hiring
@@ -996,6 +1091,8 @@ impl Store {
     /// Penalizes the department of a ledger item. A cut of vacant quota (核减空余编制) pushes the
     /// lowered quota, in force from today, through the push path (record id `penalty/{id}`): the
     /// scope re-check that follows every push sees it at once.
+    // The request's fields one by one, as the RPC gives them, and its idempotency key.
+    #[allow(clippy::too_many_arguments)]
     pub async fn impose_penalty(
         &self,
         agency: &Agency,
@@ -1004,6 +1101,7 @@ impl Store {
         category: Option<QuotaCategory>,
         cut: u32,
         text: &str,
+        key: Option<&RequestKey>,
     ) -> Result<Penalty> {
         let item = self
             .item(item_id)
@@ -1011,6 +1109,18 @@ impl Store {
             .ok_or_else(|| Error::NotFound(format!("no ledger item `{item_id}`")))?;
         oversee(agency, &item.jurisdiction)?;
         let institution = Uscc::parse(&item.department).map_err(Error::Internal)?;
+        let of_institution = &institution;
+        let first_penalty = |first: String| async move {
+            self.penalties(of_institution)
+                .await?
+                .into_iter()
+                .find(|p| p.id == first)
+                .ok_or_else(|| Error::Internal("a penalty vanished".into()))
+        };
+        // A resend answers before it pushes a second cut.
+        if let Some(first) = self.recalled(agency, Creates::Penalty, key).await? {
+            return first_penalty(first).await;
+        }
         let id = new_id("PE");
         let today = self.checks().clock.today();
         let (category, cut) = match kind {
@@ -1042,7 +1152,12 @@ impl Store {
                     effective_to: quota.record.effective_to,
                     approval_document: format!("penalty {id}"),
                 };
-                let record_id = format!("penalty/{id}");
+                // Keyed by the request's key where it has one: two concurrent resends push the same
+                // record, which the push path stores once.
+                let record_id = key.map_or_else(
+                    || format!("penalty/{id}"),
+                    |key| format!("penalty-key/{}", key.key),
+                );
                 self.push_one(agency, &record_id, &hash_of(&record_id), record)
                     .await??;
                 (Some(category), cut)
@@ -1051,6 +1166,10 @@ impl Store {
         };
         let now = self.now();
         let mut tx = self.begin().await?;
+        if let Some(first) = self.recall(&mut tx, agency, Creates::Penalty, key).await? {
+            drop(tx);
+            return first_penalty(first).await;
+        }
         sqlx::query_with(
             "INSERT INTO penalties (id, item_id, institution_uscc, kind, category, cut, text, imposed_by, imposed_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -1077,12 +1196,36 @@ impl Store {
             text: format!("{kind} {id}: {text}"),
         };
         insert_step(&mut tx, "ledger_steps", "item_id", item_id, &step).await?;
+        self.remember(&mut tx, agency, Creates::Penalty, key, &id)
+            .await?;
         tx.commit().await?;
-        self.penalties(&institution)
-            .await?
-            .into_iter()
-            .find(|p| p.id == id)
-            .ok_or_else(|| Error::Internal("a penalty vanished".into()))
+        first_penalty(id).await
+    }
+
+    /// A page of an institution's penalties, oldest first, from after `after` (the last one's
+    /// imposition time and id).
+    pub async fn penalties_page(
+        &self,
+        institution: &Uscc,
+        after: Option<(i64, &str)>,
+        limit: u32,
+    ) -> Result<Vec<Penalty>> {
+        let (at, id) = after.unwrap_or((i64::MIN, ""));
+        sqlx::query_with(
+            "SELECT * FROM penalties WHERE institution_uscc = $1 AND (imposed_at > $2 OR (imposed_at = $2 AND id > $3)) \
+             ORDER BY imposed_at, id LIMIT $4",
+            bind_all(vec![
+                Value::from(institution.as_str()),
+                Value::Int(at),
+                Value::from(id),
+                Value::Int(i64::from(limit)),
+            ])?,
+        )
+        .fetch_all(self.readers())
+        .await?
+        .iter()
+        .map(decode_penalty)
+        .collect()
     }
 
     /// An institution's penalties, oldest first.
@@ -1099,11 +1242,23 @@ impl Store {
     }
 
     /// Takes in a public report: it becomes a case with an owner and a deadline.
-    pub async fn take_report(&self, agency: &Agency, new: NewCase) -> Result<Case> {
+    pub async fn take_report(
+        &self,
+        agency: &Agency,
+        new: NewCase,
+        key: Option<&RequestKey>,
+    ) -> Result<Case> {
         oversee(agency, new.jurisdiction.as_str())?;
         let id = new_id("CA");
         let now = self.now();
         let mut tx = self.begin().await?;
+        if let Some(first) = self.recall(&mut tx, agency, Creates::Case, key).await? {
+            drop(tx);
+            return self
+                .case(&first)
+                .await?
+                .ok_or_else(|| Error::Internal("a case vanished".into()));
+        }
         sqlx::query_with(
             "INSERT INTO cases (id, jurisdiction, channel, institution_uscc, person, text, owner, state, due_on, escalation_level, outcome, opened_by, opened_at, closed_at, version) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, 'RECEIVED', $8, 0, NULL, $9, $10, NULL, 1)",
@@ -1130,6 +1285,8 @@ impl Store {
             text: format!("{} report; owner {}", new.channel, new.owner),
         };
         insert_step(&mut tx, "case_steps", "case_id", &id, &step).await?;
+        self.remember(&mut tx, agency, Creates::Case, key, &id)
+            .await?;
         tx.commit().await?;
         self.case(&id)
             .await?
@@ -1254,6 +1411,8 @@ impl Store {
     /// Transfers a matter to the discipline agency of its jurisdiction, or opens it as a joint
     /// inspection: one receipt per agency kind reached, and a TRANSFERRED event on the feed that
     /// only those kinds see, carrying the matter's whole history.
+    // The request's fields one by one, as the RPC gives them, and its idempotency key.
+    #[allow(clippy::too_many_arguments)]
     pub async fn transfer(
         &self,
         agency: &Agency,
@@ -1262,6 +1421,7 @@ impl Store {
         matter_id: &str,
         agencies: &[AgencyKind],
         text: &str,
+        key: Option<&RequestKey>,
     ) -> Result<Transfer> {
         let reach =
             ledger::transfer_reach(kind, agencies).map_err(|r| Error::invalid("agencies", r))?;
@@ -1272,6 +1432,13 @@ impl Store {
         follow_up.text = text.to_owned();
         let now = self.now();
         let mut tx = self.begin().await?;
+        if let Some(first) = self.recall(&mut tx, agency, Creates::Transfer, key).await? {
+            drop(tx);
+            return self
+                .transfer_record(&first)
+                .await?
+                .ok_or_else(|| Error::Internal("a transfer vanished".into()));
+        }
         sqlx::query_with(
             "INSERT INTO transfers (id, jurisdiction, kind, subject_kind, subject_id, text, sent_by, sent_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -1304,6 +1471,8 @@ impl Store {
             &follow_up,
         )
         .await?;
+        self.remember(&mut tx, agency, Creates::Transfer, key, &id)
+            .await?;
         tx.commit().await?;
         self.feed_changed();
         self.transfer_record(&id)
@@ -1350,7 +1519,9 @@ impl Store {
         }))
     }
 
-    /// Acknowledges receipt of a transfer for the caller's agency kind (idempotent).
+    /// Acknowledges receipt of a transfer for the caller's agency kind (idempotent). The first
+    /// acknowledgement of each kind is a RECEIPT_ACKNOWLEDGED event that only the sender's agency
+    /// kind sees, so the transferring office learns it on its feed.
     pub async fn acknowledge_receipt(&self, agency: &Agency, id: &str) -> Result<Transfer> {
         let transfer = self
             .transfer_record(id)
@@ -1367,8 +1538,13 @@ impl Store {
                 agency.kind
             )));
         }
+        let (_, mut follow_up) = self.matter(transfer.matter, &transfer.matter_id).await?;
+        follow_up.transfer_id.clone_from(&transfer.id);
+        follow_up.text = format!("receipt acknowledged by {}", agency.id());
+        // The sender has the history; the acknowledgement carries none.
+        follow_up.history = Vec::new();
         let mut tx = self.begin().await?;
-        sqlx::query_with(
+        let acknowledged = sqlx::query_with(
             "UPDATE transfer_receipts SET acknowledged_by = $3, acknowledged_at = $4 \
              WHERE transfer_id = $1 AND agency_kind = $2 AND acknowledged_by IS NULL",
             bind_all(vec![
@@ -1379,8 +1555,35 @@ impl Store {
             ])?,
         )
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
+        if acknowledged > 0 {
+            let sent_by = sqlx::query_with(
+                "SELECT sent_by FROM transfers WHERE id = $1",
+                bind_all(vec![Value::from(id)])?,
+            )
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(Error::from)
+            .and_then(|row| q::text(&row, "sent_by"))?;
+            // An agency id is `jurisdiction/kind`.
+            let sender = sent_by
+                .rsplit_once('/')
+                .and_then(|(_, slug)| AgencyKind::from_slug(slug))
+                .ok_or_else(|| Error::Internal("a stored sender is not an agency id".into()))?;
+            append_follow_up(
+                self,
+                &mut tx,
+                FeedEventType::ReceiptAcknowledged,
+                (&transfer.jurisdiction, &ledger::reach_text(&[sender]), ""),
+                &follow_up,
+            )
+            .await?;
+        }
         tx.commit().await?;
+        if acknowledged > 0 {
+            self.feed_changed();
+        }
         self.transfer_record(id)
             .await?
             .ok_or_else(|| Error::Internal("a transfer vanished".into()))
@@ -1393,6 +1596,7 @@ impl Store {
         agency: &Agency,
         case_id: &str,
         text: &str,
+        key: Option<&RequestKey>,
     ) -> Result<Bulletin> {
         let case = self
             .case(case_id)
@@ -1415,6 +1619,13 @@ impl Store {
             text,
         };
         let mut tx = self.begin().await?;
+        if let Some(first) = self.recall(&mut tx, agency, Creates::Bulletin, key).await? {
+            drop(tx);
+            return self
+                .bulletin(&first)
+                .await?
+                .ok_or_else(|| Error::Internal("a bulletin vanished".into()));
+        }
         sqlx::query_with(
             "INSERT INTO bulletins (id, case_id, jurisdiction, text, published_by, published_at) VALUES ($1, $2, $3, $4, $5, $6)",
             bind_all(vec![
@@ -1447,9 +1658,30 @@ impl Store {
             &follow_up,
         )
         .await?;
+        self.remember(&mut tx, agency, Creates::Bulletin, key, &bulletin.id)
+            .await?;
         tx.commit().await?;
         self.feed_changed();
         Ok(bulletin)
+    }
+
+    /// A bulletin.
+    pub async fn bulletin(&self, id: &str) -> Result<Option<Bulletin>> {
+        sqlx::query_with(
+            "SELECT * FROM bulletins WHERE id = $1",
+            bind_all(vec![Value::from(id)])?,
+        )
+        .fetch_optional(self.readers())
+        .await?
+        .map(|row| {
+            Ok(Bulletin {
+                id: q::text(&row, "id")?,
+                case_id: q::text(&row, "case_id")?,
+                jurisdiction: q::text(&row, "jurisdiction")?,
+                text: q::text(&row, "text")?,
+            })
+        })
+        .transpose()
     }
 
     /// Escalates overdue ledger items and cases as of `today`, one FOLLOW_UP_ESCALATED event per

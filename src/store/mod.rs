@@ -10,6 +10,7 @@ mod acks;
 pub mod feed;
 mod feed_tail;
 pub mod ledger;
+pub mod ledger_keys;
 pub mod plain_sql;
 mod postgres;
 pub mod push;

@@ -23,30 +23,30 @@ on_both_backends!(
     a_transfer_reaches_the_discipline_agency_and_no_one_else,
 );
 
-type Ledger = proto::ledger_service_client::LedgerServiceClient<Channel>;
-type Applications = proto::application_service_client::ApplicationServiceClient<Channel>;
-type Cases = proto::case_service_client::CaseServiceClient<Channel>;
+pub(crate) type Ledger = proto::ledger_service_client::LedgerServiceClient<Channel>;
+pub(crate) type Applications = proto::application_service_client::ApplicationServiceClient<Channel>;
+pub(crate) type Cases = proto::case_service_client::CaseServiceClient<Channel>;
 
 const TODAY: &str = "2024-06-01";
 
-async fn ledger(app: &TestApp, kind: AgencyKind) -> Ledger {
+pub(crate) async fn ledger(app: &TestApp, kind: AgencyKind) -> Ledger {
     Ledger::new(app.channel(&agency("140100", kind)).await)
 }
 
-async fn applications(app: &TestApp, kind: AgencyKind) -> Applications {
+pub(crate) async fn applications(app: &TestApp, kind: AgencyKind) -> Applications {
     Applications::new(app.channel(&agency("140100", kind)).await)
 }
 
-async fn cases(app: &TestApp, kind: AgencyKind) -> Cases {
+pub(crate) async fn cases(app: &TestApp, kind: AgencyKind) -> Cases {
     Cases::new(app.channel(&agency("140100", kind)).await)
 }
 
-async fn spawn(backend: Backend) -> TestApp {
+pub(crate) async fn spawn(backend: Backend) -> TestApp {
     TestApp::spawn_on(backend, TODAY.parse::<NaiveDate>().unwrap()).await
 }
 
 /// An organ with an administrative quota of `count`, and `hired` people on its roll.
-async fn unit_with(app: &TestApp, n: u32, count: u32, hired: u32) -> String {
+pub(crate) async fn unit_with(app: &TestApp, n: u32, count: u32, hired: u32) -> String {
     let unit = uscc("140100", n);
     let mut staffing = app.staffing("140100").await;
     staffing
@@ -83,7 +83,7 @@ async fn open_codes(app: &TestApp, unit: &str) -> Vec<i32> {
     codes
 }
 
-async fn open_by_hand(app: &TestApp, unit: &str, due_on: &str) -> proto::LedgerItem {
+pub(crate) async fn open_by_hand(app: &TestApp, unit: &str, due_on: &str) -> proto::LedgerItem {
     ledger(app, AgencyKind::StaffingOffice)
         .await
         .open_item(proto::OpenItemRequest {
@@ -91,6 +91,7 @@ async fn open_by_hand(app: &TestApp, unit: &str, due_on: &str) -> proto::LedgerI
             title: "年度核查发现的问题".into(),
             due_on: due_on.into(),
             finding: None,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -116,7 +117,7 @@ async fn step(
 
 /// Walks a by-hand item to closed: the department's side rectifies and submits, the staffing
 /// office verifies.
-async fn close(app: &TestApp, item: proto::LedgerItem) -> proto::LedgerItem {
+pub(crate) async fn close(app: &TestApp, item: proto::LedgerItem) -> proto::LedgerItem {
     let mut hr = ledger(app, AgencyKind::Hr).await;
     let mut staffing = ledger(app, AgencyKind::StaffingOffice).await;
     let item = step(&mut hr, &item, ItemAction::StartRectifying, "")
@@ -180,6 +181,7 @@ async fn a_finding_becomes_an_item_that_closes_only_once_resolved_and_keeps_ever
             title: "x".into(),
             due_on: "2024-06-30".into(),
             finding: None,
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -536,6 +538,7 @@ async fn a_penalty_cuts_vacant_quota_and_the_checks_that_follow_see_it(backend: 
         category: proto::QuotaCategory::Administrative as i32,
         cut,
         text: "核减空余编制".into(),
+        ..Default::default()
     };
     // Only vacancies can be cut: 2 of 5 are vacant.
     let refused = staffing.impose_penalty(cut(3)).await.unwrap_err();
@@ -573,6 +576,7 @@ async fn a_penalty_cuts_vacant_quota_and_the_checks_that_follow_see_it(backend: 
         .await
         .list_penalties(proto::ListPenaltiesRequest {
             institution_uscc: unit.clone(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -696,6 +700,7 @@ async fn a_report_becomes_a_case_that_escalates_when_overdue(backend: Backend) {
         .publish_bulletin(proto::BulletinRequest {
             case_id: case.id.clone(),
             text: "通报".into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -770,6 +775,7 @@ async fn a_report_becomes_a_case_that_escalates_when_overdue(backend: Backend) {
         .publish_bulletin(proto::BulletinRequest {
             case_id: case.id.clone(),
             text: "张三(11010519491231002X)吃空饷一案已查处".into(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -831,6 +837,7 @@ async fn a_transfer_reaches_the_discipline_agency_and_no_one_else(backend: Backe
             matter_id: item.id.clone(),
             agencies: Vec::new(),
             text: "逾期未整改, 移送纪检监察".into(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -860,6 +867,7 @@ async fn a_transfer_reaches_the_discipline_agency_and_no_one_else(backend: Backe
                 proto::AgencyKind::Finance as i32,
             ],
             text: "联合督查".into(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -941,6 +949,7 @@ async fn a_transfer_reaches_the_discipline_agency_and_no_one_else(backend: Backe
             matter_id: format!("OVER_QUOTA|{unit}|ADMINISTRATIVE|"),
             agencies: Vec::new(),
             text: "超编, 移送".into(),
+            ..Default::default()
         })
         .await
         .unwrap()

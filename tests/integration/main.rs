@@ -10,6 +10,7 @@ mod findings;
 mod helpers;
 mod incremental;
 mod ledger;
+mod ledger_keys;
 mod operations;
 mod personal;
 mod push;
