@@ -294,7 +294,7 @@ impl Application {
         let router = Server::builder()
             .layer(RpcLayer::new(metrics.clone()))
             .layer(AuthLayer::new(self.guard.clone()))
-            .add_service(health_service)
+            .add_service(health_service.clone())
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(limited!(
@@ -411,7 +411,8 @@ impl Application {
                 let stopped = async move {
                     let _ = stopped.changed().await;
                 };
-                if let Err(error) = admin::serve(listener, state, stopped).await {
+                let health = tonic::service::Routes::new(health_service).into_axum_router();
+                if let Err(error) = admin::serve(listener, state, health, stopped).await {
                     tracing::error!(%error, "the admin port failed");
                 }
             }));

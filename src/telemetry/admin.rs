@@ -1,6 +1,8 @@
 //! The admin port: plain HTTP, apart from the mutual-TLS gRPC port, for what the platform around
-//! the hub polls: `/metrics` (Prometheus), `/healthz` (the process is alive) and `/readyz` (it
-//! takes calls: the database answers and the hub is not draining).
+//! the hub polls: `/metrics` (Prometheus), `/healthz` (the process is alive), `/readyz` (it
+//! takes calls: the database answers and the hub is not draining), and `grpc.health.v1` over
+//! plaintext HTTP/2, the same service and states as on the gRPC port, for probes that speak gRPC
+//! but hold no agency certificate (the kubelet's gRPC probe).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -47,13 +49,15 @@ pub struct AdminState {
 pub async fn serve(
     listener: TcpListener,
     state: AdminState,
+    health: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let router = axum::Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "alive\n" }))
         .route("/readyz", get(ready))
-        .with_state(state);
+        .with_state(state)
+        .merge(health);
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await

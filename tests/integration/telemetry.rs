@@ -208,6 +208,29 @@ async fn metrics_count_the_calls_records_findings_and_subscribers_that_traffic_c
     let app = &hub.app;
     assert_eq!(http_get(hub.admin, "/healthz").await.0, 200);
     assert_eq!(http_get(hub.admin, "/readyz").await.0, 200);
+    // grpc.health.v1 answers on the admin port too, in plaintext and without a certificate (the
+    // kubelet's gRPC probe), for the hub as a whole and per service.
+    let plain = tonic::transport::Endpoint::from_shared(format!("http://{}", hub.admin))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut probe = tonic_health::pb::health_client::HealthClient::new(plain);
+    for service in ["", "quotahub.v1.FinanceService"] {
+        let status = probe
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status;
+        assert_eq!(
+            status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32,
+            "{service}"
+        );
+    }
 
     let unit = uscc("140100", 1);
     let mut staffing = app.staffing("140100").await;
