@@ -32,6 +32,8 @@ use crate::store::feed::{FeedEvent, FeedEventType, Subscription, Transition};
 
 /// How long a stream waits for a subscriber to take a message before cutting it off.
 const SLOW_SUBSCRIBER: Duration = Duration::from_secs(10);
+/// How often an idle stream re-reads its subscription (its cursor, and whether it still exists).
+const SUBSCRIPTION_REREAD: Duration = Duration::from_secs(5);
 /// Events read from the store at a time.
 const READ_BATCH: usize = 256;
 
@@ -298,9 +300,9 @@ async fn deliver(
     let mut scanned = plan.after;
     let mut in_flight: BTreeMap<i64, (Instant, Arc<FeedEvent>)> = BTreeMap::new();
     // The subscription is read again when its cursor matters: before sending an event again,
-    // when the window is full, and at every tick (acks may reach another replica; a deleted
-    // subscription ends the stream). Not at every event: a thousand streams woken by one commit
-    // would each read it.
+    // when the window is full, before a heartbeat (it carries the cursor), and every few seconds
+    // (acks may reach another replica; a deleted subscription ends the stream). Not at every
+    // event or tick: a thousand streams would each read it.
     let mut acked_seq = 0;
     let mut subscription_read: Option<Instant> = None;
     let mut last_message = Instant::now();
@@ -328,7 +330,8 @@ async fn deliver(
             .any(|(sent_at, _)| now.duration_since(*sent_at) >= plan.ack_wait);
         if redelivery_due
             || in_flight.len() >= plan.max_in_flight
-            || subscription_read.is_none_or(|at| now.duration_since(at) >= tick)
+            || last_message.elapsed() >= plan.heartbeat
+            || subscription_read.is_none_or(|at| now.duration_since(at) >= SUBSCRIPTION_REREAD)
         {
             let Some(subscription) = store.subscription(&plan.agency_id, &plan.name).await? else {
                 return Err(Error::NotFound(format!(
