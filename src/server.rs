@@ -416,7 +416,7 @@ impl Application {
                     tracing::error!(%error, "the admin port failed");
                 }
             }));
-            tracing::info!(address = %admin_address, "admin port serving /metrics, /healthz and /readyz over plain HTTP");
+            tracing::info!(address = %admin_address, "admin port serving /metrics, /healthz, /readyz and grpc.health.v1 over plain HTTP");
         }
         tracing::info!(%address, "quotahub serving over mutual TLS");
         let incoming =
