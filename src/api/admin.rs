@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::convert::timestamp;
+use super::convert::{page_size, timestamp};
 use super::guard::Guard;
 use super::policy::{Caller, caller};
 use crate::domain::Agency;
@@ -19,8 +19,9 @@ use crate::store::Store;
 use crate::store::trust::{AuditFilter, RegisteredAgency};
 
 /// Default and largest page of the audit trail.
-const DEFAULT_PAGE: u32 = 100;
-const MAX_PAGE: u32 = 1_000;
+/// Audit entries per page: smaller than other lists, each entry carries what the call touched.
+const DEFAULT_AUDIT_PAGE: u32 = 100;
+const MAX_AUDIT_PAGE: u32 = 1_000;
 
 /// The handlers of AdminService and AuditService.
 #[derive(Debug, Clone)]
@@ -204,10 +205,7 @@ impl proto::audit_service_server::AuditService for AdminApi {
                 .into());
             }
         }
-        let limit = match message.page_size {
-            0 => DEFAULT_PAGE,
-            n => n.min(MAX_PAGE),
-        };
+        let limit = page_size(message.page_size, DEFAULT_AUDIT_PAGE, MAX_AUDIT_PAGE);
         let entries = self
             .store
             .audit_entries(&AuditFilter {

@@ -542,6 +542,40 @@ pub fn request_uscc(field: &str, value: &str) -> Result<Uscc, Error> {
     Uscc::parse(value).map_err(|reason| Error::invalid(field, reason))
 }
 
+/// The jurisdiction a request names in `field`, or the caller's when it names none; never one
+/// outside the caller's.
+pub fn request_jurisdiction(
+    agency: &Agency,
+    field: &str,
+    requested: &str,
+) -> Result<Jurisdiction, Error> {
+    if requested.trim().is_empty() {
+        return Ok(agency.jurisdiction.clone());
+    }
+    let jurisdiction =
+        Jurisdiction::parse(requested).map_err(|reason| Error::invalid(field, reason))?;
+    if agency.oversees(&jurisdiction) {
+        Ok(jurisdiction)
+    } else {
+        Err(Error::PermissionDenied(format!(
+            "jurisdiction {jurisdiction} is outside that of {agency}"
+        )))
+    }
+}
+
+/// Rows per page of a list RPC when the request asks for none.
+pub const DEFAULT_PAGE: u32 = 500;
+/// The most rows per page a list RPC gives.
+pub const MAX_PAGE: u32 = 5_000;
+
+/// The page size of a list: `default` when none is asked for, never more than `most`.
+pub fn page_size(requested: u32, default: u32, most: u32) -> u32 {
+    match requested {
+        0 => default,
+        size => size.min(most),
+    }
+}
+
 /// Parses an optional `as_of` date; empty means today.
 pub fn request_date(field: &str, value: &str) -> Result<NaiveDate, Error> {
     if value.trim().is_empty() {

@@ -20,7 +20,7 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use super::Hub;
-use super::convert::{Wire, finding_message, timestamp};
+use super::convert::{Wire, finding_message, request_jurisdiction, timestamp};
 use super::personal::Reader;
 use super::policy::caller;
 use crate::domain::alerts::AlertState;
@@ -76,17 +76,8 @@ impl Filter {
                     .to_owned(),
             ),
         };
-        let jurisdiction = if filter.jurisdiction.is_empty() {
-            agency.jurisdiction.clone()
-        } else {
-            Jurisdiction::parse(&filter.jurisdiction)
-                .map_err(|reason| Error::invalid("filter.jurisdiction", reason))?
-        };
-        if !agency.oversees(&jurisdiction) {
-            return Err(Error::PermissionDenied(format!(
-                "jurisdiction {jurisdiction} is outside that of {agency}"
-            )));
-        }
+        let jurisdiction =
+            request_jurisdiction(agency, "filter.jurisdiction", &filter.jurisdiction)?;
         let event_types = filter
             .event_types
             .iter()

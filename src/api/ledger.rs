@@ -9,7 +9,10 @@ use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 
 use super::Hub;
-use super::convert::{Wire, request_uscc, timestamp, wire_enums};
+use super::convert::{
+    DEFAULT_PAGE, MAX_PAGE, Wire, page_size, request_jurisdiction, request_uscc, timestamp,
+    wire_enums,
+};
 use super::policy::caller;
 use crate::domain::findings::{FindingKey, RuleCode};
 use crate::domain::ids::parse_date;
@@ -69,34 +72,9 @@ fn request_key(key: String, message: &impl Message) -> Result<Option<RequestKey>
 }
 
 const MAX_KEY_BYTES: usize = 200;
-const DEFAULT_PAGE: u32 = 500;
-const MAX_PAGE: u32 = 5_000;
-
-fn page_size(requested: u32) -> u32 {
-    match requested {
-        0 => DEFAULT_PAGE,
-        size => size.min(MAX_PAGE),
-    }
-}
 
 fn version(raw: u64) -> Result<i64, Error> {
     i64::try_from(raw).map_err(|_| Error::invalid("expected_version", "is too large"))
-}
-
-/// The jurisdiction a request names, or the caller's; never one outside the caller's.
-fn jurisdiction(agency: &Agency, requested: &str) -> Result<Jurisdiction, Error> {
-    if requested.trim().is_empty() {
-        return Ok(agency.jurisdiction.clone());
-    }
-    let jurisdiction =
-        Jurisdiction::parse(requested).map_err(|reason| Error::invalid("jurisdiction", reason))?;
-    if agency.oversees(&jurisdiction) {
-        Ok(jurisdiction)
-    } else {
-        Err(Error::PermissionDenied(format!(
-            "jurisdiction {jurisdiction} is outside that of {agency}"
-        )))
-    }
 }
 
 /// Refuses to show a matter outside the caller's jurisdiction.
@@ -359,11 +337,12 @@ impl proto::ledger_service_server::LedgerService for Hub {
     ) -> Result<Response<proto::ListItemsResponse>, Status> {
         let caller = caller(&request)?;
         let message = request.into_inner();
-        let jurisdiction = jurisdiction(&caller.agency, &message.jurisdiction)?;
+        let jurisdiction =
+            request_jurisdiction(&caller.agency, "jurisdiction", &message.jurisdiction)?;
         let department =
             (!message.department_uscc.is_empty()).then_some(message.department_uscc.as_str());
         let today = self.today();
-        let limit = page_size(message.page_size);
+        let limit = page_size(message.page_size, DEFAULT_PAGE, MAX_PAGE);
         let items = self
             .store
             .items_page(
@@ -392,7 +371,8 @@ impl proto::ledger_service_server::LedgerService for Hub {
     ) -> Result<Response<proto::LedgerReport>, Status> {
         let caller = caller(&request)?;
         let message = request.into_inner();
-        let jurisdiction = jurisdiction(&caller.agency, &message.jurisdiction)?;
+        let jurisdiction =
+            request_jurisdiction(&caller.agency, "jurisdiction", &message.jurisdiction)?;
         let from = (!message.from.is_empty())
             .then(|| date("from", &message.from))
             .transpose()?;
@@ -450,7 +430,7 @@ impl proto::ledger_service_server::LedgerService for Hub {
             let (at, id) = message.page_token.split_once('.').ok_or_else(bad)?;
             Some((at.parse::<i64>().map_err(|_| bad())?, id))
         };
-        let limit = page_size(message.page_size);
+        let limit = page_size(message.page_size, DEFAULT_PAGE, MAX_PAGE);
         let penalties = self.store.penalties_page(&uscc, after, limit).await?;
         let next_page_token = if penalties.len() == limit as usize {
             penalties
@@ -561,7 +541,11 @@ impl proto::case_service_server::CaseService for Hub {
             .take_report(
                 &caller.agency,
                 NewCase {
-                    jurisdiction: jurisdiction(&caller.agency, &message.jurisdiction)?,
+                    jurisdiction: request_jurisdiction(
+                        &caller.agency,
+                        "jurisdiction",
+                        &message.jurisdiction,
+                    )?,
                     channel: required("channel", message.channel)?,
                     institution,
                     person: (!message.person.is_empty()).then_some(message.person),

@@ -6,15 +6,13 @@ use std::collections::HashMap;
 use tonic::{Request, Response, Status};
 
 use super::Hub;
-use super::convert::{self as c, Wire, request_date, request_uscc};
+use super::convert::{
+    self as c, DEFAULT_PAGE, MAX_PAGE, Wire, page_size, request_date, request_uscc,
+};
 use super::policy::caller;
 use crate::domain::{Agency, Period, Uscc};
 use crate::error::Error;
 use crate::proto;
-
-/// Default and largest page of a roll.
-const DEFAULT_PAGE: u32 = 500;
-const MAX_PAGE: u32 = 5_000;
 
 impl Hub {
     /// Refuses a read about an institution outside the agency's jurisdiction. An institution the
@@ -119,10 +117,7 @@ impl proto::query_service_server::QueryService for Hub {
         let as_of = request_date("as_of", &message.as_of)?;
         self.check_oversees(&caller.agency, &uscc).await?;
         let reader = self.reader(&caller.agency).await?;
-        let page_size = match message.page_size {
-            0 => DEFAULT_PAGE,
-            size => size.min(MAX_PAGE),
-        };
+        let page_size = page_size(message.page_size, DEFAULT_PAGE, MAX_PAGE);
         let after = if message.page_token.is_empty() {
             String::new()
         } else {

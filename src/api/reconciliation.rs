@@ -4,15 +4,17 @@
 use tonic::{Request, Response, Status};
 
 use super::Hub;
-use super::convert::{self as c, Wire, request_date, request_uscc};
+use super::convert::{
+    self as c, DEFAULT_PAGE, MAX_PAGE, Wire, page_size, request_date, request_jurisdiction,
+    request_uscc,
+};
 use super::personal::Reader;
 use super::policy::caller;
 use crate::domain::findings::{FindingKey, RuleCode, Scope, Severity};
 use crate::domain::ids::normalize_document_number;
 use crate::domain::precheck::{self, FundingQuestion, HireQuestion, Reason, Verdict};
 use crate::domain::{
-    Agency, HiringChannel, Jurisdiction, LeaderLevel, LeaderPosition, Period, QuotaCategory, Rank,
-    ResidentId,
+    Agency, HiringChannel, LeaderLevel, LeaderPosition, Period, QuotaCategory, Rank, ResidentId,
 };
 use crate::error::Error;
 use crate::proto;
@@ -20,24 +22,6 @@ use crate::store::reconcile::FindingFilter;
 
 /// Changes listed in a re-check's answer; the counts are always complete.
 const MAX_LISTED_CHANGES: usize = 1_000;
-const DEFAULT_PAGE: u32 = 500;
-const MAX_PAGE: u32 = 5_000;
-
-/// The jurisdiction a request names, or the caller's; never one outside the caller's.
-fn jurisdiction(agency: &Agency, requested: &str) -> Result<Jurisdiction, Error> {
-    if requested.trim().is_empty() {
-        return Ok(agency.jurisdiction.clone());
-    }
-    let jurisdiction =
-        Jurisdiction::parse(requested).map_err(|reason| Error::invalid("jurisdiction", reason))?;
-    if agency.oversees(&jurisdiction) {
-        Ok(jurisdiction)
-    } else {
-        Err(Error::PermissionDenied(format!(
-            "jurisdiction {jurisdiction} is outside that of {agency}"
-        )))
-    }
-}
 
 /// The key of a page's last finding, sealed: it may hold a resident ID.
 fn page_token(reader: &Reader, key: &FindingKey) -> String {
@@ -228,7 +212,8 @@ impl proto::reconciliation_service_server::ReconciliationService for Hub {
     ) -> Result<Response<proto::ReconcileResponse>, Status> {
         let caller = caller(&request)?;
         let message = request.get_ref();
-        let jurisdiction = jurisdiction(&caller.agency, &message.jurisdiction)?;
+        let jurisdiction =
+            request_jurisdiction(&caller.agency, "jurisdiction", &message.jurisdiction)?;
         let as_of = if message.as_of.is_empty() {
             self.store.checks().clock.today()
         } else {
@@ -274,7 +259,11 @@ impl proto::reconciliation_service_server::ReconciliationService for Hub {
         request: Request<proto::RegionalBalanceRequest>,
     ) -> Result<Response<proto::RegionalBalanceResponse>, Status> {
         let caller = caller(&request)?;
-        let jurisdiction = jurisdiction(&caller.agency, &request.get_ref().jurisdiction)?;
+        let jurisdiction = request_jurisdiction(
+            &caller.agency,
+            "jurisdiction",
+            &request.get_ref().jurisdiction,
+        )?;
         let as_of = if request.get_ref().as_of.is_empty() {
             self.store.checks().clock.today()
         } else {
@@ -326,12 +315,13 @@ impl proto::reconciliation_service_server::ReconciliationService for Hub {
             Ok(_) => true,
             Err(_) => return Err(Error::invalid("state", "is not a finding state").into()),
         };
-        let limit = match message.page_size {
-            0 => DEFAULT_PAGE,
-            size => size.min(MAX_PAGE),
-        };
+        let limit = page_size(message.page_size, DEFAULT_PAGE, MAX_PAGE);
         let filter = FindingFilter {
-            jurisdiction: Some(jurisdiction(&caller.agency, &message.jurisdiction)?),
+            jurisdiction: Some(request_jurisdiction(
+                &caller.agency,
+                "jurisdiction",
+                &message.jurisdiction,
+            )?),
             codes,
             min_severity,
             open,
