@@ -64,7 +64,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub initial_load: Option<bool>,
     /// Payroll months to generate, up to the as-of date (default 3): one month of a province is
-    /// the ~1,000,000 payroll lines of domain.md.
+    /// the ~1,000,000 payroll lines of docs/DOMAIN.md.
     #[arg(long)]
     pub months: Option<usize>,
 }

@@ -102,20 +102,135 @@ pub struct Summary {
 
 pub(super) async fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
     let channel = args.client.connect(args.kind.agency_kind()).await?;
+    let mut errors = ErrorReport::open(args.errors.as_deref())?;
+    let summary = push_file(
+        &channel,
+        args.kind,
+        &args.file,
+        args.stream_size,
+        &mut errors,
+    )
+    .await?;
+    errors.flush()?;
+    println!("{}: {summary}", args.file.display());
+    Ok(summary.exit_code())
+}
 
-    let records = read_records(&args.file, args.kind)?;
+impl Summary {
+    /// Adds another file's totals.
+    pub fn add(&mut self, other: Summary) {
+        self.accepted += other.accepted;
+        self.replayed += other.replayed;
+        self.rejected += other.rejected;
+        self.unreadable += other.unreadable;
+    }
+
+    /// 0 when every record was stored (or was already there); 2 when any was refused or
+    /// unreadable, so that a script can tell a partial import from a whole one (1 is left to
+    /// errors that stopped the import).
+    pub fn exit_code(self) -> ExitCode {
+        if self.rejected + self.unreadable > 0 {
+            ExitCode::from(2)
+        } else {
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} accepted, {} already there, {} refused by the hub, {} unreadable",
+            self.accepted, self.replayed, self.rejected, self.unreadable
+        )
+    }
+}
+
+/// Where refusals go: JSON lines in the `--errors` file, or one line each on stderr.
+pub struct ErrorReport {
+    file: Option<std::io::BufWriter<std::fs::File>>,
+}
+
+impl ErrorReport {
+    /// Refusals as JSON lines in `path`, or on stderr without one.
+    pub fn open(path: Option<&Path>) -> anyhow::Result<ErrorReport> {
+        let file = match path {
+            Some(path) => Some(std::io::BufWriter::new(
+                std::fs::File::create(path)
+                    .with_context(|| format!("cannot create {}", path.display()))?,
+            )),
+            None => None,
+        };
+        Ok(ErrorReport { file })
+    }
+
+    /// One refusal. On stderr the message alone: the hub's message already names each field
+    /// and its reason (the violations are kept apart in the file, for programs).
+    fn refusal(&mut self, refusal: &Refusal<'_>) -> anyhow::Result<()> {
+        match &mut self.file {
+            Some(out) => {
+                let entry = serde_json::json!({
+                    "file": refusal.file, "line": refusal.line, "record_id": refusal.record_id,
+                    "code": refusal.code, "message": refusal.message, "fields": refusal.fields,
+                });
+                writeln!(out, "{entry}")?;
+            }
+            None => eprintln!("{}", refusal.line_for_people()),
+        }
+        Ok(())
+    }
+
+    /// Writes out what is buffered.
+    pub fn flush(&mut self) -> anyhow::Result<()> {
+        if let Some(out) = &mut self.file {
+            out.flush()?;
+        }
+        Ok(())
+    }
+}
+
+/// A record the hub refused or the file could not give.
+struct Refusal<'a> {
+    file: &'a str,
+    line: usize,
+    record_id: &'a str,
+    code: &'a str,
+    message: &'a str,
+    fields: Vec<String>,
+}
+
+impl Refusal<'_> {
+    /// `FILE line N (RECORD): CODE message`, each reason once.
+    fn line_for_people(&self) -> String {
+        let record = if self.record_id.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", self.record_id)
+        };
+        format!(
+            "{} line {}{record}: {} {}",
+            self.file, self.line, self.code, self.message
+        )
+    }
+}
+
+/// Pushes every record of one file through the bulk RPC of its kind, in streams of
+/// `stream_size`, reporting each refusal and unreadable line.
+pub async fn push_file(
+    channel: &Channel,
+    kind: RecordKind,
+    path: &Path,
+    stream_size: usize,
+    errors: &mut ErrorReport,
+) -> anyhow::Result<Summary> {
+    let records = read_records(path, kind)?;
+    let file_name = path.display().to_string();
     let progress = ProgressBar::new(records.len() as u64);
     progress.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} records {per_sec} {msg}")
             .expect("valid template"),
     );
-    let mut errors = match &args.errors {
-        Some(path) => Some(std::io::BufWriter::new(
-            std::fs::File::create(path)
-                .with_context(|| format!("cannot create {}", path.display()))?,
-        )),
-        None => None,
-    };
     let mut summary = Summary::default();
     let mut pending: Vec<DynamicMessage> = Vec::new();
     let mut lines: Vec<usize> = Vec::new();
@@ -126,14 +241,21 @@ pub(super) async fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
                 pending.push(message);
                 lines.push(line);
             }
-            Err(reason) => {
+            Err(unreadable) => {
                 summary.unreadable += 1;
-                report(&mut errors, line, "", "UNREADABLE", &reason, &[])?;
+                errors.refusal(&Refusal {
+                    file: &file_name,
+                    line,
+                    record_id: &unreadable.record_id,
+                    code: "UNREADABLE",
+                    message: &unreadable.reason,
+                    fields: Vec::new(),
+                })?;
                 progress.inc(1);
             }
         }
-        if pending.len() >= args.stream_size || (position + 1 == total && !pending.is_empty()) {
-            let response = push(&channel, args.kind, std::mem::take(&mut pending)).await?;
+        if pending.len() >= stream_size.max(1) || (position + 1 == total && !pending.is_empty()) {
+            let response = push(channel, kind, std::mem::take(&mut pending)).await?;
             summary.accepted += response.accepted;
             summary.replayed += response.replayed;
             summary.rejected += response.rejected;
@@ -143,19 +265,18 @@ pub(super) async fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
                         .get(result.index as usize)
                         .copied()
                         .unwrap_or_default();
-                    let fields: Vec<String> = error
-                        .field_violations
-                        .iter()
-                        .map(|v| format!("{}: {}", v.field, v.description))
-                        .collect();
-                    report(
-                        &mut errors,
+                    errors.refusal(&Refusal {
+                        file: &file_name,
                         line,
-                        &result.record_id,
-                        &error.code,
-                        &error.message,
-                        &fields,
-                    )?;
+                        record_id: &result.record_id,
+                        code: &error.code,
+                        message: &error.message,
+                        fields: error
+                            .field_violations
+                            .iter()
+                            .map(|v| format!("{}: {}", v.field, v.description))
+                            .collect(),
+                    })?;
                 }
             }
             progress.inc(response.results.len() as u64);
@@ -163,40 +284,7 @@ pub(super) async fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
         }
     }
     progress.finish_and_clear();
-    if let Some(errors) = &mut errors {
-        errors.flush()?;
-    }
-    println!(
-        "{}: {} accepted, {} already there, {} refused by the hub, {} unreadable",
-        args.file.display(),
-        summary.accepted,
-        summary.replayed,
-        summary.rejected,
-        summary.unreadable
-    );
-    Ok(if summary.rejected + summary.unreadable > 0 {
-        ExitCode::from(2)
-    } else {
-        ExitCode::SUCCESS
-    })
-}
-
-fn report(
-    errors: &mut Option<impl Write>,
-    line: usize,
-    record_id: &str,
-    code: &str,
-    message: &str,
-    fields: &[String],
-) -> anyhow::Result<()> {
-    let entry = serde_json::json!({
-        "line": line, "record_id": record_id, "code": code, "message": message, "fields": fields
-    });
-    match errors {
-        Some(out) => writeln!(out, "{entry}")?,
-        None => eprintln!("line {line}: {code} {message} {}", fields.join("; ")),
-    }
-    Ok(())
+    Ok(summary)
 }
 
 async fn push(
@@ -267,11 +355,36 @@ fn descriptor(name: &str) -> anyhow::Result<MessageDescriptor> {
         .with_context(|| format!("{name} is not in the contract"))
 }
 
+/// A line that could not be read into a record: its record id when the line names one, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreadable {
+    /// The `record_id` cell or field of the line, empty when the line has none.
+    pub record_id: String,
+    /// Why the line is not a record.
+    pub reason: String,
+}
+
+impl std::fmt::Display for Unreadable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+/// The record id a line names, read before the rest of the line is, so that a refusal of an
+/// unreadable line still says which record it was.
+fn named_record_id(object: &Map<String, Value>) -> String {
+    match object.get("record_id").or_else(|| object.get("recordId")) {
+        Some(Value::String(id)) => id.clone(),
+        Some(Value::Number(id)) => id.to_string(),
+        _ => String::new(),
+    }
+}
+
 /// Reads every record of a file, each with its line number, or why the line could not be read.
 pub fn read_records(
     path: &Path,
     kind: RecordKind,
-) -> anyhow::Result<Vec<(usize, Result<DynamicMessage, String>)>> {
+) -> anyhow::Result<Vec<(usize, Result<DynamicMessage, Unreadable>)>> {
     let descriptor = descriptor(kind.message_name())?;
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
@@ -287,17 +400,25 @@ pub fn read_records(
             let headers = reader.headers()?.clone();
             for (row, result) in reader.records().enumerate() {
                 let line = row + 2;
-                let record = result.map_err(|e| e.to_string()).and_then(|record| {
-                    let object: Map<String, Value> = headers
-                        .iter()
-                        .zip(record.iter())
-                        .filter(|(_, value)| !value.is_empty())
-                        .map(|(name, value)| {
-                            (name.trim().to_owned(), Value::String(value.to_owned()))
-                        })
-                        .collect();
-                    to_message(&descriptor, object)
-                });
+                let record = match result {
+                    Err(error) => Err(Unreadable {
+                        record_id: String::new(),
+                        reason: error.to_string(),
+                    }),
+                    Ok(record) => {
+                        let object: Map<String, Value> = headers
+                            .iter()
+                            .zip(record.iter())
+                            .filter(|(_, value)| !value.is_empty())
+                            .map(|(name, value)| {
+                                (name.trim().to_owned(), Value::String(value.to_owned()))
+                            })
+                            .collect();
+                        let record_id = named_record_id(&object);
+                        to_message(&descriptor, object)
+                            .map_err(|reason| Unreadable { record_id, reason })
+                    }
+                };
                 records.push((line, record));
             }
         }
@@ -307,9 +428,17 @@ pub fn read_records(
                 if text.trim().is_empty() {
                     continue;
                 }
-                let record = serde_json::from_str::<Map<String, Value>>(&text)
-                    .map_err(|e| e.to_string())
-                    .and_then(|object| to_message(&descriptor, object));
+                let record = match serde_json::from_str::<Map<String, Value>>(&text) {
+                    Err(error) => Err(Unreadable {
+                        record_id: String::new(),
+                        reason: error.to_string(),
+                    }),
+                    Ok(object) => {
+                        let record_id = named_record_id(&object);
+                        to_message(&descriptor, object)
+                            .map_err(|reason| Unreadable { record_id, reason })
+                    }
+                };
                 records.push((row + 1, record));
             }
         }
@@ -391,13 +520,33 @@ mod tests {
         assert_eq!(quota.category, proto::QuotaCategory::Administrative as i32);
         assert_eq!(quota.approved_count, 12);
         assert_eq!(records[1].0, 3);
+        assert_eq!(records[1].1.as_ref().unwrap_err().record_id, "q-2");
         assert!(
             records[1]
                 .1
                 .as_ref()
                 .unwrap_err()
+                .reason
                 .contains("NOT_A_CATEGORY")
         );
+    }
+
+    #[test]
+    fn a_refusal_on_stderr_gives_each_reason_once() {
+        let refusal = Refusal {
+            file: "payroll.csv",
+            line: 7,
+            record_id: "line-bad",
+            code: "INVALID_ARGUMENT",
+            message: "invalid record: resident_id: check digit is 1, not X",
+            fields: vec!["resident_id: check digit is 1, not X".to_owned()],
+        };
+        let line = refusal.line_for_people();
+        assert_eq!(
+            line,
+            "payroll.csv line 7 (line-bad): INVALID_ARGUMENT invalid record: resident_id: check digit is 1, not X"
+        );
+        assert_eq!(line.matches("check digit").count(), 1);
     }
 
     #[test]
@@ -415,6 +564,11 @@ mod tests {
             records[0].1.as_ref().unwrap().transcode_to().unwrap();
         assert_eq!(institution.kind, proto::InstitutionKind::Organ as i32);
         assert!(institution.political_legal);
-        assert!(records[1].1.as_ref().unwrap_err().contains("colour"));
+        let unreadable = records[1].1.as_ref().unwrap_err();
+        assert!(unreadable.reason.contains("colour"));
+        assert_eq!(
+            unreadable.record_id, "i-2",
+            "an unreadable line keeps its record id"
+        );
     }
 }

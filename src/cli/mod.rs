@@ -5,6 +5,7 @@ pub mod admin;
 pub mod demo;
 pub mod import;
 pub mod ledger;
+pub mod load;
 pub mod subscribe;
 
 use std::net::SocketAddr;
@@ -39,7 +40,12 @@ pub enum Command {
         command: PkiCommand,
     },
     /// Push a CSV or JSONL file of records as the agency whose certificate is given.
+    #[command(after_help = EXIT_STATUS)]
     Import(import::ImportArgs),
+    /// Push a whole directory written by `quotahub gen` into a running hub, each file as the
+    /// agency its manifest names.
+    #[command(after_help = EXIT_STATUS)]
+    Load(load::LoadArgs),
     /// Re-check a jurisdiction now (定期核查) and print what was raised, updated and resolved.
     Reconcile(ReconcileArgs),
     /// The rectification ledger: `quotahub ledger report` (定期对账) as a table, CSV or JSON.
@@ -71,6 +77,12 @@ pub enum Command {
         command: admin::AuditCommand,
     },
 }
+
+/// The exit status of the commands that push files, for scripts.
+const EXIT_STATUS: &str = "Exit status: 0 when every record was stored or was already there; \
+2 when the hub refused some records or some lines could not be read (the others are stored; \
+the refusals are on stderr or in the --errors file); 1 when the push stopped on an error \
+(the hub unreachable, a file missing).";
 
 /// Flags of `quotahub gen`.
 #[derive(Debug, clap::Args)]
@@ -292,6 +304,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             }
         }
         Command::Import(args) => return import::run(args).await,
+        Command::Load(args) => return load::run(args).await,
         Command::Ledger { command } => ledger::run(command).await?,
         Command::Subscribe(args) => {
             subscribe::run(args, std::io::stdout().lock(), shutdown_signal()).await?;
@@ -312,11 +325,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             let dataset = crate::generator::generate(&config);
             let manifest = crate::generator::write(&dataset, &args.out)?;
             println!(
-                "{}: {} files as of {}, {} planted problems in truth.jsonl; import them in the order of manifest.json",
+                "{}: {} files as of {}, {} planted problems in truth.jsonl; `quotahub load {}` pushes them into a running hub",
                 args.out.display(),
                 manifest.files.len(),
                 manifest.as_of,
-                manifest.truth_count
+                manifest.truth_count,
+                args.out.display()
             );
         }
         Command::Reconcile(args) => {

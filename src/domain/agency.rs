@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-/// Kinds of agency that take part in staffing supervision (see `shared/domain.md`).
+/// Kinds of agency that take part in staffing supervision (see `docs/DOMAIN.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum AgencyKind {
     /// 编办: institutions, quotas, leader posts, plans, approvals.

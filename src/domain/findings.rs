@@ -1,5 +1,5 @@
 //! Findings: what the hub's rules find where the departments' data disagree with the approved
-//! quotas. The rule codes are part of the product's contract (`shared/domain.md`). This module
+//! quotas. The rule codes are part of the product's contract (`docs/DOMAIN.md`). This module
 //! holds the vocabulary and the rules' input; the rules themselves are in [`super::rules`].
 
 use std::collections::BTreeSet;
@@ -14,7 +14,7 @@ use super::{
 };
 
 coded_enum! {
-    /// The rule codes of `shared/domain.md`.
+    /// The rule codes of `docs/DOMAIN.md`.
     RuleCode, "RULE_CODE_" {
         /// 超编: active people in (institution, category) > approved quota.
         OverQuota = "OVER_QUOTA",
@@ -69,7 +69,7 @@ coded_enum! {
 }
 
 impl RuleCode {
-    /// The severity domain.md gives the rule.
+    /// The severity docs/DOMAIN.md gives the rule.
     pub fn severity(self) -> Severity {
         use RuleCode as R;
         match self {

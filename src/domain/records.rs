@@ -143,7 +143,7 @@ coded_enum! {
 }
 
 impl PersonStatus {
-    /// Whether a person with this status counts on the roll (`active(p, t)` in domain.md).
+    /// Whether a person with this status counts on the roll (`active(p, t)` in docs/RULES.md).
     pub fn is_on_roll(self) -> bool {
         matches!(
             self,

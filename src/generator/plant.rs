@@ -15,7 +15,7 @@ use super::model::{Citation, Episode, Stint, World, add_days, add_years, date};
 use super::rng::Rng;
 use crate::domain::{FundingForm, InstitutionKind, InstitutionStatus, QuotaCategory, Rank};
 
-/// Ghost pay (吃空饷): share of payroll lines paid to someone on no roll (domain.md: 0.5–1.5%).
+/// Ghost pay (吃空饷): share of payroll lines paid to someone on no roll (docs/DOMAIN.md: 0.5–1.5%).
 pub(super) const RATE_GHOST_LINES: f64 = 0.01;
 /// Share of the ghost lines that pay a new hire for a month before they started.
 pub(super) const PRE_ENTRY_SHARE: f64 = 0.1;

@@ -188,7 +188,7 @@ async fn the_demo_shows_a_live_feed_and_finds_what_was_planted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn generated_files_import_through_the_command_line_without_refusals() {
+async fn a_generated_directory_loads_in_one_command_without_refusals() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("city");
     let cli = Cli::parse_from([
@@ -207,36 +207,60 @@ async fn generated_files_import_through_the_command_line_without_refusals() {
     let as_of =
         chrono::NaiveDate::parse_from_str(manifest["as_of"].as_str().unwrap(), "%Y-%m-%d").unwrap();
     let app = TestApp::spawn_on(Backend::Sqlite, as_of).await;
-    let mut files: Vec<&serde_json::Value> = manifest["files"].as_array().unwrap().iter().collect();
-    files.sort_by_key(|f| f["order"].as_u64());
-    for file in files {
-        let kind =
-            quotahub::domain::AgencyKind::from_slug(file["agency_kind"].as_str().unwrap()).unwrap();
-        let sender = agency(file["jurisdiction"].as_str().unwrap(), kind);
+    // A PKI directory laid out as `quotahub pki init` lays it out, with the test CA's certificates
+    // for every agency kind of the generated city.
+    let pki_dir = dir.path().join("pki");
+    std::fs::create_dir_all(&pki_dir).unwrap();
+    std::fs::write(pki_dir.join("ca.pem"), pki().ca.cert_pem()).unwrap();
+    let root = manifest["root"].as_str().unwrap();
+    for kind in AgencyKind::ALL {
+        let sender = agency(root, kind);
         app.register(&sender).await;
-        let client = ClientFiles::new(&sender);
-        let path = out.join(file["file"].as_str().unwrap());
-        let cli = Cli::parse_from([
-            "quotahub",
-            "import",
-            "--kind",
-            file["kind"].as_str().unwrap(),
-            path.to_str().unwrap(),
-            "--server",
-            &app.endpoint(),
-            "--ca",
-            &client.ca,
-            "--cert",
-            &client.cert,
-            "--key",
-            &client.key,
-        ]);
-        assert_eq!(
-            quotahub::cli::run(cli).await.unwrap(),
-            ExitCode::SUCCESS,
-            "{path:?}"
-        );
+        let certificate = pki().agency(&sender);
+        let (cert, key) = quotahub::pki::agency_files(&pki_dir, &sender);
+        std::fs::write(cert, &certificate.cert_pem).unwrap();
+        std::fs::write(key, &certificate.key_pem).unwrap();
     }
+    let errors = dir.path().join("refused.jsonl");
+    let cli = Cli::parse_from([
+        "quotahub",
+        "load",
+        out.to_str().unwrap(),
+        "--server",
+        &app.endpoint(),
+        "--pki-dir",
+        pki_dir.to_str().unwrap(),
+        "--errors",
+        errors.to_str().unwrap(),
+    ]);
+    assert!(matches!(cli.command, Command::Load(_)));
+    assert_eq!(
+        quotahub::cli::run(cli).await.unwrap(),
+        ExitCode::SUCCESS,
+        "{}",
+        std::fs::read_to_string(&errors).unwrap_or_default()
+    );
+    assert_eq!(
+        std::fs::read_to_string(&errors).unwrap(),
+        "",
+        "nothing refused"
+    );
+
+    // Without the agencies' certificates, `load` names what is missing and how to make it.
+    let empty = dir.path().join("no-pki");
+    std::fs::create_dir_all(&empty).unwrap();
+    let cli = Cli::parse_from([
+        "quotahub",
+        "load",
+        out.to_str().unwrap(),
+        "--server",
+        &app.endpoint(),
+        "--pki-dir",
+        empty.to_str().unwrap(),
+    ]);
+    let error = quotahub::cli::run(cli).await.unwrap_err().to_string();
+    assert!(error.contains("no certificate for"), "{error}");
+    assert!(error.contains("pki init"), "{error}");
     let truth = std::fs::read_to_string(out.join("truth.jsonl"))
         .unwrap()
         .lines()

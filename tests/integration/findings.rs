@@ -788,3 +788,26 @@ async fn an_initial_load_without_push_checks_is_caught_up_by_a_reconcile(backend
         .into_inner();
     assert!(!result.findings.is_empty(), "{result:?}");
 }
+
+/// The rule codes and their severities are part of the contract: the domain description in the
+/// repository names every one the hub raises, with the severity the hub gives it.
+#[test]
+fn the_domain_description_names_every_rule_code_with_its_severity() {
+    use quotahub::domain::Coded;
+    use quotahub::domain::findings::RuleCode as Code;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/DOMAIN.md");
+    let text = std::fs::read_to_string(&path).expect("docs/DOMAIN.md");
+    for code in Code::ALL {
+        let row = text
+            .lines()
+            .find(|line| line.starts_with(&format!("| `{}` |", code.code())))
+            .unwrap_or_else(|| panic!("docs/DOMAIN.md has no row for {}", code.code()));
+        assert!(
+            row.trim_end()
+                .ends_with(&format!("| {} |", code.severity().code())),
+            "{row}: the hub gives {} severity {}",
+            code.code(),
+            code.severity().code()
+        );
+    }
+}

@@ -1,0 +1,109 @@
+//! `quotahub load DIR`: pushes a whole directory written by `quotahub gen` into a running hub,
+//! each file in the manifest's order and as the agency the manifest names, so that a newcomer
+//! sees a real city in one command.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::ValueEnum;
+
+use super::import::{self, ErrorReport, RecordKind, Summary};
+use crate::domain::{Agency, AgencyKind, Jurisdiction};
+use crate::generator::Manifest;
+
+/// Flags of `quotahub load`.
+#[derive(Debug, clap::Args)]
+pub struct LoadArgs {
+    /// A directory written by `quotahub gen`: its `manifest.json` says which files to push, in
+    /// which order and as which agency.
+    pub dir: PathBuf,
+    /// Hub address.
+    #[arg(
+        long,
+        env = "QUOTAHUB_SERVER",
+        default_value = "https://127.0.0.1:50051"
+    )]
+    pub server: String,
+    /// Directory of the agencies' certificates, `{jurisdiction}-{agency kind}.pem` and
+    /// `-key.pem` as `quotahub pki init` writes them.
+    #[arg(long, env = "QUOTAHUB_PKI_DIR", default_value = "quotahub-data/pki")]
+    pub pki_dir: PathBuf,
+    /// CA bundle to trust the hub by [default: PKI_DIR/ca.pem].
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+    /// Records per bulk stream.
+    #[arg(long, default_value_t = 5_000)]
+    pub stream_size: usize,
+    /// Write each refused record's error as a JSON line (with its file) to this file.
+    #[arg(long)]
+    pub errors: Option<PathBuf>,
+}
+
+pub(super) async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
+    let manifest = read_manifest(&args.dir)?;
+    let mut files = manifest.files.clone();
+    files.sort_by_key(|file| file.order);
+    let mut errors = ErrorReport::open(args.errors.as_deref())?;
+    let mut total = Summary::default();
+    for file in &files {
+        let kind = RecordKind::from_str(&file.kind, true)
+            .map_err(|e| anyhow::anyhow!("{}: kind `{}`: {e}", file.file, file.kind))?;
+        let agency_kind = AgencyKind::from_slug(&file.agency_kind)
+            .with_context(|| format!("{}: agency kind `{}`", file.file, file.agency_kind))?;
+        let jurisdiction = Jurisdiction::parse(&file.jurisdiction).map_err(anyhow::Error::msg)?;
+        let client = client_args(&args, &Agency::new(jurisdiction, agency_kind))?;
+        let channel = client.connect(agency_kind).await?;
+        let path = args.dir.join(&file.file);
+        let summary =
+            import::push_file(&channel, kind, &path, args.stream_size, &mut errors).await?;
+        println!(
+            "{} ({} as {}-{}): {summary}",
+            file.file, file.records, file.jurisdiction, file.agency_kind
+        );
+        total.add(summary);
+    }
+    errors.flush()?;
+    println!(
+        "{}: {total}; the generator planted {} problems (truth in {})",
+        args.dir.display(),
+        manifest.truth_count,
+        args.dir.join(&manifest.truth).display()
+    );
+    Ok(total.exit_code())
+}
+
+fn read_manifest(dir: &Path) -> anyhow::Result<Manifest> {
+    let path = dir.join("manifest.json");
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "cannot read {}; `quotahub gen --out {}` writes one",
+            path.display(),
+            dir.display()
+        )
+    })?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not a manifest", path.display()))
+}
+
+/// The client flags of one agency, its certificate found in the PKI directory; a missing one is
+/// named with the way to make it.
+fn client_args(args: &LoadArgs, agency: &Agency) -> anyhow::Result<super::ClientArgs> {
+    let (cert, key) = crate::pki::agency_files(&args.pki_dir, agency);
+    if !cert.exists() || !key.exists() {
+        anyhow::bail!(
+            "no certificate for {agency} in {} (looked for {}); `quotahub pki init` makes them for \
+             the sample city 140100 and district 140105, other jurisdictions need certificates \
+             from the hub's CA, registered with `quotahub agency add`",
+            args.pki_dir.display(),
+            cert.display()
+        );
+    }
+    Ok(super::ClientArgs {
+        server: args.server.clone(),
+        pki_dir: args.pki_dir.clone(),
+        jurisdiction: agency.jurisdiction.to_string(),
+        ca: args.ca.clone(),
+        cert: Some(cert),
+        key: Some(key),
+    })
+}
