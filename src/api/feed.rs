@@ -248,6 +248,9 @@ struct StreamPlan {
     max_in_flight: usize,
     ack_wait: Duration,
     heartbeat: Duration,
+    /// On a `StreamingSubscribe` stream, the cursor as the acknowledgements sent on it have
+    /// written it: the window is freed as soon as one is durable, without reading the store.
+    stream_acks: Option<tokio::sync::watch::Receiver<i64>>,
 }
 
 type FeedStream = Pin<Box<dyn Stream<Item = Result<proto::FeedMessage, Status>> + Send>>;
@@ -288,6 +291,7 @@ async fn deliver(
     let jurisdiction = Jurisdiction::parse(&plan.filter.jurisdiction).map_err(Error::Internal)?;
     let mut wakeups = store.feed_wakeups();
     let mut draining = hub.draining.subscribe();
+    let mut stream_acks = plan.stream_acks.clone();
     let mut scanned = plan.after;
     let mut in_flight: BTreeMap<i64, (Instant, Arc<FeedEvent>)> = BTreeMap::new();
     // The subscription is read again when its cursor matters: before sending an event again,
@@ -330,8 +334,12 @@ async fn deliver(
                     plan.name
                 )));
             };
-            acked_seq = subscription.acked_seq;
+            acked_seq = acked_seq.max(subscription.acked_seq);
             subscription_read = Some(now);
+            in_flight.retain(|seq, _| *seq > acked_seq);
+        }
+        if let Some(acks) = &mut stream_acks {
+            acked_seq = acked_seq.max(*acks.borrow_and_update());
             in_flight.retain(|seq, _| *seq > acked_seq);
         }
 
@@ -387,13 +395,196 @@ async fn deliver(
         tokio::select! {
             _ = wakeups.changed() => {}
             _ = draining.changed() => {}
+            () = acked_on_stream(&mut stream_acks) => {}
             () = tokio::time::sleep(tick) => {}
             () = out.closed() => return Ok(()),
         }
     }
 }
 
+/// Resolves when an acknowledgement sent on the stream has been written; never on a stream
+/// without them (or once the reader of the subscriber's messages has stopped).
+async fn acked_on_stream(acks: &mut Option<tokio::sync::watch::Receiver<i64>>) {
+    match acks {
+        Some(receiver) => {
+            if receiver.changed().await.is_err() {
+                *acks = None;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Reads a `StreamingSubscribe` subscriber's acknowledgements and writes them, the highest of
+/// those waiting at once (they are cumulative), through the same grouped writes as `Ack`. Each
+/// durable one is told to the delivery task (to free its window) and to the subscriber. An
+/// invalid one ends the stream with its status. It stops with the delivery task (whose end drops
+/// the last receiver of `acked`), and holds the stream only weakly so as not to keep it open.
+async fn write_stream_acks(
+    hub: Hub,
+    agency_id: String,
+    name: String,
+    mut inbound: tonic::Streaming<proto::StreamingSubscribeRequest>,
+    acked: tokio::sync::watch::Sender<i64>,
+    out: mpsc::WeakSender<Result<proto::FeedMessage, Status>>,
+) {
+    use proto::streaming_subscribe_request::Request as Inbound;
+    let send = |message: Result<proto::FeedMessage, Status>| {
+        let out = out.upgrade();
+        async move {
+            match out {
+                Some(out) => out.send(message).await.is_ok(),
+                None => false,
+            }
+        }
+    };
+    loop {
+        let next = tokio::select! {
+            next = inbound.message() => next,
+            () = acked.closed() => return,
+        };
+        let mut seq = match next {
+            Ok(Some(proto::StreamingSubscribeRequest {
+                request: Some(Inbound::AckSeq(seq)),
+            })) => seq,
+            Ok(Some(_)) => {
+                let error = Error::invalid("request", "after the first message, only ack_seq");
+                send(Err(error.into())).await;
+                return;
+            }
+            // The subscriber closed its side or went away: delivery goes on until it stops
+            // reading, as with `Subscribe`.
+            Ok(None) | Err(_) => return,
+        };
+        // Take the acknowledgements already waiting too: only the highest needs writing.
+        while let Some(Some(Ok(proto::StreamingSubscribeRequest {
+            request: Some(Inbound::AckSeq(later)),
+        }))) = futures::FutureExt::now_or_never(inbound.next())
+        {
+            seq = seq.max(later);
+        }
+        let Ok(seq) = i64::try_from(seq) else {
+            send(Err(Error::invalid("ack_seq", "is too large").into())).await;
+            return;
+        };
+        match hub.store.ack(&agency_id, &name, seq).await {
+            Ok(cursor) => {
+                acked.send_if_modified(|current| {
+                    let moved = cursor > *current;
+                    *current = (*current).max(cursor);
+                    moved
+                });
+                let message = proto::FeedMessage {
+                    message: Some(proto::feed_message::Message::Acked(proto::AckResponse {
+                        acked_seq: u64::try_from(cursor).unwrap_or_default(),
+                    })),
+                };
+                if !send(Ok(message)).await {
+                    return;
+                }
+            }
+            Err(error) => {
+                send(Err(error.into())).await;
+                return;
+            }
+        }
+    }
+}
+
 impl Hub {
+    /// A subscription's stream, from where `message` says; with the subscriber's messages, its
+    /// acknowledgements ride on the stream.
+    async fn open_stream(
+        &self,
+        caller: &super::policy::Caller,
+        message: proto::SubscribeRequest,
+        inbound: Option<tonic::Streaming<proto::StreamingSubscribeRequest>>,
+    ) -> Result<FeedStream, Error> {
+        let name = name_of(&message.name)?;
+        let agency_id = caller.agency.id();
+        let subscription = self
+            .store
+            .subscription(&agency_id, &name)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no subscription `{name}`")))?;
+        let filter: Filter = serde_json::from_str(&subscription.filter)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let after = match &message.start {
+            Some(proto::subscribe_request::Start::AfterSeq(seq)) => {
+                i64::try_from(*seq).map_err(|_| Error::invalid("after_seq", "is too large"))?
+            }
+            Some(proto::subscribe_request::Start::Since(since)) => {
+                self.store
+                    .feed_seq_before(
+                        since.seconds.saturating_mul(1_000_000) + i64::from(since.nanos / 1_000),
+                    )
+                    .await?
+            }
+            None => subscription.acked_seq,
+        };
+        let trimmed = self.store.feed_trimmed_through().await?;
+        if after < trimmed {
+            return Err(Error::CursorExpired {
+                requested: after,
+                earliest: trimmed + 1,
+            });
+        }
+        let (acked, stream_acks) = tokio::sync::watch::channel(subscription.acked_seq);
+        let plan = StreamPlan {
+            agency_id,
+            kind: caller.agency.kind,
+            name,
+            filter,
+            reader: self.reader(&caller.agency).await?,
+            ids_only: subscription.content_mode == "IDS",
+            after,
+            max_in_flight: match message.max_in_flight {
+                0 => 100,
+                n => n.min(10_000) as usize,
+            },
+            ack_wait: Duration::from_millis(match message.ack_wait_ms {
+                0 => 30_000,
+                ms => u64::from(ms.max(10)),
+            }),
+            heartbeat: Duration::from_millis(match message.heartbeat_ms {
+                0 => 5_000,
+                ms => u64::from(ms.max(10)),
+            }),
+            stream_acks: inbound.is_some().then_some(stream_acks),
+        };
+        let (out, events) = mpsc::channel(plan.max_in_flight + 4);
+        if let Some(inbound) = inbound {
+            tokio::spawn(write_stream_acks(
+                self.clone(),
+                plan.agency_id.clone(),
+                plan.name.clone(),
+                inbound,
+                acked,
+                out.downgrade(),
+            ));
+        }
+        let ending: Arc<Mutex<Option<Status>>> = Arc::new(Mutex::new(None));
+        let task_ending = ending.clone();
+        let hub = self.clone();
+        tokio::spawn(async move {
+            let _connected = hub.metrics.subscriber_connected();
+            let span = tracing::info_span!(
+                "feed_delivery",
+                agency = %plan.agency_id,
+                subscription = %plan.name
+            );
+            if let Err(error) = deliver(hub, plan, out).instrument(span).await {
+                tracing::info!(%error, "feed stream ended");
+                *task_ending.lock().expect("not poisoned") = Some(error.into());
+            }
+        });
+        // What the task could not send through a full channel comes after what it did send.
+        let end = futures::stream::once(async move { ending.lock().expect("not poisoned").take() })
+            .filter_map(|status| async move { status.map(Err) });
+        let stream = tokio_stream::wrappers::ReceiverStream::new(events).chain(end);
+        Ok(Box::pin(stream))
+    }
+
     /// The caller, and the subscription of it that a request names.
     async fn named_subscription(
         &self,
@@ -477,79 +668,34 @@ impl proto::feed_service_server::FeedService for Hub {
         request: Request<proto::SubscribeRequest>,
     ) -> Result<Response<FeedStream>, Status> {
         let caller = caller(&request)?;
-        let message = request.into_inner();
-        let name = name_of(&message.name)?;
-        let agency_id = caller.agency.id();
-        let subscription = self
-            .store
-            .subscription(&agency_id, &name)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("no subscription `{name}`")))?;
-        let filter: Filter = serde_json::from_str(&subscription.filter)
-            .map_err(|e| Error::Internal(e.to_string()))?;
-        let after = match &message.start {
-            Some(proto::subscribe_request::Start::AfterSeq(seq)) => {
-                i64::try_from(*seq).map_err(|_| Error::invalid("after_seq", "is too large"))?
+        let stream = self
+            .open_stream(&caller, request.into_inner(), None)
+            .await?;
+        Ok(Response::new(stream))
+    }
+
+    type StreamingSubscribeStream = FeedStream;
+
+    async fn streaming_subscribe(
+        &self,
+        request: Request<tonic::Streaming<proto::StreamingSubscribeRequest>>,
+    ) -> Result<Response<FeedStream>, Status> {
+        let caller = caller(&request)?;
+        let mut inbound = request.into_inner();
+        let first = match inbound.message().await? {
+            Some(proto::StreamingSubscribeRequest {
+                request: Some(proto::streaming_subscribe_request::Request::Subscribe(first)),
+            }) => first,
+            _ => {
+                return Err(Error::invalid(
+                    "subscribe",
+                    "the first message must say which subscription to stream",
+                )
+                .into());
             }
-            Some(proto::subscribe_request::Start::Since(since)) => {
-                self.store
-                    .feed_seq_before(
-                        since.seconds.saturating_mul(1_000_000) + i64::from(since.nanos / 1_000),
-                    )
-                    .await?
-            }
-            None => subscription.acked_seq,
         };
-        let trimmed = self.store.feed_trimmed_through().await?;
-        if after < trimmed {
-            return Err(Error::CursorExpired {
-                requested: after,
-                earliest: trimmed + 1,
-            }
-            .into());
-        }
-        let plan = StreamPlan {
-            agency_id,
-            kind: caller.agency.kind,
-            name,
-            filter,
-            reader: self.reader(&caller.agency).await?,
-            ids_only: subscription.content_mode == "IDS",
-            after,
-            max_in_flight: match message.max_in_flight {
-                0 => 100,
-                n => n.min(10_000) as usize,
-            },
-            ack_wait: Duration::from_millis(match message.ack_wait_ms {
-                0 => 30_000,
-                ms => u64::from(ms.max(10)),
-            }),
-            heartbeat: Duration::from_millis(match message.heartbeat_ms {
-                0 => 5_000,
-                ms => u64::from(ms.max(10)),
-            }),
-        };
-        let (out, events) = mpsc::channel(plan.max_in_flight + 4);
-        let ending: Arc<Mutex<Option<Status>>> = Arc::new(Mutex::new(None));
-        let task_ending = ending.clone();
-        let hub = self.clone();
-        tokio::spawn(async move {
-            let _connected = hub.metrics.subscriber_connected();
-            let span = tracing::info_span!(
-                "feed_delivery",
-                agency = %plan.agency_id,
-                subscription = %plan.name
-            );
-            if let Err(error) = deliver(hub, plan, out).instrument(span).await {
-                tracing::info!(%error, "feed stream ended");
-                *task_ending.lock().expect("not poisoned") = Some(error.into());
-            }
-        });
-        // What the task could not send through a full channel comes after what it did send.
-        let end = futures::stream::once(async move { ending.lock().expect("not poisoned").take() })
-            .filter_map(|status| async move { status.map(Err) });
-        let stream = tokio_stream::wrappers::ReceiverStream::new(events).chain(end);
-        Ok(Response::new(Box::pin(stream)))
+        let stream = self.open_stream(&caller, first, Some(inbound)).await?;
+        Ok(Response::new(stream))
     }
 
     async fn ack(

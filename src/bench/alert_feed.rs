@@ -16,6 +16,7 @@ use crate::domain::ids::resident_id_with_check;
 use crate::domain::{Agency, AgencyKind, Jurisdiction};
 use crate::proto;
 use crate::proto::feed_message::Message;
+use crate::proto::streaming_subscribe_request::Request as Inbound;
 
 /// Streams per connection (HTTP/2 multiplexes them).
 const STREAMS_PER_CONNECTION: usize = 100;
@@ -84,13 +85,19 @@ async fn subscribers(
             }),
         })
         .await?;
-        let mut stream = feed
-            .subscribe(proto::SubscribeRequest {
+        // Acknowledgements ride on the stream, as `quotahub subscribe` sends them.
+        let (acks, inbound) = mpsc::channel(64);
+        acks.send(proto::StreamingSubscribeRequest {
+            request: Some(Inbound::Subscribe(proto::SubscribeRequest {
                 name: name.clone(),
                 start: Some(proto::subscribe_request::Start::AfterSeq(head)),
                 heartbeat_ms: 60_000,
                 ..Default::default()
-            })
+            })),
+        })
+        .await?;
+        let mut stream = feed
+            .streaming_subscribe(tokio_stream::wrappers::ReceiverStream::new(inbound))
             .await?
             .into_inner();
         let received = received.clone();
@@ -98,10 +105,9 @@ async fn subscribers(
             while let Ok(Some(message)) = stream.message().await {
                 if let Some(Message::Event(event)) = message.message {
                     let _ = received.send(event.seq);
-                    let _ = feed
-                        .ack(proto::AckRequest {
-                            name: name.clone(),
-                            seq: event.seq,
+                    let _ = acks
+                        .send(proto::StreamingSubscribeRequest {
+                            request: Some(Inbound::AckSeq(event.seq)),
                         })
                         .await;
                 }

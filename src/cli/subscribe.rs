@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::domain::AgencyKind;
 use crate::proto;
 use crate::proto::feed_message::Message;
+use crate::proto::streaming_subscribe_request::Request as Inbound;
 
 /// Flags of `quotahub subscribe`.
 #[derive(Debug, clap::Args)]
@@ -88,11 +89,17 @@ pub async fn run(
     tokio::pin!(stop);
     let mut printed = 0u64;
     loop {
-        let mut stream = feed
-            .subscribe(proto::SubscribeRequest {
+        // Acknowledgements ride on the stream: they are not calls against the agency's rate.
+        let (acks, inbound) = tokio::sync::mpsc::channel(64);
+        acks.send(proto::StreamingSubscribeRequest {
+            request: Some(Inbound::Subscribe(proto::SubscribeRequest {
                 name: args.name.clone(),
                 ..Default::default()
-            })
+            })),
+        })
+        .await?;
+        let mut stream = feed
+            .streaming_subscribe(tokio_stream::wrappers::ReceiverStream::new(inbound))
             .await?
             .into_inner();
         loop {
@@ -105,13 +112,15 @@ pub async fn run(
                     message: Some(Message::Event(event)),
                 })) => {
                     print_event(&mut out, &event, args.json)?;
-                    feed.ack(proto::AckRequest {
-                        name: args.name.clone(),
-                        seq: event.seq,
+                    acks.send(proto::StreamingSubscribeRequest {
+                        request: Some(Inbound::AckSeq(event.seq)),
                     })
                     .await?;
                     printed += 1;
                     if args.limit.is_some_and(|limit| printed >= limit) {
+                        // The last acknowledgement is written before the command ends, so a
+                        // later run resumes after it.
+                        wait_for_ack(&mut stream, event.seq).await;
                         return Ok(());
                     }
                 }
@@ -122,6 +131,20 @@ pub async fn run(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// Waits (briefly) until the hub confirms that the acknowledgements up to `seq` are durable.
+async fn wait_for_ack(stream: &mut tonic::Streaming<proto::FeedMessage>, seq: u64) {
+    let confirmed = async {
+        while let Ok(Some(message)) = stream.message().await {
+            if let Some(Message::Acked(acked)) = message.message
+                && acked.acked_seq >= seq
+            {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), confirmed).await;
 }
 
 fn print_event(out: &mut impl Write, event: &proto::FeedEvent, json: bool) -> anyhow::Result<()> {

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use quotahub::api::Limits;
 use quotahub::clock::Clock;
 use quotahub::domain::AgencyKind;
 use quotahub::proto;
@@ -21,6 +22,7 @@ on_both_backends!(
     subscriptions_are_scoped_filtered_and_can_carry_ids_only,
     an_expired_cursor_names_the_earliest_event_kept,
     alerts_move_by_hand_with_versions_and_idempotency_keys,
+    acks_ride_on_a_streaming_subscription_outside_the_call_rate,
 );
 
 pub type Feed = proto::feed_service_client::FeedServiceClient<Channel>;
@@ -681,4 +683,140 @@ mod cli {
         assert!(seq(second.lines().next().unwrap()) > last_first);
         assert!(second.contains(&resident(3)));
     }
+}
+
+/// Acknowledgements sent on a `StreamingSubscribe` stream are written, confirmed on the stream,
+/// free its window at once, and are not calls: an agency whose call budget is spent still
+/// acknowledges every event, where the same acknowledgements as `Ack` calls are refused.
+async fn acks_ride_on_a_streaming_subscription_outside_the_call_rate(backend: Backend) {
+    use proto::streaming_subscribe_request::Request as Inbound;
+    let app = TestApp::spawn_with(
+        backend,
+        Limits {
+            calls_per_second: 1,
+            burst: 8,
+            ..Limits::default()
+        },
+    )
+    .await;
+    let mut inspector = feed(&app, "140100", AgencyKind::Discipline).await;
+    inspector
+        .put_subscription(proto::PutSubscriptionRequest {
+            subscription: Some(proto::Subscription {
+                name: "ghosts".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    for n in 1..=6 {
+        ghost_pay(&app, n).await;
+    }
+    let (acks, inbound) = tokio::sync::mpsc::channel(16);
+    acks.send(proto::StreamingSubscribeRequest {
+        request: Some(Inbound::Subscribe(proto::SubscribeRequest {
+            name: "ghosts".into(),
+            // One event at a time: the next comes only once the last is acknowledged, and
+            // the ack wait is far beyond the test, so only a stream ack can move it on.
+            max_in_flight: 1,
+            ack_wait_ms: 600_000,
+            heartbeat_ms: 600_000,
+            ..Default::default()
+        })),
+    })
+    .await
+    .unwrap();
+    let mut stream = inspector
+        .streaming_subscribe(tokio_stream::wrappers::ReceiverStream::new(inbound))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut seen = Vec::new();
+    // Six ghost payments raise two findings each.
+    while seen.len() < 12 {
+        let message = tokio::time::timeout(Duration::from_secs(10), stream.message())
+            .await
+            .expect("a message within 10 s")
+            .expect("the stream is healthy")
+            .expect("the stream is open");
+        match message.message {
+            Some(Message::Event(event)) => {
+                assert!(!event.redelivered, "{event:?}");
+                seen.push(event.seq);
+                acks.send(proto::StreamingSubscribeRequest {
+                    request: Some(Inbound::AckSeq(event.seq)),
+                })
+                .await
+                .unwrap();
+            }
+            Some(Message::Acked(acked)) => {
+                assert!(seen.contains(&acked.acked_seq), "{acked:?} {seen:?}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let mut sorted = seen.clone();
+    sorted.dedup();
+    assert_eq!(sorted, seen, "each event once, in order");
+    assert!(seen.windows(2).all(|pair| pair[0] < pair[1]), "{seen:?}");
+    // The last acknowledgement is confirmed on the stream once it is durable.
+    let last = *seen.last().unwrap();
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), stream.message())
+            .await
+            .expect("the last confirmation within 10 s")
+            .unwrap()
+            .unwrap();
+        if let Some(Message::Acked(acked)) = message.message
+            && acked.acked_seq == last
+        {
+            break;
+        }
+    }
+
+    // Twelve acknowledgements went through although the agency may make eight calls in a burst;
+    // the same as calls are throttled.
+    let mut refused = 0;
+    for seq in seen.iter().copied() {
+        if let Err(status) = inspector
+            .ack(proto::AckRequest {
+                name: "ghosts".into(),
+                seq,
+            })
+            .await
+        {
+            assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+            refused += 1;
+        }
+    }
+    assert!(refused > 0, "acks as calls count against the call rate");
+    // The stream's acknowledgements were written: the subscription's cursor is the last (read
+    // once the call budget has a token again).
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let subscription = inspector
+        .get_subscription(proto::SubscriptionName {
+            name: "ghosts".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(subscription.acked_seq, last);
+
+    // An acknowledgement beyond the feed's head ends the stream with the reason.
+    acks.send(proto::StreamingSubscribeRequest {
+        request: Some(Inbound::AckSeq(last + 1_000)),
+    })
+    .await
+    .unwrap();
+    let status = loop {
+        match tokio::time::timeout(Duration::from_secs(10), stream.message())
+            .await
+            .expect("an answer within 10 s")
+        {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the stream ended without a status"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
 }
