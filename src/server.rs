@@ -18,6 +18,7 @@ use tracing::Instrument;
 use crate::api::admin::AdminApi;
 use crate::api::guard::Guard;
 use crate::api::policy::AuthLayer;
+use crate::api::status::OverSizeLayer;
 use crate::api::{Hub, Limits};
 use crate::audit::{AuditSink, AuditWriter};
 use crate::clock::Clock;
@@ -32,6 +33,30 @@ use crate::{pki, proto::FILE_DESCRIPTOR_SET};
 
 /// Largest message the hub accepts or sends (a bulk push's response lists every record).
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// HTTP/2 flow-control window of one stream: what a client may send on a call before the hub reads
+/// it.
+///
+/// These two windows are what lets stock clients (grpcio, grpc-java, grpc-go) push a bulk stream
+/// at full speed. They send each record in its own small DATA frame, and h2 charges every frame
+/// under 256 bytes against a per-connection budget of half the connection window (hyper offers no
+/// other way to set it), given back only as the hub reads the frames; once it is spent h2 ends the
+/// connection with GOAWAY `ENHANCE_YOUR_CALM` ("too_many_data_frames"). A bulk push stops reading
+/// while it stores a batch, so the client fills the stream's window meanwhile: with hyper's
+/// defaults (1 MiB for both windows, so a 512 KiB budget) a window full of ~80-byte payroll lines
+/// costs about 2.2 MiB of budget, and a 5,000-line grpcio stream was cut off. With a stream window
+/// of 128 KiB and a connection window of 4 MiB (a 2 MiB budget), a stream blocked behind a batch
+/// costs at most ~290 KiB of budget with 80-byte records (~700 KiB with 40-byte ones), so several
+/// bulk streams can wait at once on one connection. The protection stays: a peer that floods tiny
+/// frames on many streams still spends the budget and is cut off, and what the hub buffers
+/// unread stays bounded by the connection window, 4 MiB per connection (was 1 MiB). A single
+/// stream's throughput is its window per round trip, 128 KiB: 12 MB/s at 10 ms, far above what a
+/// push is stored at.
+const STREAM_WINDOW_BYTES: u32 = 128 * 1024;
+
+/// HTTP/2 flow-control window of a connection, all its streams together; half of it is h2's budget
+/// of small DATA frames (see [`STREAM_WINDOW_BYTES`]).
+const CONNECTION_WINDOW_BYTES: u32 = 4 * 1024 * 1024;
 
 /// The certificate material the server presents and trusts, as PEM.
 #[derive(Clone)]
@@ -268,13 +293,17 @@ impl Application {
         let (health, health_service) = tonic_health::server::health_reporter();
         set_serving(&health, ServingStatus::Serving).await;
 
+        // The google.rpc error details too, so that a client (grpcurl) can decode a status's
+        // details (BadRequest, PreconditionFailure, RetryInfo) from reflection alone.
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
             .build_v1()?;
         let reflection_v1alpha = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
             .build_v1alpha()?;
 
         let hub = self.hub.clone();
@@ -292,8 +321,11 @@ impl Application {
         let admin = AdminApi::new(self.hub.store.clone(), self.guard.clone());
         // The span and metrics layer comes first, so that refused calls are seen too.
         let router = Server::builder()
+            .initial_stream_window_size(STREAM_WINDOW_BYTES)
+            .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
             .layer(RpcLayer::new(metrics.clone()))
             .layer(AuthLayer::new(self.guard.clone()))
+            .layer(OverSizeLayer)
             .add_service(health_service.clone())
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

@@ -183,8 +183,8 @@ fn agency_kind_from_wire(raw: i32) -> Option<AgencyKind> {
         .and_then(|i| AgencyKind::ALL.get(i).copied())
 }
 
-fn transfer_message(transfer: &Transfer) -> proto::Transfer {
-    proto::Transfer {
+fn transfer_message(transfer: &Transfer) -> proto::MatterTransfer {
+    proto::MatterTransfer {
         id: transfer.id.clone(),
         kind: transfer.kind.to_wire(),
         matter: transfer.matter.to_wire(),
@@ -596,7 +596,7 @@ impl proto::case_service_server::CaseService for Hub {
     async fn transfer(
         &self,
         request: Request<proto::TransferRequest>,
-    ) -> Result<Response<proto::Transfer>, Status> {
+    ) -> Result<Response<proto::MatterTransfer>, Status> {
         let caller = caller(&request)?;
         let mut message = request.into_inner();
         let key = request_key(std::mem::take(&mut message.idempotency_key), &message)?;
@@ -626,7 +626,7 @@ impl proto::case_service_server::CaseService for Hub {
     async fn acknowledge_receipt(
         &self,
         request: Request<proto::IdRequest>,
-    ) -> Result<Response<proto::Transfer>, Status> {
+    ) -> Result<Response<proto::MatterTransfer>, Status> {
         let caller = caller(&request)?;
         let transfer = self
             .store

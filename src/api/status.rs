@@ -1,8 +1,14 @@
 //! The one place where domain errors become gRPC statuses: a unary call's status, and the
-//! per-record error of a bulk push, carry the same code and field violations.
+//! per-record error of a bulk push, carry the same code and field violations. Also the code of a
+//! message over the size limit, which tonic refuses before any handler sees it.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
+use tower::{Layer, Service};
 
 use crate::error::Error;
 use crate::proto;
@@ -122,6 +128,69 @@ pub fn grpc_code_name(code: Code) -> &'static str {
     }
 }
 
+/// How tonic's message starts when a received message is over the size limit.
+const OVER_SIZE_MESSAGE: &str = "Error, decoded message length too large";
+
+/// Tower layer that answers a received message over the size limit with `RESOURCE_EXHAUSTED`, the
+/// gRPC convention (what grpc-java, grpc-go and grpcio answer), where tonic says `OUT_OF_RANGE`.
+///
+/// Tonic refuses such a message while decoding it: for a unary call before the handler runs, for a
+/// client stream in the handler, which ends the call with that status. Either way no response
+/// message has been sent, so the status is in the response's headers (trailers-only), where this
+/// layer rewrites it; no RPC of the contract reads a client stream after it has begun to answer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OverSizeLayer;
+
+impl<S> Layer<S> for OverSizeLayer {
+    type Service = OverSize<S>;
+
+    fn layer(&self, inner: S) -> OverSize<S> {
+        OverSize { inner }
+    }
+}
+
+/// The service behind [`OverSizeLayer`].
+#[derive(Debug, Clone)]
+pub struct OverSize<S> {
+    inner: S,
+}
+
+impl<S, B, R> Service<http::Request<B>> for OverSize<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<R>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let future = self.inner.call(request);
+        Box::pin(async move {
+            let mut response = future.await?;
+            over_size_is_resource_exhausted(response.headers_mut());
+            Ok(response)
+        })
+    }
+}
+
+/// Rewrites tonic's `OUT_OF_RANGE` for a message over the size limit to `RESOURCE_EXHAUSTED`.
+fn over_size_is_resource_exhausted(headers: &mut http::HeaderMap) {
+    let over_size = Status::from_header_map(headers).is_some_and(|status| {
+        status.code() == Code::OutOfRange && status.message().starts_with(OVER_SIZE_MESSAGE)
+    });
+    if over_size {
+        headers.insert(
+            "grpc-status",
+            http::HeaderValue::from(Code::ResourceExhausted as i32),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,6 +223,23 @@ mod tests {
         assert_eq!(violation.r#type, "LEDGER_ITEM_OVERDUE");
         assert_eq!(violation.subject, "LI-1");
         assert!(violation.description.contains("2024-06-10"));
+    }
+
+    #[test]
+    fn only_tonic_over_size_refusals_become_resource_exhausted() {
+        let rewritten = |status: Status| {
+            let mut headers = http::HeaderMap::new();
+            status.add_header(&mut headers).unwrap();
+            over_size_is_resource_exhausted(&mut headers);
+            Status::from_header_map(&headers).unwrap()
+        };
+        let over_size = rewritten(Status::out_of_range(format!(
+            "{OVER_SIZE_MESSAGE}: found 67108929 bytes, the limit is: 67108864 bytes"
+        )));
+        assert_eq!(over_size.code(), Code::ResourceExhausted);
+        assert!(over_size.message().starts_with(OVER_SIZE_MESSAGE));
+        let other = rewritten(Status::out_of_range("page beyond the end"));
+        assert_eq!(other.code(), Code::OutOfRange);
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod feed;
 mod findings;
 mod helpers;
 mod incremental;
+mod interop;
 mod ledger;
 mod ledger_keys;
 mod operations;
