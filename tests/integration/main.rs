@@ -19,3 +19,4 @@ mod roll;
 mod storage;
 mod telemetry;
 mod trust;
+mod verdicts;
