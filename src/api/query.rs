@@ -257,9 +257,7 @@ impl proto::query_service_server::QueryService for Hub {
         let total_gross_fen = crate::domain::total_fen(
             lines
                 .iter()
-                .filter(|l| {
-                    l.record.reverses.is_none() && !reversed.contains(l.record_id.as_str())
-                })
+                .filter(|l| l.record.reverses.is_none() && !reversed.contains(l.record_id.as_str()))
                 .map(|l| l.record.gross_fen),
         )
         .ok_or_else(|| {

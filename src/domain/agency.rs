@@ -65,8 +65,11 @@ pub fn indefinite_article(word: &str) -> &'static str {
         return "a";
     };
     // A word without vowels is an initialism; these letters' names start with a vowel sound.
-    let initialism = lower.chars().all(|c| c.is_ascii_alphabetic() && !is_vowel(c));
-    if is_vowel(first) || (initialism && matches!(first, 'f' | 'h' | 'l' | 'm' | 'n' | 'r' | 's' | 'x'))
+    let initialism = lower
+        .chars()
+        .all(|c| c.is_ascii_alphabetic() && !is_vowel(c));
+    if is_vowel(first)
+        || (initialism && matches!(first, 'f' | 'h' | 'l' | 'm' | 'n' | 'r' | 's' | 'x'))
     {
         "an"
     } else {

@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use chrono::NaiveDate;
 
 use super::findings::{
-    Entry, Evidence, Finding, FindingKey, PersonSpell, PersonTerm, Pushed, RecordRef, RuleCode, RulesConfig,
-    Scope, Severity, Snapshot,
+    Entry, Evidence, Finding, FindingKey, PersonSpell, PersonTerm, Pushed, RecordRef, RuleCode,
+    RulesConfig, Scope, Severity, Snapshot,
 };
 use super::ids::resident_id_with_check;
 use super::roll::{LeaderTerm, Spell};

@@ -390,12 +390,10 @@ fn oversee(agency: &Agency, jurisdiction: &str) -> Result<()> {
 
 fn refused(refusal: MoveRefused, agency: &Agency, from: ItemState, action: ItemAction) -> Error {
     match refusal {
-        MoveRefused::NotForAgency => {
-            Error::PermissionDenied(format!(
-                "{} agency may not {action} an item",
-                agency.kind.with_article()
-            ))
-        }
+        MoveRefused::NotForAgency => Error::PermissionDenied(format!(
+            "{} agency may not {action} an item",
+            agency.kind.with_article()
+        )),
         MoveRefused::NotFromState => {
             Error::FailedPrecondition(format!("an item in state {from} cannot {action}"))
         }

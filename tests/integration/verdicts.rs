@@ -20,9 +20,8 @@ on_both_backends!(
     explanations_are_masked_as_the_personal_data_table_says,
 );
 
-type Checks = proto::reconciliation_service_client::ReconciliationServiceClient<
-    tonic::transport::Channel,
->;
+type Checks =
+    proto::reconciliation_service_client::ReconciliationServiceClient<tonic::transport::Channel>;
 
 async fn checks(app: &TestApp, kind: AgencyKind) -> Checks {
     Checks::new(app.channel(&agency("140100", kind)).await)
@@ -148,7 +147,12 @@ async fn a_funding_verdict_depends_on_what_the_funding_would_make_true(backend: 
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(answer.verdict, Verdict::Allow as i32, "{:?}", answer.reasons);
+    assert_eq!(
+        answer.verdict,
+        Verdict::Allow as i32,
+        "{:?}",
+        answer.reasons
+    );
 }
 
 async fn open_roll_findings(app: &TestApp) -> Vec<proto::Finding> {
@@ -295,26 +299,33 @@ async fn roll_and_finding_pages_hold_every_entry_they_claim(backend: Backend) {
     // The first person holds four posts at once.
     let posts = [
         (proto::LeaderLevel::Bureau, proto::LeaderPosition::Principal),
-        (proto::LeaderLevel::Division, proto::LeaderPosition::Principal),
-        (proto::LeaderLevel::Section, proto::LeaderPosition::Principal),
+        (
+            proto::LeaderLevel::Division,
+            proto::LeaderPosition::Principal,
+        ),
+        (
+            proto::LeaderLevel::Section,
+            proto::LeaderPosition::Principal,
+        ),
         (proto::LeaderLevel::Section, proto::LeaderPosition::Deputy),
     ];
     let mut organization = app.organization("140100").await;
     for (n, (level, position)) in posts.into_iter().enumerate() {
-        organization.push_appointment(proto::Appointment {
-            record_id: format!("a{n}"),
-            action: proto::AppointmentAction::Appoint as i32,
-            resident_id: resident(1),
-            name: "王五".into(),
-            institution_uscc: unit.clone(),
-            level: level as i32,
-            position: position as i32,
-            rank: proto::Rank::Clerk as i32,
-            effective_on: "2024-02-01".into(),
-            appointment_document: format!("并任〔2024〕{n}号"),
-        })
-        .await
-        .unwrap();
+        organization
+            .push_appointment(proto::Appointment {
+                record_id: format!("a{n}"),
+                action: proto::AppointmentAction::Appoint as i32,
+                resident_id: resident(1),
+                name: "王五".into(),
+                institution_uscc: unit.clone(),
+                level: level as i32,
+                position: position as i32,
+                rank: proto::Rank::Clerk as i32,
+                effective_on: "2024-02-01".into(),
+                appointment_document: format!("并任〔2024〕{n}号"),
+            })
+            .await
+            .unwrap();
     }
 
     let mut query = app.query("140100", AgencyKind::Hr).await;
@@ -429,5 +440,47 @@ async fn explanations_are_masked_as_the_personal_data_table_says(backend: Backen
         }
         assert_eq!(finding.subject == ghost, sight.resident_ids, "{kind}");
         assert_eq!(finding.personal_data_masked, !sight.is_whole(), "{kind}");
+    }
+
+    // A ledger item opened from the finding takes its explanation as title: masked the same way.
+    let ledger = |kind| {
+        let app = &app;
+        async move {
+            proto::ledger_service_client::LedgerServiceClient::new(
+                app.channel(&agency("140100", kind)).await,
+            )
+        }
+    };
+    let item = ledger(AgencyKind::StaffingOffice)
+        .await
+        .open_item(proto::OpenItemRequest {
+            due_on: "2030-01-01".into(),
+            finding: Some(proto::FindingRef {
+                code: RuleCode::PaidNotOnRoll as i32,
+                institution_uscc: unit.clone(),
+                subject: ghost.clone(),
+                period: "2024-01".into(),
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    for kind in AgencyKind::ALL {
+        let sight = personal_data(kind);
+        let read = ledger(kind)
+            .await
+            .get_item(proto::IdRequest {
+                id: item.id.clone(),
+            })
+            .await
+            .unwrap_or_else(|status| panic!("{kind}: {status:?}"))
+            .into_inner();
+        assert_eq!(read.title.contains(&ghost), sight.resident_ids, "{kind}");
+        assert_eq!(
+            read.finding.as_ref().unwrap().subject == ghost,
+            sight.resident_ids,
+            "{kind}"
+        );
     }
 }
