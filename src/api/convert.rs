@@ -183,10 +183,9 @@ impl Fields {
     }
 
     fn amount(&mut self, field: &str, fen: i64) -> Option<i64> {
-        if fen < 0 {
-            self.fail(field, "must not be negative")
-        } else {
-            Some(fen)
+        match crate::domain::amount_fen(fen) {
+            Ok(fen) => Some(fen),
+            Err(reason) => self.fail(field, reason),
         }
     }
 

@@ -294,7 +294,9 @@ impl proto::ledger_service_server::LedgerService for Hub {
                 key.as_ref(),
             )
             .await?;
-        Ok(Response::new(item_message(&item, self.today())))
+        let mut message = item_message(&item, self.today());
+        self.reader(&caller.agency).await?.ledger_item(&mut message);
+        Ok(Response::new(message))
     }
 
     async fn move_item(
@@ -313,7 +315,9 @@ impl proto::ledger_service_server::LedgerService for Hub {
                 &message.text,
             )
             .await?;
-        Ok(Response::new(item_message(&item, self.today())))
+        let mut message = item_message(&item, self.today());
+        self.reader(&caller.agency).await?.ledger_item(&mut message);
+        Ok(Response::new(message))
     }
 
     async fn get_item(
@@ -328,7 +332,9 @@ impl proto::ledger_service_server::LedgerService for Hub {
             .await?
             .ok_or_else(|| Error::NotFound(format!("no ledger item `{id}`")))?;
         visible(&caller.agency, &item.jurisdiction)?;
-        Ok(Response::new(item_message(&item, self.today())))
+        let mut message = item_message(&item, self.today());
+        self.reader(&caller.agency).await?.ledger_item(&mut message);
+        Ok(Response::new(message))
     }
 
     async fn list_items(
@@ -359,8 +365,16 @@ impl proto::ledger_service_server::LedgerService for Hub {
         } else {
             String::new()
         };
+        let reader = self.reader(&caller.agency).await?;
         Ok(Response::new(proto::ListItemsResponse {
-            items: items.iter().map(|item| item_message(item, today)).collect(),
+            items: items
+                .iter()
+                .map(|item| {
+                    let mut message = item_message(item, today);
+                    reader.ledger_item(&mut message);
+                    message
+                })
+                .collect(),
             next_page_token,
         }))
     }

@@ -259,6 +259,21 @@ impl Reader {
         !self.sight.pay
     }
 
+    /// A ledger item as this reader sees it: its title (often a finding's explanation) and its
+    /// steps' texts may name a person, and its finding may be about one.
+    pub fn ledger_item(&self, item: &mut proto::LedgerItem) {
+        item.title = self.text(&item.title);
+        for step in &mut item.history {
+            step.text = self.text(&step.text);
+        }
+        if let Some(finding) = &mut item.finding
+            && !self.sight.resident_ids
+            && let Ok(person) = ResidentId::parse(&finding.subject)
+        {
+            finding.subject = self.tokens.person(&person);
+        }
+    }
+
     /// A person's history as this reader sees it.
     pub fn person_history(&self, history: &mut proto::PersonHistory) {
         (history.resident_id, history.person_token) = self.resident_id(&history.resident_id);

@@ -221,8 +221,8 @@ pub fn authorize(path: &str, peer: Option<&PeerIdentity>) -> Result<Caller, Erro
         .ok_or_else(|| Error::PermissionDenied(format!("{path} is not open to any agency")))?;
     if !rule.kinds.contains(&agency.kind) {
         return Err(Error::PermissionDenied(format!(
-            "a {} agency may not call {path}",
-            agency.kind
+            "{} agency may not call {path}",
+            agency.kind.with_article()
         )));
     }
     Ok(Caller {

@@ -254,11 +254,15 @@ impl proto::query_service_server::QueryService for Hub {
             .iter()
             .filter_map(|l| l.record.reverses.as_deref())
             .collect();
-        let total_gross_fen = lines
-            .iter()
-            .filter(|l| l.record.reverses.is_none() && !reversed.contains(l.record_id.as_str()))
-            .map(|l| l.record.gross_fen)
-            .sum();
+        let total_gross_fen = crate::domain::total_fen(
+            lines
+                .iter()
+                .filter(|l| l.record.reverses.is_none() && !reversed.contains(l.record_id.as_str()))
+                .map(|l| l.record.gross_fen),
+        )
+        .ok_or_else(|| {
+            Error::ResourceExhausted("the wage bill does not fit in 64 bits of fen".into())
+        })?;
         let reader = self.reader(&caller.agency).await?;
         let mut amounts_masked = false;
         let lines = lines

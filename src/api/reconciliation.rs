@@ -153,9 +153,8 @@ impl Hub {
             .ok_or_else(|| Error::invalid("category", "is required"))?;
         let period =
             Period::parse(&message.period).map_err(|reason| Error::invalid("period", reason))?;
-        if message.amount_fen < 0 {
-            return Err(Error::invalid("amount_fen", "must not be negative"));
-        }
+        crate::domain::amount_fen(message.amount_fen)
+            .map_err(|reason| Error::invalid("amount_fen", reason))?;
         self.check_oversees(agency, &institution).await?;
         let scope = Scope {
             everything: false,

@@ -41,9 +41,10 @@ fn enum_value<E>(from_name: fn(&str) -> Option<E>, prefix: &str, value: &str) ->
     from_name(&upper)
         .or_else(|| from_name(&format!("{prefix}{upper}")))
         .ok_or_else(|| {
+            let what = prefix.trim_end_matches('_').to_lowercase();
             anyhow::anyhow!(
-                "`{value}` is not a {}",
-                prefix.trim_end_matches('_').to_lowercase()
+                "`{value}` is not {} {what}",
+                crate::domain::agency::indefinite_article(&what)
             )
         })
 }

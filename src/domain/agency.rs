@@ -49,6 +49,34 @@ impl AgencyKind {
     }
 }
 
+impl AgencyKind {
+    /// The kind's name with its indefinite article, as messages put it: `an audit`, `a finance`.
+    pub fn with_article(self) -> String {
+        format!("{} {}", indefinite_article(self.slug()), self.slug())
+    }
+}
+
+/// The indefinite article of `word` as it is read: `an` before a vowel sound (`an audit`, and
+/// `an hr`, an initialism read letter by letter: "aitch-ar"), `a` otherwise.
+pub fn indefinite_article(word: &str) -> &'static str {
+    let lower = word.to_ascii_lowercase();
+    let is_vowel = |c: char| matches!(c, 'a' | 'e' | 'i' | 'o' | 'u');
+    let Some(first) = lower.chars().next() else {
+        return "a";
+    };
+    // A word without vowels is an initialism; these letters' names start with a vowel sound.
+    let initialism = lower
+        .chars()
+        .all(|c| c.is_ascii_alphabetic() && !is_vowel(c));
+    if is_vowel(first)
+        || (initialism && matches!(first, 'f' | 'h' | 'l' | 'm' | 'n' | 'r' | 's' | 'x'))
+    {
+        "an"
+    } else {
+        "a"
+    }
+}
+
 impl fmt::Display for AgencyKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.slug())
@@ -158,6 +186,25 @@ impl fmt::Display for Agency {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_article_is_made_from_the_word() {
+        let named: Vec<String> = AgencyKind::ALL.iter().map(|k| k.with_article()).collect();
+        assert_eq!(
+            named,
+            [
+                "a staffing-office",
+                "an organization",
+                "an hr",
+                "a finance",
+                "a discipline",
+                "an audit"
+            ]
+        );
+        assert_eq!(indefinite_article("severity"), "a");
+        assert_eq!(indefinite_article("alert_state"), "an");
+        assert_eq!(indefinite_article(""), "a");
+    }
 
     fn code(s: &str) -> Jurisdiction {
         Jurisdiction::parse(s).unwrap()

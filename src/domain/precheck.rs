@@ -1,7 +1,9 @@
 //! Verdicts before the act (事前评估预防): would this hire, appointment or funding break a rule?
 //!
 //! A pre-check adds the act to the data as if it had happened and runs the same rules as a push:
-//! every finding the act would raise (or worsen) is a reason. So a pre-check cannot disagree with
+//! every finding the act would raise (or worsen) is a reason. A funding restates the period's
+//! funding rather than adding to it, so its reasons are every finding the funding would be evidence
+//! of, whether or not an earlier record already showed one. So a pre-check cannot disagree with
 //! what the push itself would find. HIGH and CRITICAL findings deny; MEDIUM and LOW warn.
 
 use std::collections::BTreeMap;
@@ -9,8 +11,8 @@ use std::collections::BTreeMap;
 use chrono::NaiveDate;
 
 use super::findings::{
-    Entry, Finding, FindingKey, PersonSpell, PersonTerm, Pushed, RecordRef, RuleCode, RulesConfig,
-    Scope, Severity, Snapshot,
+    Entry, Evidence, Finding, FindingKey, PersonSpell, PersonTerm, Pushed, RecordRef, RuleCode,
+    RulesConfig, Scope, Severity, Snapshot,
 };
 use super::ids::resident_id_with_check;
 use super::roll::{LeaderTerm, Spell};
@@ -388,10 +390,13 @@ pub fn verify_funding(
         institutions: [question.institution.to_string()].into_iter().collect(),
         residents: Default::default(),
     };
-    let before = rules::check(snapshot, &scope, last_day, config);
+    // A funding record restates the period's funding (the latest one counts), so the verdict is
+    // what the funding would make true, whatever was recorded before: every finding it would be
+    // evidence of, not only those it would add to the findings already open.
+    let hypothetical = RecordRef(HYPOTHETICAL.to_owned());
     let mut after = snapshot.clone();
     after.fundings.push(Pushed {
-        id: RecordRef(HYPOTHETICAL.to_owned()),
+        id: hypothetical.clone(),
         record: Funding {
             institution: question.institution.clone(),
             category: question.category,
@@ -401,10 +406,11 @@ pub fn verify_funding(
         },
         accepted_at: i64::MAX,
     });
+    let cited = Evidence::record("funding", &hypothetical);
     let mut reasons: Vec<Reason> = reasons_from(
-        brought(&before, rules::check(&after, &scope, last_day, config))
+        rules::check(&after, &scope, last_day, config)
             .into_iter()
-            .filter(|f| f.key.period == question.period.to_string())
+            .filter(|f| f.evidence.contains(&cited))
             .collect(),
     );
     let approved_quota =

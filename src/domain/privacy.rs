@@ -59,9 +59,8 @@ pub fn mask_name(name: &str) -> String {
     }
 }
 
-/// Text with every resident ID in it masked. Explanations are written with masked IDs already;
-/// this keeps a whole one out of any text a masked reader gets (a sender's record id, a message
-/// that quotes a request).
+/// Text with every resident ID in it masked: how a reader that does not see resident IDs gets any
+/// text (a finding's explanation, which names people whole, a sender's record id, a ledger text).
 pub fn mask_resident_ids_in(text: &str) -> String {
     let chars: Vec<char> = text.chars().collect();
     let is_id_char = |c: char| c.is_ascii_digit() || c == 'X' || c == 'x';

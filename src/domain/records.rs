@@ -4,6 +4,31 @@ use chrono::NaiveDate;
 
 use super::{FieldViolation, Jurisdiction, Period, ResidentId, Uscc, coded_enum};
 
+/// The largest amount one record may state, in fen: 10^12 fen, 100亿元 (ten billion yuan). No
+/// monthly wage and no month's funding of one institution comes near it, and millions of records
+/// at the ceiling still sum within an `i64`, so a wage bill cannot wrap.
+pub const MAX_AMOUNT_FEN: i64 = 1_000_000_000_000;
+
+/// An amount a record states, if it lies between 0 and [`MAX_AMOUNT_FEN`]; otherwise why not.
+pub fn amount_fen(fen: i64) -> Result<i64, String> {
+    if fen < 0 {
+        Err("must not be negative".into())
+    } else if fen > MAX_AMOUNT_FEN {
+        Err(format!(
+            "must be at most {MAX_AMOUNT_FEN} fen (100亿元, ten billion yuan)"
+        ))
+    } else {
+        Ok(fen)
+    }
+}
+
+/// The sum of amounts, exact: `None` only if it does not fit in an `i64` (more than nine million
+/// records at the ceiling).
+pub fn total_fen(amounts: impl IntoIterator<Item = i64>) -> Option<i64> {
+    let total: i128 = amounts.into_iter().map(i128::from).sum();
+    i64::try_from(total).ok()
+}
+
 coded_enum! {
     /// Quota category (编制类别).
     QuotaCategory, "QUOTA_CATEGORY_" {
@@ -505,4 +530,20 @@ pub struct Funding {
     pub funded_headcount: u32,
     /// Amount in fen.
     pub amount_fen: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_lie_between_zero_and_the_ceiling_and_sum_exactly() {
+        assert_eq!(amount_fen(0), Ok(0));
+        assert_eq!(amount_fen(MAX_AMOUNT_FEN), Ok(MAX_AMOUNT_FEN));
+        assert!(amount_fen(-1).is_err());
+        assert!(amount_fen(MAX_AMOUNT_FEN + 1).is_err());
+        assert!(amount_fen(i64::MAX).is_err());
+        assert_eq!(total_fen([MAX_AMOUNT_FEN; 3]), Some(3 * MAX_AMOUNT_FEN));
+        assert_eq!(total_fen([i64::MAX, 1]), None);
+    }
 }

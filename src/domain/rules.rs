@@ -517,17 +517,17 @@ fn leader_rules(index: &Index, as_of: NaiveDate, config: &RulesConfig, found: &m
             .map(|t| record("appointment", &t.record))
             .collect();
         evidence.insert(institution(uscc));
-        let masked = resident.masked();
+        let who = &resident;
         let grade = facts.grade;
         let text = (
             format!(
-                "{masked} 在机构 {uscc}（{}）任{}，高于该规格允许的最高职级{}。",
+                "{who} 在机构 {uscc}（{}）任{}，高于该规格允许的最高职级{}。",
                 grade_zh(grade),
                 rank_zh(highest),
                 rank_zh(ceiling)
             ),
             format!(
-                "{masked} holds rank {highest} at institution {uscc}, whose grade {grade} allows at most {ceiling}."
+                "{who} holds rank {highest} at institution {uscc}, whose grade {grade} allows at most {ceiling}."
             ),
         );
         found.raise(
@@ -620,14 +620,14 @@ fn mixed_category(
         return;
     };
     let uscc = &facts.uscc;
-    let masked = resident.masked();
+    let who = &resident;
     let text = (
         format!(
-            "{masked} 以{}在机构 {uscc}（{}）在编，{why_zh}。",
+            "{who} 以{}在机构 {uscc}（{}）在编，{why_zh}。",
             category_zh(category),
             kind_zh(kind)
         ),
-        format!("{masked} is on the roll of institution {uscc} ({kind}) in {category}; {why_en}."),
+        format!("{who} is on the roll of institution {uscc} ({kind}) in {category}; {why_en}."),
     );
     found.raise(
         key(RuleCode::MixedCategory, uscc, resident.as_str(), ""),
@@ -640,16 +640,16 @@ fn mixed_category(
 /// DUPLICATE_ENROLLMENT for one person on two or more rolls (sorted, without repeats).
 fn duplicate_enrollment(resident: &ResidentId, rolls: &[&Uscc], found: &mut Findings) {
     let n = count(rolls.len());
-    let masked = resident.masked();
+    let who = &resident;
     let mut evidence: BTreeSet<Evidence> = rolls.iter().map(|u| institution(u)).collect();
     evidence.insert(person(resident));
     let text = (
         format!(
-            "{masked} 同时在 {n} 个机构在编：{}。",
+            "{who} 同时在 {n} 个机构在编：{}。",
             join(rolls.iter().copied(), "、")
         ),
         format!(
-            "{masked} is on the rolls of {n} institutions at once: {}.",
+            "{who} is on the rolls of {n} institutions at once: {}.",
             join(rolls.iter().copied(), ", ")
         ),
     );
@@ -745,12 +745,12 @@ fn hires_without_approval(index: &Index, found: &mut Findings) {
         let Some(why) = why else {
             continue;
         };
-        let masked = entry.resident_id.masked();
+        let who = &entry.resident_id;
         let uscc = &entry.institution;
         let category = entry.category;
         let zh_category = category_zh(category);
-        let opening_zh = format!("{masked} 于 {date} 以{zh_category}进入机构 {uscc}");
-        let opening_en = format!("{masked} entered institution {uscc} in {category} on {date}");
+        let opening_zh = format!("{who} 于 {date} 以{zh_category}进入机构 {uscc}");
+        let opening_en = format!("{who} entered institution {uscc} in {category} on {date}");
         let text = match why {
             Unapproved::NoneCited => (
                 format!("{opening_zh}，未注明用编审批。"),
@@ -922,7 +922,7 @@ fn pay_of_period(
         .iter()
         .filter(|s| is_exit(s.status) && s.valid_from <= first)
         .max_by_key(|s| s.valid_from);
-    let masked = resident.masked();
+    let who = &resident;
     let subject = resident.as_str();
 
     for lines in payers {
@@ -944,9 +944,9 @@ fn pay_of_period(
         if !spells.is_empty() {
             evidence.insert(person(resident));
         }
-        let paid = yuan(lines.iter().map(|l| l.record.gross_fen).sum());
-        let opening_zh = format!("机构 {payer} 向 {masked} 发放 {period} 工资 {paid} 元");
-        let opening_en = format!("Institution {payer} paid {masked} {paid} yuan for {period}");
+        let paid = yuan(lines.iter().map(|l| i128::from(l.record.gross_fen)).sum());
+        let opening_zh = format!("机构 {payer} 向 {who} 发放 {period} 工资 {paid} 元");
+        let opening_en = format!("Institution {payer} paid {who} {paid} yuan for {period}");
         let text = if code == RuleCode::PayUnitMismatch {
             evidence.extend(rolls.iter().map(|u| institution(u)));
             (
@@ -999,11 +999,11 @@ fn pay_of_period(
             (n, 1),
             (
                 format!(
-                    "{masked} 在 {period} 从 {n} 个机构领取工资：{}。",
+                    "{who} 在 {period} 从 {n} 个机构领取工资：{}。",
                     join(usccs(), "、")
                 ),
                 format!(
-                    "{masked} was paid for {period} by {n} institutions: {}.",
+                    "{who} was paid for {period} by {n} institutions: {}.",
                     join(usccs(), ", ")
                 ),
             ),
@@ -1049,7 +1049,7 @@ fn funding_rules(index: &Index, found: &mut Findings) {
             received.entry((uscc, period)).or_default().1.push(funding);
         }
         let funded = i64::from(f.funded_headcount);
-        let paid = yuan(f.amount_fen);
+        let paid = yuan(i128::from(f.amount_fen));
         let zh_category = category_zh(category);
 
         let day = period.last_day();
@@ -1170,7 +1170,8 @@ fn join<'a>(usccs: impl Iterator<Item = &'a Uscc>, separator: &str) -> String {
 }
 
 /// An amount in fen written in yuan, e.g. `1234.50`.
-fn yuan(fen: i64) -> String {
+/// Fen as yuan; an `i128` so that a sum of amounts cannot overflow.
+fn yuan(fen: i128) -> String {
     let sign = if fen < 0 { "-" } else { "" };
     let fen = fen.unsigned_abs();
     format!("{sign}{}.{:02}", fen / 100, fen % 100)
@@ -1498,13 +1499,14 @@ mod tests {
             .collect()
     }
 
-    /// Every explanation masks every resident ID.
-    fn assert_masked(findings: &[Finding], people: &[u32]) {
+    /// No explanation masks a resident ID: they are stored whole and masked per reader at the
+    /// edge, as the personal-data table says.
+    fn assert_whole(findings: &[Finding], people: &[u32]) {
         for finding in findings {
             for p in people {
-                let full = resident(*p).to_string();
-                assert!(!finding.explanation_zh.contains(&full), "{finding:?}");
-                assert!(!finding.explanation_en.contains(&full), "{finding:?}");
+                let masked = resident(*p).masked();
+                assert!(!finding.explanation_zh.contains(&masked), "{finding:?}");
+                assert!(!finding.explanation_en.contains(&masked), "{finding:?}");
             }
         }
     }
@@ -1538,7 +1540,7 @@ mod tests {
             "{}",
             over.explanation_en
         );
-        assert_masked(&findings, &[1, 2, 3]);
+        assert_whole(&findings, &[1, 2, 3]);
         // Over quota is also full.
         assert_eq!(only(&findings, R::QuotaFull).actual, 3);
     }
@@ -1715,8 +1717,8 @@ mod tests {
         assert_eq!(above.severity, R::LeaderAboveGrade.severity());
         assert_eq!(kinds(above, "institution"), vec![unit(1).to_string()]);
         assert_eq!(kinds(above, "appointment").len(), 1);
-        assert!(above.explanation_zh.contains(&resident(2).masked()));
-        assert_masked(&findings, &[1, 2, 3]);
+        assert!(above.explanation_zh.contains(&resident(2).to_string()));
+        assert_whole(&findings, &[1, 2, 3]);
         // A grade missing from the configuration allows nothing above 科员.
         let config = RulesConfig {
             rank_ceilings: Vec::new(),
@@ -1751,7 +1753,7 @@ mod tests {
             mixed.evidence,
             [person(&resident(1)), institution(&unit(1))].into()
         );
-        assert_masked(&findings, &[1]);
+        assert_whole(&findings, &[1]);
     }
 
     #[test]
@@ -1786,7 +1788,7 @@ mod tests {
         assert_eq!((dup.actual, dup.limit), (2, 1));
         assert_eq!(kinds(dup, "institution").len(), 2);
         assert_eq!(kinds(dup, "person"), vec![resident(1).to_string()]);
-        assert_masked(&findings, &[1]);
+        assert_whole(&findings, &[1]);
         // Left the first roll on as_of, or joins the second the day after: one roll only.
         w.s.spells[1].spell.valid_to = Some(d("2024-06-01"));
         assert!(of(&w.check("2024-06-01"), R::DuplicateEnrollment).is_empty());
@@ -1847,7 +1849,7 @@ mod tests {
             "{}",
             fired.explanation_en
         );
-        assert_masked(&findings, &[1, 2, 3]);
+        assert_whole(&findings, &[1, 2, 3]);
         // Two entries on one date: the later arrival is the one left out.
         w.s.entries.remove(0);
         w.s.approvals[0].record.approved_entries = 1;
@@ -1973,7 +1975,7 @@ mod tests {
             "{}",
             ghost.explanation_zh
         );
-        assert_masked(&findings, &[1]);
+        assert_whole(&findings, &[1]);
         // Hired after the period: still not on a roll then, and no exit before it.
         w.spell(1, 1, "2024-06-01", None);
         let findings = w.check("2024-06-01");
@@ -2059,7 +2061,7 @@ mod tests {
         assert_eq!(double.key.period, "2024-05");
         assert_eq!((double.actual, double.limit), (2, 1));
         assert_eq!(kinds(double, "payroll_line").len(), 3);
-        assert_masked(&findings, &[1]);
+        assert_whole(&findings, &[1]);
         assert_eq!(of(&findings, R::PayUnitMismatch).len(), 2);
     }
 
@@ -2444,10 +2446,11 @@ mod tests {
             for finding in &all {
                 prop_assert_eq!(finding.severity, finding.key.code.severity());
                 prop_assert!(finding.key.code != R::RegionalBalance);
+                // Stored whole; the edge masks them per reader.
                 for p in 0..5 {
-                    let full = resident(p).to_string();
-                    prop_assert!(!finding.explanation_zh.contains(&full));
-                    prop_assert!(!finding.explanation_en.contains(&full));
+                    let masked = resident(p).masked();
+                    prop_assert!(!finding.explanation_zh.contains(&masked));
+                    prop_assert!(!finding.explanation_en.contains(&masked));
                 }
             }
         }

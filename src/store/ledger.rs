@@ -390,9 +390,10 @@ fn oversee(agency: &Agency, jurisdiction: &str) -> Result<()> {
 
 fn refused(refusal: MoveRefused, agency: &Agency, from: ItemState, action: ItemAction) -> Error {
     match refusal {
-        MoveRefused::NotForAgency => {
-            Error::PermissionDenied(format!("a {} agency may not {action} an item", agency.kind))
-        }
+        MoveRefused::NotForAgency => Error::PermissionDenied(format!(
+            "{} agency may not {action} an item",
+            agency.kind.with_article()
+        )),
         MoveRefused::NotFromState => {
             Error::FailedPrecondition(format!("an item in state {from} cannot {action}"))
         }
@@ -1309,8 +1310,9 @@ impl Store {
         oversee(agency, &case.jurisdiction)?;
         if !ledger::case_move_allowed(agency.kind, case.state, to) {
             return Err(Error::FailedPrecondition(format!(
-                "a {} agency cannot move a case from {} to {to}",
-                agency.kind, case.state
+                "{} agency cannot move a case from {} to {to}",
+                agency.kind.with_article(),
+                case.state
             )));
         }
         if to == CaseState::Closed && text.trim().is_empty() {
@@ -1534,8 +1536,8 @@ impl Store {
             .any(|(kind, _, _)| *kind == agency.kind)
         {
             return Err(Error::PermissionDenied(format!(
-                "transfer `{id}` does not reach a {} agency",
-                agency.kind
+                "transfer `{id}` does not reach {} agency",
+                agency.kind.with_article()
             )));
         }
         let (_, mut follow_up) = self.matter(transfer.matter, &transfer.matter_id).await?;

@@ -492,14 +492,18 @@ impl Store {
         after: &str,
         limit: u32,
     ) -> Result<Vec<RollEntry>> {
+        // The page is cut on the spells (one per person on a date), before the join with the
+        // posts, which gives a person holding several posts several rows.
         let sql = format!(
-            "SELECT s.*, p.name, t.level AS leader_level, t.position AS leader_position FROM person_spells s \
+            "SELECT s.*, p.name, t.level AS leader_level, t.position AS leader_position FROM \
+             (SELECT * FROM person_spells WHERE institution_uscc = $1 AND {} \
+              AND status IN ('ACTIVE', 'SECONDED', 'ON_LEAVE') AND resident_id > $3 \
+              ORDER BY resident_id LIMIT $4) s \
              JOIN persons p ON p.resident_id = s.resident_id \
              LEFT JOIN leader_terms t ON t.resident_id = s.resident_id AND t.institution_uscc = s.institution_uscc AND {} \
-             WHERE s.institution_uscc = $1 AND {} AND s.status IN ('ACTIVE', 'SECONDED', 'ON_LEAVE') AND s.resident_id > $3 \
-             ORDER BY s.resident_id, t.level, t.position LIMIT $4",
+             ORDER BY s.resident_id, t.level, t.position",
+            in_force("valid_from", "valid_to", 2),
             in_force("t.valid_from", "t.valid_to", 2),
-            in_force("s.valid_from", "s.valid_to", 2)
         );
         let rows = self
             .rows_dynamic(
@@ -508,7 +512,7 @@ impl Store {
                     Value::from(uscc.as_str()),
                     Value::Text(as_of.to_string()),
                     Value::from(after),
-                    Value::Int(i64::from(limit) * 2),
+                    Value::Int(i64::from(limit)),
                 ],
             )
             .await?;
@@ -518,9 +522,6 @@ impl Store {
             // One person holding two posts appears twice in the join; keep the senior post.
             if entries.last().is_some_and(|e| e.resident_id == resident_id) {
                 continue;
-            }
-            if entries.len() == limit as usize {
-                break;
             }
             let level: Option<LeaderLevel> = opt_code(row, "leader_level")?;
             let position: Option<LeaderPosition> = opt_code(row, "leader_position")?;

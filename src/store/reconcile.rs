@@ -94,7 +94,8 @@ pub struct FindingChange {
     pub finding: StoredFinding,
 }
 
-/// How a check treats findings of the current roll (period ""), which describe today only.
+/// Which of a check's changes are kept. Every change is reported, whatever is kept; findings of
+/// the current roll (period ""), which describe today only, are kept only by a check as of today.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Keep {
     /// Keep every change (a check as of today).
@@ -441,7 +442,7 @@ fn jurisdiction_of(snapshot_facts: &HashMap<&str, &InstitutionFacts>, uscc: &str
     }
 }
 
-/// Decides the findings of `scope` as of `as_of` and, as `keep` says, writes the changes.
+/// Decides the findings of `scope` as of `as_of` and reports every change; writes those `keep` keeps.
 pub(crate) async fn check_scope(
     store: &Store,
     tx: &mut Tx,
@@ -486,13 +487,16 @@ pub(crate) async fn check_scope(
         }
     }
 
+    // Every change is reported, roll findings included, as of `as_of`; `keep` decides only which
+    // are written.
     let now = now_micros();
-    let keeps = |key: &FindingKey| keep == Keep::Everything || !is_current(key);
+    let keeps = |key: &FindingKey| match keep {
+        Keep::Everything => true,
+        Keep::DatedOnly => !is_current(key),
+        Keep::Nothing => false,
+    };
     let mut changes = Vec::new();
     for finding in computed {
-        if !keeps(&finding.key) {
-            continue;
-        }
         let jurisdiction = jurisdiction_of(&facts, &finding.key.institution);
         let severity = finding.severity;
         match existing.remove(&finding.key) {
@@ -536,8 +540,8 @@ pub(crate) async fn check_scope(
             Some(_) => {}
         }
     }
-    for (key, old) in existing {
-        if old.open && keeps(&key) {
+    for old in existing.into_values() {
+        if old.open {
             changes.push(FindingChange {
                 kind: ChangeKind::Resolved,
                 finding: StoredFinding {
@@ -551,10 +555,14 @@ pub(crate) async fn check_scope(
         }
     }
 
-    if keep != Keep::Nothing && !changes.is_empty() {
-        let stored: Vec<&StoredFinding> = changes.iter().map(|change| &change.finding).collect();
+    let kept: Vec<&FindingChange> = changes
+        .iter()
+        .filter(|change| keeps(&change.finding.finding.key))
+        .collect();
+    if !kept.is_empty() {
+        let stored: Vec<&StoredFinding> = kept.iter().map(|change| &change.finding).collect();
         write_findings(tx, &stored).await?;
-        let events = changes
+        let events = kept
             .iter()
             .map(|change| (FeedEventType::from(change.kind), &change.finding));
         feed::append(store, tx, events).await?;
@@ -724,7 +732,8 @@ impl Store {
             .collect())
     }
 
-    /// Findings matching a filter, ordered by key.
+    /// A page of the findings matching a filter: by key, after `filter.after`, at most
+    /// `filter.limit` (filtered and cut in SQL).
     #[tracing::instrument(name = "store.findings", skip_all)]
     pub async fn findings(&self, filter: &FindingFilter) -> Result<Vec<StoredFinding>> {
         let mut sql =
@@ -746,6 +755,17 @@ impl Store {
             let list: Vec<String> = (first..=values.len()).map(|i| format!("${i}")).collect();
             sql.push_str(&format!(" AND code IN ({})", list.join(", ")));
         }
+        if let Some(min) = filter.min_severity {
+            let first = values.len() + 1;
+            values.extend(
+                Severity::ALL
+                    .iter()
+                    .filter(|s| **s >= min)
+                    .map(|s| Value::from(s.code())),
+            );
+            let list: Vec<String> = (first..=values.len()).map(|i| format!("${i}")).collect();
+            sql.push_str(&format!(" AND severity IN ({})", list.join(", ")));
+        }
         if let Some(after) = &filter.after {
             let n = values.len();
             values.extend([
@@ -763,29 +783,17 @@ impl Store {
                 n + 4
             ));
         }
+        values.push(Value::Int(i64::from(filter.limit)));
         let rows = sqlx::query_with(
             sqlx::AssertSqlSafe(format!(
-                "{sql} ORDER BY code, institution_uscc, subject, period"
+                "{sql} ORDER BY code, institution_uscc, subject, period LIMIT ${}",
+                values.len()
             )),
             super::bind_all(values)?,
         )
         .fetch_all(self.readers())
         .await?;
-        let mut findings = Vec::new();
-        for row in &rows {
-            let finding = decode_finding(row)?;
-            if filter
-                .min_severity
-                .is_some_and(|min| finding.finding.severity < min)
-            {
-                continue;
-            }
-            findings.push(finding);
-            if findings.len() == filter.limit as usize {
-                break;
-            }
-        }
-        Ok(findings)
+        rows.iter().map(decode_finding).collect()
     }
 
     /// Per division and category of a jurisdiction: quota in force and people on the rolls.

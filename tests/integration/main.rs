@@ -20,3 +20,4 @@ mod roll;
 mod storage;
 mod telemetry;
 mod trust;
+mod verdicts;
