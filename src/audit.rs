@@ -3,8 +3,10 @@
 //!
 //! Calls hand their entries to an [`AuditSink`]; one writer task per process appends them in
 //! batches, one transaction each, so that auditing costs the hub one commit per batch rather than
-//! one per call. The channel between them is bounded: when it is full, a call waits for room before
-//! it is answered (back-pressure). No entry is ever dropped; if the database is down, the writer
+//! one per call (group commit). [`AuditSink::record`] returns only once the transaction holding
+//! the entry has committed, and a call is answered only after that: no call is answered whose
+//! entry a crash could still lose. The channel between them is bounded: when it is full, a call
+//! waits for room (back-pressure). No entry is ever dropped; if the database is down, the writer
 //! retries, the channel fills, and calls wait with it.
 
 use std::time::Duration;
@@ -13,7 +15,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::domain::audit::{AuditEntry, ChainBreak, ChainWalk};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::store::Store;
 use crate::store::trust::AuditFilter;
 
@@ -27,7 +29,8 @@ pub const AUDIT_BATCH: usize = 512;
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
 
 enum Message {
-    Entry(AuditEntry),
+    /// An entry, and whom to tell once the transaction holding it has committed.
+    Entry(AuditEntry, oneshot::Sender<()>),
     /// Answered once every entry sent before it is committed.
     Flush(oneshot::Sender<()>),
 }
@@ -41,7 +44,7 @@ pub struct AuditSink {
 impl std::fmt::Debug for Message {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Message::Entry(entry) => entry.fmt(f),
+            Message::Entry(entry, _) => entry.fmt(f),
             Message::Flush(_) => f.write_str("Flush"),
         }
     }
@@ -63,12 +66,19 @@ impl AuditSink {
         (AuditSink { queue }, AuditWriter { stop, task })
     }
 
-    /// Queues an entry, waiting for room when the queue is full.
-    pub async fn record(&self, entry: AuditEntry) {
-        if self.queue.send(Message::Entry(entry)).await.is_err() {
-            // Only after the writer stopped, i.e. the hub is shutting down; the log keeps it.
+    /// Appends an entry: queues it (waiting for room when the queue is full) and returns once the
+    /// transaction holding it has committed. UNAVAILABLE only when the writer has stopped, i.e.
+    /// the hub is shutting down; the entry is then in the log only.
+    pub async fn record(&self, entry: AuditEntry) -> Result<()> {
+        let (done, committed) = oneshot::channel();
+        let sent = self.queue.send(Message::Entry(entry, done)).await;
+        if sent.is_err() || committed.await.is_err() {
             tracing::error!("audit writer stopped; entry not recorded");
+            return Err(Error::Unavailable(
+                "the hub is stopping and can no longer record calls in the audit trail".into(),
+            ));
         }
+        Ok(())
     }
 
     /// Waits until every entry queued so far is committed.
@@ -125,7 +135,10 @@ async fn write_entries(
 
 fn take(message: Message, batch: &mut Vec<AuditEntry>, waiting: &mut Vec<oneshot::Sender<()>>) {
     match message {
-        Message::Entry(entry) => batch.push(entry),
+        Message::Entry(entry, done) => {
+            batch.push(entry);
+            waiting.push(done);
+        }
         Message::Flush(done) => waiting.push(done),
     }
 }

@@ -140,6 +140,19 @@ pub struct TlsSettings {
     pub crl: Option<PathBuf>,
     /// Seconds between checks of the TLS files for changes (`tls.reload_secs`, default 10; 0: never).
     pub reload_secs: Option<u64>,
+    /// Seconds a client has from connecting to the end of its handshake
+    /// (`tls.handshake_timeout_secs`, default 10).
+    pub handshake_timeout_secs: Option<u64>,
+    /// Seconds a new connection may stay silent before it is closed (`tls.silent_timeout_secs`,
+    /// default 3).
+    pub silent_timeout_secs: Option<u64>,
+    /// Handshakes in progress at once (`tls.max_handshakes`, default 1024).
+    pub max_handshakes: Option<usize>,
+    /// Handshakes in progress at once from one address (`tls.max_handshakes_per_address`,
+    /// default 64).
+    pub max_handshakes_per_address: Option<usize>,
+    /// Connections at once from one address (`tls.max_connections_per_address`, default 4096).
+    pub max_connections_per_address: Option<usize>,
 }
 
 /// Storage pool settings.
@@ -300,6 +313,33 @@ impl Settings {
         match self.tls.reload_secs.unwrap_or(10) {
             0 => None,
             secs => Some(Duration::from_secs(secs)),
+        }
+    }
+
+    /// Bounds on handshakes and connections per address, from `[tls]` over the defaults.
+    pub fn connection_limits(&self) -> crate::tls::ConnectionLimits {
+        let defaults = crate::tls::ConnectionLimits::default();
+        let tls = &self.tls;
+        crate::tls::ConnectionLimits {
+            handshake_timeout: tls
+                .handshake_timeout_secs
+                .map_or(defaults.handshake_timeout, |secs| {
+                    Duration::from_secs(secs.max(1))
+                }),
+            silent_timeout: tls
+                .silent_timeout_secs
+                .map_or(defaults.silent_timeout, |secs| {
+                    Duration::from_secs(secs.max(1))
+                }),
+            max_handshakes: tls.max_handshakes.unwrap_or(defaults.max_handshakes).max(1),
+            max_handshakes_per_address: tls
+                .max_handshakes_per_address
+                .unwrap_or(defaults.max_handshakes_per_address)
+                .max(1),
+            max_connections_per_address: tls
+                .max_connections_per_address
+                .unwrap_or(defaults.max_connections_per_address)
+                .max(1),
         }
     }
 

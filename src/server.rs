@@ -113,6 +113,8 @@ pub struct Application {
     admin: Option<TcpListener>,
     /// How often the database is probed for health.
     probe_every: Duration,
+    /// Bounds on handshakes and on connections per peer address.
+    connection_limits: tls::ConnectionLimits,
 }
 
 impl Application {
@@ -171,6 +173,7 @@ impl Application {
         application.admin = admin;
         application.probe_every = Duration::from_secs(settings.database.probe_interval_secs.max(1));
         application.shutdown_grace = Duration::from_secs(settings.shutdown_grace_secs);
+        application.connection_limits = settings.connection_limits();
         application.escalate_every = (settings.feed.escalation_interval_secs > 0)
             .then(|| Duration::from_secs(settings.feed.escalation_interval_secs));
         application.feed_retention =
@@ -206,6 +209,7 @@ impl Application {
             feed_retention: Duration::from_secs(90 * 86_400),
             admin: None,
             probe_every: Duration::from_secs(5),
+            connection_limits: tls::ConnectionLimits::default(),
         })
     }
 
@@ -238,6 +242,12 @@ impl Application {
     /// Lets calls in flight finish for at most this long once the hub is told to stop.
     pub fn shutdown_grace(mut self, grace: Duration) -> Application {
         self.shutdown_grace = grace;
+        self
+    }
+
+    /// Bounds handshakes and connections per peer address thus (`[tls]` settings).
+    pub fn connection_limits(mut self, limits: tls::ConnectionLimits) -> Application {
+        self.connection_limits = limits;
         self
     }
 
@@ -451,8 +461,12 @@ impl Application {
             tracing::info!(address = %admin_address, "admin port serving /metrics, /healthz, /readyz and grpc.health.v1 over plain HTTP");
         }
         tracing::info!(%address, "quotahub serving over mutual TLS");
-        let incoming =
-            TlsIncoming::serving(self.listener, serving_config, self.guard.audit.clone());
+        let incoming = TlsIncoming::serving(
+            self.listener,
+            serving_config,
+            self.guard.audit.clone(),
+            self.connection_limits,
+        );
         let serve = router.serve_with_incoming_shutdown(incoming, signal);
         tokio::pin!(serve);
         let grace = self.shutdown_grace;

@@ -6,13 +6,15 @@
 //! [`PeerIdentity`] that tonic copies into every request's extensions, so a handler does
 //! `request.extensions().get::<PeerIdentity>()`.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::Stream;
 use rustls::pki_types::pem::PemObject;
@@ -23,12 +25,12 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::{self, AbortHandle, JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tonic::transport::server::Connected;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
-use tracing::warn;
+use tracing::{debug, warn};
 use x509_parser::extensions::GeneralName;
 
 use crate::audit::AuditSink;
@@ -47,10 +49,6 @@ pub const SERVER_NAME: &str = "localhost";
 /// `AGENCY_URI_PREFIX` (a test keeps the two in step) so that this module needs only [`Agency`].
 const AGENCY_URI_PREFIX: &str = "quotahub://agency/";
 
-/// Handshakes allowed in flight at once; past it new connections are dropped rather than letting
-/// a flood of slow clients exhaust memory.
-const MAX_PENDING_HANDSHAKES: usize = 1024;
-
 /// Connections handed to the server but not yet taken; a small buffer is enough because tonic
 /// takes each one as soon as it arrives.
 const READY_CONNECTIONS: usize = 64;
@@ -58,6 +56,41 @@ const READY_CONNECTIONS: usize = 64;
 /// Pause after an accept error other than a vanished peer (typically out of file descriptors),
 /// so the accept loop does not spin while the condition lasts.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(500);
+
+/// Bounds on connections that have not yet shown who they are, and on connections per peer
+/// address, so that idle or slow sockets cannot keep agencies out (`[tls]` settings).
+///
+/// A connection must send its first byte within `silent_timeout` and finish the handshake within
+/// `handshake_timeout`. When a new connection finds its address's `max_handshakes_per_address`,
+/// or all `max_handshakes`, in use, the oldest handshake that has not sent a byte yet (of that
+/// address, or of any) is closed to make room; only when every one has started speaking is the
+/// new connection refused. A client that speaks at once, as every TLS client does, is thus never
+/// displaced by sockets that stay silent, even from its own address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Longest time from accepting a connection to the end of its handshake.
+    pub handshake_timeout: Duration,
+    /// Longest time a new connection may stay silent before it is closed.
+    pub silent_timeout: Duration,
+    /// Handshakes in progress at once, from every address.
+    pub max_handshakes: usize,
+    /// Handshakes in progress at once from one address.
+    pub max_handshakes_per_address: usize,
+    /// Connections (in handshake or served) at once from one address.
+    pub max_connections_per_address: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> ConnectionLimits {
+        ConnectionLimits {
+            handshake_timeout: HANDSHAKE_TIMEOUT,
+            silent_timeout: Duration::from_secs(3),
+            max_handshakes: 1_024,
+            max_handshakes_per_address: 64,
+            max_connections_per_address: 4_096,
+        }
+    }
+}
 
 /// What can go wrong while setting up TLS.
 #[derive(Debug, thiserror::Error)]
@@ -220,6 +253,8 @@ fn agency_of(leaf_der: &[u8]) -> Result<Agency, String> {
 pub struct AuthenticatedStream {
     inner: TlsStream<TcpStream>,
     identity: PeerIdentity,
+    /// Counts the connection against its address until it closes.
+    _slot: AddressSlot,
 }
 
 impl AuthenticatedStream {
@@ -301,17 +336,17 @@ impl TlsIncoming {
     /// Starts accepting on `listener` with `config` (see [`server_config`]). Must be called
     /// within a tokio runtime.
     pub fn new(listener: TcpListener, config: Arc<ServerConfig>) -> TlsIncoming {
-        TlsIncoming::with_handshake_timeout(listener, config, HANDSHAKE_TIMEOUT)
+        TlsIncoming::with_limits(listener, config, ConnectionLimits::default())
     }
 
-    /// As [`TlsIncoming::new`] with another handshake timeout (tests use a short one).
-    pub fn with_handshake_timeout(
+    /// As [`TlsIncoming::new`] with other limits (tests use short timeouts and small bounds).
+    pub fn with_limits(
         listener: TcpListener,
         config: Arc<ServerConfig>,
-        handshake_timeout: Duration,
+        limits: ConnectionLimits,
     ) -> TlsIncoming {
         let (_keep, configs) = watch::channel(config);
-        TlsIncoming::start(listener, configs, None, handshake_timeout)
+        TlsIncoming::start(listener, configs, None, limits)
     }
 
     /// Accepts with whatever configuration `configs` holds at each new connection (so that a
@@ -321,24 +356,19 @@ impl TlsIncoming {
         listener: TcpListener,
         configs: watch::Receiver<Arc<ServerConfig>>,
         audit: AuditSink,
+        limits: ConnectionLimits,
     ) -> TlsIncoming {
-        TlsIncoming::start(listener, configs, Some(audit), HANDSHAKE_TIMEOUT)
+        TlsIncoming::start(listener, configs, Some(audit), limits)
     }
 
     fn start(
         listener: TcpListener,
         configs: watch::Receiver<Arc<ServerConfig>>,
         audit: Option<AuditSink>,
-        handshake_timeout: Duration,
+        limits: ConnectionLimits,
     ) -> TlsIncoming {
         let (ready, connections) = mpsc::channel(READY_CONNECTIONS);
-        let accept_loop = tokio::spawn(accept_loop(
-            listener,
-            configs,
-            audit,
-            handshake_timeout,
-            ready,
-        ));
+        let accept_loop = tokio::spawn(accept_loop(listener, configs, audit, limits, ready));
         TlsIncoming {
             connections,
             accept_loop,
@@ -368,31 +398,139 @@ impl Stream for TlsIncoming {
     }
 }
 
+/// A handshake in progress, as the accept loop keeps it to choose whom to close for room.
+struct Pending {
+    address: IpAddr,
+    since: Instant,
+    /// Set once the peer has sent its first byte.
+    spoke: Arc<AtomicBool>,
+    abort: AbortHandle,
+}
+
+/// The handshakes in progress, by task.
+#[derive(Default)]
+struct PendingHandshakes(HashMap<task::Id, Pending>);
+
+impl PendingHandshakes {
+    fn count_from(&self, address: IpAddr) -> usize {
+        self.0.values().filter(|p| p.address == address).count()
+    }
+
+    /// Closes the oldest handshake (of `address`, if given) whose peer has sent nothing yet;
+    /// false when every one has started speaking.
+    fn close_oldest_silent(&mut self, address: Option<IpAddr>) -> bool {
+        let oldest = self
+            .0
+            .iter()
+            .filter(|(_, p)| address.is_none_or(|a| p.address == a))
+            .filter(|(_, p)| !p.spoke.load(Ordering::Relaxed))
+            .min_by_key(|(_, p)| p.since)
+            .map(|(id, _)| *id);
+        match oldest.and_then(|id| self.0.remove(&id)) {
+            Some(closed) => {
+                debug!(peer = %closed.address, "closed a silent connection to make room");
+                closed.abort.abort();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Makes room for a new handshake from `address`; false when there is none to make.
+    fn make_room(&mut self, address: IpAddr, limits: &ConnectionLimits) -> bool {
+        if self.count_from(address) >= limits.max_handshakes_per_address
+            && !self.close_oldest_silent(Some(address))
+        {
+            return false;
+        }
+        self.0.len() < limits.max_handshakes || self.close_oldest_silent(None)
+    }
+}
+
+/// Connections open per peer address (in handshake or served).
+#[derive(Clone, Default)]
+struct AddressCounts(Arc<Mutex<HashMap<IpAddr, usize>>>);
+
+/// One connection counted against its address; dropping it (the connection closed) uncounts it.
+struct AddressSlot {
+    counts: AddressCounts,
+    address: IpAddr,
+}
+
+impl AddressCounts {
+    /// A slot for a new connection from `address`, unless it already has `max` open.
+    fn take(&self, address: IpAddr, max: usize) -> Option<AddressSlot> {
+        let mut counts = self.0.lock().expect("not poisoned");
+        let open = counts.entry(address).or_default();
+        if *open >= max {
+            return None;
+        }
+        *open += 1;
+        Some(AddressSlot {
+            counts: self.clone(),
+            address,
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.0.lock().expect("not poisoned");
+        if let Some(open) = counts.get_mut(&self.address) {
+            *open -= 1;
+            if *open == 0 {
+                counts.remove(&self.address);
+            }
+        }
+    }
+}
+
 async fn accept_loop(
     listener: TcpListener,
     configs: watch::Receiver<Arc<ServerConfig>>,
     audit: Option<AuditSink>,
-    handshake_timeout: Duration,
+    limits: ConnectionLimits,
     ready: mpsc::Sender<AuthenticatedStream>,
 ) {
     let mut handshakes = JoinSet::new();
+    let mut pending = PendingHandshakes::default();
+    let open = AddressCounts::default();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((tcp, remote_addr)) => {
-                    if handshakes.len() >= MAX_PENDING_HANDSHAKES {
+                    let address = remote_addr.ip();
+                    let Some(slot) = open.take(address, limits.max_connections_per_address) else {
+                        warn!(peer = %remote_addr, "too many connections from this address; connection dropped");
+                        continue;
+                    };
+                    if !pending.make_room(address, &limits) {
                         warn!(peer = %remote_addr, "too many TLS handshakes in progress; connection dropped");
                         continue;
                     }
                     let acceptor = TlsAcceptor::from(configs.borrow().clone());
-                    handshakes.spawn(handshake(
+                    let spoke = Arc::new(AtomicBool::new(false));
+                    let abort = handshakes.spawn(handshake(
+                        Accepted {
+                            tcp,
+                            remote_addr,
+                            slot,
+                            spoke: spoke.clone(),
+                        },
                         acceptor,
                         audit.clone(),
-                        tcp,
-                        remote_addr,
-                        handshake_timeout,
+                        limits,
                         ready.clone(),
                     ));
+                    pending.0.insert(
+                        abort.id(),
+                        Pending {
+                            address,
+                            since: Instant::now(),
+                            spoke,
+                            abort,
+                        },
+                    );
                 }
                 Err(error) => {
                     warn!(%error, "accepting a TCP connection failed");
@@ -407,8 +545,14 @@ async fn accept_loop(
                     }
                 }
             },
-            // Reaps finished handshakes so that the set holds only those in flight.
-            Some(_) = handshakes.join_next() => {}
+            // Reaps finished (and closed) handshakes so that only those in flight are kept.
+            Some(done) = handshakes.join_next_with_id() => {
+                let id = match done {
+                    Ok((id, ())) => id,
+                    Err(error) => error.id(),
+                };
+                pending.0.remove(&id);
+            }
         }
     }
 }
@@ -416,7 +560,8 @@ async fn accept_loop(
 /// Records a refused handshake in the audit trail.
 async fn refused(audit: Option<&AuditSink>, remote_addr: SocketAddr, reason: String) {
     if let Some(audit) = audit {
-        audit
+        // Nothing is answered; a refusal the hub could not record (it is stopping) is logged.
+        let _ = audit
             .record(AuditEntry {
                 at: chrono::Utc::now().timestamp_micros(),
                 agency_id: String::new(),
@@ -431,19 +576,48 @@ async fn refused(audit: Option<&AuditSink>, remote_addr: SocketAddr, reason: Str
     }
 }
 
-async fn handshake(
-    acceptor: TlsAcceptor,
-    audit: Option<AuditSink>,
+/// A TCP connection just accepted.
+struct Accepted {
     tcp: TcpStream,
     remote_addr: SocketAddr,
-    handshake_timeout: Duration,
+    slot: AddressSlot,
+    /// Set when the peer sends its first byte.
+    spoke: Arc<AtomicBool>,
+}
+
+async fn handshake(
+    accepted: Accepted,
+    acceptor: TlsAcceptor,
+    audit: Option<AuditSink>,
+    limits: ConnectionLimits,
     ready: mpsc::Sender<AuthenticatedStream>,
 ) {
+    let Accepted {
+        tcp,
+        remote_addr,
+        slot,
+        spoke,
+    } = accepted;
     // gRPC sends many small frames that should leave at once rather than wait for Nagle.
     if let Err(error) = tcp.set_nodelay(true) {
         warn!(peer = %remote_addr, %error, "could not set TCP_NODELAY");
     }
-    let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+    let started = Instant::now();
+    // A TLS client speaks first. A socket that stays silent has not started a handshake: it is
+    // closed without an audit entry (there is nothing to refuse yet), and is the first to go when
+    // room is needed.
+    let mut first = [0u8; 1];
+    let silent_timeout = limits.silent_timeout.min(limits.handshake_timeout);
+    match tokio::time::timeout(silent_timeout, tcp.peek(&mut first)).await {
+        Ok(Ok(read)) if read > 0 => spoke.store(true, Ordering::Relaxed),
+        Ok(_) => return,
+        Err(_) => {
+            debug!(peer = %remote_addr, timeout = ?silent_timeout, "connection sent nothing; closed");
+            return;
+        }
+    }
+    let remaining = limits.handshake_timeout.saturating_sub(started.elapsed());
+    let tls = match tokio::time::timeout(remaining, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(error)) => {
             warn!(peer = %remote_addr, %error, "TLS handshake failed");
@@ -451,7 +625,7 @@ async fn handshake(
             return;
         }
         Err(_) => {
-            warn!(peer = %remote_addr, timeout = ?handshake_timeout, "TLS handshake timed out");
+            warn!(peer = %remote_addr, timeout = ?limits.handshake_timeout, "TLS handshake timed out");
             refused(audit.as_ref(), remote_addr, "handshake timed out".into()).await;
             return;
         }
@@ -471,6 +645,7 @@ async fn handshake(
         .send(AuthenticatedStream {
             inner: tls,
             identity,
+            _slot: slot,
         })
         .await;
 }
@@ -554,7 +729,14 @@ mod tests {
         .unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let incoming = TlsIncoming::with_handshake_timeout(listener, config, handshake_timeout);
+        let incoming = TlsIncoming::with_limits(
+            listener,
+            config,
+            ConnectionLimits {
+                handshake_timeout,
+                ..ConnectionLimits::default()
+            },
+        );
         Hub { ca, addr, incoming }
     }
 

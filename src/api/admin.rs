@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 use super::convert::{page_size, timestamp};
 use super::guard::Guard;
 use super::policy::{Caller, caller};
-use crate::domain::Agency;
+use crate::domain::{Agency, AgencyKind};
 use crate::error::Error;
 use crate::proto;
 use crate::store::Store;
@@ -210,6 +210,7 @@ impl proto::audit_service_server::AuditService for AdminApi {
             .store
             .audit_entries(&AuditFilter {
                 within: Some(auditor.agency.jurisdiction.clone()),
+                unattributed: sees_unattributed(&auditor.agency),
                 agency_id,
                 method: (!message.method.is_empty()).then(|| message.method.clone()),
                 from: micros(message.from.as_ref()),
@@ -241,4 +242,12 @@ impl proto::audit_service_server::AuditService for AdminApi {
             next_page_token,
         }))
     }
+}
+
+/// Whether an agency reading the trail also sees the entries that name no agency: the handshakes
+/// this hub refused and the calls of certificates that name none. They are the hub's own, and the
+/// hub serves a province (the auditor is registered with it): its audit agency at the province
+/// level (`140000` for a hub of `14xxxx` agencies) sees them.
+fn sees_unattributed(agency: &Agency) -> bool {
+    agency.kind == AgencyKind::Audit && agency.jurisdiction.as_str().ends_with("0000")
 }

@@ -361,7 +361,9 @@ where
                     (Ok(Status::from(error).into_http()), outcome, agency)
                 }
             };
-            guard
+            // Answered only once the entry is durable (全程留痕): a crash after the answer
+            // cannot lose it.
+            let recorded = guard
                 .audit
                 .record(AuditEntry {
                     at: crate::store::now_micros(),
@@ -383,7 +385,10 @@ where
                     outcome: outcome.to_owned(),
                 })
                 .await;
-            response
+            match recorded {
+                Ok(()) => response,
+                Err(error) => Ok(Status::from(error).into_http()),
+            }
         })
     }
 }

@@ -47,6 +47,9 @@ pub struct CertificateStanding {
 pub struct AuditFilter {
     /// Entries of agencies in this jurisdiction or below (by the agency's division code prefix).
     pub within: Option<Jurisdiction>,
+    /// With `within`, also the entries that name no agency: handshakes the hub refused and calls
+    /// of certificates that name no agency (for the audit agencies of the hub's province).
+    pub unattributed: bool,
     /// Only this agency.
     pub agency_id: Option<String>,
     /// Only this method (gRPC path).
@@ -314,17 +317,21 @@ impl Store {
              prev_hash, hash FROM audit_log WHERE seq > $1",
         );
         let mut values = vec![Value::Int(filter.after_seq)];
+        if let Some(within) = &filter.within {
+            values.push(Value::Text(format!("{}%", within.prefix())));
+            sql.push_str(&if filter.unattributed {
+                format!(
+                    " AND (jurisdiction LIKE ${} OR jurisdiction = '')",
+                    values.len()
+                )
+            } else {
+                format!(" AND jurisdiction LIKE ${}", values.len())
+            });
+        }
         let mut condition = |sql: &mut String, clause: &str, value: Value| {
             values.push(value);
             sql.push_str(&format!(" AND {clause} ${}", values.len()));
         };
-        if let Some(within) = &filter.within {
-            condition(
-                &mut sql,
-                "jurisdiction LIKE",
-                Value::Text(format!("{}%", within.prefix())),
-            );
-        }
         if let Some(agency_id) = &filter.agency_id {
             condition(&mut sql, "agency_id =", Value::Text(agency_id.clone()));
         }

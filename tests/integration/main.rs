@@ -7,6 +7,7 @@ mod city;
 mod cli;
 mod feed;
 mod findings;
+mod hardening;
 mod helpers;
 mod incremental;
 mod interop;
