@@ -515,7 +515,8 @@ async fn scheduled_reconcile(
     every: Duration,
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) {
-    let holder = format!("{}-{}", std::process::id(), crate::store::now_micros());
+    // Unique per replica: process ids are 1 in every container.
+    let holder = uuid::Uuid::now_v7().to_string();
     let lease = i64::try_from(every.as_secs())
         .unwrap_or(i64::MAX / 2_000_000)
         .max(1);

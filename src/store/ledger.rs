@@ -6,8 +6,6 @@
 //! `case_steps`. A move is taken under the matter's lock and a version check, and its step, its
 //! new state and any feed event commit together.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use chrono::{FixedOffset, NaiveDate, TimeZone};
 use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
@@ -223,16 +221,35 @@ pub struct Bulletin {
     pub text: String,
 }
 
-static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+/// Makes ids: the prefix and a UUIDv7 (milliseconds, then a counter seeded at random and random
+/// bits), so ids sort by when they were made and two replicas never make the same one, whatever
+/// their process ids (1 in every container). Each process (each replica) has its own maker.
+struct IdMaker {
+    /// Keeps the ids of one maker in the order they were made within a millisecond.
+    context: std::sync::Mutex<uuid::ContextV7>,
+}
 
-/// A new id: time, process and a counter, so replicas never make the same one.
+impl IdMaker {
+    const fn new() -> IdMaker {
+        IdMaker {
+            context: std::sync::Mutex::new(uuid::ContextV7::new()),
+        }
+    }
+
+    /// A new id.
+    fn make(&self, prefix: &str) -> String {
+        let context = self.context.lock().unwrap_or_else(|e| e.into_inner());
+        let id = uuid::Uuid::new_v7(uuid::Timestamp::now(&*context));
+        format!("{prefix}-{id}")
+    }
+}
+
+/// This process's id maker.
+static IDS: IdMaker = IdMaker::new();
+
+/// A new id with its prefix.
 fn new_id(prefix: &str) -> String {
-    let n = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-    format!(
-        "{prefix}-{:x}-{:x}-{n:x}",
-        super::now_micros(),
-        std::process::id()
-    )
+    IDS.make(prefix)
 }
 
 /// The China Standard Time date of an instant.
@@ -1797,5 +1814,19 @@ mod tests {
         };
         assert_eq!(parse_alert_id(&alert_id(&key)).unwrap(), key);
         assert!(parse_alert_id("NOPE|x|y|z").is_err());
+    }
+
+    #[test]
+    fn ids_made_at_once_by_two_replicas_never_collide() {
+        // Two replicas in containers: each its own maker, and the same process id (1) in both.
+        let (first, second) = (IdMaker::new(), IdMaker::new());
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..20_000 {
+            for maker in [&first, &second] {
+                let id = maker.make("LI");
+                assert!(id.starts_with("LI-"), "{id}");
+                assert!(seen.insert(id.clone()), "{id} was made twice");
+            }
+        }
     }
 }
