@@ -238,7 +238,10 @@ impl IdMaker {
 
     /// A new id.
     fn make(&self, prefix: &str) -> String {
-        let context = self.context.lock().unwrap_or_else(|e| e.into_inner());
+        let context = self
+            .context
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let id = uuid::Uuid::new_v7(uuid::Timestamp::now(&*context));
         format!("{prefix}-{id}")
     }
