@@ -449,3 +449,113 @@ pub fn verify_funding(
         funding_form,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Grade, InstitutionKind, InstitutionStatus, Jurisdiction, Quota};
+
+    fn date(raw: &str) -> NaiveDate {
+        raw.parse().unwrap()
+    }
+
+    /// One public institution of `form` with a quota of 10 and 9 people on the roll.
+    fn nine_of_ten(form: FundingForm) -> (Snapshot, Uscc) {
+        let unit = Uscc::with_check_character("12140100MB0000001").unwrap();
+        let mut snapshot = Snapshot::default();
+        snapshot
+            .institutions
+            .push(super::super::findings::InstitutionFacts {
+                uscc: unit.clone(),
+                jurisdiction: Jurisdiction::parse("140100").unwrap(),
+                kind: InstitutionKind::PublicInstitution,
+                grade: Grade::DivisionPrincipal,
+                funding_form: Some(form),
+                status: InstitutionStatus::Active,
+                status_since: None,
+                political_legal: false,
+                record: RecordRef("office/org".into()),
+            });
+        snapshot.quotas.push(Pushed {
+            id: RecordRef("office/q".into()),
+            record: Quota {
+                institution: unit.clone(),
+                category: QuotaCategory::PublicInstitution,
+                approved_count: 10,
+                effective_from: date("2020-01-01"),
+                effective_to: None,
+                approval_document: "x".into(),
+            },
+            accepted_at: 1,
+        });
+        for n in 0..9 {
+            snapshot.spells.push(PersonSpell {
+                resident_id: resident_id_with_check(&format!("14010519800101{n:03}")).unwrap(),
+                spell: Spell {
+                    institution: unit.clone(),
+                    category: QuotaCategory::PublicInstitution,
+                    rank: Rank::Clerk,
+                    status: PersonStatus::Active,
+                    valid_from: date("2020-01-01"),
+                    valid_to: None,
+                    approval_number: None,
+                    seconded_to: None,
+                },
+            });
+        }
+        (snapshot, unit)
+    }
+
+    fn funded(snapshot: &mut Snapshot, unit: &Uscc, headcount: u32) {
+        snapshot.fundings.push(Pushed {
+            id: RecordRef(format!("finance/f{}", snapshot.fundings.len())),
+            record: Funding {
+                institution: unit.clone(),
+                category: QuotaCategory::PublicInstitution,
+                period: Period::parse("2024-03").unwrap(),
+                funded_headcount: headcount,
+                amount_fen: i64::from(headcount) * 100,
+            },
+            accepted_at: 2 + i64::try_from(snapshot.fundings.len()).unwrap(),
+        });
+    }
+
+    fn verdict(snapshot: &Snapshot, unit: &Uscc, headcount: u32) -> Option<Verdict> {
+        let question = FundingQuestion {
+            institution: unit.clone(),
+            category: QuotaCategory::PublicInstitution,
+            period: Period::parse("2024-03").unwrap(),
+            headcount,
+            amount_fen: i64::from(headcount) * 100,
+        };
+        verify_funding(snapshot, &question, &RulesConfig::default()).verdict
+    }
+
+    #[test]
+    fn a_funding_verdict_does_not_depend_on_earlier_funding() {
+        let (mut snapshot, unit) = nine_of_ten(FundingForm::Full);
+        for earlier in [None, Some(9), Some(12), Some(15)] {
+            if let Some(headcount) = earlier {
+                funded(&mut snapshot, &unit, headcount);
+            }
+            for (asked, expected) in [
+                (12, Verdict::Deny),
+                (10, Verdict::Deny),
+                (9, Verdict::Allow),
+            ] {
+                assert_eq!(
+                    verdict(&snapshot, &unit, asked),
+                    Some(expected),
+                    "{asked} after {earlier:?}"
+                );
+            }
+        }
+
+        let (mut snapshot, unit) = nine_of_ten(FundingForm::SelfFunded);
+        for _ in 0..2 {
+            assert_eq!(verdict(&snapshot, &unit, 1), Some(Verdict::Deny));
+            assert_eq!(verdict(&snapshot, &unit, 0), Some(Verdict::Allow));
+            funded(&mut snapshot, &unit, 1);
+        }
+    }
+}
