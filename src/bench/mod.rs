@@ -839,14 +839,16 @@ mod tests {
         the_whole_bench_runs(options).await;
     }
 
+    /// Runs where `QUOTAHUB_TEST_POSTGRES_URL` names a PostgreSQL server (read at run time, so
+    /// that setting it rebuilds nothing), and passes at once without one.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[cfg_attr(
-        not(quotahub_postgres),
-        ignore = "PostgreSQL half not run: set QUOTAHUB_TEST_POSTGRES_URL"
-    )]
     async fn the_whole_bench_runs_at_a_tiny_scale_on_postgres() {
-        let url = std::env::var("QUOTAHUB_TEST_POSTGRES_URL")
-            .expect("QUOTAHUB_TEST_POSTGRES_URL names a PostgreSQL server");
+        let Some(url) = std::env::var("QUOTAHUB_TEST_POSTGRES_URL")
+            .ok()
+            .filter(|url| !url.is_empty())
+        else {
+            return;
+        };
         the_whole_bench_runs(tiny(DatabaseServer::Postgres { admin_url: url })).await;
     }
 }

@@ -72,6 +72,7 @@ async fn run_script(python: &str, script: &str, args: &[&str]) -> String {
         output.status,
         String::from_utf8_lossy(&output.stderr)
     );
+    print!("{stdout}");
     stdout
 }
 

@@ -116,7 +116,10 @@ def main():
     if problems:
         print("\n".join(problems), file=sys.stderr)
         return 1
-    print(f"{args.records} records in one stream: {counts[0]} accepted, {counts[1]} refused")
+    print(
+        f"{args.records} records in one stream: {counts[0]} accepted, {counts[1]} refused "
+        f"(an answer of {response.ByteSize()} bytes)"
+    )
     return 0
 
 
