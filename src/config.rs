@@ -193,6 +193,8 @@ pub struct LimitSettings {
     pub burst: u32,
     /// Deadline of every unary call in seconds (`limits.call_timeout_secs`, default 30; 0: none).
     pub call_timeout_secs: u64,
+    /// The most a bulk push's answer weighs, in bytes (`limits.answer_bytes`, default 3 MiB).
+    pub answer_bytes: usize,
 }
 
 impl Default for LimitSettings {
@@ -204,6 +206,7 @@ impl Default for LimitSettings {
             calls_per_second: defaults.calls_per_second,
             burst: defaults.burst,
             call_timeout_secs: defaults.call_timeout.map_or(0, |t| t.as_secs()),
+            answer_bytes: defaults.answer_bytes,
         }
     }
 }
@@ -406,6 +409,7 @@ impl Settings {
             burst: self.limits.burst,
             call_timeout: (self.limits.call_timeout_secs > 0)
                 .then(|| Duration::from_secs(self.limits.call_timeout_secs)),
+            answer_bytes: self.limits.answer_bytes,
         }
     }
 }

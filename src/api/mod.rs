@@ -34,6 +34,10 @@ pub struct Limits {
     pub burst: u32,
     /// Deadline of every unary call.
     pub call_timeout: Option<std::time::Duration>,
+    /// The most a bulk push's answer may weigh, in bytes: the finding changes that would make it
+    /// heavier are left out (and counted), so that a client with gRPC's default 4 MiB receive
+    /// limit can always read the results of its records.
+    pub answer_bytes: usize,
 }
 
 impl Default for Limits {
@@ -44,6 +48,7 @@ impl Default for Limits {
             calls_per_second: 500,
             burst: 1_000,
             call_timeout: Some(std::time::Duration::from_secs(30)),
+            answer_bytes: 3 * 1024 * 1024,
         }
     }
 }

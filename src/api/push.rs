@@ -132,6 +132,7 @@ pub async fn push_stream<P: Pushed>(
         }
     }
     response.results = results;
+    response.findings_omitted = fit_answer(&mut response.results, hub.limits.answer_bytes);
     tracing::Span::current().record("records", index);
     hub.metrics.records(
         <P::Record as crate::store::push::RecordKind>::KIND,
@@ -140,6 +141,44 @@ pub async fn push_stream<P: Pushed>(
         response.rejected,
     );
     Ok(Response::new(response))
+}
+
+/// Keeps the answer of a bulk push within `budget` bytes: every record's result stays, and the
+/// finding changes are listed in stream order while they fit; the rest are dropped and their
+/// number returned. A result's size without its findings is what the answer cannot do without.
+fn fit_answer(results: &mut [proto::RecordResult], budget: usize) -> u64 {
+    use prost::Message;
+    // A repeated field's entry costs its tag, its length's varint and its bytes.
+    let entry = |len: usize| 1 + prost::length_delimiter_len(len) + len;
+    let bare: usize = results
+        .iter()
+        .map(|result| {
+            let findings = result
+                .findings
+                .iter()
+                .map(|change| entry(change.encoded_len()))
+                .sum::<usize>();
+            entry(result.encoded_len() - findings)
+        })
+        .sum();
+    // Room for the counts and the findings_omitted field itself.
+    let mut room = budget.saturating_sub(bare + 64);
+    let mut omitted = 0u64;
+    for result in results.iter_mut() {
+        let mut kept = 0;
+        for change in &result.findings {
+            let size = entry(change.encoded_len());
+            if omitted == 0 && size <= room {
+                room -= size;
+                kept += 1;
+            } else {
+                break;
+            }
+        }
+        omitted += (result.findings.len() - kept) as u64;
+        result.findings.truncate(kept);
+    }
+    omitted
 }
 
 async fn store_batch<R>(

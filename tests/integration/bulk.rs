@@ -13,6 +13,7 @@ on_both_backends!(
     a_resent_stream_is_recognised_record_by_record,
     a_stream_spanning_batches_keeps_stream_order,
     records_beyond_the_stream_limit_are_refused_alone,
+    a_bulk_answer_keeps_within_its_size_and_counts_what_it_leaves_out,
 );
 
 async fn bad_records_in_a_stream_do_not_sink_the_good_ones(backend: Backend) {
@@ -210,5 +211,75 @@ async fn records_beyond_the_stream_limit_are_refused_alone(backend: Backend) {
     assert_eq!(
         response.results[4].error.as_ref().unwrap().code,
         "RESOURCE_EXHAUSTED"
+    );
+}
+
+/// A bulk push whose records raise many findings answers within `limits.answer_bytes` (a stock
+/// gRPC client reads at most 4 MiB): every record's result is there, the first finding changes
+/// whole, and the number left out, which together with those listed is every change made.
+async fn a_bulk_answer_keeps_within_its_size_and_counts_what_it_leaves_out(backend: Backend) {
+    use prost::Message;
+    const BUDGET: usize = 8 * 1024;
+    let app = TestApp::spawn_with(
+        backend,
+        Limits {
+            answer_bytes: BUDGET,
+            ..Limits::default()
+        },
+    )
+    .await;
+    let unit = uscc("140100", 1);
+    // Ghost pay: each line raises a finding about someone on no roll.
+    let lines: Vec<proto::PayrollLine> = (0..60)
+        .map(|n| payroll(&format!("ghost-{n}"), &resident(n), &unit, "2024-03"))
+        .collect();
+    let response = app
+        .finance("140100")
+        .await
+        .max_decoding_message_size(BUDGET)
+        .push_payroll_lines(tokio_stream::iter(lines))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        response.encoded_len() <= BUDGET,
+        "{}",
+        response.encoded_len()
+    );
+    assert_eq!(response.results.len(), 60);
+    assert_eq!(response.accepted, 60);
+    let listed: usize = response.results.iter().map(|r| r.findings.len()).sum();
+    assert!(listed > 0, "the first changes are listed");
+    assert!(response.findings_omitted > 0, "{response:?}");
+    // The listed changes are the first ones, whole.
+    let first_empty = response
+        .results
+        .iter()
+        .position(|r| r.findings.is_empty())
+        .unwrap();
+    assert!(
+        response.results[first_empty..]
+            .iter()
+            .all(|r| r.findings.is_empty())
+    );
+    assert!(
+        response.results[0].findings[0]
+            .finding
+            .as_ref()
+            .is_some_and(|f| !f.explanation_zh.is_empty())
+    );
+    let findings = app
+        .store
+        .findings(&quotahub::store::reconcile::FindingFilter {
+            open: true,
+            limit: u32::MAX,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        listed as u64 + response.findings_omitted,
+        findings.len() as u64,
+        "listed and left out add up to every change"
     );
 }
