@@ -133,7 +133,8 @@ impl Store {
         ))
     }
 
-    /// One attempt; `None` when another replica committed some of the same record ids meanwhile.
+    /// One attempt; `None` when another replica committed some of the same record ids, or changed
+    /// a finding the batch re-checked, meanwhile.
     async fn try_push<R: RecordKind>(
         &self,
         agency: &Agency,
@@ -142,9 +143,13 @@ impl Store {
         let mut tx = self
             .begin_locked(&push_lock_keys(agency, submissions))
             .await?;
-        let Some(verdicts) = self.push_locked(&mut tx, agency, submissions).await? else {
-            tx.rollback().await?;
-            return Ok(None);
+        let verdicts = match self.push_locked(&mut tx, agency, submissions).await {
+            Ok(Some(verdicts)) => verdicts,
+            Ok(None) | Err(Error::Aborted(_)) => {
+                tx.rollback().await?;
+                return Ok(None);
+            }
+            Err(error) => return Err(error),
         };
         tx.commit().await?;
         self.feed_changed();

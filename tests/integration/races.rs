@@ -216,6 +216,56 @@ async fn a_push_racing_an_escalation_keeps_the_step() {
     );
 }
 
+/// A writer that changes a finding without the institution's lock (as the escalation did) while
+/// a push re-checks it: the push read the older version, and its upsert wrote that version's
+/// alert back. Findings are now written only from the version read; the push tries again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(quotahub_postgres),
+    ignore = "PostgreSQL half not run: set QUOTAHUB_TEST_POSTGRES_URL"
+)]
+async fn a_push_never_writes_back_a_finding_changed_since_it_read_it() {
+    let app = spawn(Backend::Postgres).await;
+    let unit = unit_with(&app, 1, 1, 2).await;
+    let key = over_quota(&unit);
+    let before = app.store.finding(&key).await.unwrap().expect("over quota");
+
+    let mut writer = sqlx::PgConnection::connect(app.db.url()).await.unwrap();
+    let mut probe = sqlx::PgConnection::connect(app.db.url()).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut writer).await.unwrap();
+    sqlx::query(
+        "UPDATE findings SET escalation_level = 2, version = version + 2 \
+         WHERE code = 'OVER_QUOTA' AND institution_uscc = $1",
+    )
+    .bind(&unit)
+    .execute(&mut writer)
+    .await
+    .unwrap();
+    let push = {
+        let (store, unit) = (app.store.clone(), unit.clone());
+        tokio::spawn(async move {
+            let hr = agency("140100", AgencyKind::Hr);
+            let third = hire("h-race", &resident(199), &unit, "2024-01-02")
+                .to_submission()
+                .unwrap();
+            store.push(&hr, &[third]).await
+        })
+    };
+    // The push has read the finding and waits to write it.
+    waiters(&mut probe, 1).await;
+    sqlx::query("COMMIT").execute(&mut writer).await.unwrap();
+
+    let verdicts = push.await.unwrap().expect("the push runs");
+    assert!(verdicts[0].is_ok(), "{verdicts:?}");
+    let after = app.store.finding(&key).await.unwrap().unwrap();
+    assert_eq!(after.finding.actual, 3, "the push's hire is counted");
+    assert_eq!(
+        after.alert.escalation_level, 2,
+        "the change survives: {after:?}"
+    );
+    assert_eq!(after.version, before.version + 3);
+}
+
 /// Runs statements on the test's database as they are (for a fault the test injects).
 async fn execute(app: &TestApp, sql: &str) {
     sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
