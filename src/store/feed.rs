@@ -554,8 +554,13 @@ impl Store {
             if due <= stored.alert.escalation_level {
                 continue;
             }
-            let mut tx = self.begin().await?;
             let key = &stored.finding.key;
+            // The institution's lock, as pushes and transitions take it: a push that re-checks the
+            // finding meanwhile either comes first (and the claim below finds a new version) or
+            // reads the step once it is committed.
+            let mut tx = self
+                .begin_locked(&[format!("institution:{}", key.institution)])
+                .await?;
             let claimed = sqlx::query_with(
                 "UPDATE findings SET escalation_level = $5, version = version + $6, updated_at = $7 \
                  WHERE code = $1 AND institution_uscc = $2 AND subject = $3 AND period = $4 AND escalation_level = $8 AND version = $9",
@@ -621,10 +626,12 @@ impl Store {
                 Value::from(key.period.as_str()),
             ]
         };
-        let mut tx = self.begin().await?;
-        let mut lock = vec![format!("institution:{}", key.institution)];
-        lock.push(format!("alert-transition:{agency_id}"));
-        self.lock_keys(&mut tx, &lock).await?;
+        let mut tx = self
+            .begin_locked(&[
+                format!("institution:{}", key.institution),
+                format!("alert-transition:{agency_id}"),
+            ])
+            .await?;
         let earlier = sqlx::query_with(
             "SELECT * FROM alert_transitions WHERE agency_id = $1 AND idempotency_key = $2",
             bind_all(vec![

@@ -11,8 +11,8 @@ use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
 
 use super::feed::{FeedEventType, FollowUp, FollowUpStep, append_follow_up};
-use super::ledger_keys::{Creates, RequestKey};
-use super::push::{Submission, column};
+use super::ledger_keys::{Creates, RequestKey, request_lock};
+use super::push::{Submission, column, push_lock_keys};
 use super::query as q;
 use super::{Store, Tx, Value, bind_all};
 use crate::domain::findings::{FindingKey, RuleCode};
@@ -21,8 +21,8 @@ use crate::domain::ledger::{
     MatterKind, MoveRefused, OverdueItem, PenaltyKind, ReportChannel, ReportRow, TransferKind,
 };
 use crate::domain::{
-    Agency, AgencyKind, Coded, Grade, HiringApproval, InstitutionStatus, Jurisdiction, LeaderLevel,
-    LeaderPosition, LeaderPost, Quota, QuotaCategory, Uscc,
+    Agency, AgencyKind, Coded, Grade, HiringApproval, Institution, InstitutionStatus, Jurisdiction,
+    LeaderLevel, LeaderPosition, LeaderPost, Quota, QuotaCategory, Uscc,
 };
 use crate::error::{Error, Result};
 
@@ -515,7 +515,13 @@ impl Store {
         oversee(agency, jurisdiction.as_str())?;
         let id = new_id("LI");
         let now = self.now();
-        let mut tx = self.begin().await?;
+        // The request's key and the department's lock (the one pushes take, so the finding cannot
+        // change under the check below), in one acquisition.
+        let locks: Vec<String> = request_lock(agency, Creates::Item, key)
+            .into_iter()
+            .chain([format!("institution:{department}")])
+            .collect();
+        let mut tx = self.begin_locked(&locks).await?;
         // Before the check of one open item per finding, which the first request's item meets.
         if let Some(first) = self.recall(&mut tx, agency, Creates::Item, key).await? {
             drop(tx);
@@ -527,8 +533,6 @@ impl Store {
         let finding = new.finding.as_ref();
         if let Some(key) = finding {
             // One matter, one account: a finding has at most one item not yet closed.
-            self.lock_keys(&mut tx, &[format!("institution:{department}")])
-                .await?;
             let open = sqlx::query_with(
                 "SELECT id FROM ledger_items WHERE finding_code = $1 AND department_uscc = $2 \
                  AND finding_subject = $3 AND finding_period = $4 AND state <> 'CLOSED'",
@@ -788,9 +792,11 @@ impl Store {
             .jurisdiction;
         oversee(agency, jurisdiction.as_str())?;
         let today = self.checks().clock.today();
-        let mut tx = self.begin().await?;
-        self.lock_keys(&mut tx, &[format!("institution:{department}")])
-            .await?;
+        let locks: Vec<String> = request_lock(agency, Creates::Application, key)
+            .into_iter()
+            .chain([format!("institution:{department}")])
+            .collect();
+        let mut tx = self.begin_locked(&locks).await?;
         // Before the gate: a resend answers the first result even if items fell overdue since.
         if let Some(first) = self
             .recall(&mut tx, agency, Creates::Application, key)
@@ -873,11 +879,10 @@ impl Store {
     /// pushed to the registry through the ordinary push path, with the application as its source
     /// (record id `application/{id}`), so the findings it changes are checked as for any push.
     ///
-    /// The decision is claimed first, by a conditional update from PENDING, so of two concurrent
-    /// decisions only one reaches the registry. The push runs in a transaction of its own, so a
-    /// push that fails or is refused hands the claim back (PENDING again). What remains: between
-    /// the claim and the push's commit the application reads APPROVED without its record, and a
-    /// hub that stops in that window leaves it so until decided by hand.
+    /// The decision and its registry record commit together or not at all: the push joins the
+    /// decision's transaction, which takes the push's locks with its own in one acquisition. The
+    /// decision is claimed by a conditional update from PENDING, so of two concurrent decisions
+    /// only one is made; a push that is refused leaves the application PENDING.
     pub async fn decide(
         &self,
         agency: &Agency,
@@ -901,7 +906,16 @@ impl Store {
         } else {
             ApplicationState::Rejected
         };
-        let mut tx = self.begin().await?;
+        let change = if approve {
+            self.approved_change(&application).await?
+        } else {
+            None
+        };
+        let mut locks = vec![format!("institution:{}", application.department)];
+        if let Some(change) = &change {
+            locks.extend(change.lock_keys(agency));
+        }
+        let mut tx = self.begin_locked(&locks).await?;
         let claimed = sqlx::query_with(
             "UPDATE applications SET state = $2 WHERE id = $1 AND state = 'PENDING'",
             bind_all(vec![Value::from(id), Value::from(decided.code())])?,
@@ -914,71 +928,36 @@ impl Store {
                 "the application was decided meanwhile; read it again".into(),
             ));
         }
+        if let Some(change) = &change {
+            change.push_in(self, &mut tx, agency).await?;
+        }
         sqlx::query_with(
             "INSERT INTO application_decisions (application_id, approved, note, decided_by, decided_at, registry_record) \
-             VALUES ($1, $2, $3, $4, $5, NULL)",
+             VALUES ($1, $2, $3, $4, $5, $6)",
             bind_all(vec![
                 Value::from(id),
                 Value::from(approve),
                 Value::from(note),
                 Value::Text(agency.id()),
                 Value::Int(self.now()),
+                Value::OptText(change.as_ref().map(|c| c.registry_record(agency))),
             ])?,
         )
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        if approve {
-            match self.push_approved(agency, &application).await {
-                Ok(Some(record)) => {
-                    let mut tx = self.begin().await?;
-                    sqlx::query_with(
-                        "UPDATE application_decisions SET registry_record = $2 WHERE application_id = $1",
-                        bind_all(vec![Value::from(id), Value::Text(record)])?,
-                    )
-                    .execute(&mut *tx)
-                    .await?;
-                    tx.commit().await?;
-                }
-                Ok(None) => {}
-                Err(error) => {
-                    self.hand_back(id).await?;
-                    return Err(error);
-                }
-            }
+        if change.is_some() {
+            self.feed_changed();
         }
         self.application(id)
             .await?
             .ok_or_else(|| Error::Internal("an application vanished".into()))
     }
 
-    /// Undoes a claimed approval whose push failed: the application is PENDING again.
-    async fn hand_back(&self, id: &str) -> Result<()> {
-        let mut tx = self.begin().await?;
-        sqlx::query_with(
-            "DELETE FROM application_decisions WHERE application_id = $1",
-            bind_all(vec![Value::from(id)])?,
-        )
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query_with(
-            "UPDATE applications SET state = 'PENDING' WHERE id = $1 AND state = 'APPROVED'",
-            bind_all(vec![Value::from(id)])?,
-        )
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Pushes the registry record an approved application makes: a quota, leader posts, a hiring
+    /// The registry record an approved application makes: a quota, leader posts, a hiring
     /// approval, or a new version of the department's institution (abolished, merged, regraded).
     /// `None` for a set-up, which is recorded only.
-    async fn push_approved(
-        &self,
-        agency: &Agency,
-        application: &Application,
-    ) -> Result<Option<String>> {
+    async fn approved_change(&self, application: &Application) -> Result<Option<RegistryChange>> {
         let today = self.checks().clock.today();
         let record_id = format!("application/{}", application.id);
         let institution = Uscc::parse(&application.department).map_err(Error::Internal)?;
@@ -992,23 +971,19 @@ impl Store {
                 .ok_or_else(|| Error::invalid("category", "the application names no category"))
         };
         let hash = hash_of(&format!("{}{:?}", application.id, request));
-        let verdict = match application.kind {
-            ApplicationKind::ChangeQuota => {
-                self.push_one(
-                    agency,
-                    &record_id,
-                    &hash,
-                    Quota {
-                        institution,
-                        category: category()?,
-                        approved_count: request.count,
-                        effective_from: today,
-                        effective_to: None,
-                        approval_document: document,
-                    },
-                )
-                .await?
-            }
+        Ok(Some(match application.kind {
+            ApplicationKind::ChangeQuota => RegistryChange::Quota(Submission {
+                record_id: record_id.clone(),
+                content_hash: hash.clone(),
+                record: Quota {
+                    institution,
+                    category: category()?,
+                    approved_count: request.count,
+                    effective_from: today,
+                    effective_to: None,
+                    approval_document: document,
+                },
+            }),
             ApplicationKind::ChangeLeaderPosts => {
                 let level = request
                     .level
@@ -1022,11 +997,10 @@ impl Store {
                     .ok_or_else(|| {
                         Error::invalid("position", "the application names no position")
                     })?;
-                self.push_one(
-                    agency,
-                    &record_id,
-                    &hash,
-                    LeaderPost {
+                RegistryChange::LeaderPost(Submission {
+                    record_id: record_id.clone(),
+                    content_hash: hash.clone(),
+                    record: LeaderPost {
                         institution,
                         level,
                         position,
@@ -1035,29 +1009,24 @@ impl Store {
                         effective_to: None,
                         approval_document: document,
                     },
-                )
-                .await?
+                })
             }
-            ApplicationKind::HiringApproval => {
-                self.push_one(
-                    agency,
-                    &record_id,
-                    &hash,
-                    HiringApproval {
-                        approval_number: document,
-                        institution,
-                        category: category()?,
-                        approved_entries: request.count,
-                        issued_on: today,
-                        valid_until: request
-                            .valid_until
-                            .as_deref()
-                            .and_then(|d| d.parse().ok())
-                            .unwrap_or(today),
-                    },
-                )
-                .await?
-            }
+            ApplicationKind::HiringApproval => RegistryChange::HiringApproval(Submission {
+                record_id: record_id.clone(),
+                content_hash: hash.clone(),
+                record: HiringApproval {
+                    approval_number: document,
+                    institution,
+                    category: category()?,
+                    approved_entries: request.count,
+                    issued_on: today,
+                    valid_until: request
+                        .valid_until
+                        .as_deref()
+                        .and_then(|d| d.parse().ok())
+                        .unwrap_or(today),
+                },
+            }),
             ApplicationKind::Abolish | ApplicationKind::Merge | ApplicationKind::ChangeGrade => {
                 // A new version of the department's registry record.
                 let mut record = self
@@ -1082,36 +1051,21 @@ impl Store {
                     record.status_since = Some(today);
                 }
                 record.approval_document = document;
-                self.push_one(agency, &record_id, &hash, record).await?
+                RegistryChange::Institution(Submission {
+                    record_id: record_id.clone(),
+                    content_hash: hash.clone(),
+                    record,
+                })
             }
             // A new institution's whole record is pushed with StaffingService.PushInstitution.
             ApplicationKind::SetUp => return Ok(None),
-        };
-        verdict.map(|()| Some(format!("{}/{record_id}", agency.id())))
-    }
-
-    async fn push_one<R: super::push::RecordKind>(
-        &self,
-        agency: &Agency,
-        record_id: &str,
-        hash: &str,
-        record: R,
-    ) -> Result<Result<()>> {
-        let submission = Submission {
-            record_id: record_id.to_owned(),
-            content_hash: hash.to_owned(),
-            record,
-        };
-        let mut verdicts = self.push(agency, std::slice::from_ref(&submission)).await?;
-        Ok(verdicts
-            .pop()
-            .ok_or_else(|| Error::Internal("a push gave no verdict".into()))?
-            .map(|_| ()))
+        }))
     }
 
     /// Penalizes the department of a ledger item. A cut of vacant quota (核减空余编制) pushes the
-    /// lowered quota, in force from today, through the push path (record id `penalty/{id}`): the
-    /// scope re-check that follows every push sees it at once.
+    /// lowered quota, in force from today, through the push path (record id `penalty/{id}`) in the
+    /// penalty's own transaction: the penalty and the cut commit together or not at all, and the
+    /// scope re-check that comes with the push sees the cut at once.
     // The request's fields one by one, as the RPC gives them, and its idempotency key.
     #[allow(clippy::too_many_arguments)]
     pub async fn impose_penalty(
@@ -1138,13 +1092,14 @@ impl Store {
                 .find(|p| p.id == first)
                 .ok_or_else(|| Error::Internal("a penalty vanished".into()))
         };
-        // A resend answers before it pushes a second cut.
+        // A resend answers the first penalty before the cut is worked out again from the quota
+        // the first one lowered.
         if let Some(first) = self.recalled(agency, Creates::Penalty, key).await? {
             return first_penalty(first).await;
         }
         let id = new_id("PE");
         let today = self.checks().clock.today();
-        let (category, cut) = match kind {
+        let (category, cut, change) = match kind {
             PenaltyKind::CutVacantQuota => {
                 let category = category
                     .ok_or_else(|| Error::invalid("category", "a cut names the quota category"))?;
@@ -1165,31 +1120,39 @@ impl Store {
                 let (quota, active) = occupancy;
                 let lowered = ledger::quota_after_cut(quota.record.approved_count, active, cut)
                     .map_err(|reason| Error::invalid("cut", reason))?;
-                let record = Quota {
-                    institution: institution.clone(),
-                    category,
-                    approved_count: lowered,
-                    effective_from: today,
-                    effective_to: quota.record.effective_to,
-                    approval_document: format!("penalty {id}"),
-                };
-                // Keyed by the request's key where it has one: two concurrent resends push the same
-                // record, which the push path stores once.
-                let record_id = key.map_or_else(
-                    || format!("penalty/{id}"),
-                    |key| format!("penalty-key/{}", key.key),
-                );
-                self.push_one(agency, &record_id, &hash_of(&record_id), record)
-                    .await??;
-                (Some(category), cut)
+                let record_id = format!("penalty/{id}");
+                let change = RegistryChange::Quota(Submission {
+                    content_hash: hash_of(&record_id),
+                    record_id,
+                    record: Quota {
+                        institution: institution.clone(),
+                        category,
+                        approved_count: lowered,
+                        effective_from: today,
+                        effective_to: quota.record.effective_to,
+                        approval_document: format!("penalty {id}"),
+                    },
+                });
+                (Some(category), cut, Some(change))
             }
-            PenaltyKind::Admonition => (None, 0),
+            PenaltyKind::Admonition => (None, 0, None),
         };
         let now = self.now();
-        let mut tx = self.begin().await?;
+        let mut locks: Vec<String> = request_lock(agency, Creates::Penalty, key)
+            .into_iter()
+            .chain([format!("institution:{institution}")])
+            .collect();
+        if let Some(change) = &change {
+            locks.extend(change.lock_keys(agency));
+        }
+        let mut tx = self.begin_locked(&locks).await?;
+        // Of two concurrent resends, the second finds the first here and pushes nothing.
         if let Some(first) = self.recall(&mut tx, agency, Creates::Penalty, key).await? {
             drop(tx);
             return first_penalty(first).await;
+        }
+        if let Some(change) = &change {
+            change.push_in(self, &mut tx, agency).await?;
         }
         sqlx::query_with(
             "INSERT INTO penalties (id, item_id, institution_uscc, kind, category, cut, text, imposed_by, imposed_at) \
@@ -1220,6 +1183,9 @@ impl Store {
         self.remember(&mut tx, agency, Creates::Penalty, key, &id)
             .await?;
         tx.commit().await?;
+        if change.is_some() {
+            self.feed_changed();
+        }
         first_penalty(id).await
     }
 
@@ -1272,7 +1238,10 @@ impl Store {
         oversee(agency, new.jurisdiction.as_str())?;
         let id = new_id("CA");
         let now = self.now();
-        let mut tx = self.begin().await?;
+        let locks: Vec<String> = request_lock(agency, Creates::Case, key)
+            .into_iter()
+            .collect();
+        let mut tx = self.begin_locked(&locks).await?;
         if let Some(first) = self.recall(&mut tx, agency, Creates::Case, key).await? {
             drop(tx);
             return self
@@ -1453,7 +1422,10 @@ impl Store {
         follow_up.transfer_id.clone_from(&id);
         follow_up.text = text.to_owned();
         let now = self.now();
-        let mut tx = self.begin().await?;
+        let locks: Vec<String> = request_lock(agency, Creates::Transfer, key)
+            .into_iter()
+            .collect();
+        let mut tx = self.begin_locked(&locks).await?;
         if let Some(first) = self.recall(&mut tx, agency, Creates::Transfer, key).await? {
             drop(tx);
             return self
@@ -1640,7 +1612,10 @@ impl Store {
             jurisdiction: agency.jurisdiction.to_string(),
             text,
         };
-        let mut tx = self.begin().await?;
+        let locks: Vec<String> = request_lock(agency, Creates::Bulletin, key)
+            .into_iter()
+            .collect();
+        let mut tx = self.begin_locked(&locks).await?;
         if let Some(first) = self.recall(&mut tx, agency, Creates::Bulletin, key).await? {
             drop(tx);
             return self
@@ -1772,6 +1747,62 @@ impl Store {
             }
         }
         Ok(written)
+    }
+}
+
+/// A registry record that a decision or a penalty makes, pushed in the decision's or penalty's
+/// own transaction.
+enum RegistryChange {
+    /// A quota (a decided change, or a cut).
+    Quota(Submission<Quota>),
+    /// Leader posts.
+    LeaderPost(Submission<LeaderPost>),
+    /// A hiring approval.
+    HiringApproval(Submission<HiringApproval>),
+    /// A new version of an institution's registry record.
+    Institution(Submission<Institution>),
+}
+
+impl RegistryChange {
+    /// The locks its push takes, for the transaction's one acquisition.
+    fn lock_keys(&self, agency: &Agency) -> Vec<String> {
+        match self {
+            RegistryChange::Quota(s) => push_lock_keys(agency, std::slice::from_ref(s)),
+            RegistryChange::LeaderPost(s) => push_lock_keys(agency, std::slice::from_ref(s)),
+            RegistryChange::HiringApproval(s) => push_lock_keys(agency, std::slice::from_ref(s)),
+            RegistryChange::Institution(s) => push_lock_keys(agency, std::slice::from_ref(s)),
+        }
+    }
+
+    /// How the decision names the record: `{agency}/{record id}`.
+    fn registry_record(&self, agency: &Agency) -> String {
+        let record_id = match self {
+            RegistryChange::Quota(s) => &s.record_id,
+            RegistryChange::LeaderPost(s) => &s.record_id,
+            RegistryChange::HiringApproval(s) => &s.record_id,
+            RegistryChange::Institution(s) => &s.record_id,
+        };
+        format!("{}/{record_id}", agency.id())
+    }
+
+    /// Pushes it in `tx`, which holds its locks; a refused record is the error.
+    async fn push_in(&self, store: &Store, tx: &mut Tx, agency: &Agency) -> Result<()> {
+        let mut verdicts = match self {
+            RegistryChange::Quota(s) => store.push_in(tx, agency, std::slice::from_ref(s)).await?,
+            RegistryChange::LeaderPost(s) => {
+                store.push_in(tx, agency, std::slice::from_ref(s)).await?
+            }
+            RegistryChange::HiringApproval(s) => {
+                store.push_in(tx, agency, std::slice::from_ref(s)).await?
+            }
+            RegistryChange::Institution(s) => {
+                store.push_in(tx, agency, std::slice::from_ref(s)).await?
+            }
+        };
+        verdicts
+            .pop()
+            .ok_or_else(|| Error::Internal("a push gave no verdict".into()))?
+            .map(drop)
     }
 }
 

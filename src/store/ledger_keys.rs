@@ -47,10 +47,27 @@ impl Creates {
     }
 }
 
+/// The lock of a request's key, for the transaction that recalls and remembers it to take with
+/// its other keys (`Store::begin_locked`): of two concurrent resends, one waits for the other.
+pub(super) fn request_lock(
+    agency: &Agency,
+    creates: Creates,
+    key: Option<&RequestKey>,
+) -> Option<String> {
+    key.map(|key| {
+        format!(
+            "ledger-request:{}:{}:{}",
+            agency.id(),
+            creates.code(),
+            key.key
+        )
+    })
+}
+
 impl Store {
     /// The id an earlier request with this key created, if one committed: the same content answers
-    /// it again, other content is refused with `RecordConflict`. Inside a write transaction it
-    /// first takes the key's lock, so that of two concurrent resends one waits for the other.
+    /// it again, other content is refused with `RecordConflict`. The transaction holds the key's
+    /// [`request_lock`].
     pub(super) async fn recall(
         &self,
         tx: &mut Tx,
@@ -61,16 +78,6 @@ impl Store {
         let Some(key) = key else {
             return Ok(None);
         };
-        self.lock_keys(
-            tx,
-            &[format!(
-                "ledger-request:{}:{}:{}",
-                agency.id(),
-                creates.code(),
-                key.key
-            )],
-        )
-        .await?;
         let row = sqlx::query_with(
             "SELECT content_hash, result_id FROM ledger_requests WHERE agency_id = $1 AND kind = $2 AND idempotency_key = $3",
             bind_all(vec![
@@ -93,17 +100,17 @@ impl Store {
     }
 
     /// `recall` in a transaction of its own, for a request that must answer a resend before it
-    /// writes anything outside its own transaction (a penalty's push).
+    /// works out what to write (a penalty's cut, from the quota the first request lowered).
     pub(super) async fn recalled(
         &self,
         agency: &Agency,
         creates: Creates,
         key: Option<&RequestKey>,
     ) -> Result<Option<String>> {
-        if key.is_none() {
+        let Some(lock) = request_lock(agency, creates, key) else {
             return Ok(None);
-        }
-        let mut tx = self.begin().await?;
+        };
+        let mut tx = self.begin_locked(&[lock]).await?;
         let first = self.recall(&mut tx, agency, creates, key).await?;
         tx.rollback().await?;
         Ok(first)

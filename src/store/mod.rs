@@ -187,11 +187,23 @@ impl Store {
 
     /// Serializes transactions that touch the same keys (people, institutions) across hub replicas.
     /// SQLite has one writer, so there it is a no-op.
+    ///
+    /// A transaction calls this once, with every key it needs, before it reads what they guard:
+    /// the keys are taken in one acquisition in one global order (by lock id), so two transactions
+    /// can never each hold a key the other waits for. Taking keys in two calls breaks that (the
+    /// first call's keys may sort after the second's). Only the feed's lock comes later, last.
     pub async fn lock_keys(&self, tx: &mut Tx, keys: &[String]) -> Result<()> {
         match self.backend {
             Backend::Sqlite => Ok(()),
             Backend::Postgres => postgres::advisory_locks(tx, keys).await,
         }
+    }
+
+    /// Starts a write transaction and takes all of its keys' locks at once (see [`Store::lock_keys`]).
+    pub async fn begin_locked(&self, keys: &[String]) -> Result<Tx> {
+        let mut tx = self.begin().await?;
+        self.lock_keys(&mut tx, keys).await?;
+        Ok(tx)
     }
 
     /// On PostgreSQL, starts listening for other replicas' feed events until `stopped` changes.
@@ -411,6 +423,12 @@ pub async fn select_in(
         );
     }
     Ok(rows)
+}
+
+/// The PostgreSQL advisory lock id (`pg_advisory_xact_lock`'s argument) that guards `key`; keys
+/// share a bounded set of ids. For operators reading lock waits, and for tests that hold a key.
+pub fn advisory_lock_id(key: &str) -> i64 {
+    postgres::lock_id(key)
 }
 
 /// Microseconds since the Unix epoch: how instants are stored.

@@ -57,7 +57,7 @@ pub(super) async fn advisory_locks(tx: &mut Tx, keys: &[String]) -> Result<()> {
 
 /// A stable lock id for a key. FNV-1a, because the id must be the same in every replica and every
 /// build (the standard hasher is randomly seeded).
-fn lock_id(key: &str) -> i64 {
+pub(super) fn lock_id(key: &str) -> i64 {
     let mut hasher = Fnv1a(0xcbf2_9ce4_8422_2325);
     key.hash(&mut hasher);
     LOCK_BASE + i64::try_from(hasher.finish() % LOCK_BUCKETS).expect("a bucket fits in i64")

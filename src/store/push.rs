@@ -133,31 +133,58 @@ impl Store {
         ))
     }
 
-    /// One attempt; `None` when another replica committed some of the same record ids meanwhile.
+    /// One attempt; `None` when another replica committed some of the same record ids, or changed
+    /// a finding the batch re-checked, meanwhile.
     async fn try_push<R: RecordKind>(
         &self,
         agency: &Agency,
         submissions: &[Submission<R>],
     ) -> Result<Option<Vec<Result<Receipt>>>> {
-        let agency_id = agency.id();
-        let mut tx = self.begin().await?;
-        // One agency's pushes of one kind are taken one transaction at a time (on PostgreSQL; SQLite
-        // has one writer anyway), so that two replicas receiving the same resend cannot both find
-        // a record new. The kind's own keys (people, institutions) guard what other agencies share,
-        // and the findings a batch can change are checked under the locks of their scope, so that
-        // two pushes to the same institution cannot both miss what their sum makes true.
-        let mut keys: Vec<String> = vec![format!("push:{agency_id}:{}", R::KIND)];
-        let mut whole_scope = Scope::default();
-        for submission in submissions {
-            keys.extend(submission.record.lock_keys());
-            submission.record.scope(&mut whole_scope);
-        }
-        keys.extend(scope_lock_keys(&whole_scope));
-        self.lock_keys(&mut tx, &keys).await?;
+        let mut tx = self
+            .begin_locked(&push_lock_keys(agency, submissions))
+            .await?;
+        let verdicts = match self.push_locked(&mut tx, agency, submissions).await {
+            Ok(Some(verdicts)) => verdicts,
+            Ok(None) | Err(Error::Aborted(_)) => {
+                tx.rollback().await?;
+                return Ok(None);
+            }
+            Err(error) => return Err(error),
+        };
+        tx.commit().await?;
+        self.feed_changed();
+        Ok(Some(verdicts))
+    }
 
+    /// Stores a batch inside the caller's transaction, so that what the caller writes besides
+    /// (a decision, a penalty) and the records commit together or not at all. The caller has taken
+    /// [`push_lock_keys`] with the rest of its locks, in its one acquisition; the verdicts are
+    /// final once it commits, and it signals the feed then.
+    pub(crate) async fn push_in<R: RecordKind>(
+        &self,
+        tx: &mut Tx,
+        agency: &Agency,
+        submissions: &[Submission<R>],
+    ) -> Result<Vec<Result<Receipt>>> {
+        self.push_locked(tx, agency, submissions)
+            .await?
+            .ok_or_else(|| {
+                Error::Aborted("a concurrent push stored some of the same records; retry".into())
+            })
+    }
+
+    /// Stores a batch in `tx`, which holds the batch's locks; `None` when another replica
+    /// committed some of the same record ids meanwhile (the caller then rolls back).
+    async fn push_locked<R: RecordKind>(
+        &self,
+        tx: &mut Tx,
+        agency: &Agency,
+        submissions: &[Submission<R>],
+    ) -> Result<Option<Vec<Result<Receipt>>>> {
+        let agency_id = agency.id();
         let ids: Vec<String> = submissions.iter().map(|s| s.record_id.clone()).collect();
         let earlier: HashMap<String, (String, i64)> = select_in(
-            &mut tx,
+            tx,
             "SELECT record_id, content_hash, accepted_at FROM pushed_records WHERE agency_id = $1 AND kind = $2 AND record_id",
             "",
             &[Value::from(agency_id.as_str()), Value::from(R::KIND)],
@@ -193,7 +220,7 @@ impl Store {
         }
 
         let registry = self
-            .registry_entries(&mut tx, candidates.iter().map(|&i| &submissions[i].record))
+            .registry_entries(tx, candidates.iter().map(|&i| &submissions[i].record))
             .await?;
         let mut in_scope = Vec::new();
         for index in candidates {
@@ -210,7 +237,7 @@ impl Store {
             registry: &registry,
             records: in_scope.iter().map(|&i| &submissions[i]).collect(),
         };
-        let applied = R::apply(&mut tx, &batch).await?;
+        let applied = R::apply(tx, &batch).await?;
         let mut accepted_rows = Vec::new();
         for (&index, verdict) in in_scope.iter().zip(applied) {
             let submission = &submissions[index];
@@ -232,14 +259,13 @@ impl Store {
 
         let expected = accepted_rows.len() as u64;
         let inserted = insert_rows(
-            &mut tx,
+            tx,
             "INSERT INTO pushed_records (agency_id, kind, record_id, content_hash, accepted_at)",
             "ON CONFLICT DO NOTHING",
             accepted_rows,
         )
         .await?;
         if inserted != expected {
-            tx.rollback().await?;
             return Ok(None);
         }
 
@@ -260,7 +286,7 @@ impl Store {
         }
         let today = self.checks().clock.today();
         let changes = if self.push_checks() {
-            reconcile::check_scope(self, &mut tx, &scope, today, Keep::Everything).await?
+            reconcile::check_scope(self, tx, &scope, today, Keep::Everything).await?
         } else {
             Vec::new()
         };
@@ -274,8 +300,6 @@ impl Store {
                 receipt.findings.push(change);
             }
         }
-        tx.commit().await?;
-        self.feed_changed();
 
         // Repeated ids within the batch share the verdict of their first occurrence.
         for (index, submission) in submissions.iter().enumerate() {
@@ -342,6 +366,26 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// The locks a push of `submissions` takes: one agency's pushes of one kind are taken one
+/// transaction at a time (on PostgreSQL; SQLite has one writer anyway), so that two replicas
+/// receiving the same resend cannot both find a record new. The kind's own keys (people,
+/// institutions) guard what other agencies share, and the findings a batch can change are checked
+/// under the locks of their scope, so that two pushes to the same institution cannot both miss
+/// what their sum makes true.
+pub(crate) fn push_lock_keys<R: RecordKind>(
+    agency: &Agency,
+    submissions: &[Submission<R>],
+) -> Vec<String> {
+    let mut keys: Vec<String> = vec![format!("push:{}:{}", agency.id(), R::KIND)];
+    let mut whole_scope = Scope::default();
+    for submission in submissions {
+        keys.extend(submission.record.lock_keys());
+        submission.record.scope(&mut whole_scope);
+    }
+    keys.extend(scope_lock_keys(&whole_scope));
+    keys
 }
 
 /// Whether the agency may push a record about these institutions and jurisdictions.

@@ -570,13 +570,16 @@ pub(crate) async fn check_scope(
     Ok(changes)
 }
 
-/// Writes findings (new rows, or new versions of stored ones).
+/// Writes findings (new rows, or new versions of stored ones). Each is the version after the one
+/// its writer read (1 for a new finding), and a stored row is changed only from that version: a
+/// writer that read a finding before another transaction changed it (an escalation step, say)
+/// fails with `Aborted` instead of writing the older alert back over the change.
 pub(crate) async fn write_findings(tx: &mut Tx, findings: &[&StoredFinding]) -> Result<()> {
     let rows: Vec<[Value; 21]> = findings
         .iter()
         .map(|finding| finding_row(finding))
         .collect();
-    insert_rows(
+    let written = insert_rows(
         tx,
         "INSERT INTO findings (code, institution_uscc, subject, period, jurisdiction, severity, state, actual, limit_value, explanation_zh, explanation_en, evidence, raised_at, updated_at, resolved_at, version, alert_state, escalation_level, acknowledged, acknowledge_by, rectify_by)",
         "ON CONFLICT (code, institution_uscc, subject, period) DO UPDATE SET jurisdiction = excluded.jurisdiction, \
@@ -584,10 +587,16 @@ pub(crate) async fn write_findings(tx: &mut Tx, findings: &[&StoredFinding]) -> 
          explanation_zh = excluded.explanation_zh, explanation_en = excluded.explanation_en, evidence = excluded.evidence, \
          raised_at = excluded.raised_at, updated_at = excluded.updated_at, resolved_at = excluded.resolved_at, \
          version = excluded.version, alert_state = excluded.alert_state, escalation_level = excluded.escalation_level, \
-         acknowledged = excluded.acknowledged, acknowledge_by = excluded.acknowledge_by, rectify_by = excluded.rectify_by",
+         acknowledged = excluded.acknowledged, acknowledge_by = excluded.acknowledge_by, rectify_by = excluded.rectify_by \
+         WHERE findings.version = excluded.version - 1",
         rows,
     )
     .await?;
+    if written != findings.len() as u64 {
+        return Err(Error::Aborted(
+            "a finding changed while it was being checked; retry".into(),
+        ));
+    }
     Ok(())
 }
 

@@ -16,6 +16,7 @@ mod ledger_keys;
 mod operations;
 mod personal;
 mod push;
+mod races;
 mod replicas;
 mod roll;
 mod storage;
