@@ -39,6 +39,8 @@ enum Message {
 #[derive(Clone, Debug)]
 pub struct AuditSink {
     queue: mpsc::Sender<Message>,
+    /// True while the writer's last append failed (the database does not answer).
+    database_away: watch::Receiver<bool>,
 }
 
 impl std::fmt::Debug for Message {
@@ -62,8 +64,15 @@ impl AuditSink {
     pub fn start(store: Store) -> (AuditSink, AuditWriter) {
         let (queue, entries) = mpsc::channel(AUDIT_QUEUE);
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(write_entries(store, entries, stopped));
-        (AuditSink { queue }, AuditWriter { stop, task })
+        let (away, database_away) = watch::channel(false);
+        let task = tokio::spawn(write_entries(store, entries, stopped, away));
+        (
+            AuditSink {
+                queue,
+                database_away,
+            },
+            AuditWriter { stop, task },
+        )
     }
 
     /// Appends an entry: queues it (waiting for room when the queue is full) and returns once the
@@ -73,12 +82,25 @@ impl AuditSink {
         let (done, committed) = oneshot::channel();
         let sent = self.queue.send(Message::Entry(entry, done)).await;
         if sent.is_err() || committed.await.is_err() {
-            tracing::error!("audit writer stopped; entry not recorded");
-            return Err(Error::Unavailable(
-                "the hub is stopping and can no longer record calls in the audit trail".into(),
-            ));
+            return Err(writer_stopped());
         }
         Ok(())
+    }
+
+    /// As [`AuditSink::record`], but while the database does not answer it returns once the entry
+    /// is queued; the writer appends it, in order, when the database is back. For answers that
+    /// carry nothing from the database (a refusal, UNAVAILABLE, health's NOT_SERVING), which must
+    /// still be given while it is away.
+    pub async fn record_unless_database_away(&self, entry: AuditEntry) -> Result<()> {
+        let (done, committed) = oneshot::channel();
+        if self.queue.send(Message::Entry(entry, done)).await.is_err() {
+            return Err(writer_stopped());
+        }
+        let mut away = self.database_away.clone();
+        tokio::select! {
+            committed = committed => committed.map_err(|_| writer_stopped()),
+            _ = away.wait_for(|away| *away) => Ok(()),
+        }
     }
 
     /// Waits until every entry queued so far is committed.
@@ -98,10 +120,18 @@ impl AuditWriter {
     }
 }
 
+fn writer_stopped() -> Error {
+    tracing::error!("audit writer stopped; entry not recorded");
+    Error::Unavailable(
+        "the hub is stopping and can no longer record calls in the audit trail".into(),
+    )
+}
+
 async fn write_entries(
     store: Store,
     mut queue: mpsc::Receiver<Message>,
     mut stopped: watch::Receiver<bool>,
+    away: watch::Sender<bool>,
 ) {
     let mut batch = Vec::with_capacity(AUDIT_BATCH);
     let mut waiting = Vec::new();
@@ -123,7 +153,7 @@ async fn write_entries(
                 Err(_) => break,
             }
         }
-        append(&store, &mut batch).await;
+        append(&store, &mut batch, &away).await;
         for done in waiting.drain(..) {
             let _ = done.send(());
         }
@@ -143,18 +173,21 @@ fn take(message: Message, batch: &mut Vec<AuditEntry>, waiting: &mut Vec<oneshot
     }
 }
 
-/// Appends the batch, retrying until the database takes it.
-async fn append(store: &Store, batch: &mut Vec<AuditEntry>) {
+/// Appends the batch, retrying until the database takes it; `away` says meanwhile that it does
+/// not answer.
+async fn append(store: &Store, batch: &mut Vec<AuditEntry>, away: &watch::Sender<bool>) {
     if batch.is_empty() {
         return;
     }
     loop {
         match store.append_audit(batch.clone()).await {
             Ok(()) => {
+                away.send_if_modified(|away| std::mem::replace(away, false));
                 batch.clear();
                 return;
             }
             Err(error) => {
+                away.send_if_modified(|away| !std::mem::replace(away, true));
                 tracing::warn!(%error, entries = batch.len(), "cannot append to the audit trail; retrying");
                 tokio::time::sleep(RETRY_PAUSE).await;
             }

@@ -562,7 +562,7 @@ async fn refused(audit: Option<&AuditSink>, remote_addr: SocketAddr, reason: Str
     if let Some(audit) = audit {
         // Nothing is answered; a refusal the hub could not record (it is stopping) is logged.
         let _ = audit
-            .record(AuditEntry {
+            .record_unless_database_away(AuditEntry {
                 at: chrono::Utc::now().timestamp_micros(),
                 agency_id: String::new(),
                 jurisdiction: String::new(),
@@ -803,6 +803,76 @@ mod tests {
             panic!("the incoming stream ended");
         };
         stream.identity().clone()
+    }
+
+    /// Pending handshakes of tasks that never end, as the accept loop keeps them.
+    fn in_flight(
+        set: &mut JoinSet<()>,
+        handshakes: &mut PendingHandshakes,
+        address: [u8; 4],
+        spoke: bool,
+    ) -> task::Id {
+        let abort = set.spawn(std::future::pending());
+        let id = abort.id();
+        handshakes.0.insert(
+            id,
+            Pending {
+                address: IpAddr::from(address),
+                since: Instant::now(),
+                spoke: Arc::new(AtomicBool::new(spoke)),
+                abort,
+            },
+        );
+        id
+    }
+
+    #[tokio::test]
+    async fn room_is_made_by_closing_the_oldest_silent_handshake_of_the_address_first() {
+        let limits = ConnectionLimits {
+            max_handshakes: 3,
+            max_handshakes_per_address: 2,
+            ..ConnectionLimits::default()
+        };
+        let (a, b, c) = ([10, 0, 0, 1], [10, 0, 0, 2], [10, 0, 0, 3]);
+        let mut set = JoinSet::new();
+        let mut handshakes = PendingHandshakes::default();
+        let b_silent = in_flight(&mut set, &mut handshakes, b, false);
+        let a_silent = in_flight(&mut set, &mut handshakes, a, false);
+        let a_speaking = in_flight(&mut set, &mut handshakes, a, true);
+
+        // A full address gives up its own silent handshake, not another address's older one.
+        assert!(handshakes.make_room(IpAddr::from(a), &limits));
+        assert!(!handshakes.0.contains_key(&a_silent));
+        assert!(handshakes.0.contains_key(&b_silent));
+        // Once every handshake of the address is speaking, a new one from it is refused.
+        in_flight(&mut set, &mut handshakes, a, true);
+        assert!(!handshakes.make_room(IpAddr::from(a), &limits));
+        // A new address finds all slots in use and takes the oldest silent one's.
+        assert!(handshakes.make_room(IpAddr::from(c), &limits));
+        assert!(!handshakes.0.contains_key(&b_silent));
+        assert!(handshakes.0.contains_key(&a_speaking));
+        // With only speaking handshakes left and no room, it is refused.
+        in_flight(&mut set, &mut handshakes, c, true);
+        assert!(!handshakes.make_room(IpAddr::from(b), &limits));
+        // The two closed ones were aborted (the others never end).
+        for _ in 0..2 {
+            let closed = set.join_next().await.unwrap().unwrap_err();
+            assert!(closed.is_cancelled());
+        }
+    }
+
+    #[tokio::test]
+    async fn connections_are_counted_per_address_until_they_close() {
+        let counts = AddressCounts::default();
+        let address = IpAddr::from([127, 0, 0, 1]);
+        let first = counts.take(address, 2).unwrap();
+        let second = counts.take(address, 2).unwrap();
+        assert!(counts.take(address, 2).is_none());
+        assert!(counts.take(IpAddr::from([127, 0, 0, 2]), 2).is_some());
+        drop(first);
+        let third = counts.take(address, 2).unwrap();
+        drop((second, third));
+        assert!(counts.0.lock().unwrap().is_empty());
     }
 
     #[test]

@@ -251,3 +251,24 @@ impl proto::audit_service_server::AuditService for AdminApi {
 fn sees_unattributed(agency: &Agency) -> bool {
     agency.kind == AgencyKind::Audit && agency.jurisdiction.as_str().ends_with("0000")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Jurisdiction;
+
+    fn agency(code: &str, kind: AgencyKind) -> Agency {
+        Agency::new(Jurisdiction::parse(code).unwrap(), kind)
+    }
+
+    #[test]
+    fn only_a_provinces_audit_agency_sees_the_entries_naming_no_agency() {
+        assert!(sees_unattributed(&agency("140000", AgencyKind::Audit)));
+        assert!(!sees_unattributed(&agency("140100", AgencyKind::Audit)));
+        assert!(!sees_unattributed(&agency("140105", AgencyKind::Audit)));
+        assert!(!sees_unattributed(&agency(
+            "140000",
+            AgencyKind::Discipline
+        )));
+    }
+}

@@ -362,29 +362,32 @@ where
                 }
             };
             // Answered only once the entry is durable (全程留痕): a crash after the answer
-            // cannot lose it.
-            let recorded = guard
-                .audit
-                .record(AuditEntry {
-                    at: crate::store::now_micros(),
-                    agency_id: agency.as_ref().map(Agency::id).unwrap_or_default(),
-                    jurisdiction: agency
-                        .as_ref()
-                        .map(|agency| agency.jurisdiction.to_string())
-                        .unwrap_or_default(),
-                    fingerprint: peer
-                        .as_ref()
-                        .map(|peer| peer.cert_fingerprint.clone())
-                        .unwrap_or_default(),
-                    peer: peer
-                        .as_ref()
-                        .map(|peer| peer.remote_addr.to_string())
-                        .unwrap_or_default(),
-                    method: path,
-                    touched: note.text(),
-                    outcome: outcome.to_owned(),
-                })
-                .await;
+            // cannot lose it. A refusal or error, and health (NOT_SERVING), carry nothing from the
+            // database and are answered while it is away, their entries queued until it is back.
+            let entry = AuditEntry {
+                at: crate::store::now_micros(),
+                agency_id: agency.as_ref().map(Agency::id).unwrap_or_default(),
+                jurisdiction: agency
+                    .as_ref()
+                    .map(|agency| agency.jurisdiction.to_string())
+                    .unwrap_or_default(),
+                fingerprint: peer
+                    .as_ref()
+                    .map(|peer| peer.cert_fingerprint.clone())
+                    .unwrap_or_default(),
+                peer: peer
+                    .as_ref()
+                    .map(|peer| peer.remote_addr.to_string())
+                    .unwrap_or_default(),
+                method: path,
+                touched: note.text(),
+                outcome: outcome.to_owned(),
+            };
+            let recorded = if outcome == "OK" && !entry.method.starts_with(HEALTH) {
+                guard.audit.record(entry).await
+            } else {
+                guard.audit.record_unless_database_away(entry).await
+            };
             match recorded {
                 Ok(()) => response,
                 Err(error) => Ok(Status::from(error).into_http()),
