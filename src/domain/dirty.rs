@@ -31,7 +31,7 @@
 //! |  | on-roll spell → `Headcount(i, c)` | it counts on (i, c) while it lasts |
 //! |  | on-roll spell → `Roster(i)`, `Placement(i, p)` | someone (p, in c) is on i's roll |
 //! |  | on-roll spell → `FundedLimit(i, c, periods ending in it)` | funding is held against the roll on a period's last day |
-//! |  | any spell → `Person(p, periods it touches)` | pay reads whether p is active in the period (any day of it), at which roll, seconded where; an exit moves every later period; a first or last spell moves all (the pay findings cite the person only when they have spells) |
+//! |  | any spell → `Person(p, periods it touches)` (a spell whose end alone moved: the days between the ends) | pay reads whether p is active in the period (any day of it), at which roll, seconded where; an exit moves every later period; a first or last spell moves all (the pay findings cite the person only when they have spells) |
 //! |  | for each entry added or dropped → `ApprovalUse(i, date)` | entries draw approvals in order, so an entry moves its own verdict and those of later entries of its group |
 //! |  | entry → `PlanUse(i, c, year)` | it counts against the year's plan |
 //! | appointment | each term added or dropped → `LeaderPosts(i, l, pos)`, `LeaderGrade(i, p)` | terms are counted per post and compared with the grade |
@@ -407,19 +407,31 @@ pub struct Rewrite<T> {
 impl<T: PartialEq> Rewrite<T> {
     /// The items dropped or added (a multiset difference; what is in both moved nothing).
     fn changed(&self) -> Vec<&T> {
-        fn missing<'a, T: PartialEq>(from: &'a [T], other: &[T]) -> Vec<&'a T> {
-            let mut used = vec![false; other.len()];
-            from.iter()
-                .filter(|item| {
-                    let twin = (0..other.len()).find(|&i| !used[i] && other[i] == **item);
-                    twin.map(|i| used[i] = true).is_none()
-                })
-                .collect()
-        }
-        let mut changed = missing(&self.before, &self.after);
-        changed.extend(missing(&self.after, &self.before));
+        let mut changed = self.dropped();
+        changed.extend(self.added());
         changed
     }
+
+    /// The items before that are not after.
+    fn dropped(&self) -> Vec<&T> {
+        missing(&self.before, &self.after)
+    }
+
+    /// The items after that were not before.
+    fn added(&self) -> Vec<&T> {
+        missing(&self.after, &self.before)
+    }
+}
+
+/// The items of `from` without a twin in `other`, each twin used once.
+fn missing<'a, T: PartialEq>(from: &'a [T], other: &[T]) -> Vec<&'a T> {
+    let mut used = vec![false; other.len()];
+    from.iter()
+        .filter(|item| {
+            let twin = (0..other.len()).find(|&i| !used[i] && other[i] == **item);
+            twin.map(|i| used[i] = true).is_none()
+        })
+        .collect()
 }
 
 /// A record stored by a push, with what the store knows of it at that moment.
@@ -568,8 +580,8 @@ pub fn dirty_keys(change: &Change) -> Vec<DirtyKey> {
 
 /// What a rewrite of a person's spells dirties.
 fn roll_keys(resident: &ResidentId, spells: &Rewrite<Spell>, keys: &mut BTreeSet<DirtyKey>) {
-    let changed = spells.changed();
-    if changed.is_empty() {
+    let spans = moved_spans(spells);
+    if spans.is_empty() {
         return;
     }
     let mut pay: Option<Periods> = None;
@@ -581,7 +593,13 @@ fn roll_keys(resident: &ResidentId, spells: &Rewrite<Spell>, keys: &mut BTreeSet
     if spells.before.is_empty() != spells.after.is_empty() {
         widen(Periods::ALL);
     }
-    for spell in changed {
+    for Span {
+        spell,
+        from,
+        to,
+        whole,
+    } in spans
+    {
         let uscc = &spell.institution;
         if spell.status.is_on_roll() {
             keys.insert(DirtyKey::Headcount {
@@ -595,21 +613,22 @@ fn roll_keys(resident: &ResidentId, spells: &Rewrite<Spell>, keys: &mut BTreeSet
                 institution: uscc.clone(),
                 resident: resident.clone(),
             });
-            if let Some(periods) = Periods::ending_in(spell.valid_from, spell.valid_to) {
+            if let Some(periods) = Periods::ending_in(from, to) {
                 keys.insert(DirtyKey::FundedLimit {
                     institution: uscc.clone(),
                     category: spell.category,
                     periods,
                 });
             }
-            if let Some(periods) = Periods::touching(spell.valid_from, spell.valid_to) {
+            if let Some(periods) = Periods::touching(from, to) {
                 widen(periods);
             }
-        } else if is_exit(spell.status) {
+        } else if is_exit(spell.status) && whole {
             // The pay of a period reads the latest exit on or before its first day: every period
-            // from the exit on, whatever the terminal spell's end.
+            // from the exit on, whatever the terminal spell's end (so a terminal spell whose end
+            // alone moved moves no pay).
             widen(Periods {
-                first: Some(Period::containing(spell.valid_from)),
+                first: Some(Period::containing(from)),
                 last: None,
             });
         }
@@ -619,6 +638,68 @@ fn roll_keys(resident: &ResidentId, spells: &Rewrite<Spell>, keys: &mut BTreeSet
             resident: resident.clone(),
             periods,
         });
+    }
+}
+
+/// Days `[from, to)` of a spell in which a rewrite moved it (`to` of `None`: open).
+struct Span<'a> {
+    spell: &'a Spell,
+    from: NaiveDate,
+    to: Option<NaiveDate>,
+    /// Whether it is the whole spell (else only its end moved).
+    whole: bool,
+}
+
+/// The spells a rewrite dropped or added, each with the days it moved. A dropped spell and an
+/// added one that differ only in their end (an exit or a transfer closing an open spell, a
+/// correction moving it) moved only the days between the two ends; any other spell moved all of
+/// its days.
+fn moved_spans(spells: &Rewrite<Spell>) -> Vec<Span<'_>> {
+    let mut added: Vec<Option<&Spell>> = spells.added().into_iter().map(Some).collect();
+    let mut spans = Vec::new();
+    for dropped in spells.dropped() {
+        let same_but_end = |spell: &Spell| {
+            Spell {
+                valid_to: dropped.valid_to,
+                ..spell.clone()
+            } == *dropped
+        };
+        let twin = added
+            .iter_mut()
+            .find(|slot| slot.is_some_and(same_but_end))
+            .and_then(Option::take);
+        spans.push(match twin {
+            // Ends differ (they are not twins): the days from the earlier end to the later one.
+            Some(twin) => {
+                let ends = [dropped.valid_to, twin.valid_to];
+                let from = ends.iter().flatten().min().copied();
+                let to = if ends.contains(&None) {
+                    None
+                } else {
+                    ends.iter().flatten().max().copied()
+                };
+                Span {
+                    spell: dropped,
+                    from: from.expect("two different ends, so one is a date"),
+                    to,
+                    whole: false,
+                }
+            }
+            None => Span::whole(dropped),
+        });
+    }
+    spans.extend(added.into_iter().flatten().map(Span::whole));
+    spans
+}
+
+impl Span<'_> {
+    fn whole(spell: &Spell) -> Span<'_> {
+        Span {
+            spell,
+            from: spell.valid_from,
+            to: spell.valid_to,
+            whole: true,
+        }
     }
 }
 
@@ -856,6 +937,23 @@ mod tests {
         assert!(!covers(
             &transfer,
             &key(R::PayUnitMismatch, 1, &who, "2022-12")
+        ));
+        // The spell at institution 2 only lost its days from the transfer on.
+        assert!(!covers(
+            &transfer,
+            &key(R::PayUnitMismatch, 1, &who, "2024-04")
+        ));
+        assert!(covers(
+            &transfer,
+            &key(R::PayUnitMismatch, 1, &who, "2024-05")
+        ));
+        assert!(!covers(
+            &transfer,
+            &key(R::FundedOverQuota, 2, ADMIN, "2024-03")
+        ));
+        assert!(covers(
+            &transfer,
+            &key(R::FundedOverQuota, 2, ADMIN, "2024-05")
         ));
         assert!(covers(
             &transfer,
@@ -1216,10 +1314,13 @@ mod tests {
     #[derive(Debug, Clone)]
     enum Arrival {
         /// A personnel event: the person's spells and entries rewritten. `keep`: 0 replaces them,
-        /// 1 keeps them and adds, 2 drops the last of each and adds.
+        /// 1 keeps them and adds, 2 drops the last of each and adds, 3 keeps them, gives the last
+        /// spell the end `end` days after its start (open when none) and adds (an exit, a
+        /// transfer, a correction of one).
         Roll {
             p: u32,
             keep: u8,
+            end: Option<u64>,
             spells: Vec<SpellSpec>,
             entries: Vec<EntrySpec>,
         },
@@ -1308,15 +1409,17 @@ mod tests {
             prop::option::of(1u64..60),
         );
         prop_oneof![
-            3 => (
+            4 => (
                 0u32..5,
-                0u8..3,
+                0u8..4,
+                prop::option::of(1u64..150),
                 prop::collection::vec(spell, 0..3),
                 prop::collection::vec(entry, 0..2)
             )
-                .prop_map(|(p, keep, spells, entries)| Arrival::Roll {
+                .prop_map(|(p, keep, end, spells, entries)| Arrival::Roll {
                     p,
                     keep,
+                    end,
                     spells,
                     entries
                 }),
@@ -1412,8 +1515,8 @@ mod tests {
     fn rewrite<T: Clone>(old: &[T], keep: u8, new: Vec<T>) -> Vec<T> {
         let kept = match keep {
             0 => 0,
-            1 => old.len(),
-            _ => old.len().saturating_sub(1),
+            2 => old.len().saturating_sub(1),
+            _ => old.len(),
         };
         old[..kept].iter().cloned().chain(new).collect()
     }
@@ -1425,6 +1528,7 @@ mod tests {
             Arrival::Roll {
                 p,
                 keep,
+                end,
                 spells,
                 entries,
             } => {
@@ -1473,10 +1577,15 @@ mod tests {
                         record: RecordRef(format!("140100/hr/new{i}")),
                     })
                     .collect();
-                let spells = Rewrite {
+                let mut spells = Rewrite {
                     after: rewrite(&old_spells, keep, new_spells),
                     before: old_spells,
                 };
+                if keep == 3
+                    && let Some(last) = spells.after.get_mut(spells.before.len().wrapping_sub(1))
+                {
+                    last.valid_to = end.map(|days| last.valid_from + chrono::Days::new(days));
+                }
                 let entries = Rewrite {
                     after: rewrite(&old_entries, keep, new_entries),
                     before: old_entries,
@@ -1773,6 +1882,30 @@ mod tests {
             let dirty: DirtySet = dirty_keys(&change).into_iter().collect();
             for key in moved(&world, &after, as_of) {
                 prop_assert!(dirty.covers(&key), "{key:?} moved, not covered by {dirty:?}");
+            }
+        }
+
+        /// The runs of periods are exactly the periods the rules read: a day of the period in
+        /// the range (pay), or the period's last day (funding).
+        #[test]
+        fn periods_are_those_the_rules_read(from in 0u64..400, length in prop::option::of(0u64..200)) {
+            let (from, to) = (day(from), length.map(|l| day(from + l)));
+            let mut month = period("2023-11");
+            while month < period("2025-12") {
+                let days = month.first_day().iter_days().take_while(|d| *d <= month.last_day());
+                let in_range = |d: NaiveDate| from <= d && to.is_none_or(|to| d < to);
+                let touched = days.clone().any(in_range);
+                prop_assert_eq!(
+                    Periods::touching(from, to).is_some_and(|p| p.contains(month)),
+                    touched,
+                    "touching {}", month
+                );
+                prop_assert_eq!(
+                    Periods::ending_in(from, to).is_some_and(|p| p.contains(month)),
+                    in_range(month.last_day()),
+                    "ending in {}", month
+                );
+                month = month.next();
             }
         }
 
