@@ -1503,10 +1503,10 @@ mod tests {
     /// Later than every record of the generated worlds.
     const NOW: i64 = 10_000;
 
-    fn pushed<T>(agency: &str, record: T) -> Pushed<T> {
+    fn pushed<T>(agency: &str, now: i64, record: T) -> Pushed<T> {
         Pushed {
-            id: RecordRef(format!("140100/{agency}/new")),
-            accepted_at: NOW,
+            id: RecordRef(format!("140100/{agency}/new{now}")),
+            accepted_at: now,
             record,
         }
     }
@@ -1522,7 +1522,7 @@ mod tests {
     }
 
     /// The world after the arrival, and the change as the store would describe it.
-    fn arrive(world: &Snapshot, arrival: &Arrival) -> (Snapshot, Change) {
+    fn arrive(world: &Snapshot, arrival: &Arrival, now: i64) -> (Snapshot, Change) {
         let mut after = world.clone();
         let change = match arrival.clone() {
             Arrival::Roll {
@@ -1574,7 +1574,7 @@ mod tests {
                         date: day(date),
                         approval_number: number.map(|k| format!("A{k}")),
                         arrival,
-                        record: RecordRef(format!("140100/hr/new{i}")),
+                        record: RecordRef(format!("140100/hr/new{now}-{i}")),
                     })
                     .collect();
                 let mut spells = Rewrite {
@@ -1626,7 +1626,7 @@ mod tests {
                             valid_from: day(from),
                             valid_to: length.map(|l| day(from + l)),
                         },
-                        record: RecordRef(format!("140100/organization/new{i}")),
+                        record: RecordRef(format!("140100/organization/new{now}-{i}")),
                     })
                     .collect();
                 let terms = Rewrite {
@@ -1642,7 +1642,7 @@ mod tests {
             }
             Arrival::Pay { p, n, m } => {
                 let line = line(p, n, month(m));
-                after.payroll.push(pushed("finance", line.clone()));
+                after.payroll.push(pushed("finance", now, line.clone()));
                 Change::Payroll(line)
             }
             Arrival::Reversal { pick } => {
@@ -1668,7 +1668,7 @@ mod tests {
                     funded_headcount: headcount,
                     amount_fen: if paid { 100 } else { 0 },
                 };
-                after.fundings.push(pushed("finance", funding.clone()));
+                after.fundings.push(pushed("finance", now, funding.clone()));
                 Change::Funding(funding)
             }
             Arrival::Quota {
@@ -1686,7 +1686,9 @@ mod tests {
                     effective_to: length.map(|l| day(from + l)),
                     approval_document: "并编〔2024〕9号".into(),
                 };
-                after.quotas.push(pushed("staffing-office", quota.clone()));
+                after
+                    .quotas
+                    .push(pushed("staffing-office", now, quota.clone()));
                 Change::Quota(quota)
             }
             Arrival::Post {
@@ -1707,7 +1709,7 @@ mod tests {
                 };
                 after
                     .leader_posts
-                    .push(pushed("staffing-office", post.clone()));
+                    .push(pushed("staffing-office", now, post.clone()));
                 Change::LeaderPost(post)
             }
             Arrival::Plan {
@@ -1725,7 +1727,9 @@ mod tests {
                     approved_count: approved,
                     approval_document: "并编〔2024〕9号".into(),
                 };
-                after.plans.push(pushed("staffing-office", plan.clone()));
+                after
+                    .plans
+                    .push(pushed("staffing-office", now, plan.clone()));
                 Change::Plan(plan)
             }
             Arrival::Approval {
@@ -1746,7 +1750,7 @@ mod tests {
                 };
                 after
                     .approvals
-                    .push(pushed("staffing-office", approval.clone()));
+                    .push(pushed("staffing-office", now, approval.clone()));
                 Change::Approval(approval)
             }
             Arrival::Institution {
@@ -1878,7 +1882,7 @@ mod tests {
             world in arb_world(), arrival in arb_arrival(), as_of in 0u64..150
         ) {
             let as_of = day(as_of);
-            let (after, change) = arrive(&world, &arrival);
+            let (after, change) = arrive(&world, &arrival, NOW);
             let dirty: DirtySet = dirty_keys(&change).into_iter().collect();
             for key in moved(&world, &after, as_of) {
                 prop_assert!(dirty.covers(&key), "{key:?} moved, not covered by {dirty:?}");
@@ -1909,6 +1913,26 @@ mod tests {
             }
         }
 
+        /// Dirty sets add up: the keys of two records, each described against the data it
+        /// arrived to, cover every finding the pair moves (a push of many records is one set).
+        #[test]
+        fn the_dirty_set_of_two_records_covers_what_the_pair_moves(
+            world in arb_world(),
+            first in arb_arrival(),
+            second in arb_arrival(),
+            as_of in 0u64..150
+        ) {
+            let as_of = day(as_of);
+            let (middle, one) = arrive(&world, &first, NOW);
+            let (after, two) = arrive(&middle, &second, NOW + 1);
+            let mut dirty = DirtySet::new();
+            dirty.add(&one);
+            dirty.add(&two);
+            for key in moved(&world, &after, as_of) {
+                prop_assert!(dirty.covers(&key), "{key:?} moved, not covered by {dirty:?}");
+            }
+        }
+
         /// Precision: the keys cover only findings the record can reach (a payroll line never
         /// another person's or a roll finding, a funding never a person's, ...).
         #[test]
@@ -1916,7 +1940,7 @@ mod tests {
             world in arb_world(), arrival in arb_arrival(), as_of in 0u64..150
         ) {
             let as_of = day(as_of);
-            let (after, change) = arrive(&world, &arrival);
+            let (after, change) = arrive(&world, &arrival, NOW);
             let dirty: DirtySet = dirty_keys(&change).into_iter().collect();
             for key in all_keys(&world, &after, as_of) {
                 if dirty.covers(&key) {
