@@ -43,9 +43,21 @@
 //! | hiring approval | `ApprovalUse(i, all)` | every entry citing it lists it as evidence, and draws are re-allocated |
 //! | institution | `Registry(i, code)` for the facts that changed | grade → LEADER_ABOVE_GRADE; kind, political-legal → MIXED_CATEGORY; status, since → UNREGISTERED_INSTITUTION (roll and periods); funding form → SELF_FUNDED_BUDGET_PAY; all four when it is new; jurisdiction only moves REGIONAL_BALANCE, a report |
 //!
-//! A finding's key does not name the category or approval number of an entry, so `ApprovalUse` is
-//! per institution (from a date); the aggregates step can narrow it to (institution, category,
-//! number) when it reads the entries of the key.
+//! Where the findings move in ways a store must mind:
+//!
+//! - A finding's key does not name the category or approval number of an entry, so `ApprovalUse`
+//!   is per institution (from a date). Narrowing it to (institution, category, number) needs care:
+//!   two entries of one person into one institution on one date share a key (the first raised
+//!   gives the text, the evidence is merged) even when they cite different approvals.
+//! - An approval is evidence of every entry citing its number, whatever the entry's date, so it
+//!   dirties the group's whole history; a backdated entry re-allocates every later entry's draw.
+//! - DUPLICATE_ENROLLMENT and DOUBLE_PAY are keyed on the smallest USCC involved: a new roll or
+//!   payer can move the key itself (one finding resolved, another raised). The keys of a person
+//!   cover them whatever the institution, so stored findings must be found by subject and period.
+//! - A person's pay findings read their spells at every institution, and cite the person only when
+//!   they have a spell: a first spell moves the evidence of all their pay findings.
+//! - A spell is open-ended more often than not: a hire, or an exit (which judges every later pay
+//!   period), moves funding and pay verdicts without an end date.
 //!
 //! [`Scope::covers`]: super::findings::Scope::covers
 
@@ -1253,6 +1265,39 @@ mod tests {
         );
         let change = Change::Approval(approval("a2").record);
         assert!(moved.iter().all(|key| covers(&change, key)));
+    }
+
+    #[test]
+    fn entries_of_one_person_institution_and_date_share_a_finding_across_approvals() {
+        // Two entries of one person into one institution on one date, citing A0 and A1: one
+        // finding. An approval A1 moves it although the entry its text is about cites A0.
+        let mut world = Snapshot::default();
+        world.institutions.push(facts(1, InstitutionKind::Organ));
+        world.entries.push(entry(1, 1, "2024-02-01", Some("A0"), 1));
+        world.entries.push(entry(1, 1, "2024-02-01", Some("A1"), 2));
+        let approval = HiringApproval {
+            approval_number: "A1".into(),
+            institution: unit(1),
+            category: C::Administrative,
+            approved_entries: 1,
+            issued_on: d("2024-01-01"),
+            valid_until: d("2024-12-31"),
+        };
+        let mut after = world.clone();
+        after.approvals.push(Pushed {
+            id: RecordRef("140100/staffing-office/a1".into()),
+            accepted_at: 1,
+            record: approval.clone(),
+        });
+        let moved = moved(&world, &after, d("2024-06-01"));
+        let shared = key(
+            R::HireWithoutApproval,
+            1,
+            resident(1).as_str(),
+            "2024-02-01",
+        );
+        assert_eq!(moved, [shared.clone()].into());
+        assert!(covers(&Change::Approval(approval), &shared));
     }
 
     // --- Against the oracle --------------------------------------------------------------------
