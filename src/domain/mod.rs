@@ -4,6 +4,7 @@
 pub mod agency;
 pub mod alerts;
 pub mod audit;
+pub mod dirty;
 pub mod findings;
 pub mod ids;
 pub mod ledger;

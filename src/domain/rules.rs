@@ -1238,7 +1238,7 @@ fn rank_zh(rank: Rank) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::domain::findings::{InstitutionFacts, PersonSpell};
     use crate::domain::ids::{parse_date, resident_id_with_check};
@@ -1249,15 +1249,15 @@ mod tests {
     use QuotaCategory as C;
     use RuleCode as R;
 
-    fn d(date: &str) -> NaiveDate {
+    pub(crate) fn d(date: &str) -> NaiveDate {
         parse_date(date).unwrap()
     }
 
-    fn unit(n: u32) -> Uscc {
+    pub(crate) fn unit(n: u32) -> Uscc {
         Uscc::with_check_character(&format!("11140100MB{n:07}")).unwrap()
     }
 
-    fn resident(seq: u32) -> ResidentId {
+    pub(crate) fn resident(seq: u32) -> ResidentId {
         resident_id_with_check(&format!("14010519800101{seq:03}")).unwrap()
     }
 
@@ -2246,7 +2246,7 @@ mod tests {
 
     // --- Properties ----------------------------------------------------------------------------
 
-    const CATEGORIES: [QuotaCategory; 3] =
+    pub(crate) const CATEGORIES: [QuotaCategory; 3] =
         [C::Administrative, C::PublicInstitution, C::PoliticalLegal];
     const STATUSES: [PersonStatus; 6] = [
         PersonStatus::Active,
@@ -2257,16 +2257,16 @@ mod tests {
         PersonStatus::Departed,
     ];
 
-    fn day(offset: u64) -> NaiveDate {
+    pub(crate) fn day(offset: u64) -> NaiveDate {
         d("2024-01-01") + chrono::Days::new(offset)
     }
 
-    fn month(offset: u64) -> &'static str {
+    pub(crate) fn month(offset: u64) -> &'static str {
         ["2024-01", "2024-02", "2024-03", "2024-04"][usize::try_from(offset % 4).unwrap()]
     }
 
     /// Small random worlds over 4 institutions and 5 people, dates in the first months of 2024.
-    fn arb_world() -> impl Strategy<Value = Snapshot> {
+    pub(crate) fn arb_world() -> impl Strategy<Value = Snapshot> {
         let institutions =
             prop::collection::vec((0u32..4, any::<bool>(), 0usize..3, 0u64..120), 0..4);
         let quotas = prop::collection::vec((0u32..4, 0usize..3, 0u32..4, 0u64..120, 0i64..4), 0..6);
