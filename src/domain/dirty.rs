@@ -756,7 +756,7 @@ fn registry_rules(before: Option<&InstitutionFacts>, after: &InstitutionFacts) -
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::BTreeMap;
 
     use proptest::prelude::*;
@@ -1357,7 +1357,7 @@ mod tests {
 
     /// A record arriving, as drawn: applied to a world it gives the world after and the change.
     #[derive(Debug, Clone)]
-    enum Arrival {
+    pub(crate) enum Arrival {
         /// A personnel event: the person's spells and entries rewritten. `keep`: 0 replaces them,
         /// 1 keeps them and adds, 2 drops the last of each and adds, 3 keeps them, gives the last
         /// spell the end `end` days after its start (open when none) and adds (an exit, a
@@ -1429,7 +1429,7 @@ mod tests {
         },
     }
 
-    fn arb_arrival() -> impl Strategy<Value = Arrival> {
+    pub(crate) fn arb_arrival() -> impl Strategy<Value = Arrival> {
         let spell = (
             0u32..4,
             0usize..3,
@@ -1546,7 +1546,7 @@ mod tests {
     const LEVELS: [LeaderLevel; 2] = [LeaderLevel::Division, LeaderLevel::Section];
     const POSITIONS: [LeaderPosition; 2] = [LeaderPosition::Deputy, LeaderPosition::Principal];
     /// Later than every record of the generated worlds.
-    const NOW: i64 = 10_000;
+    pub(crate) const NOW: i64 = 10_000;
 
     fn pushed<T>(agency: &str, now: i64, record: T) -> Pushed<T> {
         Pushed {
@@ -1567,7 +1567,7 @@ mod tests {
     }
 
     /// The world after the arrival, and the change as the store would describe it.
-    fn arrive(world: &Snapshot, arrival: &Arrival, now: i64) -> (Snapshot, Change) {
+    pub(crate) fn arrive(world: &Snapshot, arrival: &Arrival, now: i64) -> (Snapshot, Change) {
         let mut after = world.clone();
         let change = match arrival.clone() {
             Arrival::Roll {

@@ -2,6 +2,7 @@
 //! unit and property tests.
 
 pub mod agency;
+pub mod aggregates;
 pub mod alerts;
 pub mod audit;
 pub mod dirty;

@@ -251,18 +251,18 @@ fn latest_first<T>(records: &mut [&Pushed<T>]) {
 }
 
 /// Whether `[from, to)` covers `on`.
-fn in_force(from: NaiveDate, to: Option<NaiveDate>, on: NaiveDate) -> bool {
+pub(super) fn in_force(from: NaiveDate, to: Option<NaiveDate>, on: NaiveDate) -> bool {
     from <= on && to.is_none_or(|to| on < to)
 }
 
 /// Whether a spell covers some day of `[first, last]`.
-fn covers_some_day(spell: &Spell, first: NaiveDate, last: NaiveDate) -> bool {
+pub(super) fn covers_some_day(spell: &Spell, first: NaiveDate, last: NaiveDate) -> bool {
     let earliest = spell.valid_from.max(first);
     earliest <= last && spell.covers(earliest)
 }
 
 /// Whether a spell records an exit (retirement, departure, death).
-fn is_exit(status: PersonStatus) -> bool {
+pub(super) fn is_exit(status: PersonStatus) -> bool {
     matches!(
         status,
         PersonStatus::Retired | PersonStatus::Departed | PersonStatus::Deceased
@@ -273,7 +273,7 @@ fn approved(quota: Option<&Pushed<Quota>>) -> i64 {
     quota.map_or(0, |q| i64::from(q.record.approved_count))
 }
 
-fn count(n: usize) -> i64 {
+pub(super) fn count(n: usize) -> i64 {
     i64::try_from(n).expect("a count of records fits in i64")
 }
 
@@ -1157,7 +1157,7 @@ fn unregistered_text(why: &Unregistered) -> (String, String) {
     }
 }
 
-fn exit_zh_en(status: PersonStatus) -> (&'static str, &'static str) {
+pub(super) fn exit_zh_en(status: PersonStatus) -> (&'static str, &'static str) {
     match status {
         PersonStatus::Retired => ("退休", "retired"),
         PersonStatus::Deceased => ("死亡", "died"),
@@ -1165,19 +1165,19 @@ fn exit_zh_en(status: PersonStatus) -> (&'static str, &'static str) {
     }
 }
 
-fn join<'a>(usccs: impl Iterator<Item = &'a Uscc>, separator: &str) -> String {
+pub(super) fn join<'a>(usccs: impl Iterator<Item = &'a Uscc>, separator: &str) -> String {
     usccs.map(Uscc::as_str).collect::<Vec<_>>().join(separator)
 }
 
 /// An amount in fen written in yuan, e.g. `1234.50`.
 /// Fen as yuan; an `i128` so that a sum of amounts cannot overflow.
-fn yuan(fen: i128) -> String {
+pub(super) fn yuan(fen: i128) -> String {
     let sign = if fen < 0 { "-" } else { "" };
     let fen = fen.unsigned_abs();
     format!("{sign}{}.{:02}", fen / 100, fen % 100)
 }
 
-fn category_zh(category: QuotaCategory) -> &'static str {
+pub(super) fn category_zh(category: QuotaCategory) -> &'static str {
     match category {
         QuotaCategory::Administrative => "行政编制",
         QuotaCategory::PoliticalLegal => "政法专项编制",
@@ -1194,7 +1194,7 @@ fn kind_zh(kind: InstitutionKind) -> &'static str {
     }
 }
 
-fn level_zh(level: LeaderLevel) -> &'static str {
+pub(super) fn level_zh(level: LeaderLevel) -> &'static str {
     match level {
         LeaderLevel::Bureau => "厅局级",
         LeaderLevel::Division => "县处级",
@@ -1202,14 +1202,14 @@ fn level_zh(level: LeaderLevel) -> &'static str {
     }
 }
 
-fn position_zh(position: LeaderPosition) -> &'static str {
+pub(super) fn position_zh(position: LeaderPosition) -> &'static str {
     match position {
         LeaderPosition::Principal => "正职",
         LeaderPosition::Deputy => "副职",
     }
 }
 
-fn grade_zh(grade: Grade) -> &'static str {
+pub(super) fn grade_zh(grade: Grade) -> &'static str {
     match grade {
         Grade::BureauPrincipal => "正厅",
         Grade::BureauDeputy => "副厅",
@@ -1223,7 +1223,7 @@ fn grade_zh(grade: Grade) -> &'static str {
     }
 }
 
-fn rank_zh(rank: Rank) -> &'static str {
+pub(super) fn rank_zh(rank: Rank) -> &'static str {
     match rank {
         Rank::BureauPrincipal => "厅局级正职",
         Rank::BureauDeputy => "厅局级副职",
