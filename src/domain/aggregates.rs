@@ -17,17 +17,41 @@
 //! | [`Pay`] | (resident, period) | per payer: the live lines and their sum | [`Pay::add_line`], [`Pay::reverse_line`] | the payers of the key (one or two), plus the person's spells |
 //! | [`Plans`] | (institution, category, year) | entries of the year; the latest plan per channel | [`Plans::apply`] with the person's entry rewrite, [`Plans::push`] | one count and the plans (one per channel) |
 //!
-//! A headcount counts people, not spells: the oracle counts the distinct people active on a date,
-//! so a person's spells on one key are merged into runs before they count (derived spells never
-//! overlap on one roll, but nothing in a [`Snapshot`] says so). A rewrite takes off the runs of
-//! the person's spells before and puts on those after, which is exact whatever the spells.
+//! Which function decides which dirty key (`DirtyKey::covers` says which findings a key covers):
 //!
-//! Besides the numbers, a decision reads a few rows: the person's spells (pay), the leader's terms
-//! (LEADER_ABOVE_GRADE), the institution's registry entry. Evidence is the exception: the oracle
-//! cites every person on a roll (OVER_QUOTA, QUOTA_FULL), every appointment on a post and every
-//! entry of a year, so the `decide_*` functions take those as a sample the store reads; to keep
-//! the oracle equality they are all of them today. Capping them is one line each, in
-//! [`sample`].
+//! | dirty key | decided by | reads besides the aggregates |
+//! |---|---|---|
+//! | `Headcount(i, c)` | [`decide_headcount`] | the people on the roll on the date (evidence) |
+//! | `LeaderPosts(i, l, pos)` | [`decide_leader_posts`] | the terms on the post on the date (evidence) |
+//! | `LeaderGrade(i, p)` | [`decide_leader_grade`] | p's terms at i, i's registry entry |
+//! | `Funding(i, c, m)`, `FundedLimit(i, c, periods)` | [`decide_funding`] per period | i's registry entry |
+//! | `PersonPeriod(p, m)`, `Person(p, periods)` (pay part) | [`decide_pay`] per period | p's spells, at every institution |
+//! | `PlanUse(i, c, y)` | [`decide_plan`] | the entries of the year (evidence) |
+//!
+//! What did not go into numbers, and why:
+//!
+//! - A headcount counts people, not spells: the oracle counts the distinct people active on a
+//!   date, so a person's spells on one key are merged into runs before they count (derived spells
+//!   never overlap on one roll, but nothing in a [`Snapshot`] says so). A rewrite takes off the
+//!   runs of the person's spells before and puts on those after, which is exact whatever the
+//!   spells; a store must apply a personnel event with all of the person's spells, as
+//!   [`Rewrite`] has them, not the spell the event touched.
+//! - Evidence: the oracle cites every person on a roll (OVER_QUOTA, QUOTA_FULL), every appointment
+//!   on a post and every entry of a year. The `decide_*` functions take those as a sample the
+//!   store reads; to keep the oracle equality the sample is all of them today. Capping it is one
+//!   line, in `sample` (and the store's read gets a LIMIT).
+//! - The pay rules read the person's spells, not a number: whether they were on a roll in the
+//!   period, which rolls (named in PAY_UNIT_MISMATCH), seconded where, the latest exit before it
+//!   (its date is in PAID_AFTER_EXIT's text), and whether they have a spell at all (the person is
+//!   evidence only then). A person has a handful; a store reads them by resident.
+//! - LEADER_ABOVE_GRADE is the highest rank among a leader's terms in force against the ceiling
+//!   of the institution's grade: rows of one leader, and the registry entry (the oracle reads the
+//!   first entry of an institution in the snapshot; the registry keeps one).
+//! - The explanations are written here as in `rules.rs`, word for word (QUOTA_FULL's threshold
+//!   test in floating point included); the oracle test fails on any drift. Once the store decides
+//!   from aggregates, the two should share their text builders.
+//! - Updating a [`Headcount`] moves the count of every later change date in the run: a backdated
+//!   open spell rewrites the rest of the key's history (see [`Occupancy`] for the trade).
 //!
 //! What remains: HIRE_WITHOUT_APPROVAL (its greedy allocation draws approvals in order of entry
 //! date, so a backdated entry re-decides every later entry of its group: the aggregate is the
