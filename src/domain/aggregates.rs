@@ -70,8 +70,8 @@ use super::findings::{
 };
 use super::roll::Spell;
 use super::rules::{
-    category_zh, count, covers_some_day, exit_zh_en, grade_zh, in_force, is_exit, join, level_zh,
-    position_zh, rank_zh, yuan,
+    approved, category_zh, count, covers_some_day, exit_zh_en, grade_zh, in_force, institution,
+    is_exit, join, key, level_zh, person, position_zh, rank_zh, record, yuan,
 };
 use super::{
     Coded, Funding, FundingForm, HiringChannel, LeaderLevel, LeaderPosition, LeaderPost,
@@ -564,42 +564,6 @@ fn finding(
         explanation_en,
         evidence,
     }
-}
-
-fn key(
-    code: RuleCode,
-    institution: &Uscc,
-    subject: impl Into<String>,
-    period: impl Into<String>,
-) -> FindingKey {
-    FindingKey {
-        code,
-        institution: institution.to_string(),
-        subject: subject.into(),
-        period: period.into(),
-    }
-}
-
-fn person(id: &ResidentId) -> Evidence {
-    Evidence {
-        kind: "person",
-        id: id.to_string(),
-    }
-}
-
-fn institution(uscc: &Uscc) -> Evidence {
-    Evidence {
-        kind: "institution",
-        id: uscc.to_string(),
-    }
-}
-
-fn record(kind: &'static str, id: &RecordRef) -> Evidence {
-    Evidence::record(kind, id)
-}
-
-fn approved(quota: Option<&Pushed<Quota>>) -> i64 {
-    quota.map_or(0, |q| i64::from(q.record.approved_count))
 }
 
 /// OVER_QUOTA and QUOTA_FULL of (institution, category) on `as_of`, the findings of

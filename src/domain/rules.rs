@@ -269,7 +269,7 @@ pub(super) fn is_exit(status: PersonStatus) -> bool {
     )
 }
 
-fn approved(quota: Option<&Pushed<Quota>>) -> i64 {
+pub(super) fn approved(quota: Option<&Pushed<Quota>>) -> i64 {
     quota.map_or(0, |q| i64::from(q.record.approved_count))
 }
 
@@ -321,7 +321,7 @@ impl Findings {
     }
 }
 
-fn key(
+pub(super) fn key(
     code: RuleCode,
     institution: &Uscc,
     subject: impl Into<String>,
@@ -335,21 +335,21 @@ fn key(
     }
 }
 
-fn person(id: &ResidentId) -> Evidence {
+pub(super) fn person(id: &ResidentId) -> Evidence {
     Evidence {
         kind: "person",
         id: id.to_string(),
     }
 }
 
-fn institution(uscc: &Uscc) -> Evidence {
+pub(super) fn institution(uscc: &Uscc) -> Evidence {
     Evidence {
         kind: "institution",
         id: uscc.to_string(),
     }
 }
 
-fn record(kind: &'static str, id: &RecordRef) -> Evidence {
+pub(super) fn record(kind: &'static str, id: &RecordRef) -> Evidence {
     Evidence::record(kind, id)
 }
 
