@@ -64,14 +64,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{Datelike, NaiveDate};
 
 use super::dirty::Rewrite;
+use super::explain::{self, PayProblem};
 use super::findings::{
     Entry, Evidence, Finding, FindingKey, InstitutionFacts, PersonTerm, Pushed, RecordRef,
     RuleCode, RulesConfig, Snapshot,
 };
 use super::roll::Spell;
 use super::rules::{
-    approved, category_zh, count, covers_some_day, exit_zh_en, grade_zh, in_force, institution,
-    is_exit, join, key, level_zh, person, position_zh, rank_zh, record, yuan,
+    approved, count, covers_some_day, in_force, institution, is_exit, key, person, record,
 };
 use super::{
     Coded, Funding, FundingForm, HiringChannel, LeaderLevel, LeaderPosition, LeaderPost,
@@ -587,31 +587,13 @@ pub fn decide_headcount(
             .chain(quota.map(|q| record("quota", &q.id)))
             .collect()
     };
-    let zh_category = category_zh(category);
     let mut found = Vec::new();
 
     if active > approved {
-        let over = active - approved;
-        let text = match quota {
-            Some(_) => (
-                format!(
-                    "机构 {uscc} {zh_category}核定 {approved} 名，实有 {active} 名，超编 {over} 名。"
-                ),
-                format!(
-                    "Institution {uscc} has {active} people in {category} against an approved quota of {approved} ({over} over)."
-                ),
-            ),
-            None => (
-                format!("机构 {uscc} 没有有效的{zh_category}核定，却有 {active} 人占用该类编制。"),
-                format!(
-                    "Institution {uscc} has {active} people in {category} but no quota of that category in force."
-                ),
-            ),
-        };
         found.push(finding(
             key(RuleCode::OverQuota, uscc, category.code(), ""),
             (active, approved),
-            text,
+            explain::over_quota(uscc, category, (active, approved), quota.is_some()),
             evidence(),
         ));
     }
@@ -623,29 +605,10 @@ pub fn decide_headcount(
         active > 0
     };
     if full {
-        let text = if approved > 0 {
-            let used = active as f64 * 100.0 / approved as f64;
-            let line = threshold * 100.0;
-            (
-                format!(
-                    "机构 {uscc} {zh_category}核定 {approved} 名，实有 {active} 名，使用率 {used:.0}%，已达 {line:.0}% 预警线。"
-                ),
-                format!(
-                    "Institution {uscc} uses {active} of {approved} approved places in {category} ({used:.0}%), at or above the warning line of {line:.0}%."
-                ),
-            )
-        } else {
-            (
-                format!("机构 {uscc} {zh_category}核定 0 名，实有 {active} 名，已无空编。"),
-                format!(
-                    "Institution {uscc} has {active} people in {category} and no approved place (quota 0)."
-                ),
-            )
-        };
         found.push(finding(
             key(RuleCode::QuotaFull, uscc, category.code(), ""),
             (active, approved),
-            text,
+            explain::quota_full(uscc, category, (active, approved), threshold),
             evidence(),
         ));
     }
@@ -673,8 +636,6 @@ pub fn decide_leader_posts(
         .map(|t| record("appointment", &t.record))
         .collect();
     evidence.extend(post.map(|p| record("leader_post", &p.id)));
-    let over = leaders - posts;
-    let post_zh = format!("{}{}", level_zh(level), position_zh(position));
     Some(finding(
         key(
             RuleCode::OverLeaderPosts,
@@ -683,14 +644,7 @@ pub fn decide_leader_posts(
             "",
         ),
         (leaders, posts),
-        (
-            format!(
-                "机构 {uscc} {post_zh}领导职数核定 {posts} 名，实配 {leaders} 名，超职数 {over} 名。"
-            ),
-            format!(
-                "Institution {uscc} has {leaders} leaders in {level}/{position} posts against {posts} approved ({over} over)."
-            ),
-        ),
+        explain::over_leader_posts(uscc, (level, position), (leaders, posts)),
         evidence,
     ))
 }
@@ -726,22 +680,10 @@ pub fn decide_leader_grade(
         .map(|t| record("appointment", &t.record))
         .collect();
     evidence.insert(institution(uscc));
-    let who = resident;
-    let grade = facts.grade;
     Some(finding(
         key(RuleCode::LeaderAboveGrade, uscc, resident.as_str(), ""),
         (0, 0),
-        (
-            format!(
-                "{who} 在机构 {uscc}（{}）任{}，高于该规格允许的最高职级{}。",
-                grade_zh(grade),
-                rank_zh(highest),
-                rank_zh(ceiling)
-            ),
-            format!(
-                "{who} holds rank {highest} at institution {uscc}, whose grade {grade} allows at most {ceiling}."
-            ),
-        ),
+        explain::leader_above_grade(resident, uscc, facts.grade, (highest, ceiling)),
         evidence,
     ))
 }
@@ -759,8 +701,6 @@ pub fn decide_funding(
     };
     let f = &funding.record;
     let funded = i64::from(f.funded_headcount);
-    let paid = yuan(i128::from(f.amount_fen));
-    let zh_category = category_zh(category);
 
     let day = period.last_day();
     let unit = (uscc.clone(), category);
@@ -769,20 +709,17 @@ pub fn decide_funding(
     let active = aggregates.headcount.at(&unit, day);
     let limit = approved.min(active);
     if funded > limit {
-        let over = funded - limit;
         let mut evidence: BTreeSet<Evidence> = [record("funding", &funding.id)].into();
         evidence.extend(quota.map(|q| record("quota", &q.id)));
         found.push(finding(
-            key(RuleCode::FundedOverQuota, uscc, category.code(), period.to_string()),
-            (funded, limit),
-            (
-                format!(
-                    "机构 {uscc} {period} {zh_category}拨款 {funded} 人，核定 {approved} 名、实有 {active} 名，超拨 {over} 人。"
-                ),
-                format!(
-                    "Institution {uscc} was funded for {funded} people in {category} for {period} against a quota of {approved} and {active} on the roll ({over} over)."
-                ),
+            key(
+                RuleCode::FundedOverQuota,
+                uscc,
+                category.code(),
+                period.to_string(),
             ),
+            (funded, limit),
+            explain::funded_over_quota((uscc, category, period), funded, (approved, active)),
             evidence,
         ));
     }
@@ -791,16 +728,14 @@ pub fn decide_funding(
         facts.is_some_and(|facts| facts.funding_form == Some(FundingForm::SelfFunded));
     if self_funded && (f.amount_fen > 0 || f.funded_headcount > 0) {
         found.push(finding(
-            key(RuleCode::SelfFundedBudgetPay, uscc, category.code(), period.to_string()),
-            (0, 0),
-            (
-                format!(
-                    "自收自支机构 {uscc} 在 {period} 获得{zh_category}财政拨款 {paid} 元（{funded} 人）。"
-                ),
-                format!(
-                    "Self-funded institution {uscc} received budget funding of {paid} yuan for {funded} people in {category} for {period}."
-                ),
+            key(
+                RuleCode::SelfFundedBudgetPay,
+                uscc,
+                category.code(),
+                period.to_string(),
             ),
+            (0, 0),
+            explain::self_funded_budget_pay((uscc, category, period), f.amount_fen, funded),
             [record("funding", &funding.id), institution(uscc)].into(),
         ));
     }
@@ -834,7 +769,6 @@ pub fn decide_pay(
         .iter()
         .filter(|s| is_exit(s.status) && s.valid_from <= first)
         .max_by_key(|s| s.valid_from);
-    let who = resident;
     let subject = resident.as_str();
 
     for (payer, paid) in payers {
@@ -856,34 +790,18 @@ pub fn decide_pay(
         if !spells.is_empty() {
             evidence.insert(person(resident));
         }
-        let amount = yuan(paid.total_fen);
-        let opening_zh = format!("机构 {payer} 向 {who} 发放 {period} 工资 {amount} 元");
-        let opening_en = format!("Institution {payer} paid {who} {amount} yuan for {period}");
-        let text = if code == RuleCode::PayUnitMismatch {
+        let problem = if code == RuleCode::PayUnitMismatch {
             evidence.extend(rolls.iter().map(|u| institution(u)));
-            (
-                format!(
-                    "{opening_zh}，但此人在编于 {}，且未借调至该机构。",
-                    join(rolls.iter().copied(), "、")
-                ),
-                format!(
-                    "{opening_en}, but they are on the roll of {} and not seconded to it.",
-                    join(rolls.iter().copied(), ", ")
-                ),
-            )
+            PayProblem::OtherRolls(&rolls)
         } else if let Some(exit) = exit {
-            let on = exit.valid_from;
-            let (zh, en) = exit_zh_en(exit.status);
-            (
-                format!("{opening_zh}，但此人已于 {on} {zh}。"),
-                format!("{opening_en}, but they had {en} on {on}."),
-            )
+            PayProblem::AfterExit {
+                on: exit.valid_from,
+                status: exit.status,
+            }
         } else {
-            (
-                format!("{opening_zh}，但此人该期间不在任何机构在编。"),
-                format!("{opening_en}, but they were on no roll in that period."),
-            )
+            PayProblem::OnNoRoll
         };
+        let text = explain::pay(payer, resident, period, paid.total_fen, &problem);
         found.push(finding(
             key(code, payer, subject, period.to_string()),
             (0, 0),
@@ -903,16 +821,7 @@ pub fn decide_pay(
         found.push(finding(
             key(RuleCode::DoublePay, smallest, subject, period.to_string()),
             (n, 1),
-            (
-                format!(
-                    "{who} 在 {period} 从 {n} 个机构领取工资：{}。",
-                    join(payers.keys(), "、")
-                ),
-                format!(
-                    "{who} was paid for {period} by {n} institutions: {}.",
-                    join(payers.keys(), ", ")
-                ),
-            ),
+            explain::double_pay(resident, period, payers.keys()),
             evidence,
         ));
     }
@@ -943,7 +852,6 @@ pub fn decide_plan(
             .counted(uscc, category, year)
             .map(|p| record("staffing_plan", &p.id)),
     );
-    let over = taken - plan;
     Some(finding(
         key(
             RuleCode::OverPlan,
@@ -952,15 +860,7 @@ pub fn decide_plan(
             format!("{year:04}"),
         ),
         (taken, plan),
-        (
-            format!(
-                "机构 {uscc} {year} 年{}用编计划 {plan} 名，实际进人 {taken} 名，超计划 {over} 名。",
-                category_zh(category)
-            ),
-            format!(
-                "Institution {uscc} took {taken} entries in {category} in {year} against a staffing-use plan of {plan} ({over} over)."
-            ),
-        ),
+        explain::over_plan((uscc, category, year), (taken, plan)),
         evidence,
     ))
 }

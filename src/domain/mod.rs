@@ -6,6 +6,7 @@ pub mod aggregates;
 pub mod alerts;
 pub mod audit;
 pub mod dirty;
+mod explain;
 pub mod findings;
 pub mod ids;
 pub mod ledger;

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{Datelike, NaiveDate};
 
+use super::explain::{self, PayProblem};
 use super::findings::{
     Entry, Evidence, Finding, FindingKey, InstitutionFacts, PersonTerm, Pushed, RecordRef,
     RuleCode, RulesConfig, Scope, Snapshot,
@@ -371,32 +372,11 @@ fn quota_rules(index: &Index, as_of: NaiveDate, config: &RulesConfig, found: &mu
                 .chain(quota.map(|q| record("quota", &q.id)))
                 .collect()
         };
-        let zh_category = category_zh(category);
-
         if active > approved {
-            let over = active - approved;
-            let text = match quota {
-                Some(_) => (
-                    format!(
-                        "机构 {uscc} {zh_category}核定 {approved} 名，实有 {active} 名，超编 {over} 名。"
-                    ),
-                    format!(
-                        "Institution {uscc} has {active} people in {category} against an approved quota of {approved} ({over} over)."
-                    ),
-                ),
-                None => (
-                    format!(
-                        "机构 {uscc} 没有有效的{zh_category}核定，却有 {active} 人占用该类编制。"
-                    ),
-                    format!(
-                        "Institution {uscc} has {active} people in {category} but no quota of that category in force."
-                    ),
-                ),
-            };
             found.raise(
                 key(RuleCode::OverQuota, uscc, category.code(), ""),
                 (active, approved),
-                text,
+                explain::over_quota(uscc, category, (active, approved), quota.is_some()),
                 evidence(),
             );
         }
@@ -408,29 +388,10 @@ fn quota_rules(index: &Index, as_of: NaiveDate, config: &RulesConfig, found: &mu
             active > 0
         };
         if full {
-            let text = if approved > 0 {
-                let used = active as f64 * 100.0 / approved as f64;
-                let line = threshold * 100.0;
-                (
-                    format!(
-                        "机构 {uscc} {zh_category}核定 {approved} 名，实有 {active} 名，使用率 {used:.0}%，已达 {line:.0}% 预警线。"
-                    ),
-                    format!(
-                        "Institution {uscc} uses {active} of {approved} approved places in {category} ({used:.0}%), at or above the warning line of {line:.0}%."
-                    ),
-                )
-            } else {
-                (
-                    format!("机构 {uscc} {zh_category}核定 0 名，实有 {active} 名，已无空编。"),
-                    format!(
-                        "Institution {uscc} has {active} people in {category} and no approved place (quota 0)."
-                    ),
-                )
-            };
             found.raise(
                 key(RuleCode::QuotaFull, uscc, category.code(), ""),
                 (active, approved),
-                text,
+                explain::quota_full(uscc, category, (active, approved), threshold),
                 evidence(),
             );
         }
@@ -475,16 +436,7 @@ fn leader_rules(index: &Index, as_of: NaiveDate, config: &RulesConfig, found: &m
             .map(|t| record("appointment", &t.record))
             .collect();
         evidence.extend(post.map(|p| record("leader_post", &p.id)));
-        let over = leaders - posts;
-        let post_zh = format!("{}{}", level_zh(level), position_zh(position));
-        let text = (
-            format!(
-                "机构 {uscc} {post_zh}领导职数核定 {posts} 名，实配 {leaders} 名，超职数 {over} 名。"
-            ),
-            format!(
-                "Institution {uscc} has {leaders} leaders in {level}/{position} posts against {posts} approved ({over} over)."
-            ),
-        );
+        let text = explain::over_leader_posts(uscc, (level, position), (leaders, posts));
         found.raise(
             key(
                 RuleCode::OverLeaderPosts,
@@ -517,19 +469,7 @@ fn leader_rules(index: &Index, as_of: NaiveDate, config: &RulesConfig, found: &m
             .map(|t| record("appointment", &t.record))
             .collect();
         evidence.insert(institution(uscc));
-        let who = &resident;
-        let grade = facts.grade;
-        let text = (
-            format!(
-                "{who} 在机构 {uscc}（{}）任{}，高于该规格允许的最高职级{}。",
-                grade_zh(grade),
-                rank_zh(highest),
-                rank_zh(ceiling)
-            ),
-            format!(
-                "{who} holds rank {highest} at institution {uscc}, whose grade {grade} allows at most {ceiling}."
-            ),
-        );
+        let text = explain::leader_above_grade(resident, uscc, facts.grade, (highest, ceiling));
         found.raise(
             key(RuleCode::LeaderAboveGrade, uscc, resident.as_str(), ""),
             (0, 0),
@@ -830,16 +770,7 @@ fn over_plan(index: &Index, found: &mut Findings) {
                 .flat_map(BTreeMap::values)
                 .map(|p| record("staffing_plan", &p.id)),
         );
-        let over = taken - plan;
-        let text = (
-            format!(
-                "机构 {uscc} {year} 年{}用编计划 {plan} 名，实际进人 {taken} 名，超计划 {over} 名。",
-                category_zh(category)
-            ),
-            format!(
-                "Institution {uscc} took {taken} entries in {category} in {year} against a staffing-use plan of {plan} ({over} over)."
-            ),
-        );
+        let text = explain::over_plan((uscc, category, year), (taken, plan));
         found.raise(
             key(
                 RuleCode::OverPlan,
@@ -922,7 +853,6 @@ fn pay_of_period(
         .iter()
         .filter(|s| is_exit(s.status) && s.valid_from <= first)
         .max_by_key(|s| s.valid_from);
-    let who = &resident;
     let subject = resident.as_str();
 
     for lines in payers {
@@ -944,34 +874,19 @@ fn pay_of_period(
         if !spells.is_empty() {
             evidence.insert(person(resident));
         }
-        let paid = yuan(lines.iter().map(|l| i128::from(l.record.gross_fen)).sum());
-        let opening_zh = format!("机构 {payer} 向 {who} 发放 {period} 工资 {paid} 元");
-        let opening_en = format!("Institution {payer} paid {who} {paid} yuan for {period}");
-        let text = if code == RuleCode::PayUnitMismatch {
+        let paid: i128 = lines.iter().map(|l| i128::from(l.record.gross_fen)).sum();
+        let problem = if code == RuleCode::PayUnitMismatch {
             evidence.extend(rolls.iter().map(|u| institution(u)));
-            (
-                format!(
-                    "{opening_zh}，但此人在编于 {}，且未借调至该机构。",
-                    join(rolls.iter().copied(), "、")
-                ),
-                format!(
-                    "{opening_en}, but they are on the roll of {} and not seconded to it.",
-                    join(rolls.iter().copied(), ", ")
-                ),
-            )
+            PayProblem::OtherRolls(&rolls)
         } else if let Some(exit) = exit {
-            let on = exit.valid_from;
-            let (zh, en) = exit_zh_en(exit.status);
-            (
-                format!("{opening_zh}，但此人已于 {on} {zh}。"),
-                format!("{opening_en}, but they had {en} on {on}."),
-            )
+            PayProblem::AfterExit {
+                on: exit.valid_from,
+                status: exit.status,
+            }
         } else {
-            (
-                format!("{opening_zh}，但此人该期间不在任何机构在编。"),
-                format!("{opening_en}, but they were on no roll in that period."),
-            )
+            PayProblem::OnNoRoll
         };
+        let text = explain::pay(payer, resident, period, paid, &problem);
         found.raise(
             key(code, payer, subject, period.to_string()),
             (0, 0),
@@ -997,16 +912,7 @@ fn pay_of_period(
                 period.to_string(),
             ),
             (n, 1),
-            (
-                format!(
-                    "{who} 在 {period} 从 {n} 个机构领取工资：{}。",
-                    join(usccs(), "、")
-                ),
-                format!(
-                    "{who} was paid for {period} by {n} institutions: {}.",
-                    join(usccs(), ", ")
-                ),
-            ),
+            explain::double_pay(resident, period, usccs()),
             evidence,
         );
     }
@@ -1049,29 +955,23 @@ fn funding_rules(index: &Index, found: &mut Findings) {
             received.entry((uscc, period)).or_default().1.push(funding);
         }
         let funded = i64::from(f.funded_headcount);
-        let paid = yuan(i128::from(f.amount_fen));
-        let zh_category = category_zh(category);
-
         let day = period.last_day();
         let quota = index.quota_in_force(uscc, category, day);
         let approved = approved(quota);
         let active = count(index.active_at(uscc, category, day).len());
         let limit = approved.min(active);
         if funded > limit {
-            let over = funded - limit;
             let mut evidence: BTreeSet<Evidence> = [record("funding", &funding.id)].into();
             evidence.extend(quota.map(|q| record("quota", &q.id)));
             found.raise(
-                key(RuleCode::FundedOverQuota, uscc, category.code(), period.to_string()),
-                (funded, limit),
-                (
-                    format!(
-                        "机构 {uscc} {period} {zh_category}拨款 {funded} 人，核定 {approved} 名、实有 {active} 名，超拨 {over} 人。"
-                    ),
-                    format!(
-                        "Institution {uscc} was funded for {funded} people in {category} for {period} against a quota of {approved} and {active} on the roll ({over} over)."
-                    ),
+                key(
+                    RuleCode::FundedOverQuota,
+                    uscc,
+                    category.code(),
+                    period.to_string(),
                 ),
+                (funded, limit),
+                explain::funded_over_quota((uscc, category, period), funded, (approved, active)),
                 evidence,
             );
         }
@@ -1088,14 +988,7 @@ fn funding_rules(index: &Index, found: &mut Findings) {
                     period.to_string(),
                 ),
                 (0, 0),
-                (
-                    format!(
-                        "自收自支机构 {uscc} 在 {period} 获得{zh_category}财政拨款 {paid} 元（{funded} 人）。"
-                    ),
-                    format!(
-                        "Self-funded institution {uscc} received budget funding of {paid} yuan for {funded} people in {category} for {period}."
-                    ),
-                ),
+                explain::self_funded_budget_pay((uscc, category, period), f.amount_fen, funded),
                 [record("funding", &funding.id), institution(uscc)].into(),
             );
         }
