@@ -56,6 +56,19 @@ impl TlsFiles {
 
     /// Reads the files and builds the configuration.
     pub fn load(&self) -> Result<Arc<ServerConfig>, ReloadError> {
+        self.load_with(server_config_with_crls)
+    }
+
+    /// Reads the files and builds the console's configuration (a client certificate requested,
+    /// not required: [`crate::tls::console_config_with_crls`]).
+    pub fn load_console(&self) -> Result<Arc<ServerConfig>, ReloadError> {
+        self.load_with(crate::tls::console_config_with_crls)
+    }
+
+    fn load_with(
+        &self,
+        build: BuildConfig,
+    ) -> Result<Arc<ServerConfig>, ReloadError> {
         let read = |path: &Path| {
             std::fs::read(path).map_err(|source| ReloadError::Read {
                 path: path.to_owned(),
@@ -66,7 +79,7 @@ impl TlsFiles {
             Some(path) => parse_crls(&read(path)?),
             None => Vec::new(),
         };
-        Ok(server_config_with_crls(
+        Ok(build(
             &read(&self.ca)?,
             &read(&self.cert)?,
             &read(&self.key)?,
@@ -85,6 +98,14 @@ impl TlsFiles {
         hasher.finalize().to_vec()
     }
 }
+
+/// Builds a TLS configuration from CA, certificate and key PEM and CRLs.
+type BuildConfig = fn(
+    &[u8],
+    &[u8],
+    &[u8],
+    Vec<CertificateRevocationListDer<'static>>,
+) -> Result<Arc<ServerConfig>, TlsError>;
 
 /// CRLs from PEM (`X509 CRL` blocks) or, failing that, one DER CRL.
 fn parse_crls(bytes: &[u8]) -> Vec<CertificateRevocationListDer<'static>> {
