@@ -522,6 +522,23 @@ mod tests {
     }
 
     #[test]
+    fn the_console_is_off_by_default_and_on_with_development_certificates() {
+        let mut settings = Settings::default();
+        assert_eq!(settings.console_listen(), Some(DEV_CONSOLE_LISTEN));
+        settings.tls.ca = Some(PathBuf::from("/etc/quotahub/ca.pem"));
+        assert_eq!(settings.console_listen(), None);
+        settings.console.listen = Some(SocketAddr::from(([0, 0, 0, 0], 8443)));
+        assert_eq!(
+            settings.console_listen(),
+            Some(SocketAddr::from(([0, 0, 0, 0], 8443)))
+        );
+        settings.console.listen = None;
+        settings.tls.ca = None;
+        settings.tls.dev_pki = Some(false);
+        assert_eq!(settings.console_listen(), None);
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("quotahub.toml");

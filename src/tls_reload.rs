@@ -65,10 +65,7 @@ impl TlsFiles {
         self.load_with(crate::tls::console_config_with_crls)
     }
 
-    fn load_with(
-        &self,
-        build: BuildConfig,
-    ) -> Result<Arc<ServerConfig>, ReloadError> {
+    fn load_with(&self, build: BuildConfig) -> Result<Arc<ServerConfig>, ReloadError> {
         let read = |path: &Path| {
             std::fs::read(path).map_err(|source| ReloadError::Read {
                 path: path.to_owned(),

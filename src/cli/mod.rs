@@ -294,6 +294,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 application.local_addr(),
                 settings.pki().dir.display()
             );
+            if let Some(console) = application.console_addr() {
+                println!(
+                    "supervision console on https://{console}/ (an agency's certificate in the browser is the login)"
+                );
+            }
             application.run_until_stopped(shutdown_signal()).await?;
         }
         Command::Pki {
