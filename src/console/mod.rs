@@ -445,3 +445,66 @@ async fn not_found(
     visit.touched.clear();
     visit.answer(page).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::{HeaderValue, Uri};
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    #[test]
+    fn a_form_must_come_from_the_consoles_own_origin() {
+        let h2: Uri = "https://127.0.0.1:50052/finding/transition"
+            .parse()
+            .unwrap();
+        let h1: Uri = "/finding/transition".parse().unwrap();
+        let ours = [("origin", "https://127.0.0.1:50052")];
+        assert!(same_origin(&h2, &headers(&ours)));
+        assert!(same_origin(
+            &h1,
+            &headers(&[
+                ("origin", "https://127.0.0.1:50052"),
+                ("host", "127.0.0.1:50052")
+            ])
+        ));
+        // No Origin, another origin, another port, or a browser that says cross-site.
+        assert!(!same_origin(&h2, &headers(&[])));
+        assert!(!same_origin(
+            &h2,
+            &headers(&[("origin", "https://evil.example")])
+        ));
+        assert!(!same_origin(
+            &h2,
+            &headers(&[("origin", "https://127.0.0.1:50053")])
+        ));
+        assert!(!same_origin(
+            &h2,
+            &headers(&[("origin", "http://127.0.0.1:50052")])
+        ));
+        assert!(!same_origin(
+            &h2,
+            &headers(&[
+                ("origin", "https://127.0.0.1:50052"),
+                ("sec-fetch-site", "cross-site")
+            ])
+        ));
+        assert!(
+            !same_origin(&h1, &headers(&ours)),
+            "no host to compare with"
+        );
+    }
+
+    #[test]
+    fn languages_come_from_the_link() {
+        assert_eq!(Lang::from_query(None), Lang::Zh);
+        assert_eq!(Lang::from_query(Some("en")), Lang::En);
+        assert_eq!(Lang::from_query(Some("fr")), Lang::Zh);
+    }
+}

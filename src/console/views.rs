@@ -247,12 +247,15 @@ pub struct TransitionButton {
 #[template(path = "console/refused.html")]
 pub struct Refused {
     pub reason: String,
+    /// No usable certificate (rather than an agency that may not do this).
+    pub unauthenticated: bool,
 }
 
 /// A refusal page for `status`.
 pub fn refused(status: &Status) -> Response {
     let page = Refused {
         reason: status.message().to_owned(),
+        unauthenticated: status.code() == tonic::Code::Unauthenticated,
     };
     page_response(page.render().unwrap_or_else(|_| "403".to_owned()))
 }

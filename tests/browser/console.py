@@ -202,7 +202,8 @@ with sync_playwright() as playwright:
     forged = hr.context.request.post(ORIGIN + "/finding/transition", form=form,
                                      headers={"Origin": ORIGIN}, max_redirects=0)
     check(forged.status == 403, f"HR's forged POST is refused, not {forged.status}")
-    check("拒绝访问" in forged.text(), "HR's forged POST gets the refusal page")
+    check("拒绝访问" in forged.text() and "贵单位无权" in forged.text(),
+          "HR's forged POST gets the refusal page of an agency that may not")
     no_token = hr.context.request.post(ORIGIN + "/finding/transition",
                                        form={**form, "form_token": "00"},
                                        headers={"Origin": ORIGIN}, max_redirects=0)
@@ -227,6 +228,7 @@ with sync_playwright() as playwright:
         check(stranger.page.locator("#refused").inner_text() == "拒绝访问",
               f"{name}: the refusal page")
         check("Access refused" in stranger.page.content(), f"{name}: in English too")
+        check("数字证书" in stranger.page.content(), f"{name}: the page says a certificate is the login")
         shot(stranger.page, name)
         stranger.errors = [e for e in stranger.errors if "403" not in e]
         stranger.finish()
