@@ -468,7 +468,22 @@ impl Application {
         });
 
         let (configs, serving_config) = tokio::sync::watch::channel(self.tls);
+        // The console's configuration is reloaded from the same files, so that a new CRL or
+        // server certificate applies to both ports.
+        let console = self.console.map(|(listener, config)| {
+            let (configs, serving) = tokio::sync::watch::channel(config);
+            (listener, configs, serving)
+        });
         if let Some((files, every)) = self.tls_reload {
+            if let Some((_, console_configs, _)) = &console {
+                background.push(crate::tls_reload::spawn_reloader_of(
+                    files.clone(),
+                    every,
+                    console_configs.clone(),
+                    schedule_stopped_tls.clone(),
+                    crate::tls_reload::TlsFiles::load_console,
+                ));
+            }
             background.push(crate::tls_reload::spawn_reloader(
                 files,
                 every,
@@ -495,10 +510,17 @@ impl Application {
             }));
             tracing::info!(address = %admin_address, "admin port serving /metrics, /healthz, /readyz and grpc.health.v1 over plain HTTP");
         }
-        if let Some((listener, config)) = self.console {
+        if let Some((listener, _, serving)) = console {
             let console_address = listener.local_addr()?;
             let console = crate::console::Console::new(hub.clone(), self.guard.clone());
-            let incoming = TlsIncoming::with_limits(listener, config, self.connection_limits);
+            // Refused handshakes (a revoked certificate, one of another CA) are audited as on
+            // the gRPC port.
+            let incoming = TlsIncoming::serving(
+                listener,
+                serving,
+                self.guard.audit.clone(),
+                self.connection_limits,
+            );
             let mut stopped = schedule_stopped.clone();
             background.push(tokio::spawn(async move {
                 let stopped = async move {

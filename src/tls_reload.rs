@@ -121,7 +121,19 @@ pub fn spawn_reloader(
     files: TlsFiles,
     every: Duration,
     configs: watch::Sender<Arc<ServerConfig>>,
+    stopped: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    spawn_reloader_of(files, every, configs, stopped, TlsFiles::load)
+}
+
+/// As [`spawn_reloader`], building each configuration with `load` (the console's:
+/// [`TlsFiles::load_console`]).
+pub fn spawn_reloader_of(
+    files: TlsFiles,
+    every: Duration,
+    configs: watch::Sender<Arc<ServerConfig>>,
     mut stopped: watch::Receiver<bool>,
+    load: fn(&TlsFiles) -> Result<Arc<ServerConfig>, ReloadError>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut seen = files.digest();
@@ -134,7 +146,7 @@ pub fn spawn_reloader(
             if digest == seen {
                 continue;
             }
-            match files.load() {
+            match load(&files) {
                 Ok(config) => {
                     seen = digest;
                     configs.send_replace(config);
