@@ -38,6 +38,8 @@ pub struct Settings {
     pub feed: FeedSettings,
     /// The plain-HTTP admin port.
     pub admin: AdminSettings,
+    /// The supervision console (web pages over HTTPS).
+    pub console: ConsoleSettings,
     /// Logs.
     pub log: LogSettings,
 }
@@ -50,6 +52,23 @@ pub struct AdminSettings {
     /// bind it where only the platform (Prometheus, the kubelet) can reach it.
     pub listen: Option<SocketAddr>,
 }
+
+/// The supervision console: server-rendered pages over HTTPS, with the agency's client
+/// certificate as the login (`[console]`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleSettings {
+    /// Address of the console's HTTPS port (`console.listen`, default none: no console; with
+    /// development certificates, [`DEV_CONSOLE_LISTEN`]).
+    pub listen: Option<SocketAddr>,
+}
+
+/// Where the console listens when the hub runs on development certificates and `console.listen`
+/// is not set.
+pub const DEV_CONSOLE_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    50052,
+));
 
 /// Logs (`[log]`).
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -225,6 +244,7 @@ impl Default for Settings {
             reconcile: ReconcileSettings::default(),
             feed: FeedSettings::default(),
             admin: AdminSettings::default(),
+            console: ConsoleSettings::default(),
             log: LogSettings::default(),
         }
     }
@@ -344,6 +364,14 @@ impl Settings {
                 .unwrap_or(defaults.max_connections_per_address)
                 .max(1),
         }
+    }
+
+    /// Where the console listens, if anywhere: `console.listen`, else on development
+    /// certificates [`DEV_CONSOLE_LISTEN`].
+    pub fn console_listen(&self) -> Option<SocketAddr> {
+        self.console
+            .listen
+            .or_else(|| (self.dev_pki() && self.tls.ca.is_none()).then_some(DEV_CONSOLE_LISTEN))
     }
 
     /// Whether to make development certificates when missing.
@@ -491,6 +519,23 @@ mod tests {
                 .rules_config()
                 .is_err()
         );
+    }
+
+    #[test]
+    fn the_console_is_off_by_default_and_on_with_development_certificates() {
+        let mut settings = Settings::default();
+        assert_eq!(settings.console_listen(), Some(DEV_CONSOLE_LISTEN));
+        settings.tls.ca = Some(PathBuf::from("/etc/quotahub/ca.pem"));
+        assert_eq!(settings.console_listen(), None);
+        settings.console.listen = Some(SocketAddr::from(([0, 0, 0, 0], 8443)));
+        assert_eq!(
+            settings.console_listen(),
+            Some(SocketAddr::from(([0, 0, 0, 0], 8443)))
+        );
+        settings.console.listen = None;
+        settings.tls.ca = None;
+        settings.tls.dev_pki = Some(false);
+        assert_eq!(settings.console_listen(), None);
     }
 
     #[test]

@@ -115,6 +115,8 @@ pub struct Application {
     probe_every: Duration,
     /// Bounds on handshakes and on connections per peer address.
     connection_limits: tls::ConnectionLimits,
+    /// The supervision console's listener and TLS configuration, when it is on.
+    console: Option<(TcpListener, Arc<rustls::ServerConfig>)>,
 }
 
 impl Application {
@@ -166,11 +168,21 @@ impl Application {
             ),
             None => None,
         };
+        let console = match settings.console_listen() {
+            Some(address) => Some((
+                TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("cannot listen on {address} (console.listen)"))?,
+                files.load_console().context("bad TLS material")?,
+            )),
+            None => None,
+        };
         let mut application = Application::with_listener(listener, store, &tls, settings.limits())?
             .with_metrics(Metrics::from_env()?);
         application.tls = config;
         application.tls_reload = settings.tls_reload().map(|every| (files, every));
         application.admin = admin;
+        application.console = console;
         application.probe_every = Duration::from_secs(settings.database.probe_interval_secs.max(1));
         application.shutdown_grace = Duration::from_secs(settings.shutdown_grace_secs);
         application.connection_limits = settings.connection_limits();
@@ -210,6 +222,7 @@ impl Application {
             admin: None,
             probe_every: Duration::from_secs(5),
             connection_limits: tls::ConnectionLimits::default(),
+            console: None,
         })
     }
 
@@ -228,6 +241,28 @@ impl Application {
     /// The address of the admin port, if there is one.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin.as_ref().map(|listener| {
+            listener
+                .local_addr()
+                .expect("a bound listener has an address")
+        })
+    }
+
+    /// Serves the supervision console on an already-bound listener, with the same certificates.
+    pub fn with_console(
+        mut self,
+        listener: TcpListener,
+        tls: &ServerTls,
+    ) -> anyhow::Result<Application> {
+        let config =
+            tls::console_config_with_crls(&tls.ca_pem, &tls.cert_pem, &tls.key_pem, Vec::new())
+                .context("bad TLS material")?;
+        self.console = Some((listener, config));
+        Ok(self)
+    }
+
+    /// The address of the console, if it is on.
+    pub fn console_addr(&self) -> Option<SocketAddr> {
+        self.console.as_ref().map(|(listener, _)| {
             listener
                 .local_addr()
                 .expect("a bound listener has an address")
@@ -433,7 +468,22 @@ impl Application {
         });
 
         let (configs, serving_config) = tokio::sync::watch::channel(self.tls);
+        // The console's configuration is reloaded from the same files, so that a new CRL or
+        // server certificate applies to both ports.
+        let console = self.console.map(|(listener, config)| {
+            let (configs, serving) = tokio::sync::watch::channel(config);
+            (listener, configs, serving)
+        });
         if let Some((files, every)) = self.tls_reload {
+            if let Some((_, console_configs, _)) = &console {
+                background.push(crate::tls_reload::spawn_reloader_of(
+                    files.clone(),
+                    every,
+                    console_configs.clone(),
+                    schedule_stopped_tls.clone(),
+                    crate::tls_reload::TlsFiles::load_console,
+                ));
+            }
             background.push(crate::tls_reload::spawn_reloader(
                 files,
                 every,
@@ -459,6 +509,28 @@ impl Application {
                 }
             }));
             tracing::info!(address = %admin_address, "admin port serving /metrics, /healthz, /readyz and grpc.health.v1 over plain HTTP");
+        }
+        if let Some((listener, _, serving)) = console {
+            let console_address = listener.local_addr()?;
+            let console = crate::console::Console::new(hub.clone(), self.guard.clone());
+            // Refused handshakes (a revoked certificate, one of another CA) are audited as on
+            // the gRPC port.
+            let incoming = TlsIncoming::serving(
+                listener,
+                serving,
+                self.guard.audit.clone(),
+                self.connection_limits,
+            );
+            let mut stopped = schedule_stopped.clone();
+            background.push(tokio::spawn(async move {
+                let stopped = async move {
+                    let _ = stopped.changed().await;
+                };
+                if let Err(error) = crate::console::serve(incoming, console, stopped).await {
+                    tracing::error!(%error, "the console failed");
+                }
+            }));
+            tracing::info!(address = %console_address, "supervision console serving over HTTPS (agency certificate as login)");
         }
         tracing::info!(%address, "quotahub serving over mutual TLS");
         let incoming = TlsIncoming::serving(

@@ -148,6 +148,54 @@ pub fn server_config_with_crls(
     key_pem: &[u8],
     crls: Vec<CertificateRevocationListDer<'static>>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
+    // Not `allow_unauthenticated`: a client without a certificate fails the handshake.
+    // gRPC runs over HTTP/2 only.
+    build_server_config(
+        ca_pem,
+        cert_pem,
+        key_pem,
+        crls,
+        ClientCertificate::Required,
+        vec![b"h2".to_vec()],
+    )
+}
+
+/// The console's TLS configuration (`console.listen`): the same CA, server certificate and CRLs
+/// as [`server_config_with_crls`], but a client certificate is only *requested*, so that a
+/// browser without one completes the handshake and is shown a refusal page rather than a TLS
+/// error. A certificate that is presented is verified exactly as for gRPC (chained to the CA, not
+/// revoked). ALPN offers HTTP/2 and HTTP/1.1 for browsers.
+pub fn console_config_with_crls(
+    ca_pem: &[u8],
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    crls: Vec<CertificateRevocationListDer<'static>>,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    build_server_config(
+        ca_pem,
+        cert_pem,
+        key_pem,
+        crls,
+        ClientCertificate::Requested,
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+    )
+}
+
+/// Whether a client must present a certificate to complete the handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClientCertificate {
+    Required,
+    Requested,
+}
+
+fn build_server_config(
+    ca_pem: &[u8],
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    crls: Vec<CertificateRevocationListDer<'static>>,
+    client_certificate: ClientCertificate,
+    alpn: Vec<Vec<u8>>,
+) -> Result<Arc<ServerConfig>, TlsError> {
     install_crypto_provider();
     // ring's default suites are already the strong ones only: the three TLS 1.3 AEAD suites and,
     // for TLS 1.2, ECDHE with AES-GCM or ChaCha20-Poly1305. No CBC, RSA key exchange or SHA-1.
@@ -157,10 +205,12 @@ pub fn server_config_with_crls(
     for ca in parse_certs(ca_pem, "CA certificate")? {
         roots.add(ca)?;
     }
-    // Not `allow_unauthenticated`: a client without a certificate fails the handshake.
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .with_crls(crls)
-        .build()?;
+        .with_crls(crls);
+    let verifier = match client_certificate {
+        ClientCertificate::Required => verifier.build()?,
+        ClientCertificate::Requested => verifier.allow_unauthenticated().build()?,
+    };
 
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
@@ -172,8 +222,7 @@ pub fn server_config_with_crls(
                 reason: e.to_string(),
             })?,
         )?;
-    // gRPC runs over HTTP/2 only.
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    config.alpn_protocols = alpn;
     Ok(Arc::new(config))
 }
 
@@ -192,6 +241,9 @@ fn parse_certs(pem: &[u8], what: &'static str) -> Result<Vec<CertificateDer<'sta
     }
     Ok(certs)
 }
+
+/// Why a connection without a client certificate has no agency (console connections only).
+pub const NO_CERTIFICATE: &str = "no client certificate was presented";
 
 /// Who is on the other end of a connection, established once per connection during the TLS
 /// handshake and handed to every request on it through its extensions.
@@ -630,13 +682,17 @@ async fn handshake(
             return;
         }
     };
-    let Some(leaf) = tls.get_ref().1.peer_certificates().and_then(<[_]>::first) else {
-        // Unreachable with `server_config`, which requires a certificate; kept for configs
-        // built elsewhere.
-        warn!(peer = %remote_addr, "client presented no certificate; connection dropped");
-        return;
+    let identity = match tls.get_ref().1.peer_certificates().and_then(<[_]>::first) {
+        Some(leaf) => PeerIdentity::from_leaf_certificate(remote_addr, leaf),
+        // Only with the console's configuration, which requests but does not require a
+        // certificate (`server_config` requires one): the connection is served, and every
+        // request on it refused with a page, as for a certificate that names no agency.
+        None => PeerIdentity {
+            remote_addr,
+            cert_fingerprint: String::new(),
+            agency: Err(NO_CERTIFICATE.to_owned()),
+        },
     };
-    let identity = PeerIdentity::from_leaf_certificate(remote_addr, leaf);
     if let Err(reason) = &identity.agency {
         warn!(peer = %remote_addr, fingerprint = %identity.cert_fingerprint, %reason, "client certificate names no agency");
     }

@@ -56,6 +56,16 @@ impl TlsFiles {
 
     /// Reads the files and builds the configuration.
     pub fn load(&self) -> Result<Arc<ServerConfig>, ReloadError> {
+        self.load_with(server_config_with_crls)
+    }
+
+    /// Reads the files and builds the console's configuration (a client certificate requested,
+    /// not required: [`crate::tls::console_config_with_crls`]).
+    pub fn load_console(&self) -> Result<Arc<ServerConfig>, ReloadError> {
+        self.load_with(crate::tls::console_config_with_crls)
+    }
+
+    fn load_with(&self, build: BuildConfig) -> Result<Arc<ServerConfig>, ReloadError> {
         let read = |path: &Path| {
             std::fs::read(path).map_err(|source| ReloadError::Read {
                 path: path.to_owned(),
@@ -66,7 +76,7 @@ impl TlsFiles {
             Some(path) => parse_crls(&read(path)?),
             None => Vec::new(),
         };
-        Ok(server_config_with_crls(
+        Ok(build(
             &read(&self.ca)?,
             &read(&self.cert)?,
             &read(&self.key)?,
@@ -86,6 +96,14 @@ impl TlsFiles {
     }
 }
 
+/// Builds a TLS configuration from CA, certificate and key PEM and CRLs.
+type BuildConfig = fn(
+    &[u8],
+    &[u8],
+    &[u8],
+    Vec<CertificateRevocationListDer<'static>>,
+) -> Result<Arc<ServerConfig>, TlsError>;
+
 /// CRLs from PEM (`X509 CRL` blocks) or, failing that, one DER CRL.
 fn parse_crls(bytes: &[u8]) -> Vec<CertificateRevocationListDer<'static>> {
     let pem: Vec<_> = CertificateRevocationListDer::pem_slice_iter(bytes)
@@ -103,7 +121,19 @@ pub fn spawn_reloader(
     files: TlsFiles,
     every: Duration,
     configs: watch::Sender<Arc<ServerConfig>>,
+    stopped: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    spawn_reloader_of(files, every, configs, stopped, TlsFiles::load)
+}
+
+/// As [`spawn_reloader`], building each configuration with `load` (the console's:
+/// [`TlsFiles::load_console`]).
+pub fn spawn_reloader_of(
+    files: TlsFiles,
+    every: Duration,
+    configs: watch::Sender<Arc<ServerConfig>>,
     mut stopped: watch::Receiver<bool>,
+    load: fn(&TlsFiles) -> Result<Arc<ServerConfig>, ReloadError>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut seen = files.digest();
@@ -116,7 +146,7 @@ pub fn spawn_reloader(
             if digest == seen {
                 continue;
             }
-            match files.load() {
+            match load(&files) {
                 Ok(config) => {
                     seen = digest;
                     configs.send_replace(config);

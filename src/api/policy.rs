@@ -268,7 +268,11 @@ pub struct Authorized<S> {
 
 /// Decides a call: who it is (the registry), what it may do (the policy table), then whether the
 /// agency is within its rate limit.
-async fn admit(guard: &Guard, path: &str, peer: Option<&PeerIdentity>) -> Result<Caller, Error> {
+pub(crate) async fn admit(
+    guard: &Guard,
+    path: &str,
+    peer: Option<&PeerIdentity>,
+) -> Result<Caller, Error> {
     if let Some(PeerIdentity {
         agency: Ok(agency),
         cert_fingerprint,

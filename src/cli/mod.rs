@@ -217,6 +217,10 @@ pub struct ServeArgs {
     /// Address of the plain-HTTP admin port (/metrics, /healthz, /readyz) [default: none].
     #[arg(long, env = "QUOTAHUB_ADMIN_LISTEN")]
     pub admin_listen: Option<SocketAddr>,
+    /// Address of the supervision console's HTTPS port [default: none; 127.0.0.1:50052 with
+    /// development certificates].
+    #[arg(long, env = "QUOTAHUB_CONSOLE_LISTEN")]
+    pub console_listen: Option<SocketAddr>,
     /// Longest wait for calls in flight at shutdown, in seconds [default: 30].
     #[arg(long, env = "QUOTAHUB_SHUTDOWN_GRACE_SECS")]
     pub shutdown_grace_secs: Option<u64>,
@@ -247,6 +251,9 @@ impl ServeArgs {
         }
         if let Some(address) = self.admin_listen {
             settings.admin.listen = Some(address);
+        }
+        if let Some(address) = self.console_listen {
+            settings.console.listen = Some(address);
         }
         if let Some(grace) = self.shutdown_grace_secs {
             settings.shutdown_grace_secs = grace;
@@ -287,6 +294,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 application.local_addr(),
                 settings.pki().dir.display()
             );
+            if let Some(console) = application.console_addr() {
+                println!(
+                    "supervision console on https://{console}/ (an agency's certificate in the browser is the login)"
+                );
+            }
             application.run_until_stopped(shutdown_signal()).await?;
         }
         Command::Pki {

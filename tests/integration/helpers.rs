@@ -231,6 +231,8 @@ pub struct TestApp {
     pub store: Store,
     /// Where the hub's audit entries go; `flush` before reading the trail.
     pub audit: quotahub::audit::AuditSink,
+    /// The supervision console's address, for hubs started with one.
+    pub console: Option<SocketAddr>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
     limits: Limits,
@@ -258,6 +260,12 @@ impl TestApp {
         TestApp::start_full(db, Limits::default(), Some(interval), None).await
     }
 
+    /// A hub with the supervision console on a port of its own.
+    pub async fn spawn_with_console(backend: Backend) -> TestApp {
+        let db = TestDb::new(backend).await;
+        TestApp::start_with(db, Limits::default(), None, None, true).await
+    }
+
     async fn start(db: TestDb, limits: Limits) -> TestApp {
         TestApp::start_full(db, limits, None, None).await
     }
@@ -267,6 +275,16 @@ impl TestApp {
         limits: Limits,
         reconcile_every: Option<std::time::Duration>,
         today: Option<chrono::NaiveDate>,
+    ) -> TestApp {
+        TestApp::start_with(db, limits, reconcile_every, today, false).await
+    }
+
+    async fn start_with(
+        db: TestDb,
+        limits: Limits,
+        reconcile_every: Option<std::time::Duration>,
+        today: Option<chrono::NaiveDate>,
+        console: bool,
     ) -> TestApp {
         let pki = pki();
         let mut store = Store::connect(db.url(), &StoreOptions::default())
@@ -280,10 +298,17 @@ impl TestApp {
         }
         pki.register_all(&store).await;
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a port");
-        let application =
+        let mut application =
             Application::with_listener(listener, store.clone(), &pki.server_tls(), limits.clone())
                 .expect("build the hub")
                 .reconcile_every(reconcile_every);
+        if console {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a port");
+            application = application
+                .with_console(listener, &pki.server_tls())
+                .expect("the console's TLS");
+        }
+        let console = application.console_addr();
         let address = application.local_addr();
         let audit = application.audit();
         let (shutdown, stopped) = oneshot::channel::<()>();
@@ -295,6 +320,7 @@ impl TestApp {
             db,
             store,
             audit,
+            console,
             shutdown: Some(shutdown),
             server: Some(server),
             limits,

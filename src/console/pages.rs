@@ -1,0 +1,523 @@
+//! The console's pages: each asks the gRPC handlers for its data through [`Visit::call`] and
+//! renders it. Nothing here reads the store.
+
+use std::collections::BTreeMap;
+
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use tonic::Status;
+
+use super::views::{self, Chrome, Nav};
+use super::{Lang, Visit};
+use crate::api::convert::Wire as _;
+use crate::domain::alerts::{AlertState, may_transition};
+use crate::proto;
+use crate::proto::feed_service_server::FeedService as _;
+use crate::proto::reconciliation_service_server::ReconciliationService as _;
+
+/// The gRPC methods the pages call; each is admitted by the policy table under its own path.
+pub const LIST_FINDINGS: &str = "/quotahub.v1.ReconciliationService/ListFindings";
+/// See [`LIST_FINDINGS`].
+pub const REGIONAL_BALANCE: &str = "/quotahub.v1.ReconciliationService/RegionalBalance";
+/// See [`LIST_FINDINGS`].
+pub const TRANSITION_ALERT: &str = "/quotahub.v1.FeedService/TransitionAlert";
+
+/// Rows of the findings list per page.
+const PAGE_SIZE: u32 = 50;
+/// Rows per call when a page or export reads every finding.
+const BULK_PAGE_SIZE: u32 = 5_000;
+/// Most calls a page or export makes to read every finding (so at most 100,000 findings).
+const MAX_BULK_PAGES: usize = 20;
+
+/// Only the language.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct LangQuery {
+    /// `en` for English.
+    pub lang: Option<String>,
+}
+
+/// The findings list's filters and page, as its links carry them.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct ListQuery {
+    /// A rule code name (`OVER_QUOTA`).
+    pub rule: String,
+    /// The least severity shown (`HIGH`).
+    pub severity: String,
+    /// `OPEN` (default) or `RESOLVED`.
+    pub state: String,
+    /// An institution's USCC.
+    pub institution: String,
+    /// ListFindings' page token.
+    pub page: String,
+    /// `en` for English.
+    pub lang: Option<String>,
+}
+
+impl ListQuery {
+    /// The query string of this list in `lang`, with another page token.
+    pub fn query_string(&self, lang: Lang, page: &str) -> String {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        for (name, value) in [
+            ("rule", &self.rule),
+            ("severity", &self.severity),
+            ("state", &self.state),
+            ("institution", &self.institution),
+        ] {
+            if !value.is_empty() {
+                query.append_pair(name, value);
+            }
+        }
+        if !page.is_empty() {
+            query.append_pair("page", page);
+        }
+        if lang == Lang::En {
+            query.append_pair("lang", "en");
+        }
+        query.finish()
+    }
+
+    /// For the audit trail.
+    pub fn summary(&self) -> String {
+        self.query_string(Lang::Zh, &self.page)
+    }
+
+    fn request(
+        &self,
+        page_size: u32,
+        page_token: String,
+    ) -> Result<proto::ListFindingsRequest, Status> {
+        let codes = if self.rule.is_empty() {
+            Vec::new()
+        } else {
+            vec![rule_code(&self.rule)?]
+        };
+        let min_severity = if self.severity.is_empty() {
+            0
+        } else {
+            proto::Severity::from_str_name(&format!("SEVERITY_{}", self.severity))
+                .ok_or_else(|| Status::invalid_argument("unknown severity"))? as i32
+        };
+        Ok(proto::ListFindingsRequest {
+            jurisdiction: String::new(),
+            codes,
+            min_severity,
+            state: finding_state(&self.state)?,
+            institution_uscc: self.institution.trim().to_owned(),
+            page_size,
+            page_token,
+        })
+    }
+}
+
+/// A finding's key, as the links to its page carry it.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct FindingQuery {
+    /// The rule code name.
+    pub code: String,
+    /// The institution's USCC.
+    pub institution: String,
+    /// The subject as the viewer reads it (a person token in place of a masked resident ID).
+    pub subject: String,
+    /// The period.
+    pub period: String,
+    /// `OPEN` (default) or `RESOLVED`.
+    pub state: String,
+    /// `en` for English.
+    pub lang: Option<String>,
+}
+
+impl FindingQuery {
+    /// The query string of this finding's page in `lang`.
+    pub fn query_string(&self, lang: Lang) -> String {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        query
+            .append_pair("code", &self.code)
+            .append_pair("institution", &self.institution)
+            .append_pair("subject", &self.subject)
+            .append_pair("period", &self.period);
+        if !self.state.is_empty() {
+            query.append_pair("state", &self.state);
+        }
+        if lang == Lang::En {
+            query.append_pair("lang", "en");
+        }
+        query.finish()
+    }
+
+    /// For the audit trail.
+    pub fn summary(&self) -> String {
+        self.query_string(Lang::Zh)
+    }
+
+    fn of(finding: &proto::Finding) -> FindingQuery {
+        FindingQuery {
+            code: code_name(finding.code).to_owned(),
+            institution: finding.institution_uscc.clone(),
+            subject: finding.subject.clone(),
+            period: finding.period.clone(),
+            state: if finding.state == proto::FindingState::Resolved as i32 {
+                "RESOLVED".into()
+            } else {
+                String::new()
+            },
+            lang: None,
+        }
+    }
+}
+
+/// A transition posted from a finding's page.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct TransitionForm {
+    /// The finding's key, as on its page.
+    #[serde(flatten)]
+    pub finding: FindingQuery,
+    /// The version the page showed.
+    pub version: u64,
+    /// `ACKNOWLEDGED`, `RECTIFYING` or `CLOSED`.
+    pub to: String,
+    /// The token of the viewer's certificate (see `Console::form_token`).
+    pub form_token: String,
+    /// Why, for the record.
+    pub note: String,
+}
+
+impl TransitionForm {
+    /// For the audit trail (the token left out).
+    pub fn summary(&self) -> String {
+        format!(
+            "{} version={} to={}",
+            self.finding.summary(),
+            self.version,
+            self.to
+        )
+    }
+}
+
+fn rule_code(name: &str) -> Result<i32, Status> {
+    proto::RuleCode::from_str_name(&format!("RULE_CODE_{name}"))
+        .map(|code| code as i32)
+        .ok_or_else(|| Status::invalid_argument(format!("unknown rule {name}")))
+}
+
+fn finding_state(name: &str) -> Result<i32, Status> {
+    match name {
+        "" | "OPEN" => Ok(proto::FindingState::Open as i32),
+        "RESOLVED" => Ok(proto::FindingState::Resolved as i32),
+        other => Err(Status::invalid_argument(format!("unknown state {other}"))),
+    }
+}
+
+/// A rule's code name without its prefix (`OVER_QUOTA`).
+pub fn code_name(code: i32) -> &'static str {
+    proto::RuleCode::try_from(code)
+        .map(|code| code.as_str_name())
+        .unwrap_or("RULE_CODE_UNSPECIFIED")
+        .trim_start_matches("RULE_CODE_")
+}
+
+async fn list_findings(
+    visit: &mut Visit,
+    request: proto::ListFindingsRequest,
+) -> Result<proto::ListFindingsResponse, Status> {
+    visit
+        .call(LIST_FINDINGS, request, |hub, request| async move {
+            hub.list_findings(request).await
+        })
+        .await
+}
+
+/// Every finding the list's filters select, page after page (at most [`MAX_BULK_PAGES`]).
+async fn every_finding(
+    visit: &mut Visit,
+    query: &ListQuery,
+) -> Result<Vec<proto::Finding>, Status> {
+    let mut findings = Vec::new();
+    let mut token = String::new();
+    for _ in 0..MAX_BULK_PAGES {
+        let page = list_findings(visit, query.request(BULK_PAGE_SIZE, token)?).await?;
+        findings.extend(page.findings);
+        if page.next_page_token.is_empty() {
+            return Ok(findings);
+        }
+        token = page.next_page_token;
+    }
+    Err(Status::resource_exhausted(
+        "too many findings for one page; narrow the filters",
+    ))
+}
+
+/// 总览: the regional balance of the viewer's jurisdiction as a chart and a table, and the open
+/// findings by rule and severity.
+pub async fn overview(visit: &mut Visit) -> Result<Response, Status> {
+    let agency = visit.viewer().await?;
+    let balance = visit
+        .call(
+            REGIONAL_BALANCE,
+            proto::RegionalBalanceRequest::default(),
+            |hub, request| async move { hub.regional_balance(request).await },
+        )
+        .await?;
+    let open = every_finding(visit, &ListQuery::default()).await?;
+    let mut by_rule: BTreeMap<(std::cmp::Reverse<i32>, i32), u64> = BTreeMap::new();
+    for finding in &open {
+        *by_rule
+            .entry((std::cmp::Reverse(finding.severity), finding.code))
+            .or_default() += 1;
+    }
+    let chrome = Chrome::new(visit, &agency, Nav::Overview, "/", "");
+    let lang = visit.lang;
+    let counts = by_rule
+        .into_iter()
+        .map(|((severity, code), count)| views::RuleCount {
+            rule: views::rule_label(lang, code),
+            severity: views::severity_label(lang, severity.0),
+            severity_class: views::severity_class(severity.0),
+            count,
+            href: chrome.href(&format!(
+                "/findings?{}",
+                ListQuery {
+                    rule: code_name(code).to_owned(),
+                    ..ListQuery::default()
+                }
+                .query_string(Lang::Zh, "")
+            )),
+        })
+        .collect();
+    let page = views::Overview {
+        chart: super::chart::balance_chart(lang, &balance.rows),
+        rows: balance
+            .rows
+            .iter()
+            .map(|row| views::BalanceRow::of(lang, row))
+            .collect(),
+        as_of: balance.as_of,
+        open: open.len(),
+        counts,
+        c: chrome,
+    };
+    views::html(&page)
+}
+
+/// The findings list, filtered and paged by ListFindings' own cursor.
+pub async fn findings(visit: &mut Visit, query: &ListQuery) -> Result<Response, Status> {
+    let agency = visit.viewer().await?;
+    let page = list_findings(visit, query.request(PAGE_SIZE, query.page.clone())?).await?;
+    let lang = visit.lang;
+    let chrome = Chrome::new(
+        visit,
+        &agency,
+        Nav::Findings,
+        "/findings",
+        &query.query_string(Lang::Zh, &query.page),
+    );
+    let rows = page
+        .findings
+        .iter()
+        .map(|finding| {
+            views::FindingRow::of(
+                lang,
+                finding,
+                &chrome.href(&format!(
+                    "/finding?{}",
+                    FindingQuery::of(finding).query_string(Lang::Zh)
+                )),
+            )
+        })
+        .collect();
+    let view = views::Findings {
+        rules: views::rule_options(lang, &query.rule),
+        severities: views::severity_options(lang, &query.severity),
+        states: views::state_options(lang, &query.state),
+        institution: query.institution.clone(),
+        rows,
+        next: (!page.next_page_token.is_empty()).then(|| {
+            format!(
+                "/findings?{}",
+                query.query_string(lang, &page.next_page_token)
+            )
+        }),
+        first: (!query.page.is_empty())
+            .then(|| format!("/findings?{}", query.query_string(lang, ""))),
+        csv: format!("/findings.csv?{}", query.query_string(lang, "")),
+        c: chrome,
+    };
+    views::html(&view)
+}
+
+/// The filtered list as CSV (UTF-8 with a byte-order mark, which spreadsheet programs need to
+/// read Chinese), every page of it.
+pub async fn findings_csv(visit: &mut Visit, query: &ListQuery) -> Result<Response, Status> {
+    visit.viewer().await?;
+    let findings = every_finding(
+        visit,
+        &ListQuery {
+            page: String::new(),
+            ..query.clone()
+        },
+    )
+    .await?;
+    let lang = visit.lang;
+    let mut out = csv::Writer::from_writer(vec![0xEF, 0xBB, 0xBF]);
+    let internal = |error: csv::Error| Status::internal(error.to_string());
+    out.write_record([
+        "rule",
+        "rule_name",
+        "severity",
+        "institution_uscc",
+        "subject",
+        "period",
+        "jurisdiction",
+        "state",
+        "alert_state",
+        "actual",
+        "limit",
+        "explanation",
+        "raised_at",
+        "version",
+    ])
+    .map_err(internal)?;
+    for finding in &findings {
+        out.write_record([
+            code_name(finding.code),
+            &views::rule_label(lang, finding.code),
+            views::severity_name(finding.severity),
+            &finding.institution_uscc,
+            &finding.subject,
+            &finding.period,
+            &finding.jurisdiction,
+            views::finding_state_name(finding.state),
+            views::alert_state_name(finding.alert_state),
+            &finding.actual.to_string(),
+            &finding.limit.to_string(),
+            if lang == Lang::En {
+                &finding.explanation_en
+            } else {
+                &finding.explanation_zh
+            },
+            &views::timestamp(finding.raised_at.as_ref()),
+            &finding.version.to_string(),
+        ])
+        .map_err(internal)?;
+    }
+    let body = out
+        .into_inner()
+        .map_err(|error| Status::internal(error.to_string()))?;
+    Ok((
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"findings.csv\"",
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// The finding the query names, as the viewer reads it (its institution's findings of its rule,
+/// through ListFindings).
+async fn find(visit: &mut Visit, query: &FindingQuery) -> Result<proto::Finding, Status> {
+    let list = ListQuery {
+        rule: query.code.clone(),
+        state: query.state.clone(),
+        institution: query.institution.clone(),
+        ..ListQuery::default()
+    };
+    let findings = every_finding(visit, &list).await?;
+    findings
+        .into_iter()
+        .find(|finding| finding.subject == query.subject && finding.period == query.period)
+        .ok_or_else(|| Status::not_found("no such finding in your jurisdiction"))
+}
+
+/// A finding's page: explanation, evidence, alert state, and the transitions the viewer may make.
+pub async fn finding(visit: &mut Visit, query: &FindingQuery) -> Result<Response, Status> {
+    let agency = visit.viewer().await?;
+    let finding = find(visit, query).await?;
+    let lang = visit.lang;
+    let from = AlertState::from_wire(finding.alert_state);
+    let may_transition_alerts = visit.may_call(TRANSITION_ALERT);
+    let transitions = [
+        AlertState::Acknowledged,
+        AlertState::Rectifying,
+        AlertState::Closed,
+    ]
+    .into_iter()
+    .filter(|to| may_transition_alerts && from.is_some_and(|from| may_transition(from, *to)))
+    .map(|to| views::TransitionButton {
+        to: views::alert_state_name(to.to_wire()),
+        label: views::alert_state_label(lang, to.to_wire()),
+    })
+    .collect();
+    let chrome = Chrome::new(
+        visit,
+        &agency,
+        Nav::Findings,
+        "/finding",
+        &FindingQuery::of(&finding).query_string(Lang::Zh),
+    );
+    let view = views::FindingPage {
+        row: views::FindingRow::of(lang, &finding, ""),
+        key: FindingQuery::of(&finding),
+        explanation: if lang == Lang::En {
+            finding.explanation_en.clone()
+        } else {
+            finding.explanation_zh.clone()
+        },
+        evidence: finding
+            .evidence
+            .iter()
+            .map(|evidence| (evidence.kind.clone(), evidence.id.clone()))
+            .collect(),
+        jurisdiction: finding.jurisdiction.clone(),
+        actual: finding.actual,
+        limit: finding.limit,
+        version: finding.version,
+        escalation_level: finding.escalation_level,
+        acknowledge_by: views::timestamp(finding.acknowledge_by.as_ref()),
+        rectify_by: views::timestamp(finding.rectify_by.as_ref()),
+        updated_at: views::timestamp(finding.updated_at.as_ref()),
+        masked: finding.personal_data_masked,
+        transitions,
+        may_transition: may_transition_alerts,
+        c: chrome,
+    };
+    views::html(&view)
+}
+
+/// Moves a finding's alert through TransitionAlert (with the version the page showed), then shows
+/// the finding's page again.
+pub async fn transition(visit: &mut Visit, form: &TransitionForm) -> Result<Response, Status> {
+    visit.viewer().await?;
+    let to = proto::AlertState::from_str_name(&format!("ALERT_STATE_{}", form.to))
+        .ok_or_else(|| Status::invalid_argument("unknown alert state"))?;
+    let request = proto::TransitionAlertRequest {
+        code: rule_code(&form.finding.code)?,
+        institution_uscc: form.finding.institution.clone(),
+        subject: form.finding.subject.clone(),
+        period: form.finding.period.clone(),
+        expected_version: form.version,
+        to: to as i32,
+        // Each posted form is one transition; a second post of the same page carries a version
+        // that is no longer stored and is refused (ABORTED).
+        idempotency_key: format!("console-{}", uuid::Uuid::now_v7()),
+        note: form.note.clone(),
+    };
+    let after = visit
+        .call(TRANSITION_ALERT, request, |hub, request| async move {
+            hub.transition_alert(request).await
+        })
+        .await?;
+    let target = format!(
+        "/finding?{}",
+        FindingQuery::of(&after).query_string(visit.lang)
+    );
+    Ok(Redirect::to(&target).into_response())
+}

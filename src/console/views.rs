@@ -1,0 +1,484 @@
+//! What the pages show, as askama templates (`templates/console/`, compiled into the binary and
+//! escaped by default), and the labels of the contract's codes in both languages.
+
+use askama::Template;
+use axum::http::header;
+use axum::response::{Html, IntoResponse, Response};
+use tonic::Status;
+
+use super::chart::Chart;
+use super::pages::FindingQuery;
+use super::{Lang, Visit};
+use crate::domain::{Agency, AgencyKind};
+use crate::proto;
+
+/// Renders a page.
+pub fn html(page: &impl Template) -> Result<Response, Status> {
+    let text = page
+        .render()
+        .map_err(|error| Status::internal(format!("the page did not render: {error}")))?;
+    Ok(page_response(text))
+}
+
+fn page_response(text: String) -> Response {
+    (
+        [
+            // Nothing but the hub's own origin: no script, style or font from elsewhere, and no
+            // framing by another site.
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; script-src 'none'; frame-ancestors 'none'; form-action 'self'",
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::REFERRER_POLICY, "same-origin"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        Html(text),
+    )
+        .into_response()
+}
+
+/// Which part of the navigation a page belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nav {
+    /// 总览.
+    Overview,
+    /// 问题线索.
+    Findings,
+}
+
+/// What every page's frame shows: the viewer, the navigation, the language switch.
+pub struct Chrome {
+    /// The page's language.
+    pub lang: Lang,
+    /// The viewing agency, as a label.
+    pub viewer: String,
+    /// The viewer's jurisdiction code.
+    pub jurisdiction: String,
+    /// Which navigation entry is current.
+    pub nav: Nav,
+    /// This page in the other language.
+    pub switch_href: String,
+    /// The token the page's forms carry.
+    pub form_token: String,
+}
+
+impl Chrome {
+    /// The frame of a page at `path` with `query` (without `lang`).
+    pub fn new(visit: &Visit, agency: &Agency, nav: Nav, path: &str, query: &str) -> Chrome {
+        let lang = visit.lang;
+        let other = match lang {
+            Lang::Zh => Lang::En,
+            Lang::En => Lang::Zh,
+        };
+        Chrome {
+            lang,
+            viewer: format!("{} {}", agency.jurisdiction, kind_label(lang, agency.kind)),
+            jurisdiction: agency.jurisdiction.to_string(),
+            nav,
+            switch_href: with_lang(&format!("{path}?{query}"), other),
+            form_token: visit.form_token(),
+        }
+    }
+
+    /// The text in the page's language.
+    pub fn t<'a>(&self, zh: &'a str, en: &'a str) -> &'a str {
+        match self.lang {
+            Lang::Zh => zh,
+            Lang::En => en,
+        }
+    }
+
+    /// A link within the console, in the page's language.
+    pub fn href(&self, target: &str) -> String {
+        with_lang(target, self.lang)
+    }
+
+    /// Whether `nav` is the current navigation entry (for `aria-current`).
+    pub fn is(&self, nav: Nav) -> bool {
+        self.nav == nav
+    }
+
+    /// The `lang` attribute of the page.
+    pub fn html_lang(&self) -> &'static str {
+        match self.lang {
+            Lang::Zh => "zh-CN",
+            Lang::En => "en",
+        }
+    }
+}
+
+fn with_lang(target: &str, lang: Lang) -> String {
+    let target = target.trim_end_matches('?');
+    match lang {
+        Lang::Zh => target.to_owned(),
+        Lang::En if target.contains('?') => format!("{target}&lang=en"),
+        Lang::En => format!("{target}?lang=en"),
+    }
+}
+
+/// The overview (总览).
+#[derive(Template)]
+#[template(path = "console/overview.html")]
+pub struct Overview {
+    pub c: Chrome,
+    pub as_of: String,
+    pub chart: Chart,
+    pub rows: Vec<BalanceRow>,
+    pub open: usize,
+    pub counts: Vec<RuleCount>,
+}
+
+/// One row of the regional balance table.
+pub struct BalanceRow {
+    pub jurisdiction: String,
+    pub category: String,
+    pub approved: i64,
+    pub active: i64,
+    pub surplus: i64,
+}
+
+impl BalanceRow {
+    /// A row of RegionalBalance.
+    pub fn of(lang: Lang, row: &proto::RegionalBalanceRow) -> BalanceRow {
+        BalanceRow {
+            jurisdiction: row.jurisdiction.clone(),
+            category: category_label(lang, row.category).to_owned(),
+            approved: row.approved,
+            active: row.active,
+            surplus: row.surplus,
+        }
+    }
+}
+
+/// Open findings of one rule.
+pub struct RuleCount {
+    pub rule: String,
+    pub severity: &'static str,
+    pub severity_class: &'static str,
+    pub count: u64,
+    pub href: String,
+}
+
+/// The findings list.
+#[derive(Template)]
+#[template(path = "console/findings.html")]
+pub struct Findings {
+    pub c: Chrome,
+    pub rules: Vec<SelectOption>,
+    pub severities: Vec<SelectOption>,
+    pub states: Vec<SelectOption>,
+    pub institution: String,
+    pub rows: Vec<FindingRow>,
+    pub next: Option<String>,
+    pub first: Option<String>,
+    pub csv: String,
+}
+
+/// An option of a filter.
+pub struct SelectOption {
+    pub value: &'static str,
+    pub label: String,
+    pub selected: bool,
+}
+
+/// A finding as a row of the list.
+pub struct FindingRow {
+    pub href: String,
+    pub rule: String,
+    pub severity: &'static str,
+    pub severity_class: &'static str,
+    pub institution: String,
+    pub subject: String,
+    pub period: String,
+    pub state: &'static str,
+    pub alert_state: &'static str,
+    pub raised_at: String,
+}
+
+impl FindingRow {
+    /// A finding as the viewer reads it.
+    pub fn of(lang: Lang, finding: &proto::Finding, href: &str) -> FindingRow {
+        FindingRow {
+            href: href.to_owned(),
+            rule: rule_label(lang, finding.code),
+            severity: severity_label(lang, finding.severity),
+            severity_class: severity_class(finding.severity),
+            institution: finding.institution_uscc.clone(),
+            subject: finding.subject.clone(),
+            period: finding.period.clone(),
+            state: finding_state_label(lang, finding.state),
+            alert_state: alert_state_label(lang, finding.alert_state),
+            raised_at: timestamp(finding.raised_at.as_ref()),
+        }
+    }
+}
+
+/// A finding's page.
+#[derive(Template)]
+#[template(path = "console/finding.html")]
+pub struct FindingPage {
+    pub c: Chrome,
+    pub row: FindingRow,
+    pub key: FindingQuery,
+    pub explanation: String,
+    pub evidence: Vec<(String, String)>,
+    pub jurisdiction: String,
+    pub actual: i64,
+    pub limit: i64,
+    pub version: u64,
+    pub escalation_level: u32,
+    pub acknowledge_by: String,
+    pub rectify_by: String,
+    pub updated_at: String,
+    pub masked: bool,
+    pub transitions: Vec<TransitionButton>,
+    pub may_transition: bool,
+}
+
+/// A transition the viewer may make.
+pub struct TransitionButton {
+    pub to: &'static str,
+    pub label: &'static str,
+}
+
+/// The refusal page, in both languages (the viewer's language is not known to be trusted yet).
+#[derive(Template)]
+#[template(path = "console/refused.html")]
+pub struct Refused {
+    pub reason: String,
+    /// No usable certificate (rather than an agency that may not do this).
+    pub unauthenticated: bool,
+}
+
+/// A refusal page for `status`.
+pub fn refused(status: &Status) -> Response {
+    let page = Refused {
+        reason: status.message().to_owned(),
+        unauthenticated: status.code() == tonic::Code::Unauthenticated,
+    };
+    page_response(page.render().unwrap_or_else(|_| "403".to_owned()))
+}
+
+/// An error page.
+#[derive(Template)]
+#[template(path = "console/error.html")]
+pub struct ErrorPage {
+    pub lang: Lang,
+    pub code: &'static str,
+    pub message: String,
+    pub conflict: bool,
+}
+
+impl ErrorPage {
+    /// The text in the page's language.
+    pub fn t<'a>(&self, zh: &'a str, en: &'a str) -> &'a str {
+        match self.lang {
+            Lang::Zh => zh,
+            Lang::En => en,
+        }
+    }
+}
+
+/// An error page for `status`.
+pub fn error_page(lang: Lang, status: &Status) -> Response {
+    let page = ErrorPage {
+        lang,
+        code: crate::api::status::grpc_code_name(status.code()),
+        message: status.message().to_owned(),
+        conflict: status.code() == tonic::Code::Aborted,
+    };
+    page_response(page.render().unwrap_or_else(|_| "error".to_owned()))
+}
+
+/// `2026-12-04 16:20` in China Standard Time, or empty.
+pub fn timestamp(at: Option<&prost_types::Timestamp>) -> String {
+    let Some(at) = at else {
+        return String::new();
+    };
+    let china = chrono::FixedOffset::east_opt(8 * 3_600).expect("a valid offset");
+    chrono::DateTime::from_timestamp(at.seconds, 0)
+        .map(|at| {
+            at.with_timezone(&china)
+                .format("%Y-%m-%d %H:%M")
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
+/// A rule's name in `lang`.
+pub fn rule_label(lang: Lang, code: i32) -> String {
+    use crate::api::convert::Wire as _;
+    let name = super::pages::code_name(code);
+    match lang {
+        Lang::Zh => crate::domain::findings::RuleCode::from_wire(code)
+            .map_or_else(|| name.to_owned(), |rule| rule.name_zh().to_owned()),
+        Lang::En => name.replace('_', " ").to_lowercase(),
+    }
+}
+
+const SEVERITIES: [(proto::Severity, &str, &str); 5] = [
+    (proto::Severity::Critical, "严重", "critical"),
+    (proto::Severity::High, "高", "high"),
+    (proto::Severity::Medium, "中", "medium"),
+    (proto::Severity::Low, "低", "low"),
+    (proto::Severity::Info, "提示", "info"),
+];
+
+/// A severity in `lang`.
+pub fn severity_label(lang: Lang, severity: i32) -> &'static str {
+    SEVERITIES
+        .iter()
+        .find(|(s, _, _)| *s as i32 == severity)
+        .map_or("", |(_, zh, en)| if lang == Lang::En { en } else { zh })
+}
+
+/// A severity's code name (`HIGH`).
+pub fn severity_name(severity: i32) -> &'static str {
+    proto::Severity::try_from(severity)
+        .map(|s| s.as_str_name())
+        .unwrap_or("")
+        .trim_start_matches("SEVERITY_")
+}
+
+/// The style class of a severity.
+pub fn severity_class(severity: i32) -> &'static str {
+    SEVERITIES
+        .iter()
+        .find(|(s, _, _)| *s as i32 == severity)
+        .map_or("info", |(_, _, en)| en)
+}
+
+/// A finding state's code name.
+pub fn finding_state_name(state: i32) -> &'static str {
+    proto::FindingState::try_from(state)
+        .map(|s| s.as_str_name())
+        .unwrap_or("")
+        .trim_start_matches("FINDING_STATE_")
+}
+
+fn finding_state_label(lang: Lang, state: i32) -> &'static str {
+    match (finding_state_name(state), lang) {
+        ("OPEN", Lang::Zh) => "未消除",
+        ("OPEN", Lang::En) => "open",
+        ("RESOLVED", Lang::Zh) => "已消除",
+        ("RESOLVED", Lang::En) => "resolved",
+        _ => "",
+    }
+}
+
+/// An alert state's code name (`ACKNOWLEDGED`).
+pub fn alert_state_name(state: i32) -> &'static str {
+    proto::AlertState::try_from(state)
+        .map(|s| s.as_str_name())
+        .unwrap_or("")
+        .trim_start_matches("ALERT_STATE_")
+}
+
+/// An alert state in `lang`.
+pub fn alert_state_label(lang: Lang, state: i32) -> &'static str {
+    let (zh, en) = match alert_state_name(state) {
+        "OPEN" => ("待处理", "open"),
+        "ACKNOWLEDGED" => ("已签收", "acknowledged"),
+        "RECTIFYING" => ("整改中", "rectifying"),
+        "CLOSED" => ("已办结", "closed"),
+        _ => ("", ""),
+    };
+    if lang == Lang::En { en } else { zh }
+}
+
+fn category_label(lang: Lang, category: i32) -> &'static str {
+    use proto::QuotaCategory as C;
+    let (zh, en) = match proto::QuotaCategory::try_from(category) {
+        Ok(C::Administrative) => ("行政编制", "administrative"),
+        Ok(C::PoliticalLegal) => ("政法专项编制", "political-legal"),
+        Ok(C::PublicInstitution) => ("事业编制", "public institution"),
+        Ok(C::CivilServiceManaged) => ("参公事业编制", "civil-service managed"),
+        Ok(C::ServiceWorker) => ("工勤编制", "service worker"),
+        _ => ("", ""),
+    };
+    if lang == Lang::En { en } else { zh }
+}
+
+/// A category in `lang`, for the chart.
+pub fn category(lang: Lang, category: i32) -> &'static str {
+    category_label(lang, category)
+}
+
+fn kind_label(lang: Lang, kind: AgencyKind) -> &'static str {
+    let (zh, en) = match kind {
+        AgencyKind::StaffingOffice => ("编办", "staffing office"),
+        AgencyKind::Organization => ("组织部", "organization department"),
+        AgencyKind::Hr => ("人社", "human resources"),
+        AgencyKind::Finance => ("财政", "finance"),
+        AgencyKind::Discipline => ("纪检监察", "discipline inspection"),
+        AgencyKind::Audit => ("审计", "audit"),
+    };
+    if lang == Lang::En { en } else { zh }
+}
+
+/// The rule filter's options.
+pub fn rule_options(lang: Lang, selected: &str) -> Vec<SelectOption> {
+    let mut options = vec![SelectOption {
+        value: "",
+        label: if lang == Lang::En {
+            "every rule"
+        } else {
+            "全部规则"
+        }
+        .to_owned(),
+        selected: selected.is_empty(),
+    }];
+    for code in 1..=15 {
+        let value = super::pages::code_name(code);
+        options.push(SelectOption {
+            value,
+            label: rule_label(lang, code),
+            selected: selected == value,
+        });
+    }
+    options
+}
+
+/// The severity filter's options (the least severity shown).
+pub fn severity_options(lang: Lang, selected: &str) -> Vec<SelectOption> {
+    let mut options = vec![SelectOption {
+        value: "",
+        label: if lang == Lang::En {
+            "any severity"
+        } else {
+            "全部级别"
+        }
+        .to_owned(),
+        selected: selected.is_empty(),
+    }];
+    for (severity, zh, en) in SEVERITIES {
+        let value = severity_name(severity as i32);
+        let label = if lang == Lang::En {
+            format!("{en} and above")
+        } else {
+            format!("{zh}及以上")
+        };
+        options.push(SelectOption {
+            value,
+            label,
+            selected: selected == value,
+        });
+    }
+    options
+}
+
+/// The state filter's options.
+pub fn state_options(lang: Lang, selected: &str) -> Vec<SelectOption> {
+    [
+        ("OPEN", "未消除", "open"),
+        ("RESOLVED", "已消除", "resolved"),
+    ]
+    .into_iter()
+    .map(|(value, zh, en)| SelectOption {
+        value,
+        label: if lang == Lang::En { en } else { zh }.to_owned(),
+        selected: selected == value || (selected.is_empty() && value == "OPEN"),
+    })
+    .collect()
+}

@@ -1,0 +1,232 @@
+//! The supervision console in a real browser: headless Chromium (Debian's package) driven by
+//! Playwright for Python (tests/browser/console.py) against a real hub with the console on, each
+//! agency presenting its own certificate. What a page shows and does is then checked against the
+//! gRPC API and the audit trail.
+//!
+//! The script needs a python3 with `playwright` and a `chromium` on the PATH: the one named by
+//! `QUOTAHUB_TEST_PYTHON`, else `python3`. Without them this test says so and passes, except in CI
+//! (`CI=true`), where it fails: `.ci/run` installs them. Screenshots of every page are written
+//! under the target directory (the path is printed).
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use quotahub::domain::AgencyKind;
+use quotahub::proto;
+use quotahub::store::trust::AuditFilter;
+use tokio::process::Command;
+
+use crate::helpers::*;
+use crate::on_both_backends;
+
+on_both_backends!(each_agency_sees_and_does_in_the_console_what_the_api_allows);
+
+/// A python3 with Playwright and a Chromium, or `None` (with a note) when there is none outside CI.
+async fn python() -> Option<String> {
+    let python = std::env::var("QUOTAHUB_TEST_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    let usable = Command::new(&python)
+        .args([
+            "-c",
+            "import shutil, sys, playwright.sync_api; sys.exit(0 if shutil.which('chromium') else 1)",
+        ])
+        .output()
+        .await
+        .is_ok_and(|output| output.status.success());
+    if usable {
+        return Some(python);
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI must run the browser tests: `{python}` cannot import playwright or there is no \
+         chromium (.ci/run installs them; QUOTAHUB_TEST_PYTHON names the interpreter)"
+    );
+    let _ = writeln!(
+        std::io::stderr(),
+        "browser test not run: `{python}` cannot import playwright or there is no chromium \
+         (apt-get install chromium fonts-noto-cjk; pip install playwright; or set QUOTAHUB_TEST_PYTHON)"
+    );
+    None
+}
+
+fn masked(id: &str) -> String {
+    format!("{}********{}", &id[..6], &id[14..])
+}
+
+/// The agencies' certificates as the browsers load them: `{kind}.pem` and `{kind}-key.pem`, and
+/// `unregistered.pem`, issued by the hub's CA for 140100's audit office but never registered.
+fn certificate_files(dir: &Path) {
+    let write = |name: &str, certificate: &quotahub::pki::CertifiedKey| {
+        std::fs::write(dir.join(format!("{name}.pem")), &certificate.cert_pem).unwrap();
+        std::fs::write(dir.join(format!("{name}-key.pem")), &certificate.key_pem).unwrap();
+    };
+    for (name, kind) in [
+        ("discipline", AgencyKind::Discipline),
+        ("finance", AgencyKind::Finance),
+        ("hr", AgencyKind::Hr),
+        ("staffing-office", AgencyKind::StaffingOffice),
+    ] {
+        write(name, &pki().agency(&agency("140100", kind)));
+    }
+    let stranger = pki()
+        .ca
+        .issue_agency(
+            &agency("140100", AgencyKind::Audit),
+            quotahub::pki::Validity::default_leaf(),
+        )
+        .unwrap();
+    write("unregistered", &stranger);
+}
+
+async fn each_agency_sees_and_does_in_the_console_what_the_api_allows(backend: Backend) {
+    let Some(python) = python().await else {
+        return;
+    };
+    let app = TestApp::spawn_with_console(backend).await;
+    let console = app.console.expect("the console is on");
+
+    // An organ with a quota of 5 and one person; a ghost paid by it (吃空饷, about a person).
+    let unit = uscc("140100", 1);
+    let mut office = app.staffing("140100").await;
+    office
+        .push_institution(organ("org-1", &unit, "140100"))
+        .await
+        .unwrap();
+    office.push_quota(quota("q-1", &unit, 5)).await.unwrap();
+    app.hr("140100")
+        .await
+        .push_personnel_event(hire("hire-1", &resident(1), &unit, "2020-06-01"))
+        .await
+        .unwrap();
+    app.finance("140100")
+        .await
+        .push_payroll_line(payroll("ghost-2", &resident(2), &unit, "2024-01"))
+        .await
+        .unwrap();
+
+    let certs = tempfile::tempdir().unwrap();
+    certificate_files(certs.path());
+    let screenshots = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("console-screenshots")
+        .join(format!("{backend:?}").to_lowercase());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/console.py");
+    let output = Command::new(&python)
+        .arg(&script)
+        .args([
+            "--url",
+            &format!("https://127.0.0.1:{}", console.port()),
+            "--certs",
+            certs.path().to_str().unwrap(),
+            "--screenshots",
+            screenshots.to_str().unwrap(),
+            "--resident",
+            &resident(2),
+            "--masked",
+            &masked(&resident(2)),
+            "--institution",
+            &unit,
+        ])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("run the browser script");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    print!("{stdout}");
+    assert!(
+        output.status.success(),
+        "tests/browser/console.py failed ({}):\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let _ = writeln!(
+        std::io::stderr(),
+        "console screenshots in {}",
+        screenshots.display()
+    );
+    let result: serde_json::Value = serde_json::from_str(
+        stdout
+            .lines()
+            .find_map(|line| line.strip_prefix("RESULT "))
+            .expect("the script's result"),
+    )
+    .unwrap();
+
+    // The acknowledgement made in the page is what a gRPC read returns.
+    let mut reader = proto::reconciliation_service_client::ReconciliationServiceClient::new(
+        app.channel(&agency("140100", AgencyKind::Discipline)).await,
+    );
+    let findings = reader
+        .list_findings(proto::ListFindingsRequest {
+            codes: vec![proto::RuleCode::PaidNotOnRoll as i32],
+            institution_uscc: unit.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .findings;
+    assert_eq!(findings.len(), 1);
+    assert_eq!(findings[0].subject, resident(2));
+    assert_eq!(
+        findings[0].alert_state,
+        proto::AlertState::Acknowledged as i32
+    );
+    assert_eq!(
+        Some(findings[0].version),
+        result["version_after"].as_u64(),
+        "the version the page showed after the transition is the stored one"
+    );
+
+    // Every page is in the audit trail, the refused ones too.
+    app.audit.flush().await;
+    let entries = app
+        .store
+        .audit_entries(&AuditFilter {
+            limit: 100_000,
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    let has = |agency: &str, method: &str, outcome: &str| {
+        entries.iter().any(|row| {
+            row.entry.agency_id == agency
+                && row.entry.method == method
+                && row.entry.outcome == outcome
+        })
+    };
+    assert!(has("140100/finance", "console GET /finding", "OK"));
+    assert!(has(
+        "140100/discipline",
+        "console POST /finding/transition",
+        "OK"
+    ));
+    assert!(has(
+        "140100/discipline",
+        "console POST /finding/transition",
+        "ABORTED"
+    ));
+    assert!(has(
+        "140100/hr",
+        "console POST /finding/transition",
+        "PERMISSION_DENIED"
+    ));
+    assert!(
+        has("", "console GET /", "UNAUTHENTICATED"),
+        "no certificate"
+    );
+    assert!(
+        has("140100/audit", "console GET /", "UNAUTHENTICATED"),
+        "unregistered"
+    );
+    let page_entry = entries
+        .iter()
+        .find(|row| row.entry.method == "console GET /finding")
+        .unwrap();
+    assert!(
+        page_entry
+            .entry
+            .touched
+            .contains("/quotahub.v1.ReconciliationService/ListFindings"),
+        "a page's entry names the calls it made: {}",
+        page_entry.entry.touched
+    );
+}
