@@ -395,7 +395,7 @@ pub fn verify_consistency(
 /// The log's signing key: a signed-note private key (`PRIVATE+KEY+{origin}+{id}+{key}`); its
 /// name is the log's origin.
 #[derive(Clone)]
-pub struct LogSigner(signed_note::StandardSigner);
+pub struct LogSigner(signed_note::StandardSigner, String);
 
 impl std::fmt::Debug for LogSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -407,9 +407,23 @@ impl std::fmt::Debug for LogSigner {
 impl LogSigner {
     /// Reads a signed-note private key.
     pub fn parse(text: &str) -> Result<LogSigner, String> {
-        signed_note::StandardSigner::new(text.trim())
-            .map(LogSigner)
-            .map_err(|error| format!("not a signed-note Ed25519 private key: {error}"))
+        use base64::Engine;
+        use ring::signature::KeyPair;
+        let text = text.trim();
+        let signer = signed_note::StandardSigner::new(text)
+            .map_err(|error| format!("not a signed-note Ed25519 private key: {error}"))?;
+        // The public half, for witnesses: from the seed, through ring.
+        let key = text.rsplit('+').next().unwrap_or_default();
+        let seed: [u8; 32] = base64::engine::general_purpose::STANDARD
+            .decode(key)
+            .ok()
+            .and_then(|key| key.get(1..).and_then(|seed| seed.try_into().ok()))
+            .ok_or("not a signed-note Ed25519 private key")?;
+        let pair = ring::signature::Ed25519KeyPair::from_seed_unchecked(&seed)
+            .map_err(|_| "not an Ed25519 seed")?;
+        use signed_note::Signer;
+        let (_, public) = LogSigner::from_seed(signer.name(), seed, pair.public_key().as_ref())?;
+        Ok(LogSigner(signer, public))
     }
 
     /// A private key for `origin` from a 32-byte Ed25519 seed, and its public (verifier) key.
@@ -425,6 +439,11 @@ impl LogSigner {
             format!("PRIVATE+KEY+{origin}+{id:08x}+{}", b64.encode(encoded(&seed))),
             format!("{origin}+{id:08x}+{}", b64.encode(encoded(public))),
         ))
+    }
+
+    /// The public (verifier) key witnesses check checkpoints with: `{origin}+{id}+{key}`.
+    pub fn public_key(&self) -> String {
+        self.1.clone()
     }
 
     /// The log's origin (the checkpoints' first line).
@@ -738,6 +757,7 @@ mod tests {
         let (private, public) =
             LogSigner::from_seed("hub.example/log", seed, pair.public_key().as_ref()).unwrap();
         let signer = LogSigner::parse(&private).unwrap();
+        assert_eq!(signer.public_key(), public);
         let root = tlog_tiles::record_hash(b"x");
         let note = signer.sign(5, root).unwrap();
         assert!(note.starts_with("hub.example/log\n5\n"), "{note}");

@@ -1,0 +1,22 @@
+-- The audit trail as a Merkle tree log (RFC 9162): entry `seq` is leaf `seq - 1`. `audit_tree`
+-- keeps the tree's stored hashes (Go tlog layout: each leaf's hash and every complete subtree's,
+-- about two rows per entry), enough to answer roots and proofs without rehashing the entries.
+CREATE TABLE audit_tree (
+    idx   BIGINT PRIMARY KEY,
+    hash  TEXT   NOT NULL
+);
+
+-- The tree's size and root move with the chain's head, in the same transaction; so does the last
+-- checkpoint issued (its size and when), which says when the next is due.
+ALTER TABLE audit_head ADD COLUMN tree_size BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE audit_head ADD COLUMN root TEXT NOT NULL DEFAULT '';
+ALTER TABLE audit_head ADD COLUMN checkpoint_size BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE audit_head ADD COLUMN checkpoint_at BIGINT NOT NULL DEFAULT 0;
+
+-- Signed checkpoints (C2SP tlog-checkpoint notes), one per tree size.
+CREATE TABLE audit_checkpoints (
+    tree_size  BIGINT PRIMARY KEY,
+    root       TEXT   NOT NULL,
+    note       TEXT   NOT NULL,
+    issued_at  BIGINT NOT NULL
+);
