@@ -281,14 +281,15 @@ pub async fn verify_log(
         for stored in store.audit_checkpoints().await? {
             match open_checkpoint(&stored.note, vkey) {
                 Ok(checkpoint) => checkpoints.push(checkpoint),
-                Err(reason) => tracing::warn!(size = stored.size, %reason, "a stored checkpoint does not check"),
+                Err(reason) => {
+                    tracing::warn!(size = stored.size, %reason, "a stored checkpoint does not check")
+                }
             }
         }
     }
     let (head_seq, head_hash) = store.audit_head().await?;
     let (tree_size, stored_root) = store.audit_tree_head().await?;
-    let mut wanted: std::collections::BTreeSet<u64> =
-        checkpoints.iter().map(|c| c.size).collect();
+    let mut wanted: std::collections::BTreeSet<u64> = checkpoints.iter().map(|c| c.size).collect();
     wanted.insert(tree_size);
     let mut roots = std::collections::BTreeMap::new();
     let mut tree = TreeWalk::default();

@@ -215,12 +215,15 @@ pub async fn run_audit(command: AuditCommand, mut out: impl Write) -> anyhow::Re
         database,
     } = command;
     let vkey = match log_key {
-        Some(key) if Path::new(&key).exists() => Some(
-            std::fs::read_to_string(&key).with_context(|| format!("cannot read {key}"))?,
-        ),
+        Some(key) if Path::new(&key).exists() => {
+            Some(std::fs::read_to_string(&key).with_context(|| format!("cannot read {key}"))?)
+        }
         Some(key) => Some(key),
         None => {
-            let default = database.data_dir.join("pki").join(crate::pki::LOG_PUBLIC_KEY);
+            let default = database
+                .data_dir
+                .join("pki")
+                .join(crate::pki::LOG_PUBLIC_KEY);
             std::fs::read_to_string(default).ok()
         }
     };
@@ -233,8 +236,9 @@ pub async fn run_audit(command: AuditCommand, mut out: impl Write) -> anyhow::Re
     for path in &checkpoints {
         let note = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
-        let checkpoint = crate::domain::audit::open_checkpoint(&note, vkey.as_deref().unwrap_or(""))
-            .map_err(|reason| anyhow::anyhow!("{}: {reason}", path.display()))?;
+        let checkpoint =
+            crate::domain::audit::open_checkpoint(&note, vkey.as_deref().unwrap_or(""))
+                .map_err(|reason| anyhow::anyhow!("{}: {reason}", path.display()))?;
         witnesses.push(checkpoint);
     }
     let store = database.open().await?;

@@ -413,7 +413,7 @@ impl LogSigner {
         let signer = signed_note::StandardSigner::new(text)
             .map_err(|error| format!("not a signed-note Ed25519 private key: {error}"))?;
         // The public half, for witnesses: from the seed, through ring.
-        let key = text.rsplit('+').next().unwrap_or_default();
+        let key = text.splitn(5, '+').nth(4).unwrap_or_default();
         let seed: [u8; 32] = base64::engine::general_purpose::STANDARD
             .decode(key)
             .ok()
@@ -427,7 +427,11 @@ impl LogSigner {
     }
 
     /// A private key for `origin` from a 32-byte Ed25519 seed, and its public (verifier) key.
-    pub fn from_seed(origin: &str, seed: [u8; 32], public: &[u8]) -> Result<(String, String), String> {
+    pub fn from_seed(
+        origin: &str,
+        seed: [u8; 32],
+        public: &[u8],
+    ) -> Result<(String, String), String> {
         use base64::Engine;
         if !signed_note::is_key_name_valid(origin) {
             return Err(format!("`{origin}` cannot name a log (no spaces or `+`)"));
@@ -436,7 +440,10 @@ impl LogSigner {
         let id = signed_note::key_id(origin, &encoded(public));
         let b64 = base64::engine::general_purpose::STANDARD;
         Ok((
-            format!("PRIVATE+KEY+{origin}+{id:08x}+{}", b64.encode(encoded(&seed))),
+            format!(
+                "PRIVATE+KEY+{origin}+{id:08x}+{}",
+                b64.encode(encoded(&seed))
+            ),
             format!("{origin}+{id:08x}+{}", b64.encode(encoded(public))),
         ))
     }
@@ -458,7 +465,8 @@ impl LogSigner {
             .map_err(|error| error.to_string())?;
         let mut note = signed_note::Note::new(&checkpoint.to_bytes(), &[])
             .map_err(|error| error.to_string())?;
-        note.add_sigs(&[&self.0]).map_err(|error| error.to_string())?;
+        note.add_sigs(&[&self.0])
+            .map_err(|error| error.to_string())?;
         String::from_utf8(note.to_bytes()).map_err(|error| error.to_string())
     }
 }
@@ -681,10 +689,19 @@ mod tests {
 
     /// The leaves of RFC 6962's test vectors (Go's and CT's `merkle_test`).
     fn rfc_leaves() -> Vec<Vec<u8>> {
-        ["", "00", "10", "2021", "3031", "40414243", "5051525354555657", "606162636465666768696a6b6c6d6e6f"]
-            .iter()
-            .map(|h| hex::decode(h).unwrap())
-            .collect()
+        [
+            "",
+            "00",
+            "10",
+            "2021",
+            "3031",
+            "40414243",
+            "5051525354555657",
+            "606162636465666768696a6b6c6d6e6f",
+        ]
+        .iter()
+        .map(|h| hex::decode(h).unwrap())
+        .collect()
     }
 
     fn grow(leaves: &[Hash]) -> (StoredHashes, Hash) {
@@ -706,7 +723,10 @@ mod tests {
 
     #[test]
     fn the_tree_has_the_roots_of_the_rfc_test_vectors_appended_or_rebuilt() {
-        let leaves: Vec<Hash> = rfc_leaves().iter().map(|l| tlog_tiles::record_hash(l)).collect();
+        let leaves: Vec<Hash> = rfc_leaves()
+            .iter()
+            .map(|l| tlog_tiles::record_hash(l))
+            .collect();
         let (_, root) = grow(&leaves);
         assert_eq!(
             hex::encode(root.0),
@@ -734,16 +754,42 @@ mod tests {
             for index in 0..size {
                 let query = TreeQuery::Inclusion { index, size };
                 let proof = query.answer(&stored).unwrap();
-                let needed = StoredHashes(query.needs().into_iter().map(|i| (i, stored.0[&i])).collect());
+                let needed = StoredHashes(
+                    query
+                        .needs()
+                        .into_iter()
+                        .map(|i| (i, stored.0[&i]))
+                        .collect(),
+                );
                 assert_eq!(query.answer(&needed).unwrap(), proof);
-                assert!(verify_inclusion(&proof, size, root(size), index, leaves[index as usize]));
-                assert!(!verify_inclusion(&proof, size, root(size), index, entry(99).leaf_hash()));
+                assert!(verify_inclusion(
+                    &proof,
+                    size,
+                    root(size),
+                    index,
+                    leaves[index as usize]
+                ));
+                assert!(!verify_inclusion(
+                    &proof,
+                    size,
+                    root(size),
+                    index,
+                    entry(99).leaf_hash()
+                ));
             }
             for old in 1..=size {
-                let proof = TreeQuery::Consistency { old, new: size }.answer(&stored).unwrap();
+                let proof = TreeQuery::Consistency { old, new: size }
+                    .answer(&stored)
+                    .unwrap();
                 assert!(verify_consistency(&proof, old, root(old), size, root(size)));
                 if old < size {
-                    assert!(!verify_consistency(&proof, old, root(old - 1), size, root(size)));
+                    assert!(!verify_consistency(
+                        &proof,
+                        old,
+                        root(old - 1),
+                        size,
+                        root(size)
+                    ));
                 }
             }
         }
@@ -768,6 +814,13 @@ mod tests {
         let (_, other_public) =
             LogSigner::from_seed("hub.example/log", [8; 32], other.public_key().as_ref()).unwrap();
         assert!(open_checkpoint(&note, &other_public).is_err());
+        // Keys whose base64 holds `+` (the fields' separator) read back too.
+        for byte in 0..64u8 {
+            let pair = ring::signature::Ed25519KeyPair::from_seed_unchecked(&[byte; 32]).unwrap();
+            let (private, public) =
+                LogSigner::from_seed("o", [byte; 32], pair.public_key().as_ref()).unwrap();
+            assert_eq!(LogSigner::parse(&private).unwrap().public_key(), public);
+        }
         let forged = note.replacen("\n5\n", "\n4\n", 1);
         assert!(open_checkpoint(&forged, &public).is_err());
     }
@@ -785,12 +838,21 @@ mod tests {
         assert_eq!(judge(&[at(3, 3), at(5, 5)], 5, &roots), vec![]);
         assert_eq!(
             judge(&[at(7, 7)], 5, &roots),
-            vec![LogBreak::Truncated { checkpoint: 7, log: 5 }]
+            vec![LogBreak::Truncated {
+                checkpoint: 7,
+                log: 5
+            }]
         );
-        assert_eq!(judge(&[at(3, 9)], 5, &roots), vec![LogBreak::Rewritten { size: 3 }]);
+        assert_eq!(
+            judge(&[at(3, 9)], 5, &roots),
+            vec![LogBreak::Rewritten { size: 3 }]
+        );
         assert_eq!(
             judge(&[at(3, 3), at(3, 9)], 5, &roots),
-            vec![LogBreak::Forked { size: 3 }, LogBreak::Rewritten { size: 3 }]
+            vec![
+                LogBreak::Forked { size: 3 },
+                LogBreak::Rewritten { size: 3 }
+            ]
         );
     }
 }

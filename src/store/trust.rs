@@ -81,10 +81,12 @@ pub struct CheckpointPolicy {
 }
 
 /// A checkpoint as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StoredCheckpoint {
     /// Tree size.
     pub size: u64,
+    /// Root hash.
+    pub root: Hash,
     /// The signed note.
     pub note: String,
     /// When it was issued (Unix microseconds).
@@ -92,7 +94,8 @@ pub struct StoredCheckpoint {
 }
 
 fn hash_from_hex(text: &str) -> Result<Hash> {
-    let bytes = hex::decode(text).map_err(|_| Error::Internal("a stored tree hash is not hex".into()))?;
+    let bytes =
+        hex::decode(text).map_err(|_| Error::Internal("a stored tree hash is not hex".into()))?;
     Ok(Hash(bytes.try_into().map_err(|_| {
         Error::Internal("a stored tree hash is not 32 bytes".into())
     })?))
@@ -366,10 +369,9 @@ impl Store {
             let due = size_of(seq - checkpoint_size) >= log.every_entries.max(1)
                 || now - checkpoint_at >= log.every_micros;
             if due {
-                let note = log
-                    .signer
-                    .sign(size_of(seq), root)
-                    .map_err(|error| Error::Internal(format!("cannot sign a checkpoint: {error}")))?;
+                let note = log.signer.sign(size_of(seq), root).map_err(|error| {
+                    Error::Internal(format!("cannot sign a checkpoint: {error}"))
+                })?;
                 sqlx::query_with(
                     "INSERT INTO audit_checkpoints (tree_size, root, note, issued_at) \
                      VALUES ($1, $2, $3, $4) ON CONFLICT (tree_size) DO NOTHING",
@@ -429,7 +431,7 @@ impl Store {
         let row = match size {
             Some(size) => {
                 sqlx::query_with(
-                    "SELECT tree_size, note, issued_at FROM audit_checkpoints WHERE tree_size = $1",
+                    "SELECT tree_size, root, note, issued_at FROM audit_checkpoints WHERE tree_size = $1",
                     bind_all(vec![Value::Int(i64::try_from(size).unwrap_or(i64::MAX))])?,
                 )
                 .fetch_optional(self.readers())
@@ -437,7 +439,7 @@ impl Store {
             }
             None => {
                 sqlx::query(
-                    "SELECT tree_size, note, issued_at FROM audit_checkpoints \
+                    "SELECT tree_size, root, note, issued_at FROM audit_checkpoints \
                      ORDER BY tree_size DESC LIMIT 1",
                 )
                 .fetch_optional(self.readers())
@@ -447,6 +449,7 @@ impl Store {
         row.map(|row| {
             Ok(StoredCheckpoint {
                 size: size_of(row.try_get("tree_size")?),
+                root: hash_from_hex(&row.try_get::<String, _>("root")?)?,
                 note: row.try_get("note")?,
                 issued_at: row.try_get("issued_at")?,
             })
@@ -457,7 +460,7 @@ impl Store {
     /// Every stored checkpoint, by size.
     pub async fn audit_checkpoints(&self) -> Result<Vec<StoredCheckpoint>> {
         let rows = sqlx::query(
-            "SELECT tree_size, note, issued_at FROM audit_checkpoints ORDER BY tree_size",
+            "SELECT tree_size, root, note, issued_at FROM audit_checkpoints ORDER BY tree_size",
         )
         .fetch_all(self.readers())
         .await?;
@@ -465,6 +468,7 @@ impl Store {
             .map(|row| {
                 Ok(StoredCheckpoint {
                     size: size_of(row.try_get("tree_size")?),
+                    root: hash_from_hex(&row.try_get::<String, _>("root")?)?,
                     note: row.try_get("note")?,
                     issued_at: row.try_get("issued_at")?,
                 })

@@ -262,16 +262,38 @@ impl TestApp {
         TestApp::start_full(db, limits, None, None).await
     }
 
+    /// A hub that signs audit-log checkpoints thus.
+    pub async fn spawn_logged(
+        backend: Backend,
+        log: quotahub::store::trust::CheckpointPolicy,
+    ) -> TestApp {
+        let db = TestDb::new(backend).await;
+        TestApp::start_store(db, Limits::default(), None, None, Some(log)).await
+    }
+
     async fn start_full(
         db: TestDb,
         limits: Limits,
         reconcile_every: Option<std::time::Duration>,
         today: Option<chrono::NaiveDate>,
     ) -> TestApp {
+        TestApp::start_store(db, limits, reconcile_every, today, None).await
+    }
+
+    async fn start_store(
+        db: TestDb,
+        limits: Limits,
+        reconcile_every: Option<std::time::Duration>,
+        today: Option<chrono::NaiveDate>,
+        log: Option<quotahub::store::trust::CheckpointPolicy>,
+    ) -> TestApp {
         let pki = pki();
         let mut store = Store::connect(db.url(), &StoreOptions::default())
             .await
             .expect("open the store");
+        if let Some(log) = log {
+            store = store.with_log(log);
+        }
         if let Some(today) = today {
             store = store.with_checks(quotahub::store::Checks {
                 clock: quotahub::clock::Clock::on(today),
