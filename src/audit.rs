@@ -282,7 +282,7 @@ pub async fn verify_log(
             match open_checkpoint(&stored.note, vkey) {
                 Ok(checkpoint) => checkpoints.push(checkpoint),
                 Err(reason) => {
-                    tracing::warn!(size = stored.size, %reason, "a stored checkpoint does not check")
+                    tracing::warn!(size = stored.size, %reason, "a stored checkpoint does not check");
                 }
             }
         }
