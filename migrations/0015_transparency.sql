@@ -1,6 +1,6 @@
 -- The audit trail as a Merkle tree log (RFC 9162): entry `seq` is leaf `seq - 1`. `audit_tree`
--- keeps the tree's stored hashes (Go tlog layout: each leaf's hash and every complete subtree's,
--- about two rows per entry), enough to answer roots and proofs without rehashing the entries.
+-- keeps the tree's stored hashes (Go tlog layout) of the complete subtrees of 16 entries and more,
+-- about one row per eight entries; smaller ones are hashed again from the entries when asked for.
 CREATE TABLE audit_tree (
     idx   BIGINT PRIMARY KEY,
     hash  TEXT   NOT NULL

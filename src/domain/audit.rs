@@ -305,6 +305,34 @@ impl TreeQuery {
     }
 }
 
+/// Stored hashes of subtrees lower than this are not kept: they cover at most 2^4 = 16 entries and
+/// are computed again from them when asked for. About one row per eight entries is kept instead of
+/// two per entry.
+pub const KEPT_FROM_LEVEL: u8 = 4;
+
+/// Whether the stored hash with this index is kept, or else computed from the entries it covers.
+pub fn kept(index: u64) -> bool {
+    tlog_tiles::split_stored_hash_index(index).0 >= KEPT_FROM_LEVEL
+}
+
+/// The leaves `[lo, hi)` under the stored hash with this index.
+pub fn leaves_under(index: u64) -> (u64, u64) {
+    let (level, n) = tlog_tiles::split_stored_hash_index(index);
+    (n << level, (n + 1) << level)
+}
+
+/// The hash of the complete subtree over these leaf hashes (a power of two of them).
+pub fn subtree_hash(leaves: &[Hash]) -> Hash {
+    let mut level = leaves.to_vec();
+    while level.len() > 1 {
+        level = level
+            .chunks(2)
+            .map(|pair| tlog_tiles::node_hash(pair[0], pair[pair.len() - 1]))
+            .collect();
+    }
+    level.first().copied().unwrap_or(tlog_tiles::EMPTY_HASH)
+}
+
 /// The stored indexes of the complete subtrees a tree of `size` leaves ends with: what appending
 /// to it reads.
 pub fn frontier(size: u64) -> Vec<u64> {
@@ -742,6 +770,18 @@ mod tests {
         for (n, leaf) in leaves.iter().enumerate() {
             walk.push(*leaf);
             assert_eq!(walk.root(), grow(&leaves[..=n]).1, "size {}", n + 1);
+        }
+    }
+
+    #[test]
+    fn a_hash_not_kept_is_the_subtree_of_the_leaves_under_it() {
+        let leaves: Vec<Hash> = (0..40).map(|n| entry(n).leaf_hash()).collect();
+        let (stored, _) = grow(&leaves);
+        for (&index, &hash) in &stored.0 {
+            let (lo, hi) = leaves_under(index);
+            assert_eq!(subtree_hash(&leaves[lo as usize..hi as usize]), hash);
+            let (level, _) = tlog_tiles::split_stored_hash_index(index);
+            assert_eq!(kept(index), level >= KEPT_FROM_LEVEL);
         }
     }
 

@@ -6,7 +6,8 @@ use sqlx::Row;
 
 use super::{Store, Value, bind_all, insert_rows, now_micros};
 use crate::domain::audit::{
-    AuditEntry, ChainedEntry, Hash, LogSigner, StoredHashes, append_leaves, chain, frontier,
+    AuditEntry, ChainedEntry, Hash, LogSigner, StoredHashes, append_leaves, chain, frontier, kept,
+    leaves_under, subtree_hash,
 };
 use crate::domain::{Agency, AgencyKind, Jurisdiction};
 use crate::error::{Error, Result};
@@ -351,6 +352,7 @@ impl Store {
             "",
             added
                 .into_iter()
+                .filter(|(index, _)| kept(*index))
                 .map(|(index, hash)| {
                     [
                         Value::Int(i64::try_from(index).unwrap_or(i64::MAX)),
@@ -538,29 +540,52 @@ impl Store {
     }
 }
 
-/// Reads stored tree hashes by index, in one statement.
+/// Reads stored tree hashes by index: those kept from `audit_tree` in one statement, the others
+/// (subtrees of at most 16 entries) computed from the entries under them. An index whose entries
+/// are not all there is left out.
 async fn tree_hashes(conn: &mut sqlx::AnyConnection, indexes: &[u64]) -> Result<StoredHashes> {
     let mut hashes = StoredHashes::default();
-    if indexes.is_empty() {
-        return Ok(hashes);
+    let (stored, computed): (Vec<u64>, Vec<u64>) = indexes.iter().partition(|&&i| kept(i));
+    if !stored.is_empty() {
+        let placeholders: Vec<String> = (1..=stored.len()).map(|n| format!("${n}")).collect();
+        let sql = format!(
+            "SELECT idx, hash FROM audit_tree WHERE idx IN ({})",
+            placeholders.join(", ")
+        );
+        let values = stored
+            .iter()
+            .map(|&index| Value::Int(i64::try_from(index).unwrap_or(i64::MAX)))
+            .collect();
+        let rows = sqlx::query_with(sqlx::AssertSqlSafe(sql), bind_all(values)?)
+            .fetch_all(&mut *conn)
+            .await?;
+        for row in rows {
+            hashes.0.insert(
+                size_of(row.try_get("idx")?),
+                hash_from_hex(&row.try_get::<String, _>("hash")?)?,
+            );
+        }
     }
-    let placeholders: Vec<String> = (1..=indexes.len()).map(|n| format!("${n}")).collect();
-    let sql = format!(
-        "SELECT idx, hash FROM audit_tree WHERE idx IN ({})",
-        placeholders.join(", ")
-    );
-    let values = indexes
-        .iter()
-        .map(|&index| Value::Int(i64::try_from(index).unwrap_or(i64::MAX)))
-        .collect();
-    let rows = sqlx::query_with(sqlx::AssertSqlSafe(sql), bind_all(values)?)
+    for index in computed {
+        let (lo, hi) = leaves_under(index);
+        let rows = sqlx::query_with(
+            "SELECT seq, at, agency_id, jurisdiction, fingerprint, peer, method, touched, \
+             outcome, prev_hash, hash FROM audit_log WHERE seq > $1 AND seq <= $2 ORDER BY seq",
+            bind_all(vec![
+                Value::Int(i64::try_from(lo).unwrap_or(i64::MAX)),
+                Value::Int(i64::try_from(hi).unwrap_or(i64::MAX)),
+            ])?,
+        )
         .fetch_all(&mut *conn)
         .await?;
-    for row in rows {
-        hashes.0.insert(
-            size_of(row.try_get("idx")?),
-            hash_from_hex(&row.try_get::<String, _>("hash")?)?,
-        );
+        if rows.len() as u64 != hi - lo {
+            continue;
+        }
+        let leaves = rows
+            .iter()
+            .map(|row| Ok(chained_from_row(row)?.entry.leaf_hash()))
+            .collect::<Result<Vec<_>>>()?;
+        hashes.0.insert(index, subtree_hash(&leaves));
     }
     Ok(hashes)
 }
