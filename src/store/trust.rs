@@ -566,8 +566,19 @@ async fn tree_hashes(conn: &mut sqlx::AnyConnection, indexes: &[u64]) -> Result<
             );
         }
     }
-    for index in computed {
-        let (lo, hi) = leaves_under(index);
+    // Those of one append (the right edge's small subtrees) lie within 16 entries: one read.
+    let span = computed
+        .iter()
+        .map(|&i| leaves_under(i))
+        .fold(None, |span, (lo, hi)| {
+            Some(span.map_or((lo, hi), |(a, b): (u64, u64)| (a.min(lo), b.max(hi))))
+        });
+    let ranges: Vec<(u64, u64)> = match span {
+        None => Vec::new(),
+        Some((lo, hi)) if hi - lo <= 64 => vec![(lo, hi)],
+        Some(_) => computed.iter().map(|&i| leaves_under(i)).collect(),
+    };
+    for (lo, hi) in ranges {
         let rows = sqlx::query_with(
             "SELECT seq, at, agency_id, jurisdiction, fingerprint, peer, method, touched, \
              outcome, prev_hash, hash FROM audit_log WHERE seq > $1 AND seq <= $2 ORDER BY seq",
@@ -578,14 +589,21 @@ async fn tree_hashes(conn: &mut sqlx::AnyConnection, indexes: &[u64]) -> Result<
         )
         .fetch_all(&mut *conn)
         .await?;
-        if rows.len() as u64 != hi - lo {
-            continue;
+        let mut leaves = std::collections::BTreeMap::new();
+        for row in &rows {
+            let row = chained_from_row(row)?;
+            leaves.insert(size_of(row.seq - 1), row.entry.leaf_hash());
         }
-        let leaves = rows
-            .iter()
-            .map(|row| Ok(chained_from_row(row)?.entry.leaf_hash()))
-            .collect::<Result<Vec<_>>>()?;
-        hashes.0.insert(index, subtree_hash(&leaves));
+        for &index in &computed {
+            let (a, b) = leaves_under(index);
+            if a < lo || b > hi || hashes.0.contains_key(&index) {
+                continue;
+            }
+            let under: Vec<Hash> = leaves.range(a..b).map(|(_, hash)| *hash).collect();
+            if under.len() as u64 == b - a {
+                hashes.0.insert(index, subtree_hash(&under));
+            }
+        }
     }
     Ok(hashes)
 }
