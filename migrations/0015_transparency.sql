@@ -6,10 +6,12 @@ CREATE TABLE audit_tree (
     hash  TEXT   NOT NULL
 );
 
--- The tree's size and root move with the chain's head, in the same transaction; so does the last
--- checkpoint issued (its size and when), which says when the next is due.
+-- The tree's size, root and right edge (the hashes of the complete subtrees it ends with, hex, at
+-- most 64: what the next append builds on) move with the chain's head, in the same transaction; so
+-- does the last checkpoint issued (its size and when), which says when the next is due.
 ALTER TABLE audit_head ADD COLUMN tree_size BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE audit_head ADD COLUMN root TEXT NOT NULL DEFAULT '';
+ALTER TABLE audit_head ADD COLUMN edge TEXT NOT NULL DEFAULT '';
 ALTER TABLE audit_head ADD COLUMN checkpoint_size BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE audit_head ADD COLUMN checkpoint_at BIGINT NOT NULL DEFAULT 0;
 

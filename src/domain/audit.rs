@@ -339,13 +339,30 @@ pub fn frontier(size: u64) -> Vec<u64> {
     tlog_tiles::sub_tree_index(0, size, Vec::new())
 }
 
-/// Appends leaves to a tree of `size` leaves whose [`frontier`] hashes `hashes` holds; returns the
-/// stored hashes to add (by index) and the new root.
-pub fn append_leaves(
-    size: u64,
-    mut hashes: StoredHashes,
-    leaves: &[Hash],
-) -> Result<(Vec<(u64, Hash)>, Hash), String> {
+/// What appending leaves made: the stored hashes to add (by index), the new root, and the new
+/// right edge (the [`frontier`] hashes of the new size, in order).
+#[derive(Debug, Clone)]
+pub struct Appended {
+    /// Stored hashes to add.
+    pub added: Vec<(u64, Hash)>,
+    /// The new root.
+    pub root: Hash,
+    /// The new right edge.
+    pub edge: Vec<Hash>,
+}
+
+/// Appends leaves to a tree of `size` leaves whose right edge (its [`frontier`] hashes, in order)
+/// is `edge`.
+pub fn append_leaves(size: u64, edge: &[Hash], leaves: &[Hash]) -> Result<Appended, String> {
+    let indexes = frontier(size);
+    if indexes.len() != edge.len() {
+        return Err(format!(
+            "the tree's recorded edge has {} hashes, a tree of {size} has {}",
+            edge.len(),
+            indexes.len()
+        ));
+    }
+    let mut hashes = StoredHashes(indexes.into_iter().zip(edge.iter().copied()).collect());
     let mut added = Vec::with_capacity(leaves.len() * 2);
     for (n, leaf) in (size..).zip(leaves) {
         let new = tlog_tiles::stored_hashes_for_record_hash(n, *leaf, &hashes)
@@ -355,9 +372,30 @@ pub fn append_leaves(
             added.push((index, hash));
         }
     }
-    let root = tlog_tiles::tree_hash(size + leaves.len() as u64, &hashes)
+    let new_size = size + leaves.len() as u64;
+    let root = tlog_tiles::tree_hash(new_size, &hashes)
         .map_err(|error| format!("the stored tree's edge is missing: {error}"))?;
-    Ok((added, root))
+    let edge = hashes
+        .read_hashes(&frontier(new_size))
+        .map_err(|error| format!("the stored tree's edge is missing: {error}"))?;
+    Ok(Appended { added, root, edge })
+}
+
+/// The right edge as `audit_head` keeps it: the hashes in hex, one after another.
+pub fn edge_to_text(edge: &[Hash]) -> String {
+    edge.iter().map(|hash| hex::encode(hash.0)).collect()
+}
+
+/// The right edge read back.
+pub fn edge_from_text(text: &str) -> Result<Vec<Hash>, String> {
+    let bytes = hex::decode(text).map_err(|_| "the tree's recorded edge is not hex".to_owned())?;
+    if bytes.len() % 32 != 0 {
+        return Err("the tree's recorded edge is not whole hashes".into());
+    }
+    Ok(bytes
+        .chunks(32)
+        .map(|chunk| Hash(chunk.try_into().expect("32 bytes")))
+        .collect())
 }
 
 /// The tree rebuilt from the leaves, in order, keeping only its right edge: what `audit verify`
@@ -735,16 +773,14 @@ mod tests {
     fn grow(leaves: &[Hash]) -> (StoredHashes, Hash) {
         let mut stored = StoredHashes::default();
         let mut root = tlog_tiles::EMPTY_HASH;
+        let mut edge = Vec::new();
         for (n, leaf) in leaves.iter().enumerate() {
-            let edge = StoredHashes(
-                frontier(n as u64)
-                    .into_iter()
-                    .map(|i| (i, stored.0[&i]))
-                    .collect(),
-            );
-            let (added, new_root) = append_leaves(n as u64, edge, &[*leaf]).unwrap();
-            stored.0.extend(added);
-            root = new_root;
+            let expected: Vec<Hash> = frontier(n as u64).iter().map(|i| stored.0[i]).collect();
+            assert_eq!(edge, expected);
+            let appended = append_leaves(n as u64, &edge, &[*leaf]).unwrap();
+            stored.0.extend(appended.added);
+            root = appended.root;
+            edge = edge_from_text(&edge_to_text(&appended.edge)).unwrap();
         }
         (stored, root)
     }

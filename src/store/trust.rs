@@ -6,8 +6,8 @@ use sqlx::Row;
 
 use super::{Store, Value, bind_all, insert_rows, now_micros};
 use crate::domain::audit::{
-    AuditEntry, ChainedEntry, Hash, LogSigner, StoredHashes, append_leaves, chain, frontier, kept,
-    leaves_under, subtree_hash,
+    AuditEntry, ChainedEntry, Hash, LogSigner, StoredHashes, append_leaves, chain, edge_from_text,
+    edge_to_text, kept, leaves_under, subtree_hash,
 };
 use crate::domain::{Agency, AgencyKind, Jurisdiction};
 use crate::error::{Error, Result};
@@ -293,7 +293,8 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         let head = sqlx::query(
-            "SELECT seq, hash, tree_size, checkpoint_size, checkpoint_at FROM audit_head WHERE id = 1",
+            "SELECT seq, hash, tree_size, edge, checkpoint_size, checkpoint_at FROM audit_head \
+             WHERE id = 1",
         )
         .fetch_one(&mut *tx)
         .await?;
@@ -317,9 +318,10 @@ impl Store {
         }
         let rows = chain(seq, &hash, entries);
         leaves.extend(rows.iter().map(|row| row.entry.leaf_hash()));
-        let edge = tree_hashes(&mut tx, &frontier(size_of(tree_size))).await?;
-        let (added, root) =
-            append_leaves(size_of(tree_size), edge, &leaves).map_err(Error::Internal)?;
+        let edge = edge_from_text(&head.try_get::<String, _>("edge")?).map_err(Error::Internal)?;
+        let appended =
+            append_leaves(size_of(tree_size), &edge, &leaves).map_err(Error::Internal)?;
+        let (added, root) = (appended.added, appended.root);
         let last = rows.last().map(|row| (row.seq, row.hash.clone()));
         insert_rows(
             &mut tx,
@@ -391,13 +393,14 @@ impl Store {
         }
         sqlx::query_with(
             "UPDATE audit_head SET seq = $1, hash = $2, tree_size = $1, root = $3, \
-             checkpoint_size = $4, checkpoint_at = $5 WHERE id = 1",
+             checkpoint_size = $4, checkpoint_at = $5, edge = $6 WHERE id = 1",
             bind_all(vec![
                 Value::Int(seq),
                 Value::Text(hash),
                 Value::Text(hex::encode(root.0)),
                 Value::Int(checkpoint_size),
                 Value::Int(checkpoint_at),
+                Value::Text(edge_to_text(&appended.edge)),
             ])?,
         )
         .execute(&mut *tx)
