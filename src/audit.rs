@@ -277,13 +277,12 @@ pub async fn verify_log(
 ) -> Result<LogReport> {
     const PAGE: u32 = 10_000;
     let mut checkpoints = witnesses.to_vec();
+    let mut unsigned = Vec::new();
     if let Some(vkey) = vkey {
         for stored in store.audit_checkpoints().await? {
             match open_checkpoint(&stored.note, vkey) {
-                Ok(checkpoint) => checkpoints.push(checkpoint),
-                Err(reason) => {
-                    tracing::warn!(size = stored.size, %reason, "a stored checkpoint does not check");
-                }
+                Ok(checkpoint) if checkpoint.size == stored.size => checkpoints.push(checkpoint),
+                _ => unsigned.push(LogBreak::Unsigned { size: stored.size }),
             }
         }
     }
@@ -334,6 +333,7 @@ pub async fn verify_log(
     };
     let size = tree.size();
     let mut breaks = judge(&checkpoints, size, &roots);
+    breaks.extend(unsigned);
     if tree_size <= size && roots.get(&tree_size) != Some(&stored_root) {
         breaks.push(LogBreak::TreeDiffers { size: tree_size });
     }

@@ -590,6 +590,11 @@ pub enum LogBreak {
         /// The size.
         size: u64,
     },
+    /// A checkpoint the hub stored does not carry the log key's signature.
+    Unsigned {
+        /// Its tree size.
+        size: u64,
+    },
     /// The tree stored beside the entries does not match them.
     TreeDiffers {
         /// The size at which it differs.
@@ -611,6 +616,10 @@ impl std::fmt::Display for LogBreak {
             LogBreak::Forked { size } => write!(
                 f,
                 "FORKED: two signed checkpoints of {size} entries have different roots"
+            ),
+            LogBreak::Unsigned { size } => write!(
+                f,
+                "the hub's stored checkpoint of {size} entries is not signed by the log key"
             ),
             LogBreak::TreeDiffers { size } => write!(
                 f,

@@ -300,6 +300,22 @@ async fn a_witness_catches_a_rewritten_middle_entry_and_a_fork(backend: Backend)
     // The rewritten log holds to its own (forked) checkpoint: only the witness tells.
     let (sound, said) = verify_cli(app.db.url(), &key, &[&other]).await;
     assert!(sound, "{said}");
+    // A checkpoint slipped into the hub's table without the key is named too.
+    let unsigned = kept.note.replacen(&format!("\n{size}\n"), "\n1\n", 1);
+    sqlx::query(
+        "INSERT INTO audit_checkpoints (tree_size, root, note, issued_at) VALUES (1, $1, $2, 0)",
+    )
+    .bind(hex::encode([0u8; 32]))
+    .bind(unsigned)
+    .execute(store.readers())
+    .await
+    .unwrap();
+    let (sound, said) = verify_cli(app.db.url(), &key, &[&other]).await;
+    assert!(!sound, "{said}");
+    assert!(
+        said.contains("stored checkpoint of 1 entries is not signed by the log key"),
+        "{said}"
+    );
     store.close().await;
 }
 
