@@ -14,7 +14,9 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::domain::audit::{AuditEntry, ChainBreak, ChainWalk};
+use crate::domain::audit::{
+    AuditEntry, ChainBreak, ChainWalk, Checkpoint, LogBreak, TreeWalk, judge, open_checkpoint,
+};
 use crate::error::{Error, Result};
 use crate::store::Store;
 use crate::store::trust::AuditFilter;
@@ -233,6 +235,119 @@ pub async fn verify(store: &Store) -> Result<Verdict> {
     if let Err(found) = walk.finish(head_seq, &head_hash) {
         return Ok(Verdict::Broken(found));
     }
+    let last_seq = store.audit_last_seq().await?;
+    let (head_now, _) = store.audit_head().await?;
+    Ok(if last_seq > head_now {
+        let past_head = store
+            .audit_entries(&AuditFilter {
+                after_seq: head_now,
+                limit: 1,
+                ..AuditFilter::default()
+            })
+            .await?;
+        Verdict::Broken(ChainBreak::Inserted(
+            past_head.first().map_or(head_now + 1, |row| row.seq),
+        ))
+    } else {
+        Verdict::Whole(head_seq)
+    })
+}
+
+/// What `quotahub audit verify` found of the chain and of the log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogReport {
+    /// The chain's verdict.
+    pub chain: Verdict,
+    /// Entries in the log (its head).
+    pub size: u64,
+    /// Signed checkpoints held against the log: the witnesses' and the hub's own.
+    pub checkpoints: usize,
+    /// Every way the log fails them, or its stored tree fails its entries.
+    pub breaks: Vec<LogBreak>,
+}
+
+/// Walks the chain as [`verify`] does and rebuilds the log's tree from the entries alone (nothing
+/// stored is trusted but them), then holds it against signed checkpoints: `witnesses` (kept
+/// outside the hub) and, when the log's public key `vkey` is given, every checkpoint the hub
+/// stored. Checkpoints whose signature does not check are refused before (`open_checkpoint`).
+pub async fn verify_log(
+    store: &Store,
+    witnesses: &[Checkpoint],
+    vkey: Option<&str>,
+) -> Result<LogReport> {
+    const PAGE: u32 = 10_000;
+    let mut checkpoints = witnesses.to_vec();
+    let mut unsigned = Vec::new();
+    if let Some(vkey) = vkey {
+        for stored in store.audit_checkpoints().await? {
+            match open_checkpoint(&stored.note, vkey) {
+                Ok(checkpoint) if checkpoint.size == stored.size => checkpoints.push(checkpoint),
+                _ => unsigned.push(LogBreak::Unsigned { size: stored.size }),
+            }
+        }
+    }
+    let (head_seq, head_hash) = store.audit_head().await?;
+    let (tree_size, stored_root) = store.audit_tree_head().await?;
+    let mut wanted: std::collections::BTreeSet<u64> = checkpoints.iter().map(|c| c.size).collect();
+    wanted.insert(tree_size);
+    let mut roots = std::collections::BTreeMap::new();
+    let mut tree = TreeWalk::default();
+    if wanted.contains(&0) {
+        roots.insert(0, tree.root());
+    }
+    let mut walk = Some(ChainWalk::default());
+    let mut broken = None;
+    let mut after_seq = 0;
+    loop {
+        let page = store
+            .audit_entries(&AuditFilter {
+                after_seq,
+                through_seq: Some(head_seq),
+                limit: PAGE,
+                ..AuditFilter::default()
+            })
+            .await?;
+        let Some(last) = page.last() else { break };
+        after_seq = last.seq;
+        for row in page {
+            tree.push(row.entry.leaf_hash());
+            if wanted.contains(&tree.size()) {
+                roots.insert(tree.size(), tree.root());
+            }
+            if let Some(chain) = walk.as_mut()
+                && let Err(found) = chain.next(row)
+            {
+                broken = Some(found);
+                walk = None;
+            }
+        }
+    }
+    if let Some(chain) = walk
+        && let Err(found) = chain.finish(head_seq, &head_hash)
+    {
+        broken = Some(found);
+    }
+    let chain = match broken {
+        Some(found) => Verdict::Broken(found),
+        None => verify_past_head(store, head_seq).await?,
+    };
+    let size = tree.size();
+    let mut breaks = judge(&checkpoints, size, &roots);
+    breaks.extend(unsigned);
+    if tree_size <= size && roots.get(&tree_size) != Some(&stored_root) {
+        breaks.push(LogBreak::TreeDiffers { size: tree_size });
+    }
+    Ok(LogReport {
+        chain,
+        size,
+        checkpoints: checkpoints.len(),
+        breaks,
+    })
+}
+
+/// The chain's verdict once walked whole up to `head_seq`: an entry past the head was not
+/// written by the hub.
+async fn verify_past_head(store: &Store, head_seq: i64) -> Result<Verdict> {
     let last_seq = store.audit_last_seq().await?;
     let (head_now, _) = store.audit_head().await?;
     Ok(if last_seq > head_now {

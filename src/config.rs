@@ -40,8 +40,37 @@ pub struct Settings {
     pub admin: AdminSettings,
     /// The supervision console (web pages over HTTPS).
     pub console: ConsoleSettings,
+    /// The audit trail's transparency log.
+    pub audit: AuditSettings,
     /// Logs.
     pub log: LogSettings,
+}
+
+/// The audit trail's transparency log: its signing key and how often checkpoints are issued
+/// (`[audit]`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditSettings {
+    /// The log's Ed25519 signing key, a signed-note private key whose name is the log's origin
+    /// (`audit.log_key`, default `{data_dir}/pki/audit-log.key`, made when missing with the
+    /// development certificates).
+    pub log_key: Option<PathBuf>,
+    /// A checkpoint is issued once this many entries were appended since the last
+    /// (`audit.checkpoint_every_entries`, default 1000).
+    pub checkpoint_every_entries: u64,
+    /// ... or at the first append this many seconds after the last (`audit.checkpoint_every_secs`,
+    /// default 60).
+    pub checkpoint_every_secs: u64,
+}
+
+impl Default for AuditSettings {
+    fn default() -> AuditSettings {
+        AuditSettings {
+            log_key: None,
+            checkpoint_every_entries: 1_000,
+            checkpoint_every_secs: 60,
+        }
+    }
 }
 
 /// The plain-HTTP admin port: `/metrics`, `/healthz`, `/readyz` (`[admin]`).
@@ -245,6 +274,7 @@ impl Default for Settings {
             feed: FeedSettings::default(),
             admin: AdminSettings::default(),
             console: ConsoleSettings::default(),
+            audit: AuditSettings::default(),
             log: LogSettings::default(),
         }
     }
@@ -287,6 +317,7 @@ impl Settings {
             &mut self.tls.cert,
             &mut self.tls.key,
             &mut self.tls.crl,
+            &mut self.audit.log_key,
         ]
         .into_iter()
         .flatten()
@@ -329,6 +360,14 @@ impl Settings {
                 .unwrap_or_else(|| dir.join("server-key.pem")),
             dir,
         }
+    }
+
+    /// The audit log's key file in effect.
+    pub fn log_key(&self) -> PathBuf {
+        self.audit
+            .log_key
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("pki").join(crate::pki::LOG_KEY))
     }
 
     /// How often the TLS files are checked for changes; `None` for never.

@@ -481,6 +481,45 @@ pub fn init(dir: &Path, force: bool) -> Result<PkiReport, PkiError> {
     Ok(report)
 }
 
+/// The audit log's private key in the development PKI directory.
+pub const LOG_KEY: &str = "audit-log.key";
+/// Its public half, for witnesses and `quotahub audit verify`.
+pub const LOG_PUBLIC_KEY: &str = "audit-log.pub";
+/// The origin (and key name) of a development log.
+pub const DEV_LOG_ORIGIN: &str = "quotahub.dev/audit-log";
+
+/// Makes an Ed25519 key for the audit log's checkpoints in `key` (a signed-note private key named
+/// `origin`) and its public half beside it (`.pub`), unless `key` exists. Returns the public key
+/// (read back when the key was there).
+pub fn log_key(key: &Path, origin: &str) -> Result<String, PkiError> {
+    let public = key.with_extension("pub");
+    if key.exists() {
+        let signer = crate::domain::audit::LogSigner::parse(&read(key)?)
+            .map_err(|reason| PkiError::InvalidCa(format!("{}: {reason}", key.display())))?;
+        return Ok(signer.public_key());
+    }
+    use ring::rand::SecureRandom;
+    use ring::signature::KeyPair;
+    let mut seed = [0u8; 32];
+    ring::rand::SystemRandom::new()
+        .fill(&mut seed)
+        .map_err(|_| PkiError::InvalidCa("no randomness for the log key".into()))?;
+    let pair = ring::signature::Ed25519KeyPair::from_seed_unchecked(&seed)
+        .map_err(|_| PkiError::InvalidCa("bad Ed25519 seed".into()))?;
+    let (private, vkey) =
+        crate::domain::audit::LogSigner::from_seed(origin, seed, pair.public_key().as_ref())
+            .map_err(PkiError::InvalidCa)?;
+    if let Some(dir) = key.parent() {
+        fs::create_dir_all(dir).map_err(|source| PkiError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+    }
+    write(key, &format!("{private}\n"), true)?;
+    write(&public, &format!("{vkey}\n"), false)?;
+    Ok(vkey)
+}
+
 fn read(path: &Path) -> Result<String, PkiError> {
     fs::read_to_string(path).map_err(|source| PkiError::Io {
         path: path.to_owned(),

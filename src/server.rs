@@ -143,6 +143,27 @@ impl Application {
             clock: Clock::System,
             escalation: settings.escalation_policy()?,
         });
+        let log_key = settings.log_key();
+        if settings.dev_pki() && settings.audit.log_key.is_none() {
+            pki::log_key(&log_key, pki::DEV_LOG_ORIGIN).context("cannot make the audit log key")?;
+        }
+        let store = if settings.audit.log_key.is_none() && !log_key.exists() {
+            tracing::warn!(key = %log_key.display(), "no audit log key: no checkpoints are signed (set audit.log_key)");
+            store
+        } else {
+            let signer = std::fs::read_to_string(&log_key)
+                .with_context(|| format!("cannot read the audit log key {}", log_key.display()))?;
+            let signer = crate::domain::audit::LogSigner::parse(&signer)
+                .map_err(|reason| anyhow::anyhow!("{}: {reason}", log_key.display()))?;
+            tracing::info!(origin = signer.origin(), public_key = %signer.public_key(), "audit log checkpoints signed");
+            store.with_log(crate::store::trust::CheckpointPolicy {
+                signer,
+                every_entries: settings.audit.checkpoint_every_entries.max(1),
+                every_micros: i64::try_from(settings.audit.checkpoint_every_secs)
+                    .unwrap_or(i64::MAX / 1_000_000)
+                    .saturating_mul(1_000_000),
+            })
+        };
         if !settings.reconcile.check_on_push {
             tracing::warn!(
                 "reconcile.check_on_push is off: pushes are stored without checking findings until `quotahub reconcile` runs (initial load)"

@@ -12,6 +12,7 @@ use tonic::{Request, Response, Status};
 use super::convert::{page_size, timestamp};
 use super::guard::Guard;
 use super::policy::{Caller, caller};
+use crate::domain::audit::TreeQuery;
 use crate::domain::{Agency, AgencyKind};
 use crate::error::Error;
 use crate::proto;
@@ -34,6 +35,21 @@ impl AdminApi {
     /// Handlers over `store`; changes through them drop `guard`'s cached registry answers.
     pub fn new(store: Store, guard: Arc<Guard>) -> AdminApi {
         AdminApi { store, guard }
+    }
+
+    /// Answers a query of the log's tree from its stored hashes, within its current size.
+    async fn tree(&self, query: TreeQuery) -> Result<Vec<Vec<u8>>, Error> {
+        let (size, _) = self.store.audit_tree_head().await?;
+        query
+            .check(size)
+            .map_err(|reason| Error::invalid("tree_size", reason))?;
+        let hashes = self.store.audit_tree_hashes(&query.needs()).await?;
+        Ok(query
+            .answer(&hashes)
+            .map_err(Error::Internal)?
+            .into_iter()
+            .map(|hash| hash.0.to_vec())
+            .collect())
     }
 
     async fn entry(&self, agency_id: &str) -> Result<proto::AgencyEntry, Error> {
@@ -241,6 +257,101 @@ impl proto::audit_service_server::AuditService for AdminApi {
                 .collect(),
             next_page_token,
         }))
+    }
+
+    async fn get_checkpoint(
+        &self,
+        request: Request<proto::GetCheckpointRequest>,
+    ) -> Result<Response<proto::SignedCheckpoint>, Status> {
+        Ok(Response::new(
+            AdminApi::get_checkpoint(self, request.into_inner()).await?,
+        ))
+    }
+
+    async fn get_inclusion_proof(
+        &self,
+        request: Request<proto::InclusionProofRequest>,
+    ) -> Result<Response<proto::InclusionProof>, Status> {
+        Ok(Response::new(
+            self.inclusion_proof(request.into_inner()).await?,
+        ))
+    }
+
+    async fn get_consistency_proof(
+        &self,
+        request: Request<proto::ConsistencyProofRequest>,
+    ) -> Result<Response<proto::ConsistencyProof>, Status> {
+        Ok(Response::new(
+            self.consistency_proof(request.into_inner()).await?,
+        ))
+    }
+}
+
+/// The log's checkpoints and proofs (AuditService).
+impl AdminApi {
+    async fn get_checkpoint(
+        &self,
+        message: proto::GetCheckpointRequest,
+    ) -> Result<proto::SignedCheckpoint, Error> {
+        let size = (message.tree_size > 0).then_some(message.tree_size);
+        let stored = self.store.audit_checkpoint(size).await?.ok_or_else(|| {
+            Error::NotFound(match size {
+                Some(size) => format!("no checkpoint of {size} entries was issued"),
+                None => "no checkpoint was issued yet".into(),
+            })
+        })?;
+        Ok(proto::SignedCheckpoint {
+            note: stored.note,
+            tree_size: stored.size,
+            root_hash: stored.root.0.to_vec(),
+            issued_at: Some(timestamp(stored.issued_at)),
+        })
+    }
+
+    async fn inclusion_proof(
+        &self,
+        message: proto::InclusionProofRequest,
+    ) -> Result<proto::InclusionProof, Error> {
+        if message.seq < 1 {
+            return Err(Error::invalid("seq", "entries are numbered from 1"));
+        }
+        let index = message.seq as u64 - 1;
+        let size = match message.tree_size {
+            0 => self.store.audit_tree_head().await?.0,
+            size => size,
+        };
+        let hashes = self.tree(TreeQuery::Inclusion { index, size }).await?;
+        let leaf = self
+            .store
+            .audit_tree_hashes(&[tlog_tiles::stored_hash_index(0, index)])
+            .await?;
+        Ok(proto::InclusionProof {
+            leaf_index: index,
+            tree_size: size,
+            leaf_hash: leaf
+                .0
+                .values()
+                .next()
+                .map(|hash| hash.0.to_vec())
+                .unwrap_or_default(),
+            hashes,
+        })
+    }
+
+    async fn consistency_proof(
+        &self,
+        message: proto::ConsistencyProofRequest,
+    ) -> Result<proto::ConsistencyProof, Error> {
+        let new = match message.new_size {
+            0 => self.store.audit_tree_head().await?.0,
+            size => size,
+        };
+        let old = message.old_size;
+        Ok(proto::ConsistencyProof {
+            old_size: old,
+            new_size: new,
+            hashes: self.tree(TreeQuery::Consistency { old, new }).await?,
+        })
     }
 }
 

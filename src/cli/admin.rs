@@ -90,8 +90,17 @@ pub enum AgencyCommand {
 /// `quotahub audit ...`.
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Re-walk the audit chain and name the first entry that was changed, removed or inserted.
+    /// Re-walk the audit chain and name the first entry that was changed, removed or inserted;
+    /// rebuild the log's Merkle tree from the entries and hold it against signed checkpoints (the
+    /// hub's own and those given): truncation, rewriting and forks are each named.
     Verify {
+        /// A checkpoint a witness kept (a signed note); may be given more than once.
+        #[arg(long = "checkpoint")]
+        checkpoints: Vec<PathBuf>,
+        /// The log's public key (`origin+id+key`), or a file holding it [default:
+        /// `{data_dir}/pki/audit-log.pub` when it exists].
+        #[arg(long)]
+        log_key: Option<String>,
         /// The database.
         #[command(flatten)]
         database: DatabaseArgs,
@@ -198,19 +207,71 @@ pub async fn run_agency(command: AgencyCommand, mut out: impl Write) -> anyhow::
     Ok(())
 }
 
-/// Runs `quotahub audit ...`; fails (exit code 1) when the chain is broken.
+/// Runs `quotahub audit ...`; fails (exit code 1) when the chain or the log is broken.
 pub async fn run_audit(command: AuditCommand, mut out: impl Write) -> anyhow::Result<ExitCode> {
-    let AuditCommand::Verify { database } = command;
+    let AuditCommand::Verify {
+        checkpoints,
+        log_key,
+        database,
+    } = command;
+    let vkey = match log_key {
+        Some(key) if Path::new(&key).exists() => {
+            Some(std::fs::read_to_string(&key).with_context(|| format!("cannot read {key}"))?)
+        }
+        Some(key) => Some(key),
+        None => {
+            let default = database
+                .data_dir
+                .join("pki")
+                .join(crate::pki::LOG_PUBLIC_KEY);
+            std::fs::read_to_string(default).ok()
+        }
+    };
+    anyhow::ensure!(
+        checkpoints.is_empty() || vkey.is_some(),
+        "--checkpoint needs the log's public key (--log-key)"
+    );
+    let vkey = vkey.map(|key| key.trim().to_owned());
+    let mut witnesses = Vec::new();
+    for path in &checkpoints {
+        let note = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let checkpoint =
+            crate::domain::audit::open_checkpoint(&note, vkey.as_deref().unwrap_or(""))
+                .map_err(|reason| anyhow::anyhow!("{}: {reason}", path.display()))?;
+        witnesses.push(checkpoint);
+    }
     let store = database.open().await?;
-    Ok(match crate::audit::verify(&store).await? {
-        Verdict::Whole(entries) => {
-            writeln!(out, "audit chain whole: {entries} entries")?;
-            ExitCode::SUCCESS
-        }
+    let report = crate::audit::verify_log(&store, &witnesses, vkey.as_deref()).await?;
+    let mut sound = true;
+    match report.chain {
+        Verdict::Whole(entries) => writeln!(out, "audit chain whole: {entries} entries")?,
         Verdict::Broken(found) => {
+            sound = false;
             writeln!(out, "audit chain BROKEN: {found}")?;
-            ExitCode::FAILURE
         }
+    }
+    for found in &report.breaks {
+        sound = false;
+        writeln!(out, "audit log {found}")?;
+    }
+    if report.breaks.is_empty() {
+        writeln!(
+            out,
+            "audit log consistent: {} entries, {} signed checkpoint(s) held against it{}",
+            report.size,
+            report.checkpoints,
+            if vkey.is_none() {
+                " (no log key: the hub's checkpoints were not checked)"
+            } else {
+                ""
+            }
+        )?;
+    }
+    Ok(if sound {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     })
 }
 

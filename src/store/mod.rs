@@ -98,6 +98,8 @@ pub struct Store {
     feed_tail: std::sync::Arc<feed_tail::FeedTail>,
     /// Acks waiting to be written together.
     acks: std::sync::Arc<acks::AckQueue>,
+    /// Who signs the audit log's checkpoints and how often; none, no checkpoints are issued.
+    log: Option<std::sync::Arc<trust::CheckpointPolicy>>,
 }
 
 /// What the store needs to check findings: the rules' settings and the clock that says what
@@ -146,6 +148,12 @@ impl Store {
     /// Uses these rules' settings and clock from now on.
     pub fn with_checks(mut self, checks: Checks) -> Store {
         self.checks = std::sync::Arc::new(checks);
+        self
+    }
+
+    /// Signs checkpoints of the audit log thus from now on.
+    pub fn with_log(mut self, log: trust::CheckpointPolicy) -> Store {
+        self.log = Some(std::sync::Arc::new(log));
         self
     }
 

@@ -22,6 +22,7 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Store> 
         push_checks: std::sync::Arc::new(true.into()),
         feed_tail: std::sync::Arc::default(),
         acks: std::sync::Arc::default(),
+        log: None,
     })
 }
 

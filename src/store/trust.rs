@@ -5,7 +5,10 @@
 use sqlx::Row;
 
 use super::{Store, Value, bind_all, insert_rows, now_micros};
-use crate::domain::audit::{AuditEntry, ChainedEntry, chain};
+use crate::domain::audit::{
+    AuditEntry, ChainedEntry, Hash, LogSigner, StoredHashes, append_leaves, chain, edge_from_text,
+    edge_to_text, kept, leaves_under, subtree_hash,
+};
 use crate::domain::{Agency, AgencyKind, Jurisdiction};
 use crate::error::{Error, Result};
 
@@ -64,6 +67,43 @@ pub struct AuditFilter {
     pub through_seq: Option<i64>,
     /// At most this many.
     pub limit: u32,
+}
+
+/// Who signs the audit log's checkpoints, and when one is due: after this many entries, or this
+/// long after the last (checked at each append).
+#[derive(Debug, Clone)]
+pub struct CheckpointPolicy {
+    /// The log's key.
+    pub signer: LogSigner,
+    /// Entries since the last checkpoint that make one due (at least 1).
+    pub every_entries: u64,
+    /// Microseconds since the last checkpoint that make one due.
+    pub every_micros: i64,
+}
+
+/// A checkpoint as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredCheckpoint {
+    /// Tree size.
+    pub size: u64,
+    /// Root hash.
+    pub root: Hash,
+    /// The signed note.
+    pub note: String,
+    /// When it was issued (Unix microseconds).
+    pub issued_at: i64,
+}
+
+fn hash_from_hex(text: &str) -> Result<Hash> {
+    let bytes =
+        hex::decode(text).map_err(|_| Error::Internal("a stored tree hash is not hex".into()))?;
+    Ok(Hash(bytes.try_into().map_err(|_| {
+        Error::Internal("a stored tree hash is not 32 bytes".into())
+    })?))
+}
+
+fn size_of(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
 }
 
 fn agency_from_row(id: &str, kind: &str, jurisdiction: &str) -> Result<Agency> {
@@ -241,7 +281,8 @@ impl Store {
         .transpose()
     }
 
-    /// Appends entries to the audit trail in one transaction, chained after the current head.
+    /// Appends entries to the audit trail in one transaction, chained after the current head and
+    /// added to the log's tree; issues a checkpoint when one is due.
     pub async fn append_audit(&self, entries: Vec<AuditEntry>) -> Result<()> {
         if entries.is_empty() {
             return Ok(());
@@ -251,11 +292,36 @@ impl Store {
         sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
             .execute(&mut *tx)
             .await?;
-        let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
-            .fetch_one(&mut *tx)
-            .await?;
+        let head = sqlx::query(
+            "SELECT seq, hash, tree_size, edge, checkpoint_size, checkpoint_at FROM audit_head \
+             WHERE id = 1",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
         let (seq, hash): (i64, String) = (head.try_get("seq")?, head.try_get("hash")?);
+        let tree_size: i64 = head.try_get("tree_size")?;
+        let checkpoint_size: i64 = head.try_get("checkpoint_size")?;
+        let checkpoint_at: i64 = head.try_get("checkpoint_at")?;
+        // Entries from before the tree existed (a trail older than the log) join it first.
+        let mut leaves = Vec::with_capacity(entries.len());
+        if tree_size < seq {
+            let older = sqlx::query_with(
+                "SELECT seq, at, agency_id, jurisdiction, fingerprint, peer, method, touched, \
+                 outcome, prev_hash, hash FROM audit_log WHERE seq > $1 AND seq <= $2 ORDER BY seq",
+                bind_all(vec![Value::Int(tree_size), Value::Int(seq)])?,
+            )
+            .fetch_all(&mut *tx)
+            .await?;
+            for row in &older {
+                leaves.push(chained_from_row(row)?.entry.leaf_hash());
+            }
+        }
         let rows = chain(seq, &hash, entries);
+        leaves.extend(rows.iter().map(|row| row.entry.leaf_hash()));
+        let edge = edge_from_text(&head.try_get::<String, _>("edge")?).map_err(Error::Internal)?;
+        let appended =
+            append_leaves(size_of(tree_size), &edge, &leaves).map_err(Error::Internal)?;
+        let (added, root) = (appended.added, appended.root);
         let last = rows.last().map(|row| (row.seq, row.hash.clone()));
         insert_rows(
             &mut tx,
@@ -282,16 +348,137 @@ impl Store {
                 .collect(),
         )
         .await?;
-        if let Some((seq, hash)) = last {
-            sqlx::query_with(
-                "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1",
-                bind_all(vec![Value::Int(seq), Value::Text(hash)])?,
-            )
-            .execute(&mut *tx)
-            .await?;
+        insert_rows(
+            &mut tx,
+            "INSERT INTO audit_tree (idx, hash)",
+            "",
+            added
+                .into_iter()
+                .filter(|(index, _)| kept(*index))
+                .map(|(index, hash)| {
+                    [
+                        Value::Int(i64::try_from(index).unwrap_or(i64::MAX)),
+                        Value::Text(hex::encode(hash.0)),
+                    ]
+                })
+                .collect(),
+        )
+        .await?;
+        let Some((seq, hash)) = last else {
+            return Ok(());
+        };
+        let now = now_micros();
+        let (mut checkpoint_size, mut checkpoint_at) = (checkpoint_size, checkpoint_at);
+        if let Some(log) = &self.log {
+            let due = size_of(seq - checkpoint_size) >= log.every_entries.max(1)
+                || now - checkpoint_at >= log.every_micros;
+            if due {
+                let note = log.signer.sign(size_of(seq), root).map_err(|error| {
+                    Error::Internal(format!("cannot sign a checkpoint: {error}"))
+                })?;
+                sqlx::query_with(
+                    "INSERT INTO audit_checkpoints (tree_size, root, note, issued_at) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (tree_size) DO NOTHING",
+                    bind_all(vec![
+                        Value::Int(seq),
+                        Value::Text(hex::encode(root.0)),
+                        Value::Text(note),
+                        Value::Int(now),
+                    ])?,
+                )
+                .execute(&mut *tx)
+                .await?;
+                (checkpoint_size, checkpoint_at) = (seq, now);
+            }
         }
+        sqlx::query_with(
+            "UPDATE audit_head SET seq = $1, hash = $2, tree_size = $1, root = $3, \
+             checkpoint_size = $4, checkpoint_at = $5, edge = $6 WHERE id = 1",
+            bind_all(vec![
+                Value::Int(seq),
+                Value::Text(hash),
+                Value::Text(hex::encode(root.0)),
+                Value::Int(checkpoint_size),
+                Value::Int(checkpoint_at),
+                Value::Text(edge_to_text(&appended.edge)),
+            ])?,
+        )
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// The log's tree as recorded: its size and root (the empty tree's when there is none).
+    pub async fn audit_tree_head(&self) -> Result<(u64, Hash)> {
+        let row = sqlx::query("SELECT tree_size, root FROM audit_head WHERE id = 1")
+            .fetch_one(self.readers())
+            .await?;
+        let root: String = row.try_get("root")?;
+        Ok((
+            size_of(row.try_get("tree_size")?),
+            if root.is_empty() {
+                tlog_tiles::EMPTY_HASH
+            } else {
+                hash_from_hex(&root)?
+            },
+        ))
+    }
+
+    /// The stored tree hashes with these indexes (those missing are left out).
+    pub async fn audit_tree_hashes(&self, indexes: &[u64]) -> Result<StoredHashes> {
+        let mut conn = self.readers().acquire().await?;
+        tree_hashes(&mut conn, indexes).await
+    }
+
+    /// A stored checkpoint: of this tree size, or the latest.
+    pub async fn audit_checkpoint(&self, size: Option<u64>) -> Result<Option<StoredCheckpoint>> {
+        let row = match size {
+            Some(size) => {
+                sqlx::query_with(
+                    "SELECT tree_size, root, note, issued_at FROM audit_checkpoints WHERE tree_size = $1",
+                    bind_all(vec![Value::Int(i64::try_from(size).unwrap_or(i64::MAX))])?,
+                )
+                .fetch_optional(self.readers())
+                .await?
+            }
+            None => {
+                sqlx::query(
+                    "SELECT tree_size, root, note, issued_at FROM audit_checkpoints \
+                     ORDER BY tree_size DESC LIMIT 1",
+                )
+                .fetch_optional(self.readers())
+                .await?
+            }
+        };
+        row.map(|row| {
+            Ok(StoredCheckpoint {
+                size: size_of(row.try_get("tree_size")?),
+                root: hash_from_hex(&row.try_get::<String, _>("root")?)?,
+                note: row.try_get("note")?,
+                issued_at: row.try_get("issued_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Every stored checkpoint, by size.
+    pub async fn audit_checkpoints(&self) -> Result<Vec<StoredCheckpoint>> {
+        let rows = sqlx::query(
+            "SELECT tree_size, root, note, issued_at FROM audit_checkpoints ORDER BY tree_size",
+        )
+        .fetch_all(self.readers())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(StoredCheckpoint {
+                    size: size_of(row.try_get("tree_size")?),
+                    root: hash_from_hex(&row.try_get::<String, _>("root")?)?,
+                    note: row.try_get("note")?,
+                    issued_at: row.try_get("issued_at")?,
+                })
+            })
+            .collect()
     }
 
     /// The highest sequence number in the audit log (0 when empty).
@@ -354,6 +541,74 @@ impl Store {
             .await?;
         rows.iter().map(chained_from_row).collect()
     }
+}
+
+/// Reads stored tree hashes by index: those kept from `audit_tree` in one statement, the others
+/// (subtrees of at most 16 entries) computed from the entries under them. An index whose entries
+/// are not all there is left out.
+async fn tree_hashes(conn: &mut sqlx::AnyConnection, indexes: &[u64]) -> Result<StoredHashes> {
+    let mut hashes = StoredHashes::default();
+    let (stored, computed): (Vec<u64>, Vec<u64>) = indexes.iter().partition(|&&i| kept(i));
+    if !stored.is_empty() {
+        let placeholders: Vec<String> = (1..=stored.len()).map(|n| format!("${n}")).collect();
+        let sql = format!(
+            "SELECT idx, hash FROM audit_tree WHERE idx IN ({})",
+            placeholders.join(", ")
+        );
+        let values = stored
+            .iter()
+            .map(|&index| Value::Int(i64::try_from(index).unwrap_or(i64::MAX)))
+            .collect();
+        let rows = sqlx::query_with(sqlx::AssertSqlSafe(sql), bind_all(values)?)
+            .fetch_all(&mut *conn)
+            .await?;
+        for row in rows {
+            hashes.0.insert(
+                size_of(row.try_get("idx")?),
+                hash_from_hex(&row.try_get::<String, _>("hash")?)?,
+            );
+        }
+    }
+    // Those of one append (the right edge's small subtrees) lie within 16 entries: one read.
+    let span = computed
+        .iter()
+        .map(|&i| leaves_under(i))
+        .fold(None, |span, (lo, hi)| {
+            Some(span.map_or((lo, hi), |(a, b): (u64, u64)| (a.min(lo), b.max(hi))))
+        });
+    let ranges: Vec<(u64, u64)> = match span {
+        None => Vec::new(),
+        Some((lo, hi)) if hi - lo <= 64 => vec![(lo, hi)],
+        Some(_) => computed.iter().map(|&i| leaves_under(i)).collect(),
+    };
+    for (lo, hi) in ranges {
+        let rows = sqlx::query_with(
+            "SELECT seq, at, agency_id, jurisdiction, fingerprint, peer, method, touched, \
+             outcome, prev_hash, hash FROM audit_log WHERE seq > $1 AND seq <= $2 ORDER BY seq",
+            bind_all(vec![
+                Value::Int(i64::try_from(lo).unwrap_or(i64::MAX)),
+                Value::Int(i64::try_from(hi).unwrap_or(i64::MAX)),
+            ])?,
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut leaves = std::collections::BTreeMap::new();
+        for row in &rows {
+            let row = chained_from_row(row)?;
+            leaves.insert(size_of(row.seq - 1), row.entry.leaf_hash());
+        }
+        for &index in &computed {
+            let (a, b) = leaves_under(index);
+            if a < lo || b > hi || hashes.0.contains_key(&index) {
+                continue;
+            }
+            let under: Vec<Hash> = leaves.range(a..b).map(|(_, hash)| *hash).collect();
+            if under.len() as u64 == b - a {
+                hashes.0.insert(index, subtree_hash(&under));
+            }
+        }
+    }
+    Ok(hashes)
 }
 
 async fn add_certificate(

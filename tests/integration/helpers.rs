@@ -263,11 +263,20 @@ impl TestApp {
     /// A hub with the supervision console on a port of its own.
     pub async fn spawn_with_console(backend: Backend) -> TestApp {
         let db = TestDb::new(backend).await;
-        TestApp::start_with(db, Limits::default(), None, None, true).await
+        TestApp::start_with(db, Limits::default(), None, None, true, None).await
     }
 
     async fn start(db: TestDb, limits: Limits) -> TestApp {
         TestApp::start_full(db, limits, None, None).await
+    }
+
+    /// A hub that signs audit-log checkpoints thus.
+    pub async fn spawn_logged(
+        backend: Backend,
+        log: quotahub::store::trust::CheckpointPolicy,
+    ) -> TestApp {
+        let db = TestDb::new(backend).await;
+        TestApp::start_with(db, Limits::default(), None, None, false, Some(log)).await
     }
 
     async fn start_full(
@@ -276,7 +285,7 @@ impl TestApp {
         reconcile_every: Option<std::time::Duration>,
         today: Option<chrono::NaiveDate>,
     ) -> TestApp {
-        TestApp::start_with(db, limits, reconcile_every, today, false).await
+        TestApp::start_with(db, limits, reconcile_every, today, false, None).await
     }
 
     async fn start_with(
@@ -285,11 +294,15 @@ impl TestApp {
         reconcile_every: Option<std::time::Duration>,
         today: Option<chrono::NaiveDate>,
         console: bool,
+        log: Option<quotahub::store::trust::CheckpointPolicy>,
     ) -> TestApp {
         let pki = pki();
         let mut store = Store::connect(db.url(), &StoreOptions::default())
             .await
             .expect("open the store");
+        if let Some(log) = log {
+            store = store.with_log(log);
+        }
         if let Some(today) = today {
             store = store.with_checks(quotahub::store::Checks {
                 clock: quotahub::clock::Clock::on(today),

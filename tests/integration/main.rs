@@ -22,5 +22,6 @@ mod replicas;
 mod roll;
 mod storage;
 mod telemetry;
+mod transparency;
 mod trust;
 mod verdicts;
