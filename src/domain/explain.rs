@@ -8,9 +8,9 @@ use std::collections::BTreeSet;
 
 use chrono::NaiveDate;
 
-use super::rules::{category_zh, exit_zh_en, grade_zh, join, level_zh, position_zh, rank_zh, yuan};
 use super::{
-    Grade, LeaderLevel, LeaderPosition, Period, PersonStatus, QuotaCategory, Rank, ResidentId, Uscc,
+    Grade, InstitutionKind, LeaderLevel, LeaderPosition, Period, PersonStatus, QuotaCategory, Rank,
+    ResidentId, Uscc,
 };
 
 /// An explanation: Chinese, English.
@@ -233,4 +233,87 @@ pub(super) fn over_plan(
             "Institution {uscc} took {taken} entries in {category} in {year} against a staffing-use plan of {plan} ({over} over)."
         ),
     )
+}
+
+// ---------------------------------------------------------------------------------------------
+// The words the explanations are made of.
+
+pub(super) fn exit_zh_en(status: PersonStatus) -> (&'static str, &'static str) {
+    match status {
+        PersonStatus::Retired => ("退休", "retired"),
+        PersonStatus::Deceased => ("死亡", "died"),
+        _ => ("离职", "left"),
+    }
+}
+
+pub(super) fn join<'a>(usccs: impl Iterator<Item = &'a Uscc>, separator: &str) -> String {
+    usccs.map(Uscc::as_str).collect::<Vec<_>>().join(separator)
+}
+
+/// An amount in fen written in yuan, e.g. `1234.50`.
+/// Fen as yuan; an `i128` so that a sum of amounts cannot overflow.
+pub(super) fn yuan(fen: i128) -> String {
+    let sign = if fen < 0 { "-" } else { "" };
+    let fen = fen.unsigned_abs();
+    format!("{sign}{}.{:02}", fen / 100, fen % 100)
+}
+
+pub(super) fn category_zh(category: QuotaCategory) -> &'static str {
+    match category {
+        QuotaCategory::Administrative => "行政编制",
+        QuotaCategory::PoliticalLegal => "政法专项编制",
+        QuotaCategory::PublicInstitution => "事业编制",
+        QuotaCategory::CivilServiceManaged => "参公事业编制",
+        QuotaCategory::ServiceWorker => "工勤编制",
+    }
+}
+
+pub(super) fn kind_zh(kind: InstitutionKind) -> &'static str {
+    match kind {
+        InstitutionKind::Organ => "机关",
+        InstitutionKind::PublicInstitution => "事业单位",
+    }
+}
+
+pub(super) fn level_zh(level: LeaderLevel) -> &'static str {
+    match level {
+        LeaderLevel::Bureau => "厅局级",
+        LeaderLevel::Division => "县处级",
+        LeaderLevel::Section => "乡科级",
+    }
+}
+
+pub(super) fn position_zh(position: LeaderPosition) -> &'static str {
+    match position {
+        LeaderPosition::Principal => "正职",
+        LeaderPosition::Deputy => "副职",
+    }
+}
+
+pub(super) fn grade_zh(grade: Grade) -> &'static str {
+    match grade {
+        Grade::BureauPrincipal => "正厅",
+        Grade::BureauDeputy => "副厅",
+        Grade::DivisionPrincipal => "正处",
+        Grade::DivisionDeputy => "副处",
+        Grade::SectionPrincipal => "正科",
+        Grade::SectionDeputy => "副科",
+        Grade::UnitPrincipal => "正股",
+        Grade::UnitDeputy => "副股",
+        Grade::Ungraded => "未定级",
+    }
+}
+
+pub(super) fn rank_zh(rank: Rank) -> &'static str {
+    match rank {
+        Rank::BureauPrincipal => "厅局级正职",
+        Rank::BureauDeputy => "厅局级副职",
+        Rank::DivisionPrincipal => "县处级正职",
+        Rank::DivisionDeputy => "县处级副职",
+        Rank::SectionPrincipal => "乡科级正职",
+        Rank::SectionDeputy => "乡科级副职",
+        Rank::Clerk => "科员",
+        Rank::Officer => "办事员",
+        Rank::Unranked => "未定级",
+    }
 }

@@ -11,16 +11,16 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{Datelike, NaiveDate};
 
-use super::explain::{self, PayProblem};
+use super::explain::{self, PayProblem, category_zh, join, kind_zh};
 use super::findings::{
     Entry, Evidence, Finding, FindingKey, InstitutionFacts, PersonTerm, Pushed, RecordRef,
     RuleCode, RulesConfig, Scope, Snapshot,
 };
 use super::roll::Spell;
 use super::{
-    Coded, Funding, FundingForm, Grade, HiringApproval, HiringChannel, InstitutionKind,
-    InstitutionStatus, Jurisdiction, LeaderLevel, LeaderPosition, LeaderPost, PayrollLine, Period,
-    PersonStatus, Quota, QuotaCategory, Rank, ResidentId, StaffingPlan, Uscc,
+    Coded, Funding, FundingForm, HiringApproval, HiringChannel, InstitutionKind, InstitutionStatus,
+    Jurisdiction, LeaderLevel, LeaderPosition, LeaderPost, PayrollLine, Period, PersonStatus,
+    Quota, QuotaCategory, Rank, ResidentId, StaffingPlan, Uscc,
 };
 
 /// Runs every rule over the snapshot and returns the findings the scope covers, sorted by key.
@@ -1050,89 +1050,10 @@ fn unregistered_text(why: &Unregistered) -> (String, String) {
     }
 }
 
-pub(super) fn exit_zh_en(status: PersonStatus) -> (&'static str, &'static str) {
-    match status {
-        PersonStatus::Retired => ("退休", "retired"),
-        PersonStatus::Deceased => ("死亡", "died"),
-        _ => ("离职", "left"),
-    }
-}
-
-pub(super) fn join<'a>(usccs: impl Iterator<Item = &'a Uscc>, separator: &str) -> String {
-    usccs.map(Uscc::as_str).collect::<Vec<_>>().join(separator)
-}
-
-/// An amount in fen written in yuan, e.g. `1234.50`.
-/// Fen as yuan; an `i128` so that a sum of amounts cannot overflow.
-pub(super) fn yuan(fen: i128) -> String {
-    let sign = if fen < 0 { "-" } else { "" };
-    let fen = fen.unsigned_abs();
-    format!("{sign}{}.{:02}", fen / 100, fen % 100)
-}
-
-pub(super) fn category_zh(category: QuotaCategory) -> &'static str {
-    match category {
-        QuotaCategory::Administrative => "行政编制",
-        QuotaCategory::PoliticalLegal => "政法专项编制",
-        QuotaCategory::PublicInstitution => "事业编制",
-        QuotaCategory::CivilServiceManaged => "参公事业编制",
-        QuotaCategory::ServiceWorker => "工勤编制",
-    }
-}
-
-fn kind_zh(kind: InstitutionKind) -> &'static str {
-    match kind {
-        InstitutionKind::Organ => "机关",
-        InstitutionKind::PublicInstitution => "事业单位",
-    }
-}
-
-pub(super) fn level_zh(level: LeaderLevel) -> &'static str {
-    match level {
-        LeaderLevel::Bureau => "厅局级",
-        LeaderLevel::Division => "县处级",
-        LeaderLevel::Section => "乡科级",
-    }
-}
-
-pub(super) fn position_zh(position: LeaderPosition) -> &'static str {
-    match position {
-        LeaderPosition::Principal => "正职",
-        LeaderPosition::Deputy => "副职",
-    }
-}
-
-pub(super) fn grade_zh(grade: Grade) -> &'static str {
-    match grade {
-        Grade::BureauPrincipal => "正厅",
-        Grade::BureauDeputy => "副厅",
-        Grade::DivisionPrincipal => "正处",
-        Grade::DivisionDeputy => "副处",
-        Grade::SectionPrincipal => "正科",
-        Grade::SectionDeputy => "副科",
-        Grade::UnitPrincipal => "正股",
-        Grade::UnitDeputy => "副股",
-        Grade::Ungraded => "未定级",
-    }
-}
-
-pub(super) fn rank_zh(rank: Rank) -> &'static str {
-    match rank {
-        Rank::BureauPrincipal => "厅局级正职",
-        Rank::BureauDeputy => "厅局级副职",
-        Rank::DivisionPrincipal => "县处级正职",
-        Rank::DivisionDeputy => "县处级副职",
-        Rank::SectionPrincipal => "乡科级正职",
-        Rank::SectionDeputy => "乡科级副职",
-        Rank::Clerk => "科员",
-        Rank::Officer => "办事员",
-        Rank::Unranked => "未定级",
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::domain::Grade;
     use crate::domain::findings::{InstitutionFacts, PersonSpell};
     use crate::domain::ids::{parse_date, resident_id_with_check};
     use crate::domain::roll::LeaderTerm;
