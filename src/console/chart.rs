@@ -2,7 +2,6 @@
 //! SVG on the server (no script). The geometry is computed here; the template only places it.
 
 use super::Lang;
-use super::views::category;
 use crate::proto;
 
 /// Width of the drawing, in SVG units.
@@ -111,4 +110,22 @@ pub fn balance_chart(lang: Lang, rows: &[proto::RegionalBalanceRow]) -> Chart {
         title,
         description,
     }
+}
+
+fn category_label(lang: Lang, category: i32) -> &'static str {
+    use proto::QuotaCategory as C;
+    let (zh, en) = match proto::QuotaCategory::try_from(category) {
+        Ok(C::Administrative) => ("行政编制", "administrative"),
+        Ok(C::PoliticalLegal) => ("政法专项编制", "political-legal"),
+        Ok(C::PublicInstitution) => ("事业编制", "public institution"),
+        Ok(C::CivilServiceManaged) => ("参公事业编制", "civil-service managed"),
+        Ok(C::ServiceWorker) => ("工勤编制", "service worker"),
+        _ => ("", ""),
+    };
+    if lang == Lang::En { en } else { zh }
+}
+
+/// A category in `lang`, for the chart.
+pub fn category(lang: Lang, category: i32) -> &'static str {
+    category_label(lang, category)
 }

@@ -35,7 +35,8 @@ use crate::domain::audit::AuditEntry;
 use crate::error::Error;
 use crate::tls::{AuthenticatedStream, PeerIdentity, TlsIncoming};
 
-pub use pages::{FindingQuery, ListQuery, TransitionForm};
+pub use pages::{ListQuery, TransitionForm};
+pub use views::FindingQuery;
 
 /// What the console's pages share: the handlers they call and the guard that admits each call.
 pub struct Console {

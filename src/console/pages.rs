@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use tonic::Status;
 
-use super::views::{self, Chrome, Nav};
+use super::views::{self, Chrome, FindingQuery, Nav, code_name};
 use super::{Lang, Visit};
 use crate::api::convert::Wire as _;
 use crate::domain::alerts::{AlertState, may_transition};
@@ -112,63 +112,6 @@ impl ListQuery {
     }
 }
 
-/// A finding's key, as the links to its page carry it.
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(default)]
-pub struct FindingQuery {
-    /// The rule code name.
-    pub code: String,
-    /// The institution's USCC.
-    pub institution: String,
-    /// The subject as the viewer reads it (a person token in place of a masked resident ID).
-    pub subject: String,
-    /// The period.
-    pub period: String,
-    /// `OPEN` (default) or `RESOLVED`.
-    pub state: String,
-    /// `en` for English.
-    pub lang: Option<String>,
-}
-
-impl FindingQuery {
-    /// The query string of this finding's page in `lang`.
-    pub fn query_string(&self, lang: Lang) -> String {
-        let mut query = form_urlencoded::Serializer::new(String::new());
-        query
-            .append_pair("code", &self.code)
-            .append_pair("institution", &self.institution)
-            .append_pair("subject", &self.subject)
-            .append_pair("period", &self.period);
-        if !self.state.is_empty() {
-            query.append_pair("state", &self.state);
-        }
-        if lang == Lang::En {
-            query.append_pair("lang", "en");
-        }
-        query.finish()
-    }
-
-    /// For the audit trail.
-    pub fn summary(&self) -> String {
-        self.query_string(Lang::Zh)
-    }
-
-    fn of(finding: &proto::Finding) -> FindingQuery {
-        FindingQuery {
-            code: code_name(finding.code).to_owned(),
-            institution: finding.institution_uscc.clone(),
-            subject: finding.subject.clone(),
-            period: finding.period.clone(),
-            state: if finding.state == proto::FindingState::Resolved as i32 {
-                "RESOLVED".into()
-            } else {
-                String::new()
-            },
-            lang: None,
-        }
-    }
-}
-
 /// A transition posted from a finding's page.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
@@ -210,14 +153,6 @@ fn finding_state(name: &str) -> Result<i32, Status> {
         "RESOLVED" => Ok(proto::FindingState::Resolved as i32),
         other => Err(Status::invalid_argument(format!("unknown state {other}"))),
     }
-}
-
-/// A rule's code name without its prefix (`OVER_QUOTA`).
-pub fn code_name(code: i32) -> &'static str {
-    proto::RuleCode::try_from(code)
-        .map(|code| code.as_str_name())
-        .unwrap_or("RULE_CODE_UNSPECIFIED")
-        .trim_start_matches("RULE_CODE_")
 }
 
 async fn list_findings(

@@ -4,10 +4,10 @@
 use askama::Template;
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
+use serde::Deserialize;
 use tonic::Status;
 
-use super::chart::Chart;
-use super::pages::FindingQuery;
+use super::chart::{Chart, category};
 use super::{Lang, Visit};
 use crate::domain::{Agency, AgencyKind};
 use crate::proto;
@@ -143,7 +143,7 @@ impl BalanceRow {
     pub fn of(lang: Lang, row: &proto::RegionalBalanceRow) -> BalanceRow {
         BalanceRow {
             jurisdiction: row.jurisdiction.clone(),
-            category: category_label(lang, row.category).to_owned(),
+            category: category(lang, row.category).to_owned(),
             approved: row.approved,
             active: row.active,
             surplus: row.surplus,
@@ -309,7 +309,7 @@ pub fn timestamp(at: Option<&prost_types::Timestamp>) -> String {
 /// A rule's name in `lang`.
 pub fn rule_label(lang: Lang, code: i32) -> String {
     use crate::api::convert::Wire as _;
-    let name = super::pages::code_name(code);
+    let name = code_name(code);
     match lang {
         Lang::Zh => crate::domain::findings::RuleCode::from_wire(code)
             .map_or_else(|| name.to_owned(), |rule| rule.name_zh().to_owned()),
@@ -387,24 +387,6 @@ pub fn alert_state_label(lang: Lang, state: i32) -> &'static str {
     if lang == Lang::En { en } else { zh }
 }
 
-fn category_label(lang: Lang, category: i32) -> &'static str {
-    use proto::QuotaCategory as C;
-    let (zh, en) = match proto::QuotaCategory::try_from(category) {
-        Ok(C::Administrative) => ("行政编制", "administrative"),
-        Ok(C::PoliticalLegal) => ("政法专项编制", "political-legal"),
-        Ok(C::PublicInstitution) => ("事业编制", "public institution"),
-        Ok(C::CivilServiceManaged) => ("参公事业编制", "civil-service managed"),
-        Ok(C::ServiceWorker) => ("工勤编制", "service worker"),
-        _ => ("", ""),
-    };
-    if lang == Lang::En { en } else { zh }
-}
-
-/// A category in `lang`, for the chart.
-pub fn category(lang: Lang, category: i32) -> &'static str {
-    category_label(lang, category)
-}
-
 fn kind_label(lang: Lang, kind: AgencyKind) -> &'static str {
     let (zh, en) = match kind {
         AgencyKind::StaffingOffice => ("编办", "staffing office"),
@@ -430,7 +412,7 @@ pub fn rule_options(lang: Lang, selected: &str) -> Vec<SelectOption> {
         selected: selected.is_empty(),
     }];
     for code in 1..=15 {
-        let value = super::pages::code_name(code);
+        let value = code_name(code);
         options.push(SelectOption {
             value,
             label: rule_label(lang, code),
@@ -481,4 +463,69 @@ pub fn state_options(lang: Lang, selected: &str) -> Vec<SelectOption> {
         selected: selected == value || (selected.is_empty() && value == "OPEN"),
     })
     .collect()
+}
+
+/// A finding's key, as the links to its page carry it.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct FindingQuery {
+    /// The rule code name.
+    pub code: String,
+    /// The institution's USCC.
+    pub institution: String,
+    /// The subject as the viewer reads it (a person token in place of a masked resident ID).
+    pub subject: String,
+    /// The period.
+    pub period: String,
+    /// `OPEN` (default) or `RESOLVED`.
+    pub state: String,
+    /// `en` for English.
+    pub lang: Option<String>,
+}
+
+impl FindingQuery {
+    /// The query string of this finding's page in `lang`.
+    pub fn query_string(&self, lang: Lang) -> String {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        query
+            .append_pair("code", &self.code)
+            .append_pair("institution", &self.institution)
+            .append_pair("subject", &self.subject)
+            .append_pair("period", &self.period);
+        if !self.state.is_empty() {
+            query.append_pair("state", &self.state);
+        }
+        if lang == Lang::En {
+            query.append_pair("lang", "en");
+        }
+        query.finish()
+    }
+
+    /// For the audit trail.
+    pub fn summary(&self) -> String {
+        self.query_string(Lang::Zh)
+    }
+
+    pub fn of(finding: &proto::Finding) -> FindingQuery {
+        FindingQuery {
+            code: code_name(finding.code).to_owned(),
+            institution: finding.institution_uscc.clone(),
+            subject: finding.subject.clone(),
+            period: finding.period.clone(),
+            state: if finding.state == proto::FindingState::Resolved as i32 {
+                "RESOLVED".into()
+            } else {
+                String::new()
+            },
+            lang: None,
+        }
+    }
+}
+
+/// A rule's code name without its prefix (`OVER_QUOTA`).
+pub fn code_name(code: i32) -> &'static str {
+    proto::RuleCode::try_from(code)
+        .map(|code| code.as_str_name())
+        .unwrap_or("RULE_CODE_UNSPECIFIED")
+        .trim_start_matches("RULE_CODE_")
 }
