@@ -179,7 +179,7 @@ impl Application {
         let config = files.load().context("bad TLS material")?;
         if settings.dev_pki() && settings.tls.ca.is_none() {
             // The development agencies are registered so that their certificates work at once.
-            crate::cli::admin::register_dev_agencies(&store, &paths.dir).await?;
+            register_dev_agencies(&store, &paths.dir).await?;
         }
         let admin = match settings.admin.listen {
             Some(address) => Some(
@@ -805,4 +805,36 @@ pub async fn shutdown_signal() {
         () = ctrl_c => {},
         () = terminate => {},
     }
+}
+
+/// Registers the development agencies whose certificates `pki::init` wrote in `pki_dir`, so that
+/// `quotahub serve` with development certificates serves them from the first call.
+pub async fn register_dev_agencies(
+    store: &crate::store::Store,
+    pki_dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    for agency in crate::pki::sample_agencies() {
+        let (cert, _) = crate::pki::agency_files(pki_dir, &agency);
+        if cert.exists() {
+            let fingerprint = fingerprint_of(&agency, &cert)?;
+            store.add_agency(&agency, Some(&fingerprint)).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The fingerprint of the certificate in `path`, which must name `agency`.
+pub(crate) fn fingerprint_of(
+    agency: &crate::domain::Agency,
+    path: &std::path::Path,
+) -> anyhow::Result<String> {
+    let pem = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let (named, fingerprint) = crate::tls::certificate_identity(&pem)
+        .map_err(|reason| anyhow::anyhow!("{}: {reason}", path.display()))?;
+    anyhow::ensure!(
+        named == *agency,
+        "{} names {named}, not {agency}",
+        path.display()
+    );
+    Ok(fingerprint)
 }

@@ -111,19 +111,6 @@ fn parse_agency(id: &str) -> anyhow::Result<Agency> {
     Agency::from_uri(&format!("{AGENCY_URI_PREFIX}{id}")).map_err(anyhow::Error::msg)
 }
 
-/// The fingerprint of the certificate in `path`, which must name `agency`.
-fn fingerprint_of(agency: &Agency, path: &Path) -> anyhow::Result<String> {
-    let pem = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let (named, fingerprint) = crate::tls::certificate_identity(&pem)
-        .map_err(|reason| anyhow::anyhow!("{}: {reason}", path.display()))?;
-    anyhow::ensure!(
-        named == *agency,
-        "{} names {named}, not {agency}",
-        path.display()
-    );
-    Ok(fingerprint)
-}
-
 /// Runs `quotahub agency ...`, writing to `out`.
 pub async fn run_agency(command: AgencyCommand, mut out: impl Write) -> anyhow::Result<()> {
     match command {
@@ -133,7 +120,7 @@ pub async fn run_agency(command: AgencyCommand, mut out: impl Write) -> anyhow::
             database,
         } => {
             let agency = parse_agency(&agency)?;
-            let fingerprint = fingerprint_of(&agency, &cert)?;
+            let fingerprint = crate::server::fingerprint_of(&agency, &cert)?;
             database
                 .open()
                 .await?
@@ -166,7 +153,7 @@ pub async fn run_agency(command: AgencyCommand, mut out: impl Write) -> anyhow::
             database,
         } => {
             let agency = parse_agency(&agency)?;
-            let fingerprint = fingerprint_of(&agency, &cert)?;
+            let fingerprint = crate::server::fingerprint_of(&agency, &cert)?;
             database
                 .open()
                 .await?
@@ -273,17 +260,4 @@ pub async fn run_audit(command: AuditCommand, mut out: impl Write) -> anyhow::Re
     } else {
         ExitCode::FAILURE
     })
-}
-
-/// Registers the development agencies whose certificates `pki::init` wrote in `pki_dir`, so that
-/// `quotahub serve` with development certificates serves them from the first call.
-pub async fn register_dev_agencies(store: &Store, pki_dir: &Path) -> anyhow::Result<()> {
-    for agency in crate::pki::sample_agencies() {
-        let (cert, _) = crate::pki::agency_files(pki_dir, &agency);
-        if cert.exists() {
-            let fingerprint = fingerprint_of(&agency, &cert)?;
-            store.add_agency(&agency, Some(&fingerprint)).await?;
-        }
-    }
-    Ok(())
 }

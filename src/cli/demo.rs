@@ -177,7 +177,7 @@ pub async fn run(args: DemoArgs, mut out: impl Write) -> anyhow::Result<()> {
             clock: Clock::on(config.as_of),
             ..Checks::default()
         });
-    crate::cli::admin::register_dev_agencies(&store, &pki).await?;
+    crate::server::register_dev_agencies(&store, &pki).await?;
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let application = Application::with_listener(listener, store.clone(), &tls, Limits::default())?;
     let address = application.local_addr();
