@@ -8,7 +8,7 @@
 use serde_json::json;
 use sqlx::any::AnyRow;
 
-use super::push::column;
+use super::codec::column;
 use super::query as q;
 use super::reconcile::{
     Alert, ChangeKind, StoredFinding, decode_finding, evidence_kind, write_findings,

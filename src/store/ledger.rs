@@ -10,9 +10,10 @@ use chrono::{FixedOffset, NaiveDate, TimeZone};
 use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
 
+use super::codec::column;
 use super::feed::{FeedEventType, FollowUp, FollowUpStep, append_follow_up};
 use super::ledger_keys::{Creates, RequestKey, request_lock};
-use super::push::{Submission, column, push_lock_keys};
+use super::push::{Submission, push_lock_keys};
 use super::query as q;
 use super::{Store, Tx, Value, bind_all};
 use crate::domain::findings::{FindingKey, RuleCode};

@@ -7,6 +7,7 @@
 //! modules: how to connect, the migrations, and how concurrent writers are kept apart.
 
 mod acks;
+mod codec;
 pub mod feed;
 mod feed_tail;
 pub mod ledger;

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use chrono::NaiveDate;
 
-use super::push::column;
+use super::codec::column;
 use super::{Store, Value, bind_all};
 use crate::domain::Coded;
 use crate::domain::findings::{FindingKey, RuleCode};

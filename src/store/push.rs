@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 
 use sqlx::Row;
-use sqlx::any::AnyRow;
 
+use super::codec::{column, stored, stored_code};
 use super::reconcile::{self, FindingChange, Keep, scope_lock_keys};
 use super::{Store, Tx, Value, insert_rows, now_micros, select_in};
 use crate::domain::findings::Scope;
@@ -430,16 +430,6 @@ fn outside(agency: &Agency, uscc: &str, jurisdiction: &Jurisdiction) -> Error {
     Error::PermissionDenied(format!(
         "institution {uscc} lies in {jurisdiction}, outside the jurisdiction of {agency}"
     ))
-}
-
-/// Turns a parse error of a stored value into an internal error: stored values were validated.
-pub(crate) fn stored<T>(parsed: Result<T, String>) -> Result<T> {
-    parsed.map_err(|reason| Error::Internal(format!("stored value no longer parses: {reason}")))
-}
-
-/// Reads a stored enum code.
-pub(crate) fn stored_code<T: Coded>(code: &str) -> Result<T> {
-    T::from_code(code).ok_or_else(|| Error::Internal(format!("unknown stored code `{code}`")))
 }
 
 fn opt_date(date: Option<chrono::NaiveDate>) -> Value {
@@ -1312,12 +1302,4 @@ impl RecordKind for Appointment {
         .await?;
         Ok(verdicts)
     }
-}
-
-/// Reads the columns of a row; an error here means the schema and the code disagree.
-pub(crate) fn column<T>(row: &AnyRow, name: &str) -> Result<T>
-where
-    T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
-{
-    row.try_get(name).map_err(Error::from)
 }

@@ -4,7 +4,7 @@
 use chrono::NaiveDate;
 use sqlx::any::AnyRow;
 
-use super::push::{column, stored, stored_code};
+use super::codec::{column, stored, stored_code};
 use super::{Store, Value, bind_all};
 use crate::domain::ids::{Period, parse_date};
 use crate::domain::roll::Spell;

@@ -11,8 +11,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use chrono::NaiveDate;
 use sqlx::any::AnyRow;
 
+use super::codec::column;
 use super::feed::{self, FeedEventType};
-use super::push::column;
 use super::query::{self as q, Stored};
 use super::{Store, Tx, Value, insert_rows, now_micros, select_in};
 use crate::domain::alerts::{AlertState, EscalationPolicy};

@@ -1,6 +1,6 @@
 //! Secrets the hub makes for itself and shares among its replicas through the database.
 
-use super::push::column;
+use super::codec::column;
 use super::{Store, Value, bind_all};
 use crate::error::Result;
 
