@@ -9,10 +9,10 @@ use serde_json::json;
 use sqlx::any::AnyRow;
 
 use super::codec::column;
-use super::query as q;
-use super::reconcile::{
+use super::findings::{
     Alert, ChangeKind, StoredFinding, decode_finding, evidence_kind, write_findings,
 };
+use super::query as q;
 use super::{Backend, Store, Tx, Value, bind_all, insert_rows, now_micros};
 use crate::domain::alerts::{self, AlertState};
 use crate::domain::findings::{Evidence, Finding, FindingKey, RuleCode, Severity};

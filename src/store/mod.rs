@@ -10,6 +10,7 @@ mod acks;
 mod codec;
 pub mod feed;
 mod feed_tail;
+mod findings;
 pub mod ledger;
 pub mod ledger_keys;
 pub mod plain_sql;
