@@ -235,22 +235,7 @@ pub async fn verify(store: &Store) -> Result<Verdict> {
     if let Err(found) = walk.finish(head_seq, &head_hash) {
         return Ok(Verdict::Broken(found));
     }
-    let last_seq = store.audit_last_seq().await?;
-    let (head_now, _) = store.audit_head().await?;
-    Ok(if last_seq > head_now {
-        let past_head = store
-            .audit_entries(&AuditFilter {
-                after_seq: head_now,
-                limit: 1,
-                ..AuditFilter::default()
-            })
-            .await?;
-        Verdict::Broken(ChainBreak::Inserted(
-            past_head.first().map_or(head_now + 1, |row| row.seq),
-        ))
-    } else {
-        Verdict::Whole(head_seq)
-    })
+    verify_past_head(store, head_seq).await
 }
 
 /// What `quotahub audit verify` found of the chain and of the log.

@@ -18,20 +18,9 @@ pub struct LoadArgs {
     /// A directory written by `quotahub gen`: its `manifest.json` says which files to push, in
     /// which order and as which agency.
     pub dir: PathBuf,
-    /// Hub address.
-    #[arg(
-        long,
-        env = "QUOTAHUB_SERVER",
-        default_value = "https://127.0.0.1:50051"
-    )]
-    pub server: String,
-    /// Directory of the agencies' certificates, `{jurisdiction}-{agency kind}.pem` and
-    /// `-key.pem` as `quotahub pki init` writes them.
-    #[arg(long, env = "QUOTAHUB_PKI_DIR", default_value = "quotahub-data/pki")]
-    pub pki_dir: PathBuf,
-    /// CA bundle to trust the hub by [default: PKI_DIR/ca.pem].
-    #[arg(long)]
-    pub ca: Option<PathBuf>,
+    /// The hub, and the directory of the agencies' certificates.
+    #[command(flatten)]
+    pub hub: super::HubArgs,
     /// Records per bulk stream.
     #[arg(long, default_value_t = 5_000)]
     pub stream_size: usize,
@@ -88,21 +77,19 @@ fn read_manifest(dir: &Path) -> anyhow::Result<Manifest> {
 /// The client flags of one agency, its certificate found in the PKI directory; a missing one is
 /// named with the way to make it.
 fn client_args(args: &LoadArgs, agency: &Agency) -> anyhow::Result<super::ClientArgs> {
-    let (cert, key) = crate::pki::agency_files(&args.pki_dir, agency);
+    let (cert, key) = crate::pki::agency_files(&args.hub.pki_dir, agency);
     if !cert.exists() || !key.exists() {
         anyhow::bail!(
             "no certificate for {agency} in {} (looked for {}); `quotahub pki init` makes them for \
              the sample city 140100 and district 140105, other jurisdictions need certificates \
              from the hub's CA, registered with `quotahub agency add`",
-            args.pki_dir.display(),
+            args.hub.pki_dir.display(),
             cert.display()
         );
     }
     Ok(super::ClientArgs {
-        server: args.server.clone(),
-        pki_dir: args.pki_dir.clone(),
+        hub: args.hub.clone(),
         jurisdiction: agency.jurisdiction.to_string(),
-        ca: args.ca.clone(),
         cert: Some(cert),
         key: Some(key),
     })

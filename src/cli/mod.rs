@@ -98,9 +98,9 @@ pub struct GenArgs {
     pub out: PathBuf,
 }
 
-/// How a command reaches the hub, and as which agency.
+/// Where the hub is and how to trust it, for every command that talks to it.
 #[derive(Debug, Clone, clap::Args)]
-pub struct ClientArgs {
+pub struct HubArgs {
     /// Hub address.
     #[arg(
         long,
@@ -108,15 +108,24 @@ pub struct ClientArgs {
         default_value = "https://127.0.0.1:50051"
     )]
     pub server: String,
-    /// Directory of the development PKI, for the default certificate paths.
+    /// Directory of the development PKI, for the default certificate paths
+    /// (`{jurisdiction}-{agency kind}.pem` and `-key.pem`, as `quotahub pki init` writes them).
     #[arg(long, env = "QUOTAHUB_PKI_DIR", default_value = "quotahub-data/pki")]
     pub pki_dir: PathBuf,
-    /// Jurisdiction of the agency (and of its default certificate).
-    #[arg(long, default_value = "140100")]
-    pub jurisdiction: String,
     /// CA bundle to trust the hub by [default: PKI_DIR/ca.pem].
     #[arg(long)]
     pub ca: Option<PathBuf>,
+}
+
+/// How a command reaches the hub, and as which agency.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClientArgs {
+    /// The hub.
+    #[command(flatten)]
+    pub hub: HubArgs,
+    /// Jurisdiction of the agency (and of its default certificate).
+    #[arg(long, default_value = "140100")]
+    pub jurisdiction: String,
     /// Agency certificate [default: PKI_DIR/{jurisdiction}-{agency kind}.pem].
     #[arg(long)]
     pub cert: Option<PathBuf>,
@@ -135,18 +144,16 @@ impl ClientArgs {
         let jurisdiction =
             crate::domain::Jurisdiction::parse(&self.jurisdiction).map_err(anyhow::Error::msg)?;
         let agency = crate::domain::Agency::new(jurisdiction, kind);
-        let (default_cert, default_key) = crate::pki::agency_files(&self.pki_dir, &agency);
-        let ca = self
-            .ca
-            .clone()
-            .unwrap_or_else(|| self.pki_dir.join("ca.pem"));
+        let hub = &self.hub;
+        let (default_cert, default_key) = crate::pki::agency_files(&hub.pki_dir, &agency);
+        let ca = hub.ca.clone().unwrap_or_else(|| hub.pki_dir.join("ca.pem"));
         let cert = self.cert.clone().unwrap_or(default_cert);
         let key = self.key.clone().unwrap_or(default_key);
         let read = |path: &PathBuf| {
             std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
         };
         Ok(
-            crate::tls::client_channel(&self.server, &read(&ca)?, &read(&cert)?, &read(&key)?)
+            crate::tls::client_channel(&hub.server, &read(&ca)?, &read(&cert)?, &read(&key)?)
                 .await?,
         )
     }
