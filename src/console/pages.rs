@@ -26,9 +26,9 @@ pub const TRANSITION_ALERT: &str = "/quotahub.v1.FeedService/TransitionAlert";
 /// Rows of the findings list per page.
 const PAGE_SIZE: u32 = 50;
 /// Rows per call when a page or export reads every finding.
-const BULK_PAGE_SIZE: u32 = 5_000;
+pub const BULK_PAGE_SIZE: u32 = 5_000;
 /// Most calls a page or export makes to read every finding (so at most 100,000 findings).
-const MAX_BULK_PAGES: usize = 20;
+pub const MAX_BULK_PAGES: usize = 20;
 
 /// Only the language.
 #[derive(Debug, Default, Deserialize)]
@@ -167,7 +167,7 @@ async fn list_findings(
 }
 
 /// Every finding the list's filters select, page after page (at most [`MAX_BULK_PAGES`]).
-async fn every_finding(
+pub async fn every_finding(
     visit: &mut Visit,
     query: &ListQuery,
 ) -> Result<Vec<proto::Finding>, Status> {
