@@ -154,6 +154,31 @@ pub struct Overview {
     pub rows: Vec<BalanceRow>,
     pub open: usize,
     pub counts: Vec<RuleCount>,
+    pub escalations: Vec<DueRow>,
+    pub due_total: usize,
+    pub trend: super::chart::TrendChart,
+    pub mix: super::chart::CountChart,
+    pub overdue: Vec<super::board::DepartmentRow>,
+    pub overdue_total: usize,
+}
+
+/// An alert whose next deadline falls this week.
+pub struct DueRow {
+    pub row: FindingRow,
+    pub deadline: String,
+    pub next_level: u32,
+}
+
+/// The severities, most severe first.
+pub fn severity_levels() -> [i32; 5] {
+    SEVERITIES.map(|(severity, _, _)| severity as i32)
+}
+
+/// Where a severity stands in [`severity_levels`].
+pub fn severity_rank(severity: i32) -> Option<usize> {
+    SEVERITIES
+        .iter()
+        .position(|(s, _, _)| *s as i32 == severity)
 }
 
 /// One row of the regional balance table.
