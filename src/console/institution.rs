@@ -175,7 +175,7 @@ pub fn yuan(fen: i64) -> String {
     let whole = (fen / 100).to_string();
     let mut grouped = String::new();
     for (index, digit) in whole.chars().enumerate() {
-        if index > 0 && (whole.len() - index) % 3 == 0 {
+        if index > 0 && (whole.len() - index).is_multiple_of(3) {
             grouped.push(',');
         }
         grouped.push(digit);
@@ -544,4 +544,17 @@ pub async fn roll_csv(visit: &mut Visit, query: &InstitutionQuery) -> Result<Res
     Err(Status::resource_exhausted(
         "the roll is too long for one export",
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fen_are_shown_as_grouped_yuan() {
+        assert_eq!(yuan(0), "0.00");
+        assert_eq!(yuan(650_000), "6,500.00");
+        assert_eq!(yuan(123_456_789), "1,234,567.89");
+        assert_eq!(yuan(-5), "-0.05");
+    }
 }

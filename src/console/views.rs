@@ -779,3 +779,37 @@ impl Pager {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sorted_column_links_to_the_other_order() {
+        let chrome = Chrome {
+            lang: Lang::En,
+            viewer: String::new(),
+            jurisdiction: String::new(),
+            nav: Nav::Ledger,
+            switch_href: String::new(),
+            form_token: String::new(),
+            audits: false,
+        };
+        let link = |sort: &str| format!("/ledger?sort={sort}");
+        let unsorted = SortHeader::new(&chrome, "due", "Due", "", link);
+        assert_eq!(
+            (unsorted.aria_sort, unsorted.href.as_str()),
+            ("none", "/ledger?sort=due&lang=en")
+        );
+        let up = SortHeader::new(&chrome, "due", "Due", "due", link);
+        assert_eq!(
+            (up.aria_sort, up.href.as_str()),
+            ("ascending", "/ledger?sort=-due&lang=en")
+        );
+        let down = SortHeader::new(&chrome, "due", "Due", "-due", link);
+        assert_eq!(
+            (down.aria_sort, down.href.as_str()),
+            ("descending", "/ledger?sort=due&lang=en")
+        );
+    }
+}
