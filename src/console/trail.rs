@@ -229,7 +229,8 @@ pub async fn page(visit: &mut Visit, query: &TrailQuery) -> Result<Response, Sta
             at: views::timestamp(record.at.as_ref()),
             agency: record.agency_id.clone(),
             method: record.method.clone(),
-            touched: record.touched.clone(),
+            // The page shows the start of what a call touched; the CSV has all of it.
+            touched: shortened(&record.touched, 120),
             outcome: record.outcome.clone(),
             included,
             chained,
@@ -279,6 +280,14 @@ pub async fn page(visit: &mut Visit, query: &TrailQuery) -> Result<Response, Sta
         c: chrome,
     };
     views::html(&page)
+}
+
+fn shortened(text: &str, chars: usize) -> String {
+    if text.chars().count() <= chars {
+        text.to_owned()
+    } else {
+        format!("{}…", text.chars().take(chars).collect::<String>())
+    }
 }
 
 /// The filtered trail as CSV (at most 20 pages of 5,000 entries).
