@@ -93,7 +93,10 @@ fn visible(agency: &Agency, jurisdiction: &str) -> Result<(), Error> {
 fn reaches(agency: &Agency, transfer: &Transfer) -> Result<(), Error> {
     visible(agency, &transfer.jurisdiction)?;
     if agency.kind == AgencyKind::StaffingOffice
-        || transfer.receipts.iter().any(|(kind, _, _)| *kind == agency.kind)
+        || transfer
+            .receipts
+            .iter()
+            .any(|(kind, _, _)| *kind == agency.kind)
     {
         Ok(())
     } else {
@@ -140,7 +143,9 @@ fn optional<T: Wire>(field: &str, raw: i32) -> Result<Option<T>, Error> {
 /// anyone), or empty on the last page.
 fn next_token<T>(rows: &[T], limit: u32, id: impl Fn(&T) -> &str) -> String {
     if rows.len() == limit as usize {
-        rows.last().map(|row| id(row).to_owned()).unwrap_or_default()
+        rows.last()
+            .map(|row| id(row).to_owned())
+            .unwrap_or_default()
     } else {
         String::new()
     }
@@ -162,7 +167,11 @@ fn read_case(reader: &Reader, case: &mut proto::Case) {
 fn read_transfer(reader: &Reader, transfer: &mut proto::MatterTransfer) {
     transfer.text = reader.text(&transfer.text);
     if transfer.matter == MatterKind::Alert.to_wire() {
-        let mut parts: Vec<String> = transfer.matter_id.splitn(4, '|').map(str::to_owned).collect();
+        let mut parts: Vec<String> = transfer
+            .matter_id
+            .splitn(4, '|')
+            .map(str::to_owned)
+            .collect();
         if let Some(subject) = parts.get_mut(2)
             && let Ok(person) = ResidentId::parse(subject)
             && reader.text(subject) != *subject

@@ -1653,7 +1653,8 @@ impl Store {
             Value::Text(format!("{}%", jurisdiction.prefix())),
             Value::from(after),
         ];
-        let mut sql = String::from("SELECT t.* FROM transfers t WHERE t.jurisdiction LIKE $1 AND t.id > $2");
+        let mut sql =
+            String::from("SELECT t.* FROM transfers t WHERE t.jurisdiction LIKE $1 AND t.id > $2");
         if let Some(kind) = filter.reaching {
             values.push(Value::from(kind.slug()));
             sql.push_str(&format!(

@@ -1,7 +1,8 @@
 //! The follow-through's lists over real mTLS: cases, transfers and joint inspections, and
 //! applications, paged, filtered by state, department and date, scoped to the caller's
 //! jurisdiction, masked per reader, and open only to the agency kinds the policy table names (a
-//! transfer only to the kinds it reaches).
+//! transfer only to the kinds it reaches). And ListFindings' filter of the days findings were
+//! raised, which the console's findings list uses.
 
 use quotahub::domain::AgencyKind;
 use quotahub::proto;
@@ -15,6 +16,7 @@ on_both_backends!(
     cases_are_listed_by_state_institution_date_and_division,
     transfers_are_listed_to_the_kinds_they_reach_and_masked_per_reader,
     applications_are_listed_with_their_gate_and_decision,
+    findings_are_listed_by_the_days_they_were_raised_and_by_division,
 );
 
 type Cases = proto::case_service_client::CaseServiceClient<tonic::transport::Channel>;
@@ -170,10 +172,7 @@ async fn cases_are_listed_by_state_institution_date_and_division(backend: Backen
     assert_eq!(not_a_date.code(), Code::InvalidArgument);
 
     // Overdue: a week on, the two cases due on the 5th.
-    app.store
-        .checks()
-        .clock
-        .advance(chrono::Duration::days(7));
+    app.store.checks().clock.advance(chrono::Duration::days(7));
     let overdue = list(proto::ListCasesRequest {
         overdue_only: true,
         ..Default::default()
@@ -285,7 +284,10 @@ async fn transfers_are_listed_to_the_kinds_they_reach_and_masked_per_reader(back
     }
     // Finance reads resident IDs masked; audit whole.
     let finance = list(AgencyKind::Finance, Default::default()).await.unwrap();
-    assert_eq!(finance.transfers[0].text, "联合督查, 涉及 110105********002X");
+    assert_eq!(
+        finance.transfers[0].text,
+        "联合督查, 涉及 110105********002X"
+    );
     let audit = list(AgencyKind::Audit, Default::default()).await.unwrap();
     assert_eq!(audit.transfers[0].text, "联合督查, 涉及 11010519491231002X");
 
@@ -372,9 +374,7 @@ async fn transfers_are_listed_to_the_kinds_they_reach_and_masked_per_reader(back
         .unwrap()
         .into_inner();
     assert!(district.transfers.is_empty());
-    let refused = list(AgencyKind::Hr, Default::default())
-        .await
-        .unwrap_err();
+    let refused = list(AgencyKind::Hr, Default::default()).await.unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied);
 }
 
@@ -401,10 +401,7 @@ async fn applications_are_listed_with_their_gate_and_decision(backend: Backend) 
         .into_inner();
     // An overdue item holds the unit back; the staffing office lets a third through on record.
     open_by_hand(&app, &unit, "2024-06-10").await;
-    app.store
-        .checks()
-        .clock
-        .advance(chrono::Duration::days(15));
+    app.store.checks().clock.advance(chrono::Duration::days(15));
     let overridden = office
         .apply(apply(&unit, "防汛急需"))
         .await
@@ -530,4 +527,94 @@ async fn applications_are_listed_with_their_gate_and_decision(backend: Backend) 
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied);
+}
+
+/// Today in China Standard Time, by the wall clock (findings are stamped by it, not by the hub's
+/// date).
+fn today_in_china() -> chrono::NaiveDate {
+    (chrono::Utc::now() + chrono::Duration::hours(8)).date_naive()
+}
+
+async fn findings_are_listed_by_the_days_they_were_raised_and_by_division(backend: Backend) {
+    let app = spawn(backend).await;
+    let unit = registered_unit(&app, "140100", 1).await;
+    let mut finance = app.finance("140100").await;
+    let before = today_in_china();
+    // Paid, not on the roll: two findings.
+    for n in [1, 2] {
+        finance
+            .push_payroll_line(payroll(&format!("pay-{n}"), &resident(n), &unit, "2024-05"))
+            .await
+            .unwrap();
+    }
+    let after = today_in_china();
+    let day = |d: chrono::NaiveDate| d.to_string();
+    let mut reader = proto::reconciliation_service_client::ReconciliationServiceClient::new(
+        app.channel(&agency("140100", AgencyKind::Audit)).await,
+    );
+    let subjects = |page: &proto::ListFindingsResponse| -> Vec<String> {
+        page.findings.iter().map(|f| f.subject.clone()).collect()
+    };
+    let mut list = async |request: proto::ListFindingsRequest| {
+        reader
+            .list_findings(proto::ListFindingsRequest {
+                codes: vec![proto::RuleCode::PaidNotOnRoll as i32],
+                ..request
+            })
+            .await
+            .map(|r| r.into_inner())
+    };
+    let both = [resident(1), resident(2)];
+    let all = list(Default::default()).await.unwrap();
+    assert_eq!(subjects(&all), both);
+    let those_days = list(proto::ListFindingsRequest {
+        raised_from: day(before),
+        raised_to: day(after),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(subjects(&those_days), both);
+    let earlier = list(proto::ListFindingsRequest {
+        raised_to: day(before.pred_opt().unwrap()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert!(earlier.findings.is_empty());
+    // Paged by key, a page may come out short, even empty: the token goes on to the end.
+    let mut token = String::new();
+    let mut pages = 0;
+    loop {
+        let page = list(proto::ListFindingsRequest {
+            raised_from: day(after.succ_opt().unwrap()),
+            page_size: 1,
+            page_token: token,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        assert!(page.findings.is_empty(), "none raised tomorrow");
+        pages += 1;
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert!(pages >= 2, "the empty first page carried a token");
+    let backwards = list(proto::ListFindingsRequest {
+        raised_from: day(after),
+        raised_to: day(before.pred_opt().unwrap()),
+        ..Default::default()
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(backwards.code(), Code::InvalidArgument);
+    let district = list(proto::ListFindingsRequest {
+        jurisdiction: "140105".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert!(district.findings.is_empty());
 }
