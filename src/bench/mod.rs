@@ -14,13 +14,15 @@
 //! 4. [`calls::prechecks`]: CheckHire and VerifyFunding under 1, 16 and 64 callers against
 //!    `grpc.health.v1.Health/Check` over the same connections. Target: CheckHire ≥ 0.5 × health.
 //! 5. [`memory`]: the process's resident memory (the hub, with the generated data).
-//! 6. [`alert_feed`]: pending until the alert feed is built.
+//! 6. [`alert_feed`]: push-to-subscriber latency of the alert feed, and memory per subscriber.
+//! 7. [`console_pages`]: the supervision console's server time per page (target p95 < 300 ms).
 //!
 //! Every measure is bounded in time and count, everything stays on loopback, and nothing asserts on
 //! a timing. Progress goes to stderr, the table to stdout.
 
 pub mod alert_feed;
 pub mod calls;
+pub mod console_pages;
 pub mod db;
 pub mod hub;
 pub mod ingest;
@@ -102,6 +104,12 @@ pub struct BenchOptions {
     /// the findings: the province, whose millions of records would take hours checked one batch
     /// at a time. The single pushes after it are checked.
     pub defer_push_checks: bool,
+    /// Ledger items opened from findings before the console's pages are timed (200).
+    pub console_items: usize,
+    /// Fetches per console page at most (30).
+    pub console_samples: usize,
+    /// Time per console page at most (20 s).
+    pub console_budget: Duration,
 }
 
 impl BenchOptions {
@@ -135,6 +143,9 @@ impl BenchOptions {
             feed_samples: 50,
             feed_subscribers: 1_000,
             defer_push_checks: scale == "province",
+            console_items: 200,
+            console_samples: 30,
+            console_budget: Duration::from_secs(20),
         })
     }
 }
@@ -344,6 +355,30 @@ async fn measure(
         many: options.feed_subscribers,
     })
     .await?;
+
+    let largest = {
+        let mut people: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        for event in &data.events {
+            *people.entry(event.institution_uscc.as_str()).or_default() += 1;
+        }
+        people
+            .into_iter()
+            .max_by_key(|(uscc, count)| (*count, std::cmp::Reverse(*uscc)))
+            .map(|(uscc, _)| uscc.to_owned())
+            .context("the data has no personnel")?
+    };
+    let console = console_pages::rows(&console_pages::ConsoleBench {
+        hub: &hub,
+        root: root.clone(),
+        institution: largest,
+        as_of,
+        items: options.console_items,
+        samples: options.console_samples,
+        budget: options.console_budget,
+    })
+    .await?;
+    let mut feed = feed;
+    feed.extend(console);
 
     progress("stopping the hub");
     hub.stop().await?;
@@ -735,6 +770,9 @@ mod tests {
         options.connections = 2;
         options.feed_samples = 3;
         options.feed_subscribers = 5;
+        options.console_items = 4;
+        options.console_samples = 3;
+        options.console_budget = Duration::from_millis(50);
         options
     }
 
@@ -767,6 +805,14 @@ mod tests {
                 "alert_feed.latency.subscribers_1",
                 "alert_feed.latency.subscribers_1000",
                 "alert_feed.memory_per_idle_subscriber",
+                "console.page.overview",
+                "console.page.findings",
+                "console.page.findings_sorted",
+                "console.page.finding",
+                "console.page.institution",
+                "console.page.ledger",
+                "console.page.applications",
+                "console.page.audit",
             ]
             .map(String::from),
         );
