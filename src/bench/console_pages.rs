@@ -1,5 +1,5 @@
-//! 7. The supervision console: server time per page on the loaded hub, p50 / p95 (target p95 under
-//! 300 ms). Each page is fetched over one kept-alive HTTP/1.1 connection on loopback, with the
+//! Measure 7, the supervision console: server time per page on the loaded hub, p50 / p95 (target
+//! p95 under 300 ms). Each page is fetched over one kept-alive HTTP/1.1 connection on loopback, with the
 //! agency's client certificate, after one warm-up fetch; the time is from sending the request to
 //! the last byte of the page, so it is the server's (rendering included) plus loopback.
 //!
