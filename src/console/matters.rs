@@ -918,6 +918,7 @@ pub async fn transfer(visit: &mut Visit, query: &board::IdQuery) -> Result<Respo
             (chrome.t("签收", "Receipts"), receipts_text(&chrome, &found)),
         ],
         finding_href: matter_href(&chrome, found.matter, &found.matter_id),
+        link_label: chrome.t("移送的事项", "The matter transferred"),
         steps: found
             .receipts
             .iter()
