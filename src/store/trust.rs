@@ -373,21 +373,7 @@ impl Store {
             let due = size_of(seq - checkpoint_size) >= log.every_entries.max(1)
                 || now - checkpoint_at >= log.every_micros;
             if due {
-                let note = log.signer.sign(size_of(seq), root).map_err(|error| {
-                    Error::Internal(format!("cannot sign a checkpoint: {error}"))
-                })?;
-                sqlx::query_with(
-                    "INSERT INTO audit_checkpoints (tree_size, root, note, issued_at) \
-                     VALUES ($1, $2, $3, $4) ON CONFLICT (tree_size) DO NOTHING",
-                    bind_all(vec![
-                        Value::Int(seq),
-                        Value::Text(hex::encode(root.0)),
-                        Value::Text(note),
-                        Value::Int(now),
-                    ])?,
-                )
-                .execute(&mut *tx)
-                .await?;
+                sign_checkpoint(&mut tx, log, seq, root, now).await?;
                 (checkpoint_size, checkpoint_at) = (seq, now);
             }
         }
@@ -407,6 +393,68 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// How long after the last checkpoint one is due when entries are waiting unsigned; `None`
+    /// when this hub signs none.
+    pub fn checkpoint_interval(&self) -> Option<std::time::Duration> {
+        self.log.as_ref().map(|log| {
+            std::time::Duration::from_micros(u64::try_from(log.every_micros).unwrap_or(0))
+        })
+    }
+
+    /// Signs a checkpoint of the log as it stands, under the head's lock: when `force`, unless
+    /// one of its size exists; otherwise only when entries are waiting unsigned and the interval
+    /// since the last checkpoint has passed (an idle hub's timer). Answers the checkpoint of the
+    /// log's current size when there is one (`None` when this hub signs none, or none is due).
+    pub async fn issue_checkpoint(&self, force: bool) -> Result<Option<StoredCheckpoint>> {
+        let Some(log) = &self.log else {
+            return Ok(None);
+        };
+        if !force {
+            // Most looks find nothing to sign: those take no lock.
+            let head = sqlx::query(
+                "SELECT tree_size, checkpoint_size, checkpoint_at FROM audit_head WHERE id = 1",
+            )
+            .fetch_one(self.readers())
+            .await?;
+            let waiting = head.try_get::<i64, _>("tree_size")?
+                > head.try_get::<i64, _>("checkpoint_size")?;
+            let since = now_micros().saturating_sub(head.try_get("checkpoint_at")?);
+            if !waiting || since < log.every_micros {
+                return Ok(None);
+            }
+        }
+        let mut tx = self.begin().await?;
+        sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
+            .execute(&mut *tx)
+            .await?;
+        let head = sqlx::query(
+            "SELECT tree_size, root, checkpoint_size, checkpoint_at FROM audit_head WHERE id = 1",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        let size: i64 = head.try_get("tree_size")?;
+        let checkpoint_size: i64 = head.try_get("checkpoint_size")?;
+        let checkpoint_at: i64 = head.try_get("checkpoint_at")?;
+        let now = now_micros();
+        let due = size > checkpoint_size
+            && (force || now.saturating_sub(checkpoint_at) >= log.every_micros);
+        if size == 0 || !(due || force) {
+            return Ok(None);
+        }
+        if due {
+            let root = hash_from_hex(&head.try_get::<String, _>("root")?)?;
+            sign_checkpoint(&mut tx, log, size, root, now).await?;
+            sqlx::query_with(
+                "UPDATE audit_head SET checkpoint_size = $1, checkpoint_at = $2 WHERE id = 1",
+                bind_all(vec![Value::Int(size), Value::Int(now)])?,
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        self.audit_checkpoint(Some(size_of(size))).await
     }
 
     /// The log's tree as recorded: its size and root (the empty tree's when there is none).
@@ -541,6 +589,33 @@ impl Store {
             .await?;
         rows.iter().map(chained_from_row).collect()
     }
+}
+
+/// Signs the checkpoint of the tree of `size` entries with `root` and stores it (once per size).
+async fn sign_checkpoint(
+    tx: &mut super::Tx,
+    log: &CheckpointPolicy,
+    size: i64,
+    root: Hash,
+    now: i64,
+) -> Result<()> {
+    let note = log
+        .signer
+        .sign(size_of(size), root)
+        .map_err(|error| Error::Internal(format!("cannot sign a checkpoint: {error}")))?;
+    sqlx::query_with(
+        "INSERT INTO audit_checkpoints (tree_size, root, note, issued_at) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (tree_size) DO NOTHING",
+        bind_all(vec![
+            Value::Int(size),
+            Value::Text(hex::encode(root.0)),
+            Value::Text(note),
+            Value::Int(now),
+        ])?,
+    )
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// Reads stored tree hashes by index: those kept from `audit_tree` in one statement, the others
