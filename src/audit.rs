@@ -199,7 +199,7 @@ async fn append(store: &Store, batch: &mut Vec<AuditEntry>, away: &watch::Sender
     }
     loop {
         match store.append_audit(batch.clone()).await {
-            Ok(()) => {
+            Ok(_) => {
                 away.send_if_modified(|away| std::mem::replace(away, false));
                 batch.clear();
                 return;

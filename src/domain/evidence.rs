@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::audit::{AuditEntry, Hash, open_checkpoint, verify_inclusion};
+use super::privacy::{Visibility, mask_name, mask_resident_id, mask_resident_ids_in};
 
 /// The bundle format's name and version (the file's `format`).
 pub const FORMAT: &str = "quotahub-evidence-bundle/1";
@@ -86,6 +87,24 @@ impl Field {
             .as_deref()
             .or(self.masked.as_deref())
             .unwrap_or("")
+    }
+}
+
+/// A stored field as a reader with `sight` sees it: a person's resident ID, name and pay by the
+/// table's row (`api::policy::PERSONAL_DATA`), and resident IDs anywhere else in text.
+pub fn personal_field(sight: Visibility, name: &str, value: &str, salt: [u8; 16]) -> Field {
+    let masked = match name {
+        "resident_id" | "person" if !sight.resident_ids => Some(mask_resident_id(value)),
+        "name" if !sight.names => Some(mask_name(value)),
+        "gross_fen" if !sight.pay => Some("****".to_owned()),
+        _ if !sight.resident_ids => {
+            Some(mask_resident_ids_in(value)).filter(|masked| masked != value)
+        }
+        _ => None,
+    };
+    match masked {
+        Some(masked) => Field::hidden(value, &masked, salt),
+        None => Field::clear(value, salt),
     }
 }
 

@@ -12,6 +12,7 @@ pub mod feed;
 mod feed_tail;
 mod findings;
 pub mod ledger;
+pub mod evidence;
 pub mod ledger_keys;
 pub mod plain_sql;
 mod postgres;

@@ -282,10 +282,11 @@ impl Store {
     }
 
     /// Appends entries to the audit trail in one transaction, chained after the current head and
-    /// added to the log's tree; issues a checkpoint when one is due.
-    pub async fn append_audit(&self, entries: Vec<AuditEntry>) -> Result<()> {
+    /// added to the log's tree; issues a checkpoint when one is due. Answers the last entry's
+    /// `seq` (0 when none was given).
+    pub async fn append_audit(&self, entries: Vec<AuditEntry>) -> Result<i64> {
         if entries.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         let mut tx = self.begin().await?;
         // Locks the head row until commit (a no-op update is portable; SQLite has one writer).
@@ -365,7 +366,7 @@ impl Store {
         )
         .await?;
         let Some((seq, hash)) = last else {
-            return Ok(());
+            return Ok(0);
         };
         let now = now_micros();
         let (mut checkpoint_size, mut checkpoint_at) = (checkpoint_size, checkpoint_at);
@@ -392,7 +393,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(seq)
     }
 
     /// How long after the last checkpoint one is due when entries are waiting unsigned; `None`
