@@ -351,7 +351,9 @@ impl AdminApi {
 }
 
 /// A stored checkpoint as sent: by `GetCheckpoint`, on the feed, in evidence bundles.
-pub fn checkpoint_message(stored: crate::store::trust::StoredCheckpoint) -> proto::SignedCheckpoint {
+pub fn checkpoint_message(
+    stored: crate::store::trust::StoredCheckpoint,
+) -> proto::SignedCheckpoint {
     proto::SignedCheckpoint {
         note: stored.note,
         tree_size: stored.size,

@@ -487,11 +487,17 @@ pub(crate) mod evidence {
                 ("escalation_level".into(), f.escalation_level.to_string()),
                 (
                     "raised_at".into(),
-                    f.raised_at.map(|t| t.seconds).unwrap_or_default().to_string(),
+                    f.raised_at
+                        .map(|t| t.seconds)
+                        .unwrap_or_default()
+                        .to_string(),
                 ),
                 (
                     "resolved_at".into(),
-                    f.resolved_at.map(|t| t.seconds).unwrap_or_default().to_string(),
+                    f.resolved_at
+                        .map(|t| t.seconds)
+                        .unwrap_or_default()
+                        .to_string(),
                 ),
             ];
             for (n, evidence) in f.evidence.iter().enumerate() {
@@ -505,8 +511,7 @@ pub(crate) mod evidence {
         let code = proto::RuleCode::try_from(whole.code)
             .map(|c| c.as_str_name().to_owned())
             .unwrap_or_default();
-        for ((name, whole_value), (_, shown_value)) in pairs(whole).into_iter().zip(pairs(&shown))
-        {
+        for ((name, whole_value), (_, shown_value)) in pairs(whole).into_iter().zip(pairs(&shown)) {
             let (whole_value, shown_value) = if name == "code" {
                 (code.clone(), code.clone())
             } else {
@@ -582,9 +587,15 @@ pub(crate) mod evidence {
                         .item(id)
                         .await?
                         .ok_or_else(|| Error::NotFound(format!("no ledger item `{id}`")))?;
-                    fields.insert("department".into(), salts.field(&item.department, &item.department)?);
+                    fields.insert(
+                        "department".into(),
+                        salts.field(&item.department, &item.department)?,
+                    );
                     fields.insert("title".into(), text(&item.title)?);
-                    fields.insert("state".into(), salts.field(item.state.code(), item.state.code())?);
+                    fields.insert(
+                        "state".into(),
+                        salts.field(item.state.code(), item.state.code())?,
+                    );
                     let due = item.due_on.to_string();
                     fields.insert("due_on".into(), salts.field(&due, &due)?);
                     let version = item.version.to_string();
@@ -603,22 +614,32 @@ pub(crate) mod evidence {
                         .await?
                         .ok_or_else(|| Error::NotFound(format!("no case `{id}`")))?;
                     let institution = case.institution.clone().unwrap_or_default();
-                    fields.insert("institution".into(), salts.field(&institution, &institution)?);
+                    fields.insert(
+                        "institution".into(),
+                        salts.field(&institution, &institution)?,
+                    );
                     let person = case.person.clone().unwrap_or_default();
                     fields.insert(
                         "person".into(),
                         personal_field(reader.sight, "person", &person, salts.next()?),
                     );
                     fields.insert("text".into(), text(&case.text)?);
-                    fields.insert("state".into(), salts.field(case.state.code(), case.state.code())?);
-                    fields.insert("outcome".into(), text(case.outcome.as_deref().unwrap_or(""))?);
+                    fields.insert(
+                        "state".into(),
+                        salts.field(case.state.code(), case.state.code())?,
+                    );
+                    fields.insert(
+                        "outcome".into(),
+                        text(case.outcome.as_deref().unwrap_or(""))?,
+                    );
                     let version = case.version.to_string();
                     fields.insert("version".into(), salts.field(&version, &version)?);
                     steps(&salts, &reader, &case.history, &mut fields)?;
                     (case.jurisdiction.clone(), None, case.id.clone())
                 }
             };
-            let within = Jurisdiction::parse(&jurisdiction).is_ok_and(|j| caller.agency.oversees(&j));
+            let within =
+                Jurisdiction::parse(&jurisdiction).is_ok_and(|j| caller.agency.oversees(&j));
             if !within {
                 return Err(Error::PermissionDenied(format!(
                     "the {} lies outside the jurisdiction of {}",
@@ -630,18 +651,38 @@ pub(crate) mod evidence {
             let mut not_records = Vec::new();
             let mut pushes: BTreeMap<i64, AuditEntry> = BTreeMap::new();
             if let Some(stored) = &finding {
-                let prefix = if matter == MatterKind::Alert { "" } else { "finding." };
-                finding_fields(&salts, &reader, prefix, &finding_message(stored), &mut fields)?;
+                let prefix = if matter == MatterKind::Alert {
+                    ""
+                } else {
+                    "finding."
+                };
+                finding_fields(
+                    &salts,
+                    &reader,
+                    prefix,
+                    &finding_message(stored),
+                    &mut fields,
+                )?;
                 for evidence in &stored.finding.evidence {
                     let shown_id = if reader.sight.resident_ids {
                         evidence.id.clone()
                     } else {
                         crate::domain::privacy::mask_resident_ids_in(&evidence.id)
                     };
-                    let Some(record) = self.store.pushed_record(evidence.kind, &evidence.id).await?
+                    let Some(record) = self
+                        .store
+                        .pushed_record(evidence.kind, &evidence.id)
+                        .await?
                     else {
                         not_records.push(if evidence.kind == "person" {
-                            format!("person {}: the roll is derived from personnel events", if reader.sight.resident_ids { evidence.id.clone() } else { crate::domain::privacy::mask_resident_id(&evidence.id) })
+                            format!(
+                                "person {}: the roll is derived from personnel events",
+                                if reader.sight.resident_ids {
+                                    evidence.id.clone()
+                                } else {
+                                    crate::domain::privacy::mask_resident_id(&evidence.id)
+                                }
+                            )
                         } else {
                             format!("{} {shown_id}: the hub holds no such record", evidence.kind)
                         });
@@ -663,7 +704,12 @@ pub(crate) mod evidence {
                         kind: record.kind,
                         evidence_id: shown_id,
                         agency_id: record.agency_id,
-                        record_id: personal_field(reader.sight, "record_id", &record.record_id, salts.next()?),
+                        record_id: personal_field(
+                            reader.sight,
+                            "record_id",
+                            &record.record_id,
+                            salts.next()?,
+                        ),
                         content_hash: record.content_hash,
                         accepted_at: record.accepted_at,
                         fields: record_fields,
@@ -674,7 +720,9 @@ pub(crate) mod evidence {
                     records.push(bundled);
                 }
             } else if matter == MatterKind::Case {
-                not_records.push("a case is a public report taken in by the hub, not pushed records".into());
+                not_records.push(
+                    "a case is a public report taken in by the hub, not pushed records".into(),
+                );
             } else {
                 not_records.push("the ledger item was opened without a finding".into());
             }
@@ -724,7 +772,10 @@ pub(crate) mod evidence {
             seqs.push(seal_seq);
             let proofs = self.store.inclusion_proofs(&seqs, checkpoint.size).await?;
             for entry in &mut bundle.entries {
-                entry.proof = proofs[&entry.seq].iter().map(|h| hex::encode(h.0)).collect();
+                entry.proof = proofs[&entry.seq]
+                    .iter()
+                    .map(|h| hex::encode(h.0))
+                    .collect();
             }
             let touched = seal.touched.clone();
             bundle.seal = ProvenEntry::new(seal_seq, seal, touched, &proofs[&seal_seq]);

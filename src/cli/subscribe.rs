@@ -100,7 +100,10 @@ impl Witness {
         };
         let Some(old) = self.held.clone() else {
             self.keep(new.clone())?;
-            return Ok(format!("checkpoint of {} entries kept (the first)", new.size));
+            return Ok(format!(
+                "checkpoint of {} entries kept (the first)",
+                new.size
+            ));
         };
         if new.size == old.size {
             return if new.root == old.root {
@@ -230,7 +233,9 @@ pub async fn run(
         .ok_or_else(|| anyhow::anyhow!("`{}` is not an agency kind", args.agency))?;
     let mut witness = match (&args.checkpoint_file, &args.log_key) {
         (Some(file), Some(key)) => Some(Witness::open(file, key)?),
-        (Some(_), None) => anyhow::bail!("--checkpoint-file needs the hub's public log key (--log-key)"),
+        (Some(_), None) => {
+            anyhow::bail!("--checkpoint-file needs the hub's public log key (--log-key)")
+        }
         _ => None,
     };
     let channel = args.client.connect(kind).await?;

@@ -344,7 +344,11 @@ impl Bundle {
         ];
         for record in &self.records {
             parts.push(record.digest.clone());
-            parts.push(record.push_entry.map_or(String::new(), |seq| seq.to_string()));
+            parts.push(
+                record
+                    .push_entry
+                    .map_or(String::new(), |seq| seq.to_string()),
+            );
         }
         parts.extend(self.not_records.iter().cloned());
         for entry in &self.entries {
@@ -437,7 +441,10 @@ pub fn verify(bundle: &Bundle, vkey: &str) -> Verification {
     ));
     // The matter and records: each digest recomputed from its fields, so a changed byte is named
     // where it is.
-    match fields_digest(&[&bundle.matter.kind, &bundle.matter.id], &bundle.matter.fields) {
+    match fields_digest(
+        &[&bundle.matter.kind, &bundle.matter.id],
+        &bundle.matter.fields,
+    ) {
         Ok(digest) if digest == bundle.matter.digest => {}
         Ok(_) => found.failed.push(format!(
             "matter {} {}: its fields do not match its digest (it was changed)",
@@ -460,12 +467,7 @@ pub fn verify(bundle: &Bundle, vkey: &str) -> Verification {
         }
     }
     for (n, record) in bundle.records.iter().enumerate() {
-        let name = format!(
-            "record {} ({} {})",
-            n + 1,
-            record.kind,
-            record.evidence_id
-        );
+        let name = format!("record {} ({} {})", n + 1, record.kind, record.evidence_id);
         match record.computed_digest() {
             Ok(digest) if digest == record.digest => {}
             Ok(_) => {
@@ -625,7 +627,11 @@ mod tests {
         let mut log: Vec<AuditEntry> = (1..=9)
             .map(|n| entry(n, "/quotahub.v1.QueryService/GetRoll", "read"))
             .collect();
-        log[3] = entry(4, "/quotahub.v1.FinanceService/PushPayrollLine", "record_id p1");
+        log[3] = entry(
+            4,
+            "/quotahub.v1.FinanceService/PushPayrollLine",
+            "record_id p1",
+        );
         let mut bundle = Bundle {
             format: FORMAT.into(),
             exported_by: "140100/discipline".into(),
@@ -694,13 +700,20 @@ mod tests {
             .get_mut("gross_fen")
             .unwrap()
             .value = Some("812346".into());
-        assert!(failed(&changed).contains("record 1 (payroll_line 140100/finance/p1): its fields do not match its digest"));
+        assert!(failed(&changed).contains(
+            "record 1 (payroll_line 140100/finance/p1): its fields do not match its digest"
+        ));
         // The digest recomputed too: the seal tells.
         changed.records[0].digest = changed.records[0].computed_digest().unwrap();
-        assert!(failed(&changed).contains("seal (audit entry 10): the bundle's contents do not match"));
+        assert!(
+            failed(&changed).contains("seal (audit entry 10): the bundle's contents do not match")
+        );
         let mut changed = bundle.clone();
-        changed.records[0].fields.get_mut("resident_id").unwrap().commitment =
-            Some("00".repeat(32));
+        changed.records[0]
+            .fields
+            .get_mut("resident_id")
+            .unwrap()
+            .commitment = Some("00".repeat(32));
         assert!(failed(&changed).contains("record 1"));
         let mut changed = bundle.clone();
         let mut byte = hex::decode(&changed.entries[0].proof[0]).unwrap();

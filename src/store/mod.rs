@@ -8,11 +8,11 @@
 
 mod acks;
 mod codec;
+pub mod evidence;
 pub mod feed;
 mod feed_tail;
 mod findings;
 pub mod ledger;
-pub mod evidence;
 pub mod ledger_keys;
 pub mod plain_sql;
 mod postgres;

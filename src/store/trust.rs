@@ -419,8 +419,8 @@ impl Store {
             )
             .fetch_one(self.readers())
             .await?;
-            let waiting = head.try_get::<i64, _>("tree_size")?
-                > head.try_get::<i64, _>("checkpoint_size")?;
+            let waiting =
+                head.try_get::<i64, _>("tree_size")? > head.try_get::<i64, _>("checkpoint_size")?;
             let since = now_micros().saturating_sub(head.try_get("checkpoint_at")?);
             if !waiting || since < log.every_micros {
                 return Ok(None);
