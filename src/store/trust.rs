@@ -329,24 +329,7 @@ impl Store {
             "INSERT INTO audit_log (seq, at, agency_id, jurisdiction, fingerprint, peer, method, \
              touched, outcome, prev_hash, hash)",
             "",
-            rows.into_iter()
-                .map(|row| {
-                    let e = row.entry;
-                    [
-                        Value::Int(row.seq),
-                        Value::Int(e.at),
-                        Value::Text(e.agency_id),
-                        Value::Text(e.jurisdiction),
-                        Value::Text(e.fingerprint),
-                        Value::Text(e.peer),
-                        Value::Text(e.method),
-                        Value::Text(e.touched),
-                        Value::Text(e.outcome),
-                        Value::Text(row.prev_hash),
-                        Value::Text(row.hash),
-                    ]
-                })
-                .collect(),
+            rows.into_iter().map(audit_row).collect(),
         )
         .await?;
         insert_rows(
@@ -389,6 +372,47 @@ impl Store {
                 Value::Int(checkpoint_at),
                 Value::Text(edge_to_text(&appended.edge)),
             ])?,
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(seq)
+    }
+
+    /// Appends entries to the hash chain alone, as the trail was kept before the Merkle log: the
+    /// baseline `quotahub bench` weighs the log's cost against (on a database of its own; the
+    /// tree is left behind and the log would take these entries in at its next append).
+    pub async fn append_audit_chain_only(&self, entries: Vec<AuditEntry>) -> Result<i64> {
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.begin().await?;
+        sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
+            .execute(&mut *tx)
+            .await?;
+        let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await?;
+        let rows = chain(
+            head.try_get("seq")?,
+            &head.try_get::<String, _>("hash")?,
+            entries,
+        );
+        let (seq, hash) = rows
+            .last()
+            .map(|row| (row.seq, row.hash.clone()))
+            .expect("entries are not empty");
+        insert_rows(
+            &mut tx,
+            "INSERT INTO audit_log (seq, at, agency_id, jurisdiction, fingerprint, peer, method, \
+             touched, outcome, prev_hash, hash)",
+            "",
+            rows.into_iter().map(audit_row).collect(),
+        )
+        .await?;
+        sqlx::query_with(
+            "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1",
+            bind_all(vec![Value::Int(seq), Value::Text(hash)])?,
         )
         .execute(&mut *tx)
         .await?;
@@ -590,6 +614,24 @@ impl Store {
             .await?;
         rows.iter().map(chained_from_row).collect()
     }
+}
+
+/// An entry as the columns of `audit_log`.
+fn audit_row(row: ChainedEntry) -> [Value; 11] {
+    let e = row.entry;
+    [
+        Value::Int(row.seq),
+        Value::Int(e.at),
+        Value::Text(e.agency_id),
+        Value::Text(e.jurisdiction),
+        Value::Text(e.fingerprint),
+        Value::Text(e.peer),
+        Value::Text(e.method),
+        Value::Text(e.touched),
+        Value::Text(e.outcome),
+        Value::Text(row.prev_hash),
+        Value::Text(row.hash),
+    ]
 }
 
 /// Signs the checkpoint of the tree of `size` entries with `root` and stores it (once per size).
