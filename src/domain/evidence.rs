@@ -691,6 +691,34 @@ mod tests {
     }
 
     #[test]
+    fn personal_fields_follow_the_readers_sight_and_commit_to_the_value() {
+        let id = "11010519491231002X";
+        let finance = Visibility {
+            resident_ids: false,
+            names: false,
+            pay: true,
+        };
+        let masked = personal_field(finance, "resident_id", id, [9; 16]);
+        assert_eq!(masked.shown(), "110105********002X");
+        assert_eq!(
+            masked.commitment().unwrap(),
+            Field::clear(id, [9; 16]).commitment().unwrap()
+        );
+        assert_eq!(personal_field(finance, "name", "王小明", [9; 16]).shown(), "王**");
+        assert_eq!(personal_field(finance, "gross_fen", "812345", [9; 16]).shown(), "812345");
+        let record_id = format!("pay-{id}-2024-03");
+        assert!(personal_field(finance, "record_id", &record_id, [9; 16]).value.is_none());
+        assert_eq!(
+            personal_field(Visibility::WHOLE, "resident_id", id, [9; 16]).value.as_deref(),
+            Some(id)
+        );
+        assert_eq!(
+            personal_field(Visibility::MASKED, "gross_fen", "812345", [9; 16]).shown(),
+            "****"
+        );
+    }
+
+    #[test]
     fn a_changed_byte_of_a_record_an_entry_a_proof_or_the_seal_is_named() {
         let (bundle, key) = sealed(true);
         let failed = |bundle: &Bundle| verify(bundle, &key).failed.join("\n");

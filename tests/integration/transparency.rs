@@ -996,6 +996,51 @@ async fn an_evidence_bundle_verifies_offline_and_names_what_was_changed(backend:
         )),
         "{said}"
     );
+    // The bundle's proofs and checkpoint check with the independent verifier too.
+    if let Some(python) = python().await {
+        let inclusion: Vec<serde_json::Value> = bundle["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain([&bundle["seal"]])
+            .map(|e| {
+                let text = |key: &str| e[key].as_str().unwrap().to_owned();
+                let entry = AuditEntry {
+                    at: e["at"].as_i64().unwrap(),
+                    agency_id: text("agency_id"),
+                    jurisdiction: text("jurisdiction"),
+                    fingerprint: text("fingerprint"),
+                    peer: text("peer"),
+                    method: text("method"),
+                    touched: text("touched"),
+                    outcome: text("outcome"),
+                };
+                serde_json::json!({
+                    "index": e["seq"].as_i64().unwrap() - 1,
+                    "size": in_bundle.size,
+                    "leaf": hex::encode(entry.canonical_bytes()),
+                    "proof": e["proof"],
+                })
+            })
+            .collect();
+        let asked = serde_json::json!({
+            "checkpoints": [bundle["checkpoint"]],
+            "inclusion": inclusion,
+        });
+        let mut child = Command::new(python)
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/tlog_verify.py"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(asked.to_string().as_bytes()).await.unwrap();
+        drop(stdin);
+        let said = String::from_utf8(child.wait_with_output().await.unwrap().stdout).unwrap();
+        assert_eq!(said.lines().count(), inclusion.len(), "{said}");
+        assert!(said.lines().all(|line| line.ends_with(": OK")), "{said}");
+    }
     let path = changed(&|b| b["records"][0]["content_hash"] = "00".repeat(32).into());
     let (sound, said) = verify_bundle(&path, &key).await;
     assert!(!sound && said.contains("FAILED: record 1"), "{said}");
