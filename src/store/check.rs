@@ -755,13 +755,24 @@ async fn decide_counted(
     }
 
     for ((institution, category), unit_keys) in funded {
+        // The earliest period a key names (none: every period).
+        let first = unit_keys
+            .iter()
+            .map(|key| match key {
+                DirtyKey::Funding { period, .. } => Some(*period),
+                DirtyKey::FundedLimit { periods, .. } => periods.first,
+                _ => None,
+            })
+            .min()
+            .flatten();
         let rows = fetch(
             tx,
             reads,
-            "SELECT * FROM fundings WHERE institution_uscc = $1 AND category = $2",
+            "SELECT * FROM fundings WHERE institution_uscc = $1 AND category = $2 AND period >= $3",
             vec![
                 Value::from(institution.as_str()),
                 Value::from(category.code()),
+                Value::Text(first.map(|p| p.to_string()).unwrap_or_default()),
             ],
         )
         .await?;
@@ -1010,15 +1021,16 @@ async fn rows_of(
     };
     const HIRES: &str = "SELECT * FROM personnel_events WHERE corrected_by IS NULL AND event_type = 'HIRE' AND institution_uscc = $1";
     const ARRIVALS: &str = "SELECT * FROM personnel_events WHERE corrected_by IS NULL AND event_type = 'TRANSFER' AND target_uscc = $1";
-    let approval_institutions: Vec<String> = approval_uses.keys().cloned().collect();
-    snapshot.approvals = load(
-        tx,
-        "hiring_approvals",
-        &approval_institutions,
-        q::decode_approval,
-    )
-    .await?;
-    reads.add(snapshot.approvals.len());
+    let mut approvals: BTreeMap<RecordRef, Pushed<crate::domain::HiringApproval>> = BTreeMap::new();
+    let every_approval: Vec<String> = approval_uses
+        .iter()
+        .filter(|(_, from)| from.is_none())
+        .map(|(institution, _)| institution.clone())
+        .collect();
+    for approval in load(tx, "hiring_approvals", &every_approval, q::decode_approval).await? {
+        reads.add(1);
+        approvals.insert(approval.id.clone(), approval);
+    }
     for (institution, from) in &approval_uses {
         match from {
             // Every entry's verdict can move.
@@ -1028,28 +1040,54 @@ async fn rows_of(
                     keep_entries(fetch(tx, reads, head, values).await?)?;
                 }
             }
-            // Entries from `from` on, and those before that draw on the same approvals.
+            // Entries from `from` on, and the earlier ones that drew on the approvals they cite
+            // (the allocation of a number is decided over every entry citing it).
             Some(from) => {
+                let mut numbers: BTreeSet<String> = BTreeSet::new();
                 for head in [
                     concat!(
                         "SELECT * FROM personnel_events WHERE corrected_by IS NULL AND event_type = 'HIRE' AND institution_uscc = $1",
-                        " AND (effective_on >= $2 OR approval_number IN (SELECT approval_number FROM hiring_approvals WHERE institution_uscc = $3))"
+                        " AND effective_on >= $2"
                     ),
                     concat!(
                         "SELECT * FROM personnel_events WHERE corrected_by IS NULL AND event_type = 'TRANSFER' AND target_uscc = $1",
-                        " AND (effective_on >= $2 OR approval_number IN (SELECT approval_number FROM hiring_approvals WHERE institution_uscc = $3))"
+                        " AND effective_on >= $2"
                     ),
                 ] {
                     let values = vec![
                         Value::from(institution.as_str()),
                         Value::Text(from.to_string()),
-                        Value::from(institution.as_str()),
                     ];
-                    keep_entries(fetch(tx, reads, head, values).await?)?;
+                    let rows = fetch(tx, reads, head, values).await?;
+                    for row in &rows {
+                        numbers.extend(column::<Option<String>>(row, "approval_number")?);
+                    }
+                    keep_entries(rows)?;
+                }
+                let numbers: Vec<String> = numbers.into_iter().collect();
+                let fixed = [Value::from(institution.as_str())];
+                for head in [
+                    "SELECT * FROM personnel_events WHERE corrected_by IS NULL AND event_type = 'HIRE' AND institution_uscc = $1 AND approval_number",
+                    "SELECT * FROM personnel_events WHERE corrected_by IS NULL AND event_type = 'TRANSFER' AND target_uscc = $1 AND approval_number",
+                ] {
+                    keep_entries(fetch_in(tx, reads, head, "", &fixed, &numbers).await?)?;
+                }
+                for row in fetch_in(
+                    tx,
+                    reads,
+                    "SELECT * FROM hiring_approvals WHERE institution_uscc = $1 AND approval_number",
+                    "",
+                    &fixed,
+                    &numbers,
+                )
+                .await?
+                {
+                    approvals.insert(record_ref(&row)?, pushed(q::decode_approval(&row)?));
                 }
             }
         }
     }
+    snapshot.approvals = approvals.into_values().collect();
     snapshot.entries = entries.into_values().collect();
 
     // Leader terms on the posts (as of `as_of`) and of the leaders the keys name.
@@ -1113,36 +1151,66 @@ async fn rows_of(
     Ok(snapshot)
 }
 
-/// The stored findings `covers` holds, read by the institutions and people the keys name.
+/// The stored findings `covers` holds: those about the keys' people by subject, the rest by
+/// institution and code from the earliest period a key names, so that what is read is bounded by
+/// the keys, not by the findings an institution collected over the years.
 async fn stored_findings(
     tx: &mut Tx,
     reads: &CheckReads,
     dirty: &DirtySet,
     covers: &(dyn Fn(&FindingKey) -> bool + Sync),
 ) -> Result<BTreeMap<FindingKey, StoredFinding>> {
-    // Rules about a person are found by their subject; the rest by institution and code.
+    use RuleCode as R;
     let mut residents: BTreeSet<String> = BTreeSet::new();
-    let mut by_institution: BTreeSet<(String, &'static str)> = BTreeSet::new();
+    // (code, earliest period or "" for all) -> institutions.
+    let mut by_code: BTreeMap<(RuleCode, String), BTreeSet<String>> = BTreeMap::new();
+    let mut at = |code: RuleCode, institution: &Uscc, from: String| {
+        by_code
+            .entry((code, from))
+            .or_default()
+            .insert(institution.to_string());
+    };
     for key in dirty.keys().filter(|k| !reads_registry(k)) {
-        use RuleCode as R;
-        let mut at = |institution: &Uscc, codes: &[RuleCode]| {
-            for code in codes {
-                by_institution.insert((institution.to_string(), code.code()));
-            }
-        };
         match key {
             DirtyKey::Headcount { institution, .. } => {
-                at(institution, &[R::OverQuota, R::QuotaFull])
+                at(R::OverQuota, institution, String::new());
+                at(R::QuotaFull, institution, String::new());
             }
-            DirtyKey::Roster { institution } | DirtyKey::Receipts { institution, .. } => {
-                at(institution, &[R::UnregisteredInstitution])
+            DirtyKey::Roster { institution } => {
+                at(R::UnregisteredInstitution, institution, String::new());
             }
-            DirtyKey::Funding { institution, .. } | DirtyKey::FundedLimit { institution, .. } => {
-                at(institution, &[R::FundedOverQuota, R::SelfFundedBudgetPay])
+            DirtyKey::Receipts {
+                institution,
+                period,
+            } => at(R::UnregisteredInstitution, institution, period.to_string()),
+            DirtyKey::Funding {
+                institution,
+                period,
+                ..
+            } => {
+                at(R::FundedOverQuota, institution, period.to_string());
+                at(R::SelfFundedBudgetPay, institution, period.to_string());
             }
-            DirtyKey::PlanUse { institution, .. } => at(institution, &[R::OverPlan]),
-            DirtyKey::ApprovalUse { institution, .. } => at(institution, &[R::HireWithoutApproval]),
-            DirtyKey::LeaderPosts { institution, .. } => at(institution, &[R::OverLeaderPosts]),
+            DirtyKey::FundedLimit {
+                institution,
+                periods,
+                ..
+            } => at(
+                R::FundedOverQuota,
+                institution,
+                periods.first.map(|p| p.to_string()).unwrap_or_default(),
+            ),
+            DirtyKey::PlanUse {
+                institution, year, ..
+            } => at(R::OverPlan, institution, format!("{year:04}")),
+            DirtyKey::ApprovalUse { institution, from } => at(
+                R::HireWithoutApproval,
+                institution,
+                from.map(|d| d.to_string()).unwrap_or_default(),
+            ),
+            DirtyKey::LeaderPosts { institution, .. } => {
+                at(R::OverLeaderPosts, institution, String::new());
+            }
             DirtyKey::Placement { resident, .. }
             | DirtyKey::Person { resident, .. }
             | DirtyKey::PersonPeriod { resident, .. }
@@ -1152,14 +1220,28 @@ async fn stored_findings(
             DirtyKey::Registry { .. } => {}
         }
     }
+    // One query per code, from the earliest period any key names for it.
+    let mut per_code: BTreeMap<RuleCode, (String, BTreeSet<String>)> = BTreeMap::new();
+    for ((code, from), institutions) in by_code {
+        let (earliest, all) = per_code
+            .entry(code)
+            .or_insert((from.clone(), BTreeSet::new()));
+        if from < *earliest {
+            *earliest = from;
+        }
+        all.extend(institutions);
+    }
     let mut rows = Vec::new();
-    for ((institution, code), _) in by_institution.iter().map(|k| (k, ())) {
+    for (code, (from, institutions)) in per_code {
+        let institutions: Vec<String> = institutions.into_iter().collect();
         rows.extend(
-            fetch(
+            fetch_in(
                 tx,
                 reads,
-                "SELECT * FROM findings WHERE institution_uscc = $1 AND code = $2",
-                vec![Value::from(institution.as_str()), Value::from(*code)],
+                "SELECT * FROM findings WHERE code = $1 AND period >= $2 AND institution_uscc",
+                "",
+                &[Value::from(code.code()), Value::Text(from)],
+                &institutions,
             )
             .await?,
         );

@@ -5,6 +5,7 @@ mod access;
 mod bulk;
 mod city;
 mod cli;
+mod complexity;
 mod console;
 mod feed;
 mod findings;
