@@ -1,4 +1,4 @@
-//! 7. The audit trail's cost: entries appended per second through `Store::append_audit` (the hash
+//! Measure 7, the audit trail's cost: entries appended per second through `Store::append_audit` (the hash
 //! chain, the Merkle log's tree and a checkpoint signed every 1,000 entries, as `quotahub serve`
 //! does by default) against `Store::append_audit_chain_only` (the chain alone, as the trail was
 //! before the log), each on a fresh database of its own, one appender as the hub's writer task is,

@@ -704,12 +704,24 @@ mod tests {
             masked.commitment().unwrap(),
             Field::clear(id, [9; 16]).commitment().unwrap()
         );
-        assert_eq!(personal_field(finance, "name", "王小明", [9; 16]).shown(), "王**");
-        assert_eq!(personal_field(finance, "gross_fen", "812345", [9; 16]).shown(), "812345");
-        let record_id = format!("pay-{id}-2024-03");
-        assert!(personal_field(finance, "record_id", &record_id, [9; 16]).value.is_none());
         assert_eq!(
-            personal_field(Visibility::WHOLE, "resident_id", id, [9; 16]).value.as_deref(),
+            personal_field(finance, "name", "王小明", [9; 16]).shown(),
+            "王**"
+        );
+        assert_eq!(
+            personal_field(finance, "gross_fen", "812345", [9; 16]).shown(),
+            "812345"
+        );
+        let record_id = format!("pay-{id}-2024-03");
+        assert!(
+            personal_field(finance, "record_id", &record_id, [9; 16])
+                .value
+                .is_none()
+        );
+        assert_eq!(
+            personal_field(Visibility::WHOLE, "resident_id", id, [9; 16])
+                .value
+                .as_deref(),
             Some(id)
         );
         assert_eq!(
