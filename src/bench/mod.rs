@@ -14,12 +14,15 @@
 //! 4. [`calls::prechecks`]: CheckHire and VerifyFunding under 1, 16 and 64 callers against
 //!    `grpc.health.v1.Health/Check` over the same connections. Target: CheckHire ≥ 0.5 × health.
 //! 5. [`memory`]: the process's resident memory (the hub, with the generated data).
-//! 6. [`alert_feed`]: pending until the alert feed is built.
+//! 6. [`alert_feed`]: push-to-subscriber latency and memory per subscriber.
+//! 7. [`audit_log`]: audit appends per second with the Merkle log and checkpoints against the hash
+//!    chain alone. Target: log ≥ 0.8 × chain.
 //!
 //! Every measure is bounded in time and count, everything stays on loopback, and nothing asserts on
 //! a timing. Progress goes to stderr, the table to stdout.
 
 pub mod alert_feed;
+pub mod audit_log;
 pub mod calls;
 pub mod db;
 pub mod hub;
@@ -221,6 +224,7 @@ pub async fn run_with(options: BenchOptions) -> anyhow::Result<BenchReport> {
     report.rows.extend(memory_rows);
     report.rows.append(&mut rows.repeated);
     report.rows.append(&mut rows.feed);
+    report.rows.append(&mut rows.audit);
     progress("done");
     Ok(report)
 }
@@ -233,6 +237,8 @@ struct Measured {
     repeated: Vec<Row>,
     /// The alert feed's rows (they come after memory in the table).
     feed: Vec<Row>,
+    /// The audit trail's rows.
+    audit: Vec<Row>,
 }
 
 async fn measure(
@@ -399,11 +405,17 @@ async fn measure(
     for pair in &pairs {
         rows.extend(precheck_rows(pair, options.connections));
     }
+    progress(&format!(
+        "7. audit appends, batches of {:?}: the Merkle log vs the chain alone",
+        audit_log::BATCHES
+    ));
+    let audit = audit_log::rows(&audit_log::measure(&options.database, options.load).await?);
     Ok(Measured {
         rows,
         peak,
         repeated,
         feed,
+        audit,
     })
 }
 
@@ -823,6 +835,11 @@ mod tests {
                 "alert_feed.memory_per_idle_subscriber",
             ]
             .map(String::from),
+        );
+        keys.extend(
+            audit_log::BATCHES
+                .iter()
+                .map(|batch| format!("audit.appends.batch_{batch}")),
         );
         keys
     }
