@@ -14,13 +14,16 @@
 //! 4. [`calls::prechecks`]: CheckHire and VerifyFunding under 1, 16 and 64 callers against
 //!    `grpc.health.v1.Health/Check` over the same connections. Target: CheckHire ≥ 0.5 × health.
 //! 5. [`memory`]: the process's resident memory (the hub, with the generated data).
-//! 6. [`alert_feed`]: push-to-subscriber latency of the alert feed, and memory per subscriber.
-//! 7. [`console_pages`]: the supervision console's server time per page (target p95 < 300 ms).
+//! 6. [`alert_feed`]: push-to-subscriber latency and memory per subscriber.
+//! 7. [`audit_log`]: audit appends per second with the Merkle log and checkpoints against the hash
+//!    chain alone. Target: log ≥ 0.8 × chain.
+//! 8. [`console_pages`]: the supervision console's server time per page (target p95 < 300 ms).
 //!
 //! Every measure is bounded in time and count, everything stays on loopback, and nothing asserts on
 //! a timing. Progress goes to stderr, the table to stdout.
 
 pub mod alert_feed;
+pub mod audit_log;
 pub mod calls;
 pub mod console_pages;
 pub mod db;
@@ -232,6 +235,8 @@ pub async fn run_with(options: BenchOptions) -> anyhow::Result<BenchReport> {
     report.rows.extend(memory_rows);
     report.rows.append(&mut rows.repeated);
     report.rows.append(&mut rows.feed);
+    report.rows.append(&mut rows.audit);
+    report.rows.append(&mut rows.console);
     progress("done");
     Ok(report)
 }
@@ -242,8 +247,12 @@ struct Measured {
     peak: memory::ProcessMemory,
     /// Memory over repeated imports (section 5).
     repeated: Vec<Row>,
+    /// The console's pages (section 8, last).
+    console: Vec<Row>,
     /// The alert feed's rows (they come after memory in the table).
     feed: Vec<Row>,
+    /// The audit trail's rows.
+    audit: Vec<Row>,
 }
 
 async fn measure(
@@ -384,8 +393,6 @@ async fn measure(
         budget: options.console_budget,
     })
     .await?;
-    let mut feed = feed;
-    feed.extend(console);
 
     progress("stopping the hub");
     hub.stop().await?;
@@ -434,11 +441,18 @@ async fn measure(
     for pair in &pairs {
         rows.extend(precheck_rows(pair, options.connections));
     }
+    progress(&format!(
+        "7. audit appends, batches of {:?}: the Merkle log vs the chain alone",
+        audit_log::BATCHES
+    ));
+    let audit = audit_log::rows(&audit_log::measure(&options.database, options.load).await?);
     Ok(Measured {
         rows,
         peak,
         repeated,
+        console,
         feed,
+        audit,
     })
 }
 
@@ -862,6 +876,16 @@ mod tests {
                 "alert_feed.latency.subscribers_1",
                 "alert_feed.latency.subscribers_1000",
                 "alert_feed.memory_per_idle_subscriber",
+            ]
+            .map(String::from),
+        );
+        keys.extend(
+            audit_log::BATCHES
+                .iter()
+                .map(|batch| format!("audit.appends.batch_{batch}")),
+        );
+        keys.extend(
+            [
                 "console.page.overview",
                 "console.page.findings",
                 "console.page.findings_sorted",
