@@ -80,7 +80,12 @@ async fn cases_are_listed_by_state_institution_date_and_division(backend: Backen
 
     let list = |request: proto::ListCasesRequest| {
         let mut client = office.clone();
-        async move { client.list_cases(request).await.map(|r| r.into_inner()) }
+        async move {
+            client
+                .list_cases(request)
+                .await
+                .map(tonic::Response::into_inner)
+        }
     };
     let all = list(proto::ListCasesRequest::default()).await.unwrap();
     assert_eq!(ids(&all.cases), ids(&taken), "oldest first");
@@ -253,7 +258,7 @@ async fn transfers_are_listed_to_the_kinds_they_reach_and_masked_per_reader(back
                 .await
                 .list_transfers(request)
                 .await
-                .map(|r| r.into_inner())
+                .map(tonic::Response::into_inner)
         }
     };
     let listed_ids = |page: &proto::ListTransfersResponse| -> Vec<String> {
@@ -301,7 +306,7 @@ async fn transfers_are_listed_to_the_kinds_they_reach_and_masked_per_reader(back
     )
     .await
     .unwrap();
-    assert_eq!(listed_ids(&joint_only), [joint.id.clone()]);
+    assert_eq!(listed_ids(&joint_only), [joint.id.as_str()]);
     let unacknowledged = proto::ListTransfersRequest {
         unacknowledged_only: true,
         ..Default::default()
@@ -323,7 +328,7 @@ async fn transfers_are_listed_to_the_kinds_they_reach_and_masked_per_reader(back
         .unwrap();
     assert_eq!(
         listed_ids(&waiting),
-        [joint.id.clone()],
+        [joint.id.as_str()],
         "finance has not acknowledged the joint inspection"
     );
     let sent_today = list(
@@ -423,7 +428,7 @@ async fn applications_are_listed_with_their_gate_and_decision(backend: Backend) 
                 .await
                 .list_applications(request)
                 .await
-                .map(|r| r.into_inner())
+                .map(tonic::Response::into_inner)
         }
     };
     let listed_ids = |page: &proto::ListApplicationsResponse| -> Vec<String> {
@@ -469,7 +474,7 @@ async fn applications_are_listed_with_their_gate_and_decision(backend: Backend) 
     )
     .await
     .unwrap();
-    assert_eq!(listed_ids(&of_unit), [first.id.clone()]);
+    assert_eq!(listed_ids(&of_unit), [first.id.as_str()]);
     let rest = list(
         AgencyKind::StaffingOffice,
         proto::ListApplicationsRequest {
@@ -481,7 +486,7 @@ async fn applications_are_listed_with_their_gate_and_decision(backend: Backend) 
     )
     .await
     .unwrap();
-    assert_eq!(listed_ids(&rest), [overridden.id.clone()]);
+    assert_eq!(listed_ids(&rest), [overridden.id.as_str()]);
     // Filed on the day the clock moved to.
     let late = list(
         AgencyKind::StaffingOffice,
@@ -492,7 +497,7 @@ async fn applications_are_listed_with_their_gate_and_decision(backend: Backend) 
     )
     .await
     .unwrap();
-    assert_eq!(listed_ids(&late), [overridden.id.clone()]);
+    assert_eq!(listed_ids(&late), [overridden.id.as_str()]);
     let bad_kind = list(
         AgencyKind::StaffingOffice,
         proto::ListApplicationsRequest {
@@ -514,7 +519,7 @@ async fn applications_are_listed_with_their_gate_and_decision(backend: Backend) 
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(listed_ids(&seen), [district.id.clone()]);
+    assert_eq!(listed_ids(&seen), [district.id.as_str()]);
     let above = district_office
         .list_applications(proto::ListApplicationsRequest {
             jurisdiction: "140100".into(),
@@ -562,7 +567,7 @@ async fn findings_are_listed_by_the_days_they_were_raised_and_by_division(backen
                 ..request
             })
             .await
-            .map(|r| r.into_inner())
+            .map(tonic::Response::into_inner)
     };
     let both = [resident(1), resident(2)];
     let all = list(Default::default()).await.unwrap();
