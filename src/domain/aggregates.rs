@@ -169,6 +169,23 @@ impl<K: Ord + Clone> Occupancy<K> {
     }
 }
 
+impl<K: Ord + Clone> Occupancy<K> {
+    /// An occupancy that knows the counts it is given, each from its date on: what a set-based
+    /// re-check reads (a `COUNT` per key on each date it asks about). `at` is exact on those dates
+    /// only, which are the only ones that re-check reads.
+    pub fn from_counts(counts: impl IntoIterator<Item = (K, NaiveDate, i64)>) -> Occupancy<K> {
+        let mut occupancy = Occupancy::default();
+        for (key, on, n) in counts {
+            occupancy
+                .counts
+                .entry(key)
+                .or_insert_with(BTreeMap::new)
+                .insert(on, n);
+        }
+        occupancy
+    }
+}
+
 /// The people on each (institution, category) roll.
 pub type Headcount = Occupancy<(Uscc, QuotaCategory)>;
 

@@ -17,6 +17,7 @@ pub mod plain_sql;
 mod postgres;
 pub mod push;
 pub mod query;
+pub mod recheck;
 pub mod reconcile;
 mod secrets;
 mod sqlite;
@@ -102,6 +103,8 @@ pub struct Store {
     acks: std::sync::Arc<acks::AckQueue>,
     /// Who signs the audit log's checkpoints and how often; none, no checkpoints are issued.
     log: Option<std::sync::Arc<trust::CheckpointPolicy>>,
+    /// The re-check jobs this process runs or waits for: wake-ups and the changes waiters list.
+    rechecks: std::sync::Arc<recheck::Runs>,
 }
 
 /// What the store needs to check findings: the rules' settings and the clock that says what

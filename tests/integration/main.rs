@@ -17,6 +17,7 @@ mod ledger_keys;
 mod operations;
 mod personal;
 mod push;
+mod recheck;
 mod races;
 mod replicas;
 mod roll;
