@@ -129,3 +129,127 @@ fn category_label(lang: Lang, category: i32) -> &'static str {
 pub fn category(lang: Lang, category: i32) -> &'static str {
     category_label(lang, category)
 }
+
+/// A small horizontal bar chart of counts (the severity mix).
+pub struct CountChart {
+    pub width: u32,
+    pub height: u32,
+    pub bars: Vec<CountBar>,
+    pub title: String,
+}
+
+/// One bar of a [`CountChart`].
+pub struct CountBar {
+    pub label: String,
+    pub class: &'static str,
+    pub count: usize,
+    pub y: u32,
+    pub label_y: u32,
+    pub width: u32,
+    pub number_x: u32,
+}
+
+/// Where a count chart's bars start.
+pub const COUNT_LEFT: u32 = 80;
+
+/// Bars of `counts` (label, style class, count), scaled to the largest.
+pub fn count_chart(title: String, counts: &[(String, &'static str, usize)]) -> CountChart {
+    let width = 420;
+    let span = width - COUNT_LEFT - 60;
+    let largest = counts.iter().map(|c| c.2).max().unwrap_or(0).max(1);
+    let bars = counts
+        .iter()
+        .enumerate()
+        .map(|(index, (label, class, count))| {
+            let y = 4 + u32::try_from(index).unwrap_or(0) * 22;
+            let width = u32::try_from(count * span as usize / largest).unwrap_or(span);
+            CountBar {
+                label: label.clone(),
+                class,
+                count: *count,
+                y,
+                label_y: y + 12,
+                width,
+                number_x: COUNT_LEFT + width + 6,
+            }
+        })
+        .collect::<Vec<_>>();
+    CountChart {
+        width,
+        height: 8 + u32::try_from(bars.len()).unwrap_or(0) * 22,
+        bars,
+        title,
+    }
+}
+
+/// Open findings over time, as a line over weekly points.
+pub struct TrendChart {
+    pub width: u32,
+    pub height: u32,
+    /// The polyline's points (`x,y x,y …`).
+    pub points: String,
+    pub marks: Vec<TrendMark>,
+    pub title: String,
+    pub description: String,
+    pub largest: usize,
+}
+
+/// One week's point, with its label.
+pub struct TrendMark {
+    pub x: u32,
+    pub y: u32,
+    pub label: String,
+    pub count: usize,
+}
+
+/// The line of `weeks` (label, open findings at the end of it), oldest first.
+pub fn trend_chart(lang: Lang, weeks: &[(String, usize)]) -> TrendChart {
+    let (width, height, left, top, bottom) = (760u32, 180u32, 40u32, 16u32, 30u32);
+    let largest = weeks.iter().map(|w| w.1).max().unwrap_or(0).max(1);
+    let span_x = width - left - 20;
+    let span_y = height - top - bottom;
+    let steps = u32::try_from(weeks.len().saturating_sub(1))
+        .unwrap_or(1)
+        .max(1);
+    let marks: Vec<TrendMark> = weeks
+        .iter()
+        .enumerate()
+        .map(|(index, (label, count))| {
+            let x = left + u32::try_from(index).unwrap_or(0) * span_x / steps;
+            let y = top + span_y - u32::try_from(count * span_y as usize / largest).unwrap_or(0);
+            TrendMark {
+                x,
+                y,
+                label: label.clone(),
+                count: *count,
+            }
+        })
+        .collect();
+    let points = marks
+        .iter()
+        .map(|mark| format!("{},{}", mark.x, mark.y))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let (title, description) = match lang {
+        Lang::Zh => (
+            "未消除问题走势".to_owned(),
+            format!("最近 {} 周每周末未消除的问题数。", weeks.len()),
+        ),
+        Lang::En => (
+            "Open findings over time".to_owned(),
+            format!(
+                "Findings open at the end of each of the last {} weeks.",
+                weeks.len()
+            ),
+        ),
+    };
+    TrendChart {
+        width,
+        height,
+        points,
+        marks,
+        title,
+        description,
+        largest,
+    }
+}

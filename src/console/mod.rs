@@ -11,8 +11,12 @@
 //! jurisdiction scoping and the masking of personal data are the handlers' own. Every page
 //! request, allowed or refused, is one entry of the audit trail.
 
+mod board;
 mod chart;
+mod institution;
+mod live;
 mod pages;
+mod trail;
 mod views;
 
 use std::future::Future;
@@ -28,6 +32,7 @@ use futures::StreamExt as _;
 use tonic::{Code, Status};
 
 use crate::api::Hub;
+use crate::api::admin::AdminApi;
 use crate::api::guard::{AuditNote, Guard};
 use crate::api::status::grpc_code_name;
 use crate::domain::Agency;
@@ -42,6 +47,8 @@ pub use views::FindingQuery;
 pub struct Console {
     /// The gRPC handlers, called in process.
     hub: Hub,
+    /// AuditService's handlers (the registry's and the trail's service, apart from `Hub`).
+    auditor: Arc<AdminApi>,
     /// Registry, rate limits, deadlines and the audit trail, as for gRPC calls.
     guard: Arc<Guard>,
     /// Key of the per-certificate form tokens (made at start; a restart invalidates open forms).
@@ -55,6 +62,7 @@ impl Console {
         let form_key = ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &random)
             .expect("the system's random source works");
         Console {
+            auditor: Arc::new(AdminApi::new(hub.store.clone(), guard.clone())),
             hub,
             guard,
             form_key,
@@ -94,6 +102,20 @@ fn router(console: Arc<Console>) -> Router {
         .route("/findings.csv", get(findings_csv))
         .route("/finding", get(finding))
         .route("/finding/transition", post(transition))
+        .route("/institution", get(institution_page))
+        .route("/institution/roll.csv", get(roll_csv))
+        .route("/ledger", get(ledger_board))
+        .route("/ledger.csv", get(ledger_csv))
+        .route("/ledger/item", get(ledger_item))
+        .route("/ledger/report", get(ledger_report))
+        .route("/ledger/report.csv", get(ledger_report_csv))
+        .route("/case", get(case_page))
+        .route("/application", get(application_page))
+        .route("/audit", get(audit_trail))
+        .route("/audit.csv", get(audit_csv))
+        .route("/live", get(live_page))
+        .route("/live/events", get(live_events))
+        .route("/assets/live.js", get(live_script))
         .route("/assets/console.css", get(stylesheet))
         .route("/assets/icon.svg", get(icon))
         .route("/favicon.ico", get(icon))
@@ -205,6 +227,18 @@ impl Visit {
         Ok(agency)
     }
 
+    /// Another visit of the same viewer, for work that outlives the request (a page's event
+    /// stream): its own audit entry, under `method`.
+    fn fork(&self, method: &str) -> Visit {
+        Visit::start(
+            self.console.clone(),
+            self.peer.clone(),
+            method,
+            "",
+            self.lang,
+        )
+    }
+
     /// Whether the policy table lets the viewer call `path` (to offer only the forms it may use;
     /// the call itself is still admitted on its own when made).
     pub fn may_call(&self, path: &str) -> bool {
@@ -229,13 +263,43 @@ impl Visit {
         F: FnOnce(Hub, tonic::Request<M>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<R>, Status>>,
     {
+        let hub = self.console.hub.clone();
+        self.call_on(hub, path, message, handler).await
+    }
+
+    /// [`Visit::call`] of an AuditService handler.
+    pub async fn call_auditor<M, R, F, Fut>(
+        &mut self,
+        path: &'static str,
+        message: M,
+        handler: F,
+    ) -> Result<R, Status>
+    where
+        F: FnOnce(Arc<AdminApi>, tonic::Request<M>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<R>, Status>>,
+    {
+        let auditor = self.console.auditor.clone();
+        self.call_on(auditor, path, message, handler).await
+    }
+
+    async fn call_on<S, M, R, F, Fut>(
+        &mut self,
+        service: S,
+        path: &'static str,
+        message: M,
+        handler: F,
+    ) -> Result<R, Status>
+    where
+        F: FnOnce(S, tonic::Request<M>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<R>, Status>>,
+    {
         let guard = &self.console.guard;
         let caller = crate::api::policy::admit(guard, path, Some(&self.peer)).await?;
         let note = AuditNote::default();
         let mut request = tonic::Request::new(message);
         request.extensions_mut().insert(caller);
         request.extensions_mut().insert(note.clone());
-        let call = handler(self.console.hub.clone(), request);
+        let call = handler(service, request);
         let answer = match guard.deadlines.of(path) {
             Some(deadline) => match tokio::time::timeout(deadline, call).await {
                 Ok(answer) => answer,
@@ -351,6 +415,131 @@ async fn finding(
     visit.answer(page).await
 }
 
+/// A page whose link is a query of type `Q`: the language from the link, one visit, one audit
+/// entry naming the query.
+macro_rules! query_page {
+    ($name:ident, $query:ty, $method:literal, $summary:expr, $page:path) => {
+        async fn $name(
+            State(console): Shared,
+            ConnectInfo(peer): Peer,
+            Query(query): Query<$query>,
+        ) -> Response {
+            let lang = Lang::from_query(query.lang.as_deref());
+            let summary: fn(&$query) -> String = $summary;
+            let mut visit = Visit::start(console, peer, $method, &summary(&query), lang);
+            let page = $page(&mut visit, &query).await;
+            visit.answer(page).await
+        }
+    };
+}
+
+query_page!(
+    institution_page,
+    institution::InstitutionQuery,
+    "GET /institution",
+    institution::InstitutionQuery::summary,
+    institution::page
+);
+query_page!(
+    roll_csv,
+    institution::InstitutionQuery,
+    "GET /institution/roll.csv",
+    institution::InstitutionQuery::summary,
+    institution::roll_csv
+);
+query_page!(
+    ledger_board,
+    board::BoardQuery,
+    "GET /ledger",
+    board::BoardQuery::summary,
+    board::board
+);
+query_page!(
+    ledger_csv,
+    board::BoardQuery,
+    "GET /ledger.csv",
+    board::BoardQuery::summary,
+    board::board_csv
+);
+query_page!(
+    ledger_item,
+    board::IdQuery,
+    "GET /ledger/item",
+    |q| format!("id={}", q.id),
+    board::item
+);
+query_page!(
+    ledger_report,
+    board::ReportQuery,
+    "GET /ledger/report",
+    board::ReportQuery::query_string,
+    board::report
+);
+query_page!(
+    ledger_report_csv,
+    board::ReportQuery,
+    "GET /ledger/report.csv",
+    board::ReportQuery::query_string,
+    board::report_csv
+);
+query_page!(
+    case_page,
+    board::IdQuery,
+    "GET /case",
+    |q| format!("id={}", q.id),
+    board::case
+);
+query_page!(
+    application_page,
+    board::IdQuery,
+    "GET /application",
+    |q| format!("id={}", q.id),
+    board::application
+);
+query_page!(
+    audit_trail,
+    trail::TrailQuery,
+    "GET /audit",
+    trail::TrailQuery::summary,
+    trail::page
+);
+query_page!(
+    audit_csv,
+    trail::TrailQuery,
+    "GET /audit.csv",
+    trail::TrailQuery::summary,
+    trail::csv
+);
+
+async fn live_page(
+    State(console): Shared,
+    ConnectInfo(peer): Peer,
+    Query(query): Query<pages::LangQuery>,
+) -> Response {
+    let lang = Lang::from_query(query.lang.as_deref());
+    let mut visit = Visit::start(console, peer, "GET /live", "", lang);
+    let page = live::page(&mut visit).await;
+    visit.answer(page).await
+}
+
+/// The live page's event stream. `Last-Event-ID` is what the browser sends when it reconnects.
+async fn live_events(
+    State(console): Shared,
+    ConnectInfo(peer): Peer,
+    headers: HeaderMap,
+    Query(query): Query<pages::LangQuery>,
+) -> Response {
+    let lang = Lang::from_query(query.lang.as_deref());
+    let last_event_id = headers
+        .get("last-event-id")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok());
+    let summary = last_event_id.map_or_else(String::new, |seq| format!("last-event-id={seq}"));
+    let mut visit = Visit::start(console, peer, "GET /live/events", &summary, lang);
+    let page = live::events(&mut visit, last_event_id).await;
+    visit.answer(page).await
+}
+
 /// A transition posted from a finding's page. Forms are protected against cross-site requests
 /// twice: the browser's `Origin` (and `Sec-Fetch-Site`) must be this console's, and the form
 /// must carry the token of the viewer's certificate, which only a page of this origin can read.
@@ -418,6 +607,17 @@ async fn stylesheet() -> Response {
             (header::CACHE_CONTROL, "max-age=3600"),
         ],
         include_str!("assets/console.css"),
+    )
+        .into_response()
+}
+
+async fn live_script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=3600"),
+        ],
+        include_str!("assets/live.js"),
     )
         .into_response()
 }

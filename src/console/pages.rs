@@ -26,9 +26,9 @@ pub const TRANSITION_ALERT: &str = "/quotahub.v1.FeedService/TransitionAlert";
 /// Rows of the findings list per page.
 const PAGE_SIZE: u32 = 50;
 /// Rows per call when a page or export reads every finding.
-const BULK_PAGE_SIZE: u32 = 5_000;
+pub const BULK_PAGE_SIZE: u32 = 5_000;
 /// Most calls a page or export makes to read every finding (so at most 100,000 findings).
-const MAX_BULK_PAGES: usize = 20;
+pub const MAX_BULK_PAGES: usize = 20;
 
 /// Only the language.
 #[derive(Debug, Default, Deserialize)]
@@ -167,7 +167,7 @@ async fn list_findings(
 }
 
 /// Every finding the list's filters select, page after page (at most [`MAX_BULK_PAGES`]).
-async fn every_finding(
+pub async fn every_finding(
     visit: &mut Visit,
     query: &ListQuery,
 ) -> Result<Vec<proto::Finding>, Status> {
@@ -223,7 +223,109 @@ pub async fn overview(visit: &mut Visit) -> Result<Response, Status> {
             )),
         })
         .collect();
+    // Escalations due this week: open alerts whose next deadline falls within seven days.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
+        });
+    const WEEK: i64 = 7 * 24 * 3_600;
+    let mut due: Vec<(i64, &proto::Finding)> = open
+        .iter()
+        .filter(|finding| AlertState::from_wire(finding.alert_state) != Some(AlertState::Closed))
+        .filter_map(|finding| {
+            let deadline = if AlertState::from_wire(finding.alert_state) == Some(AlertState::Open) {
+                finding.acknowledge_by.as_ref()
+            } else {
+                finding.rectify_by.as_ref()
+            }?;
+            (deadline.seconds >= now && deadline.seconds < now + WEEK)
+                .then_some((deadline.seconds, finding))
+        })
+        .collect();
+    due.sort_by_key(|(deadline, _)| *deadline);
+    let due_total = due.len();
+    let escalations = due
+        .iter()
+        .take(20)
+        .map(|(deadline, finding)| views::DueRow {
+            row: views::FindingRow::of(
+                lang,
+                finding,
+                &chrome.href(&format!(
+                    "/finding?{}",
+                    FindingQuery::of(finding).query_string(Lang::Zh)
+                )),
+            ),
+            deadline: views::timestamp(Some(&prost_types::Timestamp {
+                seconds: *deadline,
+                nanos: 0,
+            })),
+            next_level: finding.escalation_level + 1,
+        })
+        .collect();
+    // The trend: findings open at the end of each of the last twelve weeks (a resolved finding
+    // counts until its last change, when it was resolved).
+    let resolved = every_finding(
+        visit,
+        &ListQuery {
+            state: "RESOLVED".into(),
+            ..ListQuery::default()
+        },
+    )
+    .await?;
+    let seconds = |at: Option<&prost_types::Timestamp>| at.map_or(0, |at| at.seconds);
+    let weeks: Vec<(String, usize)> = (0..12)
+        .rev()
+        .map(|back| {
+            let end = now - back * WEEK;
+            let count = open
+                .iter()
+                .filter(|f| seconds(f.raised_at.as_ref()) <= end)
+                .count()
+                + resolved
+                    .iter()
+                    .filter(|f| {
+                        seconds(f.raised_at.as_ref()) <= end && seconds(f.updated_at.as_ref()) > end
+                    })
+                    .count();
+            let label = views::timestamp(Some(&prost_types::Timestamp {
+                seconds: end,
+                nanos: 0,
+            }));
+            (label.get(5..10).unwrap_or_default().to_owned(), count)
+        })
+        .collect();
+    let mut by_severity = [0usize; 5];
+    for finding in &open {
+        if let Some(slot) = views::severity_rank(finding.severity) {
+            by_severity[slot] += 1;
+        }
+    }
+    let mix: Vec<(String, &'static str, usize)> = views::severity_levels()
+        .iter()
+        .zip(by_severity)
+        .map(|(severity, count)| {
+            (
+                views::severity_label(lang, *severity).to_owned(),
+                views::severity_class(*severity),
+                count,
+            )
+        })
+        .collect();
+    let overdue_items = super::board::every_item(visit, "", true).await?;
     let page = views::Overview {
+        escalations,
+        due_total,
+        trend: super::chart::trend_chart(lang, &weeks),
+        mix: super::chart::count_chart(
+            chrome
+                .t("未消除问题级别分布", "Open findings by severity")
+                .to_owned(),
+            &mix,
+        ),
+        overdue: super::board::by_department(&chrome, &overdue_items),
+        overdue_total: overdue_items.len(),
         chart: super::chart::balance_chart(lang, &balance.rows),
         rows: balance
             .rows

@@ -20,15 +20,30 @@ pub fn html(page: &impl Template) -> Result<Response, Status> {
     Ok(page_response(text))
 }
 
+/// Renders a page that runs the console's own script (the live page), and no other.
+pub fn html_with_script(page: &impl Template) -> Result<Response, Status> {
+    let text = page
+        .render()
+        .map_err(|error| Status::internal(format!("the page did not render: {error}")))?;
+    Ok(secured(
+        text,
+        "default-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'; form-action 'self'",
+    ))
+}
+
 fn page_response(text: String) -> Response {
+    secured(
+        text,
+        "default-src 'self'; script-src 'none'; frame-ancestors 'none'; form-action 'self'",
+    )
+}
+
+fn secured(text: String, policy: &'static str) -> Response {
     (
         [
             // Nothing but the hub's own origin: no script, style or font from elsewhere, and no
             // framing by another site.
-            (
-                header::CONTENT_SECURITY_POLICY,
-                "default-src 'self'; script-src 'none'; frame-ancestors 'none'; form-action 'self'",
-            ),
+            (header::CONTENT_SECURITY_POLICY, policy),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
             (header::REFERRER_POLICY, "same-origin"),
             (header::CACHE_CONTROL, "no-store"),
@@ -45,6 +60,14 @@ pub enum Nav {
     Overview,
     /// 问题线索.
     Findings,
+    /// 实时预警.
+    Live,
+    /// 单位.
+    Institution,
+    /// 一事一账.
+    Ledger,
+    /// 审计日志.
+    Audit,
 }
 
 /// What every page's frame shows: the viewer, the navigation, the language switch.
@@ -61,6 +84,8 @@ pub struct Chrome {
     pub switch_href: String,
     /// The token the page's forms carry.
     pub form_token: String,
+    /// Whether the viewer may read the audit trail (audit, discipline): the link is shown then.
+    pub audits: bool,
 }
 
 impl Chrome {
@@ -78,6 +103,7 @@ impl Chrome {
             nav,
             switch_href: with_lang(&format!("{path}?{query}"), other),
             form_token: visit.form_token(),
+            audits: visit.may_call(super::trail::QUERY_AUDIT),
         }
     }
 
@@ -108,7 +134,8 @@ impl Chrome {
     }
 }
 
-fn with_lang(target: &str, lang: Lang) -> String {
+/// `target` in `lang` (a `lang=en` parameter for English).
+pub fn with_lang(target: &str, lang: Lang) -> String {
     let target = target.trim_end_matches('?');
     match lang {
         Lang::Zh => target.to_owned(),
@@ -127,6 +154,31 @@ pub struct Overview {
     pub rows: Vec<BalanceRow>,
     pub open: usize,
     pub counts: Vec<RuleCount>,
+    pub escalations: Vec<DueRow>,
+    pub due_total: usize,
+    pub trend: super::chart::TrendChart,
+    pub mix: super::chart::CountChart,
+    pub overdue: Vec<super::board::DepartmentRow>,
+    pub overdue_total: usize,
+}
+
+/// An alert whose next deadline falls this week.
+pub struct DueRow {
+    pub row: FindingRow,
+    pub deadline: String,
+    pub next_level: u32,
+}
+
+/// The severities, most severe first.
+pub fn severity_levels() -> [i32; 5] {
+    SEVERITIES.map(|(severity, _, _)| severity as i32)
+}
+
+/// Where a severity stands in [`severity_levels`].
+pub fn severity_rank(severity: i32) -> Option<usize> {
+    SEVERITIES
+        .iter()
+        .position(|(s, _, _)| *s as i32 == severity)
 }
 
 /// One row of the regional balance table.
@@ -528,4 +580,236 @@ pub fn code_name(code: i32) -> &'static str {
         .map(|code| code.as_str_name())
         .unwrap_or("RULE_CODE_UNSPECIFIED")
         .trim_start_matches("RULE_CODE_")
+}
+
+/// A feed event's type in `lang`.
+pub fn event_type_label(lang: Lang, event_type: i32) -> &'static str {
+    use proto::FeedEventType as T;
+    let (zh, en) = match proto::FeedEventType::try_from(event_type) {
+        Ok(T::Raised) => ("新发现", "raised"),
+        Ok(T::Updated) => ("有变化", "updated"),
+        Ok(T::Resolved) => ("已消除", "resolved"),
+        Ok(T::Escalated) => ("升级", "escalated"),
+        Ok(T::Transitioned) => ("状态变更", "moved"),
+        Ok(T::FollowUpEscalated) => ("跟踪事项升级", "follow-up escalated"),
+        Ok(T::Transferred) => ("移送", "transferred"),
+        Ok(T::Bulletin) => ("通报", "bulletin"),
+        Ok(T::ReceiptAcknowledged) => ("已签收移送", "receipt acknowledged"),
+        _ => ("", ""),
+    };
+    if lang == Lang::En { en } else { zh }
+}
+
+/// A matter's kind in `lang`.
+pub fn matter_label(lang: Lang, matter: i32) -> &'static str {
+    use proto::MatterKind as M;
+    let (zh, en) = match proto::MatterKind::try_from(matter) {
+        Ok(M::Alert) => ("预警", "alert"),
+        Ok(M::LedgerItem) => ("整改台账事项", "ledger item"),
+        Ok(M::Case) => ("举报案件", "case"),
+        _ => ("", ""),
+    };
+    if lang == Lang::En { en } else { zh }
+}
+
+/// An enum's code name without its prefix, in lower case with spaces (`bureau principal`), for
+/// values the pages show as they are named in the contract.
+pub fn enum_name(name: Option<&str>, prefix: &str) -> String {
+    name.map(|name| {
+        name.trim_start_matches(prefix)
+            .replace('_', " ")
+            .to_lowercase()
+    })
+    .filter(|name| name != "unspecified")
+    .unwrap_or_default()
+}
+
+/// A ledger item's state in `lang`.
+pub fn item_state_label(lang: Lang, state: i32) -> &'static str {
+    use proto::ItemState as S;
+    let (zh, en) = match proto::ItemState::try_from(state) {
+        Ok(S::Open) => ("待整改", "open"),
+        Ok(S::Rectifying) => ("整改中", "rectifying"),
+        Ok(S::Submitted) => ("已报送待核", "submitted"),
+        Ok(S::Closed) => ("已销号", "closed"),
+        _ => ("", ""),
+    };
+    if lang == Lang::En { en } else { zh }
+}
+
+/// The ledger board's state filter.
+pub fn item_state_options(lang: Lang, selected: &str) -> Vec<SelectOption> {
+    let mut options = vec![SelectOption {
+        value: "",
+        label: if lang == Lang::En {
+            "every state"
+        } else {
+            "全部状态"
+        }
+        .to_owned(),
+        selected: selected.is_empty(),
+    }];
+    for (value, state) in [
+        ("OPEN", proto::ItemState::Open),
+        ("RECTIFYING", proto::ItemState::Rectifying),
+        ("SUBMITTED", proto::ItemState::Submitted),
+        ("CLOSED", proto::ItemState::Closed),
+    ] {
+        options.push(SelectOption {
+            value,
+            label: item_state_label(lang, state as i32).to_owned(),
+            selected: selected == value,
+        });
+    }
+    options
+}
+
+/// A person's status on the roll in `lang`.
+pub fn person_status_label(lang: Lang, status: i32) -> &'static str {
+    use proto::PersonStatus as S;
+    let (zh, en) = match proto::PersonStatus::try_from(status) {
+        Ok(S::Active) => ("在职", "active"),
+        Ok(S::Seconded) => ("借调", "seconded"),
+        Ok(S::OnLeave) => ("离岗", "on leave"),
+        Ok(S::Retired) => ("退休", "retired"),
+        Ok(S::Departed) => ("调离", "departed"),
+        _ => ("", ""),
+    };
+    if lang == Lang::En { en } else { zh }
+}
+
+/// A leader level in `lang`.
+pub fn leader_level_label(lang: Lang, level: i32) -> &'static str {
+    use proto::LeaderLevel as L;
+    let (zh, en) = match proto::LeaderLevel::try_from(level) {
+        Ok(L::Bureau) => ("厅局级", "bureau"),
+        Ok(L::Division) => ("县处级", "division"),
+        Ok(L::Section) => ("乡科级", "section"),
+        _ => ("", ""),
+    };
+    if lang == Lang::En { en } else { zh }
+}
+
+/// A leader position in `lang`.
+pub fn leader_position_label(lang: Lang, position: i32) -> &'static str {
+    use proto::LeaderPosition as P;
+    let (zh, en) = match proto::LeaderPosition::try_from(position) {
+        Ok(P::Principal) => ("正职", "principal"),
+        Ok(P::Deputy) => ("副职", "deputy"),
+        _ => ("", ""),
+    };
+    if lang == Lang::En { en } else { zh }
+}
+
+/// An institution's kind in `lang`.
+pub fn institution_kind_label(lang: Lang, kind: i32) -> &'static str {
+    use proto::InstitutionKind as K;
+    let (zh, en) = match proto::InstitutionKind::try_from(kind) {
+        Ok(K::Organ) => ("机关", "organ"),
+        Ok(K::PublicInstitution) => ("事业单位", "public institution"),
+        _ => ("", ""),
+    };
+    if lang == Lang::En { en } else { zh }
+}
+
+/// A column heading that sorts the list by its column: a link to the list in that order (the
+/// other way round when it is the current order), and `aria-sort` for assistive technology.
+pub struct SortHeader {
+    pub label: String,
+    pub href: String,
+    /// `ascending`, `descending` or `none`.
+    pub aria_sort: &'static str,
+}
+
+impl SortHeader {
+    /// The heading of `key`, given the list's current `sort` and how a list link is made.
+    pub fn new(
+        chrome: &Chrome,
+        key: &str,
+        label: &str,
+        sort: &str,
+        link: impl Fn(&str) -> String,
+    ) -> SortHeader {
+        let (aria_sort, next) = if sort == key {
+            ("ascending", format!("-{key}"))
+        } else if sort.strip_prefix('-') == Some(key) {
+            ("descending", key.to_owned())
+        } else {
+            ("none", key.to_owned())
+        };
+        SortHeader {
+            label: label.to_owned(),
+            href: chrome.href(&link(&next)),
+            aria_sort,
+        }
+    }
+
+    /// The arrow shown after the label.
+    pub fn arrow(&self) -> &'static str {
+        match self.aria_sort {
+            "ascending" => " ▲",
+            "descending" => " ▼",
+            _ => "",
+        }
+    }
+}
+
+/// Numbered pages of a list paged by the console (the lists it sorts itself).
+pub struct Pager {
+    pub page: usize,
+    pub pages: usize,
+    pub previous: Option<String>,
+    pub next: Option<String>,
+}
+
+impl Pager {
+    /// Page `page` of `pages`, linked by `link`.
+    pub fn new(
+        chrome: &Chrome,
+        page: usize,
+        pages: usize,
+        link: impl Fn(usize) -> String,
+    ) -> Pager {
+        let pages = pages.max(1);
+        Pager {
+            page,
+            pages,
+            previous: (page > 1).then(|| chrome.href(&link(page - 1))),
+            next: (page < pages).then(|| chrome.href(&link(page + 1))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sorted_column_links_to_the_other_order() {
+        let chrome = Chrome {
+            lang: Lang::En,
+            viewer: String::new(),
+            jurisdiction: String::new(),
+            nav: Nav::Ledger,
+            switch_href: String::new(),
+            form_token: String::new(),
+            audits: false,
+        };
+        let link = |sort: &str| format!("/ledger?sort={sort}");
+        let unsorted = SortHeader::new(&chrome, "due", "Due", "", link);
+        assert_eq!(
+            (unsorted.aria_sort, unsorted.href.as_str()),
+            ("none", "/ledger?sort=due&lang=en")
+        );
+        let up = SortHeader::new(&chrome, "due", "Due", "due", link);
+        assert_eq!(
+            (up.aria_sort, up.href.as_str()),
+            ("ascending", "/ledger?sort=-due&lang=en")
+        );
+        let down = SortHeader::new(&chrome, "due", "Due", "-due", link);
+        assert_eq!(
+            (down.aria_sort, down.href.as_str()),
+            ("descending", "/ledger?sort=due&lang=en")
+        );
+    }
 }

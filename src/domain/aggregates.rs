@@ -36,10 +36,9 @@
 //!   runs of the person's spells before and puts on those after, which is exact whatever the
 //!   spells; a store must apply a personnel event with all of the person's spells, as
 //!   [`Rewrite`] has them, not the spell the event touched.
-//! - Evidence: the oracle cites every person on a roll (OVER_QUOTA, QUOTA_FULL), every appointment
-//!   on a post and every entry of a year. The `decide_*` functions take those as a sample the
-//!   store reads; to keep the oracle equality the sample is all of them today. Capping it is one
-//!   line, in `sample` (and the store's read gets a LIMIT).
+//! - Evidence: a roll (OVER_QUOTA, QUOTA_FULL), the appointments on a post and the entries of a
+//!   year are cited as the oracle cites them, the first
+//!   [`EVIDENCE_SAMPLE`](super::findings::EVIDENCE_SAMPLE) of the list ([`sampled`]); the `decide_*` functions take the rows a store reads with a LIMIT.
 //! - The pay rules read the person's spells, not a number: whether they were on a roll in the
 //!   period, which rolls (named in PAY_UNIT_MISMATCH), seconded where, the latest exit before it
 //!   (its date is in PAID_AFTER_EXIT's text), and whether they have a spell at all (the person is
@@ -67,7 +66,7 @@ use super::dirty::Rewrite;
 use super::explain::{self, PayProblem};
 use super::findings::{
     Entry, Evidence, Finding, FindingKey, InstitutionFacts, PersonTerm, Pushed, RecordRef,
-    RuleCode, RulesConfig, Snapshot,
+    RuleCode, RulesConfig, Snapshot, sampled,
 };
 use super::roll::Spell;
 use super::rules::{
@@ -186,6 +185,71 @@ impl<K: Ord + Clone> Occupancy<K> {
     }
 }
 
+/// A move of one key's count: `by` more people from `from` up to the day before `to` (open when
+/// `None`). What a store applies to the counts it keeps when a person's history is rewritten.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shift<K> {
+    /// The roll or post.
+    pub key: K,
+    /// The first day moved.
+    pub from: NaiveDate,
+    /// The first day not moved.
+    pub to: Option<NaiveDate>,
+    /// People more (negative: fewer).
+    pub by: i64,
+}
+
+impl<K: Ord + Clone> Occupancy<K> {
+    /// An occupancy that knows one count, `n` people on `key` on `on`: a store's read of the
+    /// counts it keeps, for the `decide_*` functions.
+    pub fn known(key: K, on: NaiveDate, n: i64) -> Occupancy<K> {
+        let mut occupancy = Occupancy::default();
+        if n != 0 {
+            occupancy.counts.insert(key, BTreeMap::from([(on, n)]));
+        }
+        occupancy
+    }
+
+    /// Every kept count: (key, the date it changes on, the count from then on).
+    pub fn counts(&self) -> impl Iterator<Item = (&K, NaiveDate, i64)> {
+        self.counts
+            .iter()
+            .flat_map(|(key, counts)| counts.iter().map(move |(day, n)| (key, *day, *n)))
+    }
+
+    /// Applies a shift (as a store applies it to its rows).
+    pub fn shift_by(&mut self, shift: &Shift<K>) {
+        self.shift(&shift.key, shift.from, shift.to, shift.by);
+    }
+
+    /// The net shifts of one person's stretches before and after a rewrite, as maximal runs of
+    /// one non-zero move per key (a hire is one shift, an exit one, a rewrite that moved nothing
+    /// none).
+    fn net_shifts(
+        before: Vec<(K, NaiveDate, Option<NaiveDate>)>,
+        after: Vec<(K, NaiveDate, Option<NaiveDate>)>,
+    ) -> Vec<Shift<K>> {
+        let mut delta = Occupancy::default();
+        delta.add_person(before, -1);
+        delta.add_person(after, 1);
+        let mut shifts = Vec::new();
+        for (key, counts) in delta.counts {
+            let days: Vec<(NaiveDate, i64)> = counts.into_iter().collect();
+            for (i, &(from, by)) in days.iter().enumerate() {
+                if by != 0 {
+                    shifts.push(Shift {
+                        key: key.clone(),
+                        from,
+                        to: days.get(i + 1).map(|(to, _)| *to),
+                        by,
+                    });
+                }
+            }
+        }
+        shifts
+    }
+}
+
 /// The people on each (institution, category) roll.
 pub type Headcount = Occupancy<(Uscc, QuotaCategory)>;
 
@@ -226,6 +290,14 @@ impl Headcount {
     pub fn apply(&mut self, spells: &Rewrite<Spell>) {
         self.add_person(roll_stretches(spells.before.iter()), -1);
         self.add_person(roll_stretches(spells.after.iter()), 1);
+    }
+
+    /// What [`Headcount::apply`] moves, as shifts a store applies to the counts it keeps.
+    pub fn shifts(spells: &Rewrite<Spell>) -> Vec<Shift<(Uscc, QuotaCategory)>> {
+        Occupancy::net_shifts(
+            roll_stretches(spells.before.iter()),
+            roll_stretches(spells.after.iter()),
+        )
     }
 }
 
@@ -501,6 +573,36 @@ impl Plans {
         }
     }
 
+    /// What [`Plans::apply`] moves: the entries more (or fewer) per (institution, category,
+    /// year), non-zero only, as a store applies them to the counts it keeps.
+    pub fn moves(entries: &Rewrite<Entry>) -> Vec<((Uscc, QuotaCategory, i32), i64)> {
+        let mut moved = Plans::default();
+        moved.apply(entries);
+        moved.entries.into_iter().collect()
+    }
+
+    /// Plans that know one year's count and plans: a store's read of the counts it keeps.
+    pub fn known(
+        (institution, category, year): (&Uscc, QuotaCategory, i32),
+        taken: i64,
+        plans: &[Pushed<StaffingPlan>],
+    ) -> Plans {
+        let mut known = Plans::default();
+        if taken != 0 {
+            known
+                .entries
+                .insert((institution.clone(), category, year), taken);
+        }
+        plans
+            .iter()
+            .filter(|p| {
+                (&p.record.institution, p.record.category, p.record.year)
+                    == (institution, category, year)
+            })
+            .for_each(|p| known.push(p));
+        known
+    }
+
     /// The entries of the year.
     pub fn taken(&self, institution: &Uscc, category: QuotaCategory, year: i32) -> i64 {
         self.entries
@@ -560,12 +662,6 @@ impl Aggregates {
 // ---------------------------------------------------------------------------------------------
 // The rules on the aggregates.
 
-/// Where a decision's evidence is capped: today it keeps every row, as the oracle does. A cap
-/// (`rows.take(CAP)`) is this one line, and a store would then read no more than CAP rows.
-fn sample<T>(rows: impl Iterator<Item = T>) -> impl Iterator<Item = T> {
-    rows
-}
-
 fn finding(
     key: FindingKey,
     (actual, limit): (i64, i64),
@@ -599,10 +695,9 @@ pub fn decide_headcount(
     let approved = approved(quota);
     let active = headcount.at(&unit, as_of);
     let evidence = || -> BTreeSet<Evidence> {
-        sample(people.iter())
-            .map(person)
-            .chain(quota.map(|q| record("quota", &q.id)))
-            .collect()
+        let mut evidence = sampled(people.iter().map(person));
+        evidence.extend(quota.map(|q| record("quota", &q.id)));
+        evidence
     };
     let mut found = Vec::new();
 
@@ -649,9 +744,7 @@ pub fn decide_leader_posts(
     if leaders <= posts {
         return None;
     }
-    let mut evidence: BTreeSet<Evidence> = sample(terms.iter())
-        .map(|t| record("appointment", &t.record))
-        .collect();
+    let mut evidence = sampled(terms.iter().map(|t| record("appointment", &t.record)));
     evidence.extend(post.map(|p| record("leader_post", &p.id)));
     Some(finding(
         key(
@@ -861,9 +954,7 @@ pub fn decide_plan(
     if taken <= plan {
         return None;
     }
-    let mut evidence: BTreeSet<Evidence> = sample(entries.iter())
-        .map(|e| record("personnel_event", e))
-        .collect();
+    let mut evidence = sampled(entries.iter().map(|e| record("personnel_event", e)));
     evidence.extend(
         plans
             .counted(uscc, category, year)
@@ -1198,6 +1289,35 @@ mod tests {
             let config = RulesConfig::default();
             let as_of = day(as_of);
             prop_assert_eq!(decided(&after, as_of, &config), oracle(&after, as_of, &config));
+        }
+
+        /// The shifts a store applies to its counts move them exactly as `apply` moves the
+        /// aggregate: on every date, every roll counts the same people.
+        #[test]
+        fn shifts_move_the_counts_as_apply_does(world in arb_world(), arrival in arb_arrival()) {
+            let (after, change) = arrive(&world, &arrival, NOW);
+            let Change::Roll { spells, .. } = &change else {
+                return Ok(());
+            };
+            let mut shifted = Headcount::from_snapshot(&world);
+            for shift in Headcount::shifts(spells) {
+                prop_assert!(shift.by != 0 && shift.to.is_none_or(|to| shift.from < to));
+                shifted.shift_by(&shift);
+            }
+            prop_assert_eq!(&shifted, &Headcount::from_snapshot(&after));
+
+            // And the entries a store counts per year move as the plans' count does.
+            let Change::Roll { entries, .. } = &change else { unreachable!() };
+            let mut counted = Plans::from_snapshot(&world);
+            for ((uscc, category, year), by) in Plans::moves(entries) {
+                prop_assert!(by != 0);
+                let n = counted.entries.entry((uscc.clone(), category, year)).or_default();
+                *n += by;
+                if *n == 0 {
+                    counted.entries.remove(&(uscc, category, year));
+                }
+            }
+            prop_assert_eq!(counted.entries, Plans::from_snapshot(&after).entries);
         }
 
         /// Updates add up: two records, each applied as the store describes it against the data

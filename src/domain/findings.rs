@@ -141,6 +141,20 @@ pub struct Evidence {
     pub id: String,
 }
 
+/// How many rows of a list that grows with an institution (the people on a roll, the entries of
+/// a year, the appointments on a post, an unregistered payer's lines) a finding cites: the
+/// finding's numbers say how many there are, and the read RPCs list them all. Uncapped, one hire
+/// into a large institution rewrote a roll-sized finding and feed event, and a check had to read
+/// the whole roll to cite it.
+pub const EVIDENCE_SAMPLE: usize = 20;
+
+/// The first [`EVIDENCE_SAMPLE`] of `rows` in evidence order (kind, then id): the same rows
+/// whichever engine decides the finding, and the ones a store reads with `ORDER BY id LIMIT`.
+pub fn sampled(rows: impl IntoIterator<Item = Evidence>) -> BTreeSet<Evidence> {
+    let all: BTreeSet<Evidence> = rows.into_iter().collect();
+    all.into_iter().take(EVIDENCE_SAMPLE).collect()
+}
+
 impl Evidence {
     /// Evidence of a pushed record.
     pub fn record(kind: &'static str, id: &RecordRef) -> Evidence {

@@ -21,8 +21,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use chrono::NaiveDate;
 
 use super::aggregates::{
-    Aggregates, Fundings, Headcount, Leaders, Pay, Posts, Quotas, decide_funding,
-    decide_headcount, decide_leader_grade, decide_leader_posts, decide_pay,
+    Aggregates, Fundings, Headcount, Leaders, Pay, Posts, Quotas, decide_funding, decide_headcount,
+    decide_leader_grade, decide_leader_posts, decide_pay,
 };
 use super::findings::{
     Finding, FindingKey, InstitutionFacts, PersonTerm, Pushed, RuleCode, RulesConfig, Scope,
@@ -30,7 +30,9 @@ use super::findings::{
 };
 use super::roll::Spell;
 use super::rules;
-use super::{Funding, LeaderLevel, LeaderPosition, PayrollLine, Period, QuotaCategory, ResidentId, Uscc};
+use super::{
+    Funding, LeaderLevel, LeaderPosition, PayrollLine, Period, QuotaCategory, ResidentId, Uscc,
+};
 
 /// A roll: (institution, category).
 pub type Unit = (Uscc, QuotaCategory);

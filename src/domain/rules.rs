@@ -14,7 +14,7 @@ use chrono::{Datelike, NaiveDate};
 use super::explain::{self, PayProblem, category_zh, join, kind_zh};
 use super::findings::{
     Entry, Evidence, Finding, FindingKey, InstitutionFacts, PersonTerm, Pushed, RecordRef,
-    RuleCode, RulesConfig, Scope, Snapshot,
+    RuleCode, RulesConfig, Scope, Snapshot, sampled,
 };
 use super::roll::Spell;
 use super::{
@@ -367,10 +367,9 @@ fn quota_rules(index: &Index, as_of: NaiveDate, config: &RulesConfig, found: &mu
         let active = count(people.len());
         // Built only for a finding: most units are within their quota.
         let evidence = || -> BTreeSet<Evidence> {
-            let people = people.iter().map(|p| person(p));
-            people
-                .chain(quota.map(|q| record("quota", &q.id)))
-                .collect()
+            let mut evidence = sampled(people.iter().map(|p| person(p)));
+            evidence.extend(quota.map(|q| record("quota", &q.id)));
+            evidence
         };
         if active > approved {
             found.raise(
@@ -431,10 +430,7 @@ fn leader_rules(index: &Index, as_of: NaiveDate, config: &RulesConfig, found: &m
         if leaders <= posts {
             continue;
         }
-        let mut evidence: BTreeSet<Evidence> = terms
-            .iter()
-            .map(|t| record("appointment", &t.record))
-            .collect();
+        let mut evidence = sampled(terms.iter().map(|t| record("appointment", &t.record)));
         evidence.extend(post.map(|p| record("leader_post", &p.id)));
         let text = explain::over_leader_posts(uscc, (level, position), (leaders, posts));
         found.raise(
@@ -529,7 +525,7 @@ fn roll_rules(index: &Index, as_of: NaiveDate, found: &mut Findings) {
             key(RuleCode::UnregisteredInstitution, uscc, "", ""),
             (0, 0),
             text,
-            people.iter().map(|p| person(p)).collect(),
+            sampled(people.iter().map(|p| person(p))),
         );
     }
 }
@@ -760,10 +756,7 @@ fn over_plan(index: &Index, found: &mut Findings) {
             continue;
         }
         let (uscc, year, category) = year_key;
-        let mut evidence: BTreeSet<Evidence> = entries
-            .iter()
-            .map(|e| record("personnel_event", &e.record))
-            .collect();
+        let mut evidence = sampled(entries.iter().map(|e| record("personnel_event", &e.record)));
         evidence.extend(
             counted
                 .into_iter()
@@ -1000,11 +993,12 @@ fn funding_rules(index: &Index, found: &mut Findings) {
         };
         let (why_zh, why_en) = unregistered_text(&why);
         let (n_lines, n_fundings) = (lines.len(), fundings.len());
-        let evidence = lines
-            .iter()
-            .map(|l| record("payroll_line", &l.id))
-            .chain(fundings.iter().map(|f| record("funding", &f.id)))
-            .collect();
+        let evidence = sampled(
+            lines
+                .iter()
+                .map(|l| record("payroll_line", &l.id))
+                .chain(fundings.iter().map(|f| record("funding", &f.id))),
+        );
         found.raise(
             key(
                 RuleCode::UnregisteredInstitution,

@@ -7,6 +7,7 @@
 //! modules: how to connect, the migrations, and how concurrent writers are kept apart.
 
 mod acks;
+pub mod check;
 mod codec;
 pub mod feed;
 mod feed_tail;
@@ -105,6 +106,8 @@ pub struct Store {
     log: Option<std::sync::Arc<trust::CheckpointPolicy>>,
     /// The re-check jobs this process runs or waits for: wake-ups and the changes waiters list.
     rechecks: std::sync::Arc<recheck::Runs>,
+    /// Rows the pushes' and pre-checks' checks have read (for the complexity test and the metrics).
+    check_reads: std::sync::Arc<check::CheckReads>,
 }
 
 /// What the store needs to check findings: the rules' settings and the clock that says what
@@ -132,6 +135,7 @@ impl Store {
             Backend::Postgres => postgres::connect(url, options).await?,
         };
         store.migrate().await?;
+        check::rebuild_counts(&store).await?;
         Ok(store)
     }
 
@@ -177,6 +181,11 @@ impl Store {
     /// The rules' settings and clock.
     pub fn checks(&self) -> &Checks {
         &self.checks
+    }
+
+    /// Rows the checks of pushes and pre-checks have read since the store started.
+    pub fn check_reads(&self) -> &check::CheckReads {
+        &self.check_reads
     }
 
     /// Which database this is.

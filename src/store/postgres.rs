@@ -24,6 +24,7 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Store> 
         acks: std::sync::Arc::default(),
         log: None,
         rechecks: std::sync::Arc::default(),
+        check_reads: std::sync::Arc::default(),
     })
 }
 

@@ -11,10 +11,14 @@ use std::future::Future;
 
 use sqlx::Row;
 
+use super::check::{self, FindingChange, Keep};
 use super::codec::{column, stored, stored_code};
-use super::reconcile::{self, FindingChange, Keep, scope_lock_keys};
+use super::reconcile::{self, scope_lock_keys};
 use super::{Store, Tx, Value, insert_rows, now_micros, select_in};
-use crate::domain::findings::Scope;
+use crate::domain::aggregates::{Headcount, Plans};
+use crate::domain::dirty::{Change, DirtyKey, DirtySet, Rewrite};
+use crate::domain::findings::{Entry, FindingKey, InstitutionFacts, PersonTerm, RecordRef, Scope};
+use crate::domain::roll::Spell;
 use crate::domain::roll::{self, RollConflict};
 use crate::domain::{
     Agency, Appointment, Coded, Funding, HiringApproval, Institution, InstitutionStatus,
@@ -103,11 +107,17 @@ pub trait RecordKind: Sized + Send + Sync + 'static {
         }
     }
 
+    /// What storing this record changed, for its dirty keys: the record itself, or for a record of
+    /// a person's history the rewrite of that history `apply` reported in `rewrites`.
+    fn changes(&self, rewrites: &[Change]) -> Vec<Change>;
+
     /// Checks the batch's records against what is stored, writes those that fit, and returns a
-    /// verdict per record.
+    /// verdict per record. A kind that derives a person's history again reports each person's
+    /// rewrite in `rewrites`.
     fn apply(
         tx: &mut Tx,
         batch: &Batch<'_, Self>,
+        rewrites: &mut Vec<Change>,
     ) -> impl Future<Output = Result<Vec<Result<()>>>> + Send;
 }
 
@@ -237,7 +247,8 @@ impl Store {
             registry: &registry,
             records: in_scope.iter().map(|&i| &submissions[i]).collect(),
         };
-        let applied = R::apply(tx, &batch).await?;
+        let mut rewrites = Vec::new();
+        let applied = R::apply(tx, &batch, &mut rewrites).await?;
         let mut accepted_rows = Vec::new();
         for (&index, verdict) in in_scope.iter().zip(applied) {
             let submission = &submissions[index];
@@ -269,33 +280,41 @@ impl Store {
             return Ok(None);
         }
 
-        // Check the findings the accepted records can change, and give each change to the first
-        // record whose own scope covers it.
+        // Check the findings the accepted records can change (their dirty keys), and give each
+        // change to the first record whose own keys cover it.
         let accepted: Vec<usize> = in_scope
             .iter()
             .copied()
             .filter(|&i| verdicts[i].as_ref().is_some_and(Result::is_ok))
             .collect();
-        let mut scope = Scope::default();
-        let mut own_scopes: Vec<(usize, Scope)> = Vec::new();
-        for &index in &accepted {
-            let mut own = Scope::default();
-            submissions[index].record.scope(&mut own);
-            submissions[index].record.scope(&mut scope);
-            own_scopes.push((index, own));
-        }
-        let today = self.checks().clock.today();
         let changes = if self.push_checks() {
-            reconcile::check_scope(self, tx, &scope, today, Keep::Everything).await?
+            let mut dirty = DirtySet::new();
+            let mut own_keys: Vec<(usize, DirtySet)> = Vec::new();
+            for &index in &accepted {
+                let mut own = DirtySet::new();
+                for change in submissions[index].record.changes(&rewrites) {
+                    own.add(&change);
+                }
+                dirty.extend(own.keys().cloned());
+                own_keys.push((index, own));
+            }
+            let today = self.checks().clock.today();
+            let changes = self.check_pushed(tx, &dirty, today).await?;
+            changes
+                .into_iter()
+                .map(|change| {
+                    let owner = own_keys
+                        .iter()
+                        .find(|(_, own)| own.covers(&change.finding.finding.key))
+                        .or(own_keys.first())
+                        .map(|(index, _)| *index);
+                    (owner, change)
+                })
+                .collect()
         } else {
             Vec::new()
         };
-        for change in changes {
-            let owner = own_scopes
-                .iter()
-                .find(|(_, own)| own.covers(&change.finding.finding.key))
-                .or(own_scopes.first())
-                .map(|(index, _)| *index);
+        for (owner, change) in changes {
             if let Some(Some(Ok(receipt))) = owner.map(|index| &mut verdicts[index]) {
                 receipt.findings.push(change);
             }
@@ -327,6 +346,37 @@ impl Store {
                 .map(|v| v.expect("every record has a verdict"))
                 .collect(),
         ))
+    }
+
+    /// Decides the findings a push's dirty keys cover, as of today: by the keys, and for keys that
+    /// read an institution's registry entry as a whole (a new entry), by the institution's scope.
+    async fn check_pushed(
+        &self,
+        tx: &mut Tx,
+        dirty: &DirtySet,
+        today: chrono::NaiveDate,
+    ) -> Result<Vec<FindingChange>> {
+        let mut changes = check::check_dirty(self, tx, dirty, today, Keep::Everything).await?;
+        let mut registry = Scope::default();
+        for key in dirty.keys() {
+            if let DirtyKey::Registry { institution, .. } = key {
+                registry.institutions.insert(institution.to_string());
+            }
+        }
+        if !registry.institutions.is_empty() {
+            let done: HashSet<FindingKey> = changes
+                .iter()
+                .map(|c| c.finding.finding.key.clone())
+                .collect();
+            let whole =
+                reconcile::check_scope(self, tx, &registry, today, Keep::Everything).await?;
+            changes.extend(
+                whole
+                    .into_iter()
+                    .filter(|c| !done.contains(&c.finding.finding.key)),
+            );
+        }
+        Ok(changes)
     }
 
     /// Registry entries of the institutions the records name.
@@ -473,7 +523,30 @@ impl RecordKind for Institution {
         vec![format!("institution:{}", self.uscc)]
     }
 
-    async fn apply(tx: &mut Tx, batch: &Batch<'_, Self>) -> Result<Vec<Result<()>>> {
+    /// A new registry entry: every rule that reads one (the entry before is not needed to say
+    /// which, only to narrow them, and institutions are pushed rarely).
+    fn changes(&self, _: &[Change]) -> Vec<Change> {
+        vec![Change::Institution {
+            before: None,
+            after: InstitutionFacts {
+                uscc: self.uscc.clone(),
+                jurisdiction: self.jurisdiction.clone(),
+                kind: self.kind,
+                grade: self.grade,
+                funding_form: self.funding_form,
+                status: self.status,
+                status_since: self.status_since,
+                political_legal: self.political_legal,
+                record: RecordRef(String::new()),
+            },
+        }]
+    }
+
+    async fn apply(
+        tx: &mut Tx,
+        batch: &Batch<'_, Self>,
+        _: &mut Vec<Change>,
+    ) -> Result<Vec<Result<()>>> {
         let mut known: HashSet<&str> = batch.registry.keys().map(String::as_str).collect();
         let mut verdicts = Vec::new();
         let mut versions = Vec::new();
@@ -559,7 +632,15 @@ impl RecordKind for Quota {
         vec![registered("institution_uscc", &self.institution)]
     }
 
-    async fn apply(tx: &mut Tx, batch: &Batch<'_, Self>) -> Result<Vec<Result<()>>> {
+    fn changes(&self, _: &[Change]) -> Vec<Change> {
+        vec![Change::Quota(self.clone())]
+    }
+
+    async fn apply(
+        tx: &mut Tx,
+        batch: &Batch<'_, Self>,
+        _: &mut Vec<Change>,
+    ) -> Result<Vec<Result<()>>> {
         let rows = batch.records.iter().map(|s| {
             let [agency_id, record_id] = key_values(batch.agency, &s.record_id);
             let q = &s.record;
@@ -593,7 +674,15 @@ impl RecordKind for LeaderPost {
         vec![registered("institution_uscc", &self.institution)]
     }
 
-    async fn apply(tx: &mut Tx, batch: &Batch<'_, Self>) -> Result<Vec<Result<()>>> {
+    fn changes(&self, _: &[Change]) -> Vec<Change> {
+        vec![Change::LeaderPost(self.clone())]
+    }
+
+    async fn apply(
+        tx: &mut Tx,
+        batch: &Batch<'_, Self>,
+        _: &mut Vec<Change>,
+    ) -> Result<Vec<Result<()>>> {
         let rows = batch.records.iter().map(|s| {
             let [agency_id, record_id] = key_values(batch.agency, &s.record_id);
             let p = &s.record;
@@ -628,7 +717,15 @@ impl RecordKind for StaffingPlan {
         vec![registered("institution_uscc", &self.institution)]
     }
 
-    async fn apply(tx: &mut Tx, batch: &Batch<'_, Self>) -> Result<Vec<Result<()>>> {
+    fn changes(&self, _: &[Change]) -> Vec<Change> {
+        vec![Change::Plan(self.clone())]
+    }
+
+    async fn apply(
+        tx: &mut Tx,
+        batch: &Batch<'_, Self>,
+        _: &mut Vec<Change>,
+    ) -> Result<Vec<Result<()>>> {
         let rows = batch.records.iter().map(|s| {
             let [agency_id, record_id] = key_values(batch.agency, &s.record_id);
             let p = &s.record;
@@ -662,7 +759,15 @@ impl RecordKind for HiringApproval {
         vec![registered("institution_uscc", &self.institution)]
     }
 
-    async fn apply(tx: &mut Tx, batch: &Batch<'_, Self>) -> Result<Vec<Result<()>>> {
+    fn changes(&self, _: &[Change]) -> Vec<Change> {
+        vec![Change::Approval(self.clone())]
+    }
+
+    async fn apply(
+        tx: &mut Tx,
+        batch: &Batch<'_, Self>,
+        _: &mut Vec<Change>,
+    ) -> Result<Vec<Result<()>>> {
         let rows = batch.records.iter().map(|s| {
             let [agency_id, record_id] = key_values(batch.agency, &s.record_id);
             let a = &s.record;
@@ -701,7 +806,16 @@ impl RecordKind for PayrollLine {
         scope.residents.insert(self.resident_id.to_string());
     }
 
-    async fn apply(tx: &mut Tx, batch: &Batch<'_, Self>) -> Result<Vec<Result<()>>> {
+    /// A reversal dirties what the line it voids did: same person, period and payer.
+    fn changes(&self, _: &[Change]) -> Vec<Change> {
+        vec![Change::Payroll(self.clone())]
+    }
+
+    async fn apply(
+        tx: &mut Tx,
+        batch: &Batch<'_, Self>,
+        _: &mut Vec<Change>,
+    ) -> Result<Vec<Result<()>>> {
         // A reversal must name a live line of the same agency, period, institution and person.
         let agency_id = batch.agency.id();
         let targets: Vec<String> = batch
@@ -803,7 +917,15 @@ impl RecordKind for Funding {
         vec![unregistered("institution_uscc", &self.institution)]
     }
 
-    async fn apply(tx: &mut Tx, batch: &Batch<'_, Self>) -> Result<Vec<Result<()>>> {
+    fn changes(&self, _: &[Change]) -> Vec<Change> {
+        vec![Change::Funding(self.clone())]
+    }
+
+    async fn apply(
+        tx: &mut Tx,
+        batch: &Batch<'_, Self>,
+        _: &mut Vec<Change>,
+    ) -> Result<Vec<Result<()>>> {
         let rows = batch.records.iter().map(|s| {
             let [agency_id, record_id] = key_values(batch.agency, &s.record_id);
             let f = &s.record;
@@ -1022,6 +1144,77 @@ async fn stored_events(tx: &mut Tx, people: Vec<String>) -> Result<Histories<Per
     Ok(events)
 }
 
+/// The stored spells of these people, in order, before a rewrite.
+async fn stored_spells(tx: &mut Tx, people: &[String]) -> Result<HashMap<String, Vec<Spell>>> {
+    let rows = select_in(
+        tx,
+        "SELECT * FROM person_spells WHERE resident_id",
+        "ORDER BY resident_id, ordinal",
+        &[],
+        people,
+    )
+    .await?;
+    let mut spells: HashMap<String, Vec<Spell>> = HashMap::new();
+    for row in &rows {
+        spells
+            .entry(column(row, "resident_id")?)
+            .or_default()
+            .push(super::query::decode_spell(row)?);
+    }
+    Ok(spells)
+}
+
+/// The stored leader terms of these people, before a rewrite (the opening appointment is not
+/// needed to say which keys moved: an unchanged term is the same term).
+async fn stored_terms(tx: &mut Tx, people: &[String]) -> Result<HashMap<String, Vec<PersonTerm>>> {
+    let rows = select_in(
+        tx,
+        "SELECT * FROM leader_terms WHERE resident_id",
+        "ORDER BY resident_id, ordinal",
+        &[],
+        people,
+    )
+    .await?;
+    let mut terms: HashMap<String, Vec<PersonTerm>> = HashMap::new();
+    for row in &rows {
+        let term = check::term(row, &HashMap::new())?;
+        terms
+            .entry(term.resident_id.to_string())
+            .or_default()
+            .push(PersonTerm {
+                record: RecordRef(String::new()),
+                ..term
+            });
+    }
+    Ok(terms)
+}
+
+/// The entries (hires, transfers arriving) of a person's live events, for the keys a rewrite
+/// moved: the same event gives the same entry before and after.
+fn entries_of<'a>(events: impl Iterator<Item = &'a (String, PersonnelEvent)>) -> Vec<Entry> {
+    events
+        .filter_map(|(id, event)| {
+            let institution = match event.event_type {
+                crate::domain::PersonnelEventType::Hire => event.institution.clone(),
+                crate::domain::PersonnelEventType::Transfer => {
+                    event.target.clone().unwrap_or(event.institution.clone())
+                }
+                _ => return None,
+            };
+            Some(Entry {
+                resident_id: event.resident_id.clone(),
+                institution,
+                category: event.category?,
+                channel: event.channel,
+                date: event.effective_on,
+                approval_number: event.approval_number.clone(),
+                arrival: 0,
+                record: RecordRef(id.clone()),
+            })
+        })
+        .collect()
+}
+
 fn people<R: PersonHistoryKind>(batch: &Batch<'_, R>) -> Vec<String> {
     let set: HashSet<String> = batch
         .records
@@ -1099,9 +1292,22 @@ impl RecordKind for PersonnelEvent {
         scope.residents.insert(self.resident_id.to_string());
     }
 
-    async fn apply(tx: &mut Tx, batch: &Batch<'_, Self>) -> Result<Vec<Result<()>>> {
+    fn changes(&self, rewrites: &[Change]) -> Vec<Change> {
+        rewrites
+            .iter()
+            .filter(|change| matches!(change, Change::Roll { resident, .. } | Change::Terms { resident, .. } if *resident == self.resident_id))
+            .cloned()
+            .collect()
+    }
+
+    async fn apply(
+        tx: &mut Tx,
+        batch: &Batch<'_, Self>,
+        rewrites: &mut Vec<Change>,
+    ) -> Result<Vec<Result<()>>> {
         let people = people(batch);
         let stored = stored_events(tx, people.clone()).await?;
+        let stored_histories = stored.clone();
         let Fitted {
             verdicts,
             histories,
@@ -1156,14 +1362,34 @@ impl RecordKind for PersonnelEvent {
         upsert_persons(tx, batch, &verdicts, |e| &e.name).await?;
 
         let changed: Vec<String> = histories.keys().cloned().collect();
+        let mut before = stored_spells(tx, &changed).await?;
         delete_for_people(tx, "person_spells", &changed).await?;
         let mut spell_rows = Vec::new();
+        let mut shifts = Vec::new();
+        let mut entry_moves = Vec::new();
         for (resident_id, events) in &histories {
             let spells = roll::derive_spells(&events.iter().map(|(_, e)| e).collect::<Vec<_>>())
                 .map_err(|c| {
                     Error::Internal(format!("accepted history no longer derives: {}", c.reason))
                 })?;
-            for (ordinal, spell) in spells.into_iter().enumerate() {
+            let resident = super::codec::stored(ResidentId::parse(resident_id))?;
+            let spells = Rewrite {
+                before: before.remove(resident_id).unwrap_or_default(),
+                after: spells,
+            };
+            shifts.extend(Headcount::shifts(&spells));
+            let entries = Rewrite {
+                before: entries_of(stored_histories.get(resident_id).into_iter().flatten()),
+                after: entries_of(events.iter()),
+            };
+            entry_moves.extend(Plans::moves(&entries));
+            let written = spells.after.clone();
+            rewrites.push(Change::Roll {
+                resident,
+                spells,
+                entries,
+            });
+            for (ordinal, spell) in written.into_iter().enumerate() {
                 spell_rows.push([
                     Value::from(resident_id.as_str()),
                     Value::Int(ordinal as i64),
@@ -1185,6 +1411,8 @@ impl RecordKind for PersonnelEvent {
             spell_rows,
         )
         .await?;
+        check::shift_roll_counts(tx, &shifts).await?;
+        check::count_plan_entries(tx, &entry_moves).await?;
         Ok(verdicts)
     }
 }
@@ -1205,7 +1433,19 @@ impl RecordKind for Appointment {
         scope.residents.insert(self.resident_id.to_string());
     }
 
-    async fn apply(tx: &mut Tx, batch: &Batch<'_, Self>) -> Result<Vec<Result<()>>> {
+    fn changes(&self, rewrites: &[Change]) -> Vec<Change> {
+        rewrites
+            .iter()
+            .filter(|change| matches!(change, Change::Roll { resident, .. } | Change::Terms { resident, .. } if *resident == self.resident_id))
+            .cloned()
+            .collect()
+    }
+
+    async fn apply(
+        tx: &mut Tx,
+        batch: &Batch<'_, Self>,
+        rewrites: &mut Vec<Change>,
+    ) -> Result<Vec<Result<()>>> {
         let people = people(batch);
         let rows = select_in(
             tx,
@@ -1272,6 +1512,7 @@ impl RecordKind for Appointment {
         upsert_persons(tx, batch, &verdicts, |a| &a.name).await?;
 
         let changed: Vec<String> = histories.keys().cloned().collect();
+        let mut before = stored_terms(tx, &changed).await?;
         delete_for_people(tx, "leader_terms", &changed).await?;
         let mut term_rows = Vec::new();
         for (resident_id, appointments) in &histories {
@@ -1280,6 +1521,22 @@ impl RecordKind for Appointment {
                     .map_err(|c| {
                         Error::Internal(format!("accepted history no longer derives: {}", c.reason))
                     })?;
+            let resident = super::codec::stored(ResidentId::parse(resident_id))?;
+            let rewrite = Rewrite {
+                before: before.remove(resident_id).unwrap_or_default(),
+                after: terms
+                    .iter()
+                    .map(|term| PersonTerm {
+                        resident_id: resident.clone(),
+                        term: term.clone(),
+                        record: RecordRef(String::new()),
+                    })
+                    .collect(),
+            };
+            rewrites.push(Change::Terms {
+                resident,
+                terms: rewrite,
+            });
             for (ordinal, term) in terms.into_iter().enumerate() {
                 term_rows.push([
                     Value::from(resident_id.as_str()),

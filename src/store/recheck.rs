@@ -27,8 +27,8 @@ use super::reconcile::{FindingChange, Keep, ReconcileReport};
 use super::{Backend, Store, Tx, Value, bind_all, now_micros, select_in};
 use crate::domain::aggregates::{Plans, Posts, Quotas};
 use crate::domain::findings::{
-    Entry, Finding, FindingKey, InstitutionFacts, PersonSpell, PersonTerm, Pushed, RecordRef,
-    RuleCode, RulesConfig, Snapshot,
+    EVIDENCE_SAMPLE, Entry, Finding, FindingKey, InstitutionFacts, PersonSpell, PersonTerm, Pushed,
+    RecordRef, RuleCode, RulesConfig, Snapshot,
 };
 use crate::domain::recheck::{self as decide, FundedKey, Unit};
 use crate::domain::roll::{LeaderTerm, Spell};
@@ -41,15 +41,20 @@ use crate::error::Result;
 const ON_ROLL: &str = "('ACTIVE', 'SECONDED', 'ON_LEAVE')";
 
 async fn fetch(tx: &mut Tx, sql: &str, values: Vec<Value>) -> Result<Vec<AnyRow>> {
-    Ok(sqlx::query_with(AssertSqlSafe(sql.to_owned()), bind_all(values)?)
-        .fetch_all(&mut **tx)
-        .await?)
+    Ok(
+        sqlx::query_with(AssertSqlSafe(sql.to_owned()), bind_all(values)?)
+            .fetch_all(&mut **tx)
+            .await?,
+    )
 }
 
 /// The date twice, for `select_in` statements that compare with it twice (on SQLite their
 /// placeholders become plain `?`, one value each).
 fn twice_on(as_of: NaiveDate) -> [Value; 2] {
-    [Value::Text(as_of.to_string()), Value::Text(as_of.to_string())]
+    [
+        Value::Text(as_of.to_string()),
+        Value::Text(as_of.to_string()),
+    ]
 }
 
 fn text(value: &str) -> Value {
@@ -179,7 +184,10 @@ async fn headcount(
     );
     let mut active: BTreeMap<Unit, i64> = BTreeMap::new();
     for row in fetch(tx, &sql, chunk.range_on(as_of)).await? {
-        let unit = (q::uscc(&row, "institution_uscc")?, q::code(&row, "category")?);
+        let unit = (
+            q::uscc(&row, "institution_uscc")?,
+            q::code(&row, "category")?,
+        );
         active.insert(unit, column(&row, "n")?);
     }
     let mut units: BTreeSet<Unit> = active.keys().cloned().collect();
@@ -199,19 +207,28 @@ async fn headcount(
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
+    // The evidence cites the first few people of a roll (EVIDENCE_SAMPLE, by resident ID): only
+    // those are read.
     let head = format!(
-        "SELECT DISTINCT institution_uscc, category, resident_id FROM person_spells \
-         WHERE status IN {ON_ROLL} AND valid_from <= $1 AND (valid_to IS NULL OR valid_to > $2) \
-         AND institution_uscc"
+        "SELECT institution_uscc, category, resident_id FROM ( \
+           SELECT institution_uscc, category, resident_id, ROW_NUMBER() OVER ( \
+             PARTITION BY institution_uscc, category ORDER BY resident_id) AS nth \
+           FROM person_spells \
+           WHERE status IN {ON_ROLL} AND valid_from <= $1 AND (valid_to IS NULL OR valid_to > $2) \
+           AND institution_uscc"
+    );
+    let tail = format!(
+        "GROUP BY institution_uscc, category, resident_id) cited WHERE nth <= {EVIDENCE_SAMPLE}"
     );
     let mut people: BTreeMap<Unit, BTreeSet<_>> = BTreeMap::new();
-    for row in select_in(tx, &head, "", &twice_on(as_of), &at).await? {
-        let (uscc, category): (String, String) = (
-            column(&row, "institution_uscc")?,
-            column(&row, "category")?,
-        );
+    for row in select_in(tx, &head, &tail, &twice_on(as_of), &at).await? {
+        let (uscc, category): (String, String) =
+            (column(&row, "institution_uscc")?, column(&row, "category")?);
         if wanted.contains(&(uscc, category)) {
-            let unit = (q::uscc(&row, "institution_uscc")?, q::code(&row, "category")?);
+            let unit = (
+                q::uscc(&row, "institution_uscc")?,
+                q::code(&row, "category")?,
+            );
             people
                 .entry(unit)
                 .or_default()
@@ -346,7 +363,10 @@ async fn roll_rows(
     if !misplaced.is_empty() {
         let spells = spells_of(&misplaced)?;
         let rows = Snapshot {
-            institutions: institutions_of(spells.iter().map(|s| s.spell.institution.as_str()), facts),
+            institutions: institutions_of(
+                spells.iter().map(|s| s.spell.institution.as_str()),
+                facts,
+            ),
             spells,
             ..Snapshot::default()
         };

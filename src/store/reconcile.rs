@@ -9,42 +9,19 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::NaiveDate;
-use sqlx::any::AnyRow;
 
+pub use super::check::{FindingChange, Keep};
+use super::check::{Openings, entry, facts, list, load, opening, pushed, record_ref, settle, term};
 use super::codec::column;
-use super::feed::{self, FeedEventType};
+use super::findings::decode_finding;
 pub use super::findings::{Alert, ChangeKind, StoredFinding};
-use super::findings::{decode_finding, write_findings};
-use super::query::{self as q, Stored};
+use super::query as q;
 use super::{Store, Tx, Value, now_micros, select_in};
 use crate::domain::findings::{
-    Entry, FindingKey, InstitutionFacts, PersonSpell, PersonTerm, Pushed, RecordRef, RuleCode,
-    Scope, Severity, Snapshot,
+    FindingKey, InstitutionFacts, PersonSpell, RecordRef, RuleCode, Scope, Severity, Snapshot,
 };
-use crate::domain::roll::LeaderTerm;
 use crate::domain::{Coded, Jurisdiction, rules};
 use crate::error::Result;
-
-/// One change to one finding.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FindingChange {
-    /// What happened.
-    pub kind: ChangeKind,
-    /// The finding after the change.
-    pub finding: StoredFinding,
-}
-
-/// Which of a check's changes are kept. Every change is reported, whatever is kept; findings of
-/// the current roll (period ""), which describe today only, are kept only by a check as of today.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Keep {
-    /// Keep every change (a check as of today).
-    Everything,
-    /// Keep changes to dated findings only; a check as of another day cannot speak for today.
-    DatedOnly,
-    /// Keep nothing: report what would change.
-    Nothing,
-}
 
 /// What a full re-check did.
 #[derive(Debug, Clone, Default)]
@@ -59,40 +36,6 @@ pub struct ReconcileReport {
 
 /// Institutions checked per transaction in a snapshot re-check.
 const CHUNK: usize = 300;
-
-fn record_ref(row: &AnyRow) -> Result<RecordRef> {
-    let agency: String = column(row, "agency_id")?;
-    let record: String = column(row, "record_id")?;
-    Ok(RecordRef(format!("{agency}/{record}")))
-}
-
-fn pushed<T>(stored: Stored<T>) -> Pushed<T> {
-    Pushed {
-        id: RecordRef(format!("{}/{}", stored.agency_id, stored.record_id)),
-        record: stored.record,
-        accepted_at: stored.accepted_at,
-    }
-}
-
-fn list(set: impl IntoIterator<Item = String>) -> Vec<String> {
-    let unique: BTreeSet<String> = set.into_iter().collect();
-    unique.into_iter().collect()
-}
-
-/// The records of `table` that belong to these institutions.
-async fn load<T>(
-    tx: &mut Tx,
-    table: &str,
-    institutions: &[String],
-    decode: fn(&AnyRow) -> Result<Stored<T>>,
-) -> Result<Vec<Pushed<T>>> {
-    let sql = format!("SELECT * FROM {table} WHERE institution_uscc");
-    select_in(tx, &sql, "", &[], institutions)
-        .await?
-        .iter()
-        .map(|row| decode(row).map(pushed))
-        .collect()
-}
 
 /// Loads what the rules need to decide the findings of `scope` (institutions and residents).
 pub(crate) async fn snapshot(tx: &mut Tx, scope: &Scope) -> Result<Snapshot> {
@@ -162,19 +105,7 @@ pub(crate) async fn snapshot(tx: &mut Tx, scope: &Scope) -> Result<Snapshot> {
     )
     .await?
     {
-        let stored = q::decode_institution(&row)?;
-        let i = &stored.record;
-        snapshot.institutions.push(InstitutionFacts {
-            uscc: i.uscc.clone(),
-            jurisdiction: i.jurisdiction.clone(),
-            kind: i.kind,
-            grade: i.grade,
-            funding_form: i.funding_form,
-            status: i.status,
-            status_since: i.status_since,
-            political_legal: i.political_legal,
-            record: RecordRef(format!("{}/{}", stored.agency_id, stored.record_id)),
-        });
+        snapshot.institutions.push(facts(&row)?);
     }
 
     snapshot.quotas = load(tx, "quotas", &institutions, q::decode_quota).await?;
@@ -184,7 +115,7 @@ pub(crate) async fn snapshot(tx: &mut Tx, scope: &Scope) -> Result<Snapshot> {
     snapshot.fundings = load(tx, "fundings", &institutions, q::decode_funding).await?;
 
     // Leader terms, with the appointment that opened each as its evidence.
-    let mut openings: HashMap<(String, String, String, String, String), RecordRef> = HashMap::new();
+    let mut openings = Openings::new();
     for row in select_in(
         tx,
         "SELECT agency_id, record_id, resident_id, institution_uscc, level, position, effective_on FROM appointments WHERE action = 'APPOINT' AND institution_uscc",
@@ -194,14 +125,7 @@ pub(crate) async fn snapshot(tx: &mut Tx, scope: &Scope) -> Result<Snapshot> {
     )
     .await?
     {
-        let key = (
-            q::text(&row, "resident_id")?,
-            q::text(&row, "institution_uscc")?,
-            q::text(&row, "level")?,
-            q::text(&row, "position")?,
-            q::text(&row, "effective_on")?,
-        );
-        openings.insert(key, record_ref(&row)?);
+        opening(&row, &mut openings)?;
     }
     for row in select_in(
         tx,
@@ -212,31 +136,7 @@ pub(crate) async fn snapshot(tx: &mut Tx, scope: &Scope) -> Result<Snapshot> {
     )
     .await?
     {
-        let term = LeaderTerm {
-            institution: q::uscc(&row, "institution_uscc")?,
-            level: q::code(&row, "level")?,
-            position: q::code(&row, "position")?,
-            rank: q::code(&row, "rank")?,
-            valid_from: q::date(&row, "valid_from")?,
-            valid_to: q::opt_date(&row, "valid_to")?,
-        };
-        let resident_id = q::resident_id(&row)?;
-        let key = (
-            resident_id.to_string(),
-            term.institution.to_string(),
-            term.level.code().to_owned(),
-            term.position.code().to_owned(),
-            term.valid_from.to_string(),
-        );
-        let record = openings
-            .get(&key)
-            .cloned()
-            .unwrap_or_else(|| RecordRef(format!("term/{}", key.0)));
-        snapshot.terms.push(PersonTerm {
-            resident_id,
-            term,
-            record,
-        });
+        snapshot.terms.push(term(&row, &openings)?);
     }
 
     // Entries: hires into the scope's institutions and transfers arriving there.
@@ -257,33 +157,9 @@ pub(crate) async fn snapshot(tx: &mut Tx, scope: &Scope) -> Result<Snapshot> {
     )
     .await?;
     for row in hires.iter().chain(&arrivals) {
-        let event = q::decode_event(row)?;
-        let institution = match event.event_type {
-            crate::domain::PersonnelEventType::Transfer => {
-                event.target.clone().unwrap_or(event.institution.clone())
-            }
-            _ => event.institution.clone(),
-        };
-        let Some(category) = event.category else {
-            continue;
-        };
-        snapshot.entries.push(Entry {
-            resident_id: event.resident_id,
-            institution,
-            category,
-            channel: event.channel,
-            date: event.effective_on,
-            approval_number: event.approval_number,
-            arrival: column(row, "accepted_at")?,
-            record: record_ref(row)?,
-        });
+        snapshot.entries.extend(entry(row)?);
     }
     Ok(snapshot)
-}
-
-/// Whether a finding describes the current roll (and so only a check as of today may change it).
-fn is_current(key: &FindingKey) -> bool {
-    key.period.is_empty()
 }
 
 /// Where a finding's institution sits.
@@ -342,85 +218,14 @@ pub(crate) async fn check_scope(
 
     // Every change is reported, roll findings included, as of `as_of`; `keep` decides only which
     // are written.
-    let now = now_micros();
-    let keeps = |key: &FindingKey| match keep {
-        Keep::Everything => true,
-        Keep::DatedOnly => !is_current(key),
-        Keep::Nothing => false,
-    };
-    let mut changes = Vec::new();
-    for finding in computed {
-        let jurisdiction = jurisdiction_of(&facts, &finding.key.institution);
-        let severity = finding.severity;
-        match existing.remove(&finding.key) {
-            None => changes.push(FindingChange {
-                kind: ChangeKind::Raised,
-                finding: StoredFinding {
-                    finding,
-                    jurisdiction,
-                    open: true,
-                    raised_at: now,
-                    updated_at: now,
-                    resolved_at: None,
-                    version: 1,
-                    alert: Alert::raised(&store.checks().escalation, severity, now),
-                },
-            }),
-            Some(old) if !old.open => changes.push(FindingChange {
-                kind: ChangeKind::Raised,
-                finding: StoredFinding {
-                    finding,
-                    jurisdiction,
-                    open: true,
-                    raised_at: now,
-                    updated_at: now,
-                    resolved_at: None,
-                    version: old.version + 1,
-                    alert: Alert::raised(&store.checks().escalation, severity, now),
-                },
-            }),
-            Some(old) if old.finding != finding || old.jurisdiction != jurisdiction => changes
-                .push(FindingChange {
-                    kind: ChangeKind::Updated,
-                    finding: StoredFinding {
-                        finding,
-                        jurisdiction,
-                        updated_at: now,
-                        version: old.version + 1,
-                        ..old
-                    },
-                }),
-            Some(_) => {}
-        }
-    }
-    for old in existing.into_values() {
-        if old.open {
-            changes.push(FindingChange {
-                kind: ChangeKind::Resolved,
-                finding: StoredFinding {
-                    open: false,
-                    updated_at: now,
-                    resolved_at: Some(now),
-                    version: old.version + 1,
-                    ..old
-                },
-            });
-        }
-    }
-
-    let kept: Vec<&FindingChange> = changes
-        .iter()
-        .filter(|change| keeps(&change.finding.finding.key))
+    let computed = computed
+        .into_iter()
+        .map(|finding| {
+            let jurisdiction = jurisdiction_of(&facts, &finding.key.institution);
+            (finding, jurisdiction)
+        })
         .collect();
-    if !kept.is_empty() {
-        let stored: Vec<&StoredFinding> = kept.iter().map(|change| &change.finding).collect();
-        write_findings(tx, &stored).await?;
-        let events = kept
-            .iter()
-            .map(|change| (FeedEventType::from(change.kind), &change.finding));
-        feed::append(store, tx, events).await?;
-    }
-    Ok(changes)
+    settle(store, tx, computed, existing, keep).await
 }
 
 /// The lock keys of a scope: what concurrent checks of overlapping scopes must not read apart.
@@ -530,7 +335,10 @@ impl Store {
     }
 
     /// Every institution with data or findings in a jurisdiction (everything for `None`), sorted.
-    pub(crate) async fn institutions_in(&self, jurisdiction: Option<&Jurisdiction>) -> Result<Vec<String>> {
+    pub(crate) async fn institutions_in(
+        &self,
+        jurisdiction: Option<&Jurisdiction>,
+    ) -> Result<Vec<String>> {
         let mut all: BTreeSet<String> = BTreeSet::new();
         for sql in [
             "SELECT uscc AS u FROM institutions",

@@ -25,6 +25,9 @@ args.add_argument("--screenshots", required=True)
 args.add_argument("--resident", required=True, help="the ghost's resident ID, whole")
 args.add_argument("--masked", required=True, help="the same ID as masked readers see it")
 args.add_argument("--institution", required=True)
+args.add_argument("--newcomer", required=True,
+                  help="the resident ID of a ghost the hub side pushes while the live page is open")
+args.add_argument("--item", required=True, help="a ledger item's id")
 opts = args.parse_args()
 os.makedirs(opts.screenshots, exist_ok=True)
 
@@ -116,6 +119,10 @@ with sync_playwright() as playwright:
     check(page.locator("#open-table").inner_text().find("吃空饷") >= 0,
           "the overview counts the open 吃空饷 finding")
     check(page.locator("#viewer").inner_text() == "140100 纪检监察", "the viewer is named")
+    check(page.locator("#trend-chart circle").count() == 12, "the trend has twelve weeks")
+    check(page.locator("#severity-chart rect").count() == 5, "the severity mix")
+    check(page.locator("#overdue-table").inner_text().find(opts.institution) >= 0,
+          "the overdue ledger item counts for its department")
     shot(page, "overview-zh")
     page.click("a.lang")
     page.wait_for_url("**/?lang=en")
@@ -144,6 +151,9 @@ with sync_playwright() as playwright:
           "discipline: explanation whole")
     check(page.locator("#evidence tbody tr").count() >= 1, "the finding's evidence is listed")
     check(page.locator("#alert-state").inner_text() == "待处理", "the alert is open")
+    check(page.locator("#ladder li").count() == 4 and
+          page.locator("#ladder li[aria-current=step]").inner_text().startswith("0"),
+          "the escalation ladder, at its first step")
     version_before = int(page.locator("#version").inner_text())
     shot(page, "finding-discipline")
     page.fill("#transition input[name=note]", "已电话核实")
@@ -165,19 +175,79 @@ with sync_playwright() as playwright:
               "to": "RECTIFYING", "form_token": token},
         headers={"Origin": ORIGIN}, max_redirects=0)
     check(stale.status == 409 and "ABORTED" in stale.text(), "a stale form is refused (409)")
+
+    # The live page: the feed's events as they come, over server-sent events from the hub's own
+    # origin. The earlier finding is there (a new subscription starts a day back); then the hub
+    # side pushes a payroll line over gRPC and the new finding must appear within 2 s.
+    discipline.goto("/live")
+    page.wait_for_selector("#live-status[data-state=connected]")
+    page.wait_for_selector(f"#live-events tr:has-text('{opts.resident}')")
+    print("READY live", flush=True)
+    check(sys.stdin.readline().strip() == "PUSHED", "the hub side pushed")
+    try:
+        row = page.wait_for_selector(f"#live-events tr:has-text('{opts.newcomer}')", timeout=2_000)
+        live_seq = int(row.get_attribute("data-seq"))
+        check("吃空饷" in row.inner_text(), "the live row names the rule in Chinese")
+        check(row.query_selector("a[href^='/finding?']") is not None, "the live row links the finding")
+    except Exception as error:  # a timeout: the push did not show within 2 s
+        check(False, f"the push made over gRPC did not appear on the live page within 2 s: {error}")
+        live_seq = 0
+    shot(page, "live-discipline")
+    # Resuming: a stream opened with the id before that event (as EventSource reconnects) starts
+    # with that event.
+    resumed = page.evaluate("""async (after) => {
+        const controller = new AbortController();
+        const response = await fetch('/live/events', {headers: {'Last-Event-ID': String(after)},
+                                                      signal: controller.signal});
+        const reader = response.body.getReader();
+        const decoder = new TextDecoder();
+        let text = '';
+        for (;;) {
+            const {value, done} = await reader.read();
+            if (done) return null;
+            text += decoder.decode(value, {stream: true});
+            const match = text.match(/^id: ?(\\d+)$/m);
+            if (match) { controller.abort(); return Number(match[1]); }
+        }
+    }""", live_seq - 1)
+    check(resumed == live_seq, f"a stream resumed after {live_seq - 1} starts at {live_seq}, not {resumed}")
+
+    # The institution's page, whole for discipline.
+    institution_path = "/institution?" + urlencode({"uscc": opts.institution, "period": "2024-01"})
+    discipline.goto(institution_path)
+    check(page.locator("#quotas-table tbody tr").count() >= 1, "the institution's quotas")
+    check(opts.resident in page.locator("#payroll-table").inner_text(),
+          "discipline sees the payroll's resident IDs whole")
+    check(page.locator("#institution-findings tbody tr").count() >= 2,
+          "the institution's open findings")
+    check("年度核查发现的问题" in page.locator("#institution-items").inner_text(),
+          "the institution's ledger items")
+    check(page.locator("#roll-table tbody tr").count() == 1, "one person on the roll")
+    shot(page, "institution-discipline")
+    discipline.goto("/institution")
+    check(opts.institution in page.locator("#institutions-table").inner_text(),
+          "the index lists institutions with open findings")
+    shot(page, "institutions")
+    check(page.locator("nav a[href='/audit']").count() == 1, "discipline may open the audit trail")
     discipline.finish()
     result["version_after"] = version_after
+    result["live_seq"] = live_seq
 
     # Finance: the same finding, the resident ID masked everywhere.
     finance = Browser(chromium, "finance")
     page = finance.page
     finance.goto("/findings?rule=PAID_NOT_ON_ROLL")
     rows = page.locator("#findings-table tbody tr")
-    check(rows.count() == 1, "finance lists the finding")
-    check(opts.resident not in page.content(), "finance's list never shows the whole ID")
+    # Two ghosts by now: the one pushed while the live page was open too.
+    check(rows.count() == 2, f"finance lists both findings, not {rows.count()}")
+    check(opts.resident not in page.content() and opts.newcomer not in page.content(),
+          "finance's list never shows the whole ID")
     shot(page, "findings-finance")
-    rows.first.locator("a").first.click()
-    page.wait_for_selector("#explanation")
+    links = [rows.nth(i).locator("a").first.get_attribute("href") for i in range(rows.count())]
+    for link in links:
+        finance.goto(link)
+        if opts.masked in page.locator("#explanation").inner_text():
+            break
     content = page.content()
     check(opts.resident not in content, "finance's finding page never shows the whole ID")
     check(opts.masked in page.locator("#explanation").inner_text(),
@@ -185,6 +255,19 @@ with sync_playwright() as playwright:
     check(page.locator("#masked-note").count() == 1, "finance is told data is masked")
     check(page.locator("#transition").count() == 0, "finance has no transition form")
     shot(page, "finding-finance")
+    finance.goto("/institution?" + urlencode({"uscc": opts.institution, "period": "2024-01"}))
+    content = page.content()
+    check(opts.resident not in content and opts.newcomer not in content,
+          "finance's institution page never shows a whole resident ID")
+    check(opts.masked in page.locator("#payroll-table").inner_text(),
+          "finance sees masked IDs on the payroll")
+    check(page.locator("#masked-note").count() == 1, "finance is told data is masked")
+    shot(page, "institution-finance")
+    finance.goto("/live")
+    page.wait_for_selector("#live-status[data-state=connected]")
+    page.wait_for_selector(f"#live-events tr:has-text('{opts.masked}')")
+    check(opts.resident not in page.content(), "finance's live page shows masked IDs only")
+    shot(page, "live-finance")
     finance.finish()
 
     # HR: no transition form; a forged POST with a good token and origin is refused by policy,
@@ -212,13 +295,62 @@ with sync_playwright() as playwright:
                                          headers={"Origin": "https://evil.example"},
                                          max_redirects=0)
     check(cross_site.status == 403, "a POST from another origin is refused")
+    check(page.locator("nav a[href='/audit']").count() == 0, "HR is not offered the audit trail")
+    hr.goto("/audit", status=403)
+    check("贵单位无权" in page.content(), "HR is refused the audit trail")
+    hr.errors = [e for e in hr.errors if "403" not in e]
     hr.finish()
 
     # The staffing office: the overview and the list (screenshots for the README).
     office = Browser(chromium, "staffing-office")
+    page = office.page
     office.goto("/")
-    shot(office.page, "overview-staffing-office")
+    shot(page, "overview-staffing-office")
+    # The ledger board: the item, overdue, by department; sorted by a column; its timeline.
+    office.goto("/ledger")
+    items = page.locator("#items-table tbody tr")
+    check(items.count() == 1 and "年度核查发现的问题" in items.first.inner_text(), "the board lists the item")
+    check(page.locator("#items-table tbody tr.overdue").count() == 1, "the item is marked overdue")
+    check(page.locator("#departments-table").inner_text().find(opts.institution) >= 0,
+          "the board counts items by department")
+    shot(page, "ledger")
+    page.click("#items-table thead a:has-text('整改期限')")
+    page.wait_for_selector("#items-table th[aria-sort=ascending]")
+    page.click("#items-table thead a:has-text('整改期限')")
+    page.wait_for_selector("#items-table th[aria-sort=descending]")
+    check("sort=-due" in page.url, "the order is in the link")
+    with page.expect_download() as download:
+        page.click("#csv")
+    ledger_csv = open(download.value.path(), encoding="utf-8-sig").read()
+    check(opts.item in ledger_csv, "the board's CSV holds the item")
+    office.goto("/ledger/item?" + urlencode({"id": opts.item}))
+    check(page.locator("#steps li").count() >= 1, "the item's step timeline")
+    shot(page, "ledger-item")
+    office.goto("/ledger/report?from=2020-01-01")
+    check(page.locator("#report-table tbody tr").count() >= 1, "the 定期对账 report has a row")
+    shot(page, "ledger-report")
+    office.goto("/institution?" + urlencode({"uscc": opts.institution}))
+    shot(page, "institution-staffing-office")
+    office.goto("/?lang=en")
+    check(page.locator("nav a[href='/ledger?lang=en']").count() == 1, "links keep the language")
     office.finish()
+
+    # Audit: the trail with its verification state (checkpoints at every append in this test).
+    auditor = Browser(chromium, "audit")
+    page = auditor.page
+    auditor.goto("/audit")
+    check(page.locator("#audit-table tbody tr").count() >= 1, "the trail lists entries")
+    check(page.locator("#verify-state").get_attribute("data-state") == "ok",
+          "every entry shown checks against the latest checkpoint")
+    check(int(page.locator("#verified-count").inner_text()) >= 1, "entries verified by inclusion")
+    check(page.locator("#audit-table tr[data-included=bad]").count() == 0, "no entry fails")
+    shot(page, "audit")
+    auditor.goto("/audit?" + urlencode({"agency": "140100/discipline"}))
+    rows = page.locator("#audit-table tbody tr")
+    check(rows.count() >= 1 and all("140100/discipline" in rows.nth(i).inner_text()
+                                    for i in range(rows.count())),
+          "the trail filters by agency")
+    auditor.finish()
 
     # A browser with no certificate, and one with a certificate the registry does not know: the
     # refusal page in both languages. The 403 of the page itself is logged by Chromium.

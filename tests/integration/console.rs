@@ -10,10 +10,13 @@
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
 
 use quotahub::domain::AgencyKind;
+use quotahub::domain::audit::LogSigner;
 use quotahub::proto;
-use quotahub::store::trust::AuditFilter;
+use quotahub::store::trust::{AuditFilter, CheckpointPolicy};
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::process::Command;
 
 use crate::helpers::*;
@@ -53,13 +56,14 @@ fn masked(id: &str) -> String {
 }
 
 /// The agencies' certificates as the browsers load them: `{kind}.pem` and `{kind}-key.pem`, and
-/// `unregistered.pem`, issued by the hub's CA for 140100's audit office but never registered.
+/// `unregistered.pem`, issued by the hub's CA for 140100's organization department but never registered.
 fn certificate_files(dir: &Path) {
     let write = |name: &str, certificate: &quotahub::pki::CertifiedKey| {
         std::fs::write(dir.join(format!("{name}.pem")), &certificate.cert_pem).unwrap();
         std::fs::write(dir.join(format!("{name}-key.pem")), &certificate.key_pem).unwrap();
     };
     for (name, kind) in [
+        ("audit", AgencyKind::Audit),
         ("discipline", AgencyKind::Discipline),
         ("finance", AgencyKind::Finance),
         ("hr", AgencyKind::Hr),
@@ -70,7 +74,7 @@ fn certificate_files(dir: &Path) {
     let stranger = pki()
         .ca
         .issue_agency(
-            &agency("140100", AgencyKind::Audit),
+            &agency("140100", AgencyKind::Organization),
             quotahub::pki::Validity::default_leaf(),
         )
         .unwrap();
@@ -81,7 +85,16 @@ async fn each_agency_sees_and_does_in_the_console_what_the_api_allows(backend: B
     let Some(python) = python().await else {
         return;
     };
-    let app = TestApp::spawn_with_console(backend).await;
+    // Checkpoints at every append, so that the audit page has entries to verify.
+    let key_dir = tempfile::tempdir().unwrap();
+    let key_path = key_dir.path().join("audit-log.key");
+    quotahub::pki::log_key(&key_path, "test.quotahub/audit-log").unwrap();
+    let log = CheckpointPolicy {
+        signer: LogSigner::parse(&std::fs::read_to_string(&key_path).unwrap()).unwrap(),
+        every_entries: 1,
+        every_micros: i64::MAX,
+    };
+    let app = TestApp::spawn_with_console_logged(backend, log).await;
     let console = app.console.expect("the console is on");
 
     // An organ with a quota of 5 and one person; a ghost paid by it (吃空饷, about a person).
@@ -103,13 +116,16 @@ async fn each_agency_sees_and_does_in_the_console_what_the_api_allows(backend: B
         .await
         .unwrap();
 
+    // A ledger item on the organ, long overdue, with a step.
+    let item = crate::ledger::open_by_hand(&app, &unit, "2020-01-31").await;
+
     let certs = tempfile::tempdir().unwrap();
     certificate_files(certs.path());
     let screenshots = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join("console-screenshots")
         .join(format!("{backend:?}").to_lowercase());
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/console.py");
-    let output = Command::new(&python)
+    let mut child = Command::new(&python)
         .arg(&script)
         .args([
             "--url",
@@ -124,18 +140,47 @@ async fn each_agency_sees_and_does_in_the_console_what_the_api_allows(backend: B
             &masked(&resident(2)),
             "--institution",
             &unit,
+            "--newcomer",
+            &resident(3),
+            "--item",
+            &item.id,
         ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
-        .output()
-        .await
+        .spawn()
         .expect("run the browser script");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    print!("{stdout}");
+    // The script says when the live page is open; the push is made then, over gRPC, and the
+    // script waits (with a deadline) for it to appear on the page.
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let stderr = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text).await;
+        text
+    });
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stdout = String::new();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        println!("{line}");
+        if line == "READY live" {
+            app.finance("140100")
+                .await
+                .push_payroll_line(payroll("ghost-3", &resident(3), &unit, "2024-01"))
+                .await
+                .unwrap();
+            stdin.write_all(b"PUSHED\n").await.unwrap();
+            stdin.flush().await.unwrap();
+        }
+        stdout.push_str(&line);
+        stdout.push('\n');
+    }
+    let status = child.wait().await.expect("the browser script ends");
+    let stderr = stderr.await.unwrap();
     assert!(
-        output.status.success(),
-        "tests/browser/console.py failed ({}):\n{stdout}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
+        status.success(),
+        "tests/browser/console.py failed ({status}):\n{stdout}\n{stderr}"
     );
     let _ = writeln!(
         std::io::stderr(),
@@ -164,14 +209,21 @@ async fn each_agency_sees_and_does_in_the_console_what_the_api_allows(backend: B
         .unwrap()
         .into_inner()
         .findings;
-    assert_eq!(findings.len(), 1);
-    assert_eq!(findings[0].subject, resident(2));
     assert_eq!(
-        findings[0].alert_state,
+        findings.len(),
+        2,
+        "the ghost of the page, and the one pushed meanwhile"
+    );
+    let acknowledged = findings
+        .iter()
+        .find(|finding| finding.subject == resident(2))
+        .unwrap();
+    assert_eq!(
+        acknowledged.alert_state,
         proto::AlertState::Acknowledged as i32
     );
     assert_eq!(
-        Some(findings[0].version),
+        Some(acknowledged.version),
         result["version_after"].as_u64(),
         "the version the page showed after the transition is the stored one"
     );
@@ -214,19 +266,64 @@ async fn each_agency_sees_and_does_in_the_console_what_the_api_allows(backend: B
         "no certificate"
     );
     assert!(
-        has("140100/audit", "console GET /", "UNAUTHENTICATED"),
+        has("140100/organization", "console GET /", "UNAUTHENTICATED"),
         "unregistered"
     );
-    let page_entry = entries
+    // The live page's stream: opened (naming the calls), and its end recorded with the cursor.
+    assert!(has("140100/discipline", "console GET /live/events", "OK"));
+    let opened = entries
         .iter()
-        .find(|row| row.entry.method == "console GET /finding")
+        .find(|row| row.entry.method == "console GET /live/events")
         .unwrap();
     assert!(
-        page_entry
+        opened
             .entry
             .touched
-            .contains("/quotahub.v1.ReconciliationService/ListFindings"),
-        "a page's entry names the calls it made: {}",
-        page_entry.entry.touched
+            .contains("/quotahub.v1.FeedService/Subscribe"),
+        "{}",
+        opened.entry.touched
     );
+    // The audit trail is the auditors' and inspectors': HR is refused it.
+    assert!(has("140100/audit", "console GET /audit", "OK"));
+    assert!(has("140100/hr", "console GET /audit", "PERMISSION_DENIED"));
+    // The live page acknowledged what it showed (the subscription's cursor moved past the
+    // newcomer's event), and the stream's end, once the browser left, is in the trail with it.
+    let mut feed = proto::feed_service_client::FeedServiceClient::new(
+        app.channel(&agency("140100", AgencyKind::Discipline)).await,
+    );
+    let live_seq = result["live_seq"].as_u64().unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let acked = feed
+            .get_subscription(proto::SubscriptionName {
+                name: "console-live".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .acked_seq;
+        app.audit.flush().await;
+        let ended = app
+            .store
+            .audit_entries(&AuditFilter {
+                limit: 100_000,
+                ..AuditFilter::default()
+            })
+            .await
+            .unwrap()
+            .into_iter()
+            .any(|row| {
+                row.entry.method == "console GET /live/events (ended)"
+                    && row.entry.touched.contains("events sent")
+            });
+        if acked >= live_seq && ended {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the console acknowledged through {acked}, not the shown {live_seq}, or the \
+             stream's end is not in the trail ({ended})"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

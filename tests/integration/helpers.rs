@@ -260,10 +260,13 @@ impl TestApp {
         TestApp::start_full(db, Limits::default(), Some(interval), None).await
     }
 
-    /// A hub with the supervision console on a port of its own.
-    pub async fn spawn_with_console(backend: Backend) -> TestApp {
+    /// A hub with the supervision console on a port of its own, that signs audit-log checkpoints thus.
+    pub async fn spawn_with_console_logged(
+        backend: Backend,
+        log: quotahub::store::trust::CheckpointPolicy,
+    ) -> TestApp {
         let db = TestDb::new(backend).await;
-        TestApp::start_with(db, Limits::default(), None, None, true, None).await
+        TestApp::start_with(db, Limits::default(), None, None, true, Some(log)).await
     }
 
     async fn start(db: TestDb, limits: Limits) -> TestApp {

@@ -331,8 +331,11 @@ async fn open(store: &Store) -> BTreeMap<String, (i64, i64, Vec<String>)> {
         .collect()
 }
 
-async fn incremental_equals_from_scratch(ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let db = TestDb::new(Backend::Sqlite).await;
+async fn incremental_equals_from_scratch(
+    backend: Backend,
+    ops: Vec<Op>,
+) -> Result<(), TestCaseError> {
+    let db = TestDb::new(backend).await;
     let store = Store::connect(db.url(), &StoreOptions::default())
         .await
         .unwrap()
@@ -377,6 +380,21 @@ proptest! {
     #[test]
     fn findings_kept_push_by_push_equal_a_full_recheck(ops in prop::collection::vec(op(), 1..45)) {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        runtime.block_on(incremental_equals_from_scratch(ops))?;
+        runtime.block_on(incremental_equals_from_scratch(Backend::Sqlite, ops))?;
+    }
+}
+
+proptest! {
+    // A database per case: fewer cases, the same code paths in the other dialect.
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    #[test]
+    fn on_postgres_findings_kept_push_by_push_equal_a_full_recheck(
+        ops in prop::collection::vec(op(), 1..45)
+    ) {
+        if postgres_given() {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(incremental_equals_from_scratch(Backend::Postgres, ops))?;
+        }
     }
 }

@@ -36,7 +36,14 @@ async fn stored(store: &Store) -> Vec<String> {
             limit: u32::MAX,
             ..FindingFilter::default()
         };
-        all.extend(store.findings(&filter).await.unwrap().iter().map(comparable));
+        all.extend(
+            store
+                .findings(&filter)
+                .await
+                .unwrap()
+                .iter()
+                .map(comparable),
+        );
     }
     all
 }
@@ -73,7 +80,10 @@ async fn set_based_equals_oracle(backend: Backend, ops: Vec<Op>) -> Result<(), T
 
     // From nothing, each engine raises the same findings.
     forget(&store).await;
-    store.reconcile_by_snapshot(None, today, false).await.unwrap();
+    store
+        .reconcile_by_snapshot(None, today, false)
+        .await
+        .unwrap();
     let oracle = stored(&store).await;
     let after_oracle = store.reconcile(None, today, true).await.unwrap();
     prop_assert_eq!(changes(&after_oracle.changes), Vec::<String>::new());
@@ -81,7 +91,10 @@ async fn set_based_equals_oracle(backend: Backend, ops: Vec<Op>) -> Result<(), T
     forget(&store).await;
     store.reconcile(None, today, false).await.unwrap();
     prop_assert_eq!(&stored(&store).await, &oracle);
-    let after_set = store.reconcile_by_snapshot(None, today, true).await.unwrap();
+    let after_set = store
+        .reconcile_by_snapshot(None, today, true)
+        .await
+        .unwrap();
     prop_assert_eq!(changes(&after_set.changes), Vec::<String>::new());
 
     // Every rule written again as plain SQL (the benchmark's baseline) finds the same keys, but
@@ -109,13 +122,18 @@ async fn set_based_equals_oracle(backend: Backend, ops: Vec<Op>) -> Result<(), T
 
     // Another date: the same changes reported (the roll's against today's findings too).
     let before = chrono::NaiveDate::from_ymd_opt(2023, 6, 1).unwrap();
-    let by_oracle = store.reconcile_by_snapshot(None, before, true).await.unwrap();
+    let by_oracle = store
+        .reconcile_by_snapshot(None, before, true)
+        .await
+        .unwrap();
     let by_set = store.reconcile(None, before, true).await.unwrap();
     prop_assert_eq!(changes(&by_set.changes), changes(&by_oracle.changes));
     Ok(())
 }
 
 fn run(backend: Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
+    // Sets up the logs when TEST_LOG asks for them.
+    let _ = pki();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -352,7 +370,10 @@ mod jobs {
         .unwrap();
 
         let (_, stopped) = tokio::sync::watch::channel(false);
-        store.take_lease("reconcile", "test-replica", 60).await.unwrap();
+        store
+            .take_lease("reconcile", "test-replica", 60)
+            .await
+            .unwrap();
         store.run_rechecks(&lease(), &stopped).await.unwrap();
 
         let done = store.recheck_job(&job.id).await.unwrap().unwrap();
@@ -366,7 +387,10 @@ mod jobs {
             })
             .await
             .unwrap();
-        assert!(kept.iter().all(|f| f.finding.key.institution == second), "{kept:?}");
+        assert!(
+            kept.iter().all(|f| f.finding.key.institution == second),
+            "{kept:?}"
+        );
         assert!(!kept.is_empty());
         assert_eq!(done.raised, kept.len() as i64);
     }

@@ -1,0 +1,1357 @@
+//! Deciding the findings of the rule inputs a push changed (its dirty keys, [`DirtySet`]), at the
+//! cost of the change rather than of the history it touches.
+//!
+//! A key is decided from the few rows it names, read by index: a person's spells and pay of the
+//! period, an institution's quotas, the entries of one year, the terms on one post. The numbers
+//! that grow with an institution (the people on a roll on a date) are kept as counts in the
+//! push's transaction (`roll_counts`, [`Headcount::shifts`]) and read as one row, so a hire into a
+//! 5,000-person institution reads what a hire into a 10-person one does. Keys whose rule is a
+//! function of such a count are decided by [`aggregates`]; the rest by the oracle
+//! ([`rules::check`]) over the rows read, keeping only the findings the keys cover. A key that
+//! reads an institution's registry entry (a new entry can move every finding of it) is decided by
+//! the scope path in [`super::reconcile`], over the whole institution.
+//!
+//! Then [`settle`] compares with the findings stored for the keys, writes what changed (under the
+//! version guard) and appends the changes to the feed, as every check does.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::NaiveDate;
+use sqlx::any::AnyRow;
+
+use super::codec::column;
+use super::feed::{self, FeedEventType};
+use super::findings::{Alert, ChangeKind, StoredFinding, decode_finding, write_findings};
+use super::query::{self as q, Stored};
+use super::{Tx, Value, now_micros, select_in};
+use crate::domain::aggregates::{self, Aggregates, Headcount, Plans, Quotas};
+use crate::domain::dirty::{DirtyKey, DirtySet, Rewrite};
+use crate::domain::findings::{
+    EVIDENCE_SAMPLE, Entry, Finding, FindingKey, InstitutionFacts, PersonSpell, PersonTerm, Pushed,
+    RecordRef, RuleCode, Scope, Snapshot,
+};
+use crate::domain::roll::LeaderTerm;
+use crate::domain::roll::Spell;
+use crate::domain::{
+    Coded, InstitutionStatus, PersonStatus, PersonnelEventType, QuotaCategory, ResidentId, Uscc,
+    rules,
+};
+use crate::error::Result;
+use crate::store::{Backend, Store};
+
+/// One change to one finding.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FindingChange {
+    /// What happened.
+    pub kind: ChangeKind,
+    /// The finding after the change.
+    pub finding: StoredFinding,
+}
+
+/// Which of a check's changes are kept. Every change is reported, whatever is kept; findings of
+/// the current roll (period ""), which describe today only, are kept only by a check as of today.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// Keep every change (a check as of today).
+    Everything,
+    /// Keep changes to dated findings only; a check as of another day cannot speak for today.
+    DatedOnly,
+    /// Keep nothing: report what would change.
+    Nothing,
+}
+
+/// Rows the checks have read since the store started: what the complexity test holds to the dirty
+/// keys (a count of work, not of time).
+#[derive(Debug, Default)]
+pub struct CheckReads(AtomicU64);
+
+impl CheckReads {
+    /// Rows read so far.
+    pub fn rows(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn add(&self, rows: usize) {
+        self.0.fetch_add(rows as u64, Ordering::Relaxed);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rows into the rules' types (shared with the scope snapshot).
+
+pub(super) fn record_ref(row: &AnyRow) -> Result<RecordRef> {
+    let agency: String = column(row, "agency_id")?;
+    let record: String = column(row, "record_id")?;
+    Ok(RecordRef(format!("{agency}/{record}")))
+}
+
+pub(super) fn pushed<T>(stored: Stored<T>) -> Pushed<T> {
+    Pushed {
+        id: RecordRef(format!("{}/{}", stored.agency_id, stored.record_id)),
+        record: stored.record,
+        accepted_at: stored.accepted_at,
+    }
+}
+
+pub(super) fn list(set: impl IntoIterator<Item = String>) -> Vec<String> {
+    let unique: BTreeSet<String> = set.into_iter().collect();
+    unique.into_iter().collect()
+}
+
+/// The records of `table` that belong to these institutions.
+pub(super) async fn load<T>(
+    tx: &mut Tx,
+    table: &str,
+    institutions: &[String],
+    decode: fn(&AnyRow) -> Result<Stored<T>>,
+) -> Result<Vec<Pushed<T>>> {
+    let sql = format!("SELECT * FROM {table} WHERE institution_uscc");
+    select_in(tx, &sql, "", &[], institutions)
+        .await?
+        .iter()
+        .map(|row| decode(row).map(pushed))
+        .collect()
+}
+
+/// A registry row as the rules see it.
+pub(super) fn facts(row: &AnyRow) -> Result<InstitutionFacts> {
+    let stored = q::decode_institution(row)?;
+    let i = &stored.record;
+    Ok(InstitutionFacts {
+        uscc: i.uscc.clone(),
+        jurisdiction: i.jurisdiction.clone(),
+        kind: i.kind,
+        grade: i.grade,
+        funding_form: i.funding_form,
+        status: i.status,
+        status_since: i.status_since,
+        political_legal: i.political_legal,
+        record: RecordRef(format!("{}/{}", stored.agency_id, stored.record_id)),
+    })
+}
+
+/// An entry (a hire, or a transfer arriving) from a `personnel_events` row; `None` without a
+/// category.
+pub(super) fn entry(row: &AnyRow) -> Result<Option<Entry>> {
+    let event = q::decode_event(row)?;
+    let institution = match event.event_type {
+        PersonnelEventType::Transfer => event.target.clone().unwrap_or(event.institution.clone()),
+        _ => event.institution.clone(),
+    };
+    let Some(category) = event.category else {
+        return Ok(None);
+    };
+    Ok(Some(Entry {
+        resident_id: event.resident_id,
+        institution,
+        category,
+        channel: event.channel,
+        date: event.effective_on,
+        approval_number: event.approval_number,
+        arrival: column(row, "accepted_at")?,
+        record: record_ref(row)?,
+    }))
+}
+
+/// The appointment that opened each term: (resident, institution, level, position, from).
+pub(super) type Openings = HashMap<(String, String, String, String, String), RecordRef>;
+
+pub(super) fn opening(row: &AnyRow, openings: &mut Openings) -> Result<()> {
+    let key = (
+        q::text(row, "resident_id")?,
+        q::text(row, "institution_uscc")?,
+        q::text(row, "level")?,
+        q::text(row, "position")?,
+        q::text(row, "effective_on")?,
+    );
+    openings.insert(key, record_ref(row)?);
+    Ok(())
+}
+
+/// A `leader_terms` row, with the appointment that opened it as its evidence.
+pub(super) fn term(row: &AnyRow, openings: &Openings) -> Result<PersonTerm> {
+    let term = LeaderTerm {
+        institution: q::uscc(row, "institution_uscc")?,
+        level: q::code(row, "level")?,
+        position: q::code(row, "position")?,
+        rank: q::code(row, "rank")?,
+        valid_from: q::date(row, "valid_from")?,
+        valid_to: q::opt_date(row, "valid_to")?,
+    };
+    let resident_id = q::resident_id(row)?;
+    let key = (
+        resident_id.to_string(),
+        term.institution.to_string(),
+        term.level.code().to_owned(),
+        term.position.code().to_owned(),
+        term.valid_from.to_string(),
+    );
+    let record = openings
+        .get(&key)
+        .cloned()
+        .unwrap_or_else(|| RecordRef(format!("term/{}", key.0)));
+    Ok(PersonTerm {
+        resident_id,
+        term,
+        record,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The roll counts.
+
+/// Moves the stored counts of the rolls a person's rewrite moved: each shift makes its ends change
+/// dates (with the count they had) and moves every change date in its run. A count read is then the
+/// last change on or before the date, one row.
+pub(crate) async fn shift_roll_counts(
+    tx: &mut Tx,
+    shifts: &[aggregates::Shift<(Uscc, QuotaCategory)>],
+) -> Result<()> {
+    for shift in shifts {
+        let (uscc, category) = &shift.key;
+        for day in std::iter::once(shift.from).chain(shift.to) {
+            let values = vec![
+                Value::from(uscc.as_str()),
+                Value::from(category.code()),
+                Value::Text(day.to_string()),
+                Value::from(uscc.as_str()),
+                Value::from(category.code()),
+                Value::Text(day.to_string()),
+            ];
+            execute(
+                tx,
+                "INSERT INTO roll_counts (institution_uscc, category, on_date, people) VALUES ($1, $2, $3, \
+                 COALESCE((SELECT people FROM roll_counts WHERE institution_uscc = $4 AND category = $5 \
+                 AND on_date <= $6 ORDER BY on_date DESC LIMIT 1), 0)) ON CONFLICT DO NOTHING",
+                values,
+            )
+            .await?;
+        }
+        let mut values = vec![
+            Value::Int(shift.by),
+            Value::from(uscc.as_str()),
+            Value::from(category.code()),
+            Value::Text(shift.from.to_string()),
+        ];
+        let sql = match shift.to {
+            Some(to) => {
+                values.push(Value::Text(to.to_string()));
+                "UPDATE roll_counts SET people = people + $1 WHERE institution_uscc = $2 AND category = $3 \
+                 AND on_date >= $4 AND on_date < $5"
+            }
+            None => {
+                "UPDATE roll_counts SET people = people + $1 WHERE institution_uscc = $2 AND category = $3 \
+                 AND on_date >= $4"
+            }
+        };
+        execute(tx, sql, values).await?;
+    }
+    Ok(())
+}
+
+/// Moves the stored count of entries per (institution, category, year) ([`Plans::moves`]).
+pub(crate) async fn count_plan_entries(
+    tx: &mut Tx,
+    moves: &[((Uscc, QuotaCategory, i32), i64)],
+) -> Result<()> {
+    for ((uscc, category, year), by) in moves {
+        execute(
+            tx,
+            "INSERT INTO plan_entries (institution_uscc, category, year, entries) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (institution_uscc, category, year) DO UPDATE SET entries = plan_entries.entries + excluded.entries",
+            vec![
+                Value::from(uscc.as_str()),
+                Value::from(category.code()),
+                Value::Int(i64::from(*year)),
+                Value::Int(*by),
+            ],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Fills the kept counts from the stored spells and events when they are empty and the spells are
+/// not: a database from before the counts existed. Each person's spells are put on as one rewrite
+/// from nothing, exactly as the pushes would have.
+pub(crate) async fn rebuild_counts(store: &Store) -> Result<()> {
+    // Replicas starting together fill them once.
+    let mut tx = store.begin_locked(&["counts".to_owned()]).await?;
+    let counted: Vec<AnyRow> = sqlx::query("SELECT 1 AS one FROM roll_counts LIMIT 1")
+        .fetch_all(&mut *tx)
+        .await?;
+    let spelled: Vec<AnyRow> = sqlx::query("SELECT 1 AS one FROM person_spells LIMIT 1")
+        .fetch_all(&mut *tx)
+        .await?;
+    if !counted.is_empty() || spelled.is_empty() {
+        return Ok(());
+    }
+    tracing::info!("filling the roll and entry counts from the stored history (once)");
+    let mut headcount = Headcount::default();
+    let rows = sqlx::query("SELECT * FROM person_spells ORDER BY resident_id, ordinal")
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut person: Option<String> = None;
+    let mut spells: Vec<Spell> = Vec::new();
+    let put_on = |spells: &mut Vec<Spell>, headcount: &mut Headcount| {
+        let rewrite = Rewrite {
+            before: Vec::new(),
+            after: std::mem::take(spells),
+        };
+        Headcount::shifts(&rewrite)
+            .iter()
+            .for_each(|s| headcount.shift_by(s));
+    };
+    for row in &rows {
+        let resident: String = column(row, "resident_id")?;
+        if person.as_ref() != Some(&resident) {
+            put_on(&mut spells, &mut headcount);
+            person = Some(resident);
+        }
+        spells.push(q::decode_spell(row)?);
+    }
+    put_on(&mut spells, &mut headcount);
+    drop(rows);
+    let counts: Vec<[Value; 4]> = headcount
+        .counts()
+        .map(|((uscc, category), day, n)| {
+            [
+                Value::from(uscc.as_str()),
+                Value::from(category.code()),
+                Value::Text(day.to_string()),
+                Value::Int(n),
+            ]
+        })
+        .collect();
+    super::insert_rows(
+        &mut tx,
+        "INSERT INTO roll_counts (institution_uscc, category, on_date, people)",
+        "",
+        counts,
+    )
+    .await?;
+    sqlx::query(
+        "INSERT INTO plan_entries (institution_uscc, category, year, entries) \
+         SELECT CASE WHEN event_type = 'TRANSFER' THEN COALESCE(target_uscc, institution_uscc) ELSE institution_uscc END, \
+         category, CAST(SUBSTR(effective_on, 1, 4) AS BIGINT), COUNT(*) FROM personnel_events \
+         WHERE corrected_by IS NULL AND event_type IN ('HIRE', 'TRANSFER') AND category IS NOT NULL \
+         GROUP BY 1, 2, 3",
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn execute(tx: &mut Tx, sql: &'static str, values: Vec<Value>) -> Result<()> {
+    let mark = super::mark(tx);
+    let sql = super::plain_on_sqlite(mark, sql);
+    sqlx::query_with(sqlx::AssertSqlSafe(sql), super::bind_all(values)?)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+async fn fetch(
+    tx: &mut Tx,
+    reads: &CheckReads,
+    sql: &'static str,
+    values: Vec<Value>,
+) -> Result<Vec<AnyRow>> {
+    let mark = super::mark(tx);
+    let sql = super::plain_on_sqlite(mark, sql);
+    let rows = sqlx::query_with(sqlx::AssertSqlSafe(sql), super::bind_all(values)?)
+        .fetch_all(&mut **tx)
+        .await?;
+    reads.add(rows.len());
+    Ok(rows)
+}
+
+async fn fetch_in(
+    tx: &mut Tx,
+    reads: &CheckReads,
+    head: &str,
+    tail: &str,
+    fixed: &[Value],
+    keys: &[String],
+) -> Result<Vec<AnyRow>> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = select_in(tx, head, tail, fixed, keys).await?;
+    reads.add(rows.len());
+    Ok(rows)
+}
+
+/// The people on (institution, category)'s roll on `on`, from the kept counts.
+async fn headcount_on(
+    tx: &mut Tx,
+    reads: &CheckReads,
+    (uscc, category): (&Uscc, QuotaCategory),
+    on: NaiveDate,
+) -> Result<i64> {
+    let rows = fetch(
+        tx,
+        reads,
+        "SELECT people FROM roll_counts WHERE institution_uscc = $1 AND category = $2 AND on_date <= $3 \
+         ORDER BY on_date DESC LIMIT 1",
+        vec![
+            Value::from(uscc.as_str()),
+            Value::from(category.code()),
+            Value::Text(on.to_string()),
+        ],
+    )
+    .await?;
+    rows.first()
+        .map_or(Ok(0), |row| column::<i64>(row, "people"))
+}
+
+/// The first [`EVIDENCE_SAMPLE`] people on (institution, category)'s roll on `on`, by resident ID.
+async fn roll_sample(
+    tx: &mut Tx,
+    reads: &CheckReads,
+    backend: Backend,
+    (uscc, category): (&Uscc, QuotaCategory),
+    on: NaiveDate,
+) -> Result<BTreeSet<ResidentId>> {
+    let day = on.to_string();
+    let statuses = [
+        PersonStatus::Active,
+        PersonStatus::Seconded,
+        PersonStatus::OnLeave,
+    ];
+    let mut values = vec![Value::from(uscc.as_str()), Value::from(category.code())];
+    values.extend(statuses.iter().map(|s| Value::from(s.code())));
+    values.extend([Value::Text(day.clone()), Value::Text(day)]);
+    values.push(Value::Int(EVIDENCE_SAMPLE as i64));
+    let sql = format!(
+        "SELECT DISTINCT resident_id FROM person_spells WHERE institution_uscc = $1 AND category = $2 \
+         AND status IN ($3, $4, $5) AND valid_from <= $6 AND (valid_to IS NULL OR valid_to > $7) \
+         ORDER BY {} LIMIT $8",
+        by_id(backend, "resident_id")
+    );
+    let mark = super::mark(tx);
+    let rows = sqlx::query_with(
+        sqlx::AssertSqlSafe(super::plain_on_sqlite(mark, &sql)),
+        super::bind_all(values)?,
+    )
+    .fetch_all(&mut **tx)
+    .await?;
+    reads.add(rows.len());
+    rows.iter().map(q::resident_id).collect()
+}
+
+/// How a sample's rows are ordered: by their id as bytes, as the domain orders evidence, whatever
+/// the PostgreSQL database's collation.
+fn by_id(backend: Backend, column: &str) -> String {
+    match backend {
+        Backend::Sqlite => column.to_owned(),
+        Backend::Postgres => format!("({column}) COLLATE \"C\""),
+    }
+}
+
+/// The entries counted for (institution, category, year) and the plans of that year.
+async fn plans_of(
+    tx: &mut Tx,
+    reads: &CheckReads,
+    (uscc, category, year): (&Uscc, QuotaCategory, i32),
+) -> Result<Plans> {
+    let taken = fetch(
+        tx,
+        reads,
+        "SELECT entries FROM plan_entries WHERE institution_uscc = $1 AND category = $2 AND year = $3",
+        vec![
+            Value::from(uscc.as_str()),
+            Value::from(category.code()),
+            Value::Int(i64::from(year)),
+        ],
+    )
+    .await?
+    .first()
+    .map_or(Ok(0), |row| column::<i64>(row, "entries"))?;
+    let plans: Vec<Pushed<_>> = fetch(
+        tx,
+        reads,
+        "SELECT * FROM staffing_plans WHERE institution_uscc = $1 AND year = $2 AND category = $3",
+        vec![
+            Value::from(uscc.as_str()),
+            Value::Int(i64::from(year)),
+            Value::from(category.code()),
+        ],
+    )
+    .await?
+    .iter()
+    .map(|row| q::decode_plan(row).map(pushed))
+    .collect::<Result<_>>()?;
+    Ok(Plans::known((uscc, category, year), taken, &plans))
+}
+
+/// The first [`EVIDENCE_SAMPLE`] entries of (institution, category, year), by record id.
+async fn entry_sample(
+    tx: &mut Tx,
+    reads: &CheckReads,
+    backend: Backend,
+    (uscc, category, year): (&Uscc, QuotaCategory, i32),
+) -> Result<BTreeSet<RecordRef>> {
+    let order = by_id(backend, "agency_id || '/' || record_id");
+    let mut sample = BTreeSet::new();
+    for (kind, column) in [("HIRE", "institution_uscc"), ("TRANSFER", "target_uscc")] {
+        let sql = format!(
+            "SELECT agency_id, record_id FROM personnel_events WHERE corrected_by IS NULL AND event_type = '{kind}' \
+             AND {column} = $1 AND category = $2 AND effective_on >= $3 AND effective_on <= $4 \
+             ORDER BY {order} LIMIT {EVIDENCE_SAMPLE}"
+        );
+        let mark = super::mark(tx);
+        let values = vec![
+            Value::from(uscc.as_str()),
+            Value::from(category.code()),
+            Value::Text(format!("{year:04}-01-01")),
+            Value::Text(format!("{year:04}-12-31")),
+        ];
+        let rows = sqlx::query_with(
+            sqlx::AssertSqlSafe(super::plain_on_sqlite(mark, &sql)),
+            super::bind_all(values)?,
+        )
+        .fetch_all(&mut **tx)
+        .await?;
+        reads.add(rows.len());
+        for row in &rows {
+            sample.insert(record_ref(row)?);
+        }
+    }
+    Ok(sample.into_iter().take(EVIDENCE_SAMPLE).collect())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deciding dirty keys.
+
+/// Whether a key is decided from counts (and so by [`aggregates`]) rather than from rows.
+fn counted(key: &DirtyKey) -> bool {
+    matches!(
+        key,
+        DirtyKey::Headcount { .. }
+            | DirtyKey::Funding { .. }
+            | DirtyKey::FundedLimit { .. }
+            | DirtyKey::PlanUse { .. }
+    )
+}
+
+/// Whether a key reads a registry entry as a whole (decided by the scope path).
+pub(crate) fn reads_registry(key: &DirtyKey) -> bool {
+    matches!(key, DirtyKey::Registry { .. })
+}
+
+/// Decides the findings `dirty` covers as of `as_of` and reports every change; writes those `keep`
+/// keeps. Keys that read a registry entry as a whole are not decided here (see
+/// [`reads_registry`]); the caller checks their institutions' scope.
+pub(crate) async fn check_dirty(
+    store: &Store,
+    tx: &mut Tx,
+    dirty: &DirtySet,
+    as_of: NaiveDate,
+    keep: Keep,
+) -> Result<Vec<FindingChange>> {
+    let computed = decide(store, tx, dirty, as_of).await?;
+    let covers = |key: &FindingKey| {
+        dirty
+            .keys()
+            .any(|dirty| !reads_registry(dirty) && dirty.covers(key))
+    };
+    let existing = stored_findings(tx, store.check_reads(), dirty, &covers).await?;
+    settle(store, tx, computed, existing, keep).await
+}
+
+/// The findings the keys cover, decided as of `as_of`, each with its jurisdiction.
+pub(crate) async fn decide(
+    store: &Store,
+    tx: &mut Tx,
+    dirty: &DirtySet,
+    as_of: NaiveDate,
+) -> Result<Vec<(Finding, String)>> {
+    let reads = store.check_reads();
+    let config = &store.checks().rules;
+    let keys: Vec<&DirtyKey> = dirty.keys().filter(|k| !reads_registry(k)).collect();
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+
+    // The registry entries the keys name: they place the findings, and say whether an
+    // institution's roster and receipts can be findings at all.
+    let named: Vec<String> = list(keys.iter().filter_map(|k| institution_of(k)));
+    let mut registry: HashMap<String, InstitutionFacts> = HashMap::new();
+    for row in fetch_in(
+        tx,
+        reads,
+        "SELECT * FROM institutions WHERE uscc",
+        "",
+        &[],
+        &named,
+    )
+    .await?
+    {
+        let f = facts(&row)?;
+        registry.insert(f.uscc.to_string(), f);
+    }
+    let vouched = |uscc: &Uscc| {
+        registry
+            .get(uscc.as_str())
+            .is_some_and(|f| f.status == InstitutionStatus::Active)
+    };
+
+    // A decision may find more than its key covers (funding decides SELF_FUNDED_BUDGET_PAY too):
+    // only what some key covers is kept.
+    let mut decided: Vec<Finding> =
+        decide_counted(tx, reads, store.backend(), &keys, &registry, config, as_of)
+            .await?
+            .into_iter()
+            .filter(|f| keys.iter().any(|k| counted(k) && k.covers(&f.key)))
+            .collect();
+
+    let row_keys: Vec<&DirtyKey> = keys.iter().copied().filter(|k| !counted(k)).collect();
+    let snapshot = rows_of(tx, reads, &row_keys, &registry, &vouched, as_of).await?;
+    let everything = Scope {
+        everything: true,
+        ..Scope::default()
+    };
+    decided.extend(
+        rules::check(&snapshot, &everything, as_of, config)
+            .into_iter()
+            .filter(|f| row_keys.iter().any(|k| k.covers(&f.key))),
+    );
+
+    Ok(decided
+        .into_iter()
+        .map(|finding| {
+            let jurisdiction = match registry.get(&finding.key.institution) {
+                Some(facts) => facts.jurisdiction.to_string(),
+                None if finding.key.institution.len() == 18 => {
+                    finding.key.institution[2..8].to_owned()
+                }
+                None => String::new(),
+            };
+            (finding, jurisdiction)
+        })
+        .collect())
+}
+
+fn institution_of(key: &DirtyKey) -> Option<String> {
+    Some(
+        match key {
+            DirtyKey::Headcount { institution, .. }
+            | DirtyKey::Roster { institution }
+            | DirtyKey::Placement { institution, .. }
+            | DirtyKey::Receipts { institution, .. }
+            | DirtyKey::Funding { institution, .. }
+            | DirtyKey::FundedLimit { institution, .. }
+            | DirtyKey::PlanUse { institution, .. }
+            | DirtyKey::ApprovalUse { institution, .. }
+            | DirtyKey::LeaderPosts { institution, .. }
+            | DirtyKey::LeaderGrade { institution, .. }
+            | DirtyKey::Registry { institution, .. } => institution,
+            DirtyKey::Person { .. } | DirtyKey::PersonPeriod { .. } => return None,
+        }
+        .to_string(),
+    )
+}
+
+/// OVER_QUOTA and QUOTA_FULL of the headcount keys, FUNDED_OVER_QUOTA and SELF_FUNDED_BUDGET_PAY
+/// of the funding keys: the kept counts, the quotas and the latest funding, by
+/// [`aggregates::decide_headcount`] and [`aggregates::decide_funding`].
+async fn decide_counted(
+    tx: &mut Tx,
+    reads: &CheckReads,
+    backend: Backend,
+    keys: &[&DirtyKey],
+    registry: &HashMap<String, InstitutionFacts>,
+    config: &crate::domain::findings::RulesConfig,
+    as_of: NaiveDate,
+) -> Result<Vec<Finding>> {
+    let institutions: Vec<String> = list(
+        keys.iter()
+            .filter(|k| counted(k))
+            .filter_map(|k| institution_of(k)),
+    );
+    if institutions.is_empty() {
+        return Ok(Vec::new());
+    }
+    let quotas = {
+        let rows = fetch_in(
+            tx,
+            reads,
+            "SELECT * FROM quotas WHERE institution_uscc",
+            "",
+            &[],
+            &institutions,
+        )
+        .await?;
+        let records: Vec<Pushed<_>> = rows
+            .iter()
+            .map(|row| q::decode_quota(row).map(pushed))
+            .collect::<Result<_>>()?;
+        Quotas::from_records(&records)
+    };
+
+    let mut found = Vec::new();
+    // Funding periods to decide, per (institution, category): every period a funding key names.
+    let mut funded: BTreeMap<(Uscc, QuotaCategory), Vec<&DirtyKey>> = BTreeMap::new();
+    for key in keys {
+        match key {
+            DirtyKey::Headcount {
+                institution,
+                category,
+            } => {
+                let unit = (institution, *category);
+                let people = headcount_on(tx, reads, unit, as_of).await?;
+                let headcount = Headcount::known((institution.clone(), *category), as_of, people);
+                let decide = |sample: &BTreeSet<ResidentId>| {
+                    aggregates::decide_headcount(
+                        institution,
+                        *category,
+                        &headcount,
+                        &quotas,
+                        sample,
+                        config,
+                        as_of,
+                    )
+                };
+                let mut decided = decide(&BTreeSet::new());
+                if !decided.is_empty() {
+                    // Only a finding cites the roll.
+                    decided = decide(&roll_sample(tx, reads, backend, unit, as_of).await?);
+                }
+                found.extend(decided);
+            }
+            DirtyKey::PlanUse {
+                institution,
+                category,
+                year,
+            } => {
+                let unit = (institution, *category, *year);
+                let plans = plans_of(tx, reads, unit).await?;
+                let decide =
+                    |sample: &BTreeSet<RecordRef>| aggregates::decide_plan(unit, &plans, sample);
+                let mut decided = decide(&BTreeSet::new());
+                if decided.is_some() {
+                    decided = decide(&entry_sample(tx, reads, backend, unit).await?);
+                }
+                found.extend(decided);
+            }
+            DirtyKey::Funding {
+                institution,
+                category,
+                ..
+            }
+            | DirtyKey::FundedLimit {
+                institution,
+                category,
+                ..
+            } => funded
+                .entry((institution.clone(), *category))
+                .or_default()
+                .push(key),
+            _ => {}
+        }
+    }
+
+    for ((institution, category), unit_keys) in funded {
+        // The earliest period a key names (none: every period).
+        let first = unit_keys
+            .iter()
+            .map(|key| match key {
+                DirtyKey::Funding { period, .. } => Some(*period),
+                DirtyKey::FundedLimit { periods, .. } => periods.first,
+                _ => None,
+            })
+            .min()
+            .flatten();
+        let rows = fetch(
+            tx,
+            reads,
+            "SELECT * FROM fundings WHERE institution_uscc = $1 AND category = $2 AND period >= $3",
+            vec![
+                Value::from(institution.as_str()),
+                Value::from(category.code()),
+                Value::Text(first.map(|p| p.to_string()).unwrap_or_default()),
+            ],
+        )
+        .await?;
+        let mut aggregates = Aggregates {
+            quotas: quotas.clone(),
+            ..Aggregates::default()
+        };
+        let mut periods = BTreeSet::new();
+        for row in &rows {
+            let funding = pushed(q::decode_funding(row)?);
+            let period = funding.record.period;
+            let named = FindingKey {
+                code: RuleCode::FundedOverQuota,
+                institution: institution.to_string(),
+                subject: category.code().to_owned(),
+                period: period.to_string(),
+            };
+            if unit_keys.iter().any(|k| k.covers(&named)) {
+                periods.insert(period);
+                aggregates.fundings.restate(&funding);
+            }
+        }
+        for period in periods {
+            let day = period.last_day();
+            let people = headcount_on(tx, reads, (&institution, category), day).await?;
+            aggregates.headcount = Headcount::known((institution.clone(), category), day, people);
+            found.extend(aggregates::decide_funding(
+                (&institution, category, period),
+                &aggregates,
+                registry.get(institution.as_str()),
+            ));
+        }
+    }
+    Ok(found)
+}
+
+/// The rows the oracle needs to decide the row keys: each key's own, read by index.
+async fn rows_of(
+    tx: &mut Tx,
+    reads: &CheckReads,
+    keys: &[&DirtyKey],
+    registry: &HashMap<String, InstitutionFacts>,
+    vouched: &(dyn Fn(&Uscc) -> bool + Sync),
+    as_of: NaiveDate,
+) -> Result<Snapshot> {
+    let mut snapshot = Snapshot {
+        institutions: registry.values().cloned().collect(),
+        ..Snapshot::default()
+    };
+    let day = as_of.to_string();
+
+    // People whose every spell the keys read, and rolls read on `as_of`.
+    let mut people: BTreeSet<String> = BTreeSet::new();
+    let mut rosters: BTreeSet<String> = BTreeSet::new();
+    // Pay: (resident, first period, last period) to read.
+    let mut pay: Vec<(String, Option<String>, Option<String>)> = Vec::new();
+    let mut receipts: Vec<(String, String)> = Vec::new();
+    let mut approval_uses: BTreeMap<String, Option<NaiveDate>> = BTreeMap::new();
+    let mut posts: BTreeSet<String> = BTreeSet::new();
+    let mut grades: BTreeSet<(String, String)> = BTreeSet::new();
+    for key in keys {
+        match key {
+            DirtyKey::Roster { institution } if !vouched(institution) => {
+                rosters.insert(institution.to_string());
+            }
+            DirtyKey::Roster { .. } => {}
+            DirtyKey::Placement { resident, .. } => {
+                people.insert(resident.to_string());
+            }
+            DirtyKey::Person { resident, periods } => {
+                people.insert(resident.to_string());
+                pay.push((
+                    resident.to_string(),
+                    periods.first.map(|p| p.to_string()),
+                    periods.last.map(|p| p.to_string()),
+                ));
+            }
+            DirtyKey::PersonPeriod { resident, period } => {
+                people.insert(resident.to_string());
+                let period = Some(period.to_string());
+                pay.push((resident.to_string(), period.clone(), period));
+            }
+            DirtyKey::Receipts {
+                institution,
+                period,
+            } if !vouched(institution) => {
+                receipts.push((institution.to_string(), period.to_string()));
+            }
+            DirtyKey::Receipts { .. } => {}
+            DirtyKey::ApprovalUse { institution, from } => {
+                let earliest = approval_uses
+                    .entry(institution.to_string())
+                    .or_insert(*from);
+                *earliest = match (*earliest, *from) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    _ => None,
+                };
+            }
+            DirtyKey::LeaderPosts { institution, .. } => {
+                posts.insert(institution.to_string());
+            }
+            DirtyKey::LeaderGrade {
+                institution,
+                resident,
+            } => {
+                grades.insert((institution.to_string(), resident.to_string()));
+            }
+            DirtyKey::Headcount { .. }
+            | DirtyKey::Funding { .. }
+            | DirtyKey::FundedLimit { .. }
+            | DirtyKey::PlanUse { .. }
+            | DirtyKey::Registry { .. } => {}
+        }
+    }
+
+    // Spells, once each.
+    let mut spells: BTreeMap<(String, i64), PersonSpell> = BTreeMap::new();
+    let mut keep_spell = |row: &AnyRow| -> Result<()> {
+        let resident = q::resident_id(row)?;
+        let ordinal: i64 = column(row, "ordinal")?;
+        spells.insert(
+            (resident.to_string(), ordinal),
+            PersonSpell {
+                resident_id: resident,
+                spell: q::decode_spell(row)?,
+            },
+        );
+        Ok(())
+    };
+    let people: Vec<String> = people.into_iter().collect();
+    for row in fetch_in(
+        tx,
+        reads,
+        "SELECT * FROM person_spells WHERE resident_id",
+        "",
+        &[],
+        &people,
+    )
+    .await?
+    {
+        keep_spell(&row)?;
+    }
+    let rosters: Vec<String> = rosters.into_iter().collect();
+    for row in fetch_in(
+        tx,
+        reads,
+        "SELECT * FROM person_spells WHERE valid_from <= $1 AND (valid_to IS NULL OR valid_to > $2) AND institution_uscc",
+        "",
+        &[Value::Text(day.clone()), Value::Text(day.clone())],
+        &rosters,
+    )
+    .await?
+    {
+        keep_spell(&row)?;
+    }
+    snapshot.spells = spells.into_values().collect();
+
+    // Live payroll lines, once each.
+    let mut lines: BTreeMap<RecordRef, Pushed<crate::domain::PayrollLine>> = BTreeMap::new();
+    for (resident, first, last) in &pay {
+        let rows =
+            match (first, last) {
+                (Some(first), Some(last)) => fetch(
+                    tx,
+                    reads,
+                    "SELECT * FROM payroll_lines WHERE reverses IS NULL AND reversed_by IS NULL \
+                     AND resident_id = $1 AND period >= $2 AND period <= $3",
+                    vec![
+                        Value::from(resident.as_str()),
+                        Value::from(first.as_str()),
+                        Value::from(last.as_str()),
+                    ],
+                )
+                .await?,
+                (Some(first), None) => fetch(
+                    tx,
+                    reads,
+                    "SELECT * FROM payroll_lines WHERE reverses IS NULL AND reversed_by IS NULL \
+                     AND resident_id = $1 AND period >= $2",
+                    vec![Value::from(resident.as_str()), Value::from(first.as_str())],
+                )
+                .await?,
+                (None, Some(last)) => fetch(
+                    tx,
+                    reads,
+                    "SELECT * FROM payroll_lines WHERE reverses IS NULL AND reversed_by IS NULL \
+                     AND resident_id = $1 AND period <= $2",
+                    vec![Value::from(resident.as_str()), Value::from(last.as_str())],
+                )
+                .await?,
+                (None, None) => fetch(
+                    tx,
+                    reads,
+                    "SELECT * FROM payroll_lines WHERE reverses IS NULL AND reversed_by IS NULL \
+                     AND resident_id = $1",
+                    vec![Value::from(resident.as_str())],
+                )
+                .await?,
+            };
+        for row in &rows {
+            let line = pushed(q::decode_payroll_line(row)?);
+            lines.insert(line.id.clone(), line);
+        }
+    }
+    for (institution, period) in &receipts {
+        let values = || {
+            vec![
+                Value::from(institution.as_str()),
+                Value::from(period.as_str()),
+            ]
+        };
+        for row in fetch(
+            tx,
+            reads,
+            "SELECT * FROM payroll_lines WHERE reverses IS NULL AND reversed_by IS NULL \
+             AND institution_uscc = $1 AND period = $2",
+            values(),
+        )
+        .await?
+        {
+            let line = pushed(q::decode_payroll_line(&row)?);
+            lines.insert(line.id.clone(), line);
+        }
+        for row in fetch(
+            tx,
+            reads,
+            "SELECT * FROM fundings WHERE institution_uscc = $1 AND period = $2",
+            values(),
+        )
+        .await?
+        {
+            snapshot.fundings.push(pushed(q::decode_funding(&row)?));
+        }
+    }
+    snapshot.payroll = lines.into_values().collect();
+
+    // Entries and what they draw on.
+    let mut entries: BTreeMap<RecordRef, Entry> = BTreeMap::new();
+    let mut keep_entries = |rows: Vec<AnyRow>| -> Result<()> {
+        for row in &rows {
+            if let Some(entry) = entry(row)? {
+                entries.insert(entry.record.clone(), entry);
+            }
+        }
+        Ok(())
+    };
+    const HIRES: &str = "SELECT * FROM personnel_events WHERE corrected_by IS NULL AND event_type = 'HIRE' AND institution_uscc = $1";
+    const ARRIVALS: &str = "SELECT * FROM personnel_events WHERE corrected_by IS NULL AND event_type = 'TRANSFER' AND target_uscc = $1";
+    let mut approvals: BTreeMap<RecordRef, Pushed<crate::domain::HiringApproval>> = BTreeMap::new();
+    let every_approval: Vec<String> = approval_uses
+        .iter()
+        .filter(|(_, from)| from.is_none())
+        .map(|(institution, _)| institution.clone())
+        .collect();
+    for approval in load(tx, "hiring_approvals", &every_approval, q::decode_approval).await? {
+        reads.add(1);
+        approvals.insert(approval.id.clone(), approval);
+    }
+    for (institution, from) in &approval_uses {
+        match from {
+            // Every entry's verdict can move.
+            None => {
+                for head in [HIRES, ARRIVALS] {
+                    let values = vec![Value::from(institution.as_str())];
+                    keep_entries(fetch(tx, reads, head, values).await?)?;
+                }
+            }
+            // Entries from `from` on, and the earlier ones that drew on the approvals they cite
+            // (the allocation of a number is decided over every entry citing it).
+            Some(from) => {
+                let mut numbers: BTreeSet<String> = BTreeSet::new();
+                for head in [
+                    concat!(
+                        "SELECT * FROM personnel_events WHERE corrected_by IS NULL AND event_type = 'HIRE' AND institution_uscc = $1",
+                        " AND effective_on >= $2"
+                    ),
+                    concat!(
+                        "SELECT * FROM personnel_events WHERE corrected_by IS NULL AND event_type = 'TRANSFER' AND target_uscc = $1",
+                        " AND effective_on >= $2"
+                    ),
+                ] {
+                    let values = vec![
+                        Value::from(institution.as_str()),
+                        Value::Text(from.to_string()),
+                    ];
+                    let rows = fetch(tx, reads, head, values).await?;
+                    for row in &rows {
+                        numbers.extend(column::<Option<String>>(row, "approval_number")?);
+                    }
+                    keep_entries(rows)?;
+                }
+                let numbers: Vec<String> = numbers.into_iter().collect();
+                let fixed = [Value::from(institution.as_str())];
+                for head in [
+                    "SELECT * FROM personnel_events WHERE corrected_by IS NULL AND event_type = 'HIRE' AND institution_uscc = $1 AND approval_number",
+                    "SELECT * FROM personnel_events WHERE corrected_by IS NULL AND event_type = 'TRANSFER' AND target_uscc = $1 AND approval_number",
+                ] {
+                    keep_entries(fetch_in(tx, reads, head, "", &fixed, &numbers).await?)?;
+                }
+                for row in fetch_in(
+                    tx,
+                    reads,
+                    "SELECT * FROM hiring_approvals WHERE institution_uscc = $1 AND approval_number",
+                    "",
+                    &fixed,
+                    &numbers,
+                )
+                .await?
+                {
+                    approvals.insert(record_ref(&row)?, pushed(q::decode_approval(&row)?));
+                }
+            }
+        }
+    }
+    snapshot.approvals = approvals.into_values().collect();
+    snapshot.entries = entries.into_values().collect();
+
+    // Leader terms on the posts (as of `as_of`) and of the leaders the keys name.
+    let posts: Vec<String> = posts.into_iter().collect();
+    snapshot.leader_posts = load(tx, "leader_posts", &posts, q::decode_post).await?;
+    reads.add(snapshot.leader_posts.len());
+    let mut term_rows = fetch_in(
+        tx,
+        reads,
+        "SELECT * FROM leader_terms WHERE valid_from <= $1 AND (valid_to IS NULL OR valid_to > $2) AND institution_uscc",
+        "",
+        &[Value::Text(day.clone()), Value::Text(day)],
+        &posts,
+    )
+    .await?;
+    let leaders: Vec<String> = list(grades.iter().map(|(_, r)| r.clone()));
+    for row in fetch_in(
+        tx,
+        reads,
+        "SELECT * FROM leader_terms WHERE resident_id",
+        "",
+        &[],
+        &leaders,
+    )
+    .await?
+    {
+        let at: String = column(&row, "institution_uscc")?;
+        let resident: String = column(&row, "resident_id")?;
+        if grades.contains(&(at, resident)) {
+            term_rows.push(row);
+        }
+    }
+    if !term_rows.is_empty() {
+        let holders: Vec<String> = list(
+            term_rows
+                .iter()
+                .map(|row| column::<String>(row, "resident_id"))
+                .collect::<Result<Vec<_>>>()?,
+        );
+        let mut openings = Openings::new();
+        for row in fetch_in(
+            tx,
+            reads,
+            "SELECT agency_id, record_id, resident_id, institution_uscc, level, position, effective_on FROM appointments WHERE action = 'APPOINT' AND resident_id",
+            "",
+            &[],
+            &holders,
+        )
+        .await?
+        {
+            opening(&row, &mut openings)?;
+        }
+        let mut terms: BTreeMap<(String, i64), PersonTerm> = BTreeMap::new();
+        for row in &term_rows {
+            let ordinal: i64 = column(row, "ordinal")?;
+            let term = term(row, &openings)?;
+            terms.insert((term.resident_id.to_string(), ordinal), term);
+        }
+        snapshot.terms = terms.into_values().collect();
+    }
+    Ok(snapshot)
+}
+
+/// The stored findings `covers` holds: those about the keys' people by subject, the rest by
+/// institution and code from the earliest period a key names, so that what is read is bounded by
+/// the keys, not by the findings an institution collected over the years.
+async fn stored_findings(
+    tx: &mut Tx,
+    reads: &CheckReads,
+    dirty: &DirtySet,
+    covers: &(dyn Fn(&FindingKey) -> bool + Sync),
+) -> Result<BTreeMap<FindingKey, StoredFinding>> {
+    use RuleCode as R;
+    let mut residents: BTreeSet<String> = BTreeSet::new();
+    // (code, earliest period or "" for all) -> institutions.
+    let mut by_code: BTreeMap<(RuleCode, String), BTreeSet<String>> = BTreeMap::new();
+    let mut at = |code: RuleCode, institution: &Uscc, from: String| {
+        by_code
+            .entry((code, from))
+            .or_default()
+            .insert(institution.to_string());
+    };
+    for key in dirty.keys().filter(|k| !reads_registry(k)) {
+        match key {
+            DirtyKey::Headcount { institution, .. } => {
+                at(R::OverQuota, institution, String::new());
+                at(R::QuotaFull, institution, String::new());
+            }
+            DirtyKey::Roster { institution } => {
+                at(R::UnregisteredInstitution, institution, String::new());
+            }
+            DirtyKey::Receipts {
+                institution,
+                period,
+            } => at(R::UnregisteredInstitution, institution, period.to_string()),
+            DirtyKey::Funding {
+                institution,
+                period,
+                ..
+            } => {
+                at(R::FundedOverQuota, institution, period.to_string());
+                at(R::SelfFundedBudgetPay, institution, period.to_string());
+            }
+            DirtyKey::FundedLimit {
+                institution,
+                periods,
+                ..
+            } => at(
+                R::FundedOverQuota,
+                institution,
+                periods.first.map(|p| p.to_string()).unwrap_or_default(),
+            ),
+            DirtyKey::PlanUse {
+                institution, year, ..
+            } => at(R::OverPlan, institution, format!("{year:04}")),
+            DirtyKey::ApprovalUse { institution, from } => at(
+                R::HireWithoutApproval,
+                institution,
+                from.map(|d| d.to_string()).unwrap_or_default(),
+            ),
+            DirtyKey::LeaderPosts { institution, .. } => {
+                at(R::OverLeaderPosts, institution, String::new());
+            }
+            DirtyKey::Placement { resident, .. }
+            | DirtyKey::Person { resident, .. }
+            | DirtyKey::PersonPeriod { resident, .. }
+            | DirtyKey::LeaderGrade { resident, .. } => {
+                residents.insert(resident.to_string());
+            }
+            DirtyKey::Registry { .. } => {}
+        }
+    }
+    // One query per code, from the earliest period any key names for it.
+    let mut per_code: BTreeMap<RuleCode, (String, BTreeSet<String>)> = BTreeMap::new();
+    for ((code, from), institutions) in by_code {
+        let (earliest, all) = per_code
+            .entry(code)
+            .or_insert((from.clone(), BTreeSet::new()));
+        if from < *earliest {
+            *earliest = from;
+        }
+        all.extend(institutions);
+    }
+    let mut rows = Vec::new();
+    for (code, (from, institutions)) in per_code {
+        let institutions: Vec<String> = institutions.into_iter().collect();
+        rows.extend(
+            fetch_in(
+                tx,
+                reads,
+                "SELECT * FROM findings WHERE code = $1 AND period >= $2 AND institution_uscc",
+                "",
+                &[Value::from(code.code()), Value::Text(from)],
+                &institutions,
+            )
+            .await?,
+        );
+    }
+    let residents: Vec<String> = residents.into_iter().collect();
+    rows.extend(
+        fetch_in(
+            tx,
+            reads,
+            "SELECT * FROM findings WHERE subject",
+            "",
+            &[],
+            &residents,
+        )
+        .await?,
+    );
+    let mut existing = BTreeMap::new();
+    for row in &rows {
+        let stored = decode_finding(row)?;
+        if covers(&stored.finding.key) {
+            existing.insert(stored.finding.key.clone(), stored);
+        }
+    }
+    Ok(existing)
+}
+
+/// Whether a finding describes the current roll (and so only a check as of today may change it).
+fn is_current(key: &FindingKey) -> bool {
+    key.period.is_empty()
+}
+
+/// Compares what a check decided with what is stored for the same keys: new findings are raised,
+/// changed ones updated, vanished ones resolved, and a resolved one that shows again is raised
+/// again. Reports every change; writes and appends to the feed those `keep` keeps.
+pub(crate) async fn settle(
+    store: &Store,
+    tx: &mut Tx,
+    computed: Vec<(Finding, String)>,
+    mut existing: BTreeMap<FindingKey, StoredFinding>,
+    keep: Keep,
+) -> Result<Vec<FindingChange>> {
+    let now = now_micros();
+    let keeps = |key: &FindingKey| match keep {
+        Keep::Everything => true,
+        Keep::DatedOnly => !is_current(key),
+        Keep::Nothing => false,
+    };
+    let escalation = &store.checks().escalation;
+    let mut changes = Vec::new();
+    for (finding, jurisdiction) in computed {
+        let severity = finding.severity;
+        let raised = |version: i64, finding: Finding, jurisdiction: String| StoredFinding {
+            finding,
+            jurisdiction,
+            open: true,
+            raised_at: now,
+            updated_at: now,
+            resolved_at: None,
+            version,
+            alert: Alert::raised(escalation, severity, now),
+        };
+        match existing.remove(&finding.key) {
+            None => changes.push(FindingChange {
+                kind: ChangeKind::Raised,
+                finding: raised(1, finding, jurisdiction),
+            }),
+            Some(old) if !old.open => changes.push(FindingChange {
+                kind: ChangeKind::Raised,
+                finding: raised(old.version + 1, finding, jurisdiction),
+            }),
+            Some(old) if old.finding != finding || old.jurisdiction != jurisdiction => changes
+                .push(FindingChange {
+                    kind: ChangeKind::Updated,
+                    finding: StoredFinding {
+                        finding,
+                        jurisdiction,
+                        updated_at: now,
+                        version: old.version + 1,
+                        ..old
+                    },
+                }),
+            Some(_) => {}
+        }
+    }
+    for old in existing.into_values() {
+        if old.open {
+            changes.push(FindingChange {
+                kind: ChangeKind::Resolved,
+                finding: StoredFinding {
+                    open: false,
+                    updated_at: now,
+                    resolved_at: Some(now),
+                    version: old.version + 1,
+                    ..old
+                },
+            });
+        }
+    }
+
+    let kept: Vec<&FindingChange> = changes
+        .iter()
+        .filter(|change| keeps(&change.finding.finding.key))
+        .collect();
+    if !kept.is_empty() {
+        let stored: Vec<&StoredFinding> = kept.iter().map(|change| &change.finding).collect();
+        write_findings(tx, &stored).await?;
+        let events = kept
+            .iter()
+            .map(|change| (FeedEventType::from(change.kind), &change.finding));
+        feed::append(store, tx, events).await?;
+    }
+    Ok(changes)
+}

@@ -1,0 +1,237 @@
+//! What a push's check reads is bounded by its dirty keys, not by the history it touches: the same
+//! act (a hire, a payroll line, a funding, an exit) reads the same number of rows whether it lands
+//! in a 5,000-person institution with ten years of payroll or in a 10-person one. Work is counted
+//! (rows the checks read, `Store::check_reads`), never timed.
+
+use quotahub::api::convert::Pushed;
+use quotahub::clock::Clock;
+use quotahub::domain::ids::resident_id_with_check;
+use quotahub::domain::{Agency, AgencyKind};
+use quotahub::proto;
+use quotahub::store::{Checks, Store, StoreOptions};
+
+use crate::helpers::*;
+
+/// A resident ID for person `n` of this test (unique for n below 1,000,000).
+fn person(n: u32) -> String {
+    let birth = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()
+        + chrono::Days::new(u64::from(n / 1000));
+    resident_id_with_check(&format!("140105{}{:03}", birth.format("%Y%m%d"), n % 1000))
+        .expect("valid id")
+        .to_string()
+}
+
+async fn push<P: Pushed>(store: &Store, agency: &Agency, messages: Vec<P>) {
+    let submissions: Vec<_> = messages
+        .into_iter()
+        .map(|m| m.to_submission().expect("valid record"))
+        .collect();
+    for verdict in store.push(agency, &submissions).await.unwrap() {
+        verdict.expect("accepted");
+    }
+}
+
+fn approval(
+    id: &str,
+    number: &str,
+    institution: &str,
+    year: i32,
+    entries: u32,
+) -> proto::HiringApproval {
+    proto::HiringApproval {
+        record_id: id.into(),
+        approval_number: number.into(),
+        institution_uscc: institution.into(),
+        category: proto::QuotaCategory::Administrative as i32,
+        approved_entries: entries,
+        issued_on: format!("{year}-01-01"),
+        valid_until: format!("{year}-12-31"),
+    }
+}
+
+fn event(
+    id: &str,
+    kind: proto::PersonnelEventType,
+    who: &str,
+    institution: &str,
+    on: &str,
+    number: &str,
+) -> proto::PersonnelEvent {
+    proto::PersonnelEvent {
+        event_type: kind as i32,
+        approval_number: number.into(),
+        ..hire(id, who, institution, on)
+    }
+}
+
+fn funding(id: &str, institution: &str, period: &str) -> proto::Funding {
+    proto::Funding {
+        record_id: id.into(),
+        institution_uscc: institution.into(),
+        category: proto::QuotaCategory::Administrative as i32,
+        period: period.into(),
+        funded_headcount: 1,
+        amount_fen: 100,
+    }
+}
+
+/// An institution with `people` hired over 2014–2023 (a tenth of them gone since), each year's
+/// hires under that year's approval, paid every month of those ten years and funded every month.
+async fn plant(store: &Store, n: u32, people: u32, first_person: u32) -> String {
+    let office = agency("140100", AgencyKind::StaffingOffice);
+    let hr = agency("140100", AgencyKind::Hr);
+    let finance = agency("140100", AgencyKind::Finance);
+    let unit = uscc("140100", n);
+    push(
+        store,
+        &office,
+        vec![organ(&format!("i{n}"), &unit, "140100")],
+    )
+    .await;
+    push(
+        store,
+        &office,
+        vec![quota(&format!("q{n}"), &unit, people * 2)],
+    )
+    .await;
+    let number = |year: i32| format!("并编审〔{year}〕{n}号");
+    let approvals = (2014..=2024)
+        .map(|year| approval(&format!("a{n}-{year}"), &number(year), &unit, year, people))
+        .collect();
+    push(store, &office, approvals).await;
+
+    let mut events = Vec::new();
+    for k in 0..people {
+        let who = person(first_person + k);
+        let year = 2014 + (k % 10) as i32;
+        let on = format!("{year}-03-01");
+        let kind = proto::PersonnelEventType::Hire;
+        events.push(event(
+            &format!("h{n}-{k}"),
+            kind,
+            &who,
+            &unit,
+            &on,
+            &number(year),
+        ));
+        if k % 10 == 9 {
+            let kind = proto::PersonnelEventType::Departure;
+            let off = format!("{}-09-01", year.min(2022) + 1);
+            events.push(event(&format!("d{n}-{k}"), kind, &who, &unit, &off, ""));
+        }
+    }
+    push(store, &hr, events).await;
+
+    let months: Vec<String> = (2014..=2023)
+        .flat_map(|year| (1..=12).map(move |m| format!("{year}-{m:02}")))
+        .collect();
+    let fundings = months
+        .iter()
+        .map(|period| funding(&format!("f{n}-{period}"), &unit, period))
+        .collect();
+    push(store, &finance, fundings).await;
+
+    // Ten years of payroll for everyone who was there, straight into the table: the history the
+    // checks must not read (pushing 600,000 lines one by one would only make the test slow).
+    let values = months
+        .iter()
+        .map(|m| format!("('{m}')"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "WITH months(period) AS (VALUES {values}) \
+         INSERT INTO payroll_lines (agency_id, record_id, period, institution_uscc, resident_id, name, gross_fen, accepted_at) \
+         SELECT '{agency}', 'hist-' || p.resident_id || '-' || m.period, m.period, p.institution_uscc, p.resident_id, '王五', 650000, 0 \
+         FROM (SELECT DISTINCT resident_id, institution_uscc FROM person_spells WHERE institution_uscc = '{unit}') p CROSS JOIN months m",
+        agency = finance.id()
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .execute(store.readers())
+        .await
+        .unwrap();
+    unit
+}
+
+/// Rows the checks read for one push.
+async fn reads_of<P: Pushed>(store: &Store, agency: &Agency, message: P) -> u64 {
+    let before = store.check_reads().rows();
+    push(store, agency, vec![message]).await;
+    store.check_reads().rows() - before
+}
+
+async fn a_push_reads_what_its_keys_name_whatever_the_history(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = Store::connect(db.url(), &StoreOptions::default())
+        .await
+        .unwrap()
+        .with_checks(Checks {
+            clock: Clock::on(chrono::NaiveDate::from_ymd_opt(2024, 6, 15).unwrap()),
+            ..Checks::default()
+        });
+    store.set_push_checks(false);
+    let big = plant(&store, 1, 5_000, 0).await;
+    let small = plant(&store, 2, 10, 100_000).await;
+    let lines: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM payroll_lines")
+        .fetch_one(store.readers())
+        .await
+        .unwrap();
+    assert_eq!(
+        lines,
+        (5_000 + 10) * 120,
+        "ten years of payroll are planted"
+    );
+    store.set_push_checks(true);
+
+    let hr = agency("140100", AgencyKind::Hr);
+    let finance = agency("140100", AgencyKind::Finance);
+    let today = "2024-06-15";
+    let mut read = Vec::new();
+    for (n, unit, stayer) in [(1, &big, person(0)), (2, &small, person(100_000))] {
+        let newcomer = person(500_000 + n);
+        let number = format!("并编审〔2024〕{n}号");
+        let kind = proto::PersonnelEventType::Hire;
+        let hired = reads_of(
+            &store,
+            &hr,
+            event(&format!("new{n}"), kind, &newcomer, unit, today, &number),
+        )
+        .await;
+        let paid = reads_of(
+            &store,
+            &finance,
+            payroll(&format!("pay{n}"), &stayer, unit, "2024-06"),
+        )
+        .await;
+        let funded = reads_of(
+            &store,
+            &finance,
+            funding(&format!("fund{n}"), unit, "2024-06"),
+        )
+        .await;
+        let kind = proto::PersonnelEventType::Departure;
+        let left = reads_of(
+            &store,
+            &hr,
+            event(&format!("off{n}"), kind, &stayer, unit, today, ""),
+        )
+        .await;
+        read.push([hired, paid, funded, left]);
+    }
+    eprintln!(
+        "rows read [hire, pay, fund, exit]: large {:?}, small {:?}",
+        read[0], read[1]
+    );
+    assert_eq!(
+        read[0], read[1],
+        "a hire, a payroll line, a funding and an exit read as much in a 5,000-person institution \
+         with ten years of payroll as in a 10-person one (rows: large, small)"
+    );
+    for rows in read[0] {
+        assert!(
+            rows > 0 && rows < 60,
+            "a push reads a handful of rows, not {rows}"
+        );
+    }
+}
+
+crate::on_both_backends!(a_push_reads_what_its_keys_name_whatever_the_history);
