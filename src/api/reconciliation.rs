@@ -10,9 +10,9 @@ use super::convert::{
 };
 use super::personal::Reader;
 use super::policy::caller;
-use crate::domain::findings::{FindingKey, RuleCode, Scope, Severity};
+use crate::domain::findings::{FindingKey, RuleCode, Severity};
 use crate::domain::ids::normalize_document_number;
-use crate::domain::precheck::{self, FundingQuestion, HireQuestion, Reason, Verdict};
+use crate::domain::precheck::{FundingQuestion, HireQuestion, Reason, Verdict};
 use crate::domain::{
     Agency, HiringChannel, LeaderLevel, LeaderPosition, Period, QuotaCategory, Rank, ResidentId,
 };
@@ -121,13 +121,7 @@ impl Hub {
             rank: Rank::from_wire(message.rank),
             date,
         };
-        let scope = Scope {
-            everything: false,
-            institutions: [institution.to_string()].into_iter().collect(),
-            residents: resident_id.iter().map(ToString::to_string).collect(),
-        };
-        let snapshot = self.store.snapshot_for(&scope).await?;
-        let answer = precheck::check_hire(&snapshot, &question, &self.store.checks().rules);
+        let answer = self.store.check_hire(&question).await?;
         Ok(proto::HireVerdict {
             verdict: verdict_message(answer.verdict),
             reasons: reason_messages(&self.reader(agency).await?, &answer.reasons),
@@ -157,12 +151,6 @@ impl Hub {
         crate::domain::amount_fen(message.amount_fen)
             .map_err(|reason| Error::invalid("amount_fen", reason))?;
         self.check_oversees(agency, &institution).await?;
-        let scope = Scope {
-            everything: false,
-            institutions: [institution.to_string()].into_iter().collect(),
-            residents: Default::default(),
-        };
-        let snapshot = self.store.snapshot_for(&scope).await?;
         let question = FundingQuestion {
             institution,
             category,
@@ -170,7 +158,7 @@ impl Hub {
             headcount: message.requested_headcount,
             amount_fen: message.amount_fen,
         };
-        let answer = precheck::verify_funding(&snapshot, &question, &self.store.checks().rules);
+        let answer = self.store.verify_funding(&question).await?;
         Ok(proto::FundingVerdict {
             verdict: verdict_message(answer.verdict),
             reasons: reason_messages(&self.reader(agency).await?, &answer.reasons),

@@ -126,7 +126,7 @@ pub struct FundingAnswer {
 }
 
 /// The id the act takes in the hypothetical data.
-const HYPOTHETICAL: &str = "pre-check";
+pub const HYPOTHETICAL: &str = "pre-check";
 
 fn verdict_of(severity: Severity) -> Verdict {
     match severity {
@@ -268,7 +268,7 @@ pub fn check_hire(
             record,
         });
     }
-    let mut reasons = reasons_from(brought(&before, rules::check(&after, &scope, date, config)));
+    let after = rules::check(&after, &scope, date, config);
 
     let approved_quota = quota_in_force(snapshot, &question.institution, question.category, date);
     let active = active_in(snapshot, &question.institution, question.category, date);
@@ -353,6 +353,56 @@ pub fn check_hire(
         others.dedup();
         others
     };
+    hire_answer(
+        &before,
+        after,
+        HireNumbers {
+            approved_quota,
+            active,
+            plan_approved,
+            plan_used: u32::try_from(plan_used).unwrap_or(u32::MAX),
+            approval_entries: approval.map_or(0, |a| a.record.approved_entries),
+            approval_used: u32::try_from(approval_used).unwrap_or(u32::MAX),
+            posts_approved,
+            posts_occupied,
+            other_institutions,
+        },
+    )
+}
+
+/// The numbers a hire's answer reports beside its reasons.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HireNumbers {
+    /// Quota in force.
+    pub approved_quota: u32,
+    /// People on the roll in the category.
+    pub active: u32,
+    /// The year's plan.
+    pub plan_approved: u32,
+    /// Entries this year.
+    pub plan_used: u32,
+    /// Entries of the cited approval.
+    pub approval_entries: u32,
+    /// Entries already using it.
+    pub approval_used: u32,
+    /// Posts approved (appointment).
+    pub posts_approved: u32,
+    /// Posts occupied (appointment).
+    pub posts_occupied: u32,
+    /// Institutions where the person is already on the roll.
+    pub other_institutions: Vec<String>,
+}
+
+/// A hire's answer: every finding the act brings (a new key, or the same key with a larger
+/// measure) is a reason, and the numbers. `before` and `after` are the findings of the keys the
+/// act can move, without and with it, however they were decided.
+pub fn hire_answer(before: &[Finding], after: Vec<Finding>, numbers: HireNumbers) -> HireAnswer {
+    let mut reasons = reasons_from(brought(before, after));
+    let HireNumbers {
+        approved_quota,
+        active,
+        ..
+    } = numbers;
     reasons.push(Reason {
         code: None,
         verdict: Verdict::Allow,
@@ -368,13 +418,13 @@ pub fn check_hire(
         reasons,
         approved_quota,
         active,
-        plan_approved,
-        plan_used: u32::try_from(plan_used).unwrap_or(u32::MAX),
-        approval_entries: approval.map_or(0, |a| a.record.approved_entries),
-        approval_used: u32::try_from(approval_used).unwrap_or(u32::MAX),
-        posts_approved,
-        posts_occupied,
-        other_institutions,
+        plan_approved: numbers.plan_approved,
+        plan_used: numbers.plan_used,
+        approval_entries: numbers.approval_entries,
+        approval_used: numbers.approval_used,
+        posts_approved: numbers.posts_approved,
+        posts_occupied: numbers.posts_occupied,
+        other_institutions: numbers.other_institutions,
     }
 }
 
@@ -393,26 +443,9 @@ pub fn verify_funding(
     // A funding record restates the period's funding (the latest one counts), so the verdict is
     // what the funding would make true, whatever was recorded before: every finding it would be
     // evidence of, not only those it would add to the findings already open.
-    let hypothetical = RecordRef(HYPOTHETICAL.to_owned());
     let mut after = snapshot.clone();
-    after.fundings.push(Pushed {
-        id: hypothetical.clone(),
-        record: Funding {
-            institution: question.institution.clone(),
-            category: question.category,
-            period: question.period,
-            funded_headcount: question.headcount,
-            amount_fen: question.amount_fen,
-        },
-        accepted_at: i64::MAX,
-    });
-    let cited = Evidence::record("funding", &hypothetical);
-    let mut reasons: Vec<Reason> = reasons_from(
-        rules::check(&after, &scope, last_day, config)
-            .into_iter()
-            .filter(|f| f.evidence.contains(&cited))
-            .collect(),
-    );
+    after.fundings.push(hypothetical_funding(question));
+    let after = rules::check(&after, &scope, last_day, config);
     let approved_quota =
         quota_in_force(snapshot, &question.institution, question.category, last_day);
     let active = active_in(snapshot, &question.institution, question.category, last_day);
@@ -426,6 +459,66 @@ pub fn verify_funding(
         })
         .max_by(|a, b| (a.accepted_at, &a.id).cmp(&(b.accepted_at, &b.id)))
         .map_or(0, |f| f.record.funded_headcount);
+    let funding_form = snapshot
+        .institutions
+        .iter()
+        .find(|f| f.uscc == question.institution)
+        .and_then(|f| f.funding_form);
+    funding_answer(
+        after,
+        FundingNumbers {
+            approved_quota,
+            active,
+            already_funded,
+            funding_form,
+        },
+    )
+}
+
+/// The funding a pre-check adds: restating the period, pushed after everything stored.
+pub fn hypothetical_funding(question: &FundingQuestion) -> Pushed<Funding> {
+    Pushed {
+        id: RecordRef(HYPOTHETICAL.to_owned()),
+        record: Funding {
+            institution: question.institution.clone(),
+            category: question.category,
+            period: question.period,
+            funded_headcount: question.headcount,
+            amount_fen: question.amount_fen,
+        },
+        accepted_at: i64::MAX,
+    }
+}
+
+/// The numbers a funding's answer reports beside its reasons.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FundingNumbers {
+    /// Quota in force on the period's last day.
+    pub approved_quota: u32,
+    /// People on the roll in the category on the period's last day.
+    pub active: u32,
+    /// Headcount already funded for the period.
+    pub already_funded: u32,
+    /// The institution's funding form.
+    pub funding_form: Option<FundingForm>,
+}
+
+/// A funding's answer: every finding (of those `after`, decided with the funding added) that the
+/// funding would be evidence of is a reason, and the numbers.
+pub fn funding_answer(after: Vec<Finding>, numbers: FundingNumbers) -> FundingAnswer {
+    let cited = Evidence::record("funding", &RecordRef(HYPOTHETICAL.to_owned()));
+    let mut reasons: Vec<Reason> = reasons_from(
+        after
+            .into_iter()
+            .filter(|f| f.evidence.contains(&cited))
+            .collect(),
+    );
+    let FundingNumbers {
+        approved_quota,
+        active,
+        already_funded,
+        funding_form,
+    } = numbers;
     let max_fundable = approved_quota.min(active);
     reasons.push(Reason {
         code: None,
@@ -434,11 +527,6 @@ pub fn verify_funding(
             "编制 {approved_quota}，实有 {active}，最多可拨 {max_fundable} 人 / quota {approved_quota}, on the roll {active}, at most {max_fundable} may be funded"
         ),
     });
-    let funding_form = snapshot
-        .institutions
-        .iter()
-        .find(|f| f.uscc == question.institution)
-        .and_then(|f| f.funding_form);
     FundingAnswer {
         verdict: reasons.iter().map(|r| r.verdict).max(),
         reasons,

@@ -77,6 +77,47 @@ impl CheckReads {
     }
 }
 
+/// An act a pre-check adds to the data as if it had happened: its rows, and what it would move
+/// in the kept counts. Decided with it, the keys give the findings the act would leave.
+#[derive(Debug, Clone, Default)]
+pub struct Act {
+    /// Spells it would add.
+    pub spells: Vec<PersonSpell>,
+    /// Entries it would add.
+    pub entries: Vec<Entry>,
+    /// Leader terms it would add.
+    pub terms: Vec<PersonTerm>,
+    /// A funding it would restate.
+    pub funding: Option<Pushed<crate::domain::Funding>>,
+    /// What it would move in the roll counts.
+    pub shifts: Vec<aggregates::Shift<(Uscc, QuotaCategory)>>,
+    /// What it would move in the entries per year.
+    pub moves: Vec<((Uscc, QuotaCategory, i32), i64)>,
+}
+
+impl Act {
+    fn people_moved(&self, (uscc, category): (&Uscc, QuotaCategory), on: NaiveDate) -> i64 {
+        self.shifts
+            .iter()
+            .filter(|s| {
+                s.key.0 == *uscc
+                    && s.key.1 == category
+                    && s.from <= on
+                    && s.to.is_none_or(|to| on < to)
+            })
+            .map(|s| s.by)
+            .sum()
+    }
+
+    fn entries_moved(&self, (uscc, category, year): (&Uscc, QuotaCategory, i32)) -> i64 {
+        self.moves
+            .iter()
+            .filter(|((u, c, y), _)| u == uscc && *c == category && *y == year)
+            .map(|(_, by)| by)
+            .sum()
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Rows into the rules' types (shared with the scope snapshot).
 
@@ -353,7 +394,7 @@ async fn execute(tx: &mut Tx, sql: &'static str, values: Vec<Value>) -> Result<(
     Ok(())
 }
 
-async fn fetch(
+pub(super) async fn fetch(
     tx: &mut Tx,
     reads: &CheckReads,
     sql: &'static str,
@@ -385,7 +426,7 @@ async fn fetch_in(
 }
 
 /// The people on (institution, category)'s roll on `on`, from the kept counts.
-async fn headcount_on(
+pub(super) async fn headcount_on(
     tx: &mut Tx,
     reads: &CheckReads,
     (uscc, category): (&Uscc, QuotaCategory),
@@ -426,9 +467,9 @@ async fn roll_sample(
     values.extend([Value::Text(day.clone()), Value::Text(day)]);
     values.push(Value::Int(EVIDENCE_SAMPLE as i64));
     let sql = format!(
-        "SELECT DISTINCT resident_id FROM person_spells WHERE institution_uscc = $1 AND category = $2 \
+        "SELECT resident_id FROM person_spells WHERE institution_uscc = $1 AND category = $2 \
          AND status IN ($3, $4, $5) AND valid_from <= $6 AND (valid_to IS NULL OR valid_to > $7) \
-         ORDER BY {} LIMIT $8",
+         GROUP BY resident_id ORDER BY {} LIMIT $8",
         by_id(backend, "resident_id")
     );
     let mark = super::mark(tx);
@@ -452,10 +493,11 @@ fn by_id(backend: Backend, column: &str) -> String {
 }
 
 /// The entries counted for (institution, category, year) and the plans of that year.
-async fn plans_of(
+pub(super) async fn plans_of(
     tx: &mut Tx,
     reads: &CheckReads,
     (uscc, category, year): (&Uscc, QuotaCategory, i32),
+    moved: i64,
 ) -> Result<Plans> {
     let taken = fetch(
         tx,
@@ -484,7 +526,7 @@ async fn plans_of(
     .iter()
     .map(|row| q::decode_plan(row).map(pushed))
     .collect::<Result<_>>()?;
-    Ok(Plans::known((uscc, category, year), taken, &plans))
+    Ok(Plans::known((uscc, category, year), taken + moved, &plans))
 }
 
 /// The first [`EVIDENCE_SAMPLE`] entries of (institution, category, year), by record id.
@@ -552,7 +594,7 @@ pub(crate) async fn check_dirty(
     as_of: NaiveDate,
     keep: Keep,
 ) -> Result<Vec<FindingChange>> {
-    let computed = decide(store, tx, dirty, as_of).await?;
+    let computed = decide(store, tx, dirty, as_of, None).await?;
     let covers = |key: &FindingKey| {
         dirty
             .keys()
@@ -568,6 +610,7 @@ pub(crate) async fn decide(
     tx: &mut Tx,
     dirty: &DirtySet,
     as_of: NaiveDate,
+    act: Option<&Act>,
 ) -> Result<Vec<(Finding, String)>> {
     let reads = store.check_reads();
     let config = &store.checks().rules;
@@ -601,15 +644,29 @@ pub(crate) async fn decide(
 
     // A decision may find more than its key covers (funding decides SELF_FUNDED_BUDGET_PAY too):
     // only what some key covers is kept.
-    let mut decided: Vec<Finding> =
-        decide_counted(tx, reads, store.backend(), &keys, &registry, config, as_of)
-            .await?
-            .into_iter()
-            .filter(|f| keys.iter().any(|k| counted(k) && k.covers(&f.key)))
-            .collect();
+    let mut decided: Vec<Finding> = decide_counted(
+        tx,
+        reads,
+        store.backend(),
+        &keys,
+        &registry,
+        config,
+        as_of,
+        act,
+    )
+    .await?
+    .into_iter()
+    .filter(|f| keys.iter().any(|k| counted(k) && k.covers(&f.key)))
+    .collect();
 
     let row_keys: Vec<&DirtyKey> = keys.iter().copied().filter(|k| !counted(k)).collect();
-    let snapshot = rows_of(tx, reads, &row_keys, &registry, &vouched, as_of).await?;
+    let mut snapshot = rows_of(tx, reads, &row_keys, &registry, &vouched, as_of, act).await?;
+    if let Some(act) = act {
+        snapshot.spells.extend(act.spells.iter().cloned());
+        snapshot.entries.extend(act.entries.iter().cloned());
+        snapshot.terms.extend(act.terms.iter().cloned());
+        snapshot.fundings.extend(act.funding.iter().cloned());
+    }
     let everything = Scope {
         everything: true,
         ..Scope::default()
@@ -666,6 +723,7 @@ async fn decide_counted(
     registry: &HashMap<String, InstitutionFacts>,
     config: &crate::domain::findings::RulesConfig,
     as_of: NaiveDate,
+    act: Option<&Act>,
 ) -> Result<Vec<Finding>> {
     let institutions: Vec<String> = list(
         keys.iter()
@@ -702,7 +760,8 @@ async fn decide_counted(
                 category,
             } => {
                 let unit = (institution, *category);
-                let people = headcount_on(tx, reads, unit, as_of).await?;
+                let people = headcount_on(tx, reads, unit, as_of).await?
+                    + act.map_or(0, |act| act.people_moved(unit, as_of));
                 let headcount = Headcount::known((institution.clone(), *category), as_of, people);
                 let decide = |sample: &BTreeSet<ResidentId>| {
                     aggregates::decide_headcount(
@@ -728,7 +787,8 @@ async fn decide_counted(
                 year,
             } => {
                 let unit = (institution, *category, *year);
-                let plans = plans_of(tx, reads, unit).await?;
+                let moved = act.map_or(0, |act| act.entries_moved(unit));
+                let plans = plans_of(tx, reads, unit, moved).await?;
                 let decide =
                     |sample: &BTreeSet<RecordRef>| aggregates::decide_plan(unit, &plans, sample);
                 let mut decided = decide(&BTreeSet::new());
@@ -781,8 +841,15 @@ async fn decide_counted(
             ..Aggregates::default()
         };
         let mut periods = BTreeSet::new();
-        for row in &rows {
-            let funding = pushed(q::decode_funding(row)?);
+        let mut fundings: Vec<Pushed<crate::domain::Funding>> = rows
+            .iter()
+            .map(|row| q::decode_funding(row).map(pushed))
+            .collect::<Result<_>>()?;
+        fundings.extend(
+            act.and_then(|act| act.funding.clone())
+                .filter(|f| f.record.institution == institution && f.record.category == category),
+        );
+        for funding in fundings {
             let period = funding.record.period;
             let named = FindingKey {
                 code: RuleCode::FundedOverQuota,
@@ -797,7 +864,9 @@ async fn decide_counted(
         }
         for period in periods {
             let day = period.last_day();
-            let people = headcount_on(tx, reads, (&institution, category), day).await?;
+            let unit = (&institution, category);
+            let people = headcount_on(tx, reads, unit, day).await?
+                + act.map_or(0, |act| act.people_moved(unit, day));
             aggregates.headcount = Headcount::known((institution.clone(), category), day, people);
             found.extend(aggregates::decide_funding(
                 (&institution, category, period),
@@ -817,6 +886,7 @@ async fn rows_of(
     registry: &HashMap<String, InstitutionFacts>,
     vouched: &(dyn Fn(&Uscc) -> bool + Sync),
     as_of: NaiveDate,
+    act: Option<&Act>,
 ) -> Result<Snapshot> {
     let mut snapshot = Snapshot {
         institutions: registry.values().cloned().collect(),
@@ -1064,6 +1134,13 @@ async fn rows_of(
                     }
                     keep_entries(rows)?;
                 }
+                // The act's entries cite approvals too (a pre-check's entry is not stored).
+                numbers.extend(
+                    act.into_iter()
+                        .flat_map(|act| &act.entries)
+                        .filter(|e| e.institution.as_str() == institution && e.date >= *from)
+                        .filter_map(|e| e.approval_number.clone()),
+                );
                 let numbers: Vec<String> = numbers.into_iter().collect();
                 let fixed = [Value::from(institution.as_str())];
                 for head in [

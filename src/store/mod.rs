@@ -16,6 +16,7 @@ pub mod ledger;
 pub mod ledger_keys;
 pub mod plain_sql;
 mod postgres;
+mod precheck;
 pub mod push;
 pub mod query;
 pub mod recheck;

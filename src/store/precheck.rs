@@ -1,0 +1,337 @@
+//! Pre-checks (CheckHire, VerifyFunding) as a handful of indexed reads on a read connection,
+//! outside the writer: the act's dirty keys are decided without it and with it
+//! ([`check::decide`] with an [`Act`]), the same rule functions a push uses, and the answer is
+//! assembled by the domain ([`precheck::hire_answer`], [`precheck::funding_answer`]).
+
+use chrono::Datelike;
+
+use super::check::{self, Act, CheckReads, fetch, headcount_on, plans_of, pushed};
+use super::codec::column;
+use super::query as q;
+use super::{Store, Tx, Value};
+use crate::domain::aggregates::{Headcount, Plans, Posts, Quotas};
+use crate::domain::dirty::{Change, DirtySet, Rewrite};
+use crate::domain::findings::{Entry, Finding, PersonSpell, PersonTerm, Pushed, RecordRef};
+use crate::domain::ids::resident_id_with_check;
+use crate::domain::precheck::{
+    self, FundingAnswer, FundingNumbers, FundingQuestion, HYPOTHETICAL, HireAnswer, HireNumbers,
+    HireQuestion,
+};
+use crate::domain::roll::{LeaderTerm, Spell};
+use crate::domain::{Coded, PersonStatus, QuotaCategory, Rank, Uscc};
+use crate::error::Result;
+
+impl Store {
+    /// Would this hire or appointment break a rule? Read on a read connection; nothing is written.
+    #[tracing::instrument(name = "store.check_hire", skip_all)]
+    pub async fn check_hire(&self, question: &HireQuestion) -> Result<HireAnswer> {
+        let mut tx: Tx = self.readers().begin().await?;
+        let reads = self.check_reads();
+        let date = question.date;
+        let person = question.resident_id.clone().unwrap_or_else(|| {
+            // Someone nobody has heard of: a syntactically valid ID in no real division.
+            resident_id_with_check("99999919000101000").expect("a valid placeholder")
+        });
+        let unit = (&question.institution, question.category);
+
+        let theirs: Vec<Spell> = fetch(
+            &mut tx,
+            reads,
+            "SELECT * FROM person_spells WHERE resident_id = $1 ORDER BY ordinal",
+            vec![Value::from(person.as_str())],
+        )
+        .await?
+        .iter()
+        .map(q::decode_spell)
+        .collect::<Result<_>>()?;
+        let on_roll_here = |s: &Spell| {
+            s.institution == question.institution && s.status.is_on_roll() && s.covers(date)
+        };
+        // An appointment of someone already on this roll is not an entry.
+        let already_here = theirs.iter().any(on_roll_here);
+
+        let record = RecordRef(HYPOTHETICAL.to_owned());
+        let rank = question.rank.unwrap_or(Rank::Clerk);
+        let mut act = Act::default();
+        let mut after = theirs.clone();
+        if !already_here {
+            let spell = Spell {
+                institution: question.institution.clone(),
+                category: question.category,
+                rank,
+                status: PersonStatus::Active,
+                valid_from: date,
+                valid_to: None,
+                approval_number: question.approval_number.clone(),
+                seconded_to: None,
+            };
+            after.push(spell.clone());
+            act.spells.push(PersonSpell {
+                resident_id: person.clone(),
+                spell,
+            });
+            act.entries.push(Entry {
+                resident_id: person.clone(),
+                institution: question.institution.clone(),
+                category: question.category,
+                channel: question.channel,
+                date,
+                approval_number: question.approval_number.clone(),
+                arrival: i64::MAX,
+                record: record.clone(),
+            });
+        }
+        if let Some((level, position)) = question.post {
+            act.terms.push(PersonTerm {
+                resident_id: person.clone(),
+                term: LeaderTerm {
+                    institution: question.institution.clone(),
+                    level,
+                    position,
+                    rank,
+                    valid_from: date,
+                    valid_to: None,
+                },
+                record,
+            });
+        }
+        let spells = Rewrite {
+            before: theirs.clone(),
+            after,
+        };
+        let entries = Rewrite {
+            before: Vec::new(),
+            after: act.entries.clone(),
+        };
+        act.shifts = Headcount::shifts(&spells);
+        act.moves = Plans::moves(&entries);
+        let mut dirty = DirtySet::new();
+        dirty.add(&Change::Roll {
+            resident: person.clone(),
+            spells,
+            entries,
+        });
+        dirty.add(&Change::Terms {
+            resident: person.clone(),
+            terms: Rewrite {
+                before: Vec::new(),
+                after: act.terms.clone(),
+            },
+        });
+
+        let before = findings(check::decide(self, &mut tx, &dirty, date, None).await?);
+        let with_act = findings(check::decide(self, &mut tx, &dirty, date, Some(&act)).await?);
+
+        // The numbers beside the verdict.
+        let quotas = quotas_of(&mut tx, reads, &question.institution).await?;
+        let approved_quota = quotas
+            .in_force(&(question.institution.clone(), question.category), date)
+            .map_or(0, |q| q.record.approved_count);
+        let active = headcount_on(&mut tx, reads, unit, date).await?;
+        let year = (&question.institution, question.category, date.year());
+        let plans = plans_of(&mut tx, reads, year, 0).await?;
+        let plan_approved: u32 = plans
+            .counted(year.0, year.1, year.2)
+            .map(|p| p.record.approved_count)
+            .sum();
+        let plan_used = plans.taken(year.0, year.1, year.2);
+        let (approval_entries, approval_used) = match &question.approval_number {
+            Some(number) => approval_use(&mut tx, reads, unit, number).await?,
+            None => (0, 0),
+        };
+        let (posts_approved, posts_occupied) = match question.post {
+            Some((level, position)) => {
+                let posts: Vec<Pushed<_>> = fetch(
+                    &mut tx,
+                    reads,
+                    "SELECT * FROM leader_posts WHERE institution_uscc = $1",
+                    vec![Value::from(question.institution.as_str())],
+                )
+                .await?
+                .iter()
+                .map(|row| q::decode_post(row).map(pushed))
+                .collect::<Result<_>>()?;
+                let approved = Posts::from_records(&posts)
+                    .in_force(&(question.institution.clone(), level, position), date)
+                    .map_or(0, |p| p.record.approved_count);
+                let day = date.to_string();
+                let occupied = count(
+                    &mut tx,
+                    reads,
+                    "SELECT COUNT(*) AS n FROM leader_terms WHERE institution_uscc = $1 AND level = $2 \
+                     AND position = $3 AND valid_from <= $4 AND (valid_to IS NULL OR valid_to > $5)",
+                    vec![
+                        Value::from(question.institution.as_str()),
+                        Value::from(level.code()),
+                        Value::from(position.code()),
+                        Value::Text(day.clone()),
+                        Value::Text(day),
+                    ],
+                )
+                .await?;
+                (approved, occupied)
+            }
+            None => (0, 0),
+        };
+        let mut other_institutions: Vec<String> = theirs
+            .iter()
+            .filter(|s| {
+                s.status.is_on_roll() && s.covers(date) && s.institution != question.institution
+            })
+            .map(|s| s.institution.to_string())
+            .collect();
+        other_institutions.sort();
+        other_institutions.dedup();
+        tx.rollback().await?;
+
+        Ok(precheck::hire_answer(
+            &before,
+            with_act,
+            HireNumbers {
+                approved_quota,
+                active: u32::try_from(active).unwrap_or(u32::MAX),
+                plan_approved,
+                plan_used: u32::try_from(plan_used).unwrap_or(u32::MAX),
+                approval_entries,
+                approval_used,
+                posts_approved,
+                posts_occupied,
+                other_institutions,
+            },
+        ))
+    }
+
+    /// Would this funding break a rule? Read on a read connection; nothing is written.
+    #[tracing::instrument(name = "store.verify_funding", skip_all)]
+    pub async fn verify_funding(&self, question: &FundingQuestion) -> Result<FundingAnswer> {
+        let mut tx: Tx = self.readers().begin().await?;
+        let reads = self.check_reads();
+        let last_day = question.period.last_day();
+        let funding = precheck::hypothetical_funding(question);
+        let mut dirty = DirtySet::new();
+        dirty.add(&Change::Funding(funding.record.clone()));
+        let act = Act {
+            funding: Some(funding),
+            ..Act::default()
+        };
+        let with_act = findings(check::decide(self, &mut tx, &dirty, last_day, Some(&act)).await?);
+
+        let unit = (&question.institution, question.category);
+        let quotas = quotas_of(&mut tx, reads, &question.institution).await?;
+        let approved_quota = quotas
+            .in_force(&(question.institution.clone(), question.category), last_day)
+            .map_or(0, |q| q.record.approved_count);
+        let active = headcount_on(&mut tx, reads, unit, last_day).await?;
+        let already_funded = fetch(
+            &mut tx,
+            reads,
+            "SELECT * FROM fundings WHERE institution_uscc = $1 AND category = $2 AND period = $3",
+            vec![
+                Value::from(question.institution.as_str()),
+                Value::from(question.category.code()),
+                Value::Text(question.period.to_string()),
+            ],
+        )
+        .await?
+        .iter()
+        .map(|row| q::decode_funding(row).map(pushed))
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .max_by(|a, b| (a.accepted_at, &a.id).cmp(&(b.accepted_at, &b.id)))
+        .map_or(0, |f| f.record.funded_headcount);
+        let funding_form = fetch(
+            &mut tx,
+            reads,
+            "SELECT * FROM institutions WHERE uscc = $1",
+            vec![Value::from(question.institution.as_str())],
+        )
+        .await?
+        .first()
+        .map(check::facts)
+        .transpose()?
+        .and_then(|facts| facts.funding_form);
+        tx.rollback().await?;
+
+        Ok(precheck::funding_answer(
+            with_act,
+            FundingNumbers {
+                approved_quota,
+                active: u32::try_from(active).unwrap_or(u32::MAX),
+                already_funded,
+                funding_form,
+            },
+        ))
+    }
+}
+
+fn findings(decided: Vec<(Finding, String)>) -> Vec<Finding> {
+    decided.into_iter().map(|(finding, _)| finding).collect()
+}
+
+async fn quotas_of(tx: &mut Tx, reads: &CheckReads, institution: &Uscc) -> Result<Quotas> {
+    let records: Vec<Pushed<_>> = fetch(
+        tx,
+        reads,
+        "SELECT * FROM quotas WHERE institution_uscc = $1",
+        vec![Value::from(institution.as_str())],
+    )
+    .await?
+    .iter()
+    .map(|row| q::decode_quota(row).map(pushed))
+    .collect::<Result<_>>()?;
+    Ok(Quotas::from_records(&records))
+}
+
+async fn count(
+    tx: &mut Tx,
+    reads: &CheckReads,
+    sql: &'static str,
+    values: Vec<Value>,
+) -> Result<u32> {
+    let rows = fetch(tx, reads, sql, values).await?;
+    let n: i64 = rows.first().map_or(Ok(0), |row| column(row, "n"))?;
+    Ok(u32::try_from(n).unwrap_or(u32::MAX))
+}
+
+/// The entries an approval grants and the entries at the institution citing it.
+async fn approval_use(
+    tx: &mut Tx,
+    reads: &CheckReads,
+    (institution, category): (&Uscc, QuotaCategory),
+    number: &str,
+) -> Result<(u32, u32)> {
+    let granted = fetch(
+        tx,
+        reads,
+        "SELECT * FROM hiring_approvals WHERE institution_uscc = $1 AND category = $2 AND approval_number = $3",
+        vec![
+            Value::from(institution.as_str()),
+            Value::from(category.code()),
+            Value::from(number),
+        ],
+    )
+    .await?
+    .iter()
+    .map(q::decode_approval)
+    .collect::<Result<Vec<_>>>()?
+    .into_iter()
+    .min_by(|a, b| (a.accepted_at, &a.record_id).cmp(&(b.accepted_at, &b.record_id)))
+    .map(|a| a.record.approved_entries);
+    let Some(granted) = granted else {
+        return Ok((0, 0));
+    };
+    let used = count(
+        tx,
+        reads,
+        "SELECT COUNT(*) AS n FROM personnel_events WHERE corrected_by IS NULL AND category IS NOT NULL \
+         AND approval_number = $1 AND ((event_type = 'HIRE' AND institution_uscc = $2) \
+         OR (event_type = 'TRANSFER' AND target_uscc = $3))",
+        vec![
+            Value::from(number),
+            Value::from(institution.as_str()),
+            Value::from(institution.as_str()),
+        ],
+    )
+    .await?;
+    Ok((granted, used))
+}
