@@ -48,6 +48,14 @@ async fn fetch(tx: &mut Tx, sql: &str, values: Vec<Value>) -> Result<Vec<AnyRow>
     )
 }
 
+/// Sorts by an id in byte order, as the evidence is (PostgreSQL's default collation may not).
+fn by_id(backend: Backend, column: &str) -> String {
+    match backend {
+        Backend::Sqlite => column.to_owned(),
+        Backend::Postgres => format!("({column}) COLLATE \"C\""),
+    }
+}
+
 /// The date twice, for `select_in` statements that compare with it twice (on SQLite their
 /// placeholders become plain `?`, one value each).
 fn twice_on(as_of: NaiveDate) -> [Value; 2] {
@@ -109,6 +117,7 @@ impl<'a> Chunk<'a> {
 /// Decides every finding of a chunk as of `as_of`; also returns the chunk's registry entries.
 async fn decide_chunk(
     tx: &mut Tx,
+    backend: Backend,
     chunk: &Chunk<'_>,
     as_of: NaiveDate,
     config: &RulesConfig,
@@ -125,7 +134,7 @@ async fn decide_chunk(
     .map(|row| q::decode_quota(row).map(pushed))
     .collect::<Result<_>>()?;
     let quota_book = Quotas::from_records(&quotas);
-    found.extend(headcount(tx, chunk, as_of, config, &quotas, &quota_book).await?);
+    found.extend(headcount(tx, backend, chunk, as_of, config, &quotas, &quota_book).await?);
     found.extend(leaders(tx, chunk, as_of, config, &facts).await?);
     found.extend(roll_rows(tx, chunk, as_of, config, &facts).await?);
     found.extend(entries(tx, chunk, as_of, config).await?);
@@ -170,6 +179,7 @@ async fn registry(tx: &mut Tx, chunk: &Chunk<'_>) -> Result<HashMap<String, Inst
 /// are read only for the rolls that fire (their evidence).
 async fn headcount(
     tx: &mut Tx,
+    backend: Backend,
     chunk: &Chunk<'_>,
     as_of: NaiveDate,
     config: &RulesConfig,
@@ -212,10 +222,11 @@ async fn headcount(
     let head = format!(
         "SELECT institution_uscc, category, resident_id FROM ( \
            SELECT institution_uscc, category, resident_id, ROW_NUMBER() OVER ( \
-             PARTITION BY institution_uscc, category ORDER BY resident_id) AS nth \
+             PARTITION BY institution_uscc, category ORDER BY {}) AS nth \
            FROM person_spells \
            WHERE status IN {ON_ROLL} AND valid_from <= $1 AND (valid_to IS NULL OR valid_to > $2) \
-           AND institution_uscc"
+           AND institution_uscc",
+        by_id(backend, "resident_id")
     );
     let tail = format!(
         "GROUP BY institution_uscc, category, resident_id) cited WHERE nth <= {EVIDENCE_SAMPLE}"
@@ -942,7 +953,8 @@ pub(crate) async fn recheck_chunk(
         let keys = lock_keys(&mut tx, &chunk).await?;
         store.lock_keys(&mut tx, &keys).await?;
     }
-    let (computed, facts) = decide_chunk(&mut tx, &chunk, as_of, &store.checks().rules).await?;
+    let (computed, facts) =
+        decide_chunk(&mut tx, store.backend, &chunk, as_of, &store.checks().rules).await?;
     let existing: BTreeMap<FindingKey, StoredFinding> = fetch(
         &mut tx,
         "SELECT * FROM findings WHERE institution_uscc BETWEEN $1 AND $2",
@@ -992,7 +1004,8 @@ pub async fn decide_findings(
 ) -> Result<Vec<Finding>> {
     let chunk = Chunk::new(institutions);
     let mut tx = store.begin().await?;
-    let (found, _) = decide_chunk(&mut tx, &chunk, as_of, &store.checks().rules).await?;
+    let (found, _) =
+        decide_chunk(&mut tx, store.backend, &chunk, as_of, &store.checks().rules).await?;
     tx.rollback().await?;
     Ok(found)
 }
