@@ -13,9 +13,10 @@ use super::convert::{
     DEFAULT_PAGE, MAX_PAGE, Wire, page_size, request_jurisdiction, request_uscc, timestamp,
     wire_enums,
 };
+use super::personal::Reader;
 use super::policy::caller;
 use crate::domain::findings::{FindingKey, RuleCode};
-use crate::domain::ids::parse_date;
+use crate::domain::ids::{ResidentId, parse_date};
 use crate::domain::ledger::{
     ApplicationKind, ApplicationState, CaseState, ItemAction, ItemState, MatterKind, PenaltyKind,
     ReportChannel, ReportRow, TransferKind, is_overdue,
@@ -27,8 +28,8 @@ use crate::error::Error;
 use crate::proto;
 use crate::store::feed::FollowUp;
 use crate::store::ledger::{
-    Application, ApplicationRequest, Bulletin, Case, LedgerItem, NewCase, NewItem, Penalty, Step,
-    Transfer,
+    Application, ApplicationFilter, ApplicationRequest, Bulletin, Case, CaseFilter, LedgerItem,
+    NewCase, NewItem, Penalty, Step, TimeRange, Transfer, TransferFilter,
 };
 use crate::store::ledger_keys::RequestKey;
 
@@ -87,6 +88,107 @@ fn visible(agency: &Agency, jurisdiction: &str) -> Result<(), Error> {
     }
 }
 
+/// Refuses to show a transfer to an agency it does not reach (the staffing office, which sends
+/// them, sees every one of its jurisdiction).
+fn reaches(agency: &Agency, transfer: &Transfer) -> Result<(), Error> {
+    visible(agency, &transfer.jurisdiction)?;
+    if agency.kind == AgencyKind::StaffingOffice
+        || transfer
+            .receipts
+            .iter()
+            .any(|(kind, _, _)| *kind == agency.kind)
+    {
+        Ok(())
+    } else {
+        Err(Error::PermissionDenied(format!(
+            "transfer `{}` does not reach {}",
+            transfer.id,
+            agency.kind.with_article()
+        )))
+    }
+}
+
+/// An optional date filter (`YYYY-MM-DD`).
+fn optional_date(field: &str, value: &str) -> Result<Option<NaiveDate>, Error> {
+    let value = value.trim();
+    (!value.is_empty()).then(|| date(field, value)).transpose()
+}
+
+/// The days `from..=to` a list names, as instants.
+fn day_range(
+    (from_field, from): (&str, &str),
+    (to_field, to): (&str, &str),
+) -> Result<TimeRange, Error> {
+    let from = optional_date(from_field, from)?;
+    let to = optional_date(to_field, to)?;
+    if let (Some(from), Some(to)) = (from, to)
+        && from > to
+    {
+        return Err(Error::invalid(to_field, format!("is before {from_field}")));
+    }
+    Ok(TimeRange::of_days(from, to))
+}
+
+/// An optional enum filter: unspecified means any.
+fn optional<T: Wire>(field: &str, raw: i32) -> Result<Option<T>, Error> {
+    match raw {
+        0 => Ok(None),
+        raw => T::from_wire(raw)
+            .map(Some)
+            .ok_or_else(|| Error::invalid(field, format!("{raw} is not a known value"))),
+    }
+}
+
+/// The next page's token of a page of `limit` rows by id: the last id (ids say nothing about
+/// anyone), or empty on the last page.
+fn next_token<T>(rows: &[T], limit: u32, id: impl Fn(&T) -> &str) -> String {
+    if rows.len() == limit as usize {
+        rows.last()
+            .map(|row| id(row).to_owned())
+            .unwrap_or_default()
+    } else {
+        String::new()
+    }
+}
+
+/// A case as a reader sees it: the person concerned, the report, the outcome and the steps'
+/// texts may name someone.
+fn read_case(reader: &Reader, case: &mut proto::Case) {
+    case.person = reader.text(&case.person);
+    case.text = reader.text(&case.text);
+    case.outcome = reader.text(&case.outcome);
+    for step in &mut case.history {
+        step.text = reader.text(&step.text);
+    }
+}
+
+/// A transfer as a reader sees it: the covering note may name someone, and an alert's id holds
+/// the finding's subject, a person token in place of a resident ID the reader sees masked.
+fn read_transfer(reader: &Reader, transfer: &mut proto::MatterTransfer) {
+    transfer.text = reader.text(&transfer.text);
+    if transfer.matter == MatterKind::Alert.to_wire() {
+        let mut parts: Vec<String> = transfer
+            .matter_id
+            .splitn(4, '|')
+            .map(str::to_owned)
+            .collect();
+        if let Some(subject) = parts.get_mut(2)
+            && let Ok(person) = ResidentId::parse(subject)
+            && reader.text(subject) != *subject
+        {
+            *subject = reader.tokens().person(&person);
+        }
+        transfer.matter_id = parts.join("|");
+    }
+}
+
+/// An application as a reader sees it: its free texts may name someone.
+fn read_application(reader: &Reader, application: &mut proto::Application) {
+    application.reason = reader.text(&application.reason);
+    application.override_reason = reader.text(&application.override_reason);
+    application.decision_note = reader.text(&application.decision_note);
+}
+
 fn step_message(step: &Step) -> proto::Step {
     proto::Step {
         agency_id: step.agency_id.clone(),
@@ -134,6 +236,7 @@ fn case_message(case: &Case, today: NaiveDate) -> proto::Case {
         outcome: case.outcome.clone().unwrap_or_default(),
         version: u64::try_from(case.version).unwrap_or_default(),
         history: case.history.iter().map(step_message).collect(),
+        opened_at: Some(timestamp(case.opened_at)),
     }
 }
 
@@ -151,6 +254,9 @@ fn application_message(application: &Application) -> proto::Application {
         decision_note: note,
         decided_by: by,
         registry_record: record.unwrap_or_default(),
+        jurisdiction: application.jurisdiction.clone(),
+        applied_at: Some(timestamp(application.applied_at)),
+        decided_at: application.decided_at.map(timestamp),
     }
 }
 
@@ -201,6 +307,8 @@ fn transfer_message(transfer: &Transfer) -> proto::MatterTransfer {
                 acknowledged_at: at.map(timestamp),
             })
             .collect(),
+        sent_by: transfer.sent_by.clone(),
+        sent_at: Some(timestamp(transfer.sent_at)),
     }
 }
 
@@ -529,7 +637,48 @@ impl proto::application_service_server::ApplicationService for Hub {
             .await?
             .ok_or_else(|| Error::NotFound(format!("no application `{id}`")))?;
         visible(&caller.agency, &application.jurisdiction)?;
-        Ok(Response::new(application_message(&application)))
+        let mut message = application_message(&application);
+        read_application(&self.reader(&caller.agency).await?, &mut message);
+        Ok(Response::new(message))
+    }
+
+    async fn list_applications(
+        &self,
+        request: Request<proto::ListApplicationsRequest>,
+    ) -> Result<Response<proto::ListApplicationsResponse>, Status> {
+        let caller = caller(&request)?;
+        let message = request.into_inner();
+        let jurisdiction =
+            request_jurisdiction(&caller.agency, "jurisdiction", &message.jurisdiction)?;
+        let filter = ApplicationFilter {
+            state: optional("state", message.state)?,
+            kind: optional("kind", message.kind)?,
+            department: (!message.department_uscc.trim().is_empty())
+                .then(|| request_uscc("department_uscc", &message.department_uscc))
+                .transpose()?
+                .map(|uscc| uscc.as_str().to_owned()),
+            applied: day_range(
+                ("applied_from", &message.applied_from),
+                ("applied_to", &message.applied_to),
+            )?,
+        };
+        let limit = page_size(message.page_size, DEFAULT_PAGE, MAX_PAGE);
+        let applications = self
+            .store
+            .applications_page(&jurisdiction, &filter, &message.page_token, limit)
+            .await?;
+        let reader = self.reader(&caller.agency).await?;
+        Ok(Response::new(proto::ListApplicationsResponse {
+            next_page_token: next_token(&applications, limit, |a| &a.id),
+            applications: applications
+                .iter()
+                .map(|application| {
+                    let mut message = application_message(application);
+                    read_application(&reader, &mut message);
+                    message
+                })
+                .collect(),
+        }))
     }
 }
 
@@ -605,7 +754,104 @@ impl proto::case_service_server::CaseService for Hub {
             .await?
             .ok_or_else(|| Error::NotFound(format!("no case `{id}`")))?;
         visible(&caller.agency, &case.jurisdiction)?;
-        Ok(Response::new(case_message(&case, self.today())))
+        let mut message = case_message(&case, self.today());
+        read_case(&self.reader(&caller.agency).await?, &mut message);
+        Ok(Response::new(message))
+    }
+
+    async fn list_cases(
+        &self,
+        request: Request<proto::ListCasesRequest>,
+    ) -> Result<Response<proto::ListCasesResponse>, Status> {
+        let caller = caller(&request)?;
+        let message = request.into_inner();
+        let jurisdiction =
+            request_jurisdiction(&caller.agency, "jurisdiction", &message.jurisdiction)?;
+        let today = self.today();
+        let filter = CaseFilter {
+            state: optional("state", message.state)?,
+            institution: (!message.institution_uscc.trim().is_empty())
+                .then(|| request_uscc("institution_uscc", &message.institution_uscc))
+                .transpose()?
+                .map(|uscc| uscc.as_str().to_owned()),
+            overdue_on: message.overdue_only.then_some(today),
+            opened: day_range(
+                ("opened_from", &message.opened_from),
+                ("opened_to", &message.opened_to),
+            )?,
+        };
+        let limit = page_size(message.page_size, DEFAULT_PAGE, MAX_PAGE);
+        let cases = self
+            .store
+            .cases_page(&jurisdiction, &filter, &message.page_token, limit)
+            .await?;
+        let reader = self.reader(&caller.agency).await?;
+        Ok(Response::new(proto::ListCasesResponse {
+            next_page_token: next_token(&cases, limit, |c| &c.id),
+            cases: cases
+                .iter()
+                .map(|case| {
+                    let mut message = case_message(case, today);
+                    read_case(&reader, &mut message);
+                    message
+                })
+                .collect(),
+        }))
+    }
+
+    async fn get_transfer(
+        &self,
+        request: Request<proto::IdRequest>,
+    ) -> Result<Response<proto::MatterTransfer>, Status> {
+        let caller = caller(&request)?;
+        let id = request.into_inner().id;
+        let transfer = self
+            .store
+            .transfer_record(&id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no transfer `{id}`")))?;
+        reaches(&caller.agency, &transfer)?;
+        let mut message = transfer_message(&transfer);
+        read_transfer(&self.reader(&caller.agency).await?, &mut message);
+        Ok(Response::new(message))
+    }
+
+    async fn list_transfers(
+        &self,
+        request: Request<proto::ListTransfersRequest>,
+    ) -> Result<Response<proto::ListTransfersResponse>, Status> {
+        let caller = caller(&request)?;
+        let message = request.into_inner();
+        let jurisdiction =
+            request_jurisdiction(&caller.agency, "jurisdiction", &message.jurisdiction)?;
+        let filter = TransferFilter {
+            reaching: (caller.agency.kind != AgencyKind::StaffingOffice)
+                .then_some(caller.agency.kind),
+            kind: optional("kind", message.kind)?,
+            matter: optional("matter", message.matter)?,
+            unacknowledged_only: message.unacknowledged_only,
+            sent: day_range(
+                ("sent_from", &message.sent_from),
+                ("sent_to", &message.sent_to),
+            )?,
+        };
+        let limit = page_size(message.page_size, DEFAULT_PAGE, MAX_PAGE);
+        let transfers = self
+            .store
+            .transfers_page(&jurisdiction, &filter, &message.page_token, limit)
+            .await?;
+        let reader = self.reader(&caller.agency).await?;
+        Ok(Response::new(proto::ListTransfersResponse {
+            next_page_token: next_token(&transfers, limit, |t| &t.id),
+            transfers: transfers
+                .iter()
+                .map(|transfer| {
+                    let mut message = transfer_message(transfer);
+                    read_transfer(&reader, &mut message);
+                    message
+                })
+                .collect(),
+        }))
     }
 
     async fn transfer(
@@ -660,7 +906,9 @@ impl proto::case_service_server::CaseService for Hub {
             .store
             .acknowledge_receipt(&caller.agency, &request.into_inner().id)
             .await?;
-        Ok(Response::new(transfer_message(&transfer)))
+        let mut message = transfer_message(&transfer);
+        read_transfer(&self.reader(&caller.agency).await?, &mut message);
+        Ok(Response::new(message))
     }
 
     async fn publish_bulletin(

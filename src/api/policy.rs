@@ -126,6 +126,15 @@ pub const POLICY: &[Rule] = &[
         prefix: "/quotahub.v1.ApplicationService/Decide",
         kinds: &[StaffingOffice],
     },
+    // Those who audit and inspect read applications too: whether the gate was overridden, why.
+    Rule {
+        prefix: "/quotahub.v1.ApplicationService/GetApplication",
+        kinds: &[StaffingOffice, Organization, Hr, Discipline, Audit],
+    },
+    Rule {
+        prefix: "/quotahub.v1.ApplicationService/ListApplications",
+        kinds: &[StaffingOffice, Organization, Hr, Discipline, Audit],
+    },
     Rule {
         prefix: "/quotahub.v1.CaseService/",
         kinds: &[StaffingOffice],
@@ -133,6 +142,19 @@ pub const POLICY: &[Rule] = &[
     Rule {
         prefix: "/quotahub.v1.CaseService/GetCase",
         kinds: &[StaffingOffice, Discipline, Audit],
+    },
+    Rule {
+        prefix: "/quotahub.v1.CaseService/ListCases",
+        kinds: &[StaffingOffice, Discipline, Audit],
+    },
+    // Those a transfer can reach; the handlers show each only the transfers that reach its kind.
+    Rule {
+        prefix: "/quotahub.v1.CaseService/GetTransfer",
+        kinds: &[StaffingOffice, Discipline, Audit, Organization, Finance],
+    },
+    Rule {
+        prefix: "/quotahub.v1.CaseService/ListTransfers",
+        kinds: &[StaffingOffice, Discipline, Audit, Organization, Finance],
     },
     Rule {
         prefix: "/quotahub.v1.CaseService/AcknowledgeReceipt",

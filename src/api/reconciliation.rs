@@ -463,7 +463,8 @@ impl proto::reconciliation_service_server::ReconciliationService for Hub {
             after: parse_page_token(&reader, &message.page_token)?,
             limit,
         };
-        let findings = self.store.findings(&filter).await?;
+        let raised = raised_range(&message.raised_from, &message.raised_to)?;
+        let mut findings = self.store.findings(&filter).await?;
         let next_page_token = if findings.len() == limit as usize {
             findings
                 .last()
@@ -472,6 +473,13 @@ impl proto::reconciliation_service_server::ReconciliationService for Hub {
         } else {
             String::new()
         };
+        // The date filter is applied to the page read by key, so a page may come out short; its
+        // token still continues after the last finding read.
+        if let Some((from, to)) = raised {
+            findings.retain(|f| {
+                from.is_none_or(|from| f.raised_at >= from) && to.is_none_or(|to| f.raised_at < to)
+            });
+        }
         Ok(Response::new(proto::ListFindingsResponse {
             findings: findings
                 .iter()
@@ -917,4 +925,30 @@ pub(crate) mod evidence {
             Ok(bundle)
         }
     }
+}
+
+/// The instants `[from, to)` of ListFindings' days `raised_from..=raised_to` (China Standard
+/// Time), or `None` without a date filter.
+#[allow(clippy::type_complexity)]
+fn raised_range(from: &str, to: &str) -> Result<Option<(Option<i64>, Option<i64>)>, Error> {
+    let day = |field: &str, value: &str| {
+        let value = value.trim();
+        (!value.is_empty())
+            .then(|| {
+                crate::domain::ids::parse_date(value)
+                    .map_err(|reason| Error::invalid(field, reason))
+            })
+            .transpose()
+    };
+    let (from, to) = (day("raised_from", from)?, day("raised_to", to)?);
+    if from.is_none() && to.is_none() {
+        return Ok(None);
+    }
+    if let (Some(from), Some(to)) = (from, to)
+        && from > to
+    {
+        return Err(Error::invalid("raised_to", "is before raised_from"));
+    }
+    let range = crate::store::ledger::TimeRange::of_days(from, to);
+    Ok(Some((range.from, range.to)))
 }

@@ -23,7 +23,11 @@ pub struct BenchHub {
     pub address: SocketAddr,
     /// The store it uses (the re-check is measured on it directly).
     pub store: Store,
+    /// Where the supervision console listens (the same certificates).
+    pub console: SocketAddr,
     ca: DevCa,
+    /// Each agency's one certificate, issued and registered on first use.
+    certificates: std::sync::Mutex<std::collections::HashMap<String, CertifiedKey>>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -51,8 +55,15 @@ impl BenchHub {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .context("cannot bind a loopback port")?;
-        let application = Application::with_listener(listener, store.clone(), &tls, limits)?;
+        let console_listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("cannot bind a loopback port")?;
+        let application = Application::with_listener(listener, store.clone(), &tls, limits)?
+            .with_console(console_listener, &tls)?;
         let address = application.local_addr();
+        let console = application
+            .console_addr()
+            .context("the console is not listening")?;
         let (shutdown, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(application.run_until_stopped(async move {
             let _ = stopped.await;
@@ -60,14 +71,31 @@ impl BenchHub {
         Ok(BenchHub {
             address,
             store,
+            console,
             ca,
+            certificates: std::sync::Mutex::default(),
             shutdown: Some(shutdown),
             server: Some(server),
         })
     }
 
-    /// A new mutual-TLS connection authenticated as `agency` (a certificate issued on the spot).
-    pub async fn channel(&self, agency: &Agency) -> anyhow::Result<Channel> {
+    /// The CA the hub trusts, in PEM.
+    pub fn ca_pem(&self) -> &str {
+        self.ca.cert_pem()
+    }
+
+    /// The certificate of `agency`, issued and registered on first use (one per agency, as the
+    /// registry keeps one).
+    pub async fn certificate(&self, agency: &Agency) -> anyhow::Result<CertifiedKey> {
+        let known = self
+            .certificates
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&agency.id())
+            .cloned();
+        if let Some(certificate) = known {
+            return Ok(certificate);
+        }
         let certificate: CertifiedKey = self
             .ca
             .issue_agency(agency, Validity::default_leaf())
@@ -78,6 +106,16 @@ impl BenchHub {
             .add_agency(agency, Some(&fingerprint))
             .await
             .map_err(|error| anyhow::anyhow!("cannot register {agency}: {error}"))?;
+        self.certificates
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(agency.id(), certificate.clone());
+        Ok(certificate)
+    }
+
+    /// A new mutual-TLS connection authenticated as `agency`.
+    pub async fn channel(&self, agency: &Agency) -> anyhow::Result<Channel> {
+        let certificate = self.certificate(agency).await?;
         crate::tls::client_channel(
             &format!("https://{}", self.address),
             self.ca.cert_pem().as_bytes(),

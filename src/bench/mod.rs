@@ -17,6 +17,7 @@
 //! 6. [`alert_feed`]: push-to-subscriber latency and memory per subscriber.
 //! 7. [`audit_log`]: audit appends per second with the Merkle log and checkpoints against the hash
 //!    chain alone. Target: log ≥ 0.8 × chain.
+//! 8. [`console_pages`]: the supervision console's server time per page (target p95 < 300 ms).
 //!
 //! Every measure is bounded in time and count, everything stays on loopback, and nothing asserts on
 //! a timing. Progress goes to stderr, the table to stdout.
@@ -24,6 +25,7 @@
 pub mod alert_feed;
 pub mod audit_log;
 pub mod calls;
+pub mod console_pages;
 pub mod db;
 pub mod hub;
 pub mod ingest;
@@ -105,6 +107,12 @@ pub struct BenchOptions {
     /// the findings: the province, whose millions of records would take hours checked one batch
     /// at a time. The single pushes after it are checked.
     pub defer_push_checks: bool,
+    /// Ledger items opened from findings before the console's pages are timed (200).
+    pub console_items: usize,
+    /// Fetches per console page at most (30).
+    pub console_samples: usize,
+    /// Time per console page at most (20 s).
+    pub console_budget: Duration,
 }
 
 impl BenchOptions {
@@ -138,6 +146,9 @@ impl BenchOptions {
             feed_samples: 50,
             feed_subscribers: 1_000,
             defer_push_checks: scale == "province",
+            console_items: 200,
+            console_samples: 30,
+            console_budget: Duration::from_secs(20),
         })
     }
 }
@@ -237,7 +248,7 @@ struct Measured {
     repeated: Vec<Row>,
     /// The alert feed's rows (they come after memory in the table).
     feed: Vec<Row>,
-    /// The audit trail's rows.
+    /// The audit trail's rows, then the console's.
     audit: Vec<Row>,
 }
 
@@ -358,6 +369,28 @@ async fn measure(
     })
     .await?;
 
+    let largest = {
+        let mut people: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        for event in &data.events {
+            *people.entry(event.institution_uscc.as_str()).or_default() += 1;
+        }
+        people
+            .into_iter()
+            .max_by_key(|(uscc, count)| (*count, std::cmp::Reverse(*uscc)))
+            .map(|(uscc, _)| uscc.to_owned())
+            .context("the data has no personnel")?
+    };
+    let console = console_pages::rows(&console_pages::ConsoleBench {
+        hub: &hub,
+        root: root.clone(),
+        institution: largest,
+        as_of,
+        items: options.console_items,
+        samples: options.console_samples,
+        budget: options.console_budget,
+    })
+    .await?;
+
     progress("stopping the hub");
     hub.stop().await?;
 
@@ -409,7 +442,9 @@ async fn measure(
         "7. audit appends, batches of {:?}: the Merkle log vs the chain alone",
         audit_log::BATCHES
     ));
-    let audit = audit_log::rows(&audit_log::measure(&options.database, options.load).await?);
+    let mut audit = audit_log::rows(&audit_log::measure(&options.database, options.load).await?);
+    // The console's pages (8) after the audit log (7).
+    audit.extend(console);
     Ok(Measured {
         rows,
         peak,
@@ -807,6 +842,9 @@ mod tests {
         options.connections = 2;
         options.feed_samples = 3;
         options.feed_subscribers = 5;
+        options.console_items = 4;
+        options.console_samples = 3;
+        options.console_budget = Duration::from_millis(50);
         options
     }
 
@@ -839,6 +877,14 @@ mod tests {
                 "alert_feed.latency.subscribers_1",
                 "alert_feed.latency.subscribers_1000",
                 "alert_feed.memory_per_idle_subscriber",
+                "console.page.overview",
+                "console.page.findings",
+                "console.page.findings_sorted",
+                "console.page.finding",
+                "console.page.institution",
+                "console.page.ledger",
+                "console.page.applications",
+                "console.page.audit",
             ]
             .map(String::from),
         );

@@ -401,6 +401,8 @@ pub struct MatterPage {
     pub heading: String,
     pub facts: Vec<(&'static str, String)>,
     pub finding_href: Option<String>,
+    /// What the link of `finding_href` says.
+    pub link_label: &'static str,
     pub steps: Vec<StepRow>,
 }
 
@@ -467,6 +469,7 @@ pub async fn item(visit: &mut Visit, query: &IdQuery) -> Result<Response, Status
             (chrome.t("版本", "Version"), item.version.to_string()),
         ],
         finding_href,
+        link_label: chrome.t("来源问题", "The finding it follows"),
         steps: steps(&item.history),
         c: chrome,
     };
@@ -523,6 +526,7 @@ pub async fn case(visit: &mut Visit, query: &IdQuery) -> Result<Response, Status
             (chrome.t("办理结果", "Outcome"), found.outcome.clone()),
         ],
         finding_href: None,
+        link_label: "",
         steps: steps(&found.history),
         c: chrome,
     };
@@ -598,6 +602,7 @@ pub async fn application(visit: &mut Visit, query: &IdQuery) -> Result<Response,
             ),
         ],
         finding_href: None,
+        link_label: "",
         steps: Vec::new(),
         c: chrome,
     };

@@ -15,6 +15,7 @@ mod board;
 mod chart;
 mod institution;
 mod live;
+mod matters;
 mod pages;
 mod trail;
 mod views;
@@ -111,6 +112,14 @@ fn router(console: Arc<Console>) -> Router {
         .route("/ledger/report.csv", get(ledger_report_csv))
         .route("/case", get(case_page))
         .route("/application", get(application_page))
+        .route("/matters", get(matters_first))
+        .route("/cases", get(cases_page))
+        .route("/cases.csv", get(cases_csv))
+        .route("/transfers", get(transfers_page))
+        .route("/transfers.csv", get(transfers_csv))
+        .route("/transfer", get(transfer_page))
+        .route("/applications", get(applications_page))
+        .route("/applications.csv", get(applications_csv))
         .route("/audit", get(audit_trail))
         .route("/audit.csv", get(audit_csv))
         .route("/live", get(live_page))
@@ -495,6 +504,62 @@ query_page!(
     "GET /application",
     |q| format!("id={}", q.id),
     board::application
+);
+query_page!(
+    matters_first,
+    matters::MatterQuery,
+    "GET /matters",
+    matters::MatterQuery::summary,
+    matters::first_list
+);
+query_page!(
+    cases_page,
+    matters::MatterQuery,
+    "GET /cases",
+    matters::MatterQuery::summary,
+    matters::cases_page
+);
+query_page!(
+    cases_csv,
+    matters::MatterQuery,
+    "GET /cases.csv",
+    matters::MatterQuery::summary,
+    matters::cases_csv
+);
+query_page!(
+    transfers_page,
+    matters::MatterQuery,
+    "GET /transfers",
+    matters::MatterQuery::summary,
+    matters::transfers_page
+);
+query_page!(
+    transfers_csv,
+    matters::MatterQuery,
+    "GET /transfers.csv",
+    matters::MatterQuery::summary,
+    matters::transfers_csv
+);
+query_page!(
+    transfer_page,
+    board::IdQuery,
+    "GET /transfer",
+    |q| format!("id={}", q.id),
+    matters::transfer
+);
+query_page!(
+    applications_page,
+    matters::MatterQuery,
+    "GET /applications",
+    matters::MatterQuery::summary,
+    matters::applications_page
+);
+query_page!(
+    applications_csv,
+    matters::MatterQuery,
+    "GET /applications.csv",
+    matters::MatterQuery::summary,
+    matters::applications_csv
 );
 query_page!(
     audit_trail,

@@ -50,7 +50,16 @@ pub struct ListQuery {
     pub state: String,
     /// An institution's USCC.
     pub institution: String,
-    /// ListFindings' page token.
+    /// A division below the viewer's (its subtree).
+    pub division: String,
+    /// Raised on or after this day (`2024-06-01`).
+    pub from: String,
+    /// Raised on or before this day.
+    pub to: String,
+    /// A column's key (`severity`, `raised`, ...), `-` before it for descending; empty for the
+    /// findings' key order, paged by ListFindings' own cursor.
+    pub sort: String,
+    /// ListFindings' page token; with a sort, the page's number.
     pub page: String,
     /// `en` for English.
     pub lang: Option<String>,
@@ -65,9 +74,13 @@ impl ListQuery {
             ("severity", &self.severity),
             ("state", &self.state),
             ("institution", &self.institution),
+            ("division", &self.division),
+            ("from", &self.from),
+            ("to", &self.to),
+            ("sort", &self.sort),
         ] {
-            if !value.is_empty() {
-                query.append_pair(name, value);
+            if !value.trim().is_empty() {
+                query.append_pair(name, value.trim());
             }
         }
         if !page.is_empty() {
@@ -101,7 +114,9 @@ impl ListQuery {
                 .ok_or_else(|| Status::invalid_argument("unknown severity"))? as i32
         };
         Ok(proto::ListFindingsRequest {
-            jurisdiction: String::new(),
+            jurisdiction: self.division.trim().to_owned(),
+            raised_from: self.from.trim().to_owned(),
+            raised_to: self.to.trim().to_owned(),
             codes,
             min_severity,
             state: finding_state(&self.state)?,
@@ -340,11 +355,69 @@ pub async fn overview(visit: &mut Visit) -> Result<Response, Status> {
     views::html(&page)
 }
 
-/// The findings list, filtered and paged by ListFindings' own cursor.
+/// The findings list's sortable columns: key, heading in Chinese and English.
+const FINDING_COLUMNS: [(&str, &str, &str); 7] = [
+    ("rule", "规则", "Rule"),
+    ("severity", "级别", "Severity"),
+    ("institution", "单位", "Institution"),
+    ("", "对象", "Subject"),
+    ("period", "期间", "Period"),
+    ("alert", "预警状态", "Alert"),
+    ("raised", "发现时间", "Raised"),
+];
+
+/// Sorts findings by a column of the list (`-` before its key for descending); findings of one
+/// value keep their key order.
+fn sort_findings(findings: &mut [proto::Finding], sort: &str) {
+    let (descending, key) = match sort.strip_prefix('-') {
+        Some(key) => (true, key),
+        None => (false, sort),
+    };
+    let seconds = |f: &proto::Finding| f.raised_at.as_ref().map_or(0, |at| at.seconds);
+    findings.sort_by(|a, b| {
+        let order = match key {
+            "rule" => a.code.cmp(&b.code),
+            // Most severe first when ascending, as the severity filter reads.
+            "severity" => b.severity.cmp(&a.severity),
+            "institution" => a.institution_uscc.cmp(&b.institution_uscc),
+            "period" => a.period.cmp(&b.period),
+            "alert" => a.alert_state.cmp(&b.alert_state),
+            "raised" => seconds(a).cmp(&seconds(b)),
+            _ => std::cmp::Ordering::Equal,
+        };
+        if descending { order.reverse() } else { order }
+    });
+}
+
+/// The findings list, filtered by ListFindings (rule, severity, state, institution, division,
+/// days raised). In key order it is paged by ListFindings' own cursor; sorted by a column, every
+/// finding the filters select is read, sorted and paged by number.
 pub async fn findings(visit: &mut Visit, query: &ListQuery) -> Result<Response, Status> {
     let agency = visit.viewer().await?;
-    let page = list_findings(visit, query.request(PAGE_SIZE, query.page.clone())?).await?;
     let lang = visit.lang;
+    let sorted = !query.sort.trim().is_empty();
+    let (shown, next_token, pager) = if sorted {
+        let mut every = every_finding(
+            visit,
+            &ListQuery {
+                page: String::new(),
+                ..query.clone()
+            },
+        )
+        .await?;
+        sort_findings(&mut every, query.sort.trim());
+        let page = query.page.parse::<usize>().unwrap_or(1).max(1);
+        let pages = every.len().div_ceil(PAGE_SIZE as usize);
+        let shown: Vec<proto::Finding> = every
+            .into_iter()
+            .skip((page - 1) * PAGE_SIZE as usize)
+            .take(PAGE_SIZE as usize)
+            .collect();
+        (shown, String::new(), Some((page, pages)))
+    } else {
+        let page = list_findings(visit, query.request(PAGE_SIZE, query.page.clone())?).await?;
+        (page.findings, page.next_page_token, None)
+    };
     let chrome = Chrome::new(
         visit,
         &agency,
@@ -352,8 +425,7 @@ pub async fn findings(visit: &mut Visit, query: &ListQuery) -> Result<Response, 
         "/findings",
         &query.query_string(Lang::Zh, &query.page),
     );
-    let rows = page
-        .findings
+    let rows = shown
         .iter()
         .map(|finding| {
             views::FindingRow::of(
@@ -366,20 +438,47 @@ pub async fn findings(visit: &mut Visit, query: &ListQuery) -> Result<Response, 
             )
         })
         .collect();
+    let with_sort = |sort: &str| ListQuery {
+        sort: sort.to_owned(),
+        page: String::new(),
+        ..query.clone()
+    };
+    let headers = FINDING_COLUMNS
+        .iter()
+        .map(|(key, zh, en)| {
+            (!key.is_empty())
+                .then(|| {
+                    views::SortHeader::new(&chrome, key, chrome.t(zh, en), &query.sort, |sort| {
+                        format!("/findings?{}", with_sort(sort).query_string(Lang::Zh, ""))
+                    })
+                })
+                .ok_or_else(|| chrome.t(zh, en).to_owned())
+        })
+        .collect();
+    let link = |page: &str| format!("/findings?{}", query.query_string(lang, page));
+    let (next, first) = match pager {
+        Some((page, pages)) => (
+            (page < pages).then(|| link(&(page + 1).to_string())),
+            (page > 1).then(|| link("")),
+        ),
+        None => (
+            (!next_token.is_empty()).then(|| link(&next_token)),
+            (!query.page.is_empty()).then(|| link("")),
+        ),
+    };
     let view = views::Findings {
         rules: views::rule_options(lang, &query.rule),
         severities: views::severity_options(lang, &query.severity),
         states: views::state_options(lang, &query.state),
         institution: query.institution.clone(),
+        division: query.division.clone(),
+        from: query.from.clone(),
+        to: query.to.clone(),
+        sort: query.sort.clone(),
+        headers,
         rows,
-        next: (!page.next_page_token.is_empty()).then(|| {
-            format!(
-                "/findings?{}",
-                query.query_string(lang, &page.next_page_token)
-            )
-        }),
-        first: (!query.page.is_empty())
-            .then(|| format!("/findings?{}", query.query_string(lang, ""))),
+        next,
+        first,
         csv: format!("/findings.csv?{}", query.query_string(lang, "")),
         c: chrome,
     };
@@ -398,6 +497,8 @@ pub async fn findings_csv(visit: &mut Visit, query: &ListQuery) -> Result<Respon
         },
     )
     .await?;
+    let mut findings = findings;
+    sort_findings(&mut findings, query.sort.trim());
     let lang = visit.lang;
     let mut out = csv::Writer::from_writer(vec![0xEF, 0xBB, 0xBF]);
     let internal = |error: csv::Error| Status::internal(error.to_string());

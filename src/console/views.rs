@@ -66,6 +66,8 @@ pub enum Nav {
     Institution,
     /// 一事一账.
     Ledger,
+    /// 督办: cases, transfers, applications.
+    Matters,
     /// 审计日志.
     Audit,
 }
@@ -221,6 +223,12 @@ pub struct Findings {
     pub severities: Vec<SelectOption>,
     pub states: Vec<SelectOption>,
     pub institution: String,
+    pub division: String,
+    pub from: String,
+    pub to: String,
+    pub sort: String,
+    /// The columns' headings: a sortable one's link, or a plain label.
+    pub headers: Vec<Result<SortHeader, String>>,
     pub rows: Vec<FindingRow>,
     pub next: Option<String>,
     pub first: Option<String>,
@@ -439,7 +447,7 @@ pub fn alert_state_label(lang: Lang, state: i32) -> &'static str {
     if lang == Lang::En { en } else { zh }
 }
 
-fn kind_label(lang: Lang, kind: AgencyKind) -> &'static str {
+pub fn kind_label(lang: Lang, kind: AgencyKind) -> &'static str {
     let (zh, en) = match kind {
         AgencyKind::StaffingOffice => ("编办", "staffing office"),
         AgencyKind::Organization => ("组织部", "organization department"),

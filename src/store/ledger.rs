@@ -97,6 +97,10 @@ pub struct Application {
     pub override_by: Option<String>,
     /// The decision: note, by whom, the registry record it pushed.
     pub decision: Option<(String, String, Option<String>)>,
+    /// When it was filed (Unix microseconds).
+    pub applied_at: i64,
+    /// When it was decided.
+    pub decided_at: Option<i64>,
 }
 
 /// The details of an application, kept as JSON.
@@ -167,7 +171,9 @@ pub struct Case {
     pub outcome: Option<String>,
     /// Incremented at every move.
     pub version: i64,
-    /// Every step, oldest first.
+    /// When it was taken in (Unix microseconds).
+    pub opened_at: i64,
+    /// Every step, oldest first (empty in lists).
     pub history: Vec<Step>,
 }
 
@@ -205,8 +211,93 @@ pub struct Transfer {
     pub jurisdiction: String,
     /// The covering note.
     pub text: String,
+    /// Who sent it.
+    pub sent_by: String,
+    /// When (Unix microseconds).
+    pub sent_at: i64,
     /// Per agency kind reached: who acknowledged, when.
     pub receipts: Vec<(AgencyKind, Option<String>, Option<i64>)>,
+}
+
+/// What a list of cases selects (besides the jurisdiction subtree).
+#[derive(Debug, Clone, Default)]
+pub struct CaseFilter {
+    /// Only in this state.
+    pub state: Option<CaseState>,
+    /// Only concerning this institution.
+    pub institution: Option<String>,
+    /// Only those overdue on this day.
+    pub overdue_on: Option<NaiveDate>,
+    /// Only those taken in within `[from, to)` (Unix microseconds).
+    pub opened: TimeRange,
+}
+
+/// What a list of transfers selects (besides the jurisdiction subtree).
+#[derive(Debug, Clone, Default)]
+pub struct TransferFilter {
+    /// Only those reaching this agency kind (every reader but the staffing office).
+    pub reaching: Option<AgencyKind>,
+    /// Only transfers or only joint inspections.
+    pub kind: Option<TransferKind>,
+    /// Only about this kind of matter.
+    pub matter: Option<MatterKind>,
+    /// Only those with a receipt not yet acknowledged.
+    pub unacknowledged_only: bool,
+    /// Only those sent within the range.
+    pub sent: TimeRange,
+}
+
+/// What a list of applications selects (besides the jurisdiction subtree).
+#[derive(Debug, Clone, Default)]
+pub struct ApplicationFilter {
+    /// Only in this state.
+    pub state: Option<ApplicationState>,
+    /// Only of this kind.
+    pub kind: Option<ApplicationKind>,
+    /// Only of this department.
+    pub department: Option<String>,
+    /// Only those filed within the range.
+    pub applied: TimeRange,
+}
+
+/// Instants `[from, to)` in Unix microseconds; either end open when `None`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TimeRange {
+    /// The first instant in the range.
+    pub from: Option<i64>,
+    /// The first instant after it.
+    pub to: Option<i64>,
+}
+
+impl TimeRange {
+    /// The days `from..=to` in China Standard Time, either end open.
+    pub fn of_days(from: Option<NaiveDate>, to: Option<NaiveDate>) -> TimeRange {
+        let china = FixedOffset::east_opt(8 * 3600).expect("a valid offset");
+        let start = |day: NaiveDate| {
+            china
+                .from_local_datetime(&day.and_time(chrono::NaiveTime::MIN))
+                .single()
+                .map(|t| t.timestamp_micros())
+        };
+        TimeRange {
+            from: from.and_then(start),
+            to: to.and_then(|day| day.succ_opt()).and_then(start),
+        }
+    }
+
+    /// `AND column >= $n AND column < $m` for the set ends, binding their values.
+    fn sql(&self, column: &str, values: &mut Vec<Value>) -> String {
+        let mut sql = String::new();
+        if let Some(from) = self.from {
+            values.push(Value::Int(from));
+            sql.push_str(&format!(" AND {column} >= ${}", values.len()));
+        }
+        if let Some(to) = self.to {
+            values.push(Value::Int(to));
+            sql.push_str(&format!(" AND {column} < ${}", values.len()));
+        }
+        sql
+    }
 }
 
 /// A bulletin.
@@ -353,6 +444,7 @@ fn decode_case(row: &AnyRow) -> Result<Case> {
         escalation_level: column(row, "escalation_level")?,
         outcome: q::opt_text(row, "outcome")?,
         version: column(row, "version")?,
+        opened_at: column(row, "opened_at")?,
         history: Vec::new(),
     })
 }
@@ -380,6 +472,8 @@ fn decode_application(row: &AnyRow) -> Result<Application> {
         override_reason: q::opt_text(row, "override_reason")?,
         override_by: q::opt_text(row, "override_by")?,
         decision,
+        applied_at: column(row, "applied_at")?,
+        decided_at: column(row, "decided_at")?,
     })
 }
 
@@ -865,7 +959,7 @@ impl Store {
     /// One application with its decision.
     pub async fn application(&self, id: &str) -> Result<Option<Application>> {
         sqlx::query_with(
-            "SELECT a.*, d.note, d.decided_by, d.registry_record FROM applications a \
+            "SELECT a.*, d.note, d.decided_by, d.decided_at, d.registry_record FROM applications a \
              LEFT JOIN application_decisions d ON d.application_id = a.id WHERE a.id = $1",
             bind_all(vec![Value::from(id)])?,
         )
@@ -1486,32 +1580,189 @@ impl Store {
         else {
             return Ok(None);
         };
+        Ok(self.with_receipts(vec![row]).await?.pop())
+    }
+
+    /// Transfers' rows with their receipts, read in one statement.
+    async fn with_receipts(&self, rows: Vec<AnyRow>) -> Result<Vec<Transfer>> {
+        let mut transfers = rows
+            .iter()
+            .map(|row| {
+                Ok(Transfer {
+                    id: q::text(row, "id")?,
+                    kind: q::code(row, "kind")?,
+                    matter: q::code(row, "subject_kind")?,
+                    matter_id: q::text(row, "subject_id")?,
+                    jurisdiction: q::text(row, "jurisdiction")?,
+                    text: q::text(row, "text")?,
+                    sent_by: q::text(row, "sent_by")?,
+                    sent_at: column(row, "sent_at")?,
+                    receipts: Vec::new(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if transfers.is_empty() {
+            return Ok(transfers);
+        }
+        let list: Vec<String> = (1..=transfers.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT * FROM transfer_receipts WHERE transfer_id IN ({}) ORDER BY transfer_id, agency_kind",
+            list.join(", ")
+        );
         let receipts = sqlx::query_with(
-            "SELECT * FROM transfer_receipts WHERE transfer_id = $1 ORDER BY agency_kind",
-            bind_all(vec![Value::from(id)])?,
+            sqlx::AssertSqlSafe(sql),
+            bind_all(
+                transfers
+                    .iter()
+                    .map(|t| Value::from(t.id.as_str()))
+                    .collect(),
+            )?,
         )
         .fetch_all(self.readers())
-        .await?
-        .iter()
-        .map(|r| {
+        .await?;
+        let by_id: std::collections::HashMap<String, usize> = transfers
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.id.clone(), i))
+            .collect();
+        for r in &receipts {
             let kind = AgencyKind::from_slug(&q::text(r, "agency_kind")?)
                 .ok_or_else(|| Error::Internal("a stored agency kind is unknown".into()))?;
-            Ok((
+            let receipt = (
                 kind,
                 q::opt_text(r, "acknowledged_by")?,
                 column(r, "acknowledged_at")?,
-            ))
-        })
-        .collect::<Result<Vec<_>>>()?;
-        Ok(Some(Transfer {
-            id: q::text(&row, "id")?,
-            kind: q::code(&row, "kind")?,
-            matter: q::code(&row, "subject_kind")?,
-            matter_id: q::text(&row, "subject_id")?,
-            jurisdiction: q::text(&row, "jurisdiction")?,
-            text: q::text(&row, "text")?,
-            receipts,
-        }))
+            );
+            if let Some(&i) = by_id.get(&q::text(r, "transfer_id")?) {
+                transfers[i].receipts.push(receipt);
+            }
+        }
+        Ok(transfers)
+    }
+
+    /// A page of transfers in a jurisdiction subtree, by id (the order they were sent) from
+    /// after `after`, with their receipts.
+    pub async fn transfers_page(
+        &self,
+        jurisdiction: &Jurisdiction,
+        filter: &TransferFilter,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<Transfer>> {
+        let mut values = vec![
+            Value::Text(format!("{}%", jurisdiction.prefix())),
+            Value::from(after),
+        ];
+        let mut sql =
+            String::from("SELECT t.* FROM transfers t WHERE t.jurisdiction LIKE $1 AND t.id > $2");
+        if let Some(kind) = filter.reaching {
+            values.push(Value::from(kind.slug()));
+            sql.push_str(&format!(
+                " AND EXISTS (SELECT 1 FROM transfer_receipts r WHERE r.transfer_id = t.id AND r.agency_kind = ${})",
+                values.len()
+            ));
+        }
+        if filter.unacknowledged_only {
+            sql.push_str(
+                " AND EXISTS (SELECT 1 FROM transfer_receipts u WHERE u.transfer_id = t.id AND u.acknowledged_by IS NULL)",
+            );
+        }
+        if let Some(kind) = filter.kind {
+            values.push(Value::from(kind.code()));
+            sql.push_str(&format!(" AND t.kind = ${}", values.len()));
+        }
+        if let Some(matter) = filter.matter {
+            values.push(Value::from(matter.code()));
+            sql.push_str(&format!(" AND t.subject_kind = ${}", values.len()));
+        }
+        sql.push_str(&filter.sent.sql("t.sent_at", &mut values));
+        values.push(Value::Int(i64::from(limit)));
+        sql.push_str(&format!(" ORDER BY t.id LIMIT ${}", values.len()));
+        let rows = sqlx::query_with(sqlx::AssertSqlSafe(sql), bind_all(values)?)
+            .fetch_all(self.readers())
+            .await?;
+        self.with_receipts(rows).await
+    }
+
+    /// A page of cases in a jurisdiction subtree, by id (the order they were taken in) from after
+    /// `after`, without their histories.
+    pub async fn cases_page(
+        &self,
+        jurisdiction: &Jurisdiction,
+        filter: &CaseFilter,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<Case>> {
+        let mut values = vec![
+            Value::Text(format!("{}%", jurisdiction.prefix())),
+            Value::from(after),
+        ];
+        let mut sql = String::from("SELECT * FROM cases WHERE jurisdiction LIKE $1 AND id > $2");
+        if let Some(state) = filter.state {
+            values.push(Value::from(state.code()));
+            sql.push_str(&format!(" AND state = ${}", values.len()));
+        }
+        if let Some(institution) = &filter.institution {
+            values.push(Value::from(institution.as_str()));
+            sql.push_str(&format!(" AND institution_uscc = ${}", values.len()));
+        }
+        if let Some(day) = filter.overdue_on {
+            values.push(Value::Text(day.to_string()));
+            sql.push_str(&format!(
+                " AND state <> 'CLOSED' AND due_on < ${}",
+                values.len()
+            ));
+        }
+        sql.push_str(&filter.opened.sql("opened_at", &mut values));
+        values.push(Value::Int(i64::from(limit)));
+        sql.push_str(&format!(" ORDER BY id LIMIT ${}", values.len()));
+        sqlx::query_with(sqlx::AssertSqlSafe(sql), bind_all(values)?)
+            .fetch_all(self.readers())
+            .await?
+            .iter()
+            .map(decode_case)
+            .collect()
+    }
+
+    /// A page of applications in a jurisdiction subtree with their decisions, by id (the order
+    /// they were filed) from after `after`.
+    pub async fn applications_page(
+        &self,
+        jurisdiction: &Jurisdiction,
+        filter: &ApplicationFilter,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<Application>> {
+        let mut values = vec![
+            Value::Text(format!("{}%", jurisdiction.prefix())),
+            Value::from(after),
+        ];
+        let mut sql = String::from(
+            "SELECT a.*, d.note, d.decided_by, d.decided_at, d.registry_record FROM applications a \
+             LEFT JOIN application_decisions d ON d.application_id = a.id \
+             WHERE a.jurisdiction LIKE $1 AND a.id > $2",
+        );
+        if let Some(state) = filter.state {
+            values.push(Value::from(state.code()));
+            sql.push_str(&format!(" AND a.state = ${}", values.len()));
+        }
+        if let Some(kind) = filter.kind {
+            values.push(Value::from(kind.code()));
+            sql.push_str(&format!(" AND a.kind = ${}", values.len()));
+        }
+        if let Some(department) = &filter.department {
+            values.push(Value::from(department.as_str()));
+            sql.push_str(&format!(" AND a.department_uscc = ${}", values.len()));
+        }
+        sql.push_str(&filter.applied.sql("a.applied_at", &mut values));
+        values.push(Value::Int(i64::from(limit)));
+        sql.push_str(&format!(" ORDER BY a.id LIMIT ${}", values.len()));
+        sqlx::query_with(sqlx::AssertSqlSafe(sql), bind_all(values)?)
+            .fetch_all(self.readers())
+            .await?
+            .iter()
+            .map(decode_application)
+            .collect()
     }
 
     /// Acknowledges receipt of a transfer for the caller's agency kind (idempotent). The first

@@ -28,6 +28,11 @@ args.add_argument("--institution", required=True)
 args.add_argument("--newcomer", required=True,
                   help="the resident ID of a ghost the hub side pushes while the live page is open")
 args.add_argument("--item", required=True, help="a ledger item's id")
+args.add_argument("--case", required=True, help="a case's id")
+args.add_argument("--transfer", required=True,
+                  help="a joint inspection of the item, reaching audit and finance, naming --resident")
+args.add_argument("--application", required=True,
+                  help="an application the staffing office let past the gate of the overdue item")
 opts = args.parse_args()
 os.makedirs(opts.screenshots, exist_ok=True)
 
@@ -229,6 +234,21 @@ with sync_playwright() as playwright:
           "the index lists institutions with open findings")
     shot(page, "institutions")
     check(page.locator("nav a[href='/audit']").count() == 1, "discipline may open the audit trail")
+    # The findings list sorted by a column, and filtered by division and by the days raised.
+    discipline.goto("/findings?sort=severity")
+    check(page.locator("#findings-table th[aria-sort=ascending]").count() == 1,
+          "the list says which column it is sorted by")
+    check(page.locator("#findings-table tbody tr").count() >= 2, "sorted, every open finding")
+    page.click("#findings-table thead a:has-text('级别')")
+    page.wait_for_selector("#findings-table th[aria-sort=descending]")
+    check("sort=-severity" in page.url, "the order is in the link")
+    shot(page, "findings-sorted")
+    discipline.goto("/findings?division=140105")
+    check(page.locator("#findings-table").count() == 0, "none in another division")
+    discipline.goto("/findings?from=2099-01-01")
+    check(page.locator("#findings-table").count() == 0, "none raised in the future")
+    discipline.goto("/findings?to=2099-01-01&rule=PAID_NOT_ON_ROLL")
+    check(page.locator("#findings-table tbody tr").count() == 2, "both raised before then")
     discipline.finish()
     result["version_after"] = version_after
     result["live_seq"] = live_seq
@@ -263,6 +283,14 @@ with sync_playwright() as playwright:
           "finance sees masked IDs on the payroll")
     check(page.locator("#masked-note").count() == 1, "finance is told data is masked")
     shot(page, "institution-finance")
+    # The joint inspection reaches finance: listed, its note masked.
+    finance.goto("/transfers")
+    check(page.locator("#transfers-table tbody tr").count() == 1, "finance sees the joint inspection")
+    check(opts.resident not in page.content(), "finance's transfers never show a whole ID")
+    shot(page, "transfers-finance")
+    finance.goto("/transfer?" + urlencode({"id": opts.transfer}))
+    check(opts.masked in page.locator("#matter-facts").inner_text(),
+          "finance reads the covering note masked")
     finance.goto("/live")
     page.wait_for_selector("#live-status[data-state=connected]")
     page.wait_for_selector(f"#live-events tr:has-text('{opts.masked}')")
@@ -298,6 +326,12 @@ with sync_playwright() as playwright:
     check(page.locator("nav a[href='/audit']").count() == 0, "HR is not offered the audit trail")
     hr.goto("/audit", status=403)
     check("贵单位无权" in page.content(), "HR is refused the audit trail")
+    hr.goto("/cases", status=403)
+    check("贵单位无权" in page.content(), "HR is refused the cases")
+    hr.goto("/applications")
+    check(page.locator("#applications-table tbody tr").count() == 1, "HR reads the applications")
+    check([t.inner_text() for t in page.locator("nav.tabs a").all()] == ["编制事项申请"],
+          "HR is offered only the list it may read")
     hr.errors = [e for e in hr.errors if "403" not in e]
     hr.finish()
 
@@ -331,6 +365,49 @@ with sync_playwright() as playwright:
     shot(page, "ledger-report")
     office.goto("/institution?" + urlencode({"uscc": opts.institution}))
     shot(page, "institution-staffing-office")
+    # 督办: cases, transfers and applications, each listed, sortable, exportable, linked.
+    office.goto("/matters")
+    check(page.url.startswith(ORIGIN + "/cases"), "督办 opens on the cases")
+    cases = page.locator("#cases-table tbody tr")
+    check(cases.count() == 1 and opts.institution in cases.first.inner_text(), "the case is listed")
+    page.click("#cases-table thead a:has-text('办理期限')")
+    page.wait_for_selector("#cases-table th[aria-sort=ascending]")
+    with page.expect_download() as download:
+        page.click("#csv")
+    check(opts.case in open(download.value.path(), encoding="utf-8-sig").read(),
+          "the cases' CSV holds the case")
+    shot(page, "cases")
+    cases.first.locator("a").first.click()
+    page.wait_for_selector("#matter-facts")
+    check(opts.case in page.locator("#matter-heading").inner_text(), "the case's page")
+    office.goto("/cases?state=CLOSED")
+    check(page.locator("#cases-table").count() == 0, "no closed case")
+    office.goto("/transfers")
+    transfers = page.locator("#transfers-table tbody tr")
+    check(transfers.count() == 1 and "联合督查" in transfers.first.inner_text(),
+          "the joint inspection is listed")
+    check("待签收" in transfers.first.inner_text(), "its receipts are awaited")
+    shot(page, "transfers")
+    transfers.first.locator("a").first.click()
+    page.wait_for_selector("#steps")
+    check(page.locator("#steps li").count() == 2, "a receipt per agency reached")
+    check(page.locator("#matter-finding").count() == 1, "the transfer links its matter")
+    shot(page, "transfer")
+    office.goto("/applications")
+    applications = page.locator("#applications-table tbody tr")
+    check(applications.count() == 1, "the application is listed")
+    text = applications.first.inner_text() if applications.count() else ""
+    check("例外受理" in text and "防汛急需" in text, "the gate's answer: let through, and why")
+    check(page.locator("#applications-table td.short a").inner_text() == "1",
+          "the department's overdue items now, linked to the board")
+    with page.expect_download() as download:
+        page.click("#csv")
+    check(opts.application in open(download.value.path(), encoding="utf-8-sig").read(),
+          "the applications' CSV holds the application")
+    shot(page, "applications")
+    office.goto("/applications?lang=en")
+    check(page.locator("h1").first.inner_text().startswith("Staffing applications"),
+          "the English list")
     office.goto("/?lang=en")
     check(page.locator("nav a[href='/ledger?lang=en']").count() == 1, "links keep the language")
     office.finish()

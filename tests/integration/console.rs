@@ -118,6 +118,50 @@ async fn each_agency_sees_and_does_in_the_console_what_the_api_allows(backend: B
 
     // A ledger item on the organ, long overdue, with a step.
     let item = crate::ledger::open_by_hand(&app, &unit, "2020-01-31").await;
+    // A case, a joint inspection of the item naming the ghost, and an application let past the
+    // gate of the overdue item by the staffing office.
+    let mut cases = crate::ledger::cases(&app, AgencyKind::StaffingOffice).await;
+    let case = cases
+        .take_report(proto::ReportRequest {
+            channel: proto::ReportChannel::Hotline as i32,
+            institution_uscc: unit.clone(),
+            text: "某单位有人长期不上班仍领工资".into(),
+            owner: "督查科 王某".into(),
+            due_on: "2099-06-05".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let transfer = cases
+        .transfer(proto::TransferRequest {
+            kind: proto::TransferKind::JointInspection as i32,
+            matter: proto::MatterKind::LedgerItem as i32,
+            matter_id: item.id.clone(),
+            agencies: vec![
+                proto::AgencyKind::Audit as i32,
+                proto::AgencyKind::Finance as i32,
+            ],
+            text: format!("联合督查，涉及 {}", resident(2)),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let application = crate::ledger::applications(&app, AgencyKind::StaffingOffice)
+        .await
+        .apply(proto::ApplyRequest {
+            department_uscc: unit.clone(),
+            kind: proto::ApplicationKind::ChangeQuota as i32,
+            reason: "新增职能".into(),
+            category: proto::QuotaCategory::Administrative as i32,
+            count: 6,
+            override_reason: "防汛急需".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
 
     let certs = tempfile::tempdir().unwrap();
     certificate_files(certs.path());
@@ -144,6 +188,12 @@ async fn each_agency_sees_and_does_in_the_console_what_the_api_allows(backend: B
             &resident(3),
             "--item",
             &item.id,
+            "--case",
+            &case.id,
+            "--transfer",
+            &transfer.id,
+            "--application",
+            &application.id,
         ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -286,6 +336,24 @@ async fn each_agency_sees_and_does_in_the_console_what_the_api_allows(backend: B
     // The audit trail is the auditors' and inspectors': HR is refused it.
     assert!(has("140100/audit", "console GET /audit", "OK"));
     assert!(has("140100/hr", "console GET /audit", "PERMISSION_DENIED"));
+    // The follow-up lists, each a call of its RPC under the viewer's identity.
+    let listed = entries
+        .iter()
+        .find(|row| {
+            row.entry.agency_id == "140100/staffing-office"
+                && row.entry.method == "console GET /cases"
+        })
+        .expect("the cases page is in the trail");
+    assert!(
+        listed
+            .entry
+            .touched
+            .contains("/quotahub.v1.CaseService/ListCases"),
+        "{}",
+        listed.entry.touched
+    );
+    assert!(has("140100/finance", "console GET /transfers", "OK"));
+    assert!(has("140100/hr", "console GET /cases", "PERMISSION_DENIED"));
     // The live page acknowledged what it showed (the subscription's cursor moved past the
     // newcomer's event), and the stream's end, once the browser left, is in the trail with it.
     let mut feed = proto::feed_service_client::FeedServiceClient::new(

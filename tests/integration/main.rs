@@ -9,6 +9,7 @@ mod complexity;
 mod console;
 mod feed;
 mod findings;
+mod follow_up_lists;
 mod hardening;
 mod helpers;
 mod incremental;

@@ -452,8 +452,16 @@ fn expected(service: &str, method: &str, kind: AgencyKind) -> bool {
         }
         ("quotahub.v1.LedgerService", _) => true,
         ("quotahub.v1.ApplicationService", "Decide") => only(&[StaffingOffice]),
+        ("quotahub.v1.ApplicationService", "GetApplication" | "ListApplications") => {
+            only(&[StaffingOffice, Organization, Hr, Discipline, Audit])
+        }
         ("quotahub.v1.ApplicationService", _) => only(&[StaffingOffice, Organization, Hr]),
-        ("quotahub.v1.CaseService", "GetCase") => only(&[StaffingOffice, Discipline, Audit]),
+        ("quotahub.v1.CaseService", "GetCase" | "ListCases") => {
+            only(&[StaffingOffice, Discipline, Audit])
+        }
+        ("quotahub.v1.CaseService", "GetTransfer" | "ListTransfers") => {
+            only(&[StaffingOffice, Discipline, Audit, Organization, Finance])
+        }
         ("quotahub.v1.CaseService", "AcknowledgeReceipt") => {
             only(&[Discipline, Audit, Organization, Finance])
         }
