@@ -90,6 +90,12 @@ class Phase:
         self.latencies = []
         self.recording = False
         self.strays = 0
+        self.failure = None
+
+    def fail(self, failure):
+        """A subscriber's stream broke: stop waiting for it."""
+        self.failure = self.failure or failure
+        self.done.set()
 
     def begin(self, key, recording):
         self.key = key
@@ -162,7 +168,7 @@ class Hub:
             if line.startswith("quotahub listening on"):
                 break
         else:
-            raise SystemExit(f"the hub did not start: {self.hub_log()}")
+            raise SystemExit("the hub did not start")
 
     def hub_log(self):
         self.log.flush()
@@ -288,17 +294,24 @@ class Hub:
                     await asyncio.sleep(0.1)
             calls.append(call)
             opened.set()
-            while message is not grpc.aio.EOF:
-                kind = message.WhichOneof("message")
-                if kind == "event":
-                    phase.receive(message.event.finding.subject)
-                    if count == 1:
-                        self.event_bytes.append(message.event.ByteSize())
-                    # The acknowledgement rides on the stream, one per event.
-                    await call.write(feed_pb2.StreamingSubscribeRequest(ack_seq=message.event.seq))
-                elif kind == "drain":
-                    raise SystemExit(f"the hub drained a stream: {message.drain.reason}")
-                message = await call.read()
+            try:
+                while message is not grpc.aio.EOF:
+                    kind = message.WhichOneof("message")
+                    if kind == "event":
+                        phase.receive(message.event.finding.subject)
+                        if count == 1:
+                            self.event_bytes.append(message.event.ByteSize())
+                        # The acknowledgement rides on the stream, one per event.
+                        await call.write(
+                            feed_pb2.StreamingSubscribeRequest(ack_seq=message.event.seq)
+                        )
+                    elif kind == "drain":
+                        phase.fail(f"the hub drained a stream: {message.drain.reason}")
+                    message = await call.read()
+                phase.fail(f"subscriber {i}'s stream ended")
+            except grpc.aio.AioRpcError as error:
+                if error.code() != grpc.StatusCode.CANCELLED:
+                    phase.fail(f"subscriber {i}'s stream failed: {error.code()} {error.details()}")
 
         tasks = [asyncio.create_task(subscriber(i)) for i in range(count)]
         try:
@@ -335,6 +348,8 @@ class Hub:
                             f"hub, {count} subscribers: {phase.seen} of them had the alert "
                             f"of push {sample} after {self.args.timeout} s"
                         )
+                    if phase.failure:
+                        raise SystemExit(f"hub, {count} subscribers: {phase.failure}")
         finally:
             for call in calls:
                 call.cancel()
@@ -565,22 +580,27 @@ def main():
 
     load_before = os.getloadavg()
     hub = Hub(args, stubs.name)
-    hub.start()
     try:
+        hub.start()
         rows, event_bytes = asyncio.run(measure_all(args, hub))
     except SystemExit as failure:
         if hub.process:
             print(f"the hub's log ends:\n{hub.hub_log()}", file=sys.stderr)
-        hub.stop()
         print(failure, file=sys.stderr)
         return 1
-    hub.stop()
+    finally:
+        hub.stop()
     load_after = os.getloadavg()
     print(table(rows, args.messages))
     print()
     size = f"{round(sum(event_bytes) / len(event_bytes))} bytes" if event_bytes else "unknown"
+    measured_nats = any(nats for _, _, nats in rows)
     print(
-        f"Alert event (FULL content) {size}; NATS messages of the same size. "
+        f"Alert event (FULL content) {size}"
+        + ("; NATS messages of the same size. " if measured_nats else "; NATS not measured. ")
+        + f"Hub: {args.hub or args.address}"
+        + (f" on {args.database_url.split('@')[-1]}" if args.database_url else "")
+        + ". "
         f"Load average (1 min) {load_before[0]:.2f} before, {load_after[0]:.2f} after; "
         f"{os.cpu_count()} CPUs."
     )
