@@ -235,8 +235,8 @@ async fn the_alert_latency_script_measures_the_hub_with_a_stock_grpcio_client(ba
     };
     let app = TestApp::spawn(backend).await;
     // The script reads the certificates of 140100 as `quotahub serve` lays them out.
-    let pki = tempfile::tempdir().unwrap();
-    std::fs::write(pki.path().join("ca.pem"), pki().ca.cert_pem()).unwrap();
+    let certificates = tempfile::tempdir().unwrap();
+    std::fs::write(certificates.path().join("ca.pem"), pki().ca.cert_pem()).unwrap();
     for (kind, file) in [
         (AgencyKind::StaffingOffice, "staffing-office"),
         (AgencyKind::Finance, "finance"),
@@ -246,12 +246,12 @@ async fn the_alert_latency_script_measures_the_hub_with_a_stock_grpcio_client(ba
         app.register(&agency).await;
         let certificate = pki().agency(&agency);
         std::fs::write(
-            pki.path().join(format!("140100-{file}.pem")),
+            certificates.path().join(format!("140100-{file}.pem")),
             &certificate.cert_pem,
         )
         .unwrap();
         std::fs::write(
-            pki.path().join(format!("140100-{file}-key.pem")),
+            certificates.path().join(format!("140100-{file}-key.pem")),
             &certificate.key_pem,
         )
         .unwrap();
@@ -264,7 +264,7 @@ async fn the_alert_latency_script_measures_the_hub_with_a_stock_grpcio_client(ba
             "--address",
             &address,
             "--pki-dir",
-            pki.path().to_str().unwrap(),
+            certificates.path().to_str().unwrap(),
             "--subscribers",
             "1,3",
             "--messages",
