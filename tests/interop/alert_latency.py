@@ -19,6 +19,8 @@ message as large as the hub's alert event.
 
 Latency is the time from the start of the push (or publish) call to each subscriber receiving the
 event for it, on one clock in one process; the next push starts once every subscriber has it.
+Pushes to the hub and publishes to NATS alternate, one each, so that both meet the machine's load
+of the same moments; `--warmup` of each come first, untimed.
 Prints p50 and p99 per N as a Markdown table, with the hub's p99 over NATS's. Without a reachable
 NATS server with JetStream it says so and measures the hub alone. Exits non-zero when an event
 does not reach a subscriber within `--timeout` seconds or a push is refused.
@@ -30,6 +32,7 @@ the NATS half.
 import argparse
 import asyncio
 import datetime
+import itertools
 import os
 import pathlib
 import shutil
@@ -238,7 +241,9 @@ class Hub:
         if result.outcome != common_pb2.RecordOutcome.Value("RECORD_OUTCOME_ACCEPTED"):
             raise SystemExit(f"the institution was refused: {result}")
 
-    async def measure(self, count, messages, warmup):
+    async def rounds(self, count):
+        """Sets up `count` subscribers, yields their `Phase`, then makes one push per `asend`
+        (whether to record it) and yields once every subscriber has its alert."""
         import grpc
         from google.protobuf import timestamp_pb2
         from quotahub.v1 import common_pb2, feed_pb2, feed_pb2_grpc, finance_pb2, finance_pb2_grpc
@@ -299,7 +304,7 @@ class Hub:
                     kind = message.WhichOneof("message")
                     if kind == "event":
                         phase.receive(message.event.finding.subject)
-                        if count == 1:
+                        if i == 0:
                             self.event_bytes.append(message.event.ByteSize())
                         # The acknowledgement rides on the stream, one per event.
                         await call.write(
@@ -325,7 +330,8 @@ class Hub:
             async with self.channel("finance") as finance:
                 push = finance_pb2_grpc.FinanceServiceStub(finance).PushPayrollLine
                 accepted = common_pb2.RecordOutcome.Value("RECORD_OUTCOME_ACCEPTED")
-                for sample in range(warmup + messages):
+                recording = yield phase
+                for sample in itertools.count():
                     n = self.ghosts
                     self.ghosts += 1
                     resident = resident_id(n)
@@ -337,7 +343,7 @@ class Hub:
                         name="幽灵",
                         gross_fen=500_000,
                     )
-                    phase.begin(resident, recording=sample >= warmup)
+                    phase.begin(resident, recording)
                     result = await push(line, timeout=30)
                     if result.outcome != accepted:
                         raise SystemExit(f"the ghost push was refused: {result}")
@@ -350,6 +356,9 @@ class Hub:
                         )
                     if phase.failure:
                         raise SystemExit(f"hub, {count} subscribers: {phase.failure}")
+                    if phase.strays:
+                        raise SystemExit(f"hub, {count} subscribers: an event for no push")
+                    recording = yield phase
         finally:
             for call in calls:
                 call.cancel()
@@ -370,9 +379,6 @@ class Hub:
             await asyncio.gather(*(delete(i) for i in range(count)))
             for channel in channels:
                 await channel.close()
-        if phase.strays:
-            raise SystemExit(f"hub, {count} subscribers: {phase.strays} events for no push")
-        return phase.latencies
 
 
 # ------------------------------------------------------------------------------------------------
@@ -429,7 +435,8 @@ class Nats:
         for connection in self.connections:
             await connection.close()
 
-    async def measure(self, count, messages, warmup, size, timeout):
+    async def rounds(self, count, size, timeout):
+        """As `Hub.rounds`: one publish of a message of `size()` bytes per `asend`."""
         import nats
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
@@ -467,10 +474,12 @@ class Nats:
             await asyncio.gather(*(subscriber(i) for i in range(count)))
             for connection in connections:
                 await connection.flush()
-            for sample in range(warmup + messages):
+            recording = yield phase
+            for sample in itertools.count():
                 key = f"{count:06d}-{sample:09d}".encode()
-                phase.begin(key, recording=sample >= warmup)
-                await self.js.publish(self.subject, key + b"x" * max(0, size - len(key)))
+                payload = key + b"x" * max(0, size() - len(key))
+                phase.begin(key, recording)
+                await self.js.publish(self.subject, payload)
                 try:
                     await asyncio.wait_for(phase.done.wait(), timeout)
                 except asyncio.TimeoutError:
@@ -478,6 +487,9 @@ class Nats:
                         f"NATS, {count} subscribers: {phase.seen} of them had message "
                         f"{sample} after {timeout} s"
                     )
+                if phase.strays:
+                    raise SystemExit(f"NATS, {count} subscribers: a message for no publish")
+                recording = yield phase
         finally:
             for subscription in subscriptions:
                 try:
@@ -495,9 +507,6 @@ class Nats:
             await asyncio.gather(*(delete(name) for name in names))
             for connection in connections:
                 await connection.close()
-        if phase.strays:
-            raise SystemExit(f"NATS, {count} subscribers: {phase.strays} messages for no publish")
-        return phase.latencies
 
 
 # ------------------------------------------------------------------------------------------------
@@ -512,21 +521,31 @@ async def measure_all(args, hub):
             print(f"NATS not measured: {why_not}", file=sys.stderr)
             nats_server = None
     await hub.register_institution()
+    # NATS carries messages as large as the hub's latest alert event.
+    size = lambda: hub.event_bytes[-1] if hub.event_bytes else 490
     rows = []
     try:
         for count in args.subscribers:
-            print(f"hub: {count} subscribers, {args.messages} pushes", file=sys.stderr)
-            hub_figures = summary(await hub.measure(count, args.messages, args.warmup))
-            nats_figures = None
+            sides = [hub.rounds(count)]
             if nats_server and count <= args.nats_max_subscribers:
-                size = round(sum(hub.event_bytes) / len(hub.event_bytes)) if hub.event_bytes else 600
-                print(f"NATS: {count} subscribers, {args.messages} publishes", file=sys.stderr)
-                nats_figures = summary(
-                    await nats_server.measure(
-                        count, args.messages, args.warmup, size, args.timeout
-                    )
-                )
-            rows.append((count, hub_figures, nats_figures))
+                sides.append(nats_server.rounds(count, size, args.timeout))
+            print(
+                f"{count} subscribers of {' and of '.join(['the hub', 'NATS'][: len(sides)])}, "
+                f"{args.warmup} + {args.messages} messages",
+                file=sys.stderr,
+            )
+            try:
+                phases = [await side.asend(None) for side in sides]
+                # Alternately, one push to the hub and one publish to NATS, so that both see the
+                # machine's load of the same moments.
+                for sample in range(args.warmup + args.messages):
+                    for side in sides:
+                        await side.asend(sample >= args.warmup)
+            finally:
+                for side in sides:
+                    await side.aclose()
+            figures = [summary(phase.latencies) for phase in phases]
+            rows.append((count, figures[0], figures[1] if len(figures) > 1 else None))
     finally:
         if nats_server:
             await nats_server.close()
