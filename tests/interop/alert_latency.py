@@ -41,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 
 from contract import compile_contract
 
@@ -398,10 +399,14 @@ class Nats:
             import nats
         except ImportError:
             return "nats-py is not installed (pip install nats-py)"
+        # nats-py retries a refused first connection without end: ask the port first.
+        address = urllib.parse.urlsplit(self.url)
         try:
-            connection = await nats.connect(
-                self.url, connect_timeout=2, max_reconnect_attempts=0, allow_reconnect=False
-            )
+            socket.create_connection((address.hostname, address.port or 4222), timeout=2).close()
+        except OSError as error:
+            return f"cannot connect to {self.url}: {error}"
+        try:
+            connection = await asyncio.wait_for(self.connection(), 10)
         except Exception as error:  # any failure to reach it means: hub only
             return f"cannot connect to {self.url}: {error!r}"
         self.connections.append(connection)
@@ -427,6 +432,21 @@ class Nats:
         )
         return None
 
+    async def connection(self):
+        import nats
+
+        async def quiet(error):
+            # Failures surface as exceptions where they matter; no tracebacks on stderr.
+            pass
+
+        return await nats.connect(
+            self.url,
+            connect_timeout=2,
+            max_reconnect_attempts=0,
+            allow_reconnect=False,
+            error_cb=quiet,
+        )
+
     async def close(self):
         try:
             await self.js.delete_stream(self.stream)
@@ -437,13 +457,11 @@ class Nats:
 
     async def rounds(self, count, size, timeout):
         """As `Hub.rounds`: one publish of a message of `size()` bytes per `asend`."""
-        import nats
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
         phase = Phase(count)
         connections = [
-            await nats.connect(self.url, max_reconnect_attempts=0, allow_reconnect=False)
-            for _ in range(-(-count // STREAMS_PER_CONNECTION))
+            await self.connection() for _ in range(-(-count // STREAMS_PER_CONNECTION))
         ]
         gate = asyncio.Semaphore(SETUP_CONCURRENCY)
         names = [f"alert_latency_{os.getpid()}_{count}_{i}" for i in range(count)]
