@@ -138,6 +138,16 @@ async fn write_entries(
     let mut batch = Vec::with_capacity(AUDIT_BATCH);
     let mut waiting = Vec::new();
     let mut stopping = false;
+    // An idle hub signs what it appended since the last checkpoint once the interval has passed
+    // (appends do it themselves when busy): looked at every interval, so within two of them.
+    let interval = store.checkpoint_interval();
+    let mut idle = tokio::time::interval(
+        interval
+            .unwrap_or(Duration::from_secs(86_400))
+            .max(Duration::from_millis(100)),
+    );
+    idle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    idle.tick().await;
     loop {
         stopping |= tokio::select! {
             first = queue.recv() => match first {
@@ -148,6 +158,12 @@ async fn write_entries(
                 None => true,
             },
             _ = stopped.changed(), if !stopping => true,
+            _ = idle.tick(), if interval.is_some() && !stopping => {
+                if let Err(error) = store.issue_checkpoint(false).await {
+                    tracing::warn!(%error, "cannot sign the audit log's checkpoint");
+                }
+                false
+            }
         };
         while batch.len() < AUDIT_BATCH {
             match queue.try_recv() {
@@ -183,7 +199,7 @@ async fn append(store: &Store, batch: &mut Vec<AuditEntry>, away: &watch::Sender
     }
     loop {
         match store.append_audit(batch.clone()).await {
-            Ok(()) => {
+            Ok(_) => {
                 away.send_if_modified(|away| std::mem::replace(away, false));
                 batch.clear();
                 return;

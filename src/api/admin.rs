@@ -300,12 +300,7 @@ impl AdminApi {
                 None => "no checkpoint was issued yet".into(),
             })
         })?;
-        Ok(proto::SignedCheckpoint {
-            note: stored.note,
-            tree_size: stored.size,
-            root_hash: stored.root.0.to_vec(),
-            issued_at: Some(timestamp(stored.issued_at)),
-        })
+        Ok(checkpoint_message(stored))
     }
 
     async fn inclusion_proof(
@@ -352,6 +347,18 @@ impl AdminApi {
             new_size: new,
             hashes: self.tree(TreeQuery::Consistency { old, new }).await?,
         })
+    }
+}
+
+/// A stored checkpoint as sent: by `GetCheckpoint`, on the feed, in evidence bundles.
+pub fn checkpoint_message(
+    stored: crate::store::trust::StoredCheckpoint,
+) -> proto::SignedCheckpoint {
+    proto::SignedCheckpoint {
+        note: stored.note,
+        tree_size: stored.size,
+        root_hash: stored.root.0.to_vec(),
+        issued_at: Some(timestamp(stored.issued_at)),
     }
 }
 

@@ -45,6 +45,10 @@ struct Filter {
     jurisdiction: String,
     institution: Option<String>,
     event_types: Vec<String>,
+    /// Whether the stream also carries the audit log's signed checkpoints (kept with the filter:
+    /// it is part of what the subscription asks for).
+    #[serde(default)]
+    checkpoints: bool,
 }
 
 impl Filter {
@@ -94,6 +98,7 @@ impl Filter {
             institution: (!filter.institution_uscc.is_empty())
                 .then(|| filter.institution_uscc.clone()),
             event_types,
+            checkpoints: false,
         })
     }
 
@@ -168,6 +173,7 @@ fn subscription_message(subscription: &Subscription) -> Result<proto::Subscripti
         filter: Some(filter.to_message()),
         content_mode: content_mode as i32,
         acked_seq: u64::try_from(subscription.acked_seq).unwrap_or_default(),
+        checkpoints: filter.checkpoints,
     })
 }
 
@@ -248,6 +254,8 @@ struct StreamPlan {
     max_in_flight: usize,
     ack_wait: Duration,
     heartbeat: Duration,
+    /// Whether the audit log's checkpoints are sent too.
+    checkpoints: bool,
     /// On a `StreamingSubscribe` stream, the cursor as the acknowledgements sent on it have
     /// written it: the window is freed as soon as one is durable, without reading the store.
     stream_acks: Option<tokio::sync::watch::Receiver<i64>>,
@@ -301,6 +309,8 @@ async fn deliver(
     let mut acked_seq = 0;
     let mut subscription_read: Option<Instant> = None;
     let mut last_message = Instant::now();
+    // The size of the last checkpoint sent: only newer ones follow.
+    let mut checkpoint_sent = 0;
     let tick = plan
         .ack_wait
         .min(plan.heartbeat)
@@ -337,6 +347,21 @@ async fn deliver(
             acked_seq = acked_seq.max(subscription.acked_seq);
             subscription_read = Some(now);
             in_flight.retain(|seq, _| *seq > acked_seq);
+            // Checkpoints are looked for as often as the subscription is read: they are issued
+            // every minute or so, and only witnesses' streams ask for them.
+            if plan.checkpoints
+                && let Some(checkpoint) = store.audit_checkpoint(None).await?
+                && checkpoint.size > checkpoint_sent
+            {
+                checkpoint_sent = checkpoint.size;
+                let message = super::admin::checkpoint_message(checkpoint);
+                if let Err(stop) =
+                    send(&out, proto::feed_message::Message::Checkpoint(message)).await
+                {
+                    return stopped(stop);
+                }
+                last_message = Instant::now();
+            }
         }
         if let Some(acks) = &mut stream_acks {
             acked_seq = acked_seq.max(*acks.borrow_and_update());
@@ -529,6 +554,7 @@ impl Hub {
                 earliest: trimmed + 1,
             });
         }
+        let checkpoints = filter.checkpoints;
         let (acked, stream_acks) = tokio::sync::watch::channel(subscription.acked_seq);
         let plan = StreamPlan {
             agency_id,
@@ -537,6 +563,7 @@ impl Hub {
             filter,
             reader: self.reader(&caller.agency).await?,
             ids_only: subscription.content_mode == "IDS",
+            checkpoints,
             after,
             max_in_flight: match message.max_in_flight {
                 0 => 100,
@@ -614,7 +641,8 @@ impl proto::feed_service_server::FeedService for Hub {
             .as_ref()
             .ok_or_else(|| Error::invalid("subscription", "is required"))?;
         let name = name_of(&subscription.name)?;
-        let filter = Filter::from_message(&caller.agency, subscription.filter.as_ref())?;
+        let mut filter = Filter::from_message(&caller.agency, subscription.filter.as_ref())?;
+        filter.checkpoints = subscription.checkpoints;
         let content_mode = match proto::ContentMode::try_from(subscription.content_mode) {
             Ok(proto::ContentMode::Ids) => "IDS",
             Ok(_) => "FULL",

@@ -191,6 +191,7 @@ fn transfer_message(transfer: &Transfer) -> proto::MatterTransfer {
         matter_id: transfer.matter_id.clone(),
         jurisdiction: transfer.jurisdiction.clone(),
         text: transfer.text.clone(),
+        evidence_bundle: String::new(),
         receipts: transfer
             .receipts
             .iter()
@@ -634,7 +635,20 @@ impl proto::case_service_server::CaseService for Hub {
                 key.as_ref(),
             )
             .await?;
-        Ok(Response::new(transfer_message(&transfer)))
+        let mut answer = transfer_message(&transfer);
+        // The matter's evidence goes with it, sealed at the transfer (when the hub signs its log).
+        if self.store.checkpoint_interval().is_some() {
+            match self
+                .export_evidence(&caller, transfer.matter, &transfer.matter_id)
+                .await
+            {
+                Ok(bundle) => answer.evidence_bundle = bundle.to_json(),
+                Err(error) => {
+                    tracing::warn!(%error, transfer = %transfer.id, "no evidence bundle for the transfer");
+                }
+            }
+        }
+        Ok(Response::new(answer))
     }
 
     async fn acknowledge_receipt(

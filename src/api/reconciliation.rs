@@ -338,4 +338,437 @@ impl proto::reconciliation_service_server::ReconciliationService for Hub {
             next_page_token,
         }))
     }
+
+    async fn export_evidence(
+        &self,
+        request: Request<proto::ExportEvidenceRequest>,
+    ) -> Result<Response<proto::EvidenceBundle>, Status> {
+        let caller = caller(&request)?;
+        let message = request.into_inner();
+        let matter = evidence::matter_kind(message.matter)?;
+        let bundle = self
+            .export_evidence(&caller, matter, &message.matter_id)
+            .await?;
+        Ok(Response::new(proto::EvidenceBundle {
+            json: bundle.to_json(),
+            tree_size: checkpoint_size(&bundle.checkpoint),
+            seal_seq: bundle.seal.seq,
+        }))
+    }
+}
+
+/// The tree size a checkpoint note states (its second line).
+fn checkpoint_size(note: &str) -> u64 {
+    note.lines()
+        .nth(1)
+        .and_then(|line| line.parse().ok())
+        .unwrap_or_default()
+}
+
+/// Evidence bundles: the matter as the caller reads it, the records behind it, their pushes'
+/// audit entries, all proven into one signed checkpoint and sealed by an entry of the export.
+pub(crate) mod evidence {
+    use std::collections::BTreeMap;
+
+    use ring::rand::{SecureRandom, SystemRandom};
+
+    use super::super::Hub;
+    use super::super::convert::finding_message;
+    use super::super::personal::Reader;
+    use super::super::policy::Caller;
+    use crate::domain::audit::AuditEntry;
+    use crate::domain::evidence::{
+        Bundle, FORMAT, Field, Fields, Matter, ProvenEntry, Record, SEAL_METHOD, personal_field,
+    };
+    use crate::domain::findings::{FindingKey, RuleCode};
+    use crate::domain::ledger::MatterKind;
+    use crate::domain::{Coded, Jurisdiction};
+    use crate::error::Error;
+    use crate::proto;
+    use crate::store::feed::FollowUpStep;
+
+    /// The matter kind a request names.
+    pub(crate) fn matter_kind(raw: i32) -> Result<MatterKind, Error> {
+        match proto::MatterKind::try_from(raw) {
+            Ok(proto::MatterKind::Alert) => Ok(MatterKind::Alert),
+            Ok(proto::MatterKind::LedgerItem) => Ok(MatterKind::LedgerItem),
+            Ok(proto::MatterKind::Case) => Ok(MatterKind::Case),
+            _ => Err(Error::invalid(
+                "matter",
+                "is required: ALERT, LEDGER_ITEM or CASE",
+            )),
+        }
+    }
+
+    /// Random salts for the fields' commitments.
+    struct Salts(SystemRandom);
+
+    impl Salts {
+        fn next(&self) -> Result<[u8; 16], Error> {
+            let mut salt = [0; 16];
+            self.0
+                .fill(&mut salt)
+                .map_err(|_| Error::Internal("no randomness for the evidence's salts".into()))?;
+            Ok(salt)
+        }
+
+        /// A field the reader sees as `shown` of the value `whole`.
+        fn field(&self, whole: &str, shown: &str) -> Result<Field, Error> {
+            Ok(if whole == shown {
+                Field::clear(whole, self.next()?)
+            } else {
+                Field::hidden(whole, shown, self.next()?)
+            })
+        }
+    }
+
+    fn finding_key(reader: &Reader, id: &str) -> Result<FindingKey, Error> {
+        let bad = || {
+            Error::invalid(
+                "matter_id",
+                "an alert is named `CODE|institution|subject|period`",
+            )
+        };
+        let mut parts = id.splitn(4, '|');
+        let code = RuleCode::from_code(parts.next().ok_or_else(bad)?).ok_or_else(bad)?;
+        let institution = parts.next().ok_or_else(bad)?.to_owned();
+        let subject = parts.next().ok_or_else(bad)?;
+        let period = parts.next().ok_or_else(bad)?.to_owned();
+        // A reader that sees a person's findings with a token names the person by it.
+        let subject = reader
+            .tokens()
+            .person_of(subject)
+            .map_or_else(|| subject.to_owned(), |person| person.to_string());
+        Ok(FindingKey {
+            code,
+            institution,
+            subject,
+            period,
+        })
+    }
+
+    /// A finding's fields, each as the reader sees it (`Reader::finding`, the one masking).
+    fn finding_fields(
+        salts: &Salts,
+        reader: &Reader,
+        prefix: &str,
+        whole: &proto::Finding,
+        fields: &mut Fields,
+    ) -> Result<(), Error> {
+        let mut shown = whole.clone();
+        reader.finding(&mut shown);
+        let pairs = |f: &proto::Finding| -> Vec<(String, String)> {
+            let mut pairs = vec![
+                ("code".to_owned(), f.code.to_string()),
+                ("institution_uscc".into(), f.institution_uscc.clone()),
+                ("subject".into(), f.subject.clone()),
+                ("period".into(), f.period.clone()),
+                ("jurisdiction".into(), f.jurisdiction.clone()),
+                ("severity".into(), f.severity.to_string()),
+                ("state".into(), f.state.to_string()),
+                ("actual".into(), f.actual.to_string()),
+                ("limit".into(), f.limit.to_string()),
+                ("explanation_zh".into(), f.explanation_zh.clone()),
+                ("explanation_en".into(), f.explanation_en.clone()),
+                ("version".into(), f.version.to_string()),
+                ("alert_state".into(), f.alert_state.to_string()),
+                ("escalation_level".into(), f.escalation_level.to_string()),
+                (
+                    "raised_at".into(),
+                    f.raised_at
+                        .map(|t| t.seconds)
+                        .unwrap_or_default()
+                        .to_string(),
+                ),
+                (
+                    "resolved_at".into(),
+                    f.resolved_at
+                        .map(|t| t.seconds)
+                        .unwrap_or_default()
+                        .to_string(),
+                ),
+            ];
+            for (n, evidence) in f.evidence.iter().enumerate() {
+                pairs.push((
+                    format!("evidence.{:03}", n + 1),
+                    format!("{} {}", evidence.kind, evidence.id),
+                ));
+            }
+            pairs
+        };
+        let code = proto::RuleCode::try_from(whole.code)
+            .map(|c| c.as_str_name().to_owned())
+            .unwrap_or_default();
+        for ((name, whole_value), (_, shown_value)) in pairs(whole).into_iter().zip(pairs(&shown)) {
+            let (whole_value, shown_value) = if name == "code" {
+                (code.clone(), code.clone())
+            } else {
+                (whole_value, shown_value)
+            };
+            fields.insert(
+                format!("{prefix}{name}"),
+                salts.field(&whole_value, &shown_value)?,
+            );
+        }
+        Ok(())
+    }
+
+    fn steps(
+        salts: &Salts,
+        reader: &Reader,
+        history: &[FollowUpStep],
+        fields: &mut Fields,
+    ) -> Result<(), Error> {
+        for (n, step) in history.iter().enumerate() {
+            let line = |text: &str| {
+                format!(
+                    "{} {} {} -> {}: {text}",
+                    step.at, step.agency_id, step.from_state, step.to_state
+                )
+            };
+            fields.insert(
+                format!("step.{:03}", n + 1),
+                salts.field(&line(&step.text), &line(&reader.text(&step.text)))?,
+            );
+        }
+        Ok(())
+    }
+
+    impl Hub {
+        /// Exports and seals the evidence bundle of a matter as `caller` reads it.
+        pub(crate) async fn export_evidence(
+            &self,
+            caller: &Caller,
+            matter: MatterKind,
+            id: &str,
+        ) -> Result<Bundle, Error> {
+            if self.store.checkpoint_interval().is_none() {
+                return Err(Error::FailedPrecondition(
+                    "this hub signs no audit log checkpoints (audit.log_key): evidence cannot be proven".into(),
+                ));
+            }
+            let reader = self.reader(&caller.agency).await?;
+            let salts = Salts(SystemRandom::new());
+            let mut fields = Fields::new();
+            let text = |whole: &str| salts.field(whole, &reader.text(whole));
+            let (jurisdiction, finding, matter_id) = match matter {
+                MatterKind::Alert => {
+                    let key = finding_key(&reader, id)?;
+                    let stored = self
+                        .store
+                        .finding(&key)
+                        .await?
+                        .ok_or_else(|| Error::NotFound("no such finding".into()))?;
+                    let shown_id = crate::store::ledger::alert_id(&{
+                        let mut shown = finding_message(&stored);
+                        reader.finding(&mut shown);
+                        FindingKey {
+                            subject: shown.subject,
+                            ..key.clone()
+                        }
+                    });
+                    (stored.jurisdiction.clone(), Some(stored), shown_id)
+                }
+                MatterKind::LedgerItem => {
+                    let item = self
+                        .store
+                        .item(id)
+                        .await?
+                        .ok_or_else(|| Error::NotFound(format!("no ledger item `{id}`")))?;
+                    fields.insert(
+                        "department".into(),
+                        salts.field(&item.department, &item.department)?,
+                    );
+                    fields.insert("title".into(), text(&item.title)?);
+                    fields.insert(
+                        "state".into(),
+                        salts.field(item.state.code(), item.state.code())?,
+                    );
+                    let due = item.due_on.to_string();
+                    fields.insert("due_on".into(), salts.field(&due, &due)?);
+                    let version = item.version.to_string();
+                    fields.insert("version".into(), salts.field(&version, &version)?);
+                    steps(&salts, &reader, &item.history, &mut fields)?;
+                    let finding = match &item.finding {
+                        Some(key) => self.store.finding(key).await?,
+                        None => None,
+                    };
+                    (item.jurisdiction.clone(), finding, item.id.clone())
+                }
+                MatterKind::Case => {
+                    let case = self
+                        .store
+                        .case(id)
+                        .await?
+                        .ok_or_else(|| Error::NotFound(format!("no case `{id}`")))?;
+                    let institution = case.institution.clone().unwrap_or_default();
+                    fields.insert(
+                        "institution".into(),
+                        salts.field(&institution, &institution)?,
+                    );
+                    let person = case.person.clone().unwrap_or_default();
+                    fields.insert(
+                        "person".into(),
+                        personal_field(reader.sight, "person", &person, salts.next()?),
+                    );
+                    fields.insert("text".into(), text(&case.text)?);
+                    fields.insert(
+                        "state".into(),
+                        salts.field(case.state.code(), case.state.code())?,
+                    );
+                    fields.insert(
+                        "outcome".into(),
+                        text(case.outcome.as_deref().unwrap_or(""))?,
+                    );
+                    let version = case.version.to_string();
+                    fields.insert("version".into(), salts.field(&version, &version)?);
+                    steps(&salts, &reader, &case.history, &mut fields)?;
+                    (case.jurisdiction.clone(), None, case.id.clone())
+                }
+            };
+            let within =
+                Jurisdiction::parse(&jurisdiction).is_ok_and(|j| caller.agency.oversees(&j));
+            if !within {
+                return Err(Error::PermissionDenied(format!(
+                    "the {} lies outside the jurisdiction of {}",
+                    matter.code().to_lowercase().replace('_', " "),
+                    caller.agency
+                )));
+            }
+            let mut records = Vec::new();
+            let mut not_records = Vec::new();
+            let mut pushes: BTreeMap<i64, AuditEntry> = BTreeMap::new();
+            if let Some(stored) = &finding {
+                let prefix = if matter == MatterKind::Alert {
+                    ""
+                } else {
+                    "finding."
+                };
+                finding_fields(
+                    &salts,
+                    &reader,
+                    prefix,
+                    &finding_message(stored),
+                    &mut fields,
+                )?;
+                for evidence in &stored.finding.evidence {
+                    let shown_id = if reader.sight.resident_ids {
+                        evidence.id.clone()
+                    } else {
+                        crate::domain::privacy::mask_resident_ids_in(&evidence.id)
+                    };
+                    let Some(record) = self
+                        .store
+                        .pushed_record(evidence.kind, &evidence.id)
+                        .await?
+                    else {
+                        not_records.push(if evidence.kind == "person" {
+                            format!(
+                                "person {}: the roll is derived from personnel events",
+                                if reader.sight.resident_ids {
+                                    evidence.id.clone()
+                                } else {
+                                    crate::domain::privacy::mask_resident_id(&evidence.id)
+                                }
+                            )
+                        } else {
+                            format!("{} {shown_id}: the hub holds no such record", evidence.kind)
+                        });
+                        continue;
+                    };
+                    let mut record_fields = Fields::new();
+                    for (name, value) in &record.fields {
+                        let value = value.clone().unwrap_or_default();
+                        record_fields.insert(
+                            name.clone(),
+                            personal_field(reader.sight, name, &value, salts.next()?),
+                        );
+                    }
+                    let push_entry = record.push_entry.as_ref().map(|row| row.seq);
+                    if let Some(row) = record.push_entry {
+                        pushes.insert(row.seq, row.entry);
+                    }
+                    let mut bundled = Record {
+                        kind: record.kind,
+                        evidence_id: shown_id,
+                        agency_id: record.agency_id,
+                        record_id: personal_field(
+                            reader.sight,
+                            "record_id",
+                            &record.record_id,
+                            salts.next()?,
+                        ),
+                        content_hash: record.content_hash,
+                        accepted_at: record.accepted_at,
+                        fields: record_fields,
+                        push_entry,
+                        digest: String::new(),
+                    };
+                    bundled.digest = bundled.computed_digest().map_err(Error::Internal)?;
+                    records.push(bundled);
+                }
+            } else if matter == MatterKind::Case {
+                not_records.push(
+                    "a case is a public report taken in by the hub, not pushed records".into(),
+                );
+            } else {
+                not_records.push("the ledger item was opened without a finding".into());
+            }
+            let shown_touched = |touched: &str| reader.text(touched);
+            let matter_code = match matter {
+                MatterKind::Alert => "alert",
+                MatterKind::LedgerItem => "ledger_item",
+                MatterKind::Case => "case",
+            };
+            let now = crate::store::now_micros();
+            // The seal: an entry of the log committing to all of the rest (its text is set once
+            // the rest is complete), then a checkpoint that holds it, then every entry's proof
+            // into that checkpoint.
+            let mut seal = AuditEntry {
+                at: now,
+                agency_id: caller.agency.id(),
+                jurisdiction: caller.agency.jurisdiction.to_string(),
+                fingerprint: caller.cert_fingerprint.clone(),
+                peer: String::new(),
+                method: SEAL_METHOD.into(),
+                touched: String::new(),
+                outcome: "OK".into(),
+            };
+            let mut bundle = Bundle {
+                format: FORMAT.into(),
+                exported_by: caller.agency.id(),
+                exported_at: now,
+                personal_data_masked: !reader.sight.is_whole(),
+                matter: Matter::new(matter_code, &matter_id, fields).map_err(Error::Internal)?,
+                records,
+                not_records,
+                entries: pushes
+                    .iter()
+                    .map(|(&seq, entry)| {
+                        ProvenEntry::new(seq, entry.clone(), shown_touched(&entry.touched), &[])
+                    })
+                    .collect(),
+                seal: ProvenEntry::new(0, seal.clone(), String::new(), &[]),
+                checkpoint: String::new(),
+            };
+            seal.touched = bundle.seal_text();
+            let seal_seq = self.store.append_audit(vec![seal.clone()]).await?;
+            let checkpoint = self.store.issue_checkpoint(true).await?.ok_or_else(|| {
+                Error::Internal("no checkpoint could be signed for the evidence".into())
+            })?;
+            let mut seqs: Vec<i64> = pushes.keys().copied().collect();
+            seqs.push(seal_seq);
+            let proofs = self.store.inclusion_proofs(&seqs, checkpoint.size).await?;
+            for entry in &mut bundle.entries {
+                entry.proof = proofs[&entry.seq]
+                    .iter()
+                    .map(|h| hex::encode(h.0))
+                    .collect();
+            }
+            let touched = seal.touched.clone();
+            bundle.seal = ProvenEntry::new(seal_seq, seal, touched, &proofs[&seal_seq]);
+            bundle.checkpoint = checkpoint.note;
+            Ok(bundle)
+        }
+    }
 }

@@ -156,6 +156,47 @@ pub async fn through_hub(
     Ok(ingest)
 }
 
+/// Pushes the dataset's payroll lines again, `rounds` times, each round under new record ids (a
+/// finance system importing a month's file of the same size again), with checks at every push, and
+/// reads this process's resident memory after each round: what stays of an import once it is done.
+pub async fn repeated_payroll(
+    hub: &BenchHub,
+    data: &Dataset,
+    root: &Jurisdiction,
+    stream_size: usize,
+    rounds: usize,
+) -> anyhow::Result<Vec<(KindTally, super::memory::ProcessMemory)>> {
+    let finance = FinanceServiceClient::new(
+        hub.channel(&Agency::new(root.clone(), AgencyKind::Finance))
+            .await?,
+    )
+    .max_decoding_message_size(MAX_RESPONSE_BYTES);
+    let mut measured = Vec::new();
+    for round in 1..=rounds {
+        let lines: Vec<proto::PayrollLine> = data
+            .payroll
+            .iter()
+            .map(|line| proto::PayrollLine {
+                record_id: format!("{}-again{round}", line.record_id),
+                reverses_record_id: if line.reverses_record_id.is_empty() {
+                    String::new()
+                } else {
+                    format!("{}-again{round}", line.reverses_record_id)
+                },
+                ..line.clone()
+            })
+            .collect();
+        let label = format!("payroll lines again, round {round}");
+        let tally = push_streams(&label, &lines, stream_size, |chunk| {
+            let mut client = finance.clone();
+            async move { client.push_payroll_lines(tokio_stream::iter(chunk)).await }
+        })
+        .await?;
+        measured.push((tally, super::memory::read()));
+    }
+    Ok(measured)
+}
+
 /// Sends `records` in streams of `stream_size`, one stream at a time, and tallies the answers.
 async fn push_streams<M, F, Fut>(
     label: &str,

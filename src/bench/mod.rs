@@ -14,12 +14,15 @@
 //! 4. [`calls::prechecks`]: CheckHire and VerifyFunding under 1, 16 and 64 callers against
 //!    `grpc.health.v1.Health/Check` over the same connections. Target: CheckHire ≥ 0.5 × health.
 //! 5. [`memory`]: the process's resident memory (the hub, with the generated data).
-//! 6. [`alert_feed`]: pending until the alert feed is built.
+//! 6. [`alert_feed`]: push-to-subscriber latency and memory per subscriber.
+//! 7. [`audit_log`]: audit appends per second with the Merkle log and checkpoints against the hash
+//!    chain alone. Target: log ≥ 0.8 × chain.
 //!
 //! Every measure is bounded in time and count, everything stays on loopback, and nothing asserts on
 //! a timing. Progress goes to stderr, the table to stdout.
 
 pub mod alert_feed;
+pub mod audit_log;
 pub mod calls;
 pub mod db;
 pub mod hub;
@@ -219,7 +222,9 @@ pub async fn run_with(options: BenchOptions) -> anyhow::Result<BenchReport> {
     report.rows.append(&mut rows.rows);
     // Memory goes after the calls in the table's order of sections (5 after 4).
     report.rows.extend(memory_rows);
+    report.rows.append(&mut rows.repeated);
     report.rows.append(&mut rows.feed);
+    report.rows.append(&mut rows.audit);
     progress("done");
     Ok(report)
 }
@@ -228,8 +233,12 @@ pub async fn run_with(options: BenchOptions) -> anyhow::Result<BenchReport> {
 struct Measured {
     rows: Vec<Row>,
     peak: memory::ProcessMemory,
+    /// Memory over repeated imports (section 5).
+    repeated: Vec<Row>,
     /// The alert feed's rows (they come after memory in the table).
     feed: Vec<Row>,
+    /// The audit trail's rows.
+    audit: Vec<Row>,
 }
 
 async fn measure(
@@ -277,6 +286,10 @@ async fn measure(
         recheck.plain_findings
     ));
     let peak = memory::read();
+
+    progress("5. the payroll imported again, three times, memory after each");
+    let repeated = ingest::repeated_payroll(&hub, data, root, options.stream_size, 3).await?;
+    let repeated = repeated_rows(&repeated);
 
     progress(&format!(
         "3. {} single pushes of each kind on the loaded hub",
@@ -392,7 +405,60 @@ async fn measure(
     for pair in &pairs {
         rows.extend(precheck_rows(pair, options.connections));
     }
-    Ok(Measured { rows, peak, feed })
+    progress(&format!(
+        "7. audit appends, batches of {:?}: the Merkle log vs the chain alone",
+        audit_log::BATCHES
+    ));
+    let audit = audit_log::rows(&audit_log::measure(&options.database, options.load).await?);
+    Ok(Measured {
+        rows,
+        peak,
+        repeated,
+        feed,
+        audit,
+    })
+}
+
+/// Resident memory after each repeated import, and the last against the first (flat: ≤ 1.1×).
+fn repeated_rows(rounds: &[(ingest::KindTally, memory::ProcessMemory)]) -> Vec<Row> {
+    let mib = |m: &memory::ProcessMemory| m.rss_kib.map(|kib| kib as f64 / 1024.0);
+    let mut rows: Vec<Row> = rounds
+        .iter()
+        .enumerate()
+        .map(|(i, (tally, memory))| {
+            Row::reported(
+                format!("memory.rss_after_import_{}", i + 1),
+                "5",
+                format!("Resident memory (VmRSS) after the payroll is imported again, round {}", i + 1),
+                memory.rss_kib.map_or_else(
+                    || Figure::text("not available (no /proc/self/status)"),
+                    Figure::memory_kib,
+                ),
+            )
+            .note(format!(
+                "{} at {} rows/s, checked at every push",
+                tally.summary(),
+                thousands(tally.rows_per_second())
+            ))
+        })
+        .collect();
+    if let (Some(first), Some(last)) = (
+        rounds.first().and_then(|(_, m)| mib(m)),
+        rounds.last().and_then(|(_, m)| mib(m)),
+    ) {
+        rows.push(
+            Row::compared(
+                "memory.repeated_imports_flat",
+                "5",
+                "Resident memory after the last repeated import vs after the first",
+                Figure::memory_kib((last * 1024.0) as u64),
+                Figure::memory_kib((first * 1024.0) as u64),
+                Target::AtMost(1.1),
+            )
+            .note("each round stores as many lines again: the data grows, the hub's memory should not"),
+        );
+    }
+    rows
 }
 
 fn context(options: &BenchOptions, data: &Dataset, generated_in: Duration) -> Vec<String> {
@@ -769,6 +835,11 @@ mod tests {
                 "alert_feed.memory_per_idle_subscriber",
             ]
             .map(String::from),
+        );
+        keys.extend(
+            audit_log::BATCHES
+                .iter()
+                .map(|batch| format!("audit.appends.batch_{batch}")),
         );
         keys
     }

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod demo;
+pub mod evidence;
 pub mod import;
 pub mod ledger;
 pub mod load;
@@ -75,6 +76,12 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         command: admin::AuditCommand,
+    },
+    /// Evidence bundles: export a matter's from the hub, verify one offline.
+    Evidence {
+        /// What to do.
+        #[command(subcommand)]
+        command: evidence::EvidenceCommand,
     },
 }
 
@@ -333,6 +340,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Agency { command } => admin::run_agency(command, std::io::stdout().lock()).await?,
         Command::Audit { command } => {
             return admin::run_audit(command, std::io::stdout().lock()).await;
+        }
+        Command::Evidence { command } => {
+            return evidence::run(command, std::io::stdout().lock()).await;
         }
         Command::Gen(args) => {
             let config = match args.scale.as_str() {

@@ -1,11 +1,22 @@
 //! `quotahub subscribe`: follows a named subscription, prints each alert as it arrives (a table
 //! line, or a JSON line with `--json`), and acknowledges it once printed. The cursor lives in the
 //! hub, so a restart resumes after the last alert printed; a dropped stream is resumed likewise.
+//!
+//! With `--checkpoint-file`, it is also a witness of the audit log: the subscription asks for the
+//! log's signed checkpoints, and each one received is kept in the file only once its signature
+//! checks with the hub's public log key and a consistency proof shows the checkpoint held before
+//! to be a prefix of it. A checkpoint that fails is refused: the file keeps the one held, the
+//! hub's is written beside it (`FILE.rejected`, the evidence of what the hub showed), and the
+//! command stops with an error that names what failed.
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use anyhow::Context;
+
 use crate::domain::AgencyKind;
+use crate::domain::audit::{Checkpoint, Hash, open_checkpoint, verify_consistency};
 use crate::proto;
 use crate::proto::feed_message::Message;
 use crate::proto::streaming_subscribe_request::Request as Inbound;
@@ -34,6 +45,169 @@ pub struct SubscribeArgs {
     /// Agency kind of the certificate (discipline, audit, staffing-office, ...).
     #[arg(long, default_value = "discipline")]
     pub agency: String,
+    /// Keep the audit log's latest checkpoint in this file, each new one checked against the one
+    /// held before (needs `--log-key`).
+    #[arg(long, requires = "log_key")]
+    pub checkpoint_file: Option<PathBuf>,
+    /// The hub's public log key (`origin+id+key`, as `quotahub serve` prints it), or a file
+    /// holding it: the only thing a witness takes on trust.
+    #[arg(long)]
+    pub log_key: Option<String>,
+}
+
+/// A witness of the audit log: the checkpoint it holds, in its file.
+struct Witness {
+    file: PathBuf,
+    vkey: String,
+    held: Option<Checkpoint>,
+}
+
+impl Witness {
+    /// Opens the file (none yet is fine); a held checkpoint that does not check is an error.
+    fn open(file: &Path, key: &str) -> anyhow::Result<Witness> {
+        let vkey = if Path::new(key).exists() {
+            std::fs::read_to_string(key).with_context(|| format!("cannot read {key}"))?
+        } else {
+            key.to_owned()
+        };
+        let vkey = vkey.trim().to_owned();
+        let held = match std::fs::read_to_string(file) {
+            Ok(note) => Some(open_checkpoint(&note, &vkey).map_err(|reason| {
+                anyhow::anyhow!("the checkpoint held in {}: {reason}", file.display())
+            })?),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+            Err(error) => {
+                return Err(error).with_context(|| format!("cannot read {}", file.display()));
+            }
+        };
+        Ok(Witness {
+            file: file.to_owned(),
+            vkey,
+            held,
+        })
+    }
+
+    /// Takes a checkpoint the hub sent: keeps it when it checks, refuses it otherwise. Answers
+    /// what it did, for the operator.
+    async fn receive(
+        &mut self,
+        sent: &proto::SignedCheckpoint,
+        audit: &mut proto::audit_service_client::AuditServiceClient<tonic::transport::Channel>,
+    ) -> anyhow::Result<String> {
+        let new = match open_checkpoint(&sent.note, &self.vkey) {
+            Ok(new) => new,
+            Err(reason) => return Err(self.refuse(&sent.note, &format!("its {reason}"))),
+        };
+        let Some(old) = self.held.clone() else {
+            self.keep(new.clone())?;
+            return Ok(format!(
+                "checkpoint of {} entries kept (the first)",
+                new.size
+            ));
+        };
+        if new.size == old.size {
+            return if new.root == old.root {
+                Ok(format!("checkpoint of {} entries already held", new.size))
+            } else {
+                Err(self.refuse(
+                    &sent.note,
+                    &format!(
+                        "FORKED: it has another root than the checkpoint of {} entries held",
+                        old.size
+                    ),
+                ))
+            };
+        }
+        // The older of the two must be a prefix of the newer, whichever the hub sent.
+        let (older, newer) = if new.size > old.size {
+            (&old, &new)
+        } else {
+            (&new, &old)
+        };
+        let proof = audit
+            .get_consistency_proof(proto::ConsistencyProofRequest {
+                old_size: older.size,
+                new_size: newer.size,
+            })
+            .await;
+        let consistent = match proof {
+            Ok(proof) => {
+                let proof = proof.into_inner();
+                let hashes: Option<Vec<Hash>> = proof
+                    .hashes
+                    .iter()
+                    .map(|hash| hash.as_slice().try_into().ok().map(Hash))
+                    .collect();
+                hashes.is_some_and(|hashes| {
+                    verify_consistency(&hashes, older.size, older.root, newer.size, newer.root)
+                })
+            }
+            Err(status) => {
+                return Err(self.refuse(
+                    &sent.note,
+                    &format!(
+                        "the hub gave no consistency proof from {} to {} entries ({}: {})",
+                        older.size,
+                        newer.size,
+                        status.code(),
+                        status.message()
+                    ),
+                ));
+            }
+        };
+        if !consistent {
+            return Err(self.refuse(
+                &sent.note,
+                &format!(
+                    "REWRITTEN or FORKED: the checkpoint of {} entries is not a prefix of the one \
+                     of {} entries (the consistency proof fails)",
+                    older.size, newer.size
+                ),
+            ));
+        }
+        if new.size < old.size {
+            return Ok(format!(
+                "older checkpoint of {} entries consistent with the one held of {}",
+                new.size, old.size
+            ));
+        }
+        self.keep(new.clone())?;
+        Ok(format!(
+            "checkpoint of {} entries kept, consistent with the one of {} held before",
+            new.size, old.size
+        ))
+    }
+
+    /// Replaces the file's checkpoint (written aside, then renamed over it).
+    fn keep(&mut self, checkpoint: Checkpoint) -> anyhow::Result<()> {
+        let aside = self.file.with_extension("partial");
+        std::fs::write(&aside, &checkpoint.note)
+            .with_context(|| format!("cannot write {}", aside.display()))?;
+        std::fs::rename(&aside, &self.file)
+            .with_context(|| format!("cannot write {}", self.file.display()))?;
+        self.held = Some(checkpoint);
+        Ok(())
+    }
+
+    /// Refuses a checkpoint: the one held stays, the hub's is kept beside it, loudly.
+    fn refuse(&self, note: &str, why: &str) -> anyhow::Error {
+        let mut rejected = self.file.clone().into_os_string();
+        rejected.push(".rejected");
+        let rejected = PathBuf::from(rejected);
+        let written = std::fs::write(&rejected, note).is_ok();
+        let message = format!(
+            "REFUSED the hub's audit log checkpoint: {why}. {} still holds the checkpoint kept \
+             before{}",
+            self.file.display(),
+            if written {
+                format!("; the hub's is in {}", rejected.display())
+            } else {
+                String::new()
+            }
+        );
+        eprintln!("WARNING: {message}");
+        anyhow::anyhow!(message)
+    }
 }
 
 fn enum_value<E>(from_name: fn(&str) -> Option<E>, prefix: &str, value: &str) -> anyhow::Result<E> {
@@ -57,7 +231,15 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let kind = AgencyKind::from_slug(&args.agency)
         .ok_or_else(|| anyhow::anyhow!("`{}` is not an agency kind", args.agency))?;
+    let mut witness = match (&args.checkpoint_file, &args.log_key) {
+        (Some(file), Some(key)) => Some(Witness::open(file, key)?),
+        (Some(_), None) => {
+            anyhow::bail!("--checkpoint-file needs the hub's public log key (--log-key)")
+        }
+        _ => None,
+    };
     let channel = args.client.connect(kind).await?;
+    let mut audit = proto::audit_service_client::AuditServiceClient::new(channel.clone());
     let mut feed = proto::feed_service_client::FeedServiceClient::new(channel);
     let codes = args
         .codes
@@ -76,6 +258,7 @@ pub async fn run(
                 min_severity,
                 ..Default::default()
             }),
+            checkpoints: witness.is_some(),
             ..Default::default()
         }),
     })
@@ -123,6 +306,22 @@ pub async fn run(
                         // later run resumes after it.
                         wait_for_ack(&mut stream, event.seq).await;
                         return Ok(());
+                    }
+                }
+                Ok(Some(proto::FeedMessage {
+                    message: Some(Message::Checkpoint(checkpoint)),
+                })) => {
+                    if let Some(witness) = &mut witness {
+                        let said = witness.receive(&checkpoint, &mut audit).await?;
+                        if args.json {
+                            let line = serde_json::json!({
+                                "audit_log": said, "tree_size": checkpoint.tree_size,
+                            });
+                            writeln!(out, "{line}")?;
+                        } else {
+                            writeln!(out, "audit log: {said}")?;
+                        }
+                        out.flush()?;
                     }
                 }
                 Ok(Some(_)) => {}

@@ -162,6 +162,7 @@ pub async fn events(visit: &mut Visit, last_event_id: Option<u64>) -> Result<Res
                     filter: Some(proto::SubscriptionFilter::default()),
                     content_mode: proto::ContentMode::Full as i32,
                     acked_seq: 0,
+                    checkpoints: false,
                 }),
             },
             |hub, request| async move { hub.put_subscription(request).await },

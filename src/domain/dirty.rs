@@ -384,6 +384,11 @@ impl DirtySet {
         self.0.iter().any(|dirty| dirty.covers(key))
     }
 
+    /// The keys indexed for many `covers` questions ([`DirtyIndex`]).
+    pub fn index(&self) -> DirtyIndex<'_> {
+        DirtyIndex::new(&self.0)
+    }
+
     /// The keys, in order.
     pub fn keys(&self) -> impl Iterator<Item = &DirtyKey> {
         self.0.iter()
@@ -392,6 +397,66 @@ impl DirtySet {
     /// Whether nothing is dirty.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+}
+
+impl DirtyKey {
+    /// What a finding it covers names: the institution it is at, or for a person's keys the
+    /// person (the finding's subject).
+    fn name(&self) -> &str {
+        match self {
+            DirtyKey::Person { resident, .. } | DirtyKey::PersonPeriod { resident, .. } => {
+                resident.as_str()
+            }
+            DirtyKey::Headcount { institution, .. }
+            | DirtyKey::Roster { institution }
+            | DirtyKey::Placement { institution, .. }
+            | DirtyKey::Receipts { institution, .. }
+            | DirtyKey::Funding { institution, .. }
+            | DirtyKey::FundedLimit { institution, .. }
+            | DirtyKey::PlanUse { institution, .. }
+            | DirtyKey::ApprovalUse { institution, .. }
+            | DirtyKey::LeaderPosts { institution, .. }
+            | DirtyKey::LeaderGrade { institution, .. }
+            | DirtyKey::Registry { institution, .. } => institution.as_str(),
+        }
+    }
+}
+
+/// Keys looked up by what the findings they cover name, so that asking which keys cover a finding
+/// costs the keys of its institution and subject, not every key of a batch (a bulk push has tens
+/// of thousands).
+#[derive(Debug, Default)]
+pub struct DirtyIndex<'a> {
+    by_name: std::collections::HashMap<&'a str, Vec<&'a DirtyKey>>,
+}
+
+impl<'a> DirtyIndex<'a> {
+    /// Indexes `keys`.
+    pub fn new(keys: impl IntoIterator<Item = &'a DirtyKey>) -> DirtyIndex<'a> {
+        let mut index = DirtyIndex::default();
+        for key in keys {
+            index.by_name.entry(key.name()).or_default().push(key);
+        }
+        index
+    }
+
+    /// The keys that cover a finding of `key`, in the order they were indexed.
+    pub fn covering<'k>(&'k self, key: &'k FindingKey) -> impl Iterator<Item = &'a DirtyKey> + 'k {
+        let at = self.by_name.get(key.institution.as_str());
+        let about = (key.subject != key.institution)
+            .then(|| self.by_name.get(key.subject.as_str()))
+            .flatten();
+        at.into_iter()
+            .chain(about)
+            .flatten()
+            .copied()
+            .filter(move |dirty| dirty.covers(key))
+    }
+
+    /// Whether some key covers a finding of `key`.
+    pub fn covers(&self, key: &FindingKey) -> bool {
+        self.covering(key).next().is_some()
     }
 }
 
@@ -1987,7 +2052,11 @@ pub(crate) mod tests {
             let as_of = day(as_of);
             let (after, change) = arrive(&world, &arrival, NOW);
             let dirty: DirtySet = dirty_keys(&change).into_iter().collect();
+            let index = dirty.index();
             for key in all_keys(&world, &after, as_of) {
+                // The index answers as the set does, key by key.
+                let covering: Vec<&DirtyKey> = dirty.keys().filter(|k| k.covers(&key)).collect();
+                prop_assert_eq!(index.covering(&key).collect::<Vec<_>>(), covering);
                 if dirty.covers(&key) {
                     prop_assert!(reachable(&change, &key), "{key:?} covered by {dirty:?}");
                 }

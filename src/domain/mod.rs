@@ -6,6 +6,7 @@ pub mod aggregates;
 pub mod alerts;
 pub mod audit;
 pub mod dirty;
+pub mod evidence;
 mod explain;
 pub mod findings;
 pub mod ids;

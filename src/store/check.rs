@@ -26,7 +26,7 @@ use super::findings::{Alert, ChangeKind, StoredFinding, decode_finding, write_fi
 use super::query::{self as q, Stored};
 use super::{Tx, Value, now_micros, select_in};
 use crate::domain::aggregates::{self, Aggregates, Headcount, Plans, Quotas};
-use crate::domain::dirty::{DirtyKey, DirtySet, Rewrite};
+use crate::domain::dirty::{DirtyIndex, DirtyKey, DirtySet, Rewrite};
 use crate::domain::findings::{
     EVIDENCE_SAMPLE, Entry, Finding, FindingKey, InstitutionFacts, PersonSpell, PersonTerm, Pushed,
     RecordRef, RuleCode, Scope, Snapshot,
@@ -492,13 +492,12 @@ fn by_id(backend: Backend, column: &str) -> String {
     }
 }
 
-/// The entries counted for (institution, category, year) and the plans of that year.
+/// The entries counted for (institution, category, year), and the plans of that year.
 pub(super) async fn plans_of(
     tx: &mut Tx,
     reads: &CheckReads,
     (uscc, category, year): (&Uscc, QuotaCategory, i32),
-    moved: i64,
-) -> Result<Plans> {
+) -> Result<(i64, Vec<Pushed<crate::domain::StaffingPlan>>)> {
     let taken = fetch(
         tx,
         reads,
@@ -526,7 +525,7 @@ pub(super) async fn plans_of(
     .iter()
     .map(|row| q::decode_plan(row).map(pushed))
     .collect::<Result<_>>()?;
-    Ok(Plans::known((uscc, category, year), taken + moved, &plans))
+    Ok((taken, plans))
 }
 
 /// The first [`EVIDENCE_SAMPLE`] entries of (institution, category, year), by record id.
@@ -594,12 +593,9 @@ pub(crate) async fn check_dirty(
     as_of: NaiveDate,
     keep: Keep,
 ) -> Result<Vec<FindingChange>> {
-    let computed = decide(store, tx, dirty, as_of, None).await?;
-    let covers = |key: &FindingKey| {
-        dirty
-            .keys()
-            .any(|dirty| !reads_registry(dirty) && dirty.covers(key))
-    };
+    let computed = decide(store, tx, dirty, as_of).await?;
+    let decided = DirtyIndex::new(dirty.keys().filter(|k| !reads_registry(k)));
+    let covers = |key: &FindingKey| decided.covers(key);
     let existing = stored_findings(tx, store.check_reads(), dirty, &covers).await?;
     settle(store, tx, computed, existing, keep).await
 }
@@ -610,13 +606,24 @@ pub(crate) async fn decide(
     tx: &mut Tx,
     dirty: &DirtySet,
     as_of: NaiveDate,
-    act: Option<&Act>,
 ) -> Result<Vec<(Finding, String)>> {
+    Ok(decide_pair(store, tx, dirty, as_of, None).await?.0)
+}
+
+/// The findings the keys cover as of `as_of`, without the act and with it (empty without an
+/// act), each with its jurisdiction: one read of the keys' rows and counts serves both.
+pub(crate) async fn decide_pair(
+    store: &Store,
+    tx: &mut Tx,
+    dirty: &DirtySet,
+    as_of: NaiveDate,
+    act: Option<&Act>,
+) -> Result<(Vec<(Finding, String)>, Vec<(Finding, String)>)> {
     let reads = store.check_reads();
     let config = &store.checks().rules;
     let keys: Vec<&DirtyKey> = dirty.keys().filter(|k| !reads_registry(k)).collect();
     if keys.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     }
 
     // The registry entries the keys name: they place the findings, and say whether an
@@ -644,7 +651,12 @@ pub(crate) async fn decide(
 
     // A decision may find more than its key covers (funding decides SELF_FUNDED_BUDGET_PAY too):
     // only what some key covers is kept.
-    let mut decided: Vec<Finding> = decide_counted(
+    let by_counts = DirtyIndex::new(keys.iter().copied().filter(|k| counted(k)));
+    let counted_by_keys = |f: &Finding| by_counts.covers(&f.key);
+    let Decided {
+        mut without,
+        mut with,
+    } = decide_counted(
         tx,
         reads,
         store.backend(),
@@ -654,42 +666,49 @@ pub(crate) async fn decide(
         as_of,
         act,
     )
-    .await?
-    .into_iter()
-    .filter(|f| keys.iter().any(|k| counted(k) && k.covers(&f.key)))
-    .collect();
+    .await?;
+    without.retain(counted_by_keys);
+    with.retain(counted_by_keys);
 
     let row_keys: Vec<&DirtyKey> = keys.iter().copied().filter(|k| !counted(k)).collect();
-    let mut snapshot = rows_of(tx, reads, &row_keys, &registry, &vouched, as_of, act).await?;
-    if let Some(act) = act {
-        snapshot.spells.extend(act.spells.iter().cloned());
-        snapshot.entries.extend(act.entries.iter().cloned());
-        snapshot.terms.extend(act.terms.iter().cloned());
-        snapshot.fundings.extend(act.funding.iter().cloned());
-    }
+    let snapshot = rows_of(tx, reads, &row_keys, &registry, &vouched, as_of, act).await?;
     let everything = Scope {
         everything: true,
         ..Scope::default()
     };
-    decided.extend(
-        rules::check(&snapshot, &everything, as_of, config)
+    let by_rows = DirtyIndex::new(row_keys.iter().copied());
+    let oracle = |snapshot: &Snapshot| {
+        rules::check(snapshot, &everything, as_of, config)
             .into_iter()
-            .filter(|f| row_keys.iter().any(|k| k.covers(&f.key))),
-    );
+            .filter(|f| by_rows.covers(&f.key))
+            .collect::<Vec<_>>()
+    };
+    if let Some(act) = act {
+        let mut after = snapshot.clone();
+        after.spells.extend(act.spells.iter().cloned());
+        after.entries.extend(act.entries.iter().cloned());
+        after.terms.extend(act.terms.iter().cloned());
+        after.fundings.extend(act.funding.iter().cloned());
+        with.extend(oracle(&after));
+    }
+    without.extend(oracle(&snapshot));
 
-    Ok(decided
-        .into_iter()
-        .map(|finding| {
-            let jurisdiction = match registry.get(&finding.key.institution) {
-                Some(facts) => facts.jurisdiction.to_string(),
-                None if finding.key.institution.len() == 18 => {
-                    finding.key.institution[2..8].to_owned()
-                }
-                None => String::new(),
-            };
-            (finding, jurisdiction)
-        })
-        .collect())
+    let place = |decided: Vec<Finding>| -> Vec<(Finding, String)> {
+        decided
+            .into_iter()
+            .map(|finding| {
+                let jurisdiction = match registry.get(&finding.key.institution) {
+                    Some(facts) => facts.jurisdiction.to_string(),
+                    None if finding.key.institution.len() == 18 => {
+                        finding.key.institution[2..8].to_owned()
+                    }
+                    None => String::new(),
+                };
+                (finding, jurisdiction)
+            })
+            .collect()
+    };
+    Ok((place(without), place(with)))
 }
 
 fn institution_of(key: &DirtyKey) -> Option<String> {
@@ -724,14 +743,15 @@ async fn decide_counted(
     config: &crate::domain::findings::RulesConfig,
     as_of: NaiveDate,
     act: Option<&Act>,
-) -> Result<Vec<Finding>> {
+) -> Result<Decided> {
+    let mut found = Decided::default();
     let institutions: Vec<String> = list(
         keys.iter()
             .filter(|k| counted(k))
             .filter_map(|k| institution_of(k)),
     );
     if institutions.is_empty() {
-        return Ok(Vec::new());
+        return Ok(found);
     }
     let quotas = {
         let rows = fetch_in(
@@ -750,7 +770,6 @@ async fn decide_counted(
         Quotas::from_records(&records)
     };
 
-    let mut found = Vec::new();
     // Funding periods to decide, per (institution, category): every period a funding key names.
     let mut funded: BTreeMap<(Uscc, QuotaCategory), Vec<&DirtyKey>> = BTreeMap::new();
     for key in keys {
@@ -760,10 +779,10 @@ async fn decide_counted(
                 category,
             } => {
                 let unit = (institution, *category);
-                let people = headcount_on(tx, reads, unit, as_of).await?
-                    + act.map_or(0, |act| act.people_moved(unit, as_of));
-                let headcount = Headcount::known((institution.clone(), *category), as_of, people);
-                let decide = |sample: &BTreeSet<ResidentId>| {
+                let people = headcount_on(tx, reads, unit, as_of).await?;
+                let decide = |people: i64, sample: &BTreeSet<ResidentId>| {
+                    let headcount =
+                        Headcount::known((institution.clone(), *category), as_of, people);
                     aggregates::decide_headcount(
                         institution,
                         *category,
@@ -774,12 +793,16 @@ async fn decide_counted(
                         as_of,
                     )
                 };
-                let mut decided = decide(&BTreeSet::new());
-                if !decided.is_empty() {
+                let moved = act.map(|act| people + act.people_moved(unit, as_of));
+                let mut without = decide(people, &BTreeSet::new());
+                let mut with = moved.map(|people| decide(people, &BTreeSet::new()));
+                if !without.is_empty() || with.as_ref().is_some_and(|w| !w.is_empty()) {
                     // Only a finding cites the roll.
-                    decided = decide(&roll_sample(tx, reads, backend, unit, as_of).await?);
+                    let sample = roll_sample(tx, reads, backend, unit, as_of).await?;
+                    without = decide(people, &sample);
+                    with = moved.map(|people| decide(people, &sample));
                 }
-                found.extend(decided);
+                found.add(without, with);
             }
             DirtyKey::PlanUse {
                 institution,
@@ -787,15 +810,19 @@ async fn decide_counted(
                 year,
             } => {
                 let unit = (institution, *category, *year);
-                let moved = act.map_or(0, |act| act.entries_moved(unit));
-                let plans = plans_of(tx, reads, unit, moved).await?;
-                let decide =
-                    |sample: &BTreeSet<RecordRef>| aggregates::decide_plan(unit, &plans, sample);
-                let mut decided = decide(&BTreeSet::new());
-                if decided.is_some() {
-                    decided = decide(&entry_sample(tx, reads, backend, unit).await?);
+                let (taken, plans) = plans_of(tx, reads, unit).await?;
+                let decide = |taken: i64, sample: &BTreeSet<RecordRef>| {
+                    aggregates::decide_plan(unit, &Plans::known(unit, taken, &plans), sample)
+                };
+                let moved = act.map(|act| taken + act.entries_moved(unit));
+                let mut without = decide(taken, &BTreeSet::new());
+                let mut with = moved.map(|taken| decide(taken, &BTreeSet::new()));
+                if without.is_some() || with.as_ref().is_some_and(Option::is_some) {
+                    let sample = entry_sample(tx, reads, backend, unit).await?;
+                    without = decide(taken, &sample);
+                    with = moved.map(|taken| decide(taken, &sample));
                 }
-                found.extend(decided);
+                found.add(without, with);
             }
             DirtyKey::Funding {
                 institution,
@@ -836,46 +863,70 @@ async fn decide_counted(
             ],
         )
         .await?;
-        let mut aggregates = Aggregates {
-            quotas: quotas.clone(),
-            ..Aggregates::default()
-        };
-        let mut periods = BTreeSet::new();
-        let mut fundings: Vec<Pushed<crate::domain::Funding>> = rows
+        let stored: Vec<Pushed<crate::domain::Funding>> = rows
             .iter()
             .map(|row| q::decode_funding(row).map(pushed))
             .collect::<Result<_>>()?;
-        fundings.extend(
-            act.and_then(|act| act.funding.clone())
-                .filter(|f| f.record.institution == institution && f.record.category == category),
-        );
-        for funding in fundings {
-            let period = funding.record.period;
-            let named = FindingKey {
+        let added = act
+            .and_then(|act| act.funding.clone())
+            .filter(|f| f.record.institution == institution && f.record.category == category);
+        let named = |period: crate::domain::Period| {
+            let key = FindingKey {
                 code: RuleCode::FundedOverQuota,
                 institution: institution.to_string(),
                 subject: category.code().to_owned(),
                 period: period.to_string(),
             };
-            if unit_keys.iter().any(|k| k.covers(&named)) {
-                periods.insert(period);
-                aggregates.fundings.restate(&funding);
-            }
+            unit_keys.iter().any(|k| k.covers(&key))
+        };
+        let mut without = Aggregates {
+            quotas: quotas.clone(),
+            ..Aggregates::default()
+        };
+        let mut periods = BTreeSet::new();
+        for funding in stored.iter().filter(|f| named(f.record.period)) {
+            periods.insert(funding.record.period);
+            without.fundings.restate(funding);
+        }
+        let mut with = act.map(|_| without.clone());
+        if let (Some(with), Some(added)) = (&mut with, &added)
+            && named(added.record.period)
+        {
+            periods.insert(added.record.period);
+            with.fundings.restate(added);
         }
         for period in periods {
             let day = period.last_day();
             let unit = (&institution, category);
-            let people = headcount_on(tx, reads, unit, day).await?
-                + act.map_or(0, |act| act.people_moved(unit, day));
-            aggregates.headcount = Headcount::known((institution.clone(), category), day, people);
-            found.extend(aggregates::decide_funding(
-                (&institution, category, period),
-                &aggregates,
-                registry.get(institution.as_str()),
-            ));
+            let people = headcount_on(tx, reads, unit, day).await?;
+            let facts = registry.get(institution.as_str());
+            let decide = |aggregates: &mut Aggregates, people: i64| {
+                aggregates.headcount =
+                    Headcount::known((institution.clone(), category), day, people);
+                aggregates::decide_funding((&institution, category, period), aggregates, facts)
+            };
+            let after = with.as_mut().map(|with| {
+                let moved = act.map_or(0, |act| act.people_moved(unit, day));
+                decide(with, people + moved)
+            });
+            found.add(decide(&mut without, people), after);
         }
     }
     Ok(found)
+}
+
+/// Findings decided without an act, and with it (when there is one).
+#[derive(Debug, Default)]
+struct Decided {
+    without: Vec<Finding>,
+    with: Vec<Finding>,
+}
+
+impl Decided {
+    fn add<I: IntoIterator<Item = Finding>>(&mut self, without: I, with: Option<I>) {
+        self.without.extend(without);
+        self.with.extend(with.into_iter().flatten());
+    }
 }
 
 /// The rows the oracle needs to decide the row keys: each key's own, read by index.

@@ -9,6 +9,7 @@
 mod acks;
 pub mod check;
 mod codec;
+pub mod evidence;
 pub mod feed;
 mod feed_tail;
 mod findings;

@@ -119,8 +119,8 @@ impl Store {
             },
         });
 
-        let before = findings(check::decide(self, &mut tx, &dirty, date, None).await?);
-        let with_act = findings(check::decide(self, &mut tx, &dirty, date, Some(&act)).await?);
+        let (before, with_act) = check::decide_pair(self, &mut tx, &dirty, date, Some(&act)).await?;
+        let (before, with_act) = (findings(before), findings(with_act));
 
         // The numbers beside the verdict.
         let quotas = quotas_of(&mut tx, reads, &question.institution).await?;
@@ -129,12 +129,12 @@ impl Store {
             .map_or(0, |q| q.record.approved_count);
         let active = headcount_on(&mut tx, reads, unit, date).await?;
         let year = (&question.institution, question.category, date.year());
-        let plans = plans_of(&mut tx, reads, year, 0).await?;
+        let (plan_used, plans) = plans_of(&mut tx, reads, year).await?;
+        let plans = Plans::known(year, plan_used, &plans);
         let plan_approved: u32 = plans
             .counted(year.0, year.1, year.2)
             .map(|p| p.record.approved_count)
             .sum();
-        let plan_used = plans.taken(year.0, year.1, year.2);
         let (approval_entries, approval_used) = match &question.approval_number {
             Some(number) => approval_use(&mut tx, reads, unit, number).await?,
             None => (0, 0),
@@ -214,7 +214,8 @@ impl Store {
             funding: Some(funding),
             ..Act::default()
         };
-        let with_act = findings(check::decide(self, &mut tx, &dirty, last_day, Some(&act)).await?);
+        let (_, with_act) = check::decide_pair(self, &mut tx, &dirty, last_day, Some(&act)).await?;
+        let with_act = findings(with_act);
 
         let unit = (&question.institution, question.category);
         let quotas = quotas_of(&mut tx, reads, &question.institution).await?;

@@ -300,14 +300,22 @@ impl Store {
             }
             let today = self.checks().clock.today();
             let changes = self.check_pushed(tx, &dirty, today).await?;
+            // The first record (in stream order) each key is one of.
+            let mut first_owner: HashMap<&DirtyKey, usize> = HashMap::new();
+            for (index, own) in &own_keys {
+                for key in own.keys() {
+                    first_owner.entry(key).or_insert(*index);
+                }
+            }
+            let keys = dirty.index();
             changes
                 .into_iter()
                 .map(|change| {
-                    let owner = own_keys
-                        .iter()
-                        .find(|(_, own)| own.covers(&change.finding.finding.key))
-                        .or(own_keys.first())
-                        .map(|(index, _)| *index);
+                    let owner = keys
+                        .covering(&change.finding.finding.key)
+                        .filter_map(|key| first_owner.get(key).copied())
+                        .min()
+                        .or(own_keys.first().map(|(index, _)| *index));
                     (owner, change)
                 })
                 .collect()

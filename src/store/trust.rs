@@ -282,10 +282,11 @@ impl Store {
     }
 
     /// Appends entries to the audit trail in one transaction, chained after the current head and
-    /// added to the log's tree; issues a checkpoint when one is due.
-    pub async fn append_audit(&self, entries: Vec<AuditEntry>) -> Result<()> {
+    /// added to the log's tree; issues a checkpoint when one is due. Answers the last entry's
+    /// `seq` (0 when none was given).
+    pub async fn append_audit(&self, entries: Vec<AuditEntry>) -> Result<i64> {
         if entries.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         let mut tx = self.begin().await?;
         // Locks the head row until commit (a no-op update is portable; SQLite has one writer).
@@ -328,24 +329,7 @@ impl Store {
             "INSERT INTO audit_log (seq, at, agency_id, jurisdiction, fingerprint, peer, method, \
              touched, outcome, prev_hash, hash)",
             "",
-            rows.into_iter()
-                .map(|row| {
-                    let e = row.entry;
-                    [
-                        Value::Int(row.seq),
-                        Value::Int(e.at),
-                        Value::Text(e.agency_id),
-                        Value::Text(e.jurisdiction),
-                        Value::Text(e.fingerprint),
-                        Value::Text(e.peer),
-                        Value::Text(e.method),
-                        Value::Text(e.touched),
-                        Value::Text(e.outcome),
-                        Value::Text(row.prev_hash),
-                        Value::Text(row.hash),
-                    ]
-                })
-                .collect(),
+            rows.into_iter().map(audit_row).collect(),
         )
         .await?;
         insert_rows(
@@ -365,7 +349,7 @@ impl Store {
         )
         .await?;
         let Some((seq, hash)) = last else {
-            return Ok(());
+            return Ok(0);
         };
         let now = now_micros();
         let (mut checkpoint_size, mut checkpoint_at) = (checkpoint_size, checkpoint_at);
@@ -373,21 +357,7 @@ impl Store {
             let due = size_of(seq - checkpoint_size) >= log.every_entries.max(1)
                 || now - checkpoint_at >= log.every_micros;
             if due {
-                let note = log.signer.sign(size_of(seq), root).map_err(|error| {
-                    Error::Internal(format!("cannot sign a checkpoint: {error}"))
-                })?;
-                sqlx::query_with(
-                    "INSERT INTO audit_checkpoints (tree_size, root, note, issued_at) \
-                     VALUES ($1, $2, $3, $4) ON CONFLICT (tree_size) DO NOTHING",
-                    bind_all(vec![
-                        Value::Int(seq),
-                        Value::Text(hex::encode(root.0)),
-                        Value::Text(note),
-                        Value::Int(now),
-                    ])?,
-                )
-                .execute(&mut *tx)
-                .await?;
+                sign_checkpoint(&mut tx, log, seq, root, now).await?;
                 (checkpoint_size, checkpoint_at) = (seq, now);
             }
         }
@@ -406,7 +376,110 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(seq)
+    }
+
+    /// Appends entries to the hash chain alone, as the trail was kept before the Merkle log: the
+    /// baseline `quotahub bench` weighs the log's cost against (on a database of its own; the
+    /// tree is left behind and the log would take these entries in at its next append).
+    pub async fn append_audit_chain_only(&self, entries: Vec<AuditEntry>) -> Result<i64> {
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.begin().await?;
+        sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
+            .execute(&mut *tx)
+            .await?;
+        let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await?;
+        let rows = chain(
+            head.try_get("seq")?,
+            &head.try_get::<String, _>("hash")?,
+            entries,
+        );
+        let (seq, hash) = rows
+            .last()
+            .map(|row| (row.seq, row.hash.clone()))
+            .expect("entries are not empty");
+        insert_rows(
+            &mut tx,
+            "INSERT INTO audit_log (seq, at, agency_id, jurisdiction, fingerprint, peer, method, \
+             touched, outcome, prev_hash, hash)",
+            "",
+            rows.into_iter().map(audit_row).collect(),
+        )
+        .await?;
+        sqlx::query_with(
+            "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1",
+            bind_all(vec![Value::Int(seq), Value::Text(hash)])?,
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(seq)
+    }
+
+    /// How long after the last checkpoint one is due when entries are waiting unsigned; `None`
+    /// when this hub signs none.
+    pub fn checkpoint_interval(&self) -> Option<std::time::Duration> {
+        self.log.as_ref().map(|log| {
+            std::time::Duration::from_micros(u64::try_from(log.every_micros).unwrap_or(0))
+        })
+    }
+
+    /// Signs a checkpoint of the log as it stands, under the head's lock: when `force`, unless
+    /// one of its size exists; otherwise only when entries are waiting unsigned and the interval
+    /// since the last checkpoint has passed (an idle hub's timer). Answers the checkpoint of the
+    /// log's current size when there is one (`None` when this hub signs none, or none is due).
+    pub async fn issue_checkpoint(&self, force: bool) -> Result<Option<StoredCheckpoint>> {
+        let Some(log) = &self.log else {
+            return Ok(None);
+        };
+        if !force {
+            // Most looks find nothing to sign: those take no lock.
+            let head = sqlx::query(
+                "SELECT tree_size, checkpoint_size, checkpoint_at FROM audit_head WHERE id = 1",
+            )
+            .fetch_one(self.readers())
+            .await?;
+            let waiting =
+                head.try_get::<i64, _>("tree_size")? > head.try_get::<i64, _>("checkpoint_size")?;
+            let since = now_micros().saturating_sub(head.try_get("checkpoint_at")?);
+            if !waiting || since < log.every_micros {
+                return Ok(None);
+            }
+        }
+        let mut tx = self.begin().await?;
+        sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
+            .execute(&mut *tx)
+            .await?;
+        let head = sqlx::query(
+            "SELECT tree_size, root, checkpoint_size, checkpoint_at FROM audit_head WHERE id = 1",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        let size: i64 = head.try_get("tree_size")?;
+        let checkpoint_size: i64 = head.try_get("checkpoint_size")?;
+        let checkpoint_at: i64 = head.try_get("checkpoint_at")?;
+        let now = now_micros();
+        let due = size > checkpoint_size
+            && (force || now.saturating_sub(checkpoint_at) >= log.every_micros);
+        if size == 0 || !(due || force) {
+            return Ok(None);
+        }
+        if due {
+            let root = hash_from_hex(&head.try_get::<String, _>("root")?)?;
+            sign_checkpoint(&mut tx, log, size, root, now).await?;
+            sqlx::query_with(
+                "UPDATE audit_head SET checkpoint_size = $1, checkpoint_at = $2 WHERE id = 1",
+                bind_all(vec![Value::Int(size), Value::Int(now)])?,
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        self.audit_checkpoint(Some(size_of(size))).await
     }
 
     /// The log's tree as recorded: its size and root (the empty tree's when there is none).
@@ -541,6 +614,51 @@ impl Store {
             .await?;
         rows.iter().map(chained_from_row).collect()
     }
+}
+
+/// An entry as the columns of `audit_log`.
+fn audit_row(row: ChainedEntry) -> [Value; 11] {
+    let e = row.entry;
+    [
+        Value::Int(row.seq),
+        Value::Int(e.at),
+        Value::Text(e.agency_id),
+        Value::Text(e.jurisdiction),
+        Value::Text(e.fingerprint),
+        Value::Text(e.peer),
+        Value::Text(e.method),
+        Value::Text(e.touched),
+        Value::Text(e.outcome),
+        Value::Text(row.prev_hash),
+        Value::Text(row.hash),
+    ]
+}
+
+/// Signs the checkpoint of the tree of `size` entries with `root` and stores it (once per size).
+async fn sign_checkpoint(
+    tx: &mut super::Tx,
+    log: &CheckpointPolicy,
+    size: i64,
+    root: Hash,
+    now: i64,
+) -> Result<()> {
+    let note = log
+        .signer
+        .sign(size_of(size), root)
+        .map_err(|error| Error::Internal(format!("cannot sign a checkpoint: {error}")))?;
+    sqlx::query_with(
+        "INSERT INTO audit_checkpoints (tree_size, root, note, issued_at) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (tree_size) DO NOTHING",
+        bind_all(vec![
+            Value::Int(size),
+            Value::Text(hex::encode(root.0)),
+            Value::Text(note),
+            Value::Int(now),
+        ])?,
+    )
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// Reads stored tree hashes by index: those kept from `audit_tree` in one statement, the others

@@ -29,6 +29,10 @@ on_both_backends!(
     a_witness_catches_a_rewritten_middle_entry_and_a_fork,
     proofs_and_checkpoints_check_with_an_independent_verifier,
     two_replicas_issue_checkpoints_of_one_log,
+    a_subscriber_keeps_the_checkpoints_the_feed_publishes_and_refuses_a_fork,
+    an_idle_hub_signs_the_entries_waiting_on_its_timer,
+    an_evidence_bundle_verifies_offline_and_names_what_was_changed,
+    a_masked_bundle_verifies_and_a_transfer_carries_one,
 );
 
 /// A log key made the way `quotahub serve` makes the development one.
@@ -605,4 +609,493 @@ async fn two_replicas_issue_checkpoints_of_one_log(backend: Backend) {
         ));
     }
     store.close().await;
+}
+
+/// Checkpoints only when the test (or the export of evidence) asks for one.
+fn on_demand(key: &LogKey) -> CheckpointPolicy {
+    CheckpointPolicy {
+        signer: key.signer.clone(),
+        every_entries: u64::MAX,
+        every_micros: i64::MAX,
+    }
+}
+
+/// `quotahub subscribe --checkpoint-file` for the discipline agency of 140100, in this process.
+fn witness_args(
+    app: &TestApp,
+    files: &ClientFiles,
+    file: &Path,
+    key: &LogKey,
+) -> quotahub::cli::subscribe::SubscribeArgs {
+    use clap::Parser;
+    let cli = quotahub::cli::Cli::parse_from([
+        "quotahub",
+        "subscribe",
+        "--server",
+        &app.endpoint(),
+        "--ca",
+        &files.ca,
+        "--cert",
+        &files.cert,
+        "--key",
+        &files.key,
+        "--name",
+        "witness",
+        "--checkpoint-file",
+        file.to_str().unwrap(),
+        "--log-key",
+        &key.public,
+    ]);
+    let quotahub::cli::Command::Subscribe(args) = cli.command else {
+        panic!("subscribe")
+    };
+    args
+}
+
+/// Waits (bounded) until the file holds a checkpoint of at least `size` entries.
+async fn held(file: &Path, key: &LogKey, size: u64) -> u64 {
+    for _ in 0..600 {
+        if let Ok(note) = std::fs::read_to_string(file) {
+            let kept = open_checkpoint(&note, &key.public).unwrap();
+            if kept.size >= size {
+                return kept.size;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the witness never kept a checkpoint of {size} entries");
+}
+
+/// What the subscriber printed so far.
+#[derive(Clone, Default)]
+struct Printed(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Printed {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Printed {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+async fn a_subscriber_keeps_the_checkpoints_the_feed_publishes_and_refuses_a_fork(
+    backend: Backend,
+) {
+    let key = log_key();
+    let app = TestApp::spawn_logged(backend, on_demand(&key)).await;
+    push_some(&app, 0, 3).await;
+    app.audit.flush().await;
+    let first = app.store.issue_checkpoint(true).await.unwrap().unwrap();
+    let files = ClientFiles::new(&agency("140100", AgencyKind::Discipline));
+    let file = key.dir.path().join("witness.checkpoint");
+    let printed = Printed::default();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let subscriber = tokio::spawn(quotahub::cli::subscribe::run(
+        witness_args(&app, &files, &file, &key),
+        printed.clone(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    // The latest checkpoint as the stream opens: the first one a witness holds.
+    assert_eq!(held(&file, &key, first.size).await, first.size);
+
+    // A newer one replaces it once a consistency proof from the one held checks.
+    push_some(&app, 3, 4).await;
+    app.audit.flush().await;
+    let second = app.store.issue_checkpoint(true).await.unwrap().unwrap();
+    assert!(second.size > first.size);
+    assert_eq!(held(&file, &key, second.size).await, second.size);
+    assert!(
+        printed.text().contains(&format!(
+            "checkpoint of {} entries kept, consistent with the one of {} held before",
+            second.size, first.size
+        )),
+        "{}",
+        printed.text()
+    );
+
+    // The hub's key signs a log that does not extend the one the witness holds (a fork shown to
+    // this witness): refused, loudly, the file unchanged, the hub's checkpoint kept beside it.
+    app.audit.flush().await;
+    let (size, _) = app.store.audit_tree_head().await.unwrap();
+    assert!(size > second.size);
+    let forged_root = root_of(&[AuditEntry {
+        at: 0,
+        agency_id: String::new(),
+        jurisdiction: String::new(),
+        fingerprint: String::new(),
+        peer: String::new(),
+        method: "forged".into(),
+        touched: String::new(),
+        outcome: String::new(),
+    }]);
+    let forged = key.signer.sign(size, forged_root).unwrap();
+    sqlx::query(
+        "INSERT INTO audit_checkpoints (tree_size, root, note, issued_at) VALUES ($1, $2, $3, 0)",
+    )
+    .bind(size as i64)
+    .bind(hex::encode(forged_root.0))
+    .bind(forged.clone())
+    .execute(app.store.readers())
+    .await
+    .unwrap();
+    let refused = tokio::time::timeout(std::time::Duration::from_secs(60), subscriber)
+        .await
+        .expect("the witness refused the forged checkpoint")
+        .unwrap()
+        .unwrap_err()
+        .to_string();
+    drop(stop);
+    assert!(
+        refused.contains(&format!(
+            "REWRITTEN or FORKED: the checkpoint of {} entries is not a prefix of the one of {size} entries",
+            second.size
+        )),
+        "{refused}"
+    );
+    let kept = open_checkpoint(&std::fs::read_to_string(&file).unwrap(), &key.public).unwrap();
+    assert_eq!(kept.size, second.size);
+    assert_eq!(
+        std::fs::read_to_string(key.dir.path().join("witness.checkpoint.rejected")).unwrap(),
+        forged
+    );
+}
+
+async fn an_idle_hub_signs_the_entries_waiting_on_its_timer(backend: Backend) {
+    let key = log_key();
+    let app = TestApp::spawn_logged(
+        backend,
+        CheckpointPolicy {
+            signer: key.signer.clone(),
+            every_entries: u64::MAX,
+            every_micros: 2_000_000,
+        },
+    )
+    .await;
+    app.audit.flush().await;
+    // Two appends at once: the first is due (no checkpoint yet, or one long ago), the second,
+    // within the interval, is not: it waits unsigned, and no call comes to sign it.
+    let entry = |n: i64| AuditEntry {
+        at: n,
+        agency_id: String::new(),
+        jurisdiction: String::new(),
+        fingerprint: String::new(),
+        peer: "127.0.0.1:1".into(),
+        method: "tls-handshake".into(),
+        touched: String::new(),
+        outcome: "test".into(),
+    };
+    app.store.append_audit(vec![entry(1)]).await.unwrap();
+    let waiting = app.store.append_audit(vec![entry(2)]).await.unwrap();
+    let signed = |app: &TestApp| {
+        let store = app.store.clone();
+        async move {
+            store
+                .audit_checkpoint(None)
+                .await
+                .unwrap()
+                .map_or(0, |checkpoint| checkpoint.size)
+        }
+    };
+    assert!(signed(&app).await < waiting as u64);
+    let mut latest = 0;
+    for _ in 0..300 {
+        latest = signed(&app).await;
+        if latest >= waiting as u64 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        latest, waiting as u64,
+        "the idle hub never signed entry {waiting}"
+    );
+    let report = quotahub::audit::verify_log(&app.store, &[], Some(&key.public))
+        .await
+        .unwrap();
+    assert_eq!(report.breaks, vec![], "{report:?}");
+}
+
+/// A finding with a record behind it: pay to a person on no roll (PAID_NOT_ON_ROLL), pushed by
+/// the finance bureau of 140100 as `ghost-1`. Answers the alert's id.
+async fn ghost_pay(app: &TestApp) -> String {
+    app.finance("140100")
+        .await
+        .push_payroll_line(payroll(
+            "ghost-1",
+            &resident(1),
+            &uscc("140100", 1),
+            "2024-01",
+        ))
+        .await
+        .unwrap();
+    let findings = proto::reconciliation_service_client::ReconciliationServiceClient::new(
+        app.channel(&agency("140100", AgencyKind::Discipline)).await,
+    )
+    .list_findings(proto::ListFindingsRequest::default())
+    .await
+    .unwrap()
+    .into_inner()
+    .findings;
+    let finding = findings
+        .iter()
+        .find(|f| f.code == proto::RuleCode::PaidNotOnRoll as i32)
+        .expect("PAID_NOT_ON_ROLL raised");
+    format!(
+        "PAID_NOT_ON_ROLL|{}|{}|{}",
+        finding.institution_uscc, finding.subject, finding.period
+    )
+}
+
+async fn export(app: &TestApp, kind: AgencyKind, id: &str) -> proto::EvidenceBundle {
+    proto::reconciliation_service_client::ReconciliationServiceClient::new(
+        app.channel(&agency("140100", kind)).await,
+    )
+    .export_evidence(proto::ExportEvidenceRequest {
+        matter: proto::MatterKind::Alert as i32,
+        matter_id: id.to_owned(),
+    })
+    .await
+    .unwrap()
+    .into_inner()
+}
+
+/// `quotahub evidence verify FILE --log-key KEY`: whether it passed, and what it said.
+async fn verify_bundle(file: &Path, key: &LogKey) -> (bool, String) {
+    use clap::Parser;
+    let cli = quotahub::cli::Cli::parse_from([
+        "quotahub",
+        "evidence",
+        "verify",
+        file.to_str().unwrap(),
+        "--log-key",
+        &key.public,
+    ]);
+    let quotahub::cli::Command::Evidence { command } = cli.command else {
+        panic!("evidence")
+    };
+    let mut out = Vec::new();
+    let status = quotahub::cli::evidence::run(command, &mut out)
+        .await
+        .unwrap();
+    (
+        status == std::process::ExitCode::SUCCESS,
+        String::from_utf8(out).unwrap(),
+    )
+}
+
+async fn an_evidence_bundle_verifies_offline_and_names_what_was_changed(backend: Backend) {
+    let key = log_key();
+    let app = TestApp::spawn_logged(backend, on_demand(&key)).await;
+    let id = ghost_pay(&app).await;
+    // Exported with the command, as the discipline agency (it sees personal data whole).
+    let files = ClientFiles::new(&agency("140100", AgencyKind::Discipline));
+    let file = key.dir.path().join("evidence.json");
+    {
+        use clap::Parser;
+        let cli = quotahub::cli::Cli::parse_from([
+            "quotahub",
+            "evidence",
+            "export",
+            "--server",
+            &app.endpoint(),
+            "--ca",
+            &files.ca,
+            "--cert",
+            &files.cert,
+            "--key",
+            &files.key,
+            "--id",
+            &id,
+            "--out",
+            file.to_str().unwrap(),
+        ]);
+        let quotahub::cli::Command::Evidence { command } = cli.command else {
+            panic!("evidence")
+        };
+        let mut out = Vec::new();
+        quotahub::cli::evidence::run(command, &mut out)
+            .await
+            .unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(out.contains("sealed by audit entry"), "{out}");
+    }
+    let text = std::fs::read_to_string(&file).unwrap();
+    let bundle: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(bundle["format"], "quotahub-evidence-bundle/1");
+    assert_eq!(bundle["records"][0]["kind"], "payroll_line");
+    assert_eq!(bundle["records"][0]["agency_id"], "140100/finance");
+    assert_eq!(bundle["records"][0]["record_id"]["value"], "ghost-1");
+    assert_eq!(
+        bundle["records"][0]["fields"]["resident_id"]["value"],
+        resident(1).as_str()
+    );
+    let (sound, said) = verify_bundle(&file, &key).await;
+    assert!(sound, "{said}");
+    assert!(said.contains("evidence bundle VERIFIED"), "{said}");
+    assert!(
+        said.contains("140100/finance called /quotahub.v1.FinanceService/PushPayrollLine naming record `ghost-1`"),
+        "{said}"
+    );
+    assert!(said.contains("The export by 140100/discipline"), "{said}");
+    // Proven into the checkpoint the hub serves to witnesses.
+    let checkpoint = witness(&app).await;
+    let in_bundle = open_checkpoint(bundle["checkpoint"].as_str().unwrap(), &key.public).unwrap();
+    assert!(checkpoint.tree_size >= in_bundle.size);
+
+    // Each change is caught, and named.
+    let changed = |edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut bundle = bundle.clone();
+        edit(&mut bundle);
+        let path = key.dir.path().join("changed.json");
+        std::fs::write(&path, serde_json::to_string_pretty(&bundle).unwrap()).unwrap();
+        path
+    };
+    let amount = bundle["records"][0]["fields"]["gross_fen"]["value"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let one_more = (amount.parse::<i64>().unwrap() + 1).to_string();
+    let path =
+        changed(&|b| b["records"][0]["fields"]["gross_fen"]["value"] = one_more.clone().into());
+    let (sound, said) = verify_bundle(&path, &key).await;
+    assert!(!sound, "{said}");
+    assert!(
+        said.contains("FAILED: record 1 (payroll_line 140100/finance/ghost-1): its fields do not match its digest"),
+        "{said}"
+    );
+    let path = changed(&|b| {
+        let proof = b["entries"][0]["proof"][0].as_str().unwrap().to_owned();
+        let flipped = if proof.starts_with('0') { "1" } else { "0" };
+        b["entries"][0]["proof"][0] = format!("{flipped}{}", &proof[1..]).into();
+    });
+    let seq = bundle["entries"][0]["seq"].as_i64().unwrap();
+    let (sound, said) = verify_bundle(&path, &key).await;
+    assert!(!sound, "{said}");
+    assert!(
+        said.contains(&format!(
+            "FAILED: audit entry {seq}: its inclusion proof does not prove it"
+        )),
+        "{said}"
+    );
+    let path = changed(&|b| b["entries"][0]["touched"] = "record_id ghost-2".into());
+    let (sound, said) = verify_bundle(&path, &key).await;
+    assert!(!sound, "{said}");
+    assert!(
+        said.contains(&format!(
+            "FAILED: audit entry {seq}: its fields do not hash"
+        )),
+        "{said}"
+    );
+    // The bundle's proofs and checkpoint check with the independent verifier too.
+    if let Some(python) = python().await {
+        let inclusion: Vec<serde_json::Value> = bundle["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain([&bundle["seal"]])
+            .map(|e| {
+                let text = |key: &str| e[key].as_str().unwrap().to_owned();
+                let entry = AuditEntry {
+                    at: e["at"].as_i64().unwrap(),
+                    agency_id: text("agency_id"),
+                    jurisdiction: text("jurisdiction"),
+                    fingerprint: text("fingerprint"),
+                    peer: text("peer"),
+                    method: text("method"),
+                    touched: text("touched"),
+                    outcome: text("outcome"),
+                };
+                serde_json::json!({
+                    "index": e["seq"].as_i64().unwrap() - 1,
+                    "size": in_bundle.size,
+                    "leaf": hex::encode(entry.canonical_bytes()),
+                    "proof": e["proof"],
+                })
+            })
+            .collect();
+        let asked = serde_json::json!({
+            "checkpoints": [bundle["checkpoint"]],
+            "inclusion": inclusion,
+        });
+        let mut child = Command::new(python)
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/tlog_verify.py"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(asked.to_string().as_bytes()).await.unwrap();
+        drop(stdin);
+        let said = String::from_utf8(child.wait_with_output().await.unwrap().stdout).unwrap();
+        assert_eq!(said.lines().count(), inclusion.len(), "{said}");
+        assert!(said.lines().all(|line| line.ends_with(": OK")), "{said}");
+    }
+    let path = changed(&|b| b["records"][0]["content_hash"] = "00".repeat(32).into());
+    let (sound, said) = verify_bundle(&path, &key).await;
+    assert!(!sound && said.contains("FAILED: record 1"), "{said}");
+    let other = log_key();
+    let (sound, said) = verify_bundle(&file, &other).await;
+    assert!(
+        !sound && said.contains("FAILED: checkpoint: not signed by the log key"),
+        "{said}"
+    );
+}
+
+async fn a_masked_bundle_verifies_and_a_transfer_carries_one(backend: Backend) {
+    let key = log_key();
+    let app = TestApp::spawn_logged(backend, on_demand(&key)).await;
+    let id = ghost_pay(&app).await;
+    // Finance reads people by token and pay in the clear; the organization department knows who
+    // people are but not what they are paid.
+    for kind in [AgencyKind::Finance, AgencyKind::Organization] {
+        let exported = export(&app, kind, &id).await;
+        let bundle = quotahub::domain::evidence::Bundle::from_json(&exported.json).unwrap();
+        assert!(bundle.personal_data_masked);
+        let found = quotahub::domain::evidence::verify(&bundle, &key.public);
+        assert!(found.sound(), "{kind}: {found:?}");
+        let record = &bundle.records[0];
+        let hidden = if kind == AgencyKind::Finance {
+            "resident_id"
+        } else {
+            "gross_fen"
+        };
+        assert!(record.fields[hidden].value.is_none(), "{kind}: {record:?}");
+        assert!(
+            record.fields[hidden].commitment.is_some(),
+            "{kind}: {record:?}"
+        );
+        if kind == AgencyKind::Finance {
+            assert!(!exported.json.contains(&resident(1)), "{}", exported.json);
+        }
+    }
+    // A transfer to discipline inspection attaches the matter's bundle.
+    let transfer = proto::case_service_client::CaseServiceClient::new(
+        app.channel(&agency("140100", AgencyKind::StaffingOffice))
+            .await,
+    )
+    .transfer(proto::TransferRequest {
+        kind: proto::TransferKind::Transfer as i32,
+        matter: proto::MatterKind::Alert as i32,
+        matter_id: id.clone(),
+        text: "移送".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner();
+    let bundle = quotahub::domain::evidence::Bundle::from_json(&transfer.evidence_bundle).unwrap();
+    assert_eq!(bundle.exported_by, "140100/staffing-office");
+    let found = quotahub::domain::evidence::verify(&bundle, &key.public);
+    assert!(found.sound(), "{found:?}");
 }
