@@ -429,7 +429,10 @@ fn repeated_rows(rounds: &[(ingest::KindTally, memory::ProcessMemory)]) -> Vec<R
             Row::reported(
                 format!("memory.rss_after_import_{}", i + 1),
                 "5",
-                format!("Resident memory (VmRSS) after the payroll is imported again, round {}", i + 1),
+                format!(
+                    "Resident memory (VmRSS) after the payroll is imported again, round {}",
+                    i + 1
+                ),
                 memory.rss_kib.map_or_else(
                     || Figure::text("not available (no /proc/self/status)"),
                     Figure::memory_kib,

@@ -119,7 +119,8 @@ impl Store {
             },
         });
 
-        let (before, with_act) = check::decide_pair(self, &mut tx, &dirty, date, Some(&act)).await?;
+        let (before, with_act) =
+            check::decide_pair(self, &mut tx, &dirty, date, Some(&act)).await?;
         let (before, with_act) = (findings(before), findings(with_act));
 
         // The numbers beside the verdict.
