@@ -627,7 +627,7 @@ async fn rechecks(
                     match store.schedule_recheck(every).await {
                         Ok(Some(job)) => tracing::info!(id = %job.id, "scheduled re-check started"),
                         Ok(None) => {
-                            tracing::debug!("another replica started the scheduled re-check")
+                            tracing::debug!("another replica started the scheduled re-check");
                         }
                         Err(error) => tracing::warn!(%error, "cannot start the scheduled re-check"),
                     }

@@ -284,7 +284,9 @@ async fn leaders(
     )
     .await?;
     // Per term, the opening appointment stored last (the oracle's look-up keeps the last row).
-    let mut terms: BTreeMap<(String, i64), (PersonTerm, Option<(i64, i64)>)> = BTreeMap::new();
+    // (resident, ordinal) -> the term, and when its opening was stored (accepted_at, arrival).
+    type Opened = (PersonTerm, Option<(i64, i64)>);
+    let mut terms: BTreeMap<(String, i64), Opened> = BTreeMap::new();
     for row in rows {
         let resident_id = q::resident_id(&row)?;
         let ordinal: i64 = column(&row, "ordinal")?;
