@@ -1,4 +1,4 @@
-//! Measure 7, the supervision console: server time per page on the loaded hub, p50 / p95 (target
+//! Measure 8, the supervision console: server time per page on the loaded hub, p50 / p95 (target
 //! p95 under 300 ms). Each page is fetched over one kept-alive HTTP/1.1 connection on loopback, with the
 //! agency's client certificate, after one warm-up fetch; the time is from sending the request to
 //! the last byte of the page, so it is the server's (rendering included) plus loopback.
@@ -209,7 +209,7 @@ async fn time_page(
 /// The console's rows: one per page.
 pub async fn rows(bench: &ConsoleBench<'_>) -> anyhow::Result<Vec<Row>> {
     super::progress(&format!(
-        "7. console: opening up to {} ledger items from findings",
+        "8. console: opening up to {} ledger items from findings",
         bench.items
     ));
     let opened = open_items(bench).await?;

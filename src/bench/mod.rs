@@ -236,6 +236,7 @@ pub async fn run_with(options: BenchOptions) -> anyhow::Result<BenchReport> {
     report.rows.append(&mut rows.repeated);
     report.rows.append(&mut rows.feed);
     report.rows.append(&mut rows.audit);
+    report.rows.append(&mut rows.console);
     progress("done");
     Ok(report)
 }
@@ -246,6 +247,8 @@ struct Measured {
     peak: memory::ProcessMemory,
     /// Memory over repeated imports (section 5).
     repeated: Vec<Row>,
+    /// The console's pages (section 8, last).
+    console: Vec<Row>,
     /// The alert feed's rows (they come after memory in the table).
     feed: Vec<Row>,
     /// The audit trail's rows, then the console's.
@@ -449,6 +452,7 @@ async fn measure(
         rows,
         peak,
         repeated,
+        console,
         feed,
         audit,
     })
@@ -874,9 +878,23 @@ mod tests {
                 "memory.rss_before_generating",
                 "memory.rss_after_generating",
                 "memory.peak_after_ingest_recheck",
+                "memory.rss_after_import_1",
+                "memory.rss_after_import_2",
+                "memory.rss_after_import_3",
+                "memory.repeated_imports_flat",
                 "alert_feed.latency.subscribers_1",
                 "alert_feed.latency.subscribers_1000",
                 "alert_feed.memory_per_idle_subscriber",
+            ]
+            .map(String::from),
+        );
+        keys.extend(
+            audit_log::BATCHES
+                .iter()
+                .map(|batch| format!("audit.appends.batch_{batch}")),
+        );
+        keys.extend(
+            [
                 "console.page.overview",
                 "console.page.findings",
                 "console.page.findings_sorted",
@@ -887,11 +905,6 @@ mod tests {
                 "console.page.audit",
             ]
             .map(String::from),
-        );
-        keys.extend(
-            audit_log::BATCHES
-                .iter()
-                .map(|batch| format!("audit.appends.batch_{batch}")),
         );
         keys
     }
