@@ -480,13 +480,11 @@ impl Application {
             background.push(listener);
         }
         let schedule_stopped_tls = schedule_stopped.clone();
-        let schedule = self.reconcile_every.map(|every| {
-            tokio::spawn(scheduled_reconcile(
-                self.hub.store.clone(),
-                every,
-                schedule_stopped.clone(),
-            ))
-        });
+        let schedule = Some(tokio::spawn(rechecks(
+            self.hub.store.clone(),
+            self.reconcile_every,
+            schedule_stopped.clone(),
+        )));
 
         let (configs, serving_config) = tokio::sync::watch::channel(self.tls);
         // The console's configuration is reloaded from the same files, so that a new CRL or
@@ -602,41 +600,70 @@ impl Application {
     }
 }
 
-/// Re-checks everything every `every`, in whichever replica takes the lease first.
-async fn scheduled_reconcile(
+/// Runs the re-check jobs (started by Reconcile calls, or by the schedule every `every`) in
+/// whichever replica holds the re-check lease, renewed at every chunk. A job left running by a
+/// stopped hub goes on from its last finished chunk at the next pass, here or in another replica.
+async fn rechecks(
     store: Store,
-    every: Duration,
+    every: Option<Duration>,
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) {
     // Unique per replica: process ids are 1 in every container.
-    let holder = uuid::Uuid::now_v7().to_string();
-    let lease = i64::try_from(every.as_secs())
-        .unwrap_or(i64::MAX / 2_000_000)
-        .max(1);
+    let lease = crate::store::recheck::Lease {
+        name: "reconcile",
+        holder: uuid::Uuid::now_v7().to_string(),
+        seconds: RECHECK_LEASE_SECS,
+    };
+    // The schedule's first job comes one period after the start, as it always has.
+    let mut due = every.map(|every| tokio::time::Instant::now() + every);
     loop {
-        tokio::select! {
-            () = tokio::time::sleep(every) => {}
-            _ = stopped.changed() => return,
-        }
-        match store.take_lease("reconcile", &holder, lease).await {
+        let due_now = due.is_some_and(|due| due <= tokio::time::Instant::now());
+        match store
+            .take_lease(lease.name, &lease.holder, lease.seconds)
+            .await
+        {
             Ok(true) => {
-                let today = store.checks().clock.today();
-                let pass = tracing::info_span!("scheduled_recheck", %today);
-                match store.reconcile(None, today, false).instrument(pass).await {
-                    Ok(report) => tracing::info!(
-                        institutions = report.institutions,
-                        changes = report.changes.len(),
-                        open = report.open,
-                        "scheduled re-check done"
-                    ),
-                    Err(error) => tracing::warn!(%error, "scheduled re-check failed"),
+                if let (true, Some(every)) = (due_now, every) {
+                    match store.schedule_recheck(every).await {
+                        Ok(Some(job)) => tracing::info!(id = %job.id, "scheduled re-check started"),
+                        Ok(None) => {
+                            tracing::debug!("another replica started the scheduled re-check");
+                        }
+                        Err(error) => tracing::warn!(%error, "cannot start the scheduled re-check"),
+                    }
+                }
+                let pass = tracing::info_span!("rechecks");
+                if let Err(error) = store.run_rechecks(&lease, &stopped).instrument(pass).await {
+                    tracing::warn!(%error, "re-check pass failed");
                 }
             }
             Ok(false) => tracing::debug!("another replica holds the re-check lease"),
             Err(error) => tracing::warn!(%error, "cannot take the re-check lease"),
         }
+        if due_now {
+            due = every.map(|every| tokio::time::Instant::now() + every);
+        }
+        // Woken by a job started here; otherwise a look now and then for jobs another replica
+        // left, and for the schedule.
+        let mut wait = tokio::time::Instant::now() + RECHECK_POLL;
+        if let Some(due) = due {
+            wait = wait.min(due);
+        }
+        tokio::select! {
+            () = tokio::time::sleep_until(wait) => {}
+            () = store.recheck_started() => {}
+            _ = stopped.changed() => return,
+        }
+        if *stopped.borrow() {
+            return;
+        }
     }
 }
+
+/// How long the re-check lease holds without a renewal (the runner renews it at every chunk).
+const RECHECK_LEASE_SECS: i64 = 120;
+/// How often a replica looks for re-check jobs it was not woken for.
+const RECHECK_POLL: Duration = Duration::from_secs(10);
 
 /// Escalates overdue alerts, ledger items and cases every `every`. Any number of replicas may run it: each step is claimed.
 async fn escalations(

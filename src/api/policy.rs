@@ -69,6 +69,19 @@ pub const POLICY: &[Rule] = &[
         prefix: "/quotahub.v1.ReconciliationService/Reconcile",
         kinds: &[StaffingOffice, Discipline, Audit],
     },
+    // The re-check jobs are seen and stopped by those who may start them.
+    Rule {
+        prefix: "/quotahub.v1.ReconciliationService/GetOperation",
+        kinds: &[StaffingOffice, Discipline, Audit],
+    },
+    Rule {
+        prefix: "/quotahub.v1.ReconciliationService/CancelOperation",
+        kinds: &[StaffingOffice, Discipline, Audit],
+    },
+    Rule {
+        prefix: "/quotahub.v1.ReconciliationService/ListOperations",
+        kinds: &[StaffingOffice, Discipline, Audit],
+    },
     Rule {
         prefix: "/quotahub.v1.FeedService/",
         kinds: EVERY_AGENCY,

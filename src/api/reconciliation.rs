@@ -18,6 +18,7 @@ use crate::domain::{
 };
 use crate::error::Error;
 use crate::proto;
+use crate::store::recheck::{JobState, RecheckJob};
 use crate::store::reconcile::FindingFilter;
 
 /// Changes listed in a re-check's answer; the counts are always complete.
@@ -170,6 +171,100 @@ impl Hub {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Re-check jobs as operations.
+
+fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or_default()
+}
+
+/// How long a Reconcile call waits for its job: the client's `grpc-timeout` less a margin to
+/// answer in, or just under the hub's own deadline of the call.
+fn wait_within(metadata: &tonic::metadata::MetadataMap) -> std::time::Duration {
+    use std::time::Duration;
+    let asked = metadata
+        .get("grpc-timeout")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| {
+            let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+            let n: u64 = digits.parse().ok()?;
+            Some(match unit {
+                "H" => Duration::from_secs(n.saturating_mul(3_600)),
+                "M" => Duration::from_secs(n.saturating_mul(60)),
+                "S" => Duration::from_secs(n),
+                "m" => Duration::from_millis(n),
+                "u" => Duration::from_micros(n),
+                "n" => Duration::from_nanos(n),
+                _ => return None,
+            })
+        });
+    let most = Duration::from_secs(55 * 60);
+    match asked {
+        Some(asked) => asked.mul_f64(0.9).min(most),
+        None => most,
+    }
+}
+
+fn operation_id(name: &str) -> Result<&str, Error> {
+    name.strip_prefix("operations/")
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| Error::invalid("name", "must be operations/{id}, as Reconcile answered"))
+}
+
+/// Whether an agency may see a job: one of its jurisdiction, or below; a re-check of everything
+/// (the schedule's) only a province's.
+fn may_see(agency: &Agency, job: &RecheckJob) -> bool {
+    match &job.jurisdiction {
+        Some(jurisdiction) => agency.oversees(jurisdiction),
+        None => agency.jurisdiction.prefix().len() <= 2,
+    }
+}
+
+fn visible(agency: &Agency, job: Option<RecheckJob>) -> Result<RecheckJob, Error> {
+    job.filter(|job| may_see(agency, job))
+        .ok_or_else(|| Error::NotFound("no such re-check operation".into()))
+}
+
+fn rfc3339(micros: Option<i64>) -> String {
+    micros
+        .and_then(chrono::DateTime::from_timestamp_micros)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+        .unwrap_or_default()
+}
+
+fn operation_message(job: &RecheckJob) -> proto::ReconcileOperation {
+    let state = match job.state {
+        JobState::Running => proto::OperationState::Running,
+        JobState::Succeeded => proto::OperationState::Succeeded,
+        JobState::Failed => proto::OperationState::Failed,
+        JobState::Cancelled => proto::OperationState::Cancelled,
+    };
+    proto::ReconcileOperation {
+        name: format!("operations/{}", job.id),
+        done: job.done(),
+        state: state as i32,
+        jurisdiction: job
+            .jurisdiction
+            .as_ref()
+            .map_or(String::new(), ToString::to_string),
+        as_of: job.as_of.to_string(),
+        dry_run: job.dry_run,
+        chunks_done: count(job.chunks_done),
+        chunks_total: count(job.chunks_total),
+        institutions: count(job.institutions),
+        raised: count(job.raised),
+        updated: count(job.updated),
+        resolved: count(job.resolved),
+        open: count(job.open.unwrap_or(0)),
+        error: job.error.clone().unwrap_or_default(),
+        cancel_requested: job.cancel_requested,
+        requested_by: job.requested_by.clone(),
+        create_time: rfc3339(Some(job.created_at)),
+        update_time: rfc3339(Some(job.updated_at)),
+        end_time: rfc3339(job.finished_at),
+    }
+}
+
 #[tonic::async_trait]
 impl proto::reconciliation_service_server::ReconciliationService for Hub {
     async fn check_hire(
@@ -206,30 +301,34 @@ impl proto::reconciliation_service_server::ReconciliationService for Hub {
         } else {
             request_date("as_of", &message.as_of)?
         };
-        let report = self
+        // The job runs in the runner (server::rechecks), never inside this call.
+        let job = self
             .store
-            .reconcile(Some(&jurisdiction), as_of, message.dry_run)
+            .start_recheck(
+                Some(&jurisdiction),
+                as_of,
+                message.dry_run,
+                &caller.agency.to_string(),
+            )
             .await?;
-        let count = |kind| {
-            report
-                .changes
-                .iter()
-                .filter(|change| change.kind == kind)
-                .count() as u64
+        let (job, changes) = if message.return_operation {
+            (job, Vec::new())
+        } else {
+            let until = tokio::time::Instant::now() + wait_within(request.metadata());
+            let (stands, changes) = self.store.wait_for_recheck(&job.id, until).await?;
+            (stands.unwrap_or(job), changes)
         };
-        use crate::store::reconcile::ChangeKind;
         let reader = self.reader(&caller.agency).await?;
         Ok(Response::new(proto::ReconcileResponse {
             jurisdiction: jurisdiction.to_string(),
             as_of: as_of.to_string(),
-            institutions: report.institutions,
-            raised: count(ChangeKind::Raised),
-            updated: count(ChangeKind::Updated),
-            resolved: count(ChangeKind::Resolved),
-            open: report.open,
+            institutions: count(job.institutions),
+            raised: count(job.raised),
+            updated: count(job.updated),
+            resolved: count(job.resolved),
+            open: count(job.open.unwrap_or(0)),
             kept: !message.dry_run,
-            changes: report
-                .changes
+            changes: changes
                 .iter()
                 .take(MAX_LISTED_CHANGES)
                 .map(|change| {
@@ -237,6 +336,53 @@ impl proto::reconciliation_service_server::ReconciliationService for Hub {
                     reader.finding_change(&mut message);
                     message
                 })
+                .collect(),
+            operation: Some(operation_message(&job)),
+        }))
+    }
+
+    async fn get_operation(
+        &self,
+        request: Request<proto::GetOperationRequest>,
+    ) -> Result<Response<proto::ReconcileOperation>, Status> {
+        let caller = caller(&request)?;
+        let id = operation_id(&request.get_ref().name)?;
+        let job = self.store.recheck_job(id).await?;
+        Ok(Response::new(operation_message(&visible(
+            &caller.agency,
+            job,
+        )?)))
+    }
+
+    async fn cancel_operation(
+        &self,
+        request: Request<proto::CancelOperationRequest>,
+    ) -> Result<Response<proto::ReconcileOperation>, Status> {
+        let caller = caller(&request)?;
+        let id = operation_id(&request.get_ref().name)?;
+        // Seen first: a caller may stop only what it may see.
+        visible(&caller.agency, self.store.recheck_job(id).await?)?;
+        let job = self.store.cancel_recheck(id).await?;
+        Ok(Response::new(operation_message(&visible(
+            &caller.agency,
+            job,
+        )?)))
+    }
+
+    async fn list_operations(
+        &self,
+        request: Request<proto::ListOperationsRequest>,
+    ) -> Result<Response<proto::ListOperationsResponse>, Status> {
+        let caller = caller(&request)?;
+        let size = page_size(request.get_ref().page_size, 20, 100);
+        // Newest first, those the caller may see; a few more are read for those it may not.
+        let jobs = self.store.recheck_jobs(size.saturating_mul(5)).await?;
+        Ok(Response::new(proto::ListOperationsResponse {
+            operations: jobs
+                .into_iter()
+                .filter(|job| may_see(&caller.agency, job))
+                .take(size as usize)
+                .map(|job| operation_message(&job))
                 .collect(),
         }))
     }

@@ -178,7 +178,8 @@ pub struct ReconcileArgs {
     /// Report what would change without keeping it.
     #[arg(long)]
     pub dry_run: bool,
-    /// Print every change, not only the counts.
+    /// Print every change (at most 1,000), not only the counts: the call then waits for the
+    /// hub's re-check job instead of following its progress.
     #[arg(long)]
     pub verbose: bool,
 }
@@ -372,14 +373,56 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                     channel,
                 )
                 .max_decoding_message_size(64 * 1024 * 1024);
-            let report = client
+            // The re-check runs as a job on the hub: followed to its end, with its progress,
+            // unless every change is to be printed (then the call waits for the job and lists them).
+            let mut report = client
                 .reconcile(crate::proto::ReconcileRequest {
                     jurisdiction: args.client.jurisdiction.clone(),
                     as_of: args.as_of.clone().unwrap_or_default(),
                     dry_run: args.dry_run,
+                    return_operation: !args.verbose,
                 })
                 .await?
                 .into_inner();
+            let mut operation = report.operation.clone().unwrap_or_default();
+            let mut shown = None;
+            while !operation.done {
+                let progress = (operation.chunks_done, operation.chunks_total);
+                if shown != Some(progress) {
+                    eprintln!(
+                        "{}: {} of {} chunks, {} raised, {} updated, {} resolved so far",
+                        operation.name,
+                        operation.chunks_done,
+                        operation.chunks_total,
+                        operation.raised,
+                        operation.updated,
+                        operation.resolved
+                    );
+                    shown = Some(progress);
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                operation = client
+                    .get_operation(crate::proto::GetOperationRequest {
+                        name: operation.name.clone(),
+                    })
+                    .await?
+                    .into_inner();
+            }
+            if operation.state != crate::proto::OperationState::Succeeded as i32 {
+                anyhow::bail!(
+                    "{} ended {}: {}",
+                    operation.name,
+                    crate::proto::OperationState::try_from(operation.state)
+                        .map(|s| s.as_str_name())
+                        .unwrap_or("?"),
+                    operation.error
+                );
+            }
+            report.institutions = operation.institutions;
+            report.raised = operation.raised;
+            report.updated = operation.updated;
+            report.resolved = operation.resolved;
+            report.open = operation.open;
             println!(
                 "{} as of {}: {} institutions, {} raised, {} updated, {} resolved, {} open{}",
                 report.jurisdiction,

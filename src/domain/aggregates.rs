@@ -168,6 +168,23 @@ impl<K: Ord + Clone> Occupancy<K> {
     }
 }
 
+impl<K: Ord + Clone> Occupancy<K> {
+    /// An occupancy that knows the counts it is given, each from its date on: what a set-based
+    /// re-check reads (a `COUNT` per key on each date it asks about). `at` is exact on those dates
+    /// only, which are the only ones that re-check reads.
+    pub fn from_counts(counts: impl IntoIterator<Item = (K, NaiveDate, i64)>) -> Occupancy<K> {
+        let mut occupancy = Occupancy::default();
+        for (key, on, n) in counts {
+            occupancy
+                .counts
+                .entry(key)
+                .or_insert_with(BTreeMap::new)
+                .insert(on, n);
+        }
+        occupancy
+    }
+}
+
 /// A move of one key's count: `by` more people from `from` up to the day before `to` (open when
 /// `None`). What a store applies to the counts it keeps when a person's history is rewritten.
 #[derive(Debug, Clone, PartialEq, Eq)]

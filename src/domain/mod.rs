@@ -13,6 +13,7 @@ pub mod ids;
 pub mod ledger;
 pub mod precheck;
 pub mod privacy;
+pub mod recheck;
 pub mod records;
 pub mod roll;
 pub mod rules;

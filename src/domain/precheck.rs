@@ -491,7 +491,7 @@ pub fn hypothetical_funding(question: &FundingQuestion) -> Pushed<Funding> {
 }
 
 /// The numbers a funding's answer reports beside its reasons.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FundingNumbers {
     /// Quota in force on the period's last day.
     pub approved_quota: u32,

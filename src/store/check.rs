@@ -656,17 +656,7 @@ pub(crate) async fn decide_pair(
     let Decided {
         mut without,
         mut with,
-    } = decide_counted(
-        tx,
-        reads,
-        store.backend(),
-        &keys,
-        &registry,
-        config,
-        as_of,
-        act,
-    )
-    .await?;
+    } = decide_counted(store, tx, &keys, &registry, as_of, act).await?;
     without.retain(counted_by_keys);
     with.retain(counted_by_keys);
 
@@ -735,15 +725,14 @@ fn institution_of(key: &DirtyKey) -> Option<String> {
 /// of the funding keys: the kept counts, the quotas and the latest funding, by
 /// [`aggregates::decide_headcount`] and [`aggregates::decide_funding`].
 async fn decide_counted(
+    store: &Store,
     tx: &mut Tx,
-    reads: &CheckReads,
-    backend: Backend,
     keys: &[&DirtyKey],
     registry: &HashMap<String, InstitutionFacts>,
-    config: &crate::domain::findings::RulesConfig,
     as_of: NaiveDate,
     act: Option<&Act>,
 ) -> Result<Decided> {
+    let (reads, backend, config) = (store.check_reads(), store.backend(), &store.checks().rules);
     let mut found = Decided::default();
     let institutions: Vec<String> = list(
         keys.iter()

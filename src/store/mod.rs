@@ -20,6 +20,7 @@ mod postgres;
 mod precheck;
 pub mod push;
 pub mod query;
+pub mod recheck;
 pub mod reconcile;
 mod secrets;
 mod sqlite;
@@ -105,6 +106,8 @@ pub struct Store {
     acks: std::sync::Arc<acks::AckQueue>,
     /// Who signs the audit log's checkpoints and how often; none, no checkpoints are issued.
     log: Option<std::sync::Arc<trust::CheckpointPolicy>>,
+    /// The re-check jobs this process runs or waits for: wake-ups and the changes waiters list.
+    rechecks: std::sync::Arc<recheck::Runs>,
     /// Rows the pushes' and pre-checks' checks have read (for the complexity test and the metrics).
     check_reads: std::sync::Arc<check::CheckReads>,
 }

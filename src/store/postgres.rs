@@ -23,6 +23,7 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Store> 
         feed_tail: std::sync::Arc::default(),
         acks: std::sync::Arc::default(),
         log: None,
+        rechecks: std::sync::Arc::default(),
         check_reads: std::sync::Arc::default(),
     })
 }

@@ -34,7 +34,7 @@ pub struct ReconcileReport {
     pub open: u64,
 }
 
-/// Institutions checked per transaction in a full re-check.
+/// Institutions checked per transaction in a snapshot re-check.
 const CHUNK: usize = 300;
 
 /// Loads what the rules need to decide the findings of `scope` (institutions and residents).
@@ -258,9 +258,11 @@ pub struct FindingFilter {
 }
 
 impl Store {
-    /// Re-checks a jurisdiction (or everything) as of `as_of`, chunk by chunk of institutions.
-    #[tracing::instrument(name = "store.reconcile", skip_all)]
-    pub async fn reconcile(
+    /// Re-checks a jurisdiction (or everything) as of `as_of` with the snapshot engine, chunk by
+    /// chunk of institutions: the oracle the set-based re-check (`Store::reconcile`,
+    /// `store::recheck`) is held to. Slow: every chunk loads everything ever at its institutions.
+    #[tracing::instrument(name = "store.reconcile_by_snapshot", skip_all)]
+    pub async fn reconcile_by_snapshot(
         &self,
         jurisdiction: Option<&Jurisdiction>,
         as_of: NaiveDate,
@@ -333,7 +335,10 @@ impl Store {
     }
 
     /// Every institution with data or findings in a jurisdiction (everything for `None`), sorted.
-    async fn institutions_in(&self, jurisdiction: Option<&Jurisdiction>) -> Result<Vec<String>> {
+    pub(crate) async fn institutions_in(
+        &self,
+        jurisdiction: Option<&Jurisdiction>,
+    ) -> Result<Vec<String>> {
         let mut all: BTreeSet<String> = BTreeSet::new();
         for sql in [
             "SELECT uscc AS u FROM institutions",

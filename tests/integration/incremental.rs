@@ -17,7 +17,7 @@ use crate::helpers::*;
 
 /// A push in the random sequence.
 #[derive(Debug, Clone)]
-enum Op {
+pub(crate) enum Op {
     Institution {
         unit: u8,
         self_funded: bool,
@@ -65,7 +65,7 @@ enum Op {
     },
 }
 
-fn op() -> impl Strategy<Value = Op> {
+pub(crate) fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         (0u8..4, any::<bool>(), prop::bool::weighted(0.15)).prop_map(
             |(unit, self_funded, abolished)| Op::Institution {
@@ -129,7 +129,7 @@ const CATEGORIES: [proto::QuotaCategory; 3] = [
 ];
 
 /// Pushes one op through the store as its agency would; refusals are part of the game.
-async fn push(store: &Store, n: usize, op: &Op) {
+pub(crate) async fn push(store: &Store, n: usize, op: &Op) {
     let office = agency("140100", AgencyKind::StaffingOffice);
     let id = format!("r{n}");
     async fn one<P: Pushed>(store: &Store, agency: &Agency, message: P) {

@@ -1,6 +1,7 @@
 //! Stock clients against the real hub: the contract compiled by protoc (grpcio-tools), a stock
 //! grpcio client pushing a 50,000-record stream at full speed, reflection serving the types of the
-//! error details, the code of a message over the size limit.
+//! error details, the code of a message over the size limit, the alert-latency script (subscribers
+//! acknowledging on `StreamingSubscribe`, ghost pay pushed) run small.
 //!
 //! The Python scripts (tests/interop/) need a python3 with grpcio and grpcio-tools: the one named
 //! by `QUOTAHUB_TEST_PYTHON`, else `python3`. Without them these tests say so and pass, except in
@@ -25,6 +26,7 @@ on_both_backends!(
     a_stock_grpcio_client_pushes_50_000_records_in_one_stream,
     reflection_serves_the_error_details_types,
     a_message_over_the_size_limit_is_resource_exhausted,
+    the_alert_latency_script_measures_the_hub_with_a_stock_grpcio_client,
 );
 
 /// A python3 with grpcio and grpcio-tools, or `None` (with a note on the terminal) when there is
@@ -221,4 +223,59 @@ async fn a_message_over_the_size_limit_is_resource_exhausted(backend: Backend) {
         .await
         .expect_err("over the limit");
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+}
+
+/// A smoke run of `tests/interop/alert_latency.py` (the benchmark against NATS JetStream in
+/// BENCHMARKS.md): 1 and then 3 grpcio subscribers acknowledging on their streams, a few ghost
+/// payroll lines pushed one at a time, every alert received by every subscriber (the script fails
+/// otherwise). NATS is left out; no figure is asserted.
+async fn the_alert_latency_script_measures_the_hub_with_a_stock_grpcio_client(backend: Backend) {
+    let Some(python) = python().await else {
+        return;
+    };
+    let app = TestApp::spawn(backend).await;
+    // The script reads the certificates of 140100 as `quotahub serve` lays them out.
+    let certificates = tempfile::tempdir().unwrap();
+    std::fs::write(certificates.path().join("ca.pem"), pki().ca.cert_pem()).unwrap();
+    for (kind, file) in [
+        (AgencyKind::StaffingOffice, "staffing-office"),
+        (AgencyKind::Finance, "finance"),
+        (AgencyKind::Discipline, "discipline"),
+    ] {
+        let agency = agency("140100", kind);
+        app.register(&agency).await;
+        let certificate = pki().agency(&agency);
+        std::fs::write(
+            certificates.path().join(format!("140100-{file}.pem")),
+            &certificate.cert_pem,
+        )
+        .unwrap();
+        std::fs::write(
+            certificates.path().join(format!("140100-{file}-key.pem")),
+            &certificate.key_pem,
+        )
+        .unwrap();
+    }
+    let address = app.address.to_string();
+    let stdout = run_script(
+        &python,
+        "alert_latency.py",
+        &[
+            "--address",
+            &address,
+            "--pki-dir",
+            certificates.path().to_str().unwrap(),
+            "--subscribers",
+            "1,3",
+            "--messages",
+            "5",
+            "--warmup",
+            "1",
+            "--nats",
+            "",
+        ],
+    )
+    .await;
+    assert!(stdout.contains("| 1 | 5 |"), "{stdout}");
+    assert!(stdout.contains("| 3 | 5 |"), "{stdout}");
 }

@@ -20,6 +20,7 @@ mod operations;
 mod personal;
 mod push;
 mod races;
+mod recheck;
 mod replicas;
 mod roll;
 mod storage;
