@@ -251,7 +251,7 @@ struct Measured {
     console: Vec<Row>,
     /// The alert feed's rows (they come after memory in the table).
     feed: Vec<Row>,
-    /// The audit trail's rows, then the console's.
+    /// The audit trail's rows.
     audit: Vec<Row>,
 }
 
@@ -445,9 +445,7 @@ async fn measure(
         "7. audit appends, batches of {:?}: the Merkle log vs the chain alone",
         audit_log::BATCHES
     ));
-    let mut audit = audit_log::rows(&audit_log::measure(&options.database, options.load).await?);
-    // The console's pages (8) after the audit log (7).
-    audit.extend(console);
+    let audit = audit_log::rows(&audit_log::measure(&options.database, options.load).await?);
     Ok(Measured {
         rows,
         peak,
