@@ -6,14 +6,12 @@
 
 use std::collections::BTreeMap;
 
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::Deserialize;
 use tonic::Status;
 
-use super::institution::LIST_ITEMS;
-use super::pages::{BULK_PAGE_SIZE, MAX_BULK_PAGES};
-use super::views::{self, Chrome, Nav};
+use super::lists::{csv_response, every_item};
+use super::views::{self, Chrome, DepartmentRow, Nav};
 use super::{Lang, Visit};
 use crate::proto;
 use crate::proto::application_service_server::ApplicationService as _;
@@ -125,39 +123,6 @@ fn id_query(id: &str) -> String {
         .finish()
 }
 
-/// Every ledger item of the viewer's jurisdiction that the department and overdue filters select.
-pub async fn every_item(
-    visit: &mut Visit,
-    department: &str,
-    overdue_only: bool,
-) -> Result<Vec<proto::LedgerItem>, Status> {
-    let mut items = Vec::new();
-    let mut token = String::new();
-    for _ in 0..MAX_BULK_PAGES {
-        let page = visit
-            .call(
-                LIST_ITEMS,
-                proto::ListItemsRequest {
-                    jurisdiction: String::new(),
-                    department_uscc: department.trim().to_owned(),
-                    overdue_only,
-                    page_size: BULK_PAGE_SIZE,
-                    page_token: token,
-                },
-                |hub, request| async move { hub.list_items(request).await },
-            )
-            .await?;
-        items.extend(page.items);
-        if page.next_page_token.is_empty() {
-            return Ok(items);
-        }
-        token = page.next_page_token;
-    }
-    Err(Status::resource_exhausted(
-        "too many ledger items for one page; narrow the filters",
-    ))
-}
-
 fn item_state_name(state: i32) -> &'static str {
     proto::ItemState::try_from(state)
         .map(|s| s.as_str_name())
@@ -204,14 +169,6 @@ pub struct Board {
     pub headers: Vec<views::SortHeader>,
     pub pages: views::Pager,
     pub csv: String,
-}
-
-/// One department's items by state.
-pub struct DepartmentRow {
-    pub uscc: String,
-    pub href: String,
-    pub counts: [usize; 4],
-    pub overdue: usize,
 }
 
 /// Counts of items by department and state, and overdue ones, most overdue first.
@@ -340,25 +297,6 @@ pub async fn board_csv(visit: &mut Visit, query: &BoardQuery) -> Result<Response
         .map_err(internal)?;
     }
     csv_response(out, "ledger.csv")
-}
-
-/// A CSV answer.
-pub fn csv_response(out: csv::Writer<Vec<u8>>, name: &str) -> Result<Response, Status> {
-    let body = out
-        .into_inner()
-        .map_err(|error| Status::internal(error.to_string()))?;
-    Ok((
-        StatusCode::OK,
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{name}\""),
-            ),
-        ],
-        body,
-    )
-        .into_response())
 }
 
 /// A matter named by id.

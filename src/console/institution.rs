@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tonic::Status;
 
+use super::lists::{BULK_PAGE_SIZE, LIST_ITEMS, MAX_BULK_PAGES};
 use super::pages::{self, ListQuery};
 use super::views::{self, Chrome, FindingQuery, FindingRow, Nav};
 use super::{Lang, Visit};
@@ -25,8 +26,6 @@ pub const LIST_ROLL: &str = "/quotahub.v1.QueryService/ListRoll";
 pub const LIST_PAYROLL: &str = "/quotahub.v1.QueryService/ListPayroll";
 /// See [`pages::LIST_FINDINGS`].
 pub const LIST_FUNDING: &str = "/quotahub.v1.QueryService/ListFunding";
-/// See [`pages::LIST_FINDINGS`].
-pub const LIST_ITEMS: &str = "/quotahub.v1.LedgerService/ListItems";
 
 /// People of the roll per page.
 const ROLL_PAGE: u32 = 100;
@@ -506,8 +505,8 @@ pub async fn roll_csv(visit: &mut Visit, query: &InstitutionQuery) -> Result<Res
     ])
     .map_err(internal)?;
     let mut token = String::new();
-    for _ in 0..pages::MAX_BULK_PAGES {
-        let page = roll_page(visit, query, pages::BULK_PAGE_SIZE, token).await?;
+    for _ in 0..MAX_BULK_PAGES {
+        let page = roll_page(visit, query, BULK_PAGE_SIZE, token).await?;
         for entry in &page.entries {
             let row = roll_row(lang, entry);
             out.write_record([

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use tonic::Status;
 
-use super::board::{self, csv_response};
-use super::pages::{BULK_PAGE_SIZE, MAX_BULK_PAGES};
+use super::board;
+use super::lists::{BULK_PAGE_SIZE, MAX_BULK_PAGES, csv_response, every_item};
 use super::views::{self, Chrome, FindingQuery, Nav, SelectOption, SortHeader};
 use super::{Lang, Visit};
 use crate::proto;
@@ -1020,7 +1020,7 @@ pub async fn applications(
         (page.applications, page.next_page_token)
     });
     let mut overdue_now: BTreeMap<String, usize> = BTreeMap::new();
-    for item in board::every_item(visit, query.department.trim(), true).await? {
+    for item in every_item(visit, query.department.trim(), true).await? {
         *overdue_now.entry(item.department_uscc).or_default() += 1;
     }
     let chrome = Chrome::new(

@@ -14,6 +14,7 @@
 mod board;
 mod chart;
 mod institution;
+mod lists;
 mod live;
 mod matters;
 mod pages;

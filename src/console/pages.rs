@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use tonic::Status;
 
+use super::lists::{BULK_PAGE_SIZE, MAX_BULK_PAGES, every_item};
 use super::views::{self, Chrome, FindingQuery, Nav, code_name};
 use super::{Lang, Visit};
 use crate::api::convert::Wire as _;
@@ -25,10 +26,6 @@ pub const TRANSITION_ALERT: &str = "/quotahub.v1.FeedService/TransitionAlert";
 
 /// Rows of the findings list per page.
 const PAGE_SIZE: u32 = 50;
-/// Rows per call when a page or export reads every finding.
-pub const BULK_PAGE_SIZE: u32 = 5_000;
-/// Most calls a page or export makes to read every finding (so at most 100,000 findings).
-pub const MAX_BULK_PAGES: usize = 20;
 
 /// Only the language.
 #[derive(Debug, Default, Deserialize)]
@@ -328,7 +325,7 @@ pub async fn overview(visit: &mut Visit) -> Result<Response, Status> {
             )
         })
         .collect();
-    let overdue_items = super::board::every_item(visit, "", true).await?;
+    let overdue_items = every_item(visit, "", true).await?;
     let page = views::Overview {
         escalations,
         due_total,

@@ -9,15 +9,13 @@ use axum::response::Response;
 use serde::Deserialize;
 use tonic::Status;
 
-use super::board::csv_response;
+use super::lists::{BULK_PAGE_SIZE, MAX_BULK_PAGES, QUERY_AUDIT, csv_response};
 use super::views::{self, Chrome, Nav};
 use super::{Lang, Visit};
 use crate::domain::audit::{AuditEntry, Hash, verify_inclusion};
 use crate::proto;
 use crate::proto::audit_service_server::AuditService as _;
 
-/// See [`super::pages::LIST_FINDINGS`].
-pub const QUERY_AUDIT: &str = "/quotahub.v1.AuditService/QueryAudit";
 /// See [`super::pages::LIST_FINDINGS`].
 pub const GET_CHECKPOINT: &str = "/quotahub.v1.AuditService/GetCheckpoint";
 /// See [`super::pages::LIST_FINDINGS`].
@@ -308,11 +306,11 @@ pub async fn csv(visit: &mut Visit, query: &TrailQuery) -> Result<Response, Stat
     ])
     .map_err(internal)?;
     let mut token = String::new();
-    for _ in 0..super::pages::MAX_BULK_PAGES {
+    for _ in 0..MAX_BULK_PAGES {
         let page = visit
             .call_auditor(
                 QUERY_AUDIT,
-                query.request(super::pages::BULK_PAGE_SIZE, token)?,
+                query.request(BULK_PAGE_SIZE, token)?,
                 |hub, request| async move { hub.query_audit(request).await },
             )
             .await?;

@@ -105,7 +105,7 @@ impl Chrome {
             nav,
             switch_href: with_lang(&format!("{path}?{query}"), other),
             form_token: visit.form_token(),
-            audits: visit.may_call(super::trail::QUERY_AUDIT),
+            audits: visit.may_call(super::lists::QUERY_AUDIT),
         }
     }
 
@@ -160,7 +160,7 @@ pub struct Overview {
     pub due_total: usize,
     pub trend: super::chart::TrendChart,
     pub mix: super::chart::CountChart,
-    pub overdue: Vec<super::board::DepartmentRow>,
+    pub overdue: Vec<DepartmentRow>,
     pub overdue_total: usize,
 }
 
@@ -786,6 +786,14 @@ impl Pager {
             next: (page < pages).then(|| chrome.href(&link(page + 1))),
         }
     }
+}
+
+/// One department's items by state.
+pub struct DepartmentRow {
+    pub uscc: String,
+    pub href: String,
+    pub counts: [usize; 4],
+    pub overdue: usize,
 }
 
 #[cfg(test)]
