@@ -438,9 +438,10 @@ fn expected(service: &str, method: &str, kind: AgencyKind) -> bool {
             only(&[Hr, Organization, StaffingOffice])
         }
         ("quotahub.v1.ReconciliationService", "VerifyFunding") => only(&[Finance, StaffingOffice]),
-        ("quotahub.v1.ReconciliationService", "Reconcile") => {
-            only(&[StaffingOffice, Discipline, Audit])
-        }
+        (
+            "quotahub.v1.ReconciliationService",
+            "Reconcile" | "GetOperation" | "CancelOperation" | "ListOperations",
+        ) => only(&[StaffingOffice, Discipline, Audit]),
         ("quotahub.v1.ReconciliationService", _) => true,
         ("quotahub.v1.FeedService", "TransitionAlert") => only(&[StaffingOffice, Discipline]),
         ("quotahub.v1.FeedService", _) => true,
