@@ -687,13 +687,8 @@ pub(crate) async fn decide_pair(
         decided
             .into_iter()
             .map(|finding| {
-                let jurisdiction = match registry.get(&finding.key.institution) {
-                    Some(facts) => facts.jurisdiction.to_string(),
-                    None if finding.key.institution.len() == 18 => {
-                        finding.key.institution[2..8].to_owned()
-                    }
-                    None => String::new(),
-                };
+                let facts = registry.get(&finding.key.institution);
+                let jurisdiction = jurisdiction_of(facts, &finding.key.institution);
                 (finding, jurisdiction)
             })
             .collect()
@@ -1385,9 +1380,26 @@ async fn stored_findings(
     Ok(existing)
 }
 
-/// Whether a finding describes the current roll (and so only a check as of today may change it).
-fn is_current(key: &FindingKey) -> bool {
-    key.period.is_empty()
+impl Keep {
+    /// Whether a change to a finding of `key` is kept. Findings of the current roll (period "")
+    /// describe today only.
+    pub(crate) fn keeps(self, key: &FindingKey) -> bool {
+        match self {
+            Keep::Everything => true,
+            Keep::DatedOnly => !key.period.is_empty(),
+            Keep::Nothing => false,
+        }
+    }
+}
+
+/// Where a finding's institution sits: its registry entry's jurisdiction, or for an institution
+/// the registry does not know, the division code in its USCC.
+pub(crate) fn jurisdiction_of(facts: Option<&InstitutionFacts>, uscc: &str) -> String {
+    match facts {
+        Some(facts) => facts.jurisdiction.to_string(),
+        None if uscc.len() == 18 => uscc[2..8].to_owned(),
+        None => String::new(),
+    }
 }
 
 /// Compares what a check decided with what is stored for the same keys: new findings are raised,
@@ -1401,11 +1413,6 @@ pub(crate) async fn settle(
     keep: Keep,
 ) -> Result<Vec<FindingChange>> {
     let now = now_micros();
-    let keeps = |key: &FindingKey| match keep {
-        Keep::Everything => true,
-        Keep::DatedOnly => !is_current(key),
-        Keep::Nothing => false,
-    };
     let escalation = &store.checks().escalation;
     let mut changes = Vec::new();
     for (finding, jurisdiction) in computed {
@@ -1460,7 +1467,7 @@ pub(crate) async fn settle(
 
     let kept: Vec<&FindingChange> = changes
         .iter()
-        .filter(|change| keeps(&change.finding.finding.key))
+        .filter(|change| keep.keeps(&change.finding.finding.key))
         .collect();
     if !kept.is_empty() {
         let stored: Vec<&StoredFinding> = kept.iter().map(|change| &change.finding).collect();

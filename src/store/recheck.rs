@@ -19,9 +19,9 @@ use chrono::NaiveDate;
 use sqlx::AssertSqlSafe;
 use sqlx::any::AnyRow;
 
+use super::check::{jurisdiction_of, settle};
 use super::codec::column;
-use super::feed::{self, FeedEventType};
-use super::findings::{Alert, ChangeKind, StoredFinding, decode_finding, write_findings};
+use super::findings::{ChangeKind, StoredFinding, decode_finding};
 use super::query::{self as q, Stored};
 use super::reconcile::{FindingChange, Keep, ReconcileReport};
 use super::{Backend, Store, Tx, Value, bind_all, now_micros, select_in};
@@ -843,78 +843,6 @@ async fn funding(
     Ok(decide::funding(&candidates, &fundings, quotas, facts))
 }
 
-/// Where a finding's institution sits: the registry's jurisdiction, or the USCC's division code.
-fn jurisdiction_of(facts: &HashMap<String, InstitutionFacts>, uscc: &str) -> String {
-    match facts.get(uscc) {
-        Some(facts) => facts.jurisdiction.to_string(),
-        None if uscc.len() == 18 => uscc[2..8].to_owned(),
-        None => String::new(),
-    }
-}
-
-/// The changes that take the stored findings of a chunk to the computed ones: new ones raised,
-/// changed ones updated, vanished ones resolved, a resolved one that shows again raised again
-/// (the same as a push's check).
-fn merge(
-    store: &Store,
-    computed: Vec<Finding>,
-    mut existing: BTreeMap<FindingKey, StoredFinding>,
-    facts: &HashMap<String, InstitutionFacts>,
-) -> Vec<FindingChange> {
-    let now = now_micros();
-    let escalation = &store.checks().escalation;
-    let mut changes = Vec::new();
-    for finding in computed {
-        let jurisdiction = jurisdiction_of(facts, &finding.key.institution);
-        let severity = finding.severity;
-        let raised = |version: i64, finding: Finding, jurisdiction: String| FindingChange {
-            kind: ChangeKind::Raised,
-            finding: StoredFinding {
-                finding,
-                jurisdiction,
-                open: true,
-                raised_at: now,
-                updated_at: now,
-                resolved_at: None,
-                version,
-                alert: Alert::raised(escalation, severity, now),
-            },
-        };
-        match existing.remove(&finding.key) {
-            None => changes.push(raised(1, finding, jurisdiction)),
-            Some(old) if !old.open => changes.push(raised(old.version + 1, finding, jurisdiction)),
-            Some(old) if old.finding != finding || old.jurisdiction != jurisdiction => {
-                changes.push(FindingChange {
-                    kind: ChangeKind::Updated,
-                    finding: StoredFinding {
-                        finding,
-                        jurisdiction,
-                        updated_at: now,
-                        version: old.version + 1,
-                        ..old
-                    },
-                });
-            }
-            Some(_) => {}
-        }
-    }
-    for old in existing.into_values() {
-        if old.open {
-            changes.push(FindingChange {
-                kind: ChangeKind::Resolved,
-                finding: StoredFinding {
-                    open: false,
-                    updated_at: now,
-                    resolved_at: Some(now),
-                    version: old.version + 1,
-                    ..old
-                },
-            });
-        }
-    }
-    changes
-}
-
 /// The lock keys of a chunk on PostgreSQL: its institutions and everyone on their rolls or
 /// payrolls or named by their cross-institution findings (what a push of theirs locks), so that no
 /// push's check interleaves with the chunk's.
@@ -972,28 +900,21 @@ pub(crate) async fn recheck_chunk(
     })
     .map(|stored| stored.map(|s| (s.finding.key.clone(), s)))
     .collect::<Result<_>>()?;
-    let changes = merge(store, computed, existing, &facts);
-
-    let kept: Vec<&FindingChange> = changes
-        .iter()
-        .filter(|change| match keep {
-            Keep::Everything => true,
-            Keep::DatedOnly => !change.finding.finding.key.period.is_empty(),
-            Keep::Nothing => false,
+    let computed = computed
+        .into_iter()
+        .map(|finding| {
+            let place = facts.get(&finding.key.institution);
+            let jurisdiction = jurisdiction_of(place, &finding.key.institution);
+            (finding, jurisdiction)
         })
         .collect();
-    if kept.is_empty() {
+    let changes = settle(store, &mut tx, computed, existing, keep).await?;
+    if changes.iter().any(|c| keep.keeps(&c.finding.finding.key)) {
+        tx.commit().await?;
+        store.feed_changed();
+    } else {
         tx.rollback().await?;
-        return Ok(changes);
     }
-    let stored: Vec<&StoredFinding> = kept.iter().map(|change| &change.finding).collect();
-    write_findings(&mut tx, &stored).await?;
-    let events = kept
-        .iter()
-        .map(|change| (FeedEventType::from(change.kind), &change.finding));
-    feed::append(store, &mut tx, events).await?;
-    tx.commit().await?;
-    store.feed_changed();
     Ok(changes)
 }
 

@@ -11,7 +11,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use chrono::NaiveDate;
 
 pub use super::check::{FindingChange, Keep};
-use super::check::{Openings, entry, facts, list, load, opening, pushed, record_ref, settle, term};
+use super::check::{
+    Openings, entry, facts, jurisdiction_of, list, load, opening, pushed, record_ref, settle, term,
+};
 use super::codec::column;
 use super::findings::decode_finding;
 pub use super::findings::{Alert, ChangeKind, StoredFinding};
@@ -162,15 +164,6 @@ pub(crate) async fn snapshot(tx: &mut Tx, scope: &Scope) -> Result<Snapshot> {
     Ok(snapshot)
 }
 
-/// Where a finding's institution sits.
-fn jurisdiction_of(snapshot_facts: &HashMap<&str, &InstitutionFacts>, uscc: &str) -> String {
-    match snapshot_facts.get(uscc) {
-        Some(facts) => facts.jurisdiction.to_string(),
-        None if uscc.len() == 18 => uscc[2..8].to_owned(),
-        None => String::new(),
-    }
-}
-
 /// Decides the findings of `scope` as of `as_of` and reports every change; writes those `keep` keeps.
 pub(crate) async fn check_scope(
     store: &Store,
@@ -221,7 +214,8 @@ pub(crate) async fn check_scope(
     let computed = computed
         .into_iter()
         .map(|finding| {
-            let jurisdiction = jurisdiction_of(&facts, &finding.key.institution);
+            let place = facts.get(finding.key.institution.as_str()).copied();
+            let jurisdiction = jurisdiction_of(place, &finding.key.institution);
             (finding, jurisdiction)
         })
         .collect();
