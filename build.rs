@@ -16,6 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/quotahub/v1/query.proto",
         "proto/quotahub/v1/admin.proto",
         "proto/quotahub/v1/audit.proto",
+        "proto/quotahub/v1/report.proto",
     ];
     println!("cargo:rerun-if-changed=proto");
     let descriptors = protox::compile(protos, ["proto"])?;

@@ -42,6 +42,8 @@ pub struct Settings {
     pub console: ConsoleSettings,
     /// The audit trail's transparency log.
     pub audit: AuditSettings,
+    /// The report to the leadership.
+    pub report: ReportSettings,
     /// Logs.
     pub log: LogSettings,
 }
@@ -98,6 +100,27 @@ pub const DEV_CONSOLE_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4
     std::net::Ipv4Addr::LOCALHOST,
     50052,
 ));
+
+/// Debian's Noto Sans CJK (package fonts-noto-cjk), the report's font unless `report.font` says
+/// otherwise.
+pub const DEFAULT_REPORT_FONT: &str = "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc";
+
+/// The report to the leadership (`[report]`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReportSettings {
+    /// The CJK font its PDF is set in, a TrueType/OpenType file or collection (`report.font`,
+    /// default [`DEFAULT_REPORT_FONT`]); read when a PDF is asked for, never fetched.
+    pub font: PathBuf,
+}
+
+impl Default for ReportSettings {
+    fn default() -> ReportSettings {
+        ReportSettings {
+            font: PathBuf::from(DEFAULT_REPORT_FONT),
+        }
+    }
+}
 
 /// Logs (`[log]`).
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -275,6 +298,7 @@ impl Default for Settings {
             admin: AdminSettings::default(),
             console: ConsoleSettings::default(),
             audit: AuditSettings::default(),
+            report: ReportSettings::default(),
             log: LogSettings::default(),
         }
     }
@@ -312,6 +336,7 @@ impl Settings {
             }
         };
         rebase(&mut self.data_dir);
+        rebase(&mut self.report.font);
         for path in [
             &mut self.tls.ca,
             &mut self.tls.cert,

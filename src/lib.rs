@@ -19,6 +19,7 @@
 pub mod api;
 pub mod audit;
 pub mod bench;
+pub mod chart;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -26,7 +27,9 @@ pub mod console;
 pub mod domain;
 pub mod error;
 pub mod generator;
+pub mod lang;
 pub mod pki;
+pub mod report;
 pub mod server;
 pub mod store;
 pub mod telemetry;

@@ -204,6 +204,7 @@ impl Application {
         application.tls_reload = settings.tls_reload().map(|every| (files, every));
         application.admin = admin;
         application.console = console;
+        application.hub.report_font = settings.report.font.clone();
         application.probe_every = Duration::from_secs(settings.database.probe_interval_secs.max(1));
         application.shutdown_grace = Duration::from_secs(settings.shutdown_grace_secs);
         application.connection_limits = settings.connection_limits();
@@ -424,6 +425,9 @@ impl Application {
             ))
             .add_service(limited!(
                 proto::case_service_server::CaseServiceServer::new(hub.clone())
+            ))
+            .add_service(limited!(
+                proto::report_service_server::ReportServiceServer::new(hub.clone())
             ))
             .add_service(limited!(
                 proto::admin_service_server::AdminServiceServer::new(admin.clone())

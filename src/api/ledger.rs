@@ -15,6 +15,7 @@ use super::convert::{
 };
 use super::personal::Reader;
 use super::policy::caller;
+use crate::domain::assignment::LevelRow;
 use crate::domain::findings::{FindingKey, RuleCode};
 use crate::domain::ids::{ResidentId, parse_date};
 use crate::domain::ledger::{
@@ -217,6 +218,35 @@ fn item_message(item: &LedgerItem, today: NaiveDate) -> proto::LedgerItem {
         escalation_level: u32::try_from(item.escalation_level).unwrap_or_default(),
         version: u64::try_from(item.version).unwrap_or_default(),
         history: item.history.iter().map(step_message).collect(),
+        levels: item
+            .levels
+            .iter()
+            .map(|level| proto::ItemLevel {
+                jurisdiction: level.jurisdiction.clone(),
+                assigned_by: level.assigned_by.clone(),
+                assigned_at: Some(timestamp(level.assigned_at)),
+                confirmed_by: level.confirmed_by.clone().unwrap_or_default(),
+                confirmed_at: level.confirmed_at.map(timestamp),
+            })
+            .collect(),
+        // The lowest level not yet confirmed; confirmations go from the bottom up.
+        waiting_on: item
+            .levels
+            .iter()
+            .rev()
+            .find(|level| level.confirmed_by.is_none())
+            .map(|level| level.jurisdiction.clone())
+            .unwrap_or_default(),
+    }
+}
+
+/// One level's line of the report by level.
+pub fn level_row_message(row: &LevelRow) -> proto::LevelReportRow {
+    proto::LevelReportRow {
+        jurisdiction: row.jurisdiction.clone(),
+        waiting: row.waiting,
+        overdue: row.overdue,
+        working: row.working,
     }
 }
 
@@ -505,8 +535,10 @@ impl proto::ledger_service_server::LedgerService for Hub {
             date("to", &message.to)?
         };
         let rows = self.store.ledger_report(&jurisdiction, from, to).await?;
+        let by_level = self.store.waiting_by_level(&jurisdiction, to).await?;
         Ok(Response::new(proto::LedgerReport {
             rows: rows.iter().map(report_row_message).collect(),
+            by_level: by_level.iter().map(level_row_message).collect(),
         }))
     }
 
@@ -567,6 +599,48 @@ impl proto::ledger_service_server::LedgerService for Hub {
             penalties: penalties.iter().map(penalty_message).collect(),
             next_page_token,
         }))
+    }
+
+    async fn assign_item(
+        &self,
+        request: Request<proto::AssignItemRequest>,
+    ) -> Result<Response<proto::LedgerItem>, Status> {
+        let caller = caller(&request)?;
+        let message = request.into_inner();
+        let to = Jurisdiction::parse(&message.to).map_err(|reason| Error::invalid("to", reason))?;
+        let item = self
+            .store
+            .assign_item(
+                &caller.agency,
+                &message.item_id,
+                &to,
+                version(message.expected_version)?,
+                &message.text,
+            )
+            .await?;
+        let mut message = item_message(&item, self.today());
+        self.reader(&caller.agency).await?.ledger_item(&mut message);
+        Ok(Response::new(message))
+    }
+
+    async fn confirm_level(
+        &self,
+        request: Request<proto::ConfirmLevelRequest>,
+    ) -> Result<Response<proto::LedgerItem>, Status> {
+        let caller = caller(&request)?;
+        let message = request.into_inner();
+        let item = self
+            .store
+            .confirm_level(
+                &caller.agency,
+                &message.item_id,
+                version(message.expected_version)?,
+                &message.text,
+            )
+            .await?;
+        let mut message = item_message(&item, self.today());
+        self.reader(&caller.agency).await?.ledger_item(&mut message);
+        Ok(Response::new(message))
     }
 }
 

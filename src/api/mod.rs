@@ -16,6 +16,7 @@ pub mod policy;
 pub mod push;
 pub mod query;
 pub mod reconciliation;
+pub mod report;
 pub mod services;
 pub mod status;
 
@@ -66,6 +67,8 @@ pub struct Hub {
     person_tokens: std::sync::Arc<tokio::sync::OnceCell<std::sync::Arc<personal::PersonTokens>>>,
     /// Calls, records, subscribers and escalations, for the operators.
     pub metrics: crate::telemetry::Metrics,
+    /// The CJK font the leadership report's PDF is set in (`report.font`).
+    pub report_font: std::path::PathBuf,
 }
 
 impl Hub {
@@ -77,6 +80,7 @@ impl Hub {
             draining: std::sync::Arc::new(tokio::sync::watch::channel(false).0),
             person_tokens: std::sync::Arc::default(),
             metrics: crate::telemetry::Metrics::default(),
+            report_font: crate::config::DEFAULT_REPORT_FONT.into(),
         }
     }
 }

@@ -118,6 +118,16 @@ pub const POLICY: &[Rule] = &[
         prefix: "/quotahub.v1.LedgerService/ImposePenalty",
         kinds: &[StaffingOffice],
     },
+    // Assignment down the levels and closure level by level are the staffing offices' own
+    // (交办, 上报, 销号); which office may make which is the domain's (`domain::assignment`).
+    Rule {
+        prefix: "/quotahub.v1.LedgerService/AssignItem",
+        kinds: &[StaffingOffice],
+    },
+    Rule {
+        prefix: "/quotahub.v1.LedgerService/ConfirmLevel",
+        kinds: &[StaffingOffice],
+    },
     Rule {
         prefix: "/quotahub.v1.ApplicationService/",
         kinds: &[StaffingOffice, Organization, Hr],
@@ -159,6 +169,14 @@ pub const POLICY: &[Rule] = &[
     Rule {
         prefix: "/quotahub.v1.CaseService/AcknowledgeReceipt",
         kinds: &[Discipline, Audit, Organization, Finance],
+    },
+    // The report to the leadership (向编委领导报告): prepared by the staffing office, the 编委's
+    // own office, and read by those who sit with the leadership in supervision, discipline
+    // inspection and audit; each for its own jurisdiction. The departments it reports on do not
+    // read it.
+    Rule {
+        prefix: "/quotahub.v1.ReportService/",
+        kinds: &[StaffingOffice, Discipline, Audit],
     },
     Rule {
         prefix: "/grpc.health.v1.Health/",

@@ -239,6 +239,10 @@ pub struct ServeArgs {
     /// Longest wait for calls in flight at shutdown, in seconds [default: 30].
     #[arg(long, env = "QUOTAHUB_SHUTDOWN_GRACE_SECS")]
     pub shutdown_grace_secs: Option<u64>,
+    /// The CJK font of the leadership report's PDF [default: Debian's Noto Sans CJK,
+    /// /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc].
+    #[arg(long, env = "QUOTAHUB_REPORT_FONT")]
+    pub report_font: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -272,6 +276,9 @@ impl ServeArgs {
         }
         if let Some(grace) = self.shutdown_grace_secs {
             settings.shutdown_grace_secs = grace;
+        }
+        if let Some(font) = &self.report_font {
+            settings.report.font = font.clone();
         }
         settings.absolutize()?;
         Ok(settings)

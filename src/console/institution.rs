@@ -206,7 +206,7 @@ fn roll_row(lang: Lang, entry: &proto::RollEntry) -> RollRow {
     RollRow {
         resident_id: entry.resident_id.clone(),
         name: entry.name.clone(),
-        category: super::chart::category(lang, entry.category),
+        category: crate::chart::category(lang, entry.category),
         status: views::person_status_label(lang, entry.status),
         since: entry.since.clone(),
         leader: if entry.leader_level == 0 {
@@ -380,7 +380,7 @@ pub async fn page(visit: &mut Visit, query: &InstitutionQuery) -> Result<Respons
             .quotas
             .iter()
             .map(|quota| QuotaRow {
-                category: super::chart::category(lang, quota.category),
+                category: crate::chart::category(lang, quota.category),
                 approved: quota.approved_count,
                 active: quota.active_count,
                 vacancy: quota.vacancy,
@@ -434,7 +434,7 @@ pub async fn page(visit: &mut Visit, query: &InstitutionQuery) -> Result<Respons
             .fundings
             .iter()
             .map(|funding| FundingRow {
-                category: super::chart::category(lang, funding.category),
+                category: crate::chart::category(lang, funding.category),
                 headcount: funding.funded_headcount,
                 amount: yuan(funding.amount_fen),
             })

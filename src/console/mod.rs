@@ -12,7 +12,6 @@
 //! request, allowed or refused, is one entry of the audit trail.
 
 mod board;
-mod chart;
 mod institution;
 mod lists;
 mod live;
@@ -169,14 +168,7 @@ impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Inco
 }
 
 /// The language of a page: Chinese unless the link says `lang=en`, so links are shareable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Lang {
-    /// 中文.
-    #[default]
-    Zh,
-    /// English.
-    En,
-}
+pub use crate::lang::Lang;
 
 impl Lang {
     fn from_query(lang: Option<&str>) -> Lang {

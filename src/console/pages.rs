@@ -329,8 +329,8 @@ pub async fn overview(visit: &mut Visit) -> Result<Response, Status> {
     let page = views::Overview {
         escalations,
         due_total,
-        trend: super::chart::trend_chart(lang, &weeks),
-        mix: super::chart::count_chart(
+        trend: crate::chart::trend_chart(lang, &weeks),
+        mix: crate::chart::count_chart(
             chrome
                 .t("未消除问题级别分布", "Open findings by severity")
                 .to_owned(),
@@ -338,7 +338,7 @@ pub async fn overview(visit: &mut Visit) -> Result<Response, Status> {
         ),
         overdue: super::board::by_department(&chrome, &overdue_items),
         overdue_total: overdue_items.len(),
-        chart: super::chart::balance_chart(lang, &balance.rows),
+        chart: crate::chart::balance_chart(lang, &balance.rows),
         rows: balance
             .rows
             .iter()

@@ -7,8 +7,8 @@ use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 use tonic::Status;
 
-use super::chart::{Chart, category};
 use super::{Lang, Visit};
+use crate::chart::{Chart, category};
 use crate::domain::{Agency, AgencyKind};
 use crate::proto;
 
@@ -158,8 +158,8 @@ pub struct Overview {
     pub counts: Vec<RuleCount>,
     pub escalations: Vec<DueRow>,
     pub due_total: usize,
-    pub trend: super::chart::TrendChart,
-    pub mix: super::chart::CountChart,
+    pub trend: crate::chart::TrendChart,
+    pub mix: crate::chart::CountChart,
     pub overdue: Vec<DepartmentRow>,
     pub overdue_total: usize,
 }
@@ -603,6 +603,8 @@ pub fn event_type_label(lang: Lang, event_type: i32) -> &'static str {
         Ok(T::Transferred) => ("移送", "transferred"),
         Ok(T::Bulletin) => ("通报", "bulletin"),
         Ok(T::ReceiptAcknowledged) => ("已签收移送", "receipt acknowledged"),
+        Ok(T::Assigned) => ("交办", "assigned"),
+        Ok(T::LevelConfirmed) => ("逐级确认", "level confirmed"),
         _ => ("", ""),
     };
     if lang == Lang::En { en } else { zh }

@@ -4,12 +4,14 @@
 pub mod agency;
 pub mod aggregates;
 pub mod alerts;
+pub mod assignment;
 pub mod audit;
 pub mod dirty;
 pub mod evidence;
 mod explain;
 pub mod findings;
 pub mod ids;
+pub mod leadership;
 pub mod ledger;
 pub mod precheck;
 pub mod privacy;

@@ -40,6 +40,10 @@ coded_enum! {
         Bulletin = "BULLETIN",
         /// An agency acknowledged receipt of a transfer; only the sender's kind sees it.
         ReceiptAcknowledged = "RECEIPT_ACKNOWLEDGED",
+        /// A ledger item was assigned to the staffing office of a division below (交办).
+        Assigned = "ASSIGNED",
+        /// A level confirmed an assigned item (上报, 确认, and at the top 销号).
+        LevelConfirmed = "LEVEL_CONFIRMED",
     }
 }
 

@@ -13,9 +13,11 @@ use sqlx::any::AnyRow;
 use super::codec::column;
 use super::feed::{FeedEventType, FollowUp, FollowUpStep, append_follow_up};
 use super::ledger_keys::{Creates, RequestKey, request_lock};
+use super::levels::{clear_confirmations, item_levels, levels_of};
 use super::push::{Submission, push_lock_keys};
 use super::query as q;
 use super::{Store, Tx, Value, bind_all};
+use crate::domain::assignment;
 use crate::domain::findings::{FindingKey, RuleCode};
 use crate::domain::ledger::{
     self, ApplicationKind, ApplicationState, CaseState, ItemAction, ItemFacts, ItemState,
@@ -57,6 +59,24 @@ pub struct LedgerItem {
     pub version: i64,
     /// Every step, oldest first (empty in lists).
     pub history: Vec<Step>,
+    /// The chain of levels it was assigned down, top first (empty if never assigned; empty in
+    /// lists).
+    pub levels: Vec<ItemLevel>,
+}
+
+/// One level of an item's assignment chain as kept (see [`crate::domain::assignment`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemLevel {
+    /// The division whose staffing office holds the item at this level.
+    pub jurisdiction: String,
+    /// Who assigned it to this level (for the top, who first assigned it).
+    pub assigned_by: String,
+    /// When (Unix microseconds).
+    pub assigned_at: i64,
+    /// Who confirmed it at this level in the current round, if anyone.
+    pub confirmed_by: Option<String>,
+    /// When.
+    pub confirmed_at: Option<i64>,
 }
 
 /// What opening an item needs.
@@ -348,7 +368,7 @@ fn new_id(prefix: &str) -> String {
 }
 
 /// The China Standard Time date of an instant.
-fn day_of(micros: i64) -> NaiveDate {
+pub(super) fn day_of(micros: i64) -> NaiveDate {
     let china = FixedOffset::east_opt(8 * 3600).expect("a valid offset");
     china
         .timestamp_micros(micros)
@@ -387,13 +407,13 @@ fn parse_alert_id(id: &str) -> Result<FindingKey> {
     })
 }
 
-fn date(row: &AnyRow, name: &str) -> Result<NaiveDate> {
+pub(super) fn date(row: &AnyRow, name: &str) -> Result<NaiveDate> {
     q::text(row, name)?
         .parse()
         .map_err(|_| Error::Internal(format!("a stored {name} is not a date")))
 }
 
-fn decode_item(row: &AnyRow) -> Result<LedgerItem> {
+pub(super) fn decode_item(row: &AnyRow) -> Result<LedgerItem> {
     let finding = match q::opt_text(row, "finding_code")? {
         Some(code) => Some(FindingKey {
             code: RuleCode::from_code(&code)
@@ -417,6 +437,7 @@ fn decode_item(row: &AnyRow) -> Result<LedgerItem> {
         closed_at: column(row, "closed_at")?,
         version: column(row, "version")?,
         history: Vec::new(),
+        levels: Vec::new(),
     })
 }
 
@@ -492,7 +513,7 @@ fn decode_penalty(row: &AnyRow) -> Result<Penalty> {
 }
 
 /// Refuses a caller whose jurisdiction does not oversee `jurisdiction`.
-fn oversee(agency: &Agency, jurisdiction: &str) -> Result<()> {
+pub(super) fn oversee(agency: &Agency, jurisdiction: &str) -> Result<()> {
     let jurisdiction = Jurisdiction::parse(jurisdiction).map_err(Error::Internal)?;
     if agency.oversees(&jurisdiction) {
         Ok(())
@@ -515,7 +536,13 @@ fn refused(refusal: MoveRefused, agency: &Agency, from: ItemState, action: ItemA
     }
 }
 
-async fn insert_step(tx: &mut Tx, table: &str, key: &str, id: &str, step: &Step) -> Result<()> {
+pub(super) async fn insert_step(
+    tx: &mut Tx,
+    table: &str,
+    key: &str,
+    id: &str,
+    step: &Step,
+) -> Result<()> {
     // The next number after the matter's last step; the matter's lock (or SQLite's one writer)
     // keeps two moves from taking the same one.
     let sql = format!(
@@ -551,6 +578,43 @@ async fn steps(
         .iter()
         .map(decode_step)
         .collect()
+}
+
+/// Refuses to close an item opened from a finding while the data still shows the finding; read
+/// in the closing transaction, under the institution's lock.
+pub(super) async fn refuse_while_shown(tx: &mut Tx, finding: Option<&FindingKey>) -> Result<()> {
+    let Some(key) = finding else {
+        return Ok(());
+    };
+    let still_shown = sqlx::query_with(
+        "SELECT state FROM findings WHERE code = $1 AND institution_uscc = $2 AND subject = $3 AND period = $4",
+        bind_all(vec![
+            Value::from(key.code.code()),
+            Value::from(key.institution.as_str()),
+            Value::from(key.subject.as_str()),
+            Value::from(key.period.as_str()),
+        ])?,
+    )
+    .fetch_optional(&mut **tx)
+    .await?
+    .map(|row| q::text(&row, "state"))
+    .transpose()?
+    .is_some_and(|state| state == "OPEN");
+    if still_shown {
+        return Err(Error::FailedPrecondition(format!(
+            "the data still shows the finding {}; the item closes once it is resolved",
+            alert_id(key)
+        )));
+    }
+    Ok(())
+}
+
+/// An item's steps, oldest first, read in `executor` (a move's transaction sees its own step).
+pub(super) async fn steps_of_item(
+    executor: impl sqlx::Executor<'_, Database = sqlx::Any>,
+    id: &str,
+) -> Result<Vec<Step>> {
+    steps(executor, "ledger_steps", "item_id", id).await
 }
 
 fn hash_of(text: &str) -> String {
@@ -700,8 +764,9 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?
         .ok_or_else(|| Error::NotFound(format!("no ledger item `{id}`")))?;
-        let item = decode_item(&row)?;
+        let mut item = decode_item(&row)?;
         oversee(agency, &item.jurisdiction)?;
+        item.levels = item_levels(&mut *tx, id).await?;
         // The institution's lock: the same one pushes take, so a push that resolves or raises the
         // finding cannot interleave with a close.
         self.lock_keys(&mut tx, &[format!("institution:{}", item.department)])
@@ -717,29 +782,22 @@ impl Store {
         if action == ItemAction::Submit && text.trim().is_empty() {
             return Err(Error::invalid("text", "a submission explains the fix"));
         }
-        if to == ItemState::Closed
-            && let Some(key) = &item.finding
-        {
-            let still_shown = sqlx::query_with(
-                "SELECT state FROM findings WHERE code = $1 AND institution_uscc = $2 AND subject = $3 AND period = $4",
-                bind_all(vec![
-                    Value::from(key.code.code()),
-                    Value::from(key.institution.as_str()),
-                    Value::from(key.subject.as_str()),
-                    Value::from(key.period.as_str()),
-                ])?,
-            )
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|row| q::text(&row, "state"))
-            .transpose()?
-            .is_some_and(|state| state == "OPEN");
-            if still_shown {
-                return Err(Error::FailedPrecondition(format!(
-                    "the data still shows the finding {}; the item closes once it is resolved",
-                    alert_id(key)
-                )));
+        if to == ItemState::Closed {
+            if !assignment::closes_by_hand(&levels_of(&item)?) {
+                return Err(Error::FailedPrecondition(
+                    "事项已交办，须逐级确认后销号 / an assigned item closes only when every level has confirmed it (ConfirmLevel)".into(),
+                ));
             }
+            refuse_while_shown(&mut tx, item.finding.as_ref()).await?;
+        }
+        if action == ItemAction::SendBack && !assignment::may_send_back(agency, &levels_of(&item)?)
+        {
+            return Err(Error::FailedPrecondition(format!(
+                "事项已交办，由等待确认的一级退回 / an assigned item is sent back by the level it waits on{}",
+                assignment::waiting_on(&levels_of(&item)?)
+                    .map(|i| format!(" ({})", item.levels[i].jurisdiction))
+                    .unwrap_or_default()
+            )));
         }
         let now = self.now();
         let updated = sqlx::query_with(
@@ -767,6 +825,11 @@ impl Store {
             text: text.to_owned(),
         };
         insert_step(&mut tx, "ledger_steps", "item_id", id, &step).await?;
+        if action == ItemAction::SendBack && !item.levels.is_empty() {
+            // The level that found the fix wanting undoes the round: the levels confirm again
+            // from the bottom once the department submits again.
+            clear_confirmations(&mut tx, id).await?;
+        }
         tx.commit().await?;
         self.item(id)
             .await?
@@ -786,6 +849,7 @@ impl Store {
         };
         let mut item = decode_item(&row)?;
         item.history = steps(self.readers(), "ledger_steps", "item_id", id).await?;
+        item.levels = item_levels(self.readers(), id).await?;
         Ok(Some(item))
     }
 

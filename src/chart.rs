@@ -1,7 +1,9 @@
-//! The 余缺 chart: quota against people on the roll per division and category, drawn as inline
-//! SVG on the server (no script). The geometry is computed here; the template only places it.
+//! The charts' geometry: quota against people on the roll per division and category (余缺), a
+//! count per label, a trend. Computed here and placed by whoever draws it: the console's
+//! templates as inline SVG (no script), the leadership report as SVG in its HTML and as paths in
+//! its PDF. Neutral ground below both, so that neither imports the other.
 
-use super::Lang;
+pub use crate::lang::Lang;
 use crate::proto;
 
 /// Width of the drawing, in SVG units.
@@ -130,10 +132,12 @@ pub fn category(lang: Lang, category: i32) -> &'static str {
     category_label(lang, category)
 }
 
-/// A small horizontal bar chart of counts (the severity mix).
+/// A small horizontal bar chart of counts (the severity mix, findings per rule).
 pub struct CountChart {
     pub width: u32,
     pub height: u32,
+    /// Where the bars start (the labels end left of it).
+    pub left: u32,
     pub bars: Vec<CountBar>,
     pub title: String,
 }
@@ -154,8 +158,18 @@ pub const COUNT_LEFT: u32 = 80;
 
 /// Bars of `counts` (label, style class, count), scaled to the largest.
 pub fn count_chart(title: String, counts: &[(String, &'static str, usize)]) -> CountChart {
-    let width = 420;
-    let span = width - COUNT_LEFT - 60;
+    count_chart_at(COUNT_LEFT, 420, title, counts)
+}
+
+/// Bars of `counts` in a drawing `width` wide whose bars start at `left` (room for longer
+/// labels), scaled to the largest.
+pub fn count_chart_at(
+    left: u32,
+    width: u32,
+    title: String,
+    counts: &[(String, &'static str, usize)],
+) -> CountChart {
+    let span = width.saturating_sub(left + 60).max(1);
     let largest = counts.iter().map(|c| c.2).max().unwrap_or(0).max(1);
     let bars = counts
         .iter()
@@ -170,12 +184,13 @@ pub fn count_chart(title: String, counts: &[(String, &'static str, usize)]) -> C
                 y,
                 label_y: y + 12,
                 width,
-                number_x: COUNT_LEFT + width + 6,
+                number_x: left + width + 6,
             }
         })
         .collect::<Vec<_>>();
     CountChart {
         width,
+        left,
         height: 8 + u32::try_from(bars.len()).unwrap_or(0) * 22,
         bars,
         title,
