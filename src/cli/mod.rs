@@ -7,6 +7,7 @@ pub mod evidence;
 pub mod import;
 pub mod ledger;
 pub mod load;
+pub mod report;
 pub mod subscribe;
 
 use std::net::SocketAddr;
@@ -55,6 +56,8 @@ pub enum Command {
         #[command(subcommand)]
         command: ledger::LedgerCommand,
     },
+    /// The report to the leadership (向编委领导报告) for a period: PDF, HTML or its figures as JSON.
+    Report(report::ReportArgs),
     /// Follow the alert feed: print alerts as they arrive, acknowledge them, resume after a restart.
     Subscribe(subscribe::SubscribeArgs),
     /// See what quotahub does: a hub on a temporary database, a generated city pushed by every
@@ -340,6 +343,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Import(args) => return import::run(args).await,
         Command::Load(args) => return load::run(args).await,
         Command::Ledger { command } => ledger::run(command).await?,
+        Command::Report(args) => report::run(args).await?,
         Command::Subscribe(args) => {
             subscribe::run(args, std::io::stdout().lock(), shutdown_signal()).await?;
         }

@@ -14,7 +14,7 @@ use krilla::paint::Fill;
 use krilla::text::{Font, TextDirection};
 
 use super::{Document, Figure, Section};
-use crate::chart::{Chart, CountChart};
+use crate::chart::{Chart, CountChart, Lang};
 use crate::error::{Error, Result};
 
 /// A4 in points.
@@ -158,12 +158,12 @@ pub fn paginate(document: &Document) -> Vec<Vec<Op>> {
         pages.paragraph(10.5, INK, &format!("• {line}"));
     }
     for section in &document.sections {
-        section_ops(&mut pages, section);
+        section_ops(&mut pages, section, document.lang);
     }
     pages.pages
 }
 
-fn section_ops(pages: &mut Pages, section: &Section) {
+fn section_ops(pages: &mut Pages, section: &Section, lang: Lang) {
     pages.room_for(70.0);
     pages.y += 14.0;
     pages.paragraph(13.0, INK, &section.heading);
@@ -171,7 +171,7 @@ fn section_ops(pages: &mut Pages, section: &Section) {
     pages.rect(MARGIN, y, CONTENT_WIDTH, 0.8, RULE);
     pages.y += 8.0;
     match &section.figure {
-        Some(Figure::Balance(chart)) => balance_ops(pages, chart),
+        Some(Figure::Balance(chart)) => balance_ops(pages, chart, lang),
         Some(Figure::Counts(chart)) => count_ops(pages, chart),
         None => {}
     }
@@ -188,7 +188,7 @@ fn scale_of(width: u32, height: u32) -> (f32, f32) {
     (scale, height as f32 * scale)
 }
 
-fn balance_ops(pages: &mut Pages, chart: &Chart) {
+fn balance_ops(pages: &mut Pages, chart: &Chart, lang: Lang) {
     let (scale, height) = scale_of(chart.width, chart.height);
     pages.room_for(height + 16.0);
     let (x0, y0) = (MARGIN, pages.y);
@@ -228,9 +228,9 @@ fn balance_ops(pages: &mut Pages, chart: &Chart) {
     pages.y += height;
     // The key: what the two bars of a group are.
     let key = [
-        (APPROVED, chart_key(chart, 0)),
-        (ACTIVE, chart_key(chart, 1)),
-        (SHORT, chart_key(chart, 2)),
+        (APPROVED, chart_key(lang, 0)),
+        (ACTIVE, chart_key(lang, 1)),
+        (SHORT, chart_key(lang, 2)),
     ];
     let mut x = MARGIN;
     let y = pages.y + 4.0;
@@ -242,9 +242,9 @@ fn balance_ops(pages: &mut Pages, chart: &Chart) {
     pages.y += 16.0;
 }
 
-/// The balance chart's key in its language (the chart's title says which).
-fn chart_key(chart: &Chart, index: usize) -> &'static str {
-    let zh = chart.title.chars().any(|c| !c.is_ascii());
+/// The balance chart's key in `lang`.
+fn chart_key(lang: Lang, index: usize) -> &'static str {
+    let zh = lang == Lang::Zh;
     match (zh, index) {
         (true, 0) => "核定编制",
         (true, 1) => "实有人数",
@@ -457,7 +457,6 @@ pub fn render(document: &Document, font: &Font) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chart::Lang;
     use crate::proto;
 
     #[test]

@@ -160,8 +160,7 @@ impl Store {
             _ => Error::FailedPrecondition(refusal.explain()),
         })?;
         let now = self.now_micros();
-        let mut depth = item.levels.len();
-        for level in &added {
+        for (depth, level) in (item.levels.len()..).zip(&added) {
             sqlx::query_with(
                 "INSERT INTO ledger_levels (item_id, depth, jurisdiction, assigned_by, assigned_at, confirmed_by, confirmed_at) \
                  VALUES ($1, $2, $3, $4, $5, NULL, NULL)",
@@ -175,7 +174,6 @@ impl Store {
             )
             .execute(&mut *tx)
             .await?;
-            depth += 1;
         }
         Self::bump_item(&mut tx, &item, item.state, now).await?;
         let note = format!("交办 {} → {to}", agency.jurisdiction);

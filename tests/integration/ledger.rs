@@ -320,6 +320,8 @@ async fn a_finding_becomes_an_item_that_closes_only_once_resolved_and_keeps_ever
     assert_eq!(
         ledger_methods,
         [
+            "AssignItem",
+            "ConfirmLevel",
             "GetItem",
             "ImposePenalty",
             "ListItems",

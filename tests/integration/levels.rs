@@ -182,13 +182,20 @@ async fn an_item_assigned_city_to_district_closes_only_when_both_confirm_lowest_
         .collect();
     assert_eq!(chain, ["140100", "140105"]);
     assert_eq!(item.waiting_on, "140105");
-    assert_eq!(item.state, ItemState::Open as i32, "assigning moves no state");
+    assert_eq!(
+        item.state,
+        ItemState::Open as i32,
+        "assigning moves no state"
+    );
     for stream in [&mut city_stream, &mut district_stream] {
         let event = next_event(stream).await;
         assert_eq!(event.event_type, proto::FeedEventType::Assigned as i32);
         let follow_up = event.follow_up.unwrap();
         assert_eq!(follow_up.id, item.id);
-        assert!(follow_up.text.contains("交办 140100 → 140105"), "{follow_up:?}");
+        assert!(
+            follow_up.text.contains("交办 140100 → 140105"),
+            "{follow_up:?}"
+        );
     }
     // The city cannot assign it again: the district holds it.
     let refused = assign(&mut city, &item, "140105").await.unwrap_err();
@@ -210,14 +217,20 @@ async fn an_item_assigned_city_to_district_closes_only_when_both_confirm_lowest_
     assert!(refused.message().contains("逐级"), "{}", refused.message());
     let refused = confirm(&mut city, &item, "市编办确认").await.unwrap_err();
     assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
-    assert!(refused.message().contains("140105"), "{}", refused.message());
+    assert!(
+        refused.message().contains("140105"),
+        "{}",
+        refused.message()
+    );
     // An office outside the chain is no level of it.
     let mut other = office(&app, "140200").await;
     let refused = confirm(&mut other, &item, "").await.unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
 
     // The district reports back (上报); the item waits on the city.
-    let item = confirm(&mut district, &item, "经核查已整改到位").await.unwrap();
+    let item = confirm(&mut district, &item, "经核查已整改到位")
+        .await
+        .unwrap();
     assert_eq!(item.state, ItemState::Submitted as i32, "still open");
     assert_eq!(item.waiting_on, "140100");
     assert_eq!(item.levels[1].confirmed_by, "140105/staffing-office");
@@ -227,7 +240,10 @@ async fn an_item_assigned_city_to_district_closes_only_when_both_confirm_lowest_
     assert_eq!(by_level(&mut city).await, [("140100".to_owned(), 1, 0)]);
     for stream in [&mut city_stream, &mut district_stream] {
         let event = next_event(stream).await;
-        assert_eq!(event.event_type, proto::FeedEventType::LevelConfirmed as i32);
+        assert_eq!(
+            event.event_type,
+            proto::FeedEventType::LevelConfirmed as i32
+        );
         let follow_up = event.follow_up.unwrap();
         assert_eq!(follow_up.state, "SUBMITTED");
         assert!(follow_up.text.starts_with("140105 上报"), "{follow_up:?}");
@@ -237,16 +253,26 @@ async fn an_item_assigned_city_to_district_closes_only_when_both_confirm_lowest_
     let item = confirm(&mut city, &item, "对账销号").await.unwrap();
     assert_eq!(item.state, ItemState::Closed as i32);
     assert!(item.waiting_on.is_empty());
-    assert!(item.levels.iter().all(|level| !level.confirmed_by.is_empty()));
+    assert!(
+        item.levels
+            .iter()
+            .all(|level| !level.confirmed_by.is_empty())
+    );
     assert!(by_level(&mut city).await.is_empty(), "nothing waits");
     for stream in [&mut city_stream, &mut district_stream] {
         let event = next_event(stream).await;
-        assert_eq!(event.event_type, proto::FeedEventType::LevelConfirmed as i32);
+        assert_eq!(
+            event.event_type,
+            proto::FeedEventType::LevelConfirmed as i32
+        );
         assert_eq!(event.follow_up.unwrap().state, "CLOSED");
     }
     // Every move is a step, in order.
     let history: Vec<String> = item.history.iter().map(|step| step.text.clone()).collect();
-    assert!(history[1].starts_with("交办 140100 → 140105"), "{history:?}");
+    assert!(
+        history[1].starts_with("交办 140100 → 140105"),
+        "{history:?}"
+    );
     assert!(history[4].starts_with("140105 上报"), "{history:?}");
     assert!(history[5].starts_with("140100 确认销号"), "{history:?}");
     let refused = confirm(&mut city, &item, "").await.unwrap_err();
@@ -295,12 +321,23 @@ async fn a_level_that_finds_the_report_wanting_sends_it_back_and_the_round_start
         .await
         .unwrap();
     assert_eq!(item.state, ItemState::Rectifying as i32);
-    assert_eq!(item.waiting_on, "140105", "the round starts from the bottom");
-    assert!(item.levels.iter().all(|level| level.confirmed_by.is_empty()));
+    assert_eq!(
+        item.waiting_on, "140105",
+        "the round starts from the bottom"
+    );
+    assert!(
+        item.levels
+            .iter()
+            .all(|level| level.confirmed_by.is_empty())
+    );
 
     let item = rectify(&app, item).await;
     let refused = confirm(&mut city, &item, "").await.unwrap_err();
-    assert_eq!(refused.code(), Code::FailedPrecondition, "the district first");
+    assert_eq!(
+        refused.code(),
+        Code::FailedPrecondition,
+        "the district first"
+    );
     let item = confirm(&mut district, &item, "再次核查").await.unwrap();
     let item = confirm(&mut city, &item, "销号").await.unwrap();
     assert_eq!(item.state, ItemState::Closed as i32);

@@ -59,7 +59,11 @@ async fn unit(app: &TestApp, division: &str, n: u32, count: u32, hired: u32) -> 
 async fn the_quarter_report_renders_its_figures_tables_and_charts_to_pdf_and_html(
     backend: Backend,
 ) {
-    let app = TestApp::spawn_on(backend, "2024-06-01".parse::<NaiveDate>().unwrap()).await;
+    // The hub's own clock: findings are stamped with the time they are raised, the ledger with
+    // the hub's clock, so the quarter is the one of today (China Standard Time).
+    let app = TestApp::spawn(backend).await;
+    let today = app.store.checks().clock.today();
+    let (from, to) = quarter_of(today);
     let city_unit = unit(&app, "140100", 1, 10, 12).await;
     let district_unit = unit(&app, "140105", 2, 5, 3).await;
     // Two ghost-pay lines at the district unit (PAID_NOT_ON_ROLL).
@@ -76,9 +80,11 @@ async fn the_quarter_report_renders_its_figures_tables_and_charts_to_pdf_and_htm
             .unwrap();
     }
     // The city unit's item closed; the district unit's overdue at the quarter's end.
-    let item = open_by_hand(&app, &city_unit, "2024-06-20").await;
+    let item = open_by_hand(&app, &city_unit, &to.to_string()).await;
     let item = close(&app, item).await;
-    open_by_hand(&app, &district_unit, "2024-06-15").await;
+    // Due the day before the quarter's last: overdue at its end.
+    let due = to.pred_opt().unwrap();
+    open_by_hand(&app, &district_unit, &due.to_string()).await;
     ledger(&app, AgencyKind::StaffingOffice)
         .await
         .impose_penalty(proto::ImposePenaltyRequest {
@@ -96,7 +102,7 @@ async fn the_quarter_report_renders_its_figures_tables_and_charts_to_pdf_and_htm
             institution_uscc: district_unit.clone(),
             text: "有人不上班仍领工资".into(),
             owner: "督查科".into(),
-            due_on: "2024-06-30".into(),
+            due_on: to.to_string(),
             ..Default::default()
         })
         .await
@@ -122,8 +128,8 @@ async fn the_quarter_report_renders_its_figures_tables_and_charts_to_pdf_and_htm
 
     let request = |format: proto::ReportFormat| proto::LeadershipReportRequest {
         jurisdiction: "140100".into(),
-        from: "2024-04-01".into(),
-        to: "2024-06-30".into(),
+        from: from.to_string(),
+        to: to.to_string(),
         format: format as i32,
         language: String::new(),
     };
@@ -154,7 +160,14 @@ async fn the_quarter_report_renders_its_figures_tables_and_charts_to_pdf_and_htm
     let balance: Vec<(String, i64, i64, i64)> = report
         .balance
         .iter()
-        .map(|row| (row.jurisdiction.clone(), row.approved, row.active, row.surplus))
+        .map(|row| {
+            (
+                row.jurisdiction.clone(),
+                row.approved,
+                row.active,
+                row.surplus,
+            )
+        })
         .collect();
     assert_eq!(
         balance,
@@ -167,7 +180,7 @@ async fn the_quarter_report_renders_its_figures_tables_and_charts_to_pdf_and_htm
         .findings
         .iter()
         .find(|row| row.code == proto::RuleCode::PaidNotOnRoll as i32)
-        .expect("ghost pay in the report");
+        .unwrap_or_else(|| panic!("ghost pay in the report: {:?}", report.findings));
     assert_eq!((ghost.raised, ghost.closed, ghost.open_at_end), (2, 0, 2));
     assert!(
         report
@@ -235,7 +248,7 @@ async fn the_quarter_report_renders_its_figures_tables_and_charts_to_pdf_and_htm
     assert!(empty.findings.is_empty() && empty.departments.is_empty());
     let refused = reports
         .leadership_report(proto::LeadershipReportRequest {
-            from: "2024-07-01".into(),
+            from: to.succ_opt().unwrap().to_string(),
             ..request(proto::ReportFormat::Unspecified)
         })
         .await
@@ -243,6 +256,47 @@ async fn the_quarter_report_renders_its_figures_tables_and_charts_to_pdf_and_htm
     assert_eq!(refused.code(), Code::InvalidArgument);
 
     check_pdf(&report.document);
+
+    // `quotahub report` writes the same PDF, figures and all.
+    let files = ClientFiles::new(&agency("140100", AgencyKind::StaffingOffice));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("report.pdf");
+    let cli = <quotahub::cli::Cli as clap::Parser>::parse_from([
+        "quotahub",
+        "report",
+        "--from",
+        &from.to_string(),
+        "--to",
+        &to.to_string(),
+        "--server",
+        &app.endpoint(),
+        "--ca",
+        &files.ca,
+        "--cert",
+        &files.cert,
+        "--key",
+        &files.key,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    quotahub::cli::run(cli).await.unwrap();
+    let written = std::fs::read(&out).unwrap();
+    assert!(written.starts_with(b"%PDF-"));
+    check_pdf(&written);
+}
+
+/// The first and last days of the quarter holding `day`.
+fn quarter_of(day: NaiveDate) -> (NaiveDate, NaiveDate) {
+    use chrono::Datelike;
+    let first_month = (day.month0() / 3) * 3 + 1;
+    let from = NaiveDate::from_ymd_opt(day.year(), first_month, 1).unwrap();
+    let next = if first_month == 10 {
+        NaiveDate::from_ymd_opt(day.year() + 1, 1, 1)
+    } else {
+        NaiveDate::from_ymd_opt(day.year(), first_month + 3, 1)
+    }
+    .unwrap();
+    (from, next.pred_opt().unwrap())
 }
 
 /// Whether poppler is here; in CI its absence fails the test.
@@ -295,7 +349,10 @@ fn check_pdf(pdf: &[u8]) {
         "50.0%",
         "100.0%",
     ] {
-        assert!(text.contains(heading), "the PDF's text lacks {heading}:\n{text}");
+        assert!(
+            text.contains(heading),
+            "the PDF's text lacks {heading}:\n{text}"
+        );
     }
     // The balance table's rows: division, category, approved, on the roll, surplus.
     let squeezed: Vec<String> = text
@@ -379,9 +436,8 @@ impl Region {
 
 impl Picture {
     fn read(path: &Path) -> Picture {
-        let decoder = png::Decoder::new(std::io::BufReader::new(
-            std::fs::File::open(path).unwrap(),
-        ));
+        let decoder =
+            png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
         let mut reader = decoder.read_info().unwrap();
         let mut buffer = vec![0; reader.output_buffer_size().unwrap()];
         let info = reader.next_frame(&mut buffer).unwrap();
@@ -419,10 +475,7 @@ impl Picture {
         for y in 0..self.height {
             for x in 0..self.width {
                 let pixel = self.pixel(x, y);
-                let close = pixel
-                    .iter()
-                    .zip(colour)
-                    .all(|(a, b)| a.abs_diff(b) <= 6);
+                let close = pixel.iter().zip(colour).all(|(a, b)| a.abs_diff(b) <= 6);
                 if close {
                     region.pixels += 1;
                     region.left = region.left.min(x);
