@@ -19,12 +19,12 @@ pub fn figures(
     jurisdiction: &str,
     period: Period,
     facts: &crate::store::leadership::LeadershipFacts,
-) -> proto::LeadershipReport {
+) -> proto::LeadershipReportResponse {
     let name = |uscc: &str| facts.names.get(uscc).cloned().unwrap_or_default();
     let departments = leadership::closure_by_department(&facts.items, period);
     let handled: u64 = departments.iter().map(|row| row.handled).sum();
     let closed: u64 = departments.iter().map(|row| row.closed).sum();
-    proto::LeadershipReport {
+    proto::LeadershipReportResponse {
         jurisdiction: jurisdiction.to_owned(),
         from: period.from.to_string(),
         to: period.to.to_string(),
@@ -92,7 +92,7 @@ pub fn figures(
 
 /// The report rendered as `format` wants, with its media type.
 pub fn render(
-    figures: &proto::LeadershipReport,
+    figures: &proto::LeadershipReportResponse,
     format: proto::ReportFormat,
     lang: Lang,
     font: &std::path::Path,
@@ -119,7 +119,7 @@ impl proto::report_service_server::ReportService for Hub {
     async fn leadership_report(
         &self,
         request: Request<proto::LeadershipReportRequest>,
-    ) -> Result<Response<proto::LeadershipReport>, Status> {
+    ) -> Result<Response<proto::LeadershipReportResponse>, Status> {
         let caller = caller(&request)?;
         let message = request.into_inner();
         let jurisdiction =

@@ -72,7 +72,7 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<()> {
 }
 
 /// The figures as JSON, field names as in the contract.
-fn figures_json(report: &proto::LeadershipReport) -> serde_json::Value {
+fn figures_json(report: &proto::LeadershipReportResponse) -> serde_json::Value {
     let rule = |code: i32| {
         proto::RuleCode::try_from(code)
             .map(|c| c.as_str_name().trim_start_matches("RULE_CODE_").to_owned())

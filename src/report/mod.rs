@@ -101,7 +101,7 @@ fn named(name: &str, uscc: &str) -> String {
 }
 
 /// Lays out the report of `figures` in `lang`.
-pub fn layout(figures: &proto::LeadershipReport, lang: Lang) -> Document {
+pub fn layout(figures: &proto::LeadershipReportResponse, lang: Lang) -> Document {
     let title = t(
         lang,
         "机构编制管理情况报告（向编委领导报告）",
@@ -166,7 +166,7 @@ pub fn layout(figures: &proto::LeadershipReport, lang: Lang) -> Document {
     }
 }
 
-fn balance_section(figures: &proto::LeadershipReport, lang: Lang) -> Section {
+fn balance_section(figures: &proto::LeadershipReportResponse, lang: Lang) -> Section {
     let rows = figures
         .balance
         .iter()
@@ -209,7 +209,7 @@ fn balance_section(figures: &proto::LeadershipReport, lang: Lang) -> Section {
     }
 }
 
-fn findings_section(figures: &proto::LeadershipReport, lang: Lang) -> Section {
+fn findings_section(figures: &proto::LeadershipReportResponse, lang: Lang) -> Section {
     let counts: Vec<(String, &'static str, usize)> = figures
         .findings
         .iter()
@@ -267,7 +267,7 @@ fn findings_section(figures: &proto::LeadershipReport, lang: Lang) -> Section {
     }
 }
 
-fn ledger_section(figures: &proto::LeadershipReport, lang: Lang) -> Section {
+fn ledger_section(figures: &proto::LeadershipReportResponse, lang: Lang) -> Section {
     let counts: Vec<(String, &'static str, usize)> = figures
         .departments
         .iter()
@@ -326,7 +326,7 @@ fn ledger_section(figures: &proto::LeadershipReport, lang: Lang) -> Section {
     }
 }
 
-fn campaigns_section(figures: &proto::LeadershipReport, lang: Lang) -> Section {
+fn campaigns_section(figures: &proto::LeadershipReportResponse, lang: Lang) -> Section {
     // The hub keeps no campaigns yet (专项检查, issue 17 part 1): the section says so rather
     // than leave a gap the reader might take for "none held".
     let _ = figures.campaigns_kept;
@@ -352,7 +352,7 @@ fn campaigns_section(figures: &proto::LeadershipReport, lang: Lang) -> Section {
     }
 }
 
-fn penalties_section(figures: &proto::LeadershipReport, lang: Lang) -> Section {
+fn penalties_section(figures: &proto::LeadershipReportResponse, lang: Lang) -> Section {
     Section {
         id: "penalties",
         heading: t(lang, "五、处罚情况", "5. Penalties"),
@@ -385,7 +385,7 @@ fn penalties_section(figures: &proto::LeadershipReport, lang: Lang) -> Section {
     }
 }
 
-fn bulletins_section(figures: &proto::LeadershipReport, lang: Lang) -> Section {
+fn bulletins_section(figures: &proto::LeadershipReportResponse, lang: Lang) -> Section {
     Section {
         id: "bulletins",
         heading: t(lang, "六、公开通报", "6. Published cases (通报)"),
@@ -422,8 +422,8 @@ fn bulletins_section(figures: &proto::LeadershipReport, lang: Lang) -> Section {
 mod tests {
     use super::*;
 
-    fn figures() -> proto::LeadershipReport {
-        proto::LeadershipReport {
+    fn figures() -> proto::LeadershipReportResponse {
+        proto::LeadershipReportResponse {
             jurisdiction: "140100".into(),
             from: "2024-04-01".into(),
             to: "2024-06-30".into(),

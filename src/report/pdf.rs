@@ -470,7 +470,7 @@ mod tests {
 
     #[test]
     fn long_tables_go_on_to_new_pages_with_their_headings_and_stay_in_the_margins() {
-        let figures = proto::LeadershipReport {
+        let figures = proto::LeadershipReportResponse {
             jurisdiction: "140100".into(),
             from: "2024-04-01".into(),
             to: "2024-06-30".into(),

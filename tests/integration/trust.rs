@@ -447,7 +447,10 @@ fn expected(service: &str, method: &str, kind: AgencyKind) -> bool {
         ("quotahub.v1.FeedService", _) => true,
         ("quotahub.v1.AdminService", _) => only(&[StaffingOffice]),
         ("quotahub.v1.AuditService", _) => only(&[Audit, Discipline]),
-        ("quotahub.v1.LedgerService", "OpenItem" | "ImposePenalty") => only(&[StaffingOffice]),
+        (
+            "quotahub.v1.LedgerService",
+            "OpenItem" | "ImposePenalty" | "AssignItem" | "ConfirmLevel",
+        ) => only(&[StaffingOffice]),
         ("quotahub.v1.LedgerService", "MoveItem") => {
             only(&[StaffingOffice, Organization, Hr, Finance])
         }
@@ -467,6 +470,7 @@ fn expected(service: &str, method: &str, kind: AgencyKind) -> bool {
             only(&[Discipline, Audit, Organization, Finance])
         }
         ("quotahub.v1.CaseService", _) => only(&[StaffingOffice]),
+        ("quotahub.v1.ReportService", _) => only(&[StaffingOffice, Discipline, Audit]),
         ("grpc.health.v1.Health", _) => true,
         ("grpc.reflection.v1.ServerReflection", _) => true,
         ("grpc.reflection.v1alpha.ServerReflection", _) => true,
