@@ -54,9 +54,9 @@ pub struct ListQuery {
     /// Raised on or before this day.
     pub to: String,
     /// A column's key (`severity`, `raised`, ...), `-` before it for descending; empty for the
-    /// findings' key order, paged by ListFindings' own cursor.
+    /// findings' key order. Sorted by ListFindings' `order_by`.
     pub sort: String,
-    /// ListFindings' page token; with a sort, the page's number.
+    /// ListFindings' page token.
     pub page: String,
     /// `en` for English.
     pub lang: Option<String>,
@@ -120,7 +120,31 @@ impl ListQuery {
             institution_uscc: self.institution.trim().to_owned(),
             page_size,
             page_token,
+            order_by: order_by(self.sort.trim()),
         })
+    }
+}
+
+/// ListFindings' `order_by` for a column's key of the list (`-` before it for descending); an
+/// unknown key sorts nothing.
+fn order_by(sort: &str) -> String {
+    let (descending, key) = match sort.strip_prefix('-') {
+        Some(key) => (true, key),
+        None => (false, sort),
+    };
+    let field = match key {
+        "rule" => "code",
+        "severity" => "severity",
+        "institution" => "institution_uscc",
+        "period" => "period",
+        "alert" => "alert_state",
+        "raised" => "raised_at",
+        _ => return String::new(),
+    };
+    if descending {
+        format!("{field} desc")
+    } else {
+        field.to_owned()
     }
 }
 
@@ -363,58 +387,13 @@ const FINDING_COLUMNS: [(&str, &str, &str); 7] = [
     ("raised", "发现时间", "Raised"),
 ];
 
-/// Sorts findings by a column of the list (`-` before its key for descending); findings of one
-/// value keep their key order.
-fn sort_findings(findings: &mut [proto::Finding], sort: &str) {
-    let (descending, key) = match sort.strip_prefix('-') {
-        Some(key) => (true, key),
-        None => (false, sort),
-    };
-    let seconds = |f: &proto::Finding| f.raised_at.as_ref().map_or(0, |at| at.seconds);
-    findings.sort_by(|a, b| {
-        let order = match key {
-            "rule" => a.code.cmp(&b.code),
-            // Most severe first when ascending, as the severity filter reads.
-            "severity" => b.severity.cmp(&a.severity),
-            "institution" => a.institution_uscc.cmp(&b.institution_uscc),
-            "period" => a.period.cmp(&b.period),
-            "alert" => a.alert_state.cmp(&b.alert_state),
-            "raised" => seconds(a).cmp(&seconds(b)),
-            _ => std::cmp::Ordering::Equal,
-        };
-        if descending { order.reverse() } else { order }
-    });
-}
-
 /// The findings list, filtered by ListFindings (rule, severity, state, institution, division,
-/// days raised). In key order it is paged by ListFindings' own cursor; sorted by a column, every
-/// finding the filters select is read, sorted and paged by number.
+/// days raised), sorted by a column by ListFindings' `order_by`, paged by its cursor.
 pub async fn findings(visit: &mut Visit, query: &ListQuery) -> Result<Response, Status> {
     let agency = visit.viewer().await?;
     let lang = visit.lang;
-    let sorted = !query.sort.trim().is_empty();
-    let (shown, next_token, pager) = if sorted {
-        let mut every = every_finding(
-            visit,
-            &ListQuery {
-                page: String::new(),
-                ..query.clone()
-            },
-        )
-        .await?;
-        sort_findings(&mut every, query.sort.trim());
-        let page = query.page.parse::<usize>().unwrap_or(1).max(1);
-        let pages = every.len().div_ceil(PAGE_SIZE as usize);
-        let shown: Vec<proto::Finding> = every
-            .into_iter()
-            .skip((page - 1) * PAGE_SIZE as usize)
-            .take(PAGE_SIZE as usize)
-            .collect();
-        (shown, String::new(), Some((page, pages)))
-    } else {
-        let page = list_findings(visit, query.request(PAGE_SIZE, query.page.clone())?).await?;
-        (page.findings, page.next_page_token, None)
-    };
+    let page = list_findings(visit, query.request(PAGE_SIZE, query.page.clone())?).await?;
+    let (shown, next_token) = (page.findings, page.next_page_token);
     let chrome = Chrome::new(
         visit,
         &agency,
@@ -453,16 +432,8 @@ pub async fn findings(visit: &mut Visit, query: &ListQuery) -> Result<Response, 
         })
         .collect();
     let link = |page: &str| format!("/findings?{}", query.query_string(lang, page));
-    let (next, first) = match pager {
-        Some((page, pages)) => (
-            (page < pages).then(|| link(&(page + 1).to_string())),
-            (page > 1).then(|| link("")),
-        ),
-        None => (
-            (!next_token.is_empty()).then(|| link(&next_token)),
-            (!query.page.is_empty()).then(|| link("")),
-        ),
-    };
+    let next = (!next_token.is_empty()).then(|| link(&next_token));
+    let first = (!query.page.is_empty()).then(|| link(""));
     let view = views::Findings {
         rules: views::rule_options(lang, &query.rule),
         severities: views::severity_options(lang, &query.severity),
@@ -494,8 +465,6 @@ pub async fn findings_csv(visit: &mut Visit, query: &ListQuery) -> Result<Respon
         },
     )
     .await?;
-    let mut findings = findings;
-    sort_findings(&mut findings, query.sort.trim());
     let lang = visit.lang;
     let mut out = csv::Writer::from_writer(vec![0xEF, 0xBB, 0xBF]);
     let internal = |error: csv::Error| Status::internal(error.to_string());
