@@ -558,6 +558,65 @@ impl proto::reconciliation_service_server::ReconciliationService for Hub {
         }))
     }
 
+    async fn summarize_findings(
+        &self,
+        request: Request<proto::SummarizeFindingsRequest>,
+    ) -> Result<Response<proto::FindingSummary>, Status> {
+        const WEEK: i64 = 7 * 24 * 3_600 * 1_000_000;
+        const DUE_LISTED: u32 = 20;
+        let caller = caller(&request)?;
+        let reader = self.reader(&caller.agency).await?;
+        let message = request.get_ref();
+        let jurisdiction =
+            request_jurisdiction(&caller.agency, "jurisdiction", &message.jurisdiction)?;
+        let weeks = match message.weeks {
+            0 => 12,
+            weeks @ 1..=104 => i64::from(weeks),
+            _ => return Err(Error::invalid("weeks", "is at most 104").into()),
+        };
+        let now = crate::store::now_micros();
+        let instants: Vec<i64> = (0..weeks).rev().map(|back| now - back * WEEK).collect();
+        let summary = self
+            .store
+            .finding_summary(&jurisdiction, &instants, (now, now + WEEK), DUE_LISTED)
+            .await?;
+        let mut open_by_rule: Vec<proto::finding_summary::RuleCount> = summary
+            .open_by_rule
+            .iter()
+            .map(|(code, severity, open)| proto::finding_summary::RuleCount {
+                code: code.to_wire(),
+                severity: severity.to_wire(),
+                open: *open,
+            })
+            .collect();
+        open_by_rule.sort_by_key(|count| (std::cmp::Reverse(count.severity), count.code));
+        Ok(Response::new(proto::FindingSummary {
+            open_total: open_by_rule.iter().map(|count| count.open).sum(),
+            open_by_rule,
+            trend: summary
+                .open_at
+                .iter()
+                .map(|(at, open)| proto::finding_summary::OpenAt {
+                    at: Some(c::timestamp(*at)),
+                    open: *open,
+                })
+                .collect(),
+            due_this_week: summary
+                .due
+                .iter()
+                .map(|(deadline, finding)| {
+                    let mut message = c::finding_message(finding);
+                    reader.finding(&mut message);
+                    proto::finding_summary::Due {
+                        finding: Some(message),
+                        deadline: Some(c::timestamp(*deadline)),
+                    }
+                })
+                .collect(),
+            due_this_week_total: summary.due_total,
+        }))
+    }
+
     async fn export_evidence(
         &self,
         request: Request<proto::ExportEvidenceRequest>,

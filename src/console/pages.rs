@@ -1,8 +1,6 @@
 //! The console's pages: each asks the gRPC handlers for its data through [`Visit::call`] and
 //! renders it. Nothing here reads the store.
 
-use std::collections::BTreeMap;
-
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
@@ -21,6 +19,8 @@ use crate::proto::reconciliation_service_server::ReconciliationService as _;
 pub const LIST_FINDINGS: &str = "/quotahub.v1.ReconciliationService/ListFindings";
 /// See [`LIST_FINDINGS`].
 pub const REGIONAL_BALANCE: &str = "/quotahub.v1.ReconciliationService/RegionalBalance";
+/// See [`LIST_FINDINGS`].
+pub const SUMMARIZE_FINDINGS: &str = "/quotahub.v1.ReconciliationService/SummarizeFindings";
 /// See [`LIST_FINDINGS`].
 pub const TRANSITION_ALERT: &str = "/quotahub.v1.FeedService/TransitionAlert";
 
@@ -233,26 +233,27 @@ pub async fn overview(visit: &mut Visit) -> Result<Response, Status> {
             |hub, request| async move { hub.regional_balance(request).await },
         )
         .await?;
-    let open = every_finding(visit, &ListQuery::default()).await?;
-    let mut by_rule: BTreeMap<(std::cmp::Reverse<i32>, i32), u64> = BTreeMap::new();
-    for finding in &open {
-        *by_rule
-            .entry((std::cmp::Reverse(finding.severity), finding.code))
-            .or_default() += 1;
-    }
+    let summary = visit
+        .call(
+            SUMMARIZE_FINDINGS,
+            proto::SummarizeFindingsRequest::default(),
+            |hub, request| async move { hub.summarize_findings(request).await },
+        )
+        .await?;
     let chrome = Chrome::new(visit, &agency, Nav::Overview, "/", "");
     let lang = visit.lang;
-    let counts = by_rule
-        .into_iter()
-        .map(|((severity, code), count)| views::RuleCount {
-            rule: views::rule_label(lang, code),
-            severity: views::severity_label(lang, severity.0),
-            severity_class: views::severity_class(severity.0),
-            count,
+    let counts = summary
+        .open_by_rule
+        .iter()
+        .map(|count| views::RuleCount {
+            rule: views::rule_label(lang, count.code),
+            severity: views::severity_label(lang, count.severity),
+            severity_class: views::severity_class(count.severity),
+            count: count.open,
             href: chrome.href(&format!(
                 "/findings?{}",
                 ListQuery {
-                    rule: code_name(code).to_owned(),
+                    rule: code_name(count.code).to_owned(),
                     ..ListQuery::default()
                 }
                 .query_string(Lang::Zh, "")
@@ -260,31 +261,11 @@ pub async fn overview(visit: &mut Visit) -> Result<Response, Status> {
         })
         .collect();
     // Escalations due this week: open alerts whose next deadline falls within seven days.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| {
-            i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
-        });
-    const WEEK: i64 = 7 * 24 * 3_600;
-    let mut due: Vec<(i64, &proto::Finding)> = open
+    let escalations = summary
+        .due_this_week
         .iter()
-        .filter(|finding| AlertState::from_wire(finding.alert_state) != Some(AlertState::Closed))
-        .filter_map(|finding| {
-            let deadline = if AlertState::from_wire(finding.alert_state) == Some(AlertState::Open) {
-                finding.acknowledge_by.as_ref()
-            } else {
-                finding.rectify_by.as_ref()
-            }?;
-            (deadline.seconds >= now && deadline.seconds < now + WEEK)
-                .then_some((deadline.seconds, finding))
-        })
-        .collect();
-    due.sort_by_key(|(deadline, _)| *deadline);
-    let due_total = due.len();
-    let escalations = due
-        .iter()
-        .take(20)
-        .map(|(deadline, finding)| views::DueRow {
+        .filter_map(|due| Some((due.finding.as_ref()?, due.deadline.as_ref())))
+        .map(|(finding, deadline)| views::DueRow {
             row: views::FindingRow::of(
                 lang,
                 finding,
@@ -293,49 +274,26 @@ pub async fn overview(visit: &mut Visit) -> Result<Response, Status> {
                     FindingQuery::of(finding).query_string(Lang::Zh)
                 )),
             ),
-            deadline: views::timestamp(Some(&prost_types::Timestamp {
-                seconds: *deadline,
-                nanos: 0,
-            })),
+            deadline: views::timestamp(deadline),
             next_level: finding.escalation_level + 1,
         })
         .collect();
-    // The trend: findings open at the end of each of the last twelve weeks (a resolved finding
-    // counts until its last change, when it was resolved).
-    let resolved = every_finding(
-        visit,
-        &ListQuery {
-            state: "RESOLVED".into(),
-            ..ListQuery::default()
-        },
-    )
-    .await?;
-    let seconds = |at: Option<&prost_types::Timestamp>| at.map_or(0, |at| at.seconds);
-    let weeks: Vec<(String, usize)> = (0..12)
-        .rev()
-        .map(|back| {
-            let end = now - back * WEEK;
-            let count = open
-                .iter()
-                .filter(|f| seconds(f.raised_at.as_ref()) <= end)
-                .count()
-                + resolved
-                    .iter()
-                    .filter(|f| {
-                        seconds(f.raised_at.as_ref()) <= end && seconds(f.updated_at.as_ref()) > end
-                    })
-                    .count();
-            let label = views::timestamp(Some(&prost_types::Timestamp {
-                seconds: end,
-                nanos: 0,
-            }));
-            (label.get(5..10).unwrap_or_default().to_owned(), count)
+    // The trend: findings open at the end of each of the last twelve weeks.
+    let weeks: Vec<(String, usize)> = summary
+        .trend
+        .iter()
+        .map(|week| {
+            let label = views::timestamp(week.at.as_ref());
+            (
+                label.get(5..10).unwrap_or_default().to_owned(),
+                usize::try_from(week.open).unwrap_or(usize::MAX),
+            )
         })
         .collect();
     let mut by_severity = [0usize; 5];
-    for finding in &open {
-        if let Some(slot) = views::severity_rank(finding.severity) {
-            by_severity[slot] += 1;
+    for count in &summary.open_by_rule {
+        if let Some(slot) = views::severity_rank(count.severity) {
+            by_severity[slot] += usize::try_from(count.open).unwrap_or(usize::MAX);
         }
     }
     let mix: Vec<(String, &'static str, usize)> = views::severity_levels()
@@ -352,7 +310,7 @@ pub async fn overview(visit: &mut Visit) -> Result<Response, Status> {
     let overdue_items = every_item(visit, "", true).await?;
     let page = views::Overview {
         escalations,
-        due_total,
+        due_total: usize::try_from(summary.due_this_week_total).unwrap_or(usize::MAX),
         trend: super::chart::trend_chart(lang, &weeks),
         mix: super::chart::count_chart(
             chrome
@@ -369,7 +327,7 @@ pub async fn overview(visit: &mut Visit) -> Result<Response, Status> {
             .map(|row| views::BalanceRow::of(lang, row))
             .collect(),
         as_of: balance.as_of,
-        open: open.len(),
+        open: usize::try_from(summary.open_total).unwrap_or(usize::MAX),
         counts,
         c: chrome,
     };

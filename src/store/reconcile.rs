@@ -310,6 +310,21 @@ impl FindingOrder {
     }
 }
 
+/// The open findings of a jurisdiction in numbers, for an overview: counted in SQL, so that its
+/// cost is the findings' count, not their rows through the API.
+#[derive(Debug, Clone, Default)]
+pub struct FindingSummary {
+    /// Open findings per (rule, severity).
+    pub open_by_rule: Vec<(RuleCode, Severity, u64)>,
+    /// Per instant asked: the findings open then (raised by it, not resolved by it).
+    pub open_at: Vec<(i64, u64)>,
+    /// Open alerts whose next deadline (acknowledge, or rectify once acknowledged) falls in the
+    /// window asked: the first few by deadline, with the deadline.
+    pub due: Vec<(i64, StoredFinding)>,
+    /// How many fall in the window.
+    pub due_total: u64,
+}
+
 impl Store {
     /// Re-checks a jurisdiction (or everything) as of `as_of` with the snapshot engine, chunk by
     /// chunk of institutions: the oracle the set-based re-check (`Store::reconcile`,
@@ -506,6 +521,96 @@ impl Store {
         .fetch_all(self.readers())
         .await?;
         rows.iter().map(decode_finding).collect()
+    }
+
+    /// The open findings of a jurisdiction in numbers (see [`FindingSummary`]): open at each of
+    /// `instants`, and due in `[due_from, due_to)` (at most `due_limit` of them listed).
+    #[tracing::instrument(name = "store.finding_summary", skip_all)]
+    pub async fn finding_summary(
+        &self,
+        jurisdiction: &Jurisdiction,
+        instants: &[i64],
+        (due_from, due_to): (i64, i64),
+        due_limit: u32,
+    ) -> Result<FindingSummary> {
+        let within = Value::Text(format!("{}%", jurisdiction.prefix()));
+        let mut summary = FindingSummary::default();
+        for row in sqlx::query_with(
+            "SELECT code, severity, COUNT(*) AS n FROM findings \
+             WHERE state = 'OPEN' AND jurisdiction LIKE $1 GROUP BY code, severity",
+            super::bind_all(vec![within.clone()])?,
+        )
+        .fetch_all(self.readers())
+        .await?
+        {
+            let n: i64 = column(&row, "n")?;
+            summary.open_by_rule.push((
+                q::code(&row, "code")?,
+                q::code(&row, "severity")?,
+                u64::try_from(n).unwrap_or_default(),
+            ));
+        }
+        // A resolved finding was open from its raising until its resolution (its last change).
+        if !instants.is_empty() {
+            let sums: Vec<String> = (0..instants.len())
+                .map(|n| {
+                    format!(
+                        "SUM(CASE WHEN raised_at <= ${at} AND (state = 'OPEN' OR updated_at > ${at}) \
+                         THEN 1 ELSE 0 END) AS w{n}",
+                        at = n + 1
+                    )
+                })
+                .collect();
+            // SQLite numbers `$N` by first appearance: the instants come first in the text.
+            let mut values: Vec<Value> = instants.iter().map(|at| Value::Int(*at)).collect();
+            values.push(within.clone());
+            let row = sqlx::query_with(
+                sqlx::AssertSqlSafe(format!(
+                    "SELECT {} FROM findings WHERE jurisdiction LIKE ${}",
+                    sums.join(", "),
+                    values.len()
+                )),
+                super::bind_all(values)?,
+            )
+            .fetch_one(self.readers())
+            .await?;
+            for (n, at) in instants.iter().enumerate() {
+                let open: Option<i64> = column(&row, &format!("w{n}"))?;
+                summary.open_at.push((
+                    *at,
+                    u64::try_from(open.unwrap_or_default()).unwrap_or_default(),
+                ));
+            }
+        }
+        let deadline = "CASE WHEN alert_state = 'OPEN' THEN acknowledge_by ELSE rectify_by END";
+        let due = format!(
+            "FROM findings WHERE state = 'OPEN' AND jurisdiction LIKE $1 AND alert_state <> 'CLOSED' \
+             AND {deadline} >= $2 AND {deadline} < $3"
+        );
+        let mut values = vec![within, Value::Int(due_from), Value::Int(due_to)];
+        let total = sqlx::query_with(
+            sqlx::AssertSqlSafe(format!("SELECT COUNT(*) AS n {due}")),
+            super::bind_all(values.clone())?,
+        )
+        .fetch_one(self.readers())
+        .await?;
+        summary.due_total = u64::try_from(column::<i64>(&total, "n")?).unwrap_or_default();
+        values.push(Value::Int(i64::from(due_limit)));
+        for row in sqlx::query_with(
+            sqlx::AssertSqlSafe(format!(
+                "SELECT *, {deadline} AS due_at {due} \
+                 ORDER BY due_at, code, institution_uscc, subject, period LIMIT $4"
+            )),
+            super::bind_all(values)?,
+        )
+        .fetch_all(self.readers())
+        .await?
+        {
+            summary
+                .due
+                .push((column(&row, "due_at")?, decode_finding(&row)?));
+        }
+        Ok(summary)
     }
 
     /// Loads the rules' data for a scope in a read-only transaction (pre-checks change nothing).

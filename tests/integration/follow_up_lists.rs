@@ -18,6 +18,7 @@ on_both_backends!(
     applications_are_listed_with_their_gate_and_decision,
     findings_are_listed_by_the_days_they_were_raised_and_by_division,
     findings_are_sorted_by_a_column_and_paged_in_that_order,
+    findings_are_summarized_as_the_list_shows_them,
 );
 
 type Cases = proto::case_service_client::CaseServiceClient<tonic::transport::Channel>;
@@ -738,4 +739,112 @@ async fn findings_are_sorted_by_a_column_and_paged_in_that_order(backend: Backen
         };
         assert!(refused.message().contains(field), "{}", refused.message());
     }
+}
+
+/// SummarizeFindings counts what ListFindings lists: per rule, over the weeks, and by deadline.
+async fn findings_are_summarized_as_the_list_shows_them(backend: Backend) {
+    let app = spawn(backend).await;
+    let registered = registered_unit(&app, "140100", 1).await;
+    let unregistered = uscc("140100", 2);
+    let mut finance = app.finance("140100").await;
+    for (n, unit) in [(1, &registered), (2, &unregistered), (3, &registered)] {
+        finance
+            .push_payroll_line(payroll(&format!("pay-{n}"), &resident(n), unit, "2024-05"))
+            .await
+            .unwrap();
+    }
+    let mut reader = proto::reconciliation_service_client::ReconciliationServiceClient::new(
+        app.channel(&agency("140100", AgencyKind::Finance)).await,
+    );
+    let listed = reader
+        .list_findings(proto::ListFindingsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .findings;
+    assert!(listed.len() >= 4, "{listed:?}");
+    let summary = reader
+        .summarize_findings(proto::SummarizeFindingsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let mut expected: std::collections::BTreeMap<(i32, i32), u64> = Default::default();
+    for finding in &listed {
+        *expected
+            .entry((finding.code, finding.severity))
+            .or_default() += 1;
+    }
+    let counted: std::collections::BTreeMap<(i32, i32), u64> = summary
+        .open_by_rule
+        .iter()
+        .map(|count| ((count.code, count.severity), count.open))
+        .collect();
+    assert_eq!(counted, expected);
+    assert_eq!(summary.open_total, listed.len() as u64);
+    assert!(
+        summary
+            .open_by_rule
+            .windows(2)
+            .all(|pair| pair[0].severity >= pair[1].severity),
+        "most severe first"
+    );
+    // Twelve weeks, oldest first: none were open a week ago, all are now.
+    assert_eq!(summary.trend.len(), 12);
+    assert_eq!(summary.trend.first().unwrap().open, 0);
+    assert_eq!(summary.trend.last().unwrap().open, listed.len() as u64);
+    // Due within the week: the alerts whose acknowledgement deadline falls in it, soonest first,
+    // masked for the reader as the list masks them.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let due_listed = listed
+        .iter()
+        .filter(|f| {
+            f.acknowledge_by
+                .as_ref()
+                .is_some_and(|at| at.seconds >= now - 60 && at.seconds < now + 7 * 24 * 3_600)
+        })
+        .count();
+    assert!(
+        due_listed > 0,
+        "fresh alerts are due for acknowledgement within a week"
+    );
+    assert_eq!(summary.due_this_week_total, due_listed as u64);
+    assert_eq!(summary.due_this_week.len(), due_listed.min(20));
+    let deadlines: Vec<i64> = summary
+        .due_this_week
+        .iter()
+        .map(|due| due.deadline.as_ref().unwrap().seconds)
+        .collect();
+    assert!(deadlines.windows(2).all(|pair| pair[0] <= pair[1]));
+    let subjects: std::collections::BTreeSet<&str> =
+        listed.iter().map(|f| f.subject.as_str()).collect();
+    assert!(
+        summary
+            .due_this_week
+            .iter()
+            .all(|due| subjects.contains(due.finding.as_ref().unwrap().subject.as_str())),
+        "the same masking as the list"
+    );
+    // A division with none, and a trend too long.
+    let district = reader
+        .summarize_findings(proto::SummarizeFindingsRequest {
+            jurisdiction: "140105".into(),
+            weeks: 3,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(district.open_total, 0);
+    assert_eq!(district.trend.len(), 3);
+    let refused = reader
+        .summarize_findings(proto::SummarizeFindingsRequest {
+            weeks: 105,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(refused.message().contains("weeks"));
 }
