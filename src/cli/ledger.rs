@@ -1,6 +1,6 @@
 //! `quotahub ledger report`: the periodic reconciliation of the rectification ledger (定期对账) —
-//! per department, items opened, closed and overdue and the oldest still open — as a table, CSV
-//! or JSON. It asks the hub's Report RPC, which reads the store's one `ledger_report`.
+//! per department, items opened, closed and overdue and the oldest still open, or with
+//! `--by-level` the assigned items by the level they wait on — as a table, CSV or JSON. It asks the hub's Report RPC, which reads the store's one `ledger_report`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -33,6 +33,10 @@ pub struct ReportArgs {
     /// table, csv or json.
     #[arg(long, default_value = "table")]
     pub format: String,
+    /// Assigned items not yet closed by the level they wait on (逐级对账销号), instead of the
+    /// departments' lines.
+    #[arg(long)]
+    pub by_level: bool,
     /// Write here instead of standard output.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -53,7 +57,11 @@ pub async fn run(command: LedgerCommand) -> anyhow::Result<()> {
         })
         .await?
         .into_inner();
-    let text = render(&report.rows, &args.format);
+    let text = if args.by_level {
+        render_levels(&report.by_level, &args.format)
+    } else {
+        render(&report.rows, &args.format)
+    };
     match &args.out {
         Some(path) => std::fs::write(path, text)
             .with_context(|| format!("cannot write {}", path.display()))?,
@@ -128,9 +136,84 @@ pub fn render(rows: &[proto::LedgerReportRow], format: &str) -> String {
     }
 }
 
+/// The report by level in a format, as [`render`] does the departments' lines.
+pub fn render_levels(rows: &[proto::LevelReportRow], format: &str) -> String {
+    const HEADER: [&str; 4] = ["jurisdiction", "waiting", "overdue", "working"];
+    let fields = |row: &proto::LevelReportRow| {
+        [
+            row.jurisdiction.clone(),
+            row.waiting.to_string(),
+            row.overdue.to_string(),
+            row.working.to_string(),
+        ]
+    };
+    match format {
+        "json" => {
+            let rows: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|row| {
+                    serde_json::json!({
+                        "jurisdiction": row.jurisdiction, "waiting": row.waiting,
+                        "overdue": row.overdue, "working": row.working,
+                    })
+                })
+                .collect();
+            format!("{}\n", serde_json::Value::Array(rows))
+        }
+        "csv" => std::iter::once(HEADER.join(","))
+            .chain(rows.iter().map(|row| fields(row).join(",")))
+            .map(|line| line + "\n")
+            .collect(),
+        _ => {
+            let lines: Vec<[String; 4]> = std::iter::once(HEADER.map(str::to_owned))
+                .chain(rows.iter().map(fields))
+                .collect();
+            let widths: Vec<usize> = (0..4)
+                .map(|i| lines.iter().map(|l| l[i].len()).max().unwrap_or(0))
+                .collect();
+            lines
+                .iter()
+                .map(|line| {
+                    let cells: Vec<String> = line
+                        .iter()
+                        .zip(&widths)
+                        .map(|(cell, width)| format!("{cell:<width$}"))
+                        .collect();
+                    format!("{}\n", cells.join("  ").trim_end())
+                })
+                .collect()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_report_by_level_renders_as_csv_json_and_a_table() {
+        let row = proto::LevelReportRow {
+            jurisdiction: "140105".into(),
+            waiting: 2,
+            overdue: 1,
+            working: 2,
+        };
+        assert_eq!(
+            render_levels(std::slice::from_ref(&row), "csv"),
+            "jurisdiction,waiting,overdue,working\n140105,2,1,2\n"
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&render_levels(std::slice::from_ref(&row), "json")).unwrap();
+        assert_eq!(json[0]["waiting"], 2);
+        let table = render_levels(&[row], "table");
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(
+            lines[0].find("waiting"),
+            lines[1].find('2'),
+            "columns line up"
+        );
+    }
 
     fn row() -> proto::LedgerReportRow {
         proto::LedgerReportRow {

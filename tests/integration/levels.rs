@@ -238,6 +238,35 @@ async fn an_item_assigned_city_to_district_closes_only_when_both_confirm_lowest_
     let refused = confirm(&mut district, &item, "").await.unwrap_err();
     assert_eq!(refused.code(), Code::FailedPrecondition, "confirmed once");
     assert_eq!(by_level(&mut city).await, [("140100".to_owned(), 1, 0)]);
+    // `quotahub ledger report --by-level` prints the same.
+    let files = ClientFiles::new(&agency("140100", AgencyKind::StaffingOffice));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("levels.csv");
+    let cli = <quotahub::cli::Cli as clap::Parser>::parse_from([
+        "quotahub",
+        "ledger",
+        "report",
+        "--by-level",
+        "--format",
+        "csv",
+        "--to",
+        "2024-06-01",
+        "--server",
+        &app.endpoint(),
+        "--ca",
+        &files.ca,
+        "--cert",
+        &files.cert,
+        "--key",
+        &files.key,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    quotahub::cli::run(cli).await.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "jurisdiction,waiting,overdue,working\n140100,1,0,0\n"
+    );
     for stream in [&mut city_stream, &mut district_stream] {
         let event = next_event(stream).await;
         assert_eq!(
