@@ -377,7 +377,7 @@ pub async fn item(visit: &mut Visit, query: &IdQuery) -> Result<Response, Status
             .query_string(Lang::Zh)
         ))
     });
-    let page = MatterPage {
+    let mut page = MatterPage {
         heading: item.title.clone(),
         facts: vec![
             (chrome.t("编号", "Id"), item.id.clone()),
@@ -411,6 +411,28 @@ pub async fn item(visit: &mut Visit, query: &IdQuery) -> Result<Response, Status
         steps: steps(&item.history),
         c: chrome,
     };
+    if !item.levels.is_empty() {
+        // An assigned item (交办): its chain top first, each level marked once it confirmed, and
+        // the level it waits on.
+        let chain = item
+            .levels
+            .iter()
+            .map(|level| {
+                if level.confirmed_by.is_empty() {
+                    level.jurisdiction.clone()
+                } else {
+                    format!("{} ✓", level.jurisdiction)
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" → ");
+        page.facts
+            .push((page.c.t("交办链", "Assigned down"), chain));
+        if !item.waiting_on.is_empty() {
+            page.facts
+                .push((page.c.t("等待确认", "Waits on"), item.waiting_on.clone()));
+        }
+    }
     views::html(&page)
 }
 
