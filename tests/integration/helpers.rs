@@ -273,6 +273,54 @@ impl TestApp {
         TestApp::start_full(db, limits, None, None).await
     }
 
+    /// A hub with the console on, whose clock stands on `date`.
+    pub async fn spawn_on_with_console(backend: Backend, date: chrono::NaiveDate) -> TestApp {
+        let db = TestDb::new(backend).await;
+        TestApp::start_with(db, Limits::default(), None, Some(date), true, None).await
+    }
+
+    /// A console page as `agency` sees it (one HTTP/1.0 request over mutual TLS: the answer
+    /// comes whole, not chunked); the status line and the body.
+    pub async fn console_page(&self, agency: &Agency, target: &str) -> (String, String) {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let console = self.console.expect("the console is on");
+        let pki = pki();
+        let certificate = pki.agency(agency);
+        register(&self.store, &certificate).await;
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in CertificateDer::pem_slice_iter(pki.ca.cert_pem().as_bytes()) {
+            roots.add(ca.unwrap()).unwrap();
+        }
+        let chain = CertificateDer::pem_slice_iter(certificate.cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(certificate.key_pem.as_bytes()).unwrap();
+        let config = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key)
+            .unwrap();
+        let tcp = tokio::net::TcpStream::connect(console).await.unwrap();
+        let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .expect("TLS to the console");
+        let request =
+            format!("GET {target} HTTP/1.0\r\nHost: {console}\r\nAccept: text/html\r\n\r\n");
+        tls.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        // The server closes the connection after an HTTP/1.0 answer; a TLS close without
+        // close_notify still leaves the answer read.
+        let _ = tls.read_to_end(&mut answer).await;
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+        (
+            head.lines().next().unwrap_or_default().to_owned(),
+            body.to_owned(),
+        )
+    }
+
     /// A hub that signs audit-log checkpoints thus.
     pub async fn spawn_logged(
         backend: Backend,

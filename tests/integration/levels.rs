@@ -156,7 +156,8 @@ async fn level_events(
 async fn an_item_assigned_city_to_district_closes_only_when_both_confirm_lowest_first(
     backend: Backend,
 ) {
-    let app = TestApp::spawn_on(backend, "2024-06-01".parse::<NaiveDate>().unwrap()).await;
+    let app =
+        TestApp::spawn_on_with_console(backend, "2024-06-01".parse::<NaiveDate>().unwrap()).await;
     let mut city_stream = level_events(&app, "140100", AgencyKind::StaffingOffice).await;
     let mut district_stream = level_events(&app, "140105", AgencyKind::StaffingOffice).await;
     let mut city = office(&app, "140100").await;
@@ -238,6 +239,18 @@ async fn an_item_assigned_city_to_district_closes_only_when_both_confirm_lowest_
     let refused = confirm(&mut district, &item, "").await.unwrap_err();
     assert_eq!(refused.code(), Code::FailedPrecondition, "confirmed once");
     assert_eq!(by_level(&mut city).await, [("140100".to_owned(), 1, 0)]);
+    // The console's page of the item shows the chain, the district's level confirmed, and the
+    // level it waits on.
+    let (status, page) = app
+        .console_page(
+            &agency("140100", AgencyKind::StaffingOffice),
+            &format!("/ledger/item?id={}", item.id),
+        )
+        .await;
+    assert!(status.contains("200"), "{status}");
+    for text in ["交办链", "140100 → 140105 ✓", "等待确认", "<dd>140100</dd>"] {
+        assert!(page.contains(text), "the item's page lacks {text}:\n{page}");
+    }
     // `quotahub ledger report --by-level` prints the same.
     let files = ClientFiles::new(&agency("140100", AgencyKind::StaffingOffice));
     let dir = tempfile::tempdir().unwrap();
