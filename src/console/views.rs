@@ -603,6 +603,8 @@ pub fn event_type_label(lang: Lang, event_type: i32) -> &'static str {
         Ok(T::Transferred) => ("移送", "transferred"),
         Ok(T::Bulletin) => ("通报", "bulletin"),
         Ok(T::ReceiptAcknowledged) => ("已签收移送", "receipt acknowledged"),
+        Ok(T::CampaignOpened) => ("专项检查启动", "campaign opened"),
+        Ok(T::DeclarationMissing) => ("逾期未报自查", "declaration missing"),
         _ => ("", ""),
     };
     if lang == Lang::En { en } else { zh }
@@ -615,6 +617,8 @@ pub fn matter_label(lang: Lang, matter: i32) -> &'static str {
         Ok(M::Alert) => ("预警", "alert"),
         Ok(M::LedgerItem) => ("整改台账事项", "ledger item"),
         Ok(M::Case) => ("举报案件", "case"),
+        Ok(M::Campaign) => ("专项检查", "campaign"),
+        Ok(M::Declaration) => ("自查申报", "declaration"),
         _ => ("", ""),
     };
     if lang == Lang::En { en } else { zh }
