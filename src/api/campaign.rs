@@ -342,8 +342,9 @@ impl proto::campaign_service_server::CampaignService for Hub {
             .enumerate()
             .map(|(i, p)| {
                 Ok(DeclaredProblem {
-                    code: RuleCode::from_wire(p.code)
-                        .ok_or_else(|| Error::invalid(format!("problems[{i}].code"), "is required"))?,
+                    code: RuleCode::from_wire(p.code).ok_or_else(|| {
+                        Error::invalid(format!("problems[{i}].code"), "is required")
+                    })?,
                     subject: declared_subject(&reader, &p.subject),
                     period: p.period.trim().to_owned(),
                     note: p.note.clone(),
@@ -451,9 +452,7 @@ impl proto::campaign_service_server::CampaignService for Hub {
             .close_campaign(&caller.agency, &message.campaign_id, &message.note)
             .await?;
         let reader = self.reader(&caller.agency).await?;
-        let report = self
-            .report(&reader, campaign, None, "", MAX_PAGE)
-            .await?;
+        let report = self.report(&reader, campaign, None, "", MAX_PAGE).await?;
         Ok(Response::new(report))
     }
 }

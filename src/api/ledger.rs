@@ -56,7 +56,10 @@ pub(super) fn date(field: &str, value: &str) -> Result<NaiveDate, Error> {
 
 /// The request's idempotency key, if it has one, with the hash of the request without it: the
 /// message is taken with its key field already emptied.
-pub(super) fn request_key(key: String, message: &impl Message) -> Result<Option<RequestKey>, Error> {
+pub(super) fn request_key(
+    key: String,
+    message: &impl Message,
+) -> Result<Option<RequestKey>, Error> {
     if key.trim().is_empty() {
         return Ok(None);
     }

@@ -487,7 +487,10 @@ mod tests {
             "another month is another problem: {c:?}"
         );
         assert_eq!(c.undeclared, shown);
-        assert_eq!(c.escalation_due, 0, "a declaration, even late, stops the ladder");
+        assert_eq!(
+            c.escalation_due, 0,
+            "a declaration, even late, stops the ladder"
+        );
     }
 
     #[test]
@@ -542,9 +545,13 @@ mod tests {
             "subject"
         );
         assert_eq!(
-            check_problem(&problem(RuleCode::DoublePay, "x", "2024-09"), &codes, &months)
-                .unwrap_err()
-                .0,
+            check_problem(
+                &problem(RuleCode::DoublePay, "x", "2024-09"),
+                &codes,
+                &months
+            )
+            .unwrap_err()
+            .0,
             "period"
         );
         assert!(is_late(d("2024-06-15"), d("2024-06-16")));

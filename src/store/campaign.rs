@@ -14,7 +14,6 @@ use sqlx::any::AnyRow;
 
 use super::codec::column;
 use super::feed::{FeedEventType, FollowUp, append_follow_up};
-use super::reconcile::StoredFinding;
 use super::ledger::{
     Application, ApplicationFilter, LedgerItem, Opening, Penalty, day_of, insert_item, new_id,
     open_item_of, oversee,
@@ -22,6 +21,7 @@ use super::ledger::{
 use super::ledger_keys::{Creates, RequestKey, request_lock};
 use super::query as q;
 use super::reconcile::FindingFilter;
+use super::reconcile::StoredFinding;
 use super::{Store, Value, bind_all, insert_rows};
 use crate::domain::campaign::{
     self, CampaignPeriod, CampaignState, Comparison, Declared, DeclaredProblem, Progress,
@@ -566,8 +566,9 @@ impl Store {
             ));
         }
         for (i, problem) in new.problems.iter().enumerate() {
-            campaign::check_problem(problem, &campaign.codes, &campaign.period)
-                .map_err(|(field, reason)| Error::invalid(format!("problems[{i}].{field}"), reason))?;
+            campaign::check_problem(problem, &campaign.codes, &campaign.period).map_err(
+                |(field, reason)| Error::invalid(format!("problems[{i}].{field}"), reason),
+            )?;
         }
         let id = declaration_id(&campaign.id, institution);
         let locks: Vec<String> = request_lock(agency, Creates::Declaration, key)
@@ -581,9 +582,10 @@ impl Store {
             .is_some()
         {
             drop(tx);
-            return self.declaration(&campaign.id, institution).await?.ok_or_else(|| {
-                Error::Internal("a declaration vanished".into())
-            });
+            return self
+                .declaration(&campaign.id, institution)
+                .await?
+                .ok_or_else(|| Error::Internal("a declaration vanished".into()));
         }
         let state: CampaignState = sqlx::query_with(
             "SELECT state FROM campaigns WHERE id = $1",
@@ -759,10 +761,11 @@ impl Store {
                 )
                 .fetch_one(self.readers())
                 .await?;
-                let keys = keys_from_json(&q::opt_text(&row, "closing_report")?.unwrap_or_default())?
-                    .into_iter()
-                    .filter(|k| facts.contains_key(&k.institution))
-                    .collect();
+                let keys =
+                    keys_from_json(&q::opt_text(&row, "closing_report")?.unwrap_or_default())?
+                        .into_iter()
+                        .filter(|k| facts.contains_key(&k.institution))
+                        .collect();
                 (keys, day_of(campaign.closed_at.unwrap_or_default()))
             }
         };
@@ -845,7 +848,10 @@ impl Store {
                 undeclared.push((
                     line.jurisdiction.clone(),
                     key.clone(),
-                    campaign::undeclared_item_title(&campaign.title, &stored.finding.explanation_zh),
+                    campaign::undeclared_item_title(
+                        &campaign.title,
+                        &stored.finding.explanation_zh,
+                    ),
                 ));
             }
         }
@@ -944,7 +950,9 @@ impl Store {
             .into_iter()
             .flat_map(|line| line.comparison.shown)
             .collect();
-        let mut tx = self.begin_locked(&[format!("campaign:{campaign_id}")]).await?;
+        let mut tx = self
+            .begin_locked(&[format!("campaign:{campaign_id}")])
+            .await?;
         let closed = sqlx::query_with(
             "UPDATE campaigns SET state = 'CLOSED', closed_by = $2, closed_at = $3, closing_note = $4, closing_report = $5 \
              WHERE id = $1 AND state = 'OPEN'",
@@ -1075,7 +1083,8 @@ impl Store {
         .fetch_one(self.readers())
         .await?;
         let open_findings_total = u64::try_from(column::<i64>(&total, "n")?).unwrap_or_default();
-        let jurisdiction = Jurisdiction::parse(&application.jurisdiction).map_err(Error::Internal)?;
+        let jurisdiction =
+            Jurisdiction::parse(&application.jurisdiction).map_err(Error::Internal)?;
         let items = self.items(&jurisdiction, Some(&department)).await?;
         let penalties = self.penalties(&uscc).await?;
         let campaign_ids = sqlx::query_with(
