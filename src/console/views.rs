@@ -70,6 +70,8 @@ pub enum Nav {
     Matters,
     /// 审计日志.
     Audit,
+    /// 专项检查.
+    Campaigns,
 }
 
 /// What every page's frame shows: the viewer, the navigation, the language switch.
@@ -88,6 +90,8 @@ pub struct Chrome {
     pub form_token: String,
     /// Whether the viewer may read the audit trail (audit, discipline): the link is shown then.
     pub audits: bool,
+    /// Whether the viewer may read campaigns (all but finance): the link is shown then.
+    pub campaigns: bool,
 }
 
 impl Chrome {
@@ -106,6 +110,7 @@ impl Chrome {
             switch_href: with_lang(&format!("{path}?{query}"), other),
             form_token: visit.form_token(),
             audits: visit.may_call(super::lists::QUERY_AUDIT),
+            campaigns: visit.may_call(super::campaigns::LIST_CAMPAIGNS),
         }
     }
 
@@ -814,6 +819,7 @@ mod tests {
             switch_href: String::new(),
             form_token: String::new(),
             audits: false,
+            campaigns: false,
         };
         let link = |sort: &str| format!("/ledger?sort={sort}");
         let unsorted = SortHeader::new(&chrome, "due", "Due", "", link);

@@ -20,6 +20,7 @@ use crate::on_both_backends;
 on_both_backends!(
     a_campaign_names_the_honest_the_hiding_and_the_silent,
     the_review_before_approval_shows_the_departments_whole_record,
+    the_console_lists_campaigns_and_their_comparison,
 );
 
 type Campaigns = proto::campaign_service_client::CampaignServiceClient<Channel>;
@@ -770,4 +771,107 @@ async fn the_review_before_approval_shows_the_departments_whole_record(backend: 
         .unwrap()
         .into_inner();
     assert_eq!(read.campaigns.len(), 1);
+}
+
+/// GETs a console page as `agency` over TLS with its certificate: the status line and the body.
+async fn console_get(
+    app: &TestApp,
+    agency: &quotahub::domain::Agency,
+    target: &str,
+) -> (String, String) {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let pki = pki();
+    let certificate = pki.agency(agency);
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(pki.ca.cert_pem().as_bytes()) {
+        roots.add(ca.unwrap()).unwrap();
+    }
+    let chain = CertificateDer::pem_slice_iter(certificate.cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(certificate.key_pem.as_bytes()).unwrap();
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .unwrap();
+    let address = app.console.expect("the console is on");
+    let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let request = format!("GET {target} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tls.read_to_end(&mut answer).await;
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    (
+        head.lines().next().unwrap_or_default().to_owned(),
+        body.to_owned(),
+    )
+}
+
+async fn the_console_lists_campaigns_and_their_comparison(backend: Backend) {
+    let key_dir = tempfile::tempdir().unwrap();
+    let key_path = key_dir.path().join("audit-log.key");
+    quotahub::pki::log_key(&key_path, "test.quotahub/audit-log").unwrap();
+    let log = quotahub::store::trust::CheckpointPolicy {
+        signer: quotahub::domain::audit::LogSigner::parse(
+            &std::fs::read_to_string(&key_path).unwrap(),
+        )
+        .unwrap(),
+        every_entries: 1_000,
+        every_micros: i64::MAX,
+    };
+    let app = TestApp::spawn_with_console_logged(backend, log).await;
+    let city = plant(&app).await;
+    // This hub runs on the system clock: a deadline far ahead, so the silent one is awaited.
+    let campaign = campaigns(&app, AgencyKind::StaffingOffice)
+        .await
+        .open_campaign(proto::OpenCampaignRequest {
+            deadline: "2099-12-31".into(),
+            ..open_request("")
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    declare(&app, &campaign.id, &city).await;
+
+    let office = agency("140100", AgencyKind::StaffingOffice);
+    let (status, list) = console_get(&app, &office, "/campaigns").await;
+    assert!(status.contains("200"), "{status}");
+    assert!(list.contains("2024年吃空饷专项治理"), "{list}");
+    assert!(list.contains("专项检查"), "the navigation names the page");
+    assert!(list.contains("2/3"), "two of three declared");
+    assert!(list.contains(&format!("/campaign?id={}", campaign.id)));
+    let (status, english) = console_get(&app, &office, "/campaigns?lang=en").await;
+    assert!(status.contains("200"), "{status}");
+    assert!(english.contains("Special inspections"));
+
+    let (status, report) =
+        console_get(&app, &office, &format!("/campaign?id={}", campaign.id)).await;
+    assert!(status.contains("200"), "{status}");
+    for text in [
+        "自查与核查一致",
+        "不一致",
+        "待报送",
+        city.hidden.as_str(),
+        city.silent.as_str(),
+    ] {
+        assert!(report.contains(text), "{text} in the report page");
+    }
+    assert!(
+        !report.contains(&city.honest_ghost),
+        "a declared problem is counted, not listed as left out"
+    );
+
+    // Finance reads no campaigns: no link in its navigation, and the page refused.
+    let finance = agency("140100", AgencyKind::Finance);
+    let (_, overview) = console_get(&app, &finance, "/").await;
+    assert!(!overview.contains("/campaigns"), "no link for finance");
+    let (status, _) = console_get(&app, &finance, "/campaigns").await;
+    assert!(status.contains("403"), "{status}");
 }
