@@ -20,8 +20,8 @@ use super::ledger::{
 };
 use super::ledger_keys::{Creates, RequestKey, request_lock};
 use super::query as q;
-use super::reconcile::FindingFilter;
 use super::reconcile::StoredFinding;
+use super::reconcile::{FindingColumn, FindingFilter, FindingOrder};
 use super::{Store, Value, bind_all, insert_rows};
 use crate::domain::campaign::{
     self, CampaignPeriod, CampaignState, Comparison, Declared, DeclaredProblem, Progress,
@@ -1067,13 +1067,15 @@ impl Store {
         let uscc = Uscc::parse(&department).map_err(Error::Internal)?;
         let open_findings = self
             .findings(&FindingFilter {
-                jurisdiction: None,
-                codes: Vec::new(),
-                min_severity: None,
                 open: true,
                 institution: Some(department.clone()),
-                after: None,
+                // Most severe first: what the division weighs first.
+                order: Some(FindingOrder {
+                    column: FindingColumn::Severity,
+                    descending: false,
+                }),
                 limit: REVIEW_FINDINGS,
+                ..FindingFilter::default()
             })
             .await?;
         let total = sqlx::query_with(
