@@ -657,6 +657,43 @@ async fn the_review_before_approval_shows_the_departments_whole_record(backend: 
         .await
         .unwrap()
         .into_inner();
+    // The silent one answers after all, late: taken, marked late, and its ladder never starts.
+    let late = campaigns(&app, AgencyKind::Hr)
+        .await
+        .declare(proto::DeclareRequest {
+            campaign_id: campaign.id.clone(),
+            institution_uscc: city.silent.clone(),
+            problems: vec![problem(RuleCode::PaidNotOnRoll, &resident(1301), "2024-02")],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(late.late);
+    let store = &app.store;
+    assert!(
+        store
+            .escalate_declarations(store.checks().clock.today())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let progress = office
+        .get_campaign(proto::CampaignRef {
+            campaign_id: campaign.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (
+            progress.declared,
+            progress.declared_late,
+            progress.missing,
+            progress.matching
+        ),
+        (3, 1, 0, 2)
+    );
     let penalty = ledger(&app, AgencyKind::StaffingOffice)
         .await
         .impose_penalty(proto::ImposePenaltyRequest {
