@@ -2,7 +2,8 @@
 //! campaign over three institutions with planted ghost pay; one declares honestly, one hides a
 //! problem, one never answers. The comparison names exactly those; the hidden problem becomes a
 //! ledger item in one step; the missing declaration climbs the ladder on the feed; and the review
-//! before approval (关口前移) shows the department's whole record.
+//! before approval (关口前移) shows the department's whole record. The same on a generated city,
+//! held to its planted ground truth; and the console's pages of campaigns.
 
 use chrono::NaiveDate;
 use quotahub::domain::AgencyKind;
@@ -21,6 +22,7 @@ on_both_backends!(
     a_campaign_names_the_honest_the_hiding_and_the_silent,
     the_review_before_approval_shows_the_departments_whole_record,
     the_console_lists_campaigns_and_their_comparison,
+    on_a_generated_city_the_comparison_matches_the_planted_truth,
 );
 
 type Campaigns = proto::campaign_service_client::CampaignServiceClient<Channel>;
@@ -911,4 +913,129 @@ async fn the_console_lists_campaigns_and_their_comparison(backend: Backend) {
     assert!(!overview.contains("/campaigns"), "no link for finance");
     let (status, _) = console_get(&app, &finance, "/campaigns").await;
     assert!(status.contains("403"), "{status}");
+}
+
+/// A generated city with planted ghost pay and its ground truth: three registered institutions
+/// with planted ghost pay, the campaign narrowed to them; the honest one declares all of its
+/// planted problems, the hiding one all but one, the silent one nothing.
+async fn on_a_generated_city_the_comparison_matches_the_planted_truth(backend: Backend) {
+    use std::collections::{BTreeMap, BTreeSet};
+    let config = quotahub::generator::GenConfig::small(11);
+    let dataset = quotahub::generator::generate(&config);
+    let app = TestApp::spawn_on(backend, config.as_of).await;
+    crate::city::push_dataset(&app, &dataset).await;
+
+    // The registry as it ends: a unit abolished or merged comes again with its new status.
+    let mut status = BTreeMap::new();
+    for institution in &dataset.institutions {
+        status.insert(institution.uscc.clone(), institution.status);
+    }
+    let ghost_pay_codes = [
+        quotahub::domain::findings::RuleCode::PaidNotOnRoll,
+        quotahub::domain::findings::RuleCode::PaidAfterExit,
+        quotahub::domain::findings::RuleCode::DoublePay,
+    ];
+    let mut planted: BTreeMap<String, BTreeSet<(i32, String, String)>> = BTreeMap::new();
+    for truth in &dataset.truth {
+        if ghost_pay_codes.contains(&truth.code)
+            && status.get(&truth.institution) == Some(&(proto::InstitutionStatus::Active as i32))
+        {
+            let code = RuleCode::from_str_name(&format!("RULE_CODE_{}", truth.code)).unwrap();
+            planted
+                .entry(truth.institution.clone())
+                .or_default()
+                .insert((code as i32, truth.subject.clone(), truth.period.clone()));
+        }
+    }
+    let hiding = planted
+        .iter()
+        .find(|(_, problems)| problems.len() >= 2)
+        .map(|(uscc, _)| uscc.clone())
+        .expect("an institution with two planted ghost-pay problems");
+    let others: Vec<String> = planted
+        .keys()
+        .filter(|u| **u != hiding)
+        .take(2)
+        .cloned()
+        .collect();
+    let [honest, silent] = &others[..] else {
+        panic!("three institutions with planted ghost pay: {planted:?}")
+    };
+
+    let months = (
+        dataset.periods.first().unwrap(),
+        dataset.periods.last().unwrap(),
+    );
+    let deadline = config.as_of + chrono::Days::new(14);
+    let campaign = campaigns(&app, AgencyKind::StaffingOffice)
+        .await
+        .open_campaign(proto::OpenCampaignRequest {
+            title: "吃空饷专项治理(生成数据)".into(),
+            codes: ghost_pay(),
+            period_from: months.0.clone(),
+            period_to: months.1.clone(),
+            deadline: deadline.to_string(),
+            institution_usccs: vec![honest.clone(), hiding.clone(), silent.clone()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(campaign.institutions, 3);
+    let as_problems = |problems: &BTreeSet<(i32, String, String)>| -> Vec<proto::Problem> {
+        problems
+            .iter()
+            .map(|(code, subject, period)| proto::Problem {
+                code: *code,
+                subject: subject.clone(),
+                period: period.clone(),
+                ..Default::default()
+            })
+            .collect()
+    };
+    let mut hr = campaigns(&app, AgencyKind::Hr).await;
+    let mut hidden_set = planted[&hiding].clone();
+    let hidden = hidden_set.pop_last().unwrap();
+    for (uscc, problems) in [(honest, &planted[honest]), (&hiding, &hidden_set)] {
+        hr.declare(proto::DeclareRequest {
+            campaign_id: campaign.id.clone(),
+            institution_uscc: uscc.clone(),
+            problems: as_problems(problems),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+
+    app.store.checks().clock.advance(chrono::Duration::days(15));
+    let report = report(&app, &campaign.id).await;
+    let set = |problems: &[proto::Problem]| -> BTreeSet<(i32, String, String)> {
+        problems
+            .iter()
+            .map(|p| (p.code, p.subject.clone(), p.period.clone()))
+            .collect()
+    };
+    let honest_line = line(&report, honest);
+    assert_eq!(honest_line.standing, Standing::Matching as i32);
+    assert_eq!(set(&honest_line.matched), planted[honest]);
+    let hiding_line = line(&report, &hiding);
+    assert_eq!(hiding_line.standing, Standing::Discrepant as i32);
+    assert_eq!(set(&hiding_line.undeclared), BTreeSet::from([hidden]));
+    assert_eq!(set(&hiding_line.matched), hidden_set);
+    assert!(hiding_line.unconfirmed.is_empty());
+    let silent_line = line(&report, silent);
+    assert_eq!(silent_line.standing, Standing::Missing as i32);
+    assert_eq!(set(&silent_line.shown), planted[silent]);
+    let progress = report.progress.unwrap();
+    assert_eq!(
+        (
+            progress.institutions,
+            progress.matching,
+            progress.discrepant,
+            progress.missing,
+            progress.undeclared_problems,
+            progress.unconfirmed_problems,
+        ),
+        (3, 1, 1, 1, 1, 0)
+    );
 }
