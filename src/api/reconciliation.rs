@@ -563,7 +563,7 @@ impl proto::reconciliation_service_server::ReconciliationService for Hub {
         request: Request<proto::SummarizeFindingsRequest>,
     ) -> Result<Response<proto::FindingSummary>, Status> {
         const WEEK: i64 = 7 * 24 * 3_600 * 1_000_000;
-        const DUE_LISTED: u32 = 20;
+        const LISTED: u32 = 20;
         let caller = caller(&request)?;
         let reader = self.reader(&caller.agency).await?;
         let message = request.get_ref();
@@ -578,7 +578,7 @@ impl proto::reconciliation_service_server::ReconciliationService for Hub {
         let instants: Vec<i64> = (0..weeks).rev().map(|back| now - back * WEEK).collect();
         let summary = self
             .store
-            .finding_summary(&jurisdiction, &instants, (now, now + WEEK), DUE_LISTED)
+            .finding_summary(&jurisdiction, &instants, (now, now + WEEK), LISTED)
             .await?;
         let mut open_by_rule: Vec<proto::finding_summary::RuleCount> = summary
             .open_by_rule
@@ -614,6 +614,17 @@ impl proto::reconciliation_service_server::ReconciliationService for Hub {
                 })
                 .collect(),
             due_this_week_total: summary.due_total,
+            most_findings: summary
+                .most_findings
+                .into_iter()
+                .map(
+                    |(institution_uscc, open)| proto::finding_summary::InstitutionCount {
+                        institution_uscc,
+                        open,
+                    },
+                )
+                .collect(),
+            institutions_with_findings: summary.institutions,
         }))
     }
 
