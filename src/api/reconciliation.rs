@@ -914,6 +914,12 @@ pub(crate) mod evidence {
                     steps(&salts, &reader, &case.history, &mut fields)?;
                     (case.jurisdiction.clone(), None, case.id.clone())
                 }
+                MatterKind::Campaign | MatterKind::Declaration => {
+                    return Err(Error::invalid(
+                        "matter",
+                        "campaigns and declarations have no evidence bundle; export their ledger items'",
+                    ));
+                }
             };
             let within =
                 Jurisdiction::parse(&jurisdiction).is_ok_and(|j| caller.agency.oversees(&j));
@@ -1008,6 +1014,8 @@ pub(crate) mod evidence {
                 MatterKind::Alert => "alert",
                 MatterKind::LedgerItem => "ledger_item",
                 MatterKind::Case => "case",
+                MatterKind::Campaign => "campaign",
+                MatterKind::Declaration => "declaration",
             };
             let now = crate::store::now_micros();
             // The seal: an entry of the log committing to all of the rest (its text is set once

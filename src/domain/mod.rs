@@ -6,6 +6,7 @@ pub mod aggregates;
 pub mod alerts;
 pub mod assignment;
 pub mod audit;
+pub mod campaign;
 pub mod dirty;
 pub mod evidence;
 mod explain;
