@@ -84,7 +84,22 @@ pub fn figures(
                 text: row.text.clone(),
             })
             .collect(),
-        campaigns_kept: false,
+        campaigns_kept: true,
+        campaigns: facts
+            .campaigns
+            .iter()
+            .map(|row| proto::CampaignLine {
+                id: row.id.clone(),
+                title: row.title.clone(),
+                closed: row.closed,
+                opened_on: row.opened_on.to_string(),
+                institutions: row.institutions,
+                declared: row.declared,
+                late: row.late,
+                missing: row.institutions.saturating_sub(row.declared),
+                undeclared_items: row.undeclared_items,
+            })
+            .collect(),
         document: Vec::new(),
         media_type: String::new(),
     }

@@ -327,9 +327,6 @@ fn ledger_section(figures: &proto::LeadershipReportResponse, lang: Lang) -> Sect
 }
 
 fn campaigns_section(figures: &proto::LeadershipReportResponse, lang: Lang) -> Section {
-    // The hub keeps no campaigns yet (专项检查, issue 17 part 1): the section says so rather
-    // than leave a gap the reader might take for "none held".
-    let _ = figures.campaigns_kept;
     Section {
         id: "campaigns",
         heading: t(
@@ -339,16 +336,48 @@ fn campaigns_section(figures: &proto::LeadershipReportResponse, lang: Lang) -> S
         ),
         figure: None,
         table: Table {
-            headers: vec![t(lang, "专项检查", "Campaign")],
-            numeric: vec![false],
-            rows: Vec::new(),
-            widths: vec![1],
+            headers: vec![
+                t(lang, "专项检查", "Campaign"),
+                t(lang, "开始", "Opened"),
+                t(lang, "状态", "State"),
+                t(lang, "应报单位", "In scope"),
+                t(lang, "已报", "Declared"),
+                t(lang, "逾期报送", "Late"),
+                t(lang, "未报", "Missing"),
+                t(lang, "瞒报立项", "Undeclared items"),
+            ],
+            numeric: vec![false, false, false, true, true, true, true, true],
+            rows: figures
+                .campaigns
+                .iter()
+                .map(|row| {
+                    vec![
+                        row.title.clone(),
+                        row.opened_on.clone(),
+                        if row.closed {
+                            t(lang, "已结束", "closed")
+                        } else {
+                            t(lang, "进行中", "open")
+                        },
+                        row.institutions.to_string(),
+                        row.declared.to_string(),
+                        row.late.to_string(),
+                        row.missing.to_string(),
+                        row.undeclared_items.to_string(),
+                    ]
+                })
+                .collect(),
+            widths: vec![5, 3, 2, 2, 2, 2, 2, 2],
         },
-        empty_note: t(
-            lang,
-            "暂无专项检查（本系统尚未记录专项检查）。",
-            "No campaigns (the hub does not keep campaigns yet).",
-        ),
+        empty_note: if figures.campaigns_kept {
+            t(lang, "本期没有专项检查。", "No campaigns in the period.")
+        } else {
+            t(
+                lang,
+                "暂无专项检查（本系统尚未记录专项检查）。",
+                "No campaigns (the hub does not keep campaigns).",
+            )
+        },
     }
 }
 
@@ -457,6 +486,10 @@ mod tests {
         assert_eq!(headings.len(), 6);
         assert!(headings[0].contains("编制总量余缺"));
         assert!(headings[3].contains("专项检查"));
+        assert!(
+            document.sections[3].empty_note.contains("尚未记录"),
+            "figures without campaigns_kept say the hub keeps none"
+        );
         assert_eq!(document.sections[1].table.rows[0][0], "吃空饷");
         assert!(
             document.summary[1].contains("50.0%"),

@@ -1,5 +1,5 @@
 //! What the report to the leadership reads: the regional balance as of the period's end, the
-//! findings, the ledger's items, penalties and bulletins of a jurisdiction subtree, and the
+//! findings, the ledger's items, penalties, bulletins and campaigns of a jurisdiction subtree, and the
 //! registry's names of the institutions it names. Reads only, on the read pool.
 
 use std::collections::BTreeMap;
@@ -30,8 +30,31 @@ pub struct LeadershipFacts {
     pub penalties: Vec<PenaltyFact>,
     /// Bulletins published in the period, oldest first.
     pub bulletins: Vec<BulletinFact>,
+    /// Campaigns open during the period, oldest first.
+    pub campaigns: Vec<CampaignFact>,
     /// Registry names of the institutions named above.
     pub names: BTreeMap<String, String>,
+}
+
+/// A campaign (专项检查) and its results so far, as the report lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CampaignFact {
+    /// Its id.
+    pub id: String,
+    /// Its title.
+    pub title: String,
+    /// Whether it is closed.
+    pub closed: bool,
+    /// The day it opened.
+    pub opened_on: NaiveDate,
+    /// Institutions in its scope.
+    pub institutions: u64,
+    /// Declarations received.
+    pub declared: u64,
+    /// Of those, late.
+    pub late: u64,
+    /// Ledger items opened for undeclared problems.
+    pub undeclared_items: u64,
 }
 
 /// A penalty as the report lists it.
@@ -140,6 +163,36 @@ impl Store {
             })
         })
         .collect::<Result<Vec<_>>>()?;
+        // Counted per campaign by correlated subqueries: a report reads a handful of campaigns.
+        let count = |row: &sqlx::any::AnyRow, name: &str| -> Result<u64> {
+            Ok(u64::try_from(column::<i64>(row, name)?).unwrap_or_default())
+        };
+        let campaigns = sqlx::query_with(
+            "SELECT c.id, c.title, c.state, c.opened_at, \
+             (SELECT COUNT(*) FROM campaign_scope s WHERE s.campaign_id = c.id) AS scope_count, \
+             (SELECT COUNT(*) FROM campaign_declarations d WHERE d.campaign_id = c.id) AS declared_count, \
+             (SELECT COUNT(*) FROM campaign_declarations d WHERE d.campaign_id = c.id AND d.late <> 0) AS late_count, \
+             (SELECT COUNT(*) FROM campaign_items i WHERE i.campaign_id = c.id) AS item_count \
+             FROM campaigns c WHERE c.jurisdiction LIKE $1 AND c.opened_at < $3 \
+             AND (c.closed_at IS NULL OR c.closed_at >= $2) ORDER BY c.opened_at, c.id",
+            bind_all(vec![subtree.clone(), Value::Int(start), Value::Int(end)])?,
+        )
+        .fetch_all(self.readers())
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(CampaignFact {
+                id: q::text(row, "id")?,
+                title: q::text(row, "title")?,
+                closed: q::text(row, "state")? == "CLOSED",
+                opened_on: day_of(column(row, "opened_at")?),
+                institutions: count(row, "scope_count")?,
+                declared: count(row, "declared_count")?,
+                late: count(row, "late_count")?,
+                undeclared_items: count(row, "item_count")?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
         let names = sqlx::query_with(
             "SELECT uscc, name FROM institutions WHERE jurisdiction LIKE $1",
             bind_all(vec![subtree])?,
@@ -155,6 +208,7 @@ impl Store {
             items,
             penalties,
             bulletins,
+            campaigns,
             names,
         })
     }

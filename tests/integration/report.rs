@@ -126,6 +126,22 @@ async fn the_quarter_report_renders_its_figures_tables_and_charts_to_pdf_and_htm
         .await
         .unwrap();
 
+    // A special inspection of ghost pay over both units, no declaration yet.
+    proto::campaign_service_client::CampaignServiceClient::new(
+        app.channel(&agency("140100", AgencyKind::StaffingOffice))
+            .await,
+    )
+    .open_campaign(proto::OpenCampaignRequest {
+        title: "吃空饷专项检查".into(),
+        codes: vec![proto::RuleCode::PaidNotOnRoll as i32],
+        period_from: "2024-05".into(),
+        period_to: "2024-05".into(),
+        deadline: to.to_string(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+
     let request = |format: proto::ReportFormat| proto::LeadershipReportRequest {
         jurisdiction: "140100".into(),
         from: from.to_string(),
@@ -212,7 +228,21 @@ async fn the_quarter_report_renders_its_figures_tables_and_charts_to_pdf_and_htm
     assert_eq!(report.penalties.len(), 1);
     assert_eq!(report.penalties[0].institution_name, "测试局1");
     assert_eq!(report.bulletins.len(), 1);
-    assert!(!report.campaigns_kept);
+    assert!(report.campaigns_kept);
+    let campaigns: Vec<(String, u64, u64, u64, u64)> = report
+        .campaigns
+        .iter()
+        .map(|row| {
+            (
+                row.title.clone(),
+                row.institutions,
+                row.declared,
+                row.missing,
+                row.undeclared_items,
+            )
+        })
+        .collect();
+    assert_eq!(campaigns, [("吃空饷专项检查".to_owned(), 2, 0, 2, 0)]);
     assert_eq!(report.media_type, "application/pdf");
     assert!(report.document.starts_with(b"%PDF-"));
 
@@ -229,7 +259,7 @@ async fn the_quarter_report_renders_its_figures_tables_and_charts_to_pdf_and_htm
         "<svg",
         "吃空饷",
         "测试局2",
-        "暂无专项检查",
+        "吃空饷专项检查",
         "诫勉谈话",
         "50.0%",
     ] {
@@ -336,7 +366,8 @@ fn check_pdf(pdf: &[u8]) {
         "二、问题发现与消除",
         "三、整改台账销号率",
         "四、专项检查及结果",
-        "暂无专项检查",
+        "吃空饷专项检查",
+        "进行中",
         "五、处罚情况",
         "六、公开通报",
         "核定编制",
@@ -365,6 +396,13 @@ fn check_pdf(pdf: &[u8]) {
             "no line `{row}` in:\n{text}"
         );
     }
+    // The campaign's line: in scope, declared, late, missing, undeclared items.
+    assert!(
+        squeezed
+            .iter()
+            .any(|line| line.starts_with("吃空饷专项检查") && line.ends_with("进行中 2 0 0 2 0")),
+        "no campaign line in:\n{text}"
+    );
 
     // The pages as pictures: the charts' bars are there.
     let status = Command::new("pdftoppm")
