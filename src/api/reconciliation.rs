@@ -135,6 +135,9 @@ impl Hub {
             posts_approved: answer.posts_approved,
             posts_occupied: answer.posts_occupied,
             other_institutions: answer.other_institutions,
+            reserve_kept: answer.reserve_kept,
+            reserve_needed: answer.reserve_needed,
+            reserve_eaten: answer.reserve_eaten,
         })
     }
 

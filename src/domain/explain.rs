@@ -235,6 +235,30 @@ pub(super) fn over_plan(
     )
 }
 
+/// RESERVE_SHORTFALL: the other channels of a year's plan took places its policy-placement
+/// reserve still needs; says by how much.
+pub(super) fn reserve_shortfall(
+    (uscc, category, year): (&Uscc, QuotaCategory, i32),
+    reserve: &super::rules::Reserve,
+) -> Text {
+    let super::rules::Reserve {
+        reserve: kept,
+        placed,
+        others_plan,
+        others,
+    } = *reserve;
+    let (needed, left, eaten) = (reserve.needed(), reserve.left(), reserve.eaten());
+    (
+        format!(
+            "机构 {uscc} {year} 年{}用编计划为政策性安置预留 {kept} 名（已安置 {placed} 名，尚需 {needed} 名）；其他渠道计划 {others_plan} 名，实际进人 {others} 名，挤占预留 {eaten} 名，剩余空额 {left} 名不足安置所需。",
+            category_zh(category)
+        ),
+        format!(
+            "Institution {uscc}'s {year} staffing-use plan for {category} keeps {kept} places for policy placement ({placed} placed, {needed} still needed); other channels took {others} entries against their {others_plan}, eating {eaten} of the reserve: {left} places left for {needed} placements."
+        ),
+    )
+}
+
 // ---------------------------------------------------------------------------------------------
 // The words the explanations are made of.
 

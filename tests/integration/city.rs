@@ -213,7 +213,7 @@ async fn fix(app: &TestApp, finding: &proto::Finding, round: usize, n: usize) {
                 .await
                 .unwrap();
         }
-        RuleCode::HireWithoutApproval | RuleCode::OverPlan => {
+        RuleCode::HireWithoutApproval | RuleCode::OverPlan | RuleCode::ReserveShortfall => {
             // Retroactive approvals and plans, as the staffing office would issue them.
             let history_of = |resident: String| async {
                 app.query("140100", AgencyKind::StaffingOffice)
@@ -390,6 +390,8 @@ async fn fix(app: &TestApp, finding: &proto::Finding, round: usize, n: usize) {
                 .unwrap();
         }
         RuleCode::RegionalBalance | RuleCode::Unspecified => unreachable!("not a finding"),
+        // The city's data all arrives on its check date, payroll up to the check month.
+        RuleCode::LatePayroll | RuleCode::BackdatedEvent => unreachable!("nothing is late"),
     }
 }
 

@@ -22,6 +22,7 @@ mod push;
 mod races;
 mod recheck;
 mod replicas;
+mod reserve;
 mod roll;
 mod storage;
 mod telemetry;
