@@ -9,6 +9,7 @@ pub mod dirty;
 pub mod evidence;
 mod explain;
 pub mod findings;
+pub mod freshness;
 pub mod ids;
 pub mod ledger;
 pub mod precheck;
