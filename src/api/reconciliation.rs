@@ -18,8 +18,9 @@ use crate::domain::{
 };
 use crate::error::Error;
 use crate::proto;
+use crate::store::ledger::TimeRange;
 use crate::store::recheck::{JobState, RecheckJob};
-use crate::store::reconcile::FindingFilter;
+use crate::store::reconcile::{FindingColumn, FindingFilter, FindingOrder};
 
 /// Changes listed in a re-check's answer; the counts are always complete.
 const MAX_LISTED_CHANGES: usize = 1_000;
@@ -35,6 +36,59 @@ fn page_token(reader: &Reader, key: &FindingKey) -> String {
         ))
         .expect("strings serialize"),
     )
+}
+
+/// Where the next page of a sorted list starts, sealed with the sort it belongs to.
+fn offset_token(reader: &Reader, order_by: &str, offset: u64) -> String {
+    reader
+        .tokens()
+        .seal(&serde_json::to_vec(&(order_by, offset)).expect("strings serialize"))
+}
+
+fn parse_offset_token(reader: &Reader, order_by: &str, token: &str) -> Result<u64, Error> {
+    if token.is_empty() {
+        return Ok(0);
+    }
+    let bad = || {
+        Error::invalid(
+            "page_token",
+            "is not a token this hub gave for this order_by",
+        )
+    };
+    let bytes = reader.tokens().open(token).ok_or_else(bad)?;
+    let (sorted_by, offset): (String, u64) = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    if sorted_by != order_by {
+        return Err(bad());
+    }
+    Ok(offset)
+}
+
+/// ListFindingsRequest.order_by: one field, then `asc` (the default) or `desc` (AIP-132).
+fn parse_order_by(order_by: &str) -> Result<Option<FindingOrder>, Error> {
+    let words: Vec<&str> = order_by.split_whitespace().collect();
+    let Some(field) = words.first() else {
+        return Ok(None);
+    };
+    let bad = |reason: &str| Error::invalid("order_by", reason);
+    let column = match *field {
+        "code" => FindingColumn::Code,
+        "severity" => FindingColumn::Severity,
+        "institution_uscc" => FindingColumn::Institution,
+        "period" => FindingColumn::Period,
+        "alert_state" => FindingColumn::AlertState,
+        "raised_at" => FindingColumn::RaisedAt,
+        _ => {
+            return Err(bad(
+                "sorts by one of code, severity, institution_uscc, period, alert_state, raised_at",
+            ));
+        }
+    };
+    let descending = match words.get(1..) {
+        Some([]) | Some(["asc"]) => false,
+        Some(["desc"]) => true,
+        _ => return Err(bad("is a field, then asc or desc")),
+    };
+    Ok(Some(FindingOrder { column, descending }))
 }
 
 fn parse_page_token(reader: &Reader, token: &str) -> Result<Option<FindingKey>, Error> {
@@ -452,6 +506,20 @@ impl proto::reconciliation_service_server::ReconciliationService for Hub {
             Err(_) => return Err(Error::invalid("state", "is not a finding state").into()),
         };
         let limit = page_size(message.page_size, DEFAULT_PAGE, MAX_PAGE);
+        let order = parse_order_by(&message.order_by)?;
+        let order_by = message
+            .order_by
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let (after, offset) = match order {
+            Some(_) => (
+                None,
+                parse_offset_token(&reader, &order_by, &message.page_token)?,
+            ),
+            None => (parse_page_token(&reader, &message.page_token)?, 0),
+        };
+        let raised = raised_range(&message.raised_from, &message.raised_to)?;
         let filter = FindingFilter {
             jurisdiction: Some(request_jurisdiction(
                 &caller.agency,
@@ -463,26 +531,23 @@ impl proto::reconciliation_service_server::ReconciliationService for Hub {
             open,
             institution: (!message.institution_uscc.is_empty())
                 .then(|| message.institution_uscc.clone()),
-            after: parse_page_token(&reader, &message.page_token)?,
+            after,
+            raised,
+            order,
+            offset,
             limit,
         };
-        let raised = raised_range(&message.raised_from, &message.raised_to)?;
-        let mut findings = self.store.findings(&filter).await?;
-        let next_page_token = if findings.len() == limit as usize {
+        let findings = self.store.findings(&filter).await?;
+        let next_page_token = if findings.len() < limit as usize {
+            String::new()
+        } else if order.is_some() {
+            offset_token(&reader, &order_by, offset + u64::from(limit))
+        } else {
             findings
                 .last()
                 .map(|f| page_token(&reader, &f.finding.key))
                 .unwrap_or_default()
-        } else {
-            String::new()
         };
-        // The date filter is applied to the page read by key, so a page may come out short; its
-        // token still continues after the last finding read.
-        if let Some((from, to)) = raised {
-            findings.retain(|f| {
-                from.is_none_or(|from| f.raised_at >= from) && to.is_none_or(|to| f.raised_at < to)
-            });
-        }
         Ok(Response::new(proto::ListFindingsResponse {
             findings: findings
                 .iter()
@@ -493,6 +558,65 @@ impl proto::reconciliation_service_server::ReconciliationService for Hub {
                 })
                 .collect(),
             next_page_token,
+        }))
+    }
+
+    async fn summarize_findings(
+        &self,
+        request: Request<proto::SummarizeFindingsRequest>,
+    ) -> Result<Response<proto::FindingSummary>, Status> {
+        const WEEK: i64 = 7 * 24 * 3_600 * 1_000_000;
+        const DUE_LISTED: u32 = 20;
+        let caller = caller(&request)?;
+        let reader = self.reader(&caller.agency).await?;
+        let message = request.get_ref();
+        let jurisdiction =
+            request_jurisdiction(&caller.agency, "jurisdiction", &message.jurisdiction)?;
+        let weeks = match message.weeks {
+            0 => 12,
+            weeks @ 1..=104 => i64::from(weeks),
+            _ => return Err(Error::invalid("weeks", "is at most 104").into()),
+        };
+        let now = crate::store::now_micros();
+        let instants: Vec<i64> = (0..weeks).rev().map(|back| now - back * WEEK).collect();
+        let summary = self
+            .store
+            .finding_summary(&jurisdiction, &instants, (now, now + WEEK), DUE_LISTED)
+            .await?;
+        let mut open_by_rule: Vec<proto::finding_summary::RuleCount> = summary
+            .open_by_rule
+            .iter()
+            .map(|(code, severity, open)| proto::finding_summary::RuleCount {
+                code: code.to_wire(),
+                severity: severity.to_wire(),
+                open: *open,
+            })
+            .collect();
+        open_by_rule.sort_by_key(|count| (std::cmp::Reverse(count.severity), count.code));
+        Ok(Response::new(proto::FindingSummary {
+            open_total: open_by_rule.iter().map(|count| count.open).sum(),
+            open_by_rule,
+            trend: summary
+                .open_at
+                .iter()
+                .map(|(at, open)| proto::finding_summary::OpenAt {
+                    at: Some(c::timestamp(*at)),
+                    open: *open,
+                })
+                .collect(),
+            due_this_week: summary
+                .due
+                .iter()
+                .map(|(deadline, finding)| {
+                    let mut message = c::finding_message(finding);
+                    reader.finding(&mut message);
+                    proto::finding_summary::Due {
+                        finding: Some(message),
+                        deadline: Some(c::timestamp(*deadline)),
+                    }
+                })
+                .collect(),
+            due_this_week_total: summary.due_total,
         }))
     }
 
@@ -933,7 +1057,7 @@ pub(crate) mod evidence {
 /// The instants `[from, to)` of ListFindings' days `raised_from..=raised_to` (China Standard
 /// Time), or `None` without a date filter.
 #[allow(clippy::type_complexity)]
-fn raised_range(from: &str, to: &str) -> Result<Option<(Option<i64>, Option<i64>)>, Error> {
+fn raised_range(from: &str, to: &str) -> Result<TimeRange, Error> {
     let day = |field: &str, value: &str| {
         let value = value.trim();
         (!value.is_empty())
@@ -944,14 +1068,10 @@ fn raised_range(from: &str, to: &str) -> Result<Option<(Option<i64>, Option<i64>
             .transpose()
     };
     let (from, to) = (day("raised_from", from)?, day("raised_to", to)?);
-    if from.is_none() && to.is_none() {
-        return Ok(None);
-    }
     if let (Some(from), Some(to)) = (from, to)
         && from > to
     {
         return Err(Error::invalid("raised_to", "is before raised_from"));
     }
-    let range = crate::store::ledger::TimeRange::of_days(from, to);
-    Ok(Some((range.from, range.to)))
+    Ok(TimeRange::of_days(from, to))
 }

@@ -232,7 +232,7 @@ pub async fn rows(bench: &ConsoleBench<'_>) -> anyhow::Result<Vec<Row>> {
         ),
         (
             "findings_sorted",
-            "findings list sorted by severity (every open finding read)",
+            "findings list sorted by severity (ListFindings order_by)",
             "/findings?sort=severity".to_owned(),
             &office,
         ),
@@ -241,6 +241,12 @@ pub async fn rows(bench: &ConsoleBench<'_>) -> anyhow::Result<Vec<Row>> {
             "institution",
             "the largest institution (单位)",
             institution,
+            &office,
+        ),
+        (
+            "institutions",
+            "institutions with open findings (单位索引; every open finding read)",
+            "/institution".to_owned(),
             &office,
         ),
         (

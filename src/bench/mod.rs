@@ -898,6 +898,7 @@ mod tests {
                 "console.page.findings_sorted",
                 "console.page.finding",
                 "console.page.institution",
+                "console.page.institutions",
                 "console.page.ledger",
                 "console.page.applications",
                 "console.page.audit",

@@ -1,7 +1,8 @@
 //! 单位: an institution's page. Its quotas and leader posts with their use (GetInstitution), the
 //! roll as of any date (ListRoll, masked for the viewer by the handler), payroll and funding of a
 //! period (ListPayroll, ListFunding), its open findings (ListFindings) and its ledger items
-//! (ListItems). Without an institution, the page asks for one and lists those with open findings.
+//! (ListItems) and its applications (ListApplications, for the agencies that may read them).
+//! Without an institution, the page asks for one and lists those with open findings.
 
 use std::collections::BTreeMap;
 
@@ -11,10 +12,12 @@ use serde::Deserialize;
 use tonic::Status;
 
 use super::lists::{BULK_PAGE_SIZE, LIST_ITEMS, MAX_BULK_PAGES};
+use super::matters::LIST_APPLICATIONS;
 use super::pages::{self, ListQuery};
 use super::views::{self, Chrome, FindingQuery, FindingRow, Nav};
 use super::{Lang, Visit};
 use crate::proto;
+use crate::proto::application_service_server::ApplicationService as _;
 use crate::proto::ledger_service_server::LedgerService as _;
 use crate::proto::query_service_server::QueryService as _;
 
@@ -112,6 +115,9 @@ pub struct InstitutionPage {
     pub findings_total: usize,
     pub findings_href: String,
     pub items: Vec<super::board::ItemRow>,
+    /// None when the viewer's agency may not read applications.
+    pub applications: Option<Vec<super::matters::ApplicationLine>>,
+    pub applications_href: String,
     pub children: Vec<(String, String)>,
     pub masked: bool,
 }
@@ -300,6 +306,24 @@ pub async fn page(visit: &mut Visit, query: &InstitutionQuery) -> Result<Respons
             |hub, request| async move { hub.list_items(request).await },
         )
         .await?;
+    let applications = if visit.may_call(LIST_APPLICATIONS) {
+        Some(
+            visit
+                .call(
+                    LIST_APPLICATIONS,
+                    proto::ListApplicationsRequest {
+                        department_uscc: uscc.clone(),
+                        page_size: u32::try_from(SHOWN).unwrap_or(50),
+                        ..proto::ListApplicationsRequest::default()
+                    },
+                    |hub, request| async move { hub.list_applications(request).await },
+                )
+                .await?
+                .applications,
+        )
+    } else {
+        None
+    };
 
     let chrome = Chrome::new(
         visit,
@@ -463,6 +487,18 @@ pub async fn page(visit: &mut Visit, query: &InstitutionQuery) -> Result<Respons
             .iter()
             .map(|item| super::board::ItemRow::of(lang, &chrome, item))
             .collect(),
+        applications: applications.map(|applications| {
+            applications
+                .iter()
+                .map(|application| super::matters::ApplicationLine::of(lang, &chrome, application))
+                .collect()
+        }),
+        applications_href: chrome.href(&format!(
+            "/applications?{}",
+            form_urlencoded::Serializer::new(String::new())
+                .append_pair("department", &uscc)
+                .finish()
+        )),
         children: view
             .child_usccs
             .iter()

@@ -380,6 +380,57 @@ fn render(
     views::html(&view)
 }
 
+/// The gate's answer to an application, in words.
+fn gate_answer(chrome: &Chrome, application: &proto::Application) -> String {
+    if application.override_reason.is_empty() {
+        chrome
+            .t("无逾期事项，受理", "passed: no overdue items")
+            .to_owned()
+    } else {
+        format!(
+            "{}{}（{}）",
+            chrome.t("有逾期事项，例外受理：", "overridden: "),
+            application.override_reason,
+            application.override_by
+        )
+    }
+}
+
+/// An application as a line of another page (an institution's).
+pub struct ApplicationLine {
+    pub href: String,
+    pub applied: String,
+    pub reason: String,
+    pub kind: &'static str,
+    pub state: &'static str,
+    pub gate: String,
+}
+
+impl ApplicationLine {
+    pub fn of(lang: Lang, chrome: &Chrome, application: &proto::Application) -> ApplicationLine {
+        let kind = code_name(
+            proto::ApplicationKind::try_from(application.kind)
+                .ok()
+                .map(|k| k.as_str_name()),
+            "APPLICATION_KIND_",
+        );
+        let state = code_name(
+            proto::ApplicationState::try_from(application.state)
+                .ok()
+                .map(|s| s.as_str_name()),
+            "APPLICATION_STATE_",
+        );
+        ApplicationLine {
+            href: id_href(chrome, "/application", &application.id),
+            applied: views::timestamp(application.applied_at.as_ref()),
+            reason: application.reason.chars().take(40).collect(),
+            kind: label(lang, &APPLICATION_KINDS, kind),
+            state: label(lang, &APPLICATION_STATES, state),
+            gate: gate_answer(chrome, application),
+        }
+    }
+}
+
 fn id_href(chrome: &Chrome, path: &str, id: &str) -> String {
     chrome.href(&format!(
         "{path}?{}",
@@ -1046,18 +1097,7 @@ pub async fn applications(
                 "APPLICATION_STATE_",
             );
             let applied = views::timestamp(application.applied_at.as_ref());
-            let gate = if application.override_reason.is_empty() {
-                chrome
-                    .t("无逾期事项，受理", "passed: no overdue items")
-                    .to_owned()
-            } else {
-                format!(
-                    "{}{}（{}）",
-                    chrome.t("有逾期事项，例外受理：", "overridden: "),
-                    application.override_reason,
-                    application.override_by
-                )
-            };
+            let gate = gate_answer(&chrome, application);
             let overdue = overdue_now
                 .get(&application.department_uscc)
                 .copied()

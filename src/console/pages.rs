@@ -1,8 +1,6 @@
 //! The console's pages: each asks the gRPC handlers for its data through [`Visit::call`] and
 //! renders it. Nothing here reads the store.
 
-use std::collections::BTreeMap;
-
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
@@ -21,6 +19,8 @@ use crate::proto::reconciliation_service_server::ReconciliationService as _;
 pub const LIST_FINDINGS: &str = "/quotahub.v1.ReconciliationService/ListFindings";
 /// See [`LIST_FINDINGS`].
 pub const REGIONAL_BALANCE: &str = "/quotahub.v1.ReconciliationService/RegionalBalance";
+/// See [`LIST_FINDINGS`].
+pub const SUMMARIZE_FINDINGS: &str = "/quotahub.v1.ReconciliationService/SummarizeFindings";
 /// See [`LIST_FINDINGS`].
 pub const TRANSITION_ALERT: &str = "/quotahub.v1.FeedService/TransitionAlert";
 
@@ -54,9 +54,9 @@ pub struct ListQuery {
     /// Raised on or before this day.
     pub to: String,
     /// A column's key (`severity`, `raised`, ...), `-` before it for descending; empty for the
-    /// findings' key order, paged by ListFindings' own cursor.
+    /// findings' key order. Sorted by ListFindings' `order_by`.
     pub sort: String,
-    /// ListFindings' page token; with a sort, the page's number.
+    /// ListFindings' page token.
     pub page: String,
     /// `en` for English.
     pub lang: Option<String>,
@@ -120,7 +120,31 @@ impl ListQuery {
             institution_uscc: self.institution.trim().to_owned(),
             page_size,
             page_token,
+            order_by: order_by(self.sort.trim()),
         })
+    }
+}
+
+/// ListFindings' `order_by` for a column's key of the list (`-` before it for descending); an
+/// unknown key sorts nothing.
+fn order_by(sort: &str) -> String {
+    let (descending, key) = match sort.strip_prefix('-') {
+        Some(key) => (true, key),
+        None => (false, sort),
+    };
+    let field = match key {
+        "rule" => "code",
+        "severity" => "severity",
+        "institution" => "institution_uscc",
+        "period" => "period",
+        "alert" => "alert_state",
+        "raised" => "raised_at",
+        _ => return String::new(),
+    };
+    if descending {
+        format!("{field} desc")
+    } else {
+        field.to_owned()
     }
 }
 
@@ -209,26 +233,27 @@ pub async fn overview(visit: &mut Visit) -> Result<Response, Status> {
             |hub, request| async move { hub.regional_balance(request).await },
         )
         .await?;
-    let open = every_finding(visit, &ListQuery::default()).await?;
-    let mut by_rule: BTreeMap<(std::cmp::Reverse<i32>, i32), u64> = BTreeMap::new();
-    for finding in &open {
-        *by_rule
-            .entry((std::cmp::Reverse(finding.severity), finding.code))
-            .or_default() += 1;
-    }
+    let summary = visit
+        .call(
+            SUMMARIZE_FINDINGS,
+            proto::SummarizeFindingsRequest::default(),
+            |hub, request| async move { hub.summarize_findings(request).await },
+        )
+        .await?;
     let chrome = Chrome::new(visit, &agency, Nav::Overview, "/", "");
     let lang = visit.lang;
-    let counts = by_rule
-        .into_iter()
-        .map(|((severity, code), count)| views::RuleCount {
-            rule: views::rule_label(lang, code),
-            severity: views::severity_label(lang, severity.0),
-            severity_class: views::severity_class(severity.0),
-            count,
+    let counts = summary
+        .open_by_rule
+        .iter()
+        .map(|count| views::RuleCount {
+            rule: views::rule_label(lang, count.code),
+            severity: views::severity_label(lang, count.severity),
+            severity_class: views::severity_class(count.severity),
+            count: count.open,
             href: chrome.href(&format!(
                 "/findings?{}",
                 ListQuery {
-                    rule: code_name(code).to_owned(),
+                    rule: code_name(count.code).to_owned(),
                     ..ListQuery::default()
                 }
                 .query_string(Lang::Zh, "")
@@ -236,31 +261,11 @@ pub async fn overview(visit: &mut Visit) -> Result<Response, Status> {
         })
         .collect();
     // Escalations due this week: open alerts whose next deadline falls within seven days.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| {
-            i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
-        });
-    const WEEK: i64 = 7 * 24 * 3_600;
-    let mut due: Vec<(i64, &proto::Finding)> = open
+    let escalations = summary
+        .due_this_week
         .iter()
-        .filter(|finding| AlertState::from_wire(finding.alert_state) != Some(AlertState::Closed))
-        .filter_map(|finding| {
-            let deadline = if AlertState::from_wire(finding.alert_state) == Some(AlertState::Open) {
-                finding.acknowledge_by.as_ref()
-            } else {
-                finding.rectify_by.as_ref()
-            }?;
-            (deadline.seconds >= now && deadline.seconds < now + WEEK)
-                .then_some((deadline.seconds, finding))
-        })
-        .collect();
-    due.sort_by_key(|(deadline, _)| *deadline);
-    let due_total = due.len();
-    let escalations = due
-        .iter()
-        .take(20)
-        .map(|(deadline, finding)| views::DueRow {
+        .filter_map(|due| Some((due.finding.as_ref()?, due.deadline.as_ref())))
+        .map(|(finding, deadline)| views::DueRow {
             row: views::FindingRow::of(
                 lang,
                 finding,
@@ -269,49 +274,26 @@ pub async fn overview(visit: &mut Visit) -> Result<Response, Status> {
                     FindingQuery::of(finding).query_string(Lang::Zh)
                 )),
             ),
-            deadline: views::timestamp(Some(&prost_types::Timestamp {
-                seconds: *deadline,
-                nanos: 0,
-            })),
+            deadline: views::timestamp(deadline),
             next_level: finding.escalation_level + 1,
         })
         .collect();
-    // The trend: findings open at the end of each of the last twelve weeks (a resolved finding
-    // counts until its last change, when it was resolved).
-    let resolved = every_finding(
-        visit,
-        &ListQuery {
-            state: "RESOLVED".into(),
-            ..ListQuery::default()
-        },
-    )
-    .await?;
-    let seconds = |at: Option<&prost_types::Timestamp>| at.map_or(0, |at| at.seconds);
-    let weeks: Vec<(String, usize)> = (0..12)
-        .rev()
-        .map(|back| {
-            let end = now - back * WEEK;
-            let count = open
-                .iter()
-                .filter(|f| seconds(f.raised_at.as_ref()) <= end)
-                .count()
-                + resolved
-                    .iter()
-                    .filter(|f| {
-                        seconds(f.raised_at.as_ref()) <= end && seconds(f.updated_at.as_ref()) > end
-                    })
-                    .count();
-            let label = views::timestamp(Some(&prost_types::Timestamp {
-                seconds: end,
-                nanos: 0,
-            }));
-            (label.get(5..10).unwrap_or_default().to_owned(), count)
+    // The trend: findings open at the end of each of the last twelve weeks.
+    let weeks: Vec<(String, usize)> = summary
+        .trend
+        .iter()
+        .map(|week| {
+            let label = views::timestamp(week.at.as_ref());
+            (
+                label.get(5..10).unwrap_or_default().to_owned(),
+                usize::try_from(week.open).unwrap_or(usize::MAX),
+            )
         })
         .collect();
     let mut by_severity = [0usize; 5];
-    for finding in &open {
-        if let Some(slot) = views::severity_rank(finding.severity) {
-            by_severity[slot] += 1;
+    for count in &summary.open_by_rule {
+        if let Some(slot) = views::severity_rank(count.severity) {
+            by_severity[slot] += usize::try_from(count.open).unwrap_or(usize::MAX);
         }
     }
     let mix: Vec<(String, &'static str, usize)> = views::severity_levels()
@@ -328,7 +310,7 @@ pub async fn overview(visit: &mut Visit) -> Result<Response, Status> {
     let overdue_items = every_item(visit, "", true).await?;
     let page = views::Overview {
         escalations,
-        due_total,
+        due_total: usize::try_from(summary.due_this_week_total).unwrap_or(usize::MAX),
         trend: super::chart::trend_chart(lang, &weeks),
         mix: super::chart::count_chart(
             chrome
@@ -345,7 +327,7 @@ pub async fn overview(visit: &mut Visit) -> Result<Response, Status> {
             .map(|row| views::BalanceRow::of(lang, row))
             .collect(),
         as_of: balance.as_of,
-        open: open.len(),
+        open: usize::try_from(summary.open_total).unwrap_or(usize::MAX),
         counts,
         c: chrome,
     };
@@ -363,58 +345,13 @@ const FINDING_COLUMNS: [(&str, &str, &str); 7] = [
     ("raised", "发现时间", "Raised"),
 ];
 
-/// Sorts findings by a column of the list (`-` before its key for descending); findings of one
-/// value keep their key order.
-fn sort_findings(findings: &mut [proto::Finding], sort: &str) {
-    let (descending, key) = match sort.strip_prefix('-') {
-        Some(key) => (true, key),
-        None => (false, sort),
-    };
-    let seconds = |f: &proto::Finding| f.raised_at.as_ref().map_or(0, |at| at.seconds);
-    findings.sort_by(|a, b| {
-        let order = match key {
-            "rule" => a.code.cmp(&b.code),
-            // Most severe first when ascending, as the severity filter reads.
-            "severity" => b.severity.cmp(&a.severity),
-            "institution" => a.institution_uscc.cmp(&b.institution_uscc),
-            "period" => a.period.cmp(&b.period),
-            "alert" => a.alert_state.cmp(&b.alert_state),
-            "raised" => seconds(a).cmp(&seconds(b)),
-            _ => std::cmp::Ordering::Equal,
-        };
-        if descending { order.reverse() } else { order }
-    });
-}
-
 /// The findings list, filtered by ListFindings (rule, severity, state, institution, division,
-/// days raised). In key order it is paged by ListFindings' own cursor; sorted by a column, every
-/// finding the filters select is read, sorted and paged by number.
+/// days raised), sorted by a column by ListFindings' `order_by`, paged by its cursor.
 pub async fn findings(visit: &mut Visit, query: &ListQuery) -> Result<Response, Status> {
     let agency = visit.viewer().await?;
     let lang = visit.lang;
-    let sorted = !query.sort.trim().is_empty();
-    let (shown, next_token, pager) = if sorted {
-        let mut every = every_finding(
-            visit,
-            &ListQuery {
-                page: String::new(),
-                ..query.clone()
-            },
-        )
-        .await?;
-        sort_findings(&mut every, query.sort.trim());
-        let page = query.page.parse::<usize>().unwrap_or(1).max(1);
-        let pages = every.len().div_ceil(PAGE_SIZE as usize);
-        let shown: Vec<proto::Finding> = every
-            .into_iter()
-            .skip((page - 1) * PAGE_SIZE as usize)
-            .take(PAGE_SIZE as usize)
-            .collect();
-        (shown, String::new(), Some((page, pages)))
-    } else {
-        let page = list_findings(visit, query.request(PAGE_SIZE, query.page.clone())?).await?;
-        (page.findings, page.next_page_token, None)
-    };
+    let page = list_findings(visit, query.request(PAGE_SIZE, query.page.clone())?).await?;
+    let (shown, next_token) = (page.findings, page.next_page_token);
     let chrome = Chrome::new(
         visit,
         &agency,
@@ -453,16 +390,8 @@ pub async fn findings(visit: &mut Visit, query: &ListQuery) -> Result<Response, 
         })
         .collect();
     let link = |page: &str| format!("/findings?{}", query.query_string(lang, page));
-    let (next, first) = match pager {
-        Some((page, pages)) => (
-            (page < pages).then(|| link(&(page + 1).to_string())),
-            (page > 1).then(|| link("")),
-        ),
-        None => (
-            (!next_token.is_empty()).then(|| link(&next_token)),
-            (!query.page.is_empty()).then(|| link("")),
-        ),
-    };
+    let next = (!next_token.is_empty()).then(|| link(&next_token));
+    let first = (!query.page.is_empty()).then(|| link(""));
     let view = views::Findings {
         rules: views::rule_options(lang, &query.rule),
         severities: views::severity_options(lang, &query.severity),
@@ -494,8 +423,6 @@ pub async fn findings_csv(visit: &mut Visit, query: &ListQuery) -> Result<Respon
         },
     )
     .await?;
-    let mut findings = findings;
-    sort_findings(&mut findings, query.sort.trim());
     let lang = visit.lang;
     let mut out = csv::Writer::from_writer(vec![0xEF, 0xBB, 0xBF]);
     let internal = |error: csv::Error| Status::internal(error.to_string());

@@ -71,25 +71,48 @@ pub struct RegionalBalance {
 /// them), and only categories with a quota in force or someone active.
 pub fn regional_balance(snapshot: &Snapshot, as_of: NaiveDate) -> Vec<RegionalBalance> {
     let index = Index::new(snapshot);
-    let mut totals: BTreeMap<(&Jurisdiction, QuotaCategory), (i64, i64)> = BTreeMap::new();
-    for (uscc, category) in index.units() {
-        let Some(facts) = index.facts(uscc) else {
-            continue;
-        };
+    balance_totals(index.units().into_iter().filter_map(|(uscc, category)| {
+        let facts = index.facts(uscc)?;
         let quota = index.quota_in_force(uscc, category, as_of);
         let active = count(index.active_at(uscc, category, as_of).len());
-        if quota.is_none() && active == 0 {
+        Some(BalanceUnit {
+            jurisdiction: facts.jurisdiction.clone(),
+            category,
+            approved: quota.map(|q| i64::from(q.record.approved_count)),
+            active,
+        })
+    }))
+}
+
+/// One (institution, category) of REGIONAL_BALANCE: where the registry places the institution,
+/// the approved count of the quota in force (if one is), and the people active on its roll.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BalanceUnit {
+    pub jurisdiction: Jurisdiction,
+    pub category: QuotaCategory,
+    pub approved: Option<i64>,
+    pub active: i64,
+}
+
+/// REGIONAL_BALANCE's rows from its units, however they were counted (a snapshot, or the store's
+/// kept counts): units with neither a quota in force nor anyone active do not count.
+pub fn balance_totals(units: impl IntoIterator<Item = BalanceUnit>) -> Vec<RegionalBalance> {
+    let mut totals: BTreeMap<(Jurisdiction, QuotaCategory), (i64, i64)> = BTreeMap::new();
+    for unit in units {
+        if unit.approved.is_none() && unit.active == 0 {
             continue;
         }
-        let total = totals.entry((&facts.jurisdiction, category)).or_default();
-        total.0 += approved(quota);
-        total.1 += active;
+        let total = totals
+            .entry((unit.jurisdiction, unit.category))
+            .or_default();
+        total.0 += unit.approved.unwrap_or(0);
+        total.1 += unit.active;
     }
     totals
         .into_iter()
         .map(
             |((jurisdiction, category), (approved, active))| RegionalBalance {
-                jurisdiction: jurisdiction.clone(),
+                jurisdiction,
                 category,
                 approved,
                 active,

@@ -286,7 +286,7 @@ impl TimeRange {
     }
 
     /// `AND column >= $n AND column < $m` for the set ends, binding their values.
-    fn sql(&self, column: &str, values: &mut Vec<Value>) -> String {
+    pub(super) fn sql(&self, column: &str, values: &mut Vec<Value>) -> String {
         let mut sql = String::new();
         if let Some(from) = self.from {
             values.push(Value::Int(from));

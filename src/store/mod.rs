@@ -7,6 +7,7 @@
 //! modules: how to connect, the migrations, and how concurrent writers are kept apart.
 
 mod acks;
+mod balance;
 pub mod check;
 mod codec;
 pub mod evidence;

@@ -17,8 +17,10 @@ use super::check::{
 use super::codec::column;
 use super::findings::decode_finding;
 pub use super::findings::{Alert, ChangeKind, StoredFinding};
+use super::ledger::TimeRange;
 use super::query as q;
 use super::{Store, Tx, Value, now_micros, select_in};
+use crate::domain::alerts::AlertState;
 use crate::domain::findings::{
     FindingKey, InstitutionFacts, PersonSpell, RecordRef, RuleCode, Scope, Severity, Snapshot,
 };
@@ -245,10 +247,82 @@ pub struct FindingFilter {
     pub open: bool,
     /// Only this institution.
     pub institution: Option<String>,
-    /// Start after this key (paging).
+    /// Start after this key (paging in key order).
     pub after: Option<FindingKey>,
+    /// Only findings raised in this range.
+    pub raised: TimeRange,
+    /// Sorted by a column instead of by key; then paged by `offset`.
+    pub order: Option<FindingOrder>,
+    /// Findings of the sorted list to skip.
+    pub offset: u64,
     /// Page size.
     pub limit: u32,
+}
+
+/// A column the findings can be sorted by (ListFindingsRequest.order_by); findings of one value
+/// keep their key order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FindingColumn {
+    Code,
+    /// Most severe first when ascending, as the severity filter reads.
+    Severity,
+    Institution,
+    Period,
+    AlertState,
+    RaisedAt,
+}
+
+/// A sort of the findings list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FindingOrder {
+    pub column: FindingColumn,
+    pub descending: bool,
+}
+
+impl FindingOrder {
+    /// The ORDER BY clause: the column (ranks for severity and alert state, in their domain
+    /// order), then the key, so that pages by offset are stable.
+    fn clause(self) -> String {
+        let ranked = |codes: &[&str]| {
+            let arms: Vec<String> = codes
+                .iter()
+                .enumerate()
+                .map(|(rank, code)| format!("WHEN '{code}' THEN {rank}"))
+                .collect();
+            arms.join(" ")
+        };
+        let column = match self.column {
+            FindingColumn::Code => "code".to_owned(),
+            FindingColumn::Severity => {
+                let codes: Vec<&str> = Severity::ALL.iter().rev().map(|s| s.code()).collect();
+                format!("CASE severity {} END", ranked(&codes))
+            }
+            FindingColumn::Institution => "institution_uscc".to_owned(),
+            FindingColumn::Period => "period".to_owned(),
+            FindingColumn::AlertState => {
+                let codes: Vec<&str> = AlertState::ALL.iter().map(|s| s.code()).collect();
+                format!("CASE alert_state {} END", ranked(&codes))
+            }
+            FindingColumn::RaisedAt => "raised_at".to_owned(),
+        };
+        let direction = if self.descending { "DESC" } else { "ASC" };
+        format!("{column} {direction}, code, institution_uscc, subject, period")
+    }
+}
+
+/// The open findings of a jurisdiction in numbers, for an overview: counted in SQL, so that its
+/// cost is the findings' count, not their rows through the API.
+#[derive(Debug, Clone, Default)]
+pub struct FindingSummary {
+    /// Open findings per (rule, severity).
+    pub open_by_rule: Vec<(RuleCode, Severity, u64)>,
+    /// Per instant asked: the findings open then (raised by it, not resolved by it).
+    pub open_at: Vec<(i64, u64)>,
+    /// Open alerts whose next deadline (acknowledge, or rectify once acknowledged) falls in the
+    /// window asked: the first few by deadline, with the deadline.
+    pub due: Vec<(i64, StoredFinding)>,
+    /// How many fall in the window.
+    pub due_total: u64,
 }
 
 impl Store {
@@ -403,6 +477,23 @@ impl Store {
             let list: Vec<String> = (first..=values.len()).map(|i| format!("${i}")).collect();
             sql.push_str(&format!(" AND severity IN ({})", list.join(", ")));
         }
+        sql.push_str(&filter.raised.sql("raised_at", &mut values));
+        if let Some(order) = filter.order {
+            values.push(Value::Int(i64::from(filter.limit)));
+            values.push(Value::Int(i64::try_from(filter.offset).unwrap_or(i64::MAX)));
+            let rows = sqlx::query_with(
+                sqlx::AssertSqlSafe(format!(
+                    "{sql} ORDER BY {} LIMIT ${} OFFSET ${}",
+                    order.clause(),
+                    values.len() - 1,
+                    values.len()
+                )),
+                super::bind_all(values)?,
+            )
+            .fetch_all(self.readers())
+            .await?;
+            return rows.iter().map(decode_finding).collect();
+        }
         if let Some(after) = &filter.after {
             let n = values.len();
             values.extend([
@@ -433,54 +524,94 @@ impl Store {
         rows.iter().map(decode_finding).collect()
     }
 
-    /// Per division and category of a jurisdiction: quota in force and people on the rolls.
-    #[tracing::instrument(name = "store.regional_balance", skip_all)]
-    pub async fn regional_balance(
+    /// The open findings of a jurisdiction in numbers (see [`FindingSummary`]): open at each of
+    /// `instants`, and due in `[due_from, due_to)` (at most `due_limit` of them listed).
+    #[tracing::instrument(name = "store.finding_summary", skip_all)]
+    pub async fn finding_summary(
         &self,
-        jurisdiction: Option<&Jurisdiction>,
-        as_of: NaiveDate,
-    ) -> Result<Vec<rules::RegionalBalance>> {
-        let institutions = self.institutions_in(jurisdiction).await?;
-        let mut totals: BTreeMap<(Jurisdiction, crate::domain::QuotaCategory), (i64, i64)> =
-            BTreeMap::new();
-        for chunk in institutions.chunks(CHUNK) {
-            let mut tx = self.begin().await?;
-            let scope = Scope {
-                everything: false,
-                institutions: chunk.iter().cloned().collect(),
-                residents: BTreeSet::new(),
-            };
-            let mut snapshot = snapshot(&mut tx, &scope).await?;
-            tx.rollback().await?;
-            // Count only the chunk's own institutions; the snapshot also holds others its people touch.
-            snapshot
-                .institutions
-                .retain(|f| scope.institutions.contains(f.uscc.as_str()));
-            snapshot
-                .spells
-                .retain(|s| scope.institutions.contains(s.spell.institution.as_str()));
-            for row in rules::regional_balance(&snapshot, as_of) {
-                if jurisdiction.is_none_or(|j| j.contains(&row.jurisdiction)) {
-                    let entry = totals
-                        .entry((row.jurisdiction.clone(), row.category))
-                        .or_default();
-                    entry.0 += row.approved;
-                    entry.1 += row.active;
-                }
+        jurisdiction: &Jurisdiction,
+        instants: &[i64],
+        (due_from, due_to): (i64, i64),
+        due_limit: u32,
+    ) -> Result<FindingSummary> {
+        let within = Value::Text(format!("{}%", jurisdiction.prefix()));
+        let mut summary = FindingSummary::default();
+        for row in sqlx::query_with(
+            "SELECT code, severity, COUNT(*) AS n FROM findings \
+             WHERE state = 'OPEN' AND jurisdiction LIKE $1 GROUP BY code, severity",
+            super::bind_all(vec![within.clone()])?,
+        )
+        .fetch_all(self.readers())
+        .await?
+        {
+            let n: i64 = column(&row, "n")?;
+            summary.open_by_rule.push((
+                q::code(&row, "code")?,
+                q::code(&row, "severity")?,
+                u64::try_from(n).unwrap_or_default(),
+            ));
+        }
+        // A resolved finding was open from its raising until its resolution (its last change).
+        if !instants.is_empty() {
+            let sums: Vec<String> = (0..instants.len())
+                .map(|n| {
+                    format!(
+                        "SUM(CASE WHEN raised_at <= ${at} AND (state = 'OPEN' OR updated_at > ${at}) \
+                         THEN 1 ELSE 0 END) AS w{n}",
+                        at = n + 1
+                    )
+                })
+                .collect();
+            // SQLite numbers `$N` by first appearance: the instants come first in the text.
+            let mut values: Vec<Value> = instants.iter().map(|at| Value::Int(*at)).collect();
+            values.push(within.clone());
+            let row = sqlx::query_with(
+                sqlx::AssertSqlSafe(format!(
+                    "SELECT {} FROM findings WHERE jurisdiction LIKE ${}",
+                    sums.join(", "),
+                    values.len()
+                )),
+                super::bind_all(values)?,
+            )
+            .fetch_one(self.readers())
+            .await?;
+            for (n, at) in instants.iter().enumerate() {
+                let open: Option<i64> = column(&row, &format!("w{n}"))?;
+                summary.open_at.push((
+                    *at,
+                    u64::try_from(open.unwrap_or_default()).unwrap_or_default(),
+                ));
             }
         }
-        Ok(totals
-            .into_iter()
-            .map(
-                |((jurisdiction, category), (approved, active))| rules::RegionalBalance {
-                    jurisdiction,
-                    category,
-                    approved,
-                    active,
-                    surplus: approved - active,
-                },
-            )
-            .collect())
+        let deadline = "CASE WHEN alert_state = 'OPEN' THEN acknowledge_by ELSE rectify_by END";
+        let due = format!(
+            "FROM findings WHERE state = 'OPEN' AND jurisdiction LIKE $1 AND alert_state <> 'CLOSED' \
+             AND {deadline} >= $2 AND {deadline} < $3"
+        );
+        let mut values = vec![within, Value::Int(due_from), Value::Int(due_to)];
+        let total = sqlx::query_with(
+            sqlx::AssertSqlSafe(format!("SELECT COUNT(*) AS n {due}")),
+            super::bind_all(values.clone())?,
+        )
+        .fetch_one(self.readers())
+        .await?;
+        summary.due_total = u64::try_from(column::<i64>(&total, "n")?).unwrap_or_default();
+        values.push(Value::Int(i64::from(due_limit)));
+        for row in sqlx::query_with(
+            sqlx::AssertSqlSafe(format!(
+                "SELECT *, {deadline} AS due_at {due} \
+                 ORDER BY due_at, code, institution_uscc, subject, period LIMIT $4"
+            )),
+            super::bind_all(values)?,
+        )
+        .fetch_all(self.readers())
+        .await?
+        {
+            summary
+                .due
+                .push((column(&row, "due_at")?, decode_finding(&row)?));
+        }
+        Ok(summary)
     }
 
     /// Loads the rules' data for a scope in a read-only transaction (pre-checks change nothing).

@@ -282,6 +282,8 @@ with sync_playwright() as playwright:
     check(opts.masked in page.locator("#payroll-table").inner_text(),
           "finance sees masked IDs on the payroll")
     check(page.locator("#masked-note").count() == 1, "finance is told data is masked")
+    check(page.locator("#institution-applications").count() == 0,
+          "finance, which may not read applications, is not shown them")
     shot(page, "institution-finance")
     # The joint inspection reaches finance: listed, its note masked.
     finance.goto("/transfers")
@@ -364,6 +366,10 @@ with sync_playwright() as playwright:
     check(page.locator("#report-table tbody tr").count() >= 1, "the 定期对账 report has a row")
     shot(page, "ledger-report")
     office.goto("/institution?" + urlencode({"uscc": opts.institution}))
+    check("新增职能" in page.locator("#institution-applications").inner_text(),
+          "the institution's applications, with the gate's answer")
+    check("防汛急需" in page.locator("#institution-applications").inner_text(),
+          "the gate's override is shown")
     shot(page, "institution-staffing-office")
     # 督办: cases, transfers and applications, each listed, sortable, exportable, linked.
     office.goto("/matters")

@@ -2,7 +2,7 @@
 //! applications, paged, filtered by state, department and date, scoped to the caller's
 //! jurisdiction, masked per reader, and open only to the agency kinds the policy table names (a
 //! transfer only to the kinds it reaches). And ListFindings' filter of the days findings were
-//! raised, which the console's findings list uses.
+//! raised and its sort by a column (`order_by`), which the console's findings list uses.
 
 use quotahub::domain::AgencyKind;
 use quotahub::proto;
@@ -17,6 +17,8 @@ on_both_backends!(
     transfers_are_listed_to_the_kinds_they_reach_and_masked_per_reader,
     applications_are_listed_with_their_gate_and_decision,
     findings_are_listed_by_the_days_they_were_raised_and_by_division,
+    findings_are_sorted_by_a_column_and_paged_in_that_order,
+    findings_are_summarized_as_the_list_shows_them,
 );
 
 type Cases = proto::case_service_client::CaseServiceClient<tonic::transport::Channel>;
@@ -587,26 +589,34 @@ async fn findings_are_listed_by_the_days_they_were_raised_and_by_division(backen
     .await
     .unwrap();
     assert!(earlier.findings.is_empty());
-    // Paged by key, a page may come out short, even empty: the token goes on to the end.
-    let mut token = String::new();
-    let mut pages = 0;
-    loop {
-        let page = list(proto::ListFindingsRequest {
-            raised_from: day(after.succ_opt().unwrap()),
-            page_size: 1,
-            page_token: token,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-        assert!(page.findings.is_empty(), "none raised tomorrow");
-        pages += 1;
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        token = page.next_page_token;
-    }
-    assert!(pages >= 2, "the empty first page carried a token");
+    // The date filter is applied in the store, so pages are full: a page of one holds a finding
+    // and the last page carries no token.
+    let first = list(proto::ListFindingsRequest {
+        raised_from: day(before),
+        page_size: 1,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(subjects(&first), [resident(1)]);
+    let second = list(proto::ListFindingsRequest {
+        raised_from: day(before),
+        page_size: 1,
+        page_token: first.next_page_token.clone(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(subjects(&second), [resident(2)]);
+    let tomorrow = list(proto::ListFindingsRequest {
+        raised_from: day(after.succ_opt().unwrap()),
+        page_size: 1,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert!(tomorrow.findings.is_empty(), "none raised tomorrow");
+    assert!(tomorrow.next_page_token.is_empty());
     let backwards = list(proto::ListFindingsRequest {
         raised_from: day(after),
         raised_to: day(before.pred_opt().unwrap()),
@@ -622,4 +632,219 @@ async fn findings_are_listed_by_the_days_they_were_raised_and_by_division(backen
     .await
     .unwrap();
     assert!(district.findings.is_empty());
+}
+
+async fn findings_are_sorted_by_a_column_and_paged_in_that_order(backend: Backend) {
+    let app = spawn(backend).await;
+    let registered = registered_unit(&app, "140100", 1).await;
+    let unregistered = uscc("140100", 2);
+    let mut finance = app.finance("140100").await;
+    // Paid, not on the roll (CRITICAL) at both; the unregistered one also UNREGISTERED_INSTITUTION
+    // (HIGH).
+    for (n, unit) in [(1, &registered), (2, &unregistered), (3, &registered)] {
+        finance
+            .push_payroll_line(payroll(&format!("pay-{n}"), &resident(n), unit, "2024-05"))
+            .await
+            .unwrap();
+    }
+    let mut reader = proto::reconciliation_service_client::ReconciliationServiceClient::new(
+        app.channel(&agency("140100", AgencyKind::Discipline)).await,
+    );
+    let mut sorted = async |order_by: &str| {
+        let mut seen = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = reader
+                .list_findings(proto::ListFindingsRequest {
+                    order_by: order_by.into(),
+                    page_size: 2,
+                    page_token: token,
+                    ..Default::default()
+                })
+                .await
+                .map(tonic::Response::into_inner)?;
+            assert!(page.findings.len() <= 2);
+            seen.extend(
+                page.findings
+                    .iter()
+                    .map(|f| (f.code, f.institution_uscc.clone(), f.subject.clone())),
+            );
+            if page.next_page_token.is_empty() {
+                return Ok::<_, tonic::Status>(seen);
+            }
+            token = page.next_page_token;
+        }
+    };
+    let paid = proto::RuleCode::PaidNotOnRoll as i32;
+    let unregistered_code = proto::RuleCode::UnregisteredInstitution as i32;
+    let by_institution = sorted("institution_uscc desc").await.unwrap();
+    assert_eq!(
+        by_institution
+            .iter()
+            .map(|(_, unit, _)| unit.as_str())
+            .collect::<Vec<_>>(),
+        [&unregistered, &unregistered, &registered, &registered],
+        "descending by institution, across pages"
+    );
+    let by_severity = sorted("severity").await.unwrap();
+    assert_eq!(
+        by_severity
+            .iter()
+            .map(|(code, _, _)| *code)
+            .collect::<Vec<_>>(),
+        [paid, paid, paid, unregistered_code],
+        "most severe first"
+    );
+    // Of one value, key order: the registered unit's two in resident order.
+    let registered_subjects: Vec<&str> = by_severity
+        .iter()
+        .filter(|(_, unit, _)| *unit == registered)
+        .map(|(_, _, subject)| subject.as_str())
+        .collect();
+    assert_eq!(registered_subjects, [resident(1), resident(3)]);
+    let by_severity_desc = sorted("severity  desc").await.unwrap();
+    assert_eq!(
+        by_severity_desc.first().map(|(code, _, _)| *code),
+        Some(unregistered_code)
+    );
+
+    // A token belongs to its order; an unknown field or direction is refused, naming order_by.
+    let first = reader
+        .list_findings(proto::ListFindingsRequest {
+            order_by: "period".into(),
+            page_size: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    for (order_by, token) in [
+        ("code", first.next_page_token.as_str()),
+        ("salary", ""),
+        ("period sideways", ""),
+    ] {
+        let refused = reader
+            .list_findings(proto::ListFindingsRequest {
+                order_by: order_by.into(),
+                page_token: token.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument, "{order_by}");
+        let field = if token.is_empty() {
+            "order_by"
+        } else {
+            "page_token"
+        };
+        assert!(refused.message().contains(field), "{}", refused.message());
+    }
+}
+
+/// SummarizeFindings counts what ListFindings lists: per rule, over the weeks, and by deadline.
+async fn findings_are_summarized_as_the_list_shows_them(backend: Backend) {
+    let app = spawn(backend).await;
+    let registered = registered_unit(&app, "140100", 1).await;
+    let unregistered = uscc("140100", 2);
+    let mut finance = app.finance("140100").await;
+    for (n, unit) in [(1, &registered), (2, &unregistered), (3, &registered)] {
+        finance
+            .push_payroll_line(payroll(&format!("pay-{n}"), &resident(n), unit, "2024-05"))
+            .await
+            .unwrap();
+    }
+    let mut reader = proto::reconciliation_service_client::ReconciliationServiceClient::new(
+        app.channel(&agency("140100", AgencyKind::Finance)).await,
+    );
+    let listed = reader
+        .list_findings(proto::ListFindingsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .findings;
+    assert!(listed.len() >= 4, "{listed:?}");
+    let summary = reader
+        .summarize_findings(proto::SummarizeFindingsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let mut expected: std::collections::BTreeMap<(i32, i32), u64> = Default::default();
+    for finding in &listed {
+        *expected
+            .entry((finding.code, finding.severity))
+            .or_default() += 1;
+    }
+    let counted: std::collections::BTreeMap<(i32, i32), u64> = summary
+        .open_by_rule
+        .iter()
+        .map(|count| ((count.code, count.severity), count.open))
+        .collect();
+    assert_eq!(counted, expected);
+    assert_eq!(summary.open_total, listed.len() as u64);
+    assert!(
+        summary
+            .open_by_rule
+            .windows(2)
+            .all(|pair| pair[0].severity >= pair[1].severity),
+        "most severe first"
+    );
+    // Twelve weeks, oldest first: none were open a week ago, all are now.
+    assert_eq!(summary.trend.len(), 12);
+    assert_eq!(summary.trend.first().unwrap().open, 0);
+    assert_eq!(summary.trend.last().unwrap().open, listed.len() as u64);
+    // Due within the week: the alerts whose acknowledgement deadline falls in it, soonest first,
+    // masked for the reader as the list masks them.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let due_listed = listed
+        .iter()
+        .filter(|f| {
+            f.acknowledge_by
+                .as_ref()
+                .is_some_and(|at| at.seconds >= now - 60 && at.seconds < now + 7 * 24 * 3_600)
+        })
+        .count();
+    assert!(
+        due_listed > 0,
+        "fresh alerts are due for acknowledgement within a week"
+    );
+    assert_eq!(summary.due_this_week_total, due_listed as u64);
+    assert_eq!(summary.due_this_week.len(), due_listed.min(20));
+    let deadlines: Vec<i64> = summary
+        .due_this_week
+        .iter()
+        .map(|due| due.deadline.as_ref().unwrap().seconds)
+        .collect();
+    assert!(deadlines.windows(2).all(|pair| pair[0] <= pair[1]));
+    let subjects: std::collections::BTreeSet<&str> =
+        listed.iter().map(|f| f.subject.as_str()).collect();
+    assert!(
+        summary
+            .due_this_week
+            .iter()
+            .all(|due| subjects.contains(due.finding.as_ref().unwrap().subject.as_str())),
+        "the same masking as the list"
+    );
+    // A division with none, and a trend too long.
+    let district = reader
+        .summarize_findings(proto::SummarizeFindingsRequest {
+            jurisdiction: "140105".into(),
+            weeks: 3,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(district.open_total, 0);
+    assert_eq!(district.trend.len(), 3);
+    let refused = reader
+        .summarize_findings(proto::SummarizeFindingsRequest {
+            weeks: 105,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(refused.message().contains("weeks"));
 }

@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use proptest::prelude::*;
 use quotahub::api::convert::Pushed;
 use quotahub::clock::Clock;
-use quotahub::domain::findings::FindingKey;
+use quotahub::domain::findings::{FindingKey, Scope};
+use quotahub::domain::rules;
 use quotahub::domain::{Agency, AgencyKind};
 use quotahub::proto;
 use quotahub::store::plain_sql;
@@ -389,6 +390,19 @@ async fn incremental_equals_from_scratch(
         .collect();
     let sql = store.plain_sql_findings(today).await.unwrap();
     prop_assert_eq!(engine, sql);
+
+    // REGIONAL_BALANCE from the kept counts equals the oracle's over a snapshot of everything.
+    let everything = Scope {
+        everything: true,
+        institutions: (0..4).map(unit_code).collect(),
+        ..Scope::default()
+    };
+    let snapshot = store.snapshot_for(&everything).await.unwrap();
+    for on in ["2021-01-01", "2022-06-30", "2023-12-31", "2024-06-15"] {
+        let on: chrono::NaiveDate = on.parse().unwrap();
+        let kept = store.regional_balance(None, on).await.unwrap();
+        prop_assert_eq!(&kept, &rules::regional_balance(&snapshot, on), "on {}", on);
+    }
     Ok(())
 }
 
