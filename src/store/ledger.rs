@@ -17,6 +17,7 @@ use super::push::{Submission, push_lock_keys};
 use super::query as q;
 use super::{Store, Tx, Value, bind_all};
 use crate::domain::findings::{FindingKey, RuleCode};
+use crate::domain::freshness;
 use crate::domain::ledger::{
     self, ApplicationKind, ApplicationState, CaseState, ItemAction, ItemFacts, ItemState,
     MatterKind, MoveRefused, OverdueItem, PenaltyKind, ReportChannel, ReportRow, TransferKind,
@@ -602,11 +603,17 @@ impl Store {
                 (department.to_string(), new.title.clone())
             }
         };
-        let uscc = Uscc::parse(&department).map_err(|r| Error::invalid("department_uscc", r))?;
-        let jurisdiction = self
-            .jurisdiction_of(&uscc)
-            .await?
-            .ok_or_else(|| Error::invalid("department_uscc", "names no division"))?;
+        let jurisdiction = match new.finding.as_ref().and_then(freshness::agency_of) {
+            // An agency answers for the freshness of its own data: its id is the department.
+            Some(late) => late.jurisdiction,
+            None => {
+                let uscc =
+                    Uscc::parse(&department).map_err(|r| Error::invalid("department_uscc", r))?;
+                self.jurisdiction_of(&uscc)
+                    .await?
+                    .ok_or_else(|| Error::invalid("department_uscc", "names no division"))?
+            }
+        };
         oversee(agency, jurisdiction.as_str())?;
         let id = new_id("LI");
         let now = self.now();

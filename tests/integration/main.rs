@@ -10,6 +10,7 @@ mod console;
 mod feed;
 mod findings;
 mod follow_up_lists;
+mod freshness;
 mod hardening;
 mod helpers;
 mod incremental;
