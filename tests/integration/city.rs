@@ -432,8 +432,8 @@ async fn a_generated_city_yields_exactly_its_planted_problems_and_fixes_resolve_
     let codes: BTreeSet<&str> = planted.iter().map(|k| k.0.as_str()).collect();
     assert_eq!(
         codes.len(),
-        15,
-        "every rule code but REGIONAL_BALANCE is planted: {codes:?}"
+        16,
+        "every rule code about institutions but REGIONAL_BALANCE is planted: {codes:?}"
     );
 
     // The core rules as plain SQL find the same on this data.
