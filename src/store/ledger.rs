@@ -1185,7 +1185,13 @@ impl Store {
             .await?
             .ok_or_else(|| Error::NotFound(format!("no ledger item `{item_id}`")))?;
         oversee(agency, &item.jurisdiction)?;
-        let institution = Uscc::parse(&item.department).map_err(Error::Internal)?;
+        // An item about an agency's data freshness has the agency as its department.
+        let institution = Uscc::parse(&item.department).map_err(|_| {
+            Error::FailedPrecondition(format!(
+                "ledger item `{item_id}` is about agency `{}`'s data, not an institution: no quota to cut",
+                item.department
+            ))
+        })?;
         let of_institution = &institution;
         let first_penalty = |first: String| async move {
             self.penalties(of_institution)

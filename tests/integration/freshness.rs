@@ -196,6 +196,21 @@ async fn a_late_payroll_month_is_a_finding_about_finance_from_its_due_day_until_
         ("140100/finance", "140100")
     );
     assert!(item.title.contains("2024-05"), "{}", item.title);
+    // An agency has no quota to cut.
+    let refused = ledger
+        .impose_penalty(proto::ImposePenaltyRequest {
+            item_id: item.id.clone(),
+            kind: proto::PenaltyKind::Admonition as i32,
+            text: "通报".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::FailedPrecondition,
+        "{refused:?}"
+    );
 
     // The payroll arrives: resolved at its push.
     let answer = finance
