@@ -436,6 +436,9 @@ impl Application {
                 proto::application_service_server::ApplicationServiceServer::new(hub.clone())
             ))
             .add_service(limited!(
+                proto::campaign_service_server::CampaignServiceServer::new(hub.clone())
+            ))
+            .add_service(limited!(
                 proto::case_service_server::CaseServiceServer::new(hub.clone())
             ))
             .add_service(limited!(
@@ -683,7 +686,7 @@ const RECHECK_LEASE_SECS: i64 = 120;
 /// How often a replica looks for re-check jobs it was not woken for.
 const RECHECK_POLL: Duration = Duration::from_secs(10);
 
-/// Escalates overdue alerts, ledger items and cases every `every`. Any number of replicas may run it: each step is claimed.
+/// Escalates overdue alerts, ledger items and cases, and missing campaign declarations, every `every`. Any number of replicas may run it: each step is claimed.
 async fn escalations(
     store: Store,
     metrics: Metrics,
@@ -720,6 +723,17 @@ async fn escalations(
             }
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "follow-up escalation pass failed"),
+        }
+        // Declarations missing past a campaign's deadline climb it too.
+        match store
+            .escalate_declarations(store.checks().clock.today())
+            .await
+        {
+            Ok(events) if !events.is_empty() => {
+                tracing::info!(steps = events.len(), "escalated missing declarations");
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "declaration escalation pass failed"),
         }
     }
 }
@@ -842,6 +856,7 @@ async fn set_serving(health: &HealthReporter, status: ServingStatus) {
         "quotahub.v1.LedgerService",
         "quotahub.v1.ApplicationService",
         "quotahub.v1.CaseService",
+        "quotahub.v1.CampaignService",
         "quotahub.v1.AdminService",
         "quotahub.v1.AuditService",
     ] {

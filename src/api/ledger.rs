@@ -46,17 +46,20 @@ wire_enums! {
     MatterKind => proto::MatterKind,
 }
 
-fn required<T: Wire>(field: &str, raw: i32) -> Result<T, Error> {
+pub(super) fn required<T: Wire>(field: &str, raw: i32) -> Result<T, Error> {
     T::from_wire(raw).ok_or_else(|| Error::invalid(field, "is required"))
 }
 
-fn date(field: &str, value: &str) -> Result<NaiveDate, Error> {
+pub(super) fn date(field: &str, value: &str) -> Result<NaiveDate, Error> {
     parse_date(value).map_err(|reason| Error::invalid(field, reason))
 }
 
 /// The request's idempotency key, if it has one, with the hash of the request without it: the
 /// message is taken with its key field already emptied.
-fn request_key(key: String, message: &impl Message) -> Result<Option<RequestKey>, Error> {
+pub(super) fn request_key(
+    key: String,
+    message: &impl Message,
+) -> Result<Option<RequestKey>, Error> {
     if key.trim().is_empty() {
         return Ok(None);
     }
@@ -79,7 +82,7 @@ fn version(raw: u64) -> Result<i64, Error> {
 }
 
 /// Refuses to show a matter outside the caller's jurisdiction.
-fn visible(agency: &Agency, jurisdiction: &str) -> Result<(), Error> {
+pub(super) fn visible(agency: &Agency, jurisdiction: &str) -> Result<(), Error> {
     match Jurisdiction::parse(jurisdiction) {
         Ok(j) if agency.oversees(&j) => Ok(()),
         _ => Err(Error::PermissionDenied(format!(
@@ -130,7 +133,7 @@ fn day_range(
 }
 
 /// An optional enum filter: unspecified means any.
-fn optional<T: Wire>(field: &str, raw: i32) -> Result<Option<T>, Error> {
+pub(super) fn optional<T: Wire>(field: &str, raw: i32) -> Result<Option<T>, Error> {
     match raw {
         0 => Ok(None),
         raw => T::from_wire(raw)
@@ -141,7 +144,7 @@ fn optional<T: Wire>(field: &str, raw: i32) -> Result<Option<T>, Error> {
 
 /// The next page's token of a page of `limit` rows by id: the last id (ids say nothing about
 /// anyone), or empty on the last page.
-fn next_token<T>(rows: &[T], limit: u32, id: impl Fn(&T) -> &str) -> String {
+pub(super) fn next_token<T>(rows: &[T], limit: u32, id: impl Fn(&T) -> &str) -> String {
     if rows.len() == limit as usize {
         rows.last()
             .map(|row| id(row).to_owned())
@@ -183,7 +186,7 @@ fn read_transfer(reader: &Reader, transfer: &mut proto::MatterTransfer) {
 }
 
 /// An application as a reader sees it: its free texts may name someone.
-fn read_application(reader: &Reader, application: &mut proto::Application) {
+pub(super) fn read_application(reader: &Reader, application: &mut proto::Application) {
     application.reason = reader.text(&application.reason);
     application.override_reason = reader.text(&application.override_reason);
     application.decision_note = reader.text(&application.decision_note);
@@ -199,7 +202,7 @@ fn step_message(step: &Step) -> proto::Step {
     }
 }
 
-fn item_message(item: &LedgerItem, today: NaiveDate) -> proto::LedgerItem {
+pub(super) fn item_message(item: &LedgerItem, today: NaiveDate) -> proto::LedgerItem {
     proto::LedgerItem {
         id: item.id.clone(),
         jurisdiction: item.jurisdiction.clone(),
@@ -240,7 +243,7 @@ fn case_message(case: &Case, today: NaiveDate) -> proto::Case {
     }
 }
 
-fn application_message(application: &Application) -> proto::Application {
+pub(super) fn application_message(application: &Application) -> proto::Application {
     let (note, by, record) = application.decision.clone().unwrap_or_default();
     proto::Application {
         id: application.id.clone(),
@@ -260,7 +263,7 @@ fn application_message(application: &Application) -> proto::Application {
     }
 }
 
-fn penalty_message(penalty: &Penalty) -> proto::Penalty {
+pub(super) fn penalty_message(penalty: &Penalty) -> proto::Penalty {
     proto::Penalty {
         id: penalty.id.clone(),
         item_id: penalty.item_id.clone(),
@@ -678,6 +681,62 @@ impl proto::application_service_server::ApplicationService for Hub {
                     message
                 })
                 .collect(),
+        }))
+    }
+    async fn review_application(
+        &self,
+        request: Request<proto::ReviewApplicationRequest>,
+    ) -> Result<Response<proto::ApplicationReview>, Status> {
+        let caller = caller(&request)?;
+        let id = request.into_inner().application_id;
+        let application = self
+            .store
+            .application(&id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no application `{id}`")))?;
+        visible(&caller.agency, &application.jurisdiction)?;
+        let review = self.store.application_review(application).await?;
+        let reader = self.reader(&caller.agency).await?;
+        let today = self.today();
+        let application = |a: &Application| {
+            let mut message = application_message(a);
+            read_application(&reader, &mut message);
+            message
+        };
+        Ok(Response::new(proto::ApplicationReview {
+            application: Some(application(&review.application)),
+            open_findings: review
+                .open_findings
+                .iter()
+                .map(|finding| {
+                    let mut message = super::convert::finding_message(finding);
+                    reader.finding(&mut message);
+                    message
+                })
+                .collect(),
+            open_findings_total: review.open_findings_total,
+            ledger_items: review
+                .items
+                .iter()
+                .map(|item| {
+                    let mut message = item_message(item, today);
+                    reader.ledger_item(&mut message);
+                    message
+                })
+                .collect(),
+            penalties: review.penalties.iter().map(penalty_message).collect(),
+            campaigns: review
+                .campaigns
+                .iter()
+                .map(|(campaign, line, declaration)| proto::CampaignStanding {
+                    campaign: Some(super::campaign::campaign_message(campaign)),
+                    comparison: Some(super::campaign::line_message(&reader, line)),
+                    declaration: declaration
+                        .as_ref()
+                        .map(|d| super::campaign::declaration_message(&reader, d)),
+                })
+                .collect(),
+            earlier_applications: review.earlier.iter().map(application).collect(),
         }))
     }
 }

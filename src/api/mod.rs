@@ -7,6 +7,7 @@
 //! - [`status`]: the one mapping from [`crate::error::Error`] to gRPC status codes.
 
 pub mod admin;
+pub mod campaign;
 pub mod convert;
 pub mod feed;
 pub mod guard;

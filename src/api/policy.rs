@@ -139,6 +139,33 @@ pub const POLICY: &[Rule] = &[
         prefix: "/quotahub.v1.ApplicationService/ListApplications",
         kinds: &[StaffingOffice, Organization, Hr, Discipline, Audit],
     },
+    // The review before approval (关口前移): the supervision division's, and those who inspect it.
+    Rule {
+        prefix: "/quotahub.v1.ApplicationService/ReviewApplication",
+        kinds: &[StaffingOffice, Discipline, Audit],
+    },
+    // Special inspections: staffing offices open, close and follow them up; the HR or organization
+    // agency whose jurisdiction covers an institution declares for it; discipline and audit read.
+    Rule {
+        prefix: "/quotahub.v1.CampaignService/",
+        kinds: &[StaffingOffice, Organization, Hr, Discipline, Audit],
+    },
+    Rule {
+        prefix: "/quotahub.v1.CampaignService/OpenCampaign",
+        kinds: &[StaffingOffice],
+    },
+    Rule {
+        prefix: "/quotahub.v1.CampaignService/Declare",
+        kinds: &[Hr, Organization],
+    },
+    Rule {
+        prefix: "/quotahub.v1.CampaignService/OpenUndeclaredItems",
+        kinds: &[StaffingOffice],
+    },
+    Rule {
+        prefix: "/quotahub.v1.CampaignService/CloseCampaign",
+        kinds: &[StaffingOffice],
+    },
     Rule {
         prefix: "/quotahub.v1.CaseService/",
         kinds: &[StaffingOffice],

@@ -566,7 +566,7 @@ impl proto::reconciliation_service_server::ReconciliationService for Hub {
         request: Request<proto::SummarizeFindingsRequest>,
     ) -> Result<Response<proto::FindingSummary>, Status> {
         const WEEK: i64 = 7 * 24 * 3_600 * 1_000_000;
-        const DUE_LISTED: u32 = 20;
+        const LISTED: u32 = 20;
         let caller = caller(&request)?;
         let reader = self.reader(&caller.agency).await?;
         let message = request.get_ref();
@@ -581,7 +581,7 @@ impl proto::reconciliation_service_server::ReconciliationService for Hub {
         let instants: Vec<i64> = (0..weeks).rev().map(|back| now - back * WEEK).collect();
         let summary = self
             .store
-            .finding_summary(&jurisdiction, &instants, (now, now + WEEK), DUE_LISTED)
+            .finding_summary(&jurisdiction, &instants, (now, now + WEEK), LISTED)
             .await?;
         let mut open_by_rule: Vec<proto::finding_summary::RuleCount> = summary
             .open_by_rule
@@ -617,6 +617,17 @@ impl proto::reconciliation_service_server::ReconciliationService for Hub {
                 })
                 .collect(),
             due_this_week_total: summary.due_total,
+            most_findings: summary
+                .most_findings
+                .into_iter()
+                .map(
+                    |(institution_uscc, open)| proto::finding_summary::InstitutionCount {
+                        institution_uscc,
+                        open,
+                    },
+                )
+                .collect(),
+            institutions_with_findings: summary.institutions,
         }))
     }
 
@@ -970,6 +981,12 @@ pub(crate) mod evidence {
                     steps(&salts, &reader, &case.history, &mut fields)?;
                     (case.jurisdiction.clone(), None, case.id.clone())
                 }
+                MatterKind::Campaign | MatterKind::Declaration => {
+                    return Err(Error::invalid(
+                        "matter",
+                        "campaigns and declarations have no evidence bundle; export their ledger items'",
+                    ));
+                }
             };
             let within =
                 Jurisdiction::parse(&jurisdiction).is_ok_and(|j| caller.agency.oversees(&j));
@@ -1064,6 +1081,8 @@ pub(crate) mod evidence {
                 MatterKind::Alert => "alert",
                 MatterKind::LedgerItem => "ledger_item",
                 MatterKind::Case => "case",
+                MatterKind::Campaign => "campaign",
+                MatterKind::Declaration => "declaration",
             };
             let now = crate::store::now_micros();
             // The seal: an entry of the log committing to all of the rest (its text is set once

@@ -245,7 +245,7 @@ pub async fn rows(bench: &ConsoleBench<'_>) -> anyhow::Result<Vec<Row>> {
         ),
         (
             "institutions",
-            "institutions with open findings (单位索引; every open finding read)",
+            "institutions with the most open findings (单位索引)",
             "/institution".to_owned(),
             &office,
         ),

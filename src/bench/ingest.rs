@@ -49,6 +49,18 @@ impl KindTally {
         self.sent as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
+    /// Adds another part's tally (its time after this one's).
+    pub fn add(&mut self, part: &KindTally) {
+        self.sent += part.sent;
+        self.accepted += part.accepted;
+        self.rejected += part.rejected;
+        self.replayed += part.replayed;
+        self.elapsed += part.elapsed;
+        if self.first_rejection.is_none() {
+            self.first_rejection.clone_from(&part.first_rejection);
+        }
+    }
+
     /// `accepted 1,000, refused 3 (first: ...)`.
     pub fn summary(&self) -> String {
         let mut text = format!(
@@ -76,6 +88,8 @@ pub struct HubIngest {
     pub appointments: KindTally,
     /// Payroll lines.
     pub payroll: KindTally,
+    /// Payroll lines per period, in the order pushed (a month's file after the other).
+    pub payroll_months: Vec<(String, KindTally)>,
     /// Fundings.
     pub fundings: KindTally,
 }
@@ -134,15 +148,8 @@ pub async fn through_hub(
             push_hiring_approvals
         ),
     ];
-    for part in staffing_parts {
-        ingest.staffing.sent += part.sent;
-        ingest.staffing.accepted += part.accepted;
-        ingest.staffing.rejected += part.rejected;
-        ingest.staffing.replayed += part.replayed;
-        ingest.staffing.elapsed += part.elapsed;
-        if ingest.staffing.first_rejection.is_none() {
-            ingest.staffing.first_rejection = part.first_rejection;
-        }
+    for part in &staffing_parts {
+        ingest.staffing.add(part);
     }
     ingest.events = push!("personnel events", &data.events, hr, push_personnel_events);
     ingest.appointments = push!(
@@ -151,7 +158,21 @@ pub async fn through_hub(
         organization,
         push_appointments
     );
-    ingest.payroll = push!("payroll lines", &data.payroll, finance, push_payroll_lines);
+    // A month's file at a time, as a finance system sends them: each month's rate is measured,
+    // so that a later month can be set beside the first (it must not slow as history grows).
+    let mut months: Vec<(String, Vec<proto::PayrollLine>)> = Vec::new();
+    for line in &data.payroll {
+        match months.last_mut() {
+            Some((period, lines)) if *period == line.period => lines.push(line.clone()),
+            _ => months.push((line.period.clone(), vec![line.clone()])),
+        }
+    }
+    for (period, lines) in months {
+        let label = format!("payroll lines of {period}");
+        let month = push!(&label, &lines, finance, push_payroll_lines);
+        ingest.payroll.add(&month);
+        ingest.payroll_months.push((period, month));
+    }
     ingest.fundings = push!("fundings", &data.fundings, finance, push_fundings);
     Ok(ingest)
 }

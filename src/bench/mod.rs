@@ -633,7 +633,31 @@ fn ingest_rows(
         hub.appointments.summary(),
         hub.fundings.summary()
     ));
-    let mut rows = vec![people, payroll, staffing, others];
+    let mut rows = vec![people, payroll];
+    if let (Some((first_period, first)), Some((last_period, last))) =
+        (hub.payroll_months.first(), hub.payroll_months.last())
+        && hub.payroll_months.len() > 1
+    {
+        rows.push(
+            Row::compared(
+                "ingest.payroll_last_month",
+                "1",
+                format!(
+                    "Payroll lines with checks, the last of {} months ({last_period}) vs the first ({first_period})",
+                    hub.payroll_months.len()
+                ),
+                Figure::rate(last.rows_per_second(), "rows"),
+                Figure::rate(first.rows_per_second(), "rows"),
+                Target::AtLeast(0.8),
+            )
+            .note(format!(
+                "months pushed one after the other, each a file of its own; first: {}; last: {}",
+                first.summary(),
+                last.summary()
+            )),
+        );
+    }
+    rows.extend([staffing, others]);
     if baseline.invalid > 0 {
         rows[0].note.push_str(&format!(
             "; {} records that do not validate left out of the baseline",
@@ -854,6 +878,7 @@ mod tests {
         let mut keys: Vec<String> = [
             "ingest.people",
             "ingest.payroll",
+            "ingest.payroll_last_month",
             "ingest.staffing_office",
             "ingest.appointments_fundings",
             "recheck.time",

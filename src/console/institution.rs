@@ -4,8 +4,6 @@
 //! (ListItems) and its applications (ListApplications, for the agencies that may read them).
 //! Without an institution, the page asks for one and lists those with open findings.
 
-use std::collections::BTreeMap;
-
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -20,6 +18,7 @@ use crate::proto;
 use crate::proto::application_service_server::ApplicationService as _;
 use crate::proto::ledger_service_server::LedgerService as _;
 use crate::proto::query_service_server::QueryService as _;
+use crate::proto::reconciliation_service_server::ReconciliationService as _;
 
 /// See [`pages::LIST_FINDINGS`].
 pub const GET_INSTITUTION: &str = "/quotahub.v1.QueryService/GetInstitution";
@@ -170,7 +169,10 @@ pub struct FundingRow {
 #[template(path = "console/institutions.html")]
 pub struct InstitutionIndex {
     pub c: Chrome,
-    pub rows: Vec<(String, String, usize)>,
+    pub rows: Vec<(String, String, u64)>,
+    /// How many institutions have open findings.
+    pub institutions: u64,
+    pub findings_href: String,
 }
 
 /// An amount of fen as yuan (`12,345.67`).
@@ -232,30 +234,43 @@ pub async fn page(visit: &mut Visit, query: &InstitutionQuery) -> Result<Respons
     let agency = visit.viewer().await?;
     let lang = visit.lang;
     if query.uscc.trim().is_empty() {
-        let open = pages::every_finding(visit, &ListQuery::default()).await?;
-        let mut by_institution: BTreeMap<String, usize> = BTreeMap::new();
-        for finding in &open {
-            *by_institution
-                .entry(finding.institution_uscc.clone())
-                .or_default() += 1;
-        }
+        let summary = visit
+            .call(
+                pages::SUMMARIZE_FINDINGS,
+                proto::SummarizeFindingsRequest::default(),
+                |hub, request| async move { hub.summarize_findings(request).await },
+            )
+            .await?;
         let chrome = Chrome::new(visit, &agency, Nav::Institution, "/institution", "");
-        let mut rows: Vec<(String, String, usize)> = by_institution
+        let rows = summary
+            .most_findings
             .into_iter()
-            .map(|(uscc, count)| {
+            .map(|count| {
                 let href = chrome.href(&format!(
                     "/institution?{}",
                     InstitutionQuery {
-                        uscc: uscc.clone(),
+                        uscc: count.institution_uscc.clone(),
                         ..InstitutionQuery::default()
                     }
                     .query_string("")
                 ));
-                (uscc, href, count)
+                (count.institution_uscc, href, count.open)
             })
             .collect();
-        rows.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
-        return views::html(&InstitutionIndex { c: chrome, rows });
+        let findings_href = chrome.href(&format!(
+            "/findings?{}",
+            ListQuery {
+                sort: "institution".into(),
+                ..ListQuery::default()
+            }
+            .query_string(Lang::Zh, "")
+        ));
+        return views::html(&InstitutionIndex {
+            c: chrome,
+            rows,
+            institutions: summary.institutions_with_findings,
+            findings_href,
+        });
     }
     let uscc = query.uscc.trim().to_owned();
     let period = query.period();

@@ -763,7 +763,9 @@ fn matter_href(chrome: &Chrome, matter: i32, id: &str) -> Option<String> {
             };
             Some(chrome.href(&format!("/finding?{}", key.query_string(Lang::Zh))))
         }
-        proto::MatterKind::Unspecified => None,
+        proto::MatterKind::Unspecified
+        | proto::MatterKind::Campaign
+        | proto::MatterKind::Declaration => None,
     }
 }
 

@@ -12,6 +12,7 @@
 //! request, allowed or refused, is one entry of the audit trail.
 
 mod board;
+mod campaigns;
 mod chart;
 mod institution;
 mod lists;
@@ -121,6 +122,8 @@ fn router(console: Arc<Console>) -> Router {
         .route("/transfer", get(transfer_page))
         .route("/applications", get(applications_page))
         .route("/applications.csv", get(applications_csv))
+        .route("/campaigns", get(campaigns_page))
+        .route("/campaign", get(campaign_page))
         .route("/audit", get(audit_trail))
         .route("/audit.csv", get(audit_csv))
         .route("/live", get(live_page))
@@ -568,6 +571,20 @@ query_page!(
     "GET /audit",
     trail::TrailQuery::summary,
     trail::page
+);
+query_page!(
+    campaigns_page,
+    campaigns::ListQuery,
+    "GET /campaigns",
+    campaigns::ListQuery::summary,
+    campaigns::list
+);
+query_page!(
+    campaign_page,
+    campaigns::CampaignQuery,
+    "GET /campaign",
+    campaigns::CampaignQuery::summary,
+    campaigns::report
 );
 query_page!(
     audit_csv,

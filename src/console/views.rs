@@ -70,6 +70,8 @@ pub enum Nav {
     Matters,
     /// 审计日志.
     Audit,
+    /// 专项检查.
+    Campaigns,
 }
 
 /// What every page's frame shows: the viewer, the navigation, the language switch.
@@ -88,6 +90,8 @@ pub struct Chrome {
     pub form_token: String,
     /// Whether the viewer may read the audit trail (audit, discipline): the link is shown then.
     pub audits: bool,
+    /// Whether the viewer may read campaigns (all but finance): the link is shown then.
+    pub campaigns: bool,
 }
 
 impl Chrome {
@@ -106,6 +110,7 @@ impl Chrome {
             switch_href: with_lang(&format!("{path}?{query}"), other),
             form_token: visit.form_token(),
             audits: visit.may_call(super::lists::QUERY_AUDIT),
+            campaigns: visit.may_call(super::campaigns::LIST_CAMPAIGNS),
         }
     }
 
@@ -603,6 +608,8 @@ pub fn event_type_label(lang: Lang, event_type: i32) -> &'static str {
         Ok(T::Transferred) => ("移送", "transferred"),
         Ok(T::Bulletin) => ("通报", "bulletin"),
         Ok(T::ReceiptAcknowledged) => ("已签收移送", "receipt acknowledged"),
+        Ok(T::CampaignOpened) => ("专项检查启动", "campaign opened"),
+        Ok(T::DeclarationMissing) => ("逾期未报自查", "declaration missing"),
         _ => ("", ""),
     };
     if lang == Lang::En { en } else { zh }
@@ -615,6 +622,8 @@ pub fn matter_label(lang: Lang, matter: i32) -> &'static str {
         Ok(M::Alert) => ("预警", "alert"),
         Ok(M::LedgerItem) => ("整改台账事项", "ledger item"),
         Ok(M::Case) => ("举报案件", "case"),
+        Ok(M::Campaign) => ("专项检查", "campaign"),
+        Ok(M::Declaration) => ("自查申报", "declaration"),
         _ => ("", ""),
     };
     if lang == Lang::En { en } else { zh }
@@ -810,6 +819,7 @@ mod tests {
             switch_href: String::new(),
             form_token: String::new(),
             audits: false,
+            campaigns: false,
         };
         let link = |sort: &str| format!("/ledger?sort={sort}");
         let unsorted = SortHeader::new(&chrome, "due", "Due", "", link);

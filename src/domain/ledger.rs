@@ -217,6 +217,10 @@ coded_enum! {
         LedgerItem = "LEDGER_ITEM",
         /// A case from a public report.
         Case = "CASE",
+        /// A special inspection campaign (its opening on the feed; never transferred).
+        Campaign = "CAMPAIGN",
+        /// An institution's declaration in a campaign (its absence on the feed; never transferred).
+        Declaration = "DECLARATION",
     }
 }
 

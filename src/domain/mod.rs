@@ -5,6 +5,7 @@ pub mod agency;
 pub mod aggregates;
 pub mod alerts;
 pub mod audit;
+pub mod campaign;
 pub mod dirty;
 pub mod evidence;
 mod explain;

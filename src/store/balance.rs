@@ -7,8 +7,8 @@ use std::collections::HashMap;
 
 use chrono::NaiveDate;
 
-use super::Store;
 use super::codec::{column, stored, stored_code};
+use super::{Backend, Store};
 use crate::domain::rules::{self, BalanceUnit, RegionalBalance};
 use crate::domain::{Jurisdiction, QuotaCategory};
 use crate::error::Result;
@@ -76,17 +76,24 @@ impl Store {
             }
         }
 
-        // A roll's count on a date is its last row on or before it.
+        // A roll's count on a date is its last row on or before it: one pass over the key's order
+        // (SQLite takes a bare column from the row of the MAX; PostgreSQL has DISTINCT ON).
+        let latest = match self.backend() {
+            Backend::Sqlite => {
+                "SELECT institution_uscc, category, people, MAX(on_date) AS on_date \
+                 FROM roll_counts WHERE on_date <= $1 GROUP BY institution_uscc, category"
+            }
+            Backend::Postgres => {
+                "SELECT DISTINCT ON (institution_uscc, category) institution_uscc, category, people \
+                 FROM roll_counts WHERE on_date <= $1 \
+                 ORDER BY institution_uscc, category, on_date DESC"
+            }
+        };
         let mut active: HashMap<(String, String), i64> = HashMap::new();
-        for row in sqlx::query(
-            "SELECT r.institution_uscc, r.category, r.people FROM roll_counts r \
-             WHERE r.on_date = (SELECT MAX(x.on_date) FROM roll_counts x \
-               WHERE x.institution_uscc = r.institution_uscc AND x.category = r.category \
-               AND x.on_date <= $1)",
-        )
-        .bind(&day)
-        .fetch_all(self.readers())
-        .await?
+        for row in sqlx::query(latest)
+            .bind(&day)
+            .fetch_all(self.readers())
+            .await?
         {
             let uscc: String = column(&row, "institution_uscc")?;
             if placed.contains_key(&uscc) {

@@ -40,6 +40,10 @@ coded_enum! {
         Bulletin = "BULLETIN",
         /// An agency acknowledged receipt of a transfer; only the sender's kind sees it.
         ReceiptAcknowledged = "RECEIPT_ACKNOWLEDGED",
+        /// A staffing office opened a special inspection campaign.
+        CampaignOpened = "CAMPAIGN_OPENED",
+        /// An institution's declaration is missing past a campaign's deadline (one per step).
+        DeclarationMissing = "DECLARATION_MISSING",
     }
 }
 

@@ -344,12 +344,12 @@ impl IdMaker {
 static IDS: IdMaker = IdMaker::new();
 
 /// A new id with its prefix.
-fn new_id(prefix: &str) -> String {
+pub(super) fn new_id(prefix: &str) -> String {
     IDS.make(prefix)
 }
 
 /// The China Standard Time date of an instant.
-fn day_of(micros: i64) -> NaiveDate {
+pub(super) fn day_of(micros: i64) -> NaiveDate {
     let china = FixedOffset::east_opt(8 * 3600).expect("a valid offset");
     china
         .timestamp_micros(micros)
@@ -493,7 +493,7 @@ fn decode_penalty(row: &AnyRow) -> Result<Penalty> {
 }
 
 /// Refuses a caller whose jurisdiction does not oversee `jurisdiction`.
-fn oversee(agency: &Agency, jurisdiction: &str) -> Result<()> {
+pub(super) fn oversee(agency: &Agency, jurisdiction: &str) -> Result<()> {
     let jurisdiction = Jurisdiction::parse(jurisdiction).map_err(Error::Internal)?;
     if agency.oversees(&jurisdiction) {
         Ok(())
@@ -554,13 +554,84 @@ async fn steps(
         .collect()
 }
 
+/// The item not yet closed that a finding has, if any (one matter, one account: at most one).
+pub(super) async fn open_item_of(tx: &mut Tx, key: &FindingKey) -> Result<Option<String>> {
+    sqlx::query_with(
+        "SELECT id FROM ledger_items WHERE finding_code = $1 AND department_uscc = $2 \
+         AND finding_subject = $3 AND finding_period = $4 AND state <> 'CLOSED'",
+        bind_all(vec![
+            Value::from(key.code.code()),
+            Value::from(key.institution.as_str()),
+            Value::from(key.subject.as_str()),
+            Value::from(key.period.as_str()),
+        ])?,
+    )
+    .fetch_optional(&mut **tx)
+    .await?
+    .map(|row| q::text(&row, "id"))
+    .transpose()
+}
+
+/// What an item is opened with, once checked.
+pub(super) struct Opening<'a> {
+    /// The department's jurisdiction.
+    pub jurisdiction: &'a str,
+    /// The department.
+    pub department: &'a str,
+    /// What is wrong.
+    pub title: String,
+    /// When it is due.
+    pub due_on: NaiveDate,
+    /// The finding it is opened from.
+    pub finding: Option<&'a FindingKey>,
+}
+
+/// Inserts an item and its first step in `tx`, which holds the department's lock: the one way an
+/// item is opened, by hand (`Store::open_item`) or for a campaign's undeclared problems.
+pub(super) async fn insert_item(
+    tx: &mut Tx,
+    agency: &Agency,
+    id: &str,
+    now: i64,
+    opening: Opening<'_>,
+) -> Result<()> {
+    let finding = opening.finding;
+    sqlx::query_with(
+        "INSERT INTO ledger_items (id, jurisdiction, department_uscc, title, finding_code, finding_subject, finding_period, \
+         state, due_on, escalation_level, opened_by, opened_at, closed_at, version) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'OPEN', $8, 0, $9, $10, NULL, 1)",
+        bind_all(vec![
+            Value::from(id),
+            Value::from(opening.jurisdiction),
+            Value::from(opening.department),
+            Value::from(opening.title.as_str()),
+            Value::OptText(finding.map(|k| k.code.code().to_owned())),
+            Value::OptText(finding.map(|k| k.subject.clone())),
+            Value::OptText(finding.map(|k| k.period.clone())),
+            Value::Text(opening.due_on.to_string()),
+            Value::Text(agency.id()),
+            Value::Int(now),
+        ])?,
+    )
+    .execute(&mut **tx)
+    .await?;
+    let step = Step {
+        agency_id: agency.id(),
+        at: now,
+        from_state: String::new(),
+        to_state: ItemState::Open.code().to_owned(),
+        text: opening.title,
+    };
+    insert_step(tx, "ledger_steps", "item_id", id, &step).await
+}
+
 fn hash_of(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
 }
 
 impl Store {
     /// Now, by the store's clock (tests move it by hand).
-    fn now(&self) -> i64 {
+    pub(super) fn now(&self) -> i64 {
         self.checks().clock.now().timestamp_micros()
     }
 
@@ -633,54 +704,21 @@ impl Store {
                 .ok_or_else(|| Error::Internal("a ledger item vanished".into()));
         }
         let finding = new.finding.as_ref();
-        if let Some(key) = finding {
-            // One matter, one account: a finding has at most one item not yet closed.
-            let open = sqlx::query_with(
-                "SELECT id FROM ledger_items WHERE finding_code = $1 AND department_uscc = $2 \
-                 AND finding_subject = $3 AND finding_period = $4 AND state <> 'CLOSED'",
-                bind_all(vec![
-                    Value::from(key.code.code()),
-                    Value::from(key.institution.as_str()),
-                    Value::from(key.subject.as_str()),
-                    Value::from(key.period.as_str()),
-                ])?,
-            )
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(row) = open {
-                return Err(Error::FailedPrecondition(format!(
-                    "the finding already has ledger item `{}` open",
-                    q::text(&row, "id")?
-                )));
-            }
+        if let Some(key) = finding
+            && let Some(open) = open_item_of(&mut tx, key).await?
+        {
+            return Err(Error::FailedPrecondition(format!(
+                "the finding already has ledger item `{open}` open"
+            )));
         }
-        sqlx::query_with(
-            "INSERT INTO ledger_items (id, jurisdiction, department_uscc, title, finding_code, finding_subject, finding_period, \
-             state, due_on, escalation_level, opened_by, opened_at, closed_at, version) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'OPEN', $8, 0, $9, $10, NULL, 1)",
-            bind_all(vec![
-                Value::from(id.as_str()),
-                Value::from(jurisdiction.as_str()),
-                Value::from(department.as_str()),
-                Value::from(title.as_str()),
-                Value::OptText(finding.map(|k| k.code.code().to_owned())),
-                Value::OptText(finding.map(|k| k.subject.clone())),
-                Value::OptText(finding.map(|k| k.period.clone())),
-                Value::Text(new.due_on.to_string()),
-                Value::Text(agency.id()),
-                Value::Int(now),
-            ])?,
-        )
-        .execute(&mut *tx)
-        .await?;
-        let step = Step {
-            agency_id: agency.id(),
-            at: now,
-            from_state: String::new(),
-            to_state: ItemState::Open.code().to_owned(),
-            text: title,
+        let opening = Opening {
+            jurisdiction: jurisdiction.as_str(),
+            department: &department,
+            title,
+            due_on: new.due_on,
+            finding,
         };
-        insert_step(&mut tx, "ledger_steps", "item_id", &id, &step).await?;
+        insert_item(&mut tx, agency, &id, now, opening).await?;
         self.remember(&mut tx, agency, Creates::Item, key, &id)
             .await?;
         tx.commit().await?;
@@ -1503,6 +1541,12 @@ impl Store {
                     history: Vec::new(),
                 };
                 (stored.jurisdiction, follow_up)
+            }
+            MatterKind::Campaign | MatterKind::Declaration => {
+                return Err(Error::invalid(
+                    "matter",
+                    "a campaign or a declaration is not transferred; transfer its ledger items",
+                ));
             }
         })
     }

@@ -32,6 +32,10 @@ pub enum Creates {
     Transfer,
     /// PublishBulletin.
     Bulletin,
+    /// CampaignService.OpenCampaign.
+    Campaign,
+    /// CampaignService.Declare.
+    Declaration,
 }
 
 impl Creates {
@@ -43,6 +47,8 @@ impl Creates {
             Creates::Case => "CASE",
             Creates::Transfer => "TRANSFER",
             Creates::Bulletin => "BULLETIN",
+            Creates::Campaign => "CAMPAIGN",
+            Creates::Declaration => "DECLARATION",
         }
     }
 }

@@ -8,6 +8,7 @@
 
 mod acks;
 mod balance;
+pub mod campaign;
 pub mod check;
 mod codec;
 pub mod evidence;

@@ -323,6 +323,10 @@ pub struct FindingSummary {
     pub due: Vec<(i64, StoredFinding)>,
     /// How many fall in the window.
     pub due_total: u64,
+    /// The institutions with the most open findings, most first (at most the number asked).
+    pub most_findings: Vec<(String, u64)>,
+    /// How many institutions have open findings.
+    pub institutions: u64,
 }
 
 impl Store {
@@ -525,14 +529,15 @@ impl Store {
     }
 
     /// The open findings of a jurisdiction in numbers (see [`FindingSummary`]): open at each of
-    /// `instants`, and due in `[due_from, due_to)` (at most `due_limit` of them listed).
+    /// `instants`, and due in `[due_from, due_to)`; at most `listed` due findings and
+    /// institutions listed.
     #[tracing::instrument(name = "store.finding_summary", skip_all)]
     pub async fn finding_summary(
         &self,
         jurisdiction: &Jurisdiction,
         instants: &[i64],
         (due_from, due_to): (i64, i64),
-        due_limit: u32,
+        listed: u32,
     ) -> Result<FindingSummary> {
         let within = Value::Text(format!("{}%", jurisdiction.prefix()));
         let mut summary = FindingSummary::default();
@@ -596,7 +601,7 @@ impl Store {
         .fetch_one(self.readers())
         .await?;
         summary.due_total = u64::try_from(column::<i64>(&total, "n")?).unwrap_or_default();
-        values.push(Value::Int(i64::from(due_limit)));
+        values.push(Value::Int(i64::from(listed)));
         for row in sqlx::query_with(
             sqlx::AssertSqlSafe(format!(
                 "SELECT *, {deadline} AS due_at {due} \
@@ -610,6 +615,33 @@ impl Store {
             summary
                 .due
                 .push((column(&row, "due_at")?, decode_finding(&row)?));
+        }
+        let open = "FROM findings WHERE state = 'OPEN' AND jurisdiction LIKE $1";
+        let within = Value::Text(format!("{}%", jurisdiction.prefix()));
+        let row = sqlx::query_with(
+            sqlx::AssertSqlSafe(format!(
+                "SELECT COUNT(DISTINCT institution_uscc) AS n {open}"
+            )),
+            super::bind_all(vec![within.clone()])?,
+        )
+        .fetch_one(self.readers())
+        .await?;
+        summary.institutions = u64::try_from(column::<i64>(&row, "n")?).unwrap_or_default();
+        for row in sqlx::query_with(
+            sqlx::AssertSqlSafe(format!(
+                "SELECT institution_uscc, COUNT(*) AS n {open} GROUP BY institution_uscc \
+                 ORDER BY n DESC, institution_uscc LIMIT $2"
+            )),
+            super::bind_all(vec![within, Value::Int(i64::from(listed))])?,
+        )
+        .fetch_all(self.readers())
+        .await?
+        {
+            let n: i64 = column(&row, "n")?;
+            summary.most_findings.push((
+                column(&row, "institution_uscc")?,
+                u64::try_from(n).unwrap_or_default(),
+            ));
         }
         Ok(summary)
     }

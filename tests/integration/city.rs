@@ -32,7 +32,7 @@ fn key_of(finding: &proto::Finding) -> Key {
     )
 }
 
-async fn push_dataset(app: &TestApp, dataset: &Dataset) {
+pub(crate) async fn push_dataset(app: &TestApp, dataset: &Dataset) {
     macro_rules! push_all {
         ($records:expr, $client:expr, $method:ident) => {{
             let mut client = $client.max_decoding_message_size(64 * 1024 * 1024);

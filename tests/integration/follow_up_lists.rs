@@ -827,6 +827,24 @@ async fn findings_are_summarized_as_the_list_shows_them(backend: Backend) {
             .all(|due| subjects.contains(due.finding.as_ref().unwrap().subject.as_str())),
         "the same masking as the list"
     );
+    // The institutions with the most, most first (ties by USCC), as the list counts them.
+    let mut per_institution: std::collections::BTreeMap<&str, u64> = Default::default();
+    for finding in &listed {
+        *per_institution
+            .entry(finding.institution_uscc.as_str())
+            .or_default() += 1;
+    }
+    let mut most: Vec<(&str, u64)> = per_institution.into_iter().collect();
+    most.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    assert_eq!(
+        summary
+            .most_findings
+            .iter()
+            .map(|count| (count.institution_uscc.as_str(), count.open))
+            .collect::<Vec<_>>(),
+        most
+    );
+    assert_eq!(summary.institutions_with_findings, most.len() as u64);
     // A division with none, and a trend too long.
     let district = reader
         .summarize_findings(proto::SummarizeFindingsRequest {

@@ -3,6 +3,7 @@
 
 mod access;
 mod bulk;
+mod campaign;
 mod city;
 mod cli;
 mod complexity;

@@ -457,7 +457,18 @@ fn expected(service: &str, method: &str, kind: AgencyKind) -> bool {
         ("quotahub.v1.ApplicationService", "GetApplication" | "ListApplications") => {
             only(&[StaffingOffice, Organization, Hr, Discipline, Audit])
         }
+        ("quotahub.v1.ApplicationService", "ReviewApplication") => {
+            only(&[StaffingOffice, Discipline, Audit])
+        }
         ("quotahub.v1.ApplicationService", _) => only(&[StaffingOffice, Organization, Hr]),
+        (
+            "quotahub.v1.CampaignService",
+            "OpenCampaign" | "OpenUndeclaredItems" | "CloseCampaign",
+        ) => only(&[StaffingOffice]),
+        ("quotahub.v1.CampaignService", "Declare") => only(&[Hr, Organization]),
+        ("quotahub.v1.CampaignService", _) => {
+            only(&[StaffingOffice, Organization, Hr, Discipline, Audit])
+        }
         ("quotahub.v1.CaseService", "GetCase" | "ListCases") => {
             only(&[StaffingOffice, Discipline, Audit])
         }
