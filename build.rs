@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
         "proto/quotahub/v1/common.proto",
         "proto/quotahub/v1/findings.proto",
+        "proto/quotahub/v1/freshness.proto",
         "proto/quotahub/v1/campaign.proto",
         "proto/quotahub/v1/reconciliation.proto",
         "proto/quotahub/v1/ledger.proto",

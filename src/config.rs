@@ -34,6 +34,8 @@ pub struct Settings {
     pub rules: RuleSettings,
     /// The scheduled re-check.
     pub reconcile: ReconcileSettings,
+    /// The cadence each agency's data is held to, and how often it is checked.
+    pub freshness: FreshnessSettings,
     /// The alert feed and escalation.
     pub feed: FeedSettings,
     /// The plain-HTTP admin port.
@@ -195,6 +197,53 @@ impl Default for ReconcileSettings {
     }
 }
 
+/// Data freshness (`[freshness]`, 同步录入、实时更新): the cadence each agency kind is held to.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FreshnessSettings {
+    /// A month's payroll is late from this day of the next month on (`freshness.payroll_due_day`,
+    /// default 10; 1–28).
+    pub payroll_due_day: u32,
+    /// A personnel event pushed more than this many days after it took effect is backdated
+    /// (`freshness.event_due_days`, default 30).
+    pub event_due_days: u32,
+    /// Days of pushes BACKDATED_EVENT and the report's backdated share look at
+    /// (`freshness.window_days`, default 90).
+    pub window_days: u32,
+    /// Seconds between checks of every agency's data on the schedule; 0 turns them off
+    /// (`freshness.interval_secs`, default an hour).
+    pub interval_secs: u64,
+}
+
+impl Default for FreshnessSettings {
+    fn default() -> FreshnessSettings {
+        let cadence = crate::domain::freshness::Cadence::default();
+        FreshnessSettings {
+            payroll_due_day: cadence.payroll_due_day,
+            event_due_days: cadence.event_due_days,
+            window_days: cadence.window_days,
+            interval_secs: 3_600,
+        }
+    }
+}
+
+impl FreshnessSettings {
+    /// The cadence, once the day is one every month has.
+    pub fn cadence(&self) -> anyhow::Result<crate::domain::freshness::Cadence> {
+        if !(1..=28).contains(&self.payroll_due_day) {
+            anyhow::bail!("freshness.payroll_due_day must lie between 1 and 28");
+        }
+        if self.window_days == 0 {
+            anyhow::bail!("freshness.window_days must be at least 1");
+        }
+        Ok(crate::domain::freshness::Cadence {
+            payroll_due_day: self.payroll_due_day,
+            event_due_days: self.event_due_days,
+            window_days: self.window_days,
+        })
+    }
+}
+
 /// Where the certificates are. Unset paths default to `{data_dir}/pki/`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -294,6 +343,7 @@ impl Default for Settings {
             shutdown_grace_secs: 30,
             rules: RuleSettings::default(),
             reconcile: ReconcileSettings::default(),
+            freshness: FreshnessSettings::default(),
             feed: FeedSettings::default(),
             admin: AdminSettings::default(),
             console: ConsoleSettings::default(),

@@ -101,6 +101,8 @@ pub struct Application {
     reconcile_every: Option<Duration>,
     /// How often to escalate overdue alerts; `None` for never.
     escalate_every: Option<Duration>,
+    /// How often to check every agency's data is in on time (LATE_PAYROLL); `None` for never.
+    freshness_every: Option<Duration>,
     /// How long feed events are kept.
     feed_retention: Duration,
     /// Registry, rate limits, deadlines and audit, consulted on every call.
@@ -142,6 +144,7 @@ impl Application {
             rules: settings.rules_config()?,
             clock: Clock::System,
             escalation: settings.escalation_policy()?,
+            cadence: settings.freshness.cadence()?,
         });
         let log_key = settings.log_key();
         if settings.dev_pki() && settings.audit.log_key.is_none() {
@@ -214,6 +217,8 @@ impl Application {
             Duration::from_secs(settings.feed.retention_days.max(1) * 86_400);
         application.reconcile_every = (settings.reconcile.interval_secs > 0)
             .then(|| Duration::from_secs(settings.reconcile.interval_secs));
+        application.freshness_every = (settings.freshness.interval_secs > 0)
+            .then(|| Duration::from_secs(settings.freshness.interval_secs));
         Ok(application)
     }
 
@@ -240,6 +245,7 @@ impl Application {
             shutdown_grace: Duration::from_secs(30),
             reconcile_every: None,
             escalate_every: Some(Duration::from_secs(60)),
+            freshness_every: None,
             feed_retention: Duration::from_secs(90 * 86_400),
             admin: None,
             probe_every: Duration::from_secs(5),
@@ -341,6 +347,13 @@ impl Application {
     /// Escalates overdue alerts this often.
     pub fn escalate_every(mut self, interval: Option<Duration>) -> Application {
         self.escalate_every = interval;
+        self
+    }
+
+    /// Checks every agency's data is in on time this often (the first time one interval after
+    /// start).
+    pub fn freshness_every(mut self, interval: Option<Duration>) -> Application {
+        self.freshness_every = interval;
         self
     }
 
@@ -480,6 +493,11 @@ impl Application {
             tokio::spawn(trim_feed(
                 self.hub.store.clone(),
                 self.feed_retention,
+                schedule_stopped.clone(),
+            )),
+            tokio::spawn(freshness_checks(
+                self.hub.store.clone(),
+                self.freshness_every,
                 schedule_stopped.clone(),
             )),
         ];
@@ -720,6 +738,32 @@ async fn escalations(
             }
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "declaration escalation pass failed"),
+        }
+    }
+}
+
+/// Checks every finance and HR agency's data against its cadence every `every` (LATE_PAYROLL
+/// raised on the due day, BACKDATED_EVENT aged out of its window). Any number of replicas may run
+/// it: each agency's check takes that agency's push lock.
+async fn freshness_checks(
+    store: Store,
+    every: Option<Duration>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    let Some(every) = every else { return };
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = stopped.changed() => return,
+        }
+        let pass = tracing::info_span!("freshness", changes = tracing::field::Empty);
+        match store.check_freshness().instrument(pass.clone()).await {
+            Ok(changes) if !changes.is_empty() => {
+                pass.record("changes", changes.len());
+                tracing::info!(changes = changes.len(), "agencies' data freshness changed");
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "freshness pass failed"),
         }
     }
 }

@@ -62,6 +62,10 @@ pub const POLICY: &[Rule] = &[
         kinds: &[Hr, Organization, StaffingOffice],
     },
     Rule {
+        prefix: "/quotahub.v1.ReconciliationService/FreshnessReport",
+        kinds: &[StaffingOffice],
+    },
+    Rule {
         prefix: "/quotahub.v1.ReconciliationService/VerifyFunding",
         kinds: &[Finance, StaffingOffice],
     },

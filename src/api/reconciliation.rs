@@ -189,6 +189,9 @@ impl Hub {
             posts_approved: answer.posts_approved,
             posts_occupied: answer.posts_occupied,
             other_institutions: answer.other_institutions,
+            reserve_kept: answer.reserve_kept,
+            reserve_needed: answer.reserve_needed,
+            reserve_eaten: answer.reserve_eaten,
         })
     }
 
@@ -625,6 +628,70 @@ impl proto::reconciliation_service_server::ReconciliationService for Hub {
                 )
                 .collect(),
             institutions_with_findings: summary.institutions,
+        }))
+    }
+
+    async fn freshness_report(
+        &self,
+        request: Request<proto::FreshnessReportRequest>,
+    ) -> Result<Response<proto::FreshnessReportResponse>, Status> {
+        let caller = caller(&request)?;
+        let message = request.get_ref();
+        let jurisdiction =
+            request_jurisdiction(&caller.agency, "jurisdiction", &message.jurisdiction)?;
+        let report = self.store.freshness_report(&jurisdiction).await?;
+        let cadence = self.store.checks().cadence;
+        let share = |part: i64, whole: i64| {
+            if whole > 0 {
+                part as f64 / whole as f64
+            } else {
+                0.0
+            }
+        };
+        let agencies: Vec<proto::AgencyFreshness> = report
+            .iter()
+            .map(|row| proto::AgencyFreshness {
+                agency_id: row.agency.id(),
+                kind: crate::domain::AgencyKind::ALL
+                    .iter()
+                    .position(|kind| *kind == row.agency.kind)
+                    .map_or(0, |i| i32::try_from(i + 1).unwrap_or_default()),
+                jurisdiction: row.agency.jurisdiction.to_string(),
+                last_pushes: row
+                    .last_pushes
+                    .iter()
+                    .map(|(kind, on)| proto::LastPush {
+                        record_kind: kind.clone(),
+                        pushed_on: on.to_string(),
+                    })
+                    .collect(),
+                latest_payroll_period: row.latest_period.map(|p| p.to_string()).unwrap_or_default(),
+                awaited_payroll_periods: row.awaited.iter().map(ToString::to_string).collect(),
+                next_payroll_period: row.next_due.map(|(p, _)| p.to_string()).unwrap_or_default(),
+                next_payroll_late_from: row
+                    .next_due
+                    .map(|(_, on)| on.to_string())
+                    .unwrap_or_default(),
+                payroll_lag_days: u32::try_from(row.payroll_lag_days).unwrap_or(u32::MAX),
+                events_in_window: u64::try_from(row.events).unwrap_or_default(),
+                timed_in_window: u64::try_from(row.timed).unwrap_or_default(),
+                backdated_in_window: u64::try_from(row.backdated).unwrap_or_default(),
+                backdated_share: share(row.backdated, row.timed),
+                mean_event_lag_days: share(row.lag_days, row.timed),
+                waiting: row.waiting(),
+            })
+            .collect();
+        Ok(Response::new(proto::FreshnessReportResponse {
+            as_of: self.store.checks().clock.today().to_string(),
+            window_days: cadence.window_days,
+            payroll_due_day: cadence.payroll_due_day,
+            event_due_days: cadence.event_due_days,
+            waiting_for: report
+                .iter()
+                .filter(|row| row.waiting())
+                .map(|row| row.agency.id())
+                .collect(),
+            agencies,
         }))
     }
 

@@ -15,7 +15,7 @@
 //! | [`Posts`] | (institution, level, position) | leader posts, as quotas | [`InForce::push`] | the posts of the key |
 //! | [`Fundings`] | (institution, category, period) | the latest funding | [`Fundings::restate`] | one row, plus headcount and quota on the period's last day |
 //! | [`Pay`] | (resident, period) | per payer: the live lines and their sum | [`Pay::add_line`], [`Pay::reverse_line`] | the payers of the key (one or two), plus the person's spells |
-//! | [`Plans`] | (institution, category, year) | entries of the year; the latest plan per channel | [`Plans::apply`] with the person's entry rewrite, [`Plans::push`] | one count and the plans (one per channel) |
+//! | [`Plans`] | (institution, category, year) | entries of the year, of them the policy placements; the latest plan per channel | [`Plans::apply`] with the person's entry rewrite, [`Plans::push`] | two counts and the plans (one per channel) |
 //!
 //! Which function decides which dirty key (`DirtyKey::covers` says which findings a key covers):
 //!
@@ -26,7 +26,7 @@
 //! | `LeaderGrade(i, p)` | [`decide_leader_grade`] | p's terms at i, i's registry entry |
 //! | `Funding(i, c, m)`, `FundedLimit(i, c, periods)` | [`decide_funding`] per period | i's registry entry |
 //! | `PersonPeriod(p, m)`, `Person(p, periods)` (pay part) | [`decide_pay`] per period | p's spells, at every institution |
-//! | `PlanUse(i, c, y)` | [`decide_plan`] | the entries of the year (evidence) |
+//! | `PlanUse(i, c, y)` | [`decide_plan`], [`decide_reserve`] | the entries of the year (evidence) |
 //!
 //! What did not go into numbers, and why:
 //!
@@ -70,7 +70,8 @@ use super::findings::{
 };
 use super::roll::Spell;
 use super::rules::{
-    approved, count, covers_some_day, in_force, institution, is_exit, key, person, record,
+    Reserve, approved, count, covers_some_day, in_force, institution, is_exit, is_placement, key,
+    person, record,
 };
 use super::{
     Coded, Funding, FundingForm, HiringChannel, LeaderLevel, LeaderPosition, LeaderPost,
@@ -527,10 +528,15 @@ impl Pay {
 
 type PlanYear = (Uscc, QuotaCategory, i32);
 
-/// Per (institution, category, year): the entries taken and the latest plan per channel.
+/// A year's entries and, of them, those through policy placement.
+pub type Taken = (i64, i64);
+
+/// Per (institution, category, year): the entries taken, those of them through policy placement
+/// (the reserve's), and the latest plan per channel.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plans {
     entries: BTreeMap<PlanYear, i64>,
+    placements: BTreeMap<PlanYear, i64>,
     plans: BTreeMap<PlanYear, BTreeMap<HiringChannel, Pushed<StaffingPlan>>>,
 }
 
@@ -551,10 +557,17 @@ impl Plans {
 
     fn count(&mut self, entry: &Entry, by: i64) {
         let key = (entry.institution.clone(), entry.category, entry.date.year());
-        let n = self.entries.entry(key.clone()).or_default();
-        *n += by;
-        if *n == 0 {
-            self.entries.remove(&key);
+        let counts = if is_placement(entry) {
+            vec![&mut self.entries, &mut self.placements]
+        } else {
+            vec![&mut self.entries]
+        };
+        for counted in counts {
+            let n = counted.entry(key.clone()).or_default();
+            *n += by;
+            if *n == 0 {
+                counted.remove(&key);
+            }
         }
     }
 
@@ -574,24 +587,38 @@ impl Plans {
     }
 
     /// What [`Plans::apply`] moves: the entries more (or fewer) per (institution, category,
-    /// year), non-zero only, as a store applies them to the counts it keeps.
-    pub fn moves(entries: &Rewrite<Entry>) -> Vec<((Uscc, QuotaCategory, i32), i64)> {
+    /// year), and of them the placements, a pair not both zero, as a store applies them to the
+    /// counts it keeps.
+    pub fn moves(entries: &Rewrite<Entry>) -> Vec<(PlanYear, Taken)> {
         let mut moved = Plans::default();
         moved.apply(entries);
-        moved.entries.into_iter().collect()
+        let years: BTreeSet<&PlanYear> = moved
+            .entries
+            .keys()
+            .chain(moved.placements.keys())
+            .collect();
+        years
+            .into_iter()
+            .map(|year| {
+                let (institution, category, y) = year;
+                (year.clone(), moved.taken(institution, *category, *y))
+            })
+            .collect()
     }
 
-    /// Plans that know one year's count and plans: a store's read of the counts it keeps.
+    /// Plans that know one year's counts and plans: a store's read of the counts it keeps.
     pub fn known(
         (institution, category, year): (&Uscc, QuotaCategory, i32),
-        taken: i64,
+        (taken, placed): Taken,
         plans: &[Pushed<StaffingPlan>],
     ) -> Plans {
         let mut known = Plans::default();
+        let key = (institution.clone(), category, year);
         if taken != 0 {
-            known
-                .entries
-                .insert((institution.clone(), category, year), taken);
+            known.entries.insert(key.clone(), taken);
+        }
+        if placed != 0 {
+            known.placements.insert(key, placed);
         }
         plans
             .iter()
@@ -603,12 +630,22 @@ impl Plans {
         known
     }
 
-    /// The entries of the year.
-    pub fn taken(&self, institution: &Uscc, category: QuotaCategory, year: i32) -> i64 {
-        self.entries
-            .get(&(institution.clone(), category, year))
-            .copied()
-            .unwrap_or(0)
+    /// The entries of the year, and of them those through policy placement.
+    pub fn taken(&self, institution: &Uscc, category: QuotaCategory, year: i32) -> Taken {
+        let key = (institution.clone(), category, year);
+        let of = |counts: &BTreeMap<PlanYear, i64>| counts.get(&key).copied().unwrap_or(0);
+        (of(&self.entries), of(&self.placements))
+    }
+
+    /// The year's plans seen from its policy-placement reserve.
+    pub fn reserve(&self, institution: &Uscc, category: QuotaCategory, year: i32) -> Reserve {
+        let (taken, placed) = self.taken(institution, category, year);
+        Reserve::of(
+            self.counted(institution, category, year)
+                .map(|p| (p.record.channel, p.record.approved_count)),
+            taken,
+            placed,
+        )
     }
 
     /// The plans counted for the year, one per channel.
@@ -950,7 +987,7 @@ pub fn decide_plan(
         .counted(uscc, category, year)
         .map(|p| i64::from(p.record.approved_count))
         .sum();
-    let taken = plans.taken(uscc, category, year);
+    let (taken, _) = plans.taken(uscc, category, year);
     if taken <= plan {
         return None;
     }
@@ -969,6 +1006,36 @@ pub fn decide_plan(
         ),
         (taken, plan),
         explain::over_plan((uscc, category, year), (taken, plan)),
+        evidence,
+    ))
+}
+
+/// RESERVE_SHORTFALL of (institution, category, year): the other channels' entries against the
+/// places the policy-placement reserve leaves them. `entries` as for [`decide_plan`].
+pub fn decide_reserve(
+    (uscc, category, year): (&Uscc, QuotaCategory, i32),
+    plans: &Plans,
+    entries: &BTreeSet<RecordRef>,
+) -> Option<Finding> {
+    let reserve = plans.reserve(uscc, category, year);
+    if !reserve.short() {
+        return None;
+    }
+    let mut evidence = sampled(entries.iter().map(|e| record("personnel_event", e)));
+    evidence.extend(
+        plans
+            .counted(uscc, category, year)
+            .map(|p| record("staffing_plan", &p.id)),
+    );
+    Some(finding(
+        key(
+            RuleCode::ReserveShortfall,
+            uscc,
+            category.code(),
+            format!("{year:04}"),
+        ),
+        (reserve.others, reserve.others_plan),
+        explain::reserve_shortfall((uscc, category, year), &reserve),
         evidence,
     ))
 }
@@ -994,7 +1061,7 @@ mod tests {
     ];
     const POSITIONS: [LeaderPosition; 2] = [LeaderPosition::Principal, LeaderPosition::Deputy];
     /// The rules this module decides.
-    const DECIDED: [RuleCode; 11] = [
+    const DECIDED: [RuleCode; 12] = [
         R::OverQuota,
         R::QuotaFull,
         R::OverLeaderPosts,
@@ -1006,6 +1073,7 @@ mod tests {
         R::PayUnitMismatch,
         R::DoublePay,
         R::OverPlan,
+        R::ReserveShortfall,
     ];
 
     /// The registry entry the oracle reads: the first of the institution.
@@ -1074,6 +1142,7 @@ mod tests {
                         .map(|e| e.record.clone())
                         .collect();
                     found.extend(decide_plan((uscc, category, year), &all.plans, &entries));
+                    found.extend(decide_reserve((uscc, category, year), &all.plans, &entries));
                 }
             }
             for level in LEVELS {
@@ -1309,15 +1378,19 @@ mod tests {
             // And the entries a store counts per year move as the plans' count does.
             let Change::Roll { entries, .. } = &change else { unreachable!() };
             let mut counted = Plans::from_snapshot(&world);
-            for ((uscc, category, year), by) in Plans::moves(entries) {
-                prop_assert!(by != 0);
-                let n = counted.entries.entry((uscc.clone(), category, year)).or_default();
-                *n += by;
-                if *n == 0 {
-                    counted.entries.remove(&(uscc, category, year));
+            for (year, (by, placed)) in Plans::moves(entries) {
+                prop_assert!(by != 0 || placed != 0);
+                for (counts, by) in [(&mut counted.entries, by), (&mut counted.placements, placed)] {
+                    let n = counts.entry(year.clone()).or_default();
+                    *n += by;
+                    if *n == 0 {
+                        counts.remove(&year);
+                    }
                 }
             }
-            prop_assert_eq!(counted.entries, Plans::from_snapshot(&after).entries);
+            let after = Plans::from_snapshot(&after);
+            prop_assert_eq!(counted.entries, after.entries);
+            prop_assert_eq!(counted.placements, after.placements);
         }
 
         /// Updates add up: two records, each applied as the store describes it against the data

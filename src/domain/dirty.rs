@@ -17,7 +17,7 @@
 //! | `Receipts(i, m)` | UNREGISTERED_INSTITUTION of i for period m: what i was paid or funded in m |
 //! | `Funding(i, c, m)` | FUNDED_OVER_QUOTA, SELF_FUNDED_BUDGET_PAY of (i, c, m): the latest funding of the period |
 //! | `FundedLimit(i, c, periods)` | FUNDED_OVER_QUOTA of (i, c) for those periods: min(quota, roll) on their last days |
-//! | `PlanUse(i, c, y)` | OVER_PLAN of (i, c, y): entries of the year against the plans of every channel |
+//! | `PlanUse(i, c, y)` | OVER_PLAN, RESERVE_SHORTFALL of (i, c, y): entries of the year (and of them the policy placements) against the plans of every channel |
 //! | `ApprovalUse(i, from)` | HIRE_WITHOUT_APPROVAL of i's entries dated on or after `from` (all when none) |
 //! | `LeaderPosts(i, l, pos)` | OVER_LEADER_POSTS of (i, l/pos) |
 //! | `LeaderGrade(i, p)` | LEADER_ABOVE_GRADE of leader p at i |
@@ -216,7 +216,8 @@ pub enum DirtyKey {
         /// The periods whose last day it can move.
         periods: Periods,
     },
-    /// Entries of a year against its plan: OVER_PLAN of (institution, category, year).
+    /// Entries of a year against its plan: OVER_PLAN and RESERVE_SHORTFALL of (institution,
+    /// category, year).
     PlanUse {
         /// Where the entries went.
         institution: Uscc,
@@ -330,7 +331,7 @@ impl DirtyKey {
                 category,
                 year,
             } => {
-                key.code == R::OverPlan
+                matches!(key.code, R::OverPlan | R::ReserveShortfall)
                     && at(institution)
                     && key.subject == category.code()
                     && key.period == format!("{year:04}")
@@ -1213,6 +1214,8 @@ pub(crate) mod tests {
         assert!(covers(&plan, &key(R::OverPlan, 1, ADMIN, "2024")));
         assert!(!covers(&plan, &key(R::OverPlan, 1, ADMIN, "2025")));
         assert!(!covers(&plan, &key(R::OverPlan, 2, ADMIN, "2024")));
+        assert!(covers(&plan, &key(R::ReserveShortfall, 1, ADMIN, "2024")));
+        assert!(!covers(&plan, &key(R::ReserveShortfall, 1, ADMIN, "2023")));
 
         let approval = Change::Approval(HiringApproval {
             approval_number: "A0".into(),
@@ -1415,8 +1418,8 @@ pub(crate) mod tests {
 
     /// (institution, category, status, from, length, host of a secondment).
     type SpellSpec = (u32, usize, usize, u64, Option<u64>, Option<u32>);
-    /// (institution, category, date, approval number, arrival).
-    type EntrySpec = (u32, usize, u64, Option<u32>, i64);
+    /// (institution, category, date, approval number, arrival, through policy placement).
+    type EntrySpec = (u32, usize, u64, Option<u32>, i64, bool);
     /// (institution, level, position, rank, from, length).
     type TermSpec = (u32, usize, usize, usize, u64, Option<u64>);
 
@@ -1509,6 +1512,7 @@ pub(crate) mod tests {
             0u64..150,
             prop::option::of(0u32..2),
             0i64..3,
+            any::<bool>(),
         );
         let term = (
             0u32..4,
@@ -1564,7 +1568,7 @@ pub(crate) mod tests {
                     from
                 }
             ),
-            1 => (0u32..4, 0usize..3, 2023i32..2025, 0usize..2, 0u32..3).prop_map(
+            1 => (0u32..4, 0usize..3, 2023i32..2025, 0usize..3, 0u32..3).prop_map(
                 |(n, category, year, channel, approved)| Arrival::Plan {
                     n,
                     category,
@@ -1676,11 +1680,15 @@ pub(crate) mod tests {
                 let new_entries = entries
                     .into_iter()
                     .enumerate()
-                    .map(|(i, (n, category, date, number, arrival))| Entry {
+                    .map(|(i, (n, category, date, number, arrival, placed))| Entry {
                         resident_id: who.clone(),
                         institution: unit(n),
                         category: CATEGORIES[category],
-                        channel: Some(HiringChannel::OpenRecruitment),
+                        channel: Some(if placed {
+                            HiringChannel::PolicyPlacement
+                        } else {
+                            HiringChannel::OpenRecruitment
+                        }),
                         date: day(date),
                         approval_number: number.map(|k| format!("A{k}")),
                         arrival,
@@ -1961,7 +1969,7 @@ pub(crate) mod tests {
                 key.code == R::OverLeaderPosts && key.institution == post.institution.as_str()
             }
             Change::Plan(plan) => {
-                key.code == R::OverPlan
+                matches!(key.code, R::OverPlan | R::ReserveShortfall)
                     && key.institution == plan.institution.as_str()
                     && key.period == plan.year.to_string()
             }

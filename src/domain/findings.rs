@@ -49,6 +49,13 @@ coded_enum! {
         UnregisteredInstitution = "UNREGISTERED_INSTITUTION",
         /// 总量余缺: per jurisdiction and category, total quota − total active (a report).
         RegionalBalance = "REGIONAL_BALANCE",
+        /// 挤占安置预留 (留余地): the vacancies a year's plan leaves after the other channels' entries
+        /// fall below what the policy-placement reserve still needs.
+        ReserveShortfall = "RESERVE_SHORTFALL",
+        /// 工资数据迟报: a finance agency's payroll for a month missing after its due day.
+        LatePayroll = "LATE_PAYROLL",
+        /// 人事数据补录滞后: a personnel event pushed long after it took effect (backdated).
+        BackdatedEvent = "BACKDATED_EVENT",
     }
 }
 
@@ -74,8 +81,12 @@ impl RuleCode {
         use RuleCode as R;
         match self {
             R::RegionalBalance => Severity::Info,
-            R::QuotaFull => Severity::Low,
-            R::MixedCategory | R::OverPlan | R::PayUnitMismatch => Severity::Medium,
+            R::QuotaFull | R::BackdatedEvent => Severity::Low,
+            R::MixedCategory
+            | R::OverPlan
+            | R::PayUnitMismatch
+            | R::ReserveShortfall
+            | R::LatePayroll => Severity::Medium,
             R::OverQuota
             | R::OverLeaderPosts
             | R::LeaderAboveGrade
@@ -109,7 +120,16 @@ impl RuleCode {
             R::SelfFundedBudgetPay => "经费形式不符",
             R::UnregisteredInstitution => "私设机构",
             R::RegionalBalance => "总量余缺",
+            R::ReserveShortfall => "挤占安置预留",
+            R::LatePayroll => "工资数据迟报",
+            R::BackdatedEvent => "人事数据补录滞后",
         }
+    }
+
+    /// Whether the rule's findings are about an agency's data (its freshness) rather than about an
+    /// institution: their key's `institution` is then the agency's id (`140100/finance`).
+    pub fn about_agency(self) -> bool {
+        matches!(self, RuleCode::LatePayroll | RuleCode::BackdatedEvent)
     }
 }
 
@@ -119,7 +139,9 @@ pub struct FindingKey {
     /// The rule.
     pub code: RuleCode,
     /// USCC of the institution the finding is about (for rules across institutions, the smallest
-    /// USCC involved, so that the key is stable).
+    /// USCC involved, so that the key is stable); for the freshness rules
+    /// ([`RuleCode::about_agency`]), the id of the agency whose data is late (`140100/finance`),
+    /// which is who answers for it in the ledger.
     pub institution: String,
     /// What within the institution: a category code (`ADMINISTRATIVE`), a post (`DIVISION/DEPUTY`),
     /// a resident ID, or empty when the finding is about the institution as a whole.
@@ -305,9 +327,14 @@ pub struct Scope {
 }
 
 impl Scope {
-    /// Whether a finding of this key is decided by a check of this scope.
+    /// Whether a finding of this key is decided by a check of this scope (never one about an
+    /// agency's data, which the freshness check decides).
     pub fn covers(&self, key: &FindingKey) -> bool {
         use RuleCode as R;
+        // The freshness of an agency's data is no institution's: no re-check decides it.
+        if key.code.about_agency() {
+            return false;
+        }
         if self.everything {
             return true;
         }

@@ -11,6 +11,7 @@ pub mod dirty;
 pub mod evidence;
 mod explain;
 pub mod findings;
+pub mod freshness;
 pub mod ids;
 pub mod leadership;
 pub mod ledger;

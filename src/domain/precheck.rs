@@ -16,6 +16,7 @@ use super::findings::{
 };
 use super::ids::resident_id_with_check;
 use super::roll::{LeaderTerm, Spell};
+use super::rules::Reserve;
 use super::{
     Funding, FundingForm, HiringChannel, LeaderLevel, LeaderPosition, Period, PersonStatus,
     QuotaCategory, Rank, ResidentId, Uscc, rules,
@@ -89,6 +90,12 @@ pub struct HireAnswer {
     pub posts_occupied: u32,
     /// Institutions where the person is already on the roll.
     pub other_institutions: Vec<String>,
+    /// Places the year's plan keeps for policy placement.
+    pub reserve_kept: u32,
+    /// Placements still to come before the entry.
+    pub reserve_needed: u32,
+    /// Places still needed that the other channels would have taken with the entry.
+    pub reserve_eaten: u32,
 }
 
 /// A funding to check.
@@ -285,7 +292,7 @@ pub fn check_hire(
         }
     }
     let plan_approved: u32 = plans.values().map(|p| p.record.approved_count).sum();
-    let plan_used = snapshot
+    let of_year: Vec<&Entry> = snapshot
         .entries
         .iter()
         .filter(|e| {
@@ -293,7 +300,25 @@ pub fn check_hire(
                 && e.category == question.category
                 && chrono::Datelike::year(&e.date) == year
         })
-        .count();
+        .collect();
+    let plan_used = of_year.len();
+    let placed = of_year.iter().filter(|e| rules::is_placement(e)).count();
+    let reserve_of = |taken: usize, placed: usize| {
+        Reserve::of(
+            plans
+                .values()
+                .map(|p| (p.record.channel, p.record.approved_count)),
+            rules::count(taken),
+            rules::count(placed),
+        )
+    };
+    let entering = usize::from(!already_here);
+    let placing =
+        usize::from(!already_here && question.channel == Some(HiringChannel::PolicyPlacement));
+    let reserve = (
+        reserve_of(plan_used, placed),
+        reserve_of(plan_used + entering, placed + placing),
+    );
     let approval = question.approval_number.as_ref().and_then(|number| {
         snapshot.approvals.iter().find(|a| {
             a.record.approval_number == *number
@@ -366,6 +391,7 @@ pub fn check_hire(
             posts_approved,
             posts_occupied,
             other_institutions,
+            reserve,
         },
     )
 }
@@ -391,6 +417,8 @@ pub struct HireNumbers {
     pub posts_occupied: u32,
     /// Institutions where the person is already on the roll.
     pub other_institutions: Vec<String>,
+    /// The year's reserve before the entry, and with it.
+    pub reserve: (Reserve, Reserve),
 }
 
 /// A hire's answer: every finding the act brings (a new key, or the same key with a larger
@@ -425,7 +453,14 @@ pub fn hire_answer(before: &[Finding], after: Vec<Finding>, numbers: HireNumbers
         posts_approved: numbers.posts_approved,
         posts_occupied: numbers.posts_occupied,
         other_institutions: numbers.other_institutions,
+        reserve_kept: small(numbers.reserve.0.reserve),
+        reserve_needed: small(numbers.reserve.0.needed()),
+        reserve_eaten: small(numbers.reserve.1.eaten()),
     }
+}
+
+fn small(n: i64) -> u32 {
+    u32::try_from(n.max(0)).unwrap_or(u32::MAX)
 }
 
 /// Checks a funding against `snapshot` (complete data for the institution).

@@ -10,10 +10,11 @@
 //! | OVER_LEADER_POSTS, LEADER_ABOVE_GRADE | [`leader_posts`](super::aggregates::decide_leader_posts), [`leader_grade`](super::aggregates::decide_leader_grade) | the terms in force on the check date, the posts, the registry entry |
 //! | FUNDED_OVER_QUOTA, SELF_FUNDED_BUDGET_PAY | [`funding`](super::aggregates::decide_funding) | the count on the period's last day, the quotas, the candidate keys' fundings |
 //! | PAID_NOT_ON_ROLL, PAID_AFTER_EXIT, PAY_UNIT_MISMATCH, DOUBLE_PAY | [`pay`](super::aggregates::decide_pay) | the candidate (person, period)'s lines and the person's spells |
-//! | MIXED_CATEGORY, DUPLICATE_ENROLLMENT, UNREGISTERED_INSTITUTION, HIRE_WITHOUT_APPROVAL, OVER_PLAN | [`rows`]: the oracle itself ([`rules::check`]) | the rows of the candidate keys only |
+//! | MIXED_CATEGORY, DUPLICATE_ENROLLMENT, UNREGISTERED_INSTITUTION, HIRE_WITHOUT_APPROVAL, OVER_PLAN, RESERVE_SHORTFALL | [`rows`]: the oracle itself ([`rules::check`]) | the rows of the candidate keys only |
 //!
 //! The last group has no number to decide from (placements on a date, an allocation of approvals
-//! in order, receipts of an unregistered institution) or, for OVER_PLAN, only a few candidates;
+//! in order, receipts of an unregistered institution) or, for OVER_PLAN and RESERVE_SHORTFALL
+//! (candidates by [`Reserve`](super::rules::Reserve) on the year's counts), only a few candidates;
 //! running the oracle over the candidates' rows keeps one wording and one decision for them.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};

@@ -746,7 +746,9 @@ fn hires_without_approval(index: &Index, found: &mut Findings) {
     }
 }
 
-/// OVER_PLAN: entries of a year against the sum over channels of the latest plan per channel.
+/// OVER_PLAN: entries of a year against the sum over channels of the latest plan per channel;
+/// RESERVE_SHORTFALL: the same year's entries through other channels against the places the
+/// policy-placement reserve leaves them.
 fn over_plan(index: &Index, found: &mut Findings) {
     type Year<'a> = (&'a Uscc, i32, QuotaCategory);
     let mut plans: HashMap<Year, BTreeMap<HiringChannel, &Pushed<StaffingPlan>>> = HashMap::new();
@@ -775,7 +777,16 @@ fn over_plan(index: &Index, found: &mut Findings) {
             .map(|p| i64::from(p.record.approved_count))
             .sum();
         let taken = count(entries.len());
-        if taken <= plan {
+        let placed = count(entries.iter().filter(|e| is_placement(e)).count());
+        let reserve = Reserve::of(
+            counted
+                .into_iter()
+                .flat_map(BTreeMap::values)
+                .map(|p| (p.record.channel, p.record.approved_count)),
+            taken,
+            placed,
+        );
+        if taken <= plan && !reserve.short() {
             continue;
         }
         let (uscc, year, category) = year_key;
@@ -786,18 +797,99 @@ fn over_plan(index: &Index, found: &mut Findings) {
                 .flat_map(BTreeMap::values)
                 .map(|p| record("staffing_plan", &p.id)),
         );
-        let text = explain::over_plan((uscc, category, year), (taken, plan));
-        found.raise(
-            key(
-                RuleCode::OverPlan,
-                uscc,
-                category.code(),
-                format!("{year:04}"),
-            ),
-            (taken, plan),
-            text,
-            evidence,
-        );
+        if taken > plan {
+            let text = explain::over_plan((uscc, category, year), (taken, plan));
+            found.raise(
+                key(
+                    RuleCode::OverPlan,
+                    uscc,
+                    category.code(),
+                    format!("{year:04}"),
+                ),
+                (taken, plan),
+                text,
+                evidence.clone(),
+            );
+        }
+        if reserve.short() {
+            let text = explain::reserve_shortfall((uscc, category, year), &reserve);
+            found.raise(
+                key(
+                    RuleCode::ReserveShortfall,
+                    uscc,
+                    category.code(),
+                    format!("{year:04}"),
+                ),
+                (reserve.others, reserve.others_plan),
+                text,
+                evidence,
+            );
+        }
+    }
+}
+
+/// Whether an entry fills the policy-placement reserve (政策性安置).
+pub(super) fn is_placement(entry: &Entry) -> bool {
+    entry.channel == Some(HiringChannel::PolicyPlacement)
+}
+
+/// A year's plan seen from its policy-placement reserve (留余地): the places kept for policy
+/// placement and those of every other channel, and the entries of each side.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reserve {
+    /// The year's policy-placement plan: the places kept.
+    pub reserve: i64,
+    /// Entries of the year through policy placement.
+    pub placed: i64,
+    /// The other channels' plans, summed: what they may take.
+    pub others_plan: i64,
+    /// Entries of the year through every other channel (or none named).
+    pub others: i64,
+}
+
+impl Reserve {
+    /// The reserve of a year from its plans counted (the latest per channel, as
+    /// `(channel, approved)`), its entries and those of them through policy placement.
+    pub fn of(
+        plans: impl IntoIterator<Item = (HiringChannel, u32)>,
+        taken: i64,
+        placed: i64,
+    ) -> Reserve {
+        let (mut reserve, mut others_plan) = (0, 0);
+        for (channel, approved) in plans {
+            if channel == HiringChannel::PolicyPlacement {
+                reserve += i64::from(approved);
+            } else {
+                others_plan += i64::from(approved);
+            }
+        }
+        Reserve {
+            reserve,
+            placed,
+            others_plan,
+            others: taken - placed,
+        }
+    }
+
+    /// Placements the reserve still has to take.
+    pub fn needed(&self) -> i64 {
+        (self.reserve - self.placed).max(0)
+    }
+
+    /// The places the plan leaves after every entry of the year.
+    pub fn left(&self) -> i64 {
+        (self.reserve + self.others_plan - self.others - self.placed).max(0)
+    }
+
+    /// RESERVE_SHORTFALL: placements are still needed and the places left fall below them, i.e.
+    /// the other channels took more than their plans.
+    pub fn short(&self) -> bool {
+        self.needed() > 0 && self.others > self.others_plan
+    }
+
+    /// How many of the places still needed the other channels took.
+    pub fn eaten(&self) -> i64 {
+        (self.others - self.others_plan).clamp(0, self.needed())
     }
 }
 
@@ -1784,6 +1876,106 @@ pub(crate) mod tests {
         assert_eq!(of(&findings, R::OverPlan).len(), 3);
     }
 
+    /// A 2024 plan of 5 places in 行政编制: 2 kept for policy placement, 3 for open recruitment.
+    fn reserve_of_two() -> World {
+        let mut w = World::default();
+        w.plan(1, 2024, HiringChannel::OpenRecruitment, 3);
+        w.plan(1, 2024, HiringChannel::PolicyPlacement, 2);
+        w
+    }
+
+    #[test]
+    fn reserve_shortfall_fires_when_other_channels_eat_the_reserve() {
+        let mut w = reserve_of_two();
+        for p in 1..=4 {
+            w.entry(p, 1, "2024-03-01", None);
+        }
+        let findings = w.check("2024-06-01");
+        assert!(
+            of(&findings, R::OverPlan).is_empty(),
+            "4 entries of 5 planned"
+        );
+        let short = only(&findings, R::ReserveShortfall);
+        assert_eq!(short.key.institution, unit(1).to_string());
+        assert_eq!(short.key.subject, "ADMINISTRATIVE");
+        assert_eq!(short.key.period, "2024");
+        assert_eq!((short.actual, short.limit), (4, 3));
+        assert_eq!(short.severity, crate::domain::findings::Severity::Medium);
+        assert_eq!(kinds(short, "personnel_event").len(), 4);
+        assert_eq!(kinds(short, "staffing_plan").len(), 2);
+        // By how much: one of the two places kept is gone, one place is left for two placements.
+        assert!(
+            short.explanation_zh.contains("挤占预留 1 名"),
+            "{}",
+            short.explanation_zh
+        );
+        assert!(
+            short
+                .explanation_en
+                .contains("eating 1 of the reserve: 1 places left for 2"),
+            "{}",
+            short.explanation_en
+        );
+        // Entries with no channel named count as the other channels'.
+        w.entry(5, 1, "2024-04-01", None).channel = None;
+        let findings = w.check("2024-06-01");
+        let short = only(&findings, R::ReserveShortfall);
+        assert_eq!((short.actual, short.limit), (5, 3));
+        assert!(short.explanation_zh.contains("挤占预留 2 名"));
+        assert!(of(&findings, R::OverPlan).is_empty());
+    }
+
+    #[test]
+    fn reserve_shortfall_does_not_fire_just_under_or_once_the_reserve_is_placed() {
+        // The other channels took exactly their 3: the 2 places kept are still free.
+        let mut w = reserve_of_two();
+        for p in 1..=3 {
+            w.entry(p, 1, "2024-03-01", None);
+        }
+        let findings = w.check("2024-06-01");
+        assert!(of(&findings, R::ReserveShortfall).is_empty());
+        // One placement made and one more other entry: 1 place left, 1 placement needed, but the
+        // other channels took 4 of their 3, so the one needed place is gone.
+        w.entry(4, 1, "2024-04-01", None).channel = Some(HiringChannel::PolicyPlacement);
+        assert!(of(&w.check("2024-06-01"), R::ReserveShortfall).is_empty());
+        w.entry(5, 1, "2024-05-01", None);
+        let findings = w.check("2024-06-01");
+        let short = only(&findings, R::ReserveShortfall);
+        assert_eq!((short.actual, short.limit), (4, 3));
+        // Both placements made: nothing is needed any more, whatever the others took (an entry
+        // past the plan is OVER_PLAN's).
+        w.entry(6, 1, "2024-05-02", None).channel = Some(HiringChannel::PolicyPlacement);
+        let findings = w.check("2024-06-01");
+        assert!(of(&findings, R::ReserveShortfall).is_empty());
+        assert_eq!(only(&findings, R::OverPlan).actual, 6);
+        // No reserve planned: never fires.
+        let mut w = World::default();
+        w.plan(1, 2024, HiringChannel::OpenRecruitment, 1);
+        w.entry(1, 1, "2024-03-01", None);
+        w.entry(2, 1, "2024-03-02", None);
+        let findings = w.check("2024-06-01");
+        assert!(of(&findings, R::ReserveShortfall).is_empty());
+        assert_eq!(of(&findings, R::OverPlan).len(), 1);
+    }
+
+    #[test]
+    fn reserve_shortfall_counts_entries_by_the_calendar_year_of_their_date() {
+        let mut w = reserve_of_two();
+        for p in 1..=3 {
+            w.entry(p, 1, "2024-03-01", None);
+        }
+        // The last day of the year counts against 2024's plan; the first of the next does not.
+        w.entry(4, 1, "2025-01-01", None);
+        assert!(of(&w.check("2025-06-01"), R::ReserveShortfall).is_empty());
+        w.entry(5, 1, "2024-12-31", None);
+        let findings = w.check("2025-06-01");
+        let short = only(&findings, R::ReserveShortfall);
+        assert_eq!(short.key.period, "2024");
+        // A placement on 2023-12-31 fills nothing of 2024's reserve.
+        w.entry(6, 1, "2023-12-31", None).channel = Some(HiringChannel::PolicyPlacement);
+        assert_eq!(of(&w.check("2025-06-01"), R::ReserveShortfall).len(), 1);
+    }
+
     // --- Pay ---------------------------------------------------------------------------------
 
     #[test]
@@ -2131,12 +2323,13 @@ pub(crate) mod tests {
                 0u64..120,
                 prop::option::of(0u32..2),
                 0i64..3,
+                any::<bool>(),
             ),
             0..6,
         );
         let approvals =
             prop::collection::vec((0u32..4, 0u32..2, 0u32..3, 0u64..120, 0u64..60), 0..4);
-        let plans = prop::collection::vec((0u32..4, 0u32..3), 0..3);
+        let plans = prop::collection::vec((0u32..4, 0u32..3, any::<bool>()), 0..3);
         let payroll = prop::collection::vec((0u32..5, 0u32..4, 0u64..4), 0..8);
         let fundings = prop::collection::vec((0u32..4, 0u64..4, 0u32..4, any::<bool>()), 0..4);
         (
@@ -2209,11 +2402,14 @@ pub(crate) mod tests {
                     for (n, approved) in posts {
                         w.post(n, approved);
                     }
-                    for (p, n, date, number, arrival) in entries {
+                    for (p, n, date, number, arrival, placed) in entries {
                         let number = number.map(|k| format!("A{k}"));
                         let entry = w.entry(p, n, "2024-01-01", number.as_deref());
                         entry.date = day(date);
                         entry.arrival = arrival;
+                        if placed {
+                            entry.channel = Some(HiringChannel::PolicyPlacement);
+                        }
                     }
                     for (n, number, count, issued, length) in approvals {
                         let approval = w.approval(
@@ -2225,8 +2421,13 @@ pub(crate) mod tests {
                         approval.record.issued_on = day(issued);
                         approval.record.valid_until = day(issued + length);
                     }
-                    for (n, approved) in plans {
-                        w.plan(n, 2024, HiringChannel::OpenRecruitment, approved);
+                    for (n, approved, reserve) in plans {
+                        let channel = if reserve {
+                            HiringChannel::PolicyPlacement
+                        } else {
+                            HiringChannel::OpenRecruitment
+                        };
+                        w.plan(n, 2024, channel, approved);
                     }
                     for (p, n, m) in payroll {
                         w.pay(p, n, month(m));

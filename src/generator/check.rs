@@ -85,6 +85,8 @@ struct Entry {
     number: Option<String>,
     arrival: usize,
     record_id: String,
+    /// Entered through policy placement (the reserve's channel).
+    placed: bool,
 }
 
 /// Every finding the records make true on the dataset's check date.
@@ -136,6 +138,7 @@ pub(super) fn findings(data: &Dataset) -> BTreeSet<Planted> {
                 number: event.approval_number.clone(),
                 arrival,
                 record_id: data.events[arrival].record_id.clone(),
+                placed: event.channel == Some(crate::domain::HiringChannel::PolicyPlacement),
             });
         }
     }
@@ -343,12 +346,42 @@ pub(super) fn findings(data: &Dataset) -> BTreeSet<Planted> {
         );
     }
     let mut planned: HashMap<(String, QuotaCategory, i32), u32> = HashMap::new();
-    for ((uscc, category, year, _), count) in latest_plan {
+    for ((uscc, category, year, _), count) in &latest_plan {
+        let (uscc, category, year, count) = (uscc.clone(), *category, *year, *count);
         *planned.entry((uscc, category, year)).or_insert(0) += count;
     }
     for (key, count) in &entered {
         if *count > planned.get(key).copied().unwrap_or(0) {
             find(RuleCode::OverPlan, &key.0, key.1.code(), &key.2.to_string());
+        }
+    }
+    // RESERVE_SHORTFALL: placements still to come, and the other channels past their plans.
+    let mut kept: HashMap<(String, QuotaCategory, i32), (u32, u32)> = HashMap::new();
+    for ((uscc, category, year, channel), count) in &latest_plan {
+        let (reserve, others) = kept.entry((uscc.clone(), *category, *year)).or_default();
+        if *channel == crate::domain::HiringChannel::PolicyPlacement {
+            *reserve += count;
+        } else {
+            *others += count;
+        }
+    }
+    let mut placements: HashMap<(String, QuotaCategory, i32), u32> = HashMap::new();
+    for entry in entries.iter().filter(|e| e.placed) {
+        let year = chrono::Datelike::year(&entry.date);
+        *placements
+            .entry((entry.institution.clone(), entry.category, year))
+            .or_insert(0) += 1;
+    }
+    for (key, count) in &entered {
+        let placed = placements.get(key).copied().unwrap_or(0);
+        let (reserve, others_plan) = kept.get(key).copied().unwrap_or_default();
+        if reserve > placed && count - placed > others_plan {
+            find(
+                RuleCode::ReserveShortfall,
+                &key.0,
+                key.1.code(),
+                &key.2.to_string(),
+            );
         }
     }
 

@@ -735,7 +735,9 @@ impl Emitter<'_> {
     }
 
     /// Staffing plans: each year's entries per channel with some margin (留余地), except the
-    /// planted shortfalls in the check year (OVER_PLAN).
+    /// planted shortfalls in the check year: OVER_PLAN (one channel planned one short), and
+    /// RESERVE_SHORTFALL (two places kept for policy placement while another channel took one
+    /// more than its plan; the year's total is not exceeded).
     fn plans(&mut self, plan_counts: &BTreeMap<(u32, usize, i32, usize), u32>) {
         let this_year = self.world.as_of.year();
         let mut groups: BTreeMap<(u32, usize, i32), Vec<(usize, u32)>> = BTreeMap::new();
@@ -767,12 +769,34 @@ impl Emitter<'_> {
         let base = candidates.len();
         self.rng.shuffle(&mut candidates);
         let short = planned(plant::RATE_OVER_PLAN, base, self.config).min(base);
-        let short: BTreeSet<(u32, usize, i32)> = candidates[..short].iter().copied().collect();
+        let (over, rest) = candidates.split_at(short);
+        let short: BTreeSet<(u32, usize, i32)> = over.iter().copied().collect();
+        // The reserve's shortfalls, in years where another channel than policy placement entered.
+        let placement = channel_index(HiringChannel::PolicyPlacement);
+        let others_entered: Vec<(u32, usize, i32)> = rest
+            .iter()
+            .copied()
+            .filter(|key| groups[key].iter().any(|&(c, n)| c != placement && n > 0))
+            .collect();
+        let eaten =
+            planned(plant::RATE_RESERVE_SHORTFALL, base, self.config).min(others_entered.len());
+        let eaten: BTreeSet<(u32, usize, i32)> = others_entered[..eaten].iter().copied().collect();
         let mut documents: HashMap<(usize, i32), String> = HashMap::new();
-        for (key, channels) in groups {
+        for (key, mut channels) in groups {
             let (inst, category, year) = key;
             let entries: u32 = channels.iter().map(|(_, n)| n).sum();
+            let placed: u32 = channels
+                .iter()
+                .filter(|(c, _)| *c == placement)
+                .map(|(_, n)| n)
+                .sum();
+            let reserve_short = eaten.contains(&key);
+            if reserve_short && channels.iter().all(|(c, _)| *c != placement) {
+                channels.push((placement, 0));
+            }
             let mut planned_total = 0;
+            // What the written plans keep for policy placement, and give the other channels.
+            let (mut kept, mut others_plan) = (0, 0);
             if self.inst(inst).registered {
                 let jur = self.inst(inst).jur;
                 let shortfall = short.contains(&key);
@@ -780,6 +804,15 @@ impl Emitter<'_> {
                 for (channel, count) in channels {
                     let approved = if shortfall {
                         if !cut_done && count > 0 {
+                            cut_done = true;
+                            count - 1
+                        } else {
+                            count
+                        }
+                    } else if reserve_short {
+                        if channel == placement {
+                            count + 2
+                        } else if !cut_done && count > 0 {
                             cut_done = true;
                             count - 1
                         } else {
@@ -796,6 +829,11 @@ impl Emitter<'_> {
                         continue;
                     }
                     planned_total += approved;
+                    if channel == placement {
+                        kept += approved;
+                    } else {
+                        others_plan += approved;
+                    }
                     let document = match documents.get(&(jur, year)) {
                         Some(document) => document.clone(),
                         None => {
@@ -815,9 +853,12 @@ impl Emitter<'_> {
                     });
                 }
             }
+            let code = CATEGORIES[category].code();
             if entries > planned_total {
-                let code = CATEGORIES[category].code();
                 self.find(RuleCode::OverPlan, inst, code, &year.to_string());
+            }
+            if kept > placed && entries - placed > others_plan {
+                self.find(RuleCode::ReserveShortfall, inst, code, &year.to_string());
             }
         }
     }

@@ -105,6 +105,11 @@ pub const RATES: &[(&str, f64, &str)] = &[
         "check-year (institution, category) plans",
     ),
     (
+        "RESERVE_SHORTFALL",
+        plant::RATE_RESERVE_SHORTFALL,
+        "check-year (institution, category) plans",
+    ),
+    (
         "FUNDED_OVER_QUOTA",
         plant::RATE_FUNDED_OVER_QUOTA,
         "funding records",

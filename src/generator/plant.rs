@@ -43,6 +43,9 @@ pub(super) const RATE_OVER_LEADER_POSTS: f64 = 0.01;
 pub(super) const RATE_LEADER_ABOVE_GRADE: f64 = 0.005;
 /// Share of the check year's (institution, category) plans exceeded (超用编计划).
 pub(super) const RATE_OVER_PLAN: f64 = 0.03;
+/// Share of the check year's (institution, category) plans whose policy-placement reserve other
+/// channels ate into (挤占安置预留).
+pub(super) const RATE_RESERVE_SHORTFALL: f64 = 0.02;
 /// Share of funding records funding more heads than quota and roll allow (超编拨款).
 pub(super) const RATE_FUNDED_OVER_QUOTA: f64 = 0.003;
 /// Share of self-funded institutions that get budget money anyway.

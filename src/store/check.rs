@@ -91,8 +91,8 @@ pub struct Act {
     pub funding: Option<Pushed<crate::domain::Funding>>,
     /// What it would move in the roll counts.
     pub shifts: Vec<aggregates::Shift<(Uscc, QuotaCategory)>>,
-    /// What it would move in the entries per year.
-    pub moves: Vec<((Uscc, QuotaCategory, i32), i64)>,
+    /// What it would move in the entries (and placements) per year.
+    pub moves: Vec<((Uscc, QuotaCategory, i32), aggregates::Taken)>,
 }
 
 impl Act {
@@ -109,12 +109,14 @@ impl Act {
             .sum()
     }
 
-    fn entries_moved(&self, (uscc, category, year): (&Uscc, QuotaCategory, i32)) -> i64 {
+    fn entries_moved(
+        &self,
+        (uscc, category, year): (&Uscc, QuotaCategory, i32),
+    ) -> aggregates::Taken {
         self.moves
             .iter()
             .filter(|((u, c, y), _)| u == uscc && *c == category && *y == year)
-            .map(|(_, by)| by)
-            .sum()
+            .fold((0, 0), |(n, p), (_, (by, placed))| (n + by, p + placed))
     }
 }
 
@@ -291,21 +293,24 @@ pub(crate) async fn shift_roll_counts(
     Ok(())
 }
 
-/// Moves the stored count of entries per (institution, category, year) ([`Plans::moves`]).
+/// Moves the stored count of entries, and of policy placements, per (institution, category,
+/// year) ([`Plans::moves`]).
 pub(crate) async fn count_plan_entries(
     tx: &mut Tx,
-    moves: &[((Uscc, QuotaCategory, i32), i64)],
+    moves: &[((Uscc, QuotaCategory, i32), aggregates::Taken)],
 ) -> Result<()> {
-    for ((uscc, category, year), by) in moves {
+    for ((uscc, category, year), (by, placed)) in moves {
         execute(
             tx,
-            "INSERT INTO plan_entries (institution_uscc, category, year, entries) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (institution_uscc, category, year) DO UPDATE SET entries = plan_entries.entries + excluded.entries",
+            "INSERT INTO plan_entries (institution_uscc, category, year, entries, placements) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (institution_uscc, category, year) DO UPDATE SET entries = plan_entries.entries + excluded.entries, \
+             placements = plan_entries.placements + excluded.placements",
             vec![
                 Value::from(uscc.as_str()),
                 Value::from(category.code()),
                 Value::Int(i64::from(*year)),
                 Value::Int(*by),
+                Value::Int(*placed),
             ],
         )
         .await?;
@@ -373,9 +378,10 @@ pub(crate) async fn rebuild_counts(store: &Store) -> Result<()> {
     )
     .await?;
     sqlx::query(
-        "INSERT INTO plan_entries (institution_uscc, category, year, entries) \
+        "INSERT INTO plan_entries (institution_uscc, category, year, entries, placements) \
          SELECT CASE WHEN event_type = 'TRANSFER' THEN COALESCE(target_uscc, institution_uscc) ELSE institution_uscc END, \
-         category, CAST(SUBSTR(effective_on, 1, 4) AS BIGINT), COUNT(*) FROM personnel_events \
+         category, CAST(SUBSTR(effective_on, 1, 4) AS BIGINT), COUNT(*), \
+         SUM(CASE WHEN channel = 'POLICY_PLACEMENT' THEN 1 ELSE 0 END) FROM personnel_events \
          WHERE corrected_by IS NULL AND event_type IN ('HIRE', 'TRANSFER') AND category IS NOT NULL \
          GROUP BY 1, 2, 3",
     )
@@ -492,16 +498,17 @@ fn by_id(backend: Backend, column: &str) -> String {
     }
 }
 
-/// The entries counted for (institution, category, year), and the plans of that year.
+/// The entries (and of them the policy placements) counted for (institution, category, year),
+/// and the plans of that year.
 pub(super) async fn plans_of(
     tx: &mut Tx,
     reads: &CheckReads,
     (uscc, category, year): (&Uscc, QuotaCategory, i32),
-) -> Result<(i64, Vec<Pushed<crate::domain::StaffingPlan>>)> {
-    let taken = fetch(
+) -> Result<(aggregates::Taken, Vec<Pushed<crate::domain::StaffingPlan>>)> {
+    let taken = match fetch(
         tx,
         reads,
-        "SELECT entries FROM plan_entries WHERE institution_uscc = $1 AND category = $2 AND year = $3",
+        "SELECT entries, placements FROM plan_entries WHERE institution_uscc = $1 AND category = $2 AND year = $3",
         vec![
             Value::from(uscc.as_str()),
             Value::from(category.code()),
@@ -510,7 +517,10 @@ pub(super) async fn plans_of(
     )
     .await?
     .first()
-    .map_or(Ok(0), |row| column::<i64>(row, "entries"))?;
+    {
+        Some(row) => (column::<i64>(row, "entries")?, column::<i64>(row, "placements")?),
+        None => (0, 0),
+    };
     let plans: Vec<Pushed<_>> = fetch(
         tx,
         reads,
@@ -795,13 +805,19 @@ async fn decide_counted(
             } => {
                 let unit = (institution, *category, *year);
                 let (taken, plans) = plans_of(tx, reads, unit).await?;
-                let decide = |taken: i64, sample: &BTreeSet<RecordRef>| {
-                    aggregates::decide_plan(unit, &Plans::known(unit, taken, &plans), sample)
+                let decide = |taken: aggregates::Taken, sample: &BTreeSet<RecordRef>| {
+                    let known = Plans::known(unit, taken, &plans);
+                    let over = aggregates::decide_plan(unit, &known, sample);
+                    let short = aggregates::decide_reserve(unit, &known, sample);
+                    over.into_iter().chain(short).collect::<Vec<_>>()
                 };
-                let moved = act.map(|act| taken + act.entries_moved(unit));
+                let moved = act.map(|act| {
+                    let (by, placed) = act.entries_moved(unit);
+                    (taken.0 + by, taken.1 + placed)
+                });
                 let mut without = decide(taken, &BTreeSet::new());
                 let mut with = moved.map(|taken| decide(taken, &BTreeSet::new()));
-                if without.is_some() || with.as_ref().is_some_and(Option::is_some) {
+                if !without.is_empty() || with.as_ref().is_some_and(|w| !w.is_empty()) {
                     let sample = entry_sample(tx, reads, backend, unit).await?;
                     without = decide(taken, &sample);
                     with = moved.map(|taken| decide(taken, &sample));
@@ -1314,7 +1330,10 @@ async fn stored_findings(
             ),
             DirtyKey::PlanUse {
                 institution, year, ..
-            } => at(R::OverPlan, institution, format!("{year:04}")),
+            } => {
+                at(R::OverPlan, institution, format!("{year:04}"));
+                at(R::ReserveShortfall, institution, format!("{year:04}"));
+            }
             DirtyKey::ApprovalUse { institution, from } => at(
                 R::HireWithoutApproval,
                 institution,

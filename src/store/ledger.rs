@@ -19,6 +19,7 @@ use super::query as q;
 use super::{Store, Tx, Value, bind_all};
 use crate::domain::assignment;
 use crate::domain::findings::{FindingKey, RuleCode};
+use crate::domain::freshness;
 use crate::domain::ledger::{
     self, ApplicationKind, ApplicationState, CaseState, ItemAction, ItemFacts, ItemState,
     MatterKind, MoveRefused, OverdueItem, PenaltyKind, ReportChannel, ReportRow, TransferKind,
@@ -737,11 +738,17 @@ impl Store {
                 (department.to_string(), new.title.clone())
             }
         };
-        let uscc = Uscc::parse(&department).map_err(|r| Error::invalid("department_uscc", r))?;
-        let jurisdiction = self
-            .jurisdiction_of(&uscc)
-            .await?
-            .ok_or_else(|| Error::invalid("department_uscc", "names no division"))?;
+        let jurisdiction = match new.finding.as_ref().and_then(freshness::agency_of) {
+            // An agency answers for the freshness of its own data: its id is the department.
+            Some(late) => late.jurisdiction,
+            None => {
+                let uscc =
+                    Uscc::parse(&department).map_err(|r| Error::invalid("department_uscc", r))?;
+                self.jurisdiction_of(&uscc)
+                    .await?
+                    .ok_or_else(|| Error::invalid("department_uscc", "names no division"))?
+            }
+        };
         oversee(agency, jurisdiction.as_str())?;
         let id = new_id("LI");
         let now = self.now();
@@ -1280,7 +1287,13 @@ impl Store {
             .await?
             .ok_or_else(|| Error::NotFound(format!("no ledger item `{item_id}`")))?;
         oversee(agency, &item.jurisdiction)?;
-        let institution = Uscc::parse(&item.department).map_err(Error::Internal)?;
+        // An item about an agency's data freshness has the agency as its department.
+        let institution = Uscc::parse(&item.department).map_err(|_| {
+            Error::FailedPrecondition(format!(
+                "ledger item `{item_id}` is about agency `{}`'s data, not an institution: no quota to cut",
+                item.department
+            ))
+        })?;
         let of_institution = &institution;
         let first_penalty = |first: String| async move {
             self.penalties(of_institution)

@@ -15,6 +15,7 @@ pub mod evidence;
 pub mod feed;
 mod feed_tail;
 mod findings;
+pub mod freshness;
 pub mod leadership;
 pub mod ledger;
 pub mod ledger_keys;
@@ -126,6 +127,8 @@ pub struct Checks {
     pub clock: Clock,
     /// Deadlines of alerts per severity.
     pub escalation: crate::domain::alerts::EscalationPolicy,
+    /// The cadence agencies' data is held to (LATE_PAYROLL, BACKDATED_EVENT).
+    pub cadence: crate::domain::freshness::Cadence,
 }
 
 /// A write transaction.

@@ -25,13 +25,15 @@ pub const CODES: [RuleCode; 6] = [
     RuleCode::FundedOverQuota,
 ];
 
-/// Every rule of docs/RULES.md, the report included: [`CODES`] and these.
-pub const MORE_CODES: [RuleCode; 10] = [
+/// Every rule of docs/RULES.md about institutions, the report included: [`CODES`] and these.
+/// (The freshness rules, about agencies' data, are not rules over the records.)
+pub const MORE_CODES: [RuleCode; 11] = [
     RuleCode::QuotaFull,
     RuleCode::LeaderAboveGrade,
     RuleCode::MixedCategory,
     RuleCode::HireWithoutApproval,
     RuleCode::OverPlan,
+    RuleCode::ReserveShortfall,
     RuleCode::PaidAfterExit,
     RuleCode::PayUnitMismatch,
     RuleCode::SelfFundedBudgetPay,
@@ -89,11 +91,11 @@ WHERE s.status IN ('ACTIVE', 'SECONDED', 'ON_LEAVE') AND s.valid_from <= $1 AND 
 const ENTRIES: &str = "
 WITH e AS (
     SELECT institution_uscc AS institution, category, approval_number, effective_on, resident_id,
-           accepted_at, agency_id || '/' || record_id AS id
+           accepted_at, agency_id || '/' || record_id AS id, channel
     FROM personnel_events WHERE corrected_by IS NULL AND event_type = 'HIRE' AND category IS NOT NULL
     UNION ALL
     SELECT target_uscc AS institution, category, approval_number, effective_on, resident_id,
-           accepted_at, agency_id || '/' || record_id AS id
+           accepted_at, agency_id || '/' || record_id AS id, channel
     FROM personnel_events WHERE corrected_by IS NULL AND event_type = 'TRANSFER' AND category IS NOT NULL
       AND target_uscc IS NOT NULL
 )";
@@ -134,6 +136,31 @@ FROM taken t
 LEFT JOIN planned p ON p.institution_uscc = t.institution AND p.category = t.category
                    AND p.year = CAST(t.year AS BIGINT)
 WHERE t.n > COALESCE(p.plan, 0)";
+
+/// The other channels took more than their plans while the policy-placement plan (the reserve)
+/// has places left unfilled.
+const RESERVE_SHORTFALL: &str = "
+, taken AS (
+    SELECT institution, category, SUBSTR(effective_on, 1, 4) AS year,
+           SUM(CASE WHEN channel = 'POLICY_PLACEMENT' THEN 1 ELSE 0 END) AS placed,
+           SUM(CASE WHEN channel = 'POLICY_PLACEMENT' THEN 0 ELSE 1 END) AS others
+    FROM e GROUP BY institution, category, SUBSTR(effective_on, 1, 4)
+), plans AS (
+    SELECT institution_uscc, category, year, channel, approved_count,
+           ROW_NUMBER() OVER (PARTITION BY institution_uscc, category, year, channel
+                              ORDER BY accepted_at DESC, agency_id || '/' || record_id DESC) AS latest
+    FROM staffing_plans
+), planned AS (
+    SELECT institution_uscc, category, year,
+           SUM(CASE WHEN channel = 'POLICY_PLACEMENT' THEN approved_count ELSE 0 END) AS reserve,
+           SUM(CASE WHEN channel = 'POLICY_PLACEMENT' THEN 0 ELSE approved_count END) AS others_plan
+    FROM plans WHERE latest = 1 GROUP BY institution_uscc, category, year
+)
+SELECT t.institution AS institution, t.category AS subject, t.year AS period
+FROM taken t
+JOIN planned p ON p.institution_uscc = t.institution AND p.category = t.category
+              AND p.year = CAST(t.year AS BIGINT)
+WHERE p.reserve > t.placed AND t.others > p.others_plan";
 
 const PAID_AFTER_EXIT: &str = "
 SELECT DISTINCT p.institution_uscc AS institution, p.resident_id AS subject, p.period AS period
@@ -361,12 +388,14 @@ impl Store {
         let mut keys = self.plain_sql_findings(as_of).await?;
         let hire = format!("{ENTRIES}{HIRE_WITHOUT_APPROVAL}");
         let plan = format!("{ENTRIES}{OVER_PLAN}");
-        let queries: [(RuleCode, &str); 10] = [
+        let reserve = format!("{ENTRIES}{RESERVE_SHORTFALL}");
+        let queries: [(RuleCode, &str); 11] = [
             (RuleCode::QuotaFull, QUOTA_FULL),
             (RuleCode::LeaderAboveGrade, LEADER_ABOVE_GRADE),
             (RuleCode::MixedCategory, MIXED_CATEGORY),
             (RuleCode::HireWithoutApproval, &hire),
             (RuleCode::OverPlan, &plan),
+            (RuleCode::ReserveShortfall, &reserve),
             (RuleCode::PaidAfterExit, PAID_AFTER_EXIT),
             (RuleCode::PayUnitMismatch, PAY_UNIT_MISMATCH),
             (RuleCode::SelfFundedBudgetPay, SELF_FUNDED_BUDGET_PAY),

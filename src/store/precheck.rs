@@ -130,8 +130,19 @@ impl Store {
             .map_or(0, |q| q.record.approved_count);
         let active = headcount_on(&mut tx, reads, unit, date).await?;
         let year = (&question.institution, question.category, date.year());
-        let (plan_used, plans) = plans_of(&mut tx, reads, year).await?;
-        let plans = Plans::known(year, plan_used, &plans);
+        let (taken, plans) = plans_of(&mut tx, reads, year).await?;
+        let plan_used = taken.0;
+        let (by, placed) = act
+            .moves
+            .iter()
+            .filter(|(key, _)| (&key.0, key.1, key.2) == year)
+            .fold((0, 0), |(n, p), (_, (b, q))| (n + b, p + q));
+        let entered = Plans::known(year, (taken.0 + by, taken.1 + placed), &plans);
+        let plans = Plans::known(year, taken, &plans);
+        let reserve = (
+            plans.reserve(year.0, year.1, year.2),
+            entered.reserve(year.0, year.1, year.2),
+        );
         let plan_approved: u32 = plans
             .counted(year.0, year.1, year.2)
             .map(|p| p.record.approved_count)
@@ -198,6 +209,7 @@ impl Store {
                 posts_approved,
                 posts_occupied,
                 other_institutions,
+                reserve,
             },
         ))
     }

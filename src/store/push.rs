@@ -13,11 +13,13 @@ use sqlx::Row;
 
 use super::check::{self, FindingChange, Keep};
 use super::codec::{column, stored, stored_code};
+use super::freshness;
 use super::reconcile::{self, scope_lock_keys};
 use super::{Store, Tx, Value, insert_rows, now_micros, select_in};
 use crate::domain::aggregates::{Headcount, Plans};
 use crate::domain::dirty::{Change, DirtyKey, DirtySet, Rewrite};
 use crate::domain::findings::{Entry, FindingKey, InstitutionFacts, PersonTerm, RecordRef, Scope};
+use crate::domain::freshness::Dated;
 use crate::domain::roll::Spell;
 use crate::domain::roll::{self, RollConflict};
 use crate::domain::{
@@ -110,6 +112,11 @@ pub trait RecordKind: Sized + Send + Sync + 'static {
     /// What storing this record changed, for its dirty keys: the record itself, or for a record of
     /// a person's history the rewrite of that history `apply` reported in `rewrites`.
     fn changes(&self, rewrites: &[Change]) -> Vec<Change>;
+
+    /// What the record tells the freshness check of its agency (a pay period, an effective date).
+    fn dated(&self) -> Dated {
+        Dated::Undated
+    }
 
     /// Checks the batch's records against what is stored, writes those that fit, and returns a
     /// verdict per record. A kind that derives a person's history again reports each person's
@@ -287,6 +294,16 @@ impl Store {
             .copied()
             .filter(|&i| verdicts[i].as_ref().is_some_and(Result::is_ok))
             .collect();
+        let noted: Vec<(&str, Dated)> = accepted
+            .iter()
+            .map(|&i| {
+                (
+                    submissions[i].record_id.as_str(),
+                    submissions[i].record.dated(),
+                )
+            })
+            .collect();
+        let decides = freshness::note_push(self, tx, agency, R::KIND, &noted).await?;
         let changes = if self.push_checks() {
             let mut dirty = DirtySet::new();
             let mut own_keys: Vec<(usize, DirtySet)> = Vec::new();
@@ -322,6 +339,18 @@ impl Store {
         } else {
             Vec::new()
         };
+        // The agency's own freshness (a month's payroll arrived, an event came late): the first
+        // accepted record's.
+        let fresh = match decides {
+            Some(decides) if self.push_checks() => {
+                freshness::check_agency(self, tx, agency, &|key| decides.covers(key)).await?
+            }
+            _ => Vec::new(),
+        };
+        let first = accepted.first().copied();
+        let changes = changes
+            .into_iter()
+            .chain(fresh.into_iter().map(|change| (first, change)));
         for (owner, change) in changes {
             if let Some(Some(Ok(receipt))) = owner.map(|index| &mut verdicts[index]) {
                 receipt.findings.push(change);
@@ -805,6 +834,14 @@ impl RecordKind for HiringApproval {
 impl RecordKind for PayrollLine {
     const KIND: &'static str = "payroll_line";
 
+    /// A line of the period delivers it; a reversal delivers nothing.
+    fn dated(&self) -> Dated {
+        match self.reverses {
+            Some(_) => Dated::Undated,
+            None => Dated::Paid(self.period),
+        }
+    }
+
     fn institutions(&self) -> Vec<InstitutionRef<'_>> {
         vec![unregistered("institution_uscc", &self.institution)]
     }
@@ -1279,6 +1316,14 @@ async fn delete_for_people(tx: &mut Tx, table: &str, people: &[String]) -> Resul
 
 impl RecordKind for PersonnelEvent {
     const KIND: &'static str = "personnel_event";
+
+    /// An event reports what happened on its effective date; a correction restates an old one.
+    fn dated(&self) -> Dated {
+        match self.corrects {
+            Some(_) => Dated::Undated,
+            None => Dated::Effective(self.effective_on),
+        }
+    }
 
     fn institutions(&self) -> Vec<InstitutionRef<'_>> {
         let mut refs = vec![unregistered("institution_uscc", &self.institution)];

@@ -32,6 +32,7 @@ use crate::domain::findings::{
 };
 use crate::domain::recheck::{self as decide, FundedKey, Unit};
 use crate::domain::roll::{LeaderTerm, Spell};
+use crate::domain::rules::Reserve;
 use crate::domain::{
     Coded, FundingForm, InstitutionStatus, Jurisdiction, Period, PersonnelEventType, Uscc,
 };
@@ -110,7 +111,7 @@ impl<'a> Chunk<'a> {
     }
 
     fn holds(&self, key: &FindingKey) -> bool {
-        self.institutions.contains(key.institution.as_str())
+        !key.code.about_agency() && self.institutions.contains(key.institution.as_str())
     }
 }
 
@@ -499,18 +500,19 @@ fn institutions_of<'a>(
 
 /// The entries of the chunk's range: hires there and transfers arriving there.
 const ENTRIES: &str = "WITH e AS ( \
-    SELECT institution_uscc AS institution, category, approval_number, effective_on FROM personnel_events \
+    SELECT institution_uscc AS institution, category, approval_number, effective_on, channel FROM personnel_events \
     WHERE corrected_by IS NULL AND event_type = 'HIRE' AND category IS NOT NULL \
     AND institution_uscc BETWEEN $1 AND $2 \
     UNION ALL \
-    SELECT target_uscc AS institution, category, approval_number, effective_on FROM personnel_events \
+    SELECT target_uscc AS institution, category, approval_number, effective_on, channel FROM personnel_events \
     WHERE corrected_by IS NULL AND event_type = 'TRANSFER' AND category IS NOT NULL \
     AND target_uscc BETWEEN $1 AND $2)";
 
-/// HIRE_WITHOUT_APPROVAL and OVER_PLAN. An entry group (institution, category, approval cited)
-/// is clean when approvals of that number cover every entry's date and have places for all of
-/// them: then the allocation gives every entry one. The others, and the years with more entries
-/// than their plan, are decided by the oracle over their entries, approvals and plans.
+/// HIRE_WITHOUT_APPROVAL, OVER_PLAN and RESERVE_SHORTFALL. An entry group (institution, category,
+/// approval cited) is clean when approvals of that number cover every entry's date and have
+/// places for all of them: then the allocation gives every entry one. The others, and the years
+/// with more entries than their plan or a reserve short, are decided by the oracle over their
+/// entries, approvals and plans.
 async fn entries(
     tx: &mut Tx,
     chunk: &Chunk<'_>,
@@ -561,7 +563,8 @@ async fn entries(
     for row in fetch(
         tx,
         &format!(
-            "{ENTRIES} SELECT institution, category, SUBSTR(effective_on, 1, 4) AS year, COUNT(*) AS n \
+            "{ENTRIES} SELECT institution, category, SUBSTR(effective_on, 1, 4) AS year, COUNT(*) AS n, \
+             SUM(CASE WHEN channel = 'POLICY_PLACEMENT' THEN 1 ELSE 0 END) AS placed \
              FROM e GROUP BY institution, category, SUBSTR(effective_on, 1, 4)"
         ),
         chunk.range(),
@@ -572,11 +575,18 @@ async fn entries(
         let category = q::code(&row, "category")?;
         let year: i32 = q::text(&row, "year")?.parse().unwrap_or_default();
         let taken: i64 = column(&row, "n")?;
+        let placed: i64 = column(&row, "placed")?;
         let plan: i64 = book
             .counted(&uscc, category, year)
             .map(|p| i64::from(p.record.approved_count))
             .sum();
-        if taken > plan {
+        let reserve = Reserve::of(
+            book.counted(&uscc, category, year)
+                .map(|p| (p.record.channel, p.record.approved_count)),
+            taken,
+            placed,
+        );
+        if taken > plan || reserve.short() {
             over.insert((uscc.to_string(), category.code().to_owned(), year));
         }
     }
@@ -652,7 +662,7 @@ async fn entries(
         };
         found.extend(decide::rows(
             &rows,
-            &[RuleCode::OverPlan],
+            &[RuleCode::OverPlan, RuleCode::ReserveShortfall],
             as_of,
             config,
             |_| true,

@@ -418,7 +418,8 @@ impl Store {
             "SELECT DISTINCT institution_uscc AS u FROM payroll_lines",
             "SELECT DISTINCT institution_uscc AS u FROM fundings",
             "SELECT DISTINCT institution_uscc AS u FROM leader_terms",
-            "SELECT DISTINCT institution_uscc AS u FROM findings",
+            // An agency's freshness findings name the agency, no institution.
+            "SELECT DISTINCT institution_uscc AS u FROM findings WHERE code NOT IN ('LATE_PAYROLL', 'BACKDATED_EVENT')",
         ] {
             for row in sqlx::query(sql).fetch_all(self.readers()).await? {
                 all.insert(column(&row, "u")?);

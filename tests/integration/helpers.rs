@@ -254,6 +254,26 @@ impl TestApp {
         TestApp::start_full(db, Limits::default(), None, Some(date)).await
     }
 
+    /// A hub whose clock stands on `date` and that checks the agencies' data freshness every
+    /// `interval` (LATE_PAYROLL on the schedule).
+    pub async fn spawn_checking_freshness(
+        backend: Backend,
+        date: chrono::NaiveDate,
+        interval: std::time::Duration,
+    ) -> TestApp {
+        let db = TestDb::new(backend).await;
+        TestApp::start_with(
+            db,
+            Limits::default(),
+            None,
+            Some(date),
+            false,
+            None,
+            Some(interval),
+        )
+        .await
+    }
+
     /// A hub that re-checks everything every `interval`.
     pub async fn spawn_scheduled(backend: Backend, interval: std::time::Duration) -> TestApp {
         let db = TestDb::new(backend).await;
@@ -266,7 +286,7 @@ impl TestApp {
         log: quotahub::store::trust::CheckpointPolicy,
     ) -> TestApp {
         let db = TestDb::new(backend).await;
-        TestApp::start_with(db, Limits::default(), None, None, true, Some(log)).await
+        TestApp::start_with(db, Limits::default(), None, None, true, Some(log), None).await
     }
 
     async fn start(db: TestDb, limits: Limits) -> TestApp {
@@ -327,7 +347,7 @@ impl TestApp {
         log: quotahub::store::trust::CheckpointPolicy,
     ) -> TestApp {
         let db = TestDb::new(backend).await;
-        TestApp::start_with(db, Limits::default(), None, None, false, Some(log)).await
+        TestApp::start_with(db, Limits::default(), None, None, false, Some(log), None).await
     }
 
     async fn start_full(
@@ -336,7 +356,7 @@ impl TestApp {
         reconcile_every: Option<std::time::Duration>,
         today: Option<chrono::NaiveDate>,
     ) -> TestApp {
-        TestApp::start_with(db, limits, reconcile_every, today, false, None).await
+        TestApp::start_with(db, limits, reconcile_every, today, false, None, None).await
     }
 
     async fn start_with(
@@ -346,6 +366,7 @@ impl TestApp {
         today: Option<chrono::NaiveDate>,
         console: bool,
         log: Option<quotahub::store::trust::CheckpointPolicy>,
+        freshness_every: Option<std::time::Duration>,
     ) -> TestApp {
         let pki = pki();
         let mut store = Store::connect(db.url(), &StoreOptions::default())
@@ -365,7 +386,8 @@ impl TestApp {
         let mut application =
             Application::with_listener(listener, store.clone(), &pki.server_tls(), limits.clone())
                 .expect("build the hub")
-                .reconcile_every(reconcile_every);
+                .reconcile_every(reconcile_every)
+                .freshness_every(freshness_every);
         if console {
             let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a port");
             application = application

@@ -35,6 +35,8 @@ pub(crate) enum Op {
     Plan {
         unit: u8,
         count: u32,
+        /// The policy-placement channel's plan (the reserve), not open recruitment's.
+        reserve: bool,
     },
     Approval {
         unit: u8,
@@ -77,7 +79,11 @@ pub(crate) fn op() -> impl Strategy<Value = Op> {
         ),
         (0u8..4, 0u32..4).prop_map(|(unit, count)| Op::Quota { unit, count }),
         (0u8..4, 0u32..2).prop_map(|(unit, count)| Op::Post { unit, count }),
-        (0u8..4, 0u32..3).prop_map(|(unit, count)| Op::Plan { unit, count }),
+        (0u8..4, 0u32..3, any::<bool>()).prop_map(|(unit, count, reserve)| Op::Plan {
+            unit,
+            count,
+            reserve
+        }),
         (0u8..4, 0u32..3).prop_map(|(unit, entries)| Op::Approval { unit, entries }),
         (0u8..9, 0u8..6, 0u8..4, 0u8..4, 0u16..1400, 0u8..3).prop_map(
             |(kind, person, unit, target, day, category)| Op::Event {
@@ -178,14 +184,22 @@ pub(crate) async fn push(store: &Store, n: usize, op: &Op) {
             };
             one(store, &office, post).await;
         }
-        Op::Plan { unit, count } => {
+        Op::Plan {
+            unit,
+            count,
+            reserve,
+        } => {
             for year in [2021, 2022, 2023, 2024] {
                 let plan = proto::StaffingPlan {
                     record_id: format!("{id}-{year}"),
                     institution_uscc: unit_code(unit),
                     year,
                     category: proto::QuotaCategory::Administrative as i32,
-                    channel: proto::HiringChannel::OpenRecruitment as i32,
+                    channel: if reserve {
+                        proto::HiringChannel::PolicyPlacement
+                    } else {
+                        proto::HiringChannel::OpenRecruitment
+                    } as i32,
                     approved_count: count,
                     approval_document: "d".into(),
                 };
@@ -232,6 +246,10 @@ pub(crate) async fn push(store: &Store, n: usize, op: &Op) {
             );
             event.event_type = kinds[usize::from(kind)] as i32;
             event.category = CATEGORIES[usize::from(category)] as i32;
+            // One hire in three fills the reserve (RESERVE_SHORTFALL).
+            if kind == 2 {
+                event.channel = proto::HiringChannel::PolicyPlacement as i32;
+            }
             if matches!(kinds[usize::from(kind)], T::Transfer | T::Secondment) && target != unit {
                 event.target_institution_uscc = unit_code(target);
             }

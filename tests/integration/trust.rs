@@ -438,6 +438,7 @@ fn expected(service: &str, method: &str, kind: AgencyKind) -> bool {
             only(&[Hr, Organization, StaffingOffice])
         }
         ("quotahub.v1.ReconciliationService", "VerifyFunding") => only(&[Finance, StaffingOffice]),
+        ("quotahub.v1.ReconciliationService", "FreshnessReport") => only(&[StaffingOffice]),
         (
             "quotahub.v1.ReconciliationService",
             "Reconcile" | "GetOperation" | "CancelOperation" | "ListOperations",
