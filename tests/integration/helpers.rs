@@ -296,7 +296,7 @@ impl TestApp {
     /// A hub with the console on, whose clock stands on `date`.
     pub async fn spawn_on_with_console(backend: Backend, date: chrono::NaiveDate) -> TestApp {
         let db = TestDb::new(backend).await;
-        TestApp::start_with(db, Limits::default(), None, Some(date), true, None).await
+        TestApp::start_with(db, Limits::default(), None, Some(date), true, None, None).await
     }
 
     /// A console page as `agency` sees it (one HTTP/1.0 request over mutual TLS: the answer
