@@ -103,9 +103,7 @@ pub const DEV_CONSOLE_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4
     50052,
 ));
 
-/// Debian's Noto Sans CJK (package fonts-noto-cjk), the report's font unless `report.font` says
-/// otherwise.
-pub const DEFAULT_REPORT_FONT: &str = "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc";
+pub use crate::report::DEFAULT_REPORT_FONT;
 
 /// The report to the leadership (`[report]`).
 #[derive(Debug, Clone, Deserialize, Serialize)]

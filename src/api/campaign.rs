@@ -6,10 +6,9 @@ use tonic::{Request, Response, Status};
 
 use super::Hub;
 use super::convert::{
-    DEFAULT_PAGE, MAX_PAGE, Wire, page_size, request_jurisdiction, request_uscc, timestamp,
-    wire_enums,
+    DEFAULT_PAGE, MAX_PAGE, Wire, date, next_token, optional, page_size, request_jurisdiction,
+    request_key, request_uscc, timestamp, visible, wire_enums,
 };
-use super::ledger::{date, next_token, optional, request_key, visible};
 use super::personal::Reader;
 use super::policy::caller;
 use crate::domain::Period;

@@ -14,6 +14,7 @@ use crate::domain::*;
 use crate::error::Error;
 use crate::proto;
 use crate::store::feed::FeedEventType;
+use crate::store::ledger_keys::RequestKey;
 use crate::store::push::Submission;
 use crate::store::query::Stored;
 use crate::store::reconcile::{ChangeKind, FindingChange, StoredFinding};
@@ -818,6 +819,69 @@ pub fn spell_message(spell: &Spell) -> proto::PersonSpell {
             .unwrap_or_default(),
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// What the follow-through services (ledger, cases, applications, campaigns) share.
+
+pub(crate) fn date(field: &str, value: &str) -> Result<NaiveDate, Error> {
+    parse_date(value).map_err(|reason| Error::invalid(field, reason))
+}
+
+/// The request's idempotency key, if it has one, with the hash of the request without it: the
+/// message is taken with its key field already emptied.
+pub(crate) fn request_key(
+    key: String,
+    message: &impl Message,
+) -> Result<Option<RequestKey>, Error> {
+    if key.trim().is_empty() {
+        return Ok(None);
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(Error::invalid(
+            "idempotency_key",
+            format!("is longer than {MAX_KEY_BYTES} bytes"),
+        ));
+    }
+    Ok(Some(RequestKey {
+        key,
+        content_hash: hex::encode(Sha256::digest(message.encode_to_vec())),
+    }))
+}
+
+/// Refuses to show a matter outside the caller's jurisdiction.
+pub(crate) fn visible(agency: &Agency, jurisdiction: &str) -> Result<(), Error> {
+    match Jurisdiction::parse(jurisdiction) {
+        Ok(j) if agency.oversees(&j) => Ok(()),
+        _ => Err(Error::PermissionDenied(format!(
+            "{jurisdiction} is outside the jurisdiction of {agency}"
+        ))),
+    }
+}
+
+/// An optional enum filter: unspecified means any.
+pub(crate) fn optional<T: Wire>(field: &str, raw: i32) -> Result<Option<T>, Error> {
+    match raw {
+        0 => Ok(None),
+        raw => T::from_wire(raw)
+            .map(Some)
+            .ok_or_else(|| Error::invalid(field, format!("{raw} is not a known value"))),
+    }
+}
+
+/// The next page's token of a page of `limit` rows by id: the last id (ids say nothing about
+/// anyone), or empty on the last page.
+pub(crate) fn next_token<T>(rows: &[T], limit: u32, id: impl Fn(&T) -> &str) -> String {
+    if rows.len() == limit as usize {
+        rows.last()
+            .map(|row| id(row).to_owned())
+            .unwrap_or_default()
+    } else {
+        String::new()
+    }
+}
+
+/// The longest idempotency key.
+const MAX_KEY_BYTES: usize = 200;
 
 #[cfg(test)]
 mod tests {

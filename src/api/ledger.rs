@@ -4,20 +4,18 @@
 //! values here, the store does the rest.
 
 use chrono::NaiveDate;
-use prost::Message;
-use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 
 use super::Hub;
 use super::convert::{
-    DEFAULT_PAGE, MAX_PAGE, Wire, page_size, request_jurisdiction, request_uscc, timestamp,
-    wire_enums,
+    DEFAULT_PAGE, MAX_PAGE, Wire, date, next_token, optional, page_size, request_jurisdiction,
+    request_key, request_uscc, timestamp, visible, wire_enums,
 };
 use super::personal::Reader;
 use super::policy::caller;
 use crate::domain::assignment::LevelRow;
 use crate::domain::findings::{FindingKey, RuleCode};
-use crate::domain::ids::{ResidentId, parse_date};
+use crate::domain::ids::ResidentId;
 use crate::domain::ledger::{
     ApplicationKind, ApplicationState, CaseState, ItemAction, ItemState, MatterKind, PenaltyKind,
     ReportChannel, ReportRow, TransferKind, is_overdue,
@@ -32,7 +30,6 @@ use crate::store::ledger::{
     Application, ApplicationFilter, ApplicationRequest, Bulletin, Case, CaseFilter, LedgerItem,
     NewCase, NewItem, Penalty, Step, TimeRange, Transfer, TransferFilter,
 };
-use crate::store::ledger_keys::RequestKey;
 
 // The domain's enums of follow-through tied to the contract's by name, as `convert` ties the others.
 wire_enums! {
@@ -51,45 +48,8 @@ pub(super) fn required<T: Wire>(field: &str, raw: i32) -> Result<T, Error> {
     T::from_wire(raw).ok_or_else(|| Error::invalid(field, "is required"))
 }
 
-pub(super) fn date(field: &str, value: &str) -> Result<NaiveDate, Error> {
-    parse_date(value).map_err(|reason| Error::invalid(field, reason))
-}
-
-/// The request's idempotency key, if it has one, with the hash of the request without it: the
-/// message is taken with its key field already emptied.
-pub(super) fn request_key(
-    key: String,
-    message: &impl Message,
-) -> Result<Option<RequestKey>, Error> {
-    if key.trim().is_empty() {
-        return Ok(None);
-    }
-    if key.len() > MAX_KEY_BYTES {
-        return Err(Error::invalid(
-            "idempotency_key",
-            format!("is longer than {MAX_KEY_BYTES} bytes"),
-        ));
-    }
-    Ok(Some(RequestKey {
-        key,
-        content_hash: hex::encode(Sha256::digest(message.encode_to_vec())),
-    }))
-}
-
-const MAX_KEY_BYTES: usize = 200;
-
 fn version(raw: u64) -> Result<i64, Error> {
     i64::try_from(raw).map_err(|_| Error::invalid("expected_version", "is too large"))
-}
-
-/// Refuses to show a matter outside the caller's jurisdiction.
-pub(super) fn visible(agency: &Agency, jurisdiction: &str) -> Result<(), Error> {
-    match Jurisdiction::parse(jurisdiction) {
-        Ok(j) if agency.oversees(&j) => Ok(()),
-        _ => Err(Error::PermissionDenied(format!(
-            "{jurisdiction} is outside the jurisdiction of {agency}"
-        ))),
-    }
 }
 
 /// Refuses to show a transfer to an agency it does not reach (the staffing office, which sends
@@ -131,28 +91,6 @@ fn day_range(
         return Err(Error::invalid(to_field, format!("is before {from_field}")));
     }
     Ok(TimeRange::of_days(from, to))
-}
-
-/// An optional enum filter: unspecified means any.
-pub(super) fn optional<T: Wire>(field: &str, raw: i32) -> Result<Option<T>, Error> {
-    match raw {
-        0 => Ok(None),
-        raw => T::from_wire(raw)
-            .map(Some)
-            .ok_or_else(|| Error::invalid(field, format!("{raw} is not a known value"))),
-    }
-}
-
-/// The next page's token of a page of `limit` rows by id: the last id (ids say nothing about
-/// anyone), or empty on the last page.
-pub(super) fn next_token<T>(rows: &[T], limit: u32, id: impl Fn(&T) -> &str) -> String {
-    if rows.len() == limit as usize {
-        rows.last()
-            .map(|row| id(row).to_owned())
-            .unwrap_or_default()
-    } else {
-        String::new()
-    }
 }
 
 /// A case as a reader sees it: the person concerned, the report, the outcome and the steps'

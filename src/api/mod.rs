@@ -81,7 +81,7 @@ impl Hub {
             draining: std::sync::Arc::new(tokio::sync::watch::channel(false).0),
             person_tokens: std::sync::Arc::default(),
             metrics: crate::telemetry::Metrics::default(),
-            report_font: crate::config::DEFAULT_REPORT_FONT.into(),
+            report_font: crate::report::DEFAULT_REPORT_FONT.into(),
         }
     }
 }

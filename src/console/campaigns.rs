@@ -11,8 +11,7 @@ use super::{Lang, Visit};
 use crate::proto;
 use crate::proto::campaign_service_server::CampaignService as _;
 
-/// See [`super::pages::LIST_FINDINGS`]; the navigation shows the link to whom it admits.
-pub const LIST_CAMPAIGNS: &str = "/quotahub.v1.CampaignService/ListCampaigns";
+pub use super::lists::LIST_CAMPAIGNS;
 /// See [`super::pages::LIST_FINDINGS`].
 pub const GET_REPORT: &str = "/quotahub.v1.CampaignService/GetReport";
 

@@ -16,6 +16,8 @@ pub const BULK_PAGE_SIZE: u32 = 5_000;
 pub const MAX_BULK_PAGES: usize = 20;
 /// The audit trail's query, which the navigation offers to whom it admits.
 pub const QUERY_AUDIT: &str = "/quotahub.v1.AuditService/QueryAudit";
+/// The campaigns' list, which the navigation offers to whom it admits.
+pub const LIST_CAMPAIGNS: &str = "/quotahub.v1.CampaignService/ListCampaigns";
 
 /// See [`super::pages::LIST_FINDINGS`].
 pub const LIST_ITEMS: &str = "/quotahub.v1.LedgerService/ListItems";

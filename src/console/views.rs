@@ -110,7 +110,7 @@ impl Chrome {
             switch_href: with_lang(&format!("{path}?{query}"), other),
             form_token: visit.form_token(),
             audits: visit.may_call(super::lists::QUERY_AUDIT),
-            campaigns: visit.may_call(super::campaigns::LIST_CAMPAIGNS),
+            campaigns: visit.may_call(super::lists::LIST_CAMPAIGNS),
         }
     }
 

@@ -239,9 +239,9 @@ pub(super) fn over_plan(
 /// reserve still needs; says by how much.
 pub(super) fn reserve_shortfall(
     (uscc, category, year): (&Uscc, QuotaCategory, i32),
-    reserve: &super::rules::Reserve,
+    reserve: &super::findings::Reserve,
 ) -> Text {
-    let super::rules::Reserve {
+    let super::findings::Reserve {
         reserve: kept,
         placed,
         others_plan,
@@ -255,35 +255,6 @@ pub(super) fn reserve_shortfall(
         ),
         format!(
             "Institution {uscc}'s {year} staffing-use plan for {category} keeps {kept} places for policy placement ({placed} placed, {needed} still needed); other channels took {others} entries against their {others_plan}, eating {eaten} of the reserve: {left} places left for {needed} placements."
-        ),
-    )
-}
-
-/// LATE_PAYROLL: `agency` has not pushed `period`'s payroll, late from `late_from`.
-pub(super) fn late_payroll(agency: &str, period: Period, late_from: NaiveDate) -> Text {
-    (
-        format!("{agency} 尚未报送 {period} 的工资数据（应于 {late_from} 前报送）。"),
-        format!("{agency} has not pushed the payroll for {period}, due before {late_from}."),
-    )
-}
-
-/// BACKDATED_EVENT: `n` of `agency`'s events in the window came later than the cadence allows;
-/// `latest` is the last of them.
-pub(super) fn backdated(
-    agency: &str,
-    n: i64,
-    cadence: &super::freshness::Cadence,
-    latest: &super::freshness::Backdated,
-) -> Text {
-    let (window, due) = (cadence.window_days, cadence.event_due_days);
-    let lag = super::freshness::lag_days(latest.effective_on, latest.pushed_on);
-    let (record, effective, pushed) = (&latest.record.0, latest.effective_on, latest.pushed_on);
-    (
-        format!(
-            "{agency} 近 {window} 天报送的人事事件中有 {n} 条在生效 {due} 天后才报送；最近一条 {record} 于 {effective} 生效，{pushed} 报送，滞后 {lag} 天。"
-        ),
-        format!(
-            "{agency} pushed {n} personnel events in the last {window} days more than {due} days after they took effect; the latest, {record}, took effect on {effective} and was pushed on {pushed}, {lag} days late."
         ),
     )
 }

@@ -153,7 +153,7 @@ pub fn decide(pushes: &AgencyPushes, today: NaiveDate, cadence: &Cadence) -> Vec
             finding(
                 key(RuleCode::LatePayroll, &agency, period.to_string()),
                 (0, 0),
-                explain::late_payroll(&agency, period, late_from),
+                late_payroll_text(&agency, period, late_from),
                 BTreeSet::new(),
             )
         })
@@ -180,7 +180,7 @@ pub fn decide(pushes: &AgencyPushes, today: NaiveDate, cadence: &Cadence) -> Vec
         found.push(finding(
             key(RuleCode::BackdatedEvent, &agency, String::new()),
             (n, 0),
-            explain::backdated(&agency, n, cadence, latest),
+            backdated_text(&agency, n, cadence, latest),
             evidence,
         ));
     }
@@ -225,6 +225,33 @@ pub fn agency_of(key: &FindingKey) -> Option<Agency> {
         key.institution
     ))
     .ok()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The explanations, in Chinese and English (explain.rs's wording for the other rules).
+
+/// LATE_PAYROLL: `agency` has not pushed `period`'s payroll, late from `late_from`.
+fn late_payroll_text(agency: &str, period: Period, late_from: NaiveDate) -> explain::Text {
+    (
+        format!("{agency} 尚未报送 {period} 的工资数据（应于 {late_from} 前报送）。"),
+        format!("{agency} has not pushed the payroll for {period}, due before {late_from}."),
+    )
+}
+
+/// BACKDATED_EVENT: `n` of `agency`'s events in the window came later than the cadence allows;
+/// `latest` is the last of them.
+fn backdated_text(agency: &str, n: i64, cadence: &Cadence, latest: &Backdated) -> explain::Text {
+    let (window, due) = (cadence.window_days, cadence.event_due_days);
+    let lag = lag_days(latest.effective_on, latest.pushed_on);
+    let (record, effective, pushed) = (&latest.record.0, latest.effective_on, latest.pushed_on);
+    (
+        format!(
+            "{agency} 近 {window} 天报送的人事事件中有 {n} 条在生效 {due} 天后才报送；最近一条 {record} 于 {effective} 生效，{pushed} 报送，滞后 {lag} 天。"
+        ),
+        format!(
+            "{agency} pushed {n} personnel events in the last {window} days more than {due} days after they took effect; the latest, {record}, took effect on {effective} and was pushed on {pushed}, {lag} days late."
+        ),
+    )
 }
 
 #[cfg(test)]

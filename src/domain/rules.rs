@@ -833,65 +833,7 @@ pub(super) fn is_placement(entry: &Entry) -> bool {
     entry.channel == Some(HiringChannel::PolicyPlacement)
 }
 
-/// A year's plan seen from its policy-placement reserve (留余地): the places kept for policy
-/// placement and those of every other channel, and the entries of each side.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Reserve {
-    /// The year's policy-placement plan: the places kept.
-    pub reserve: i64,
-    /// Entries of the year through policy placement.
-    pub placed: i64,
-    /// The other channels' plans, summed: what they may take.
-    pub others_plan: i64,
-    /// Entries of the year through every other channel (or none named).
-    pub others: i64,
-}
-
-impl Reserve {
-    /// The reserve of a year from its plans counted (the latest per channel, as
-    /// `(channel, approved)`), its entries and those of them through policy placement.
-    pub fn of(
-        plans: impl IntoIterator<Item = (HiringChannel, u32)>,
-        taken: i64,
-        placed: i64,
-    ) -> Reserve {
-        let (mut reserve, mut others_plan) = (0, 0);
-        for (channel, approved) in plans {
-            if channel == HiringChannel::PolicyPlacement {
-                reserve += i64::from(approved);
-            } else {
-                others_plan += i64::from(approved);
-            }
-        }
-        Reserve {
-            reserve,
-            placed,
-            others_plan,
-            others: taken - placed,
-        }
-    }
-
-    /// Placements the reserve still has to take.
-    pub fn needed(&self) -> i64 {
-        (self.reserve - self.placed).max(0)
-    }
-
-    /// The places the plan leaves after every entry of the year.
-    pub fn left(&self) -> i64 {
-        (self.reserve + self.others_plan - self.others - self.placed).max(0)
-    }
-
-    /// RESERVE_SHORTFALL: placements are still needed and the places left fall below them, i.e.
-    /// the other channels took more than their plans.
-    pub fn short(&self) -> bool {
-        self.needed() > 0 && self.others > self.others_plan
-    }
-
-    /// How many of the places still needed the other channels took.
-    pub fn eaten(&self) -> i64 {
-        (self.others - self.others_plan).clamp(0, self.needed())
-    }
-}
+pub use super::findings::Reserve;
 
 // ---------------------------------------------------------------------------------------------
 // Rules on pay and funding, per period.

@@ -12,6 +12,10 @@ use crate::domain::Coded;
 use crate::domain::findings::RuleCode;
 use crate::proto;
 
+/// Debian's Noto Sans CJK (package fonts-noto-cjk), the report's font unless `report.font` says
+/// otherwise.
+pub const DEFAULT_REPORT_FONT: &str = "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc";
+
 /// The report, laid out.
 pub struct Document {
     /// Its language.

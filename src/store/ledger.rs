@@ -13,9 +13,9 @@ use sqlx::any::AnyRow;
 use super::codec::column;
 use super::feed::{FeedEventType, FollowUp, FollowUpStep, append_follow_up};
 use super::ledger_keys::{Creates, RequestKey, request_lock};
-use super::levels::{clear_confirmations, item_levels, levels_of};
 use super::push::{Submission, push_lock_keys};
 use super::query as q;
+pub use super::time_range::TimeRange;
 use super::{Store, Tx, Value, bind_all};
 use crate::domain::assignment;
 use crate::domain::findings::{FindingKey, RuleCode};
@@ -279,46 +279,6 @@ pub struct ApplicationFilter {
     pub department: Option<String>,
     /// Only those filed within the range.
     pub applied: TimeRange,
-}
-
-/// Instants `[from, to)` in Unix microseconds; either end open when `None`.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TimeRange {
-    /// The first instant in the range.
-    pub from: Option<i64>,
-    /// The first instant after it.
-    pub to: Option<i64>,
-}
-
-impl TimeRange {
-    /// The days `from..=to` in China Standard Time, either end open.
-    pub fn of_days(from: Option<NaiveDate>, to: Option<NaiveDate>) -> TimeRange {
-        let china = FixedOffset::east_opt(8 * 3600).expect("a valid offset");
-        let start = |day: NaiveDate| {
-            china
-                .from_local_datetime(&day.and_time(chrono::NaiveTime::MIN))
-                .single()
-                .map(|t| t.timestamp_micros())
-        };
-        TimeRange {
-            from: from.and_then(start),
-            to: to.and_then(|day| day.succ_opt()).and_then(start),
-        }
-    }
-
-    /// `AND column >= $n AND column < $m` for the set ends, binding their values.
-    pub(super) fn sql(&self, column: &str, values: &mut Vec<Value>) -> String {
-        let mut sql = String::new();
-        if let Some(from) = self.from {
-            values.push(Value::Int(from));
-            sql.push_str(&format!(" AND {column} >= ${}", values.len()));
-        }
-        if let Some(to) = self.to {
-            values.push(Value::Int(to));
-            sql.push_str(&format!(" AND {column} < ${}", values.len()));
-        }
-        sql
-    }
 }
 
 /// A bulletin.
@@ -2205,6 +2165,59 @@ pub fn case_follow_up(case: &Case) -> FollowUp {
         text: case.text.clone(),
         history: case.history.clone(),
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// An item's chain of levels (ledger_levels), read with the item; its moves are `store::levels`.
+
+/// An item's chain, top first.
+pub(super) async fn item_levels(
+    executor: impl sqlx::Executor<'_, Database = sqlx::Any>,
+    id: &str,
+) -> Result<Vec<ItemLevel>> {
+    sqlx::query_with(
+        "SELECT * FROM ledger_levels WHERE item_id = $1 ORDER BY depth",
+        bind_all(vec![Value::from(id)])?,
+    )
+    .fetch_all(executor)
+    .await?
+    .iter()
+    .map(decode_level)
+    .collect()
+}
+
+fn decode_level(row: &sqlx::any::AnyRow) -> Result<ItemLevel> {
+    Ok(ItemLevel {
+        jurisdiction: q::text(row, "jurisdiction")?,
+        assigned_by: q::text(row, "assigned_by")?,
+        assigned_at: column(row, "assigned_at")?,
+        confirmed_by: q::opt_text(row, "confirmed_by")?,
+        confirmed_at: column(row, "confirmed_at")?,
+    })
+}
+
+/// An item's chain as the domain's rules read it.
+pub(super) fn levels_of(item: &LedgerItem) -> Result<Vec<assignment::Level>> {
+    item.levels
+        .iter()
+        .map(|level| {
+            Ok(assignment::Level {
+                jurisdiction: Jurisdiction::parse(&level.jurisdiction).map_err(Error::Internal)?,
+                confirmed: level.confirmed_by.is_some(),
+            })
+        })
+        .collect()
+}
+
+/// Undoes the current round of confirmations (a send-back); the steps keep what they were.
+pub(super) async fn clear_confirmations(tx: &mut Tx, id: &str) -> Result<()> {
+    sqlx::query_with(
+        "UPDATE ledger_levels SET confirmed_by = NULL, confirmed_at = NULL WHERE item_id = $1",
+        bind_all(vec![Value::from(id)])?,
+    )
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -6,10 +6,9 @@
 
 use chrono::NaiveDate;
 
-use super::codec::column;
 use super::feed::{FeedEventType, append_follow_up};
 use super::ledger::{
-    ItemLevel, LedgerItem, Step, decode_item, insert_step, item_follow_up, oversee,
+    LedgerItem, Step, decode_item, insert_step, item_follow_up, item_levels, levels_of, oversee,
     refuse_while_shown,
 };
 use super::query as q;
@@ -18,56 +17,6 @@ use crate::domain::assignment::{self, AssignedFacts, Level, LevelRow};
 use crate::domain::ledger::{ItemState, reach_text};
 use crate::domain::{Agency, AgencyKind, Coded, Jurisdiction};
 use crate::error::{Error, Result};
-
-/// An item's chain, top first.
-pub(super) async fn item_levels(
-    executor: impl sqlx::Executor<'_, Database = sqlx::Any>,
-    id: &str,
-) -> Result<Vec<ItemLevel>> {
-    sqlx::query_with(
-        "SELECT * FROM ledger_levels WHERE item_id = $1 ORDER BY depth",
-        bind_all(vec![Value::from(id)])?,
-    )
-    .fetch_all(executor)
-    .await?
-    .iter()
-    .map(decode_level)
-    .collect()
-}
-
-fn decode_level(row: &sqlx::any::AnyRow) -> Result<ItemLevel> {
-    Ok(ItemLevel {
-        jurisdiction: q::text(row, "jurisdiction")?,
-        assigned_by: q::text(row, "assigned_by")?,
-        assigned_at: column(row, "assigned_at")?,
-        confirmed_by: q::opt_text(row, "confirmed_by")?,
-        confirmed_at: column(row, "confirmed_at")?,
-    })
-}
-
-/// An item's chain as the domain's rules read it.
-pub(super) fn levels_of(item: &LedgerItem) -> Result<Vec<Level>> {
-    item.levels
-        .iter()
-        .map(|level| {
-            Ok(Level {
-                jurisdiction: Jurisdiction::parse(&level.jurisdiction).map_err(Error::Internal)?,
-                confirmed: level.confirmed_by.is_some(),
-            })
-        })
-        .collect()
-}
-
-/// Undoes the current round of confirmations (a send-back); the steps keep what they were.
-pub(super) async fn clear_confirmations(tx: &mut Tx, id: &str) -> Result<()> {
-    sqlx::query_with(
-        "UPDATE ledger_levels SET confirmed_by = NULL, confirmed_at = NULL WHERE item_id = $1",
-        bind_all(vec![Value::from(id)])?,
-    )
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
 
 /// The staffing offices concerned with an item's levels: the feed shows the event in the item's
 /// division, so every level of the chain (each lies above it or is it) sees it.

@@ -30,6 +30,7 @@ pub mod reconcile;
 mod secrets;
 mod sqlite;
 pub mod stats;
+mod time_range;
 pub mod trust;
 
 use std::time::Duration;

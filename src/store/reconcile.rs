@@ -17,8 +17,8 @@ use super::check::{
 use super::codec::column;
 use super::findings::decode_finding;
 pub use super::findings::{Alert, ChangeKind, StoredFinding};
-use super::ledger::TimeRange;
 use super::query as q;
+use super::time_range::TimeRange;
 use super::{Store, Tx, Value, now_micros, select_in};
 use crate::domain::alerts::AlertState;
 use crate::domain::findings::{
