@@ -14,6 +14,7 @@ use crate::domain::*;
 use crate::error::Error;
 use crate::proto;
 use crate::store::feed::FeedEventType;
+use crate::store::ledger::TimeRange;
 use crate::store::ledger_keys::RequestKey;
 use crate::store::push::Submission;
 use crate::store::query::Stored;
@@ -825,6 +826,27 @@ pub fn spell_message(spell: &Spell) -> proto::PersonSpell {
 
 pub(crate) fn date(field: &str, value: &str) -> Result<NaiveDate, Error> {
     parse_date(value).map_err(|reason| Error::invalid(field, reason))
+}
+
+/// An optional date filter (`YYYY-MM-DD`).
+fn optional_date(field: &str, value: &str) -> Result<Option<NaiveDate>, Error> {
+    let value = value.trim();
+    (!value.is_empty()).then(|| date(field, value)).transpose()
+}
+
+/// The days `from..=to` a list names, as instants.
+pub(crate) fn day_range(
+    (from_field, from): (&str, &str),
+    (to_field, to): (&str, &str),
+) -> Result<TimeRange, Error> {
+    let from = optional_date(from_field, from)?;
+    let to = optional_date(to_field, to)?;
+    if let (Some(from), Some(to)) = (from, to)
+        && from > to
+    {
+        return Err(Error::invalid(to_field, format!("is before {from_field}")));
+    }
+    Ok(TimeRange::of_days(from, to))
 }
 
 /// The request's idempotency key, if it has one, with the hash of the request without it: the

@@ -8,8 +8,8 @@ use tonic::{Request, Response, Status};
 
 use super::Hub;
 use super::convert::{
-    DEFAULT_PAGE, MAX_PAGE, Wire, date, next_token, optional, page_size, request_jurisdiction,
-    request_key, request_uscc, timestamp, visible, wire_enums,
+    DEFAULT_PAGE, MAX_PAGE, Wire, date, day_range, next_token, optional, page_size,
+    request_jurisdiction, request_key, request_uscc, timestamp, visible, wire_enums,
 };
 use super::personal::Reader;
 use super::policy::caller;
@@ -28,7 +28,7 @@ use crate::proto;
 use crate::store::feed::FollowUp;
 use crate::store::ledger::{
     Application, ApplicationFilter, ApplicationRequest, Bulletin, Case, CaseFilter, LedgerItem,
-    NewCase, NewItem, Penalty, Step, TimeRange, Transfer, TransferFilter,
+    NewCase, NewItem, Penalty, Step, Transfer, TransferFilter,
 };
 
 // The domain's enums of follow-through tied to the contract's by name, as `convert` ties the others.
@@ -70,27 +70,6 @@ fn reaches(agency: &Agency, transfer: &Transfer) -> Result<(), Error> {
             agency.kind.with_article()
         )))
     }
-}
-
-/// An optional date filter (`YYYY-MM-DD`).
-fn optional_date(field: &str, value: &str) -> Result<Option<NaiveDate>, Error> {
-    let value = value.trim();
-    (!value.is_empty()).then(|| date(field, value)).transpose()
-}
-
-/// The days `from..=to` a list names, as instants.
-fn day_range(
-    (from_field, from): (&str, &str),
-    (to_field, to): (&str, &str),
-) -> Result<TimeRange, Error> {
-    let from = optional_date(from_field, from)?;
-    let to = optional_date(to_field, to)?;
-    if let (Some(from), Some(to)) = (from, to)
-        && from > to
-    {
-        return Err(Error::invalid(to_field, format!("is before {from_field}")));
-    }
-    Ok(TimeRange::of_days(from, to))
 }
 
 /// A case as a reader sees it: the person concerned, the report, the outcome and the steps'

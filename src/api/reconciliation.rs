@@ -5,8 +5,8 @@ use tonic::{Request, Response, Status};
 
 use super::Hub;
 use super::convert::{
-    self as c, DEFAULT_PAGE, MAX_PAGE, Wire, page_size, request_date, request_jurisdiction,
-    request_uscc,
+    self as c, DEFAULT_PAGE, MAX_PAGE, Wire, day_range, page_size, request_date,
+    request_jurisdiction, request_uscc,
 };
 use super::personal::Reader;
 use super::policy::caller;
@@ -18,7 +18,6 @@ use crate::domain::{
 };
 use crate::error::Error;
 use crate::proto;
-use crate::store::ledger::TimeRange;
 use crate::store::recheck::{JobState, RecheckJob};
 use crate::store::reconcile::{FindingColumn, FindingFilter, FindingOrder};
 
@@ -519,7 +518,10 @@ impl proto::reconciliation_service_server::ReconciliationService for Hub {
             ),
             None => (parse_page_token(&reader, &message.page_token)?, 0),
         };
-        let raised = raised_range(&message.raised_from, &message.raised_to)?;
+        let raised = day_range(
+            ("raised_from", &message.raised_from),
+            ("raised_to", &message.raised_to),
+        )?;
         let filter = FindingFilter {
             jurisdiction: Some(request_jurisdiction(
                 &caller.agency,
@@ -1135,26 +1137,4 @@ pub(crate) mod evidence {
             Ok(bundle)
         }
     }
-}
-
-/// The instants `[from, to)` of ListFindings' days `raised_from..=raised_to` (China Standard
-/// Time), or `None` without a date filter.
-#[allow(clippy::type_complexity)]
-fn raised_range(from: &str, to: &str) -> Result<TimeRange, Error> {
-    let day = |field: &str, value: &str| {
-        let value = value.trim();
-        (!value.is_empty())
-            .then(|| {
-                crate::domain::ids::parse_date(value)
-                    .map_err(|reason| Error::invalid(field, reason))
-            })
-            .transpose()
-    };
-    let (from, to) = (day("raised_from", from)?, day("raised_to", to)?);
-    if let (Some(from), Some(to)) = (from, to)
-        && from > to
-    {
-        return Err(Error::invalid("raised_to", "is before raised_from"));
-    }
-    Ok(TimeRange::of_days(from, to))
 }
