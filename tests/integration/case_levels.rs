@@ -14,7 +14,7 @@ use quotahub::proto::CaseState;
 use tonic::Code;
 use tonic_types::StatusExt;
 
-use crate::feed::{feed, next_event, subscribe};
+use crate::feed::next_event;
 use crate::helpers::*;
 use crate::ledger::{Cases, Ledger};
 use crate::on_both_backends;
@@ -138,24 +138,7 @@ async fn cases_by_level(app: &TestApp) -> Vec<(String, u64, u64)> {
 
 /// A subscription of `jurisdiction`'s staffing office to the assignment events.
 async fn level_events(app: &TestApp, jurisdiction: &str) -> tonic::Streaming<proto::FeedMessage> {
-    let mut client = feed(app, jurisdiction, AgencyKind::StaffingOffice).await;
-    client
-        .put_subscription(proto::PutSubscriptionRequest {
-            subscription: Some(proto::Subscription {
-                name: "levels".into(),
-                filter: Some(proto::SubscriptionFilter {
-                    event_types: vec![
-                        proto::FeedEventType::Assigned as i32,
-                        proto::FeedEventType::LevelConfirmed as i32,
-                    ],
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap();
-    subscribe(&mut client, "levels", None).await
+    crate::levels::level_events(app, jurisdiction, AgencyKind::StaffingOffice).await
 }
 
 /// The next event of a stream: its type and its follow-up.
