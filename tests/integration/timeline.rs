@@ -1,0 +1,261 @@
+//! The generator's delivery timeline replayed over mutual TLS, and where the hub starts watching
+//! data freshness.
+//!
+//! A small generated city's divisions' agencies push their data on the days they deliver it, the
+//! hub's clock on each day, from its first start (their initial load) to the check date, with the
+//! freshness schedule's pass on each month's due day (the bench's loader, `bench::ingest::replay`):
+//! the LATE_PAYROLL and BACKDATED_EVENT findings then open are exactly the planted ones, the late
+//! months were raised and resolved on the way, and nothing was refused. A hub that starts mid-year
+//! owes no month due before its first start, however old the months an agency first pushes.
+
+use std::collections::{BTreeSet, HashMap};
+
+use chrono::NaiveDate;
+use quotahub::domain::AgencyKind;
+use quotahub::generator::{GenConfig, generate, late_payroll};
+use quotahub::proto;
+use quotahub::proto::RuleCode;
+use tonic::transport::Channel;
+
+use crate::helpers::*;
+use crate::on_both_backends;
+
+on_both_backends!(
+    a_replayed_city_leaves_exactly_its_planted_freshness_findings_open,
+    a_hub_started_mid_year_owes_no_month_due_before_its_first_start,
+);
+
+type Checks = proto::reconciliation_service_client::ReconciliationServiceClient<Channel>;
+
+type Key = (i32, String, String);
+
+/// Every finding of `codes` in `state`, as the staffing office of the city lists them.
+async fn listed(
+    checks: &mut Checks,
+    codes: &[RuleCode],
+    state: proto::FindingState,
+) -> Vec<proto::Finding> {
+    let mut all = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = checks
+            .list_findings(proto::ListFindingsRequest {
+                codes: codes.iter().map(|c| *c as i32).collect(),
+                state: state as i32,
+                page_token: page_token.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        all.extend(page.findings);
+        if page.next_page_token.is_empty() {
+            return all;
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+fn keys(findings: &[proto::Finding]) -> BTreeSet<Key> {
+    findings
+        .iter()
+        .map(|f| (f.code, f.institution_uscc.clone(), f.period.clone()))
+        .collect()
+}
+
+async fn a_replayed_city_leaves_exactly_its_planted_freshness_findings_open(backend: Backend) {
+    let config = GenConfig::small(5);
+    let data = generate(&config);
+    let app = TestApp::spawn_on(backend, data.start).await;
+    let mut channels: HashMap<String, Channel> = HashMap::new();
+    for delivery in &data.deliveries {
+        let id = delivery.agency.id();
+        if !channels.contains_key(&id) {
+            channels.insert(id, app.channel(&delivery.agency).await);
+        }
+    }
+    let ingest = quotahub::bench::ingest::replay(&data, &app.store, &channels, 1_000)
+        .await
+        .unwrap();
+    for tally in [
+        &ingest.staffing,
+        &ingest.events,
+        &ingest.appointments,
+        &ingest.payroll,
+        &ingest.fundings,
+    ] {
+        assert_eq!(tally.rejected, 0, "{}", tally.summary());
+        assert_eq!(tally.accepted, tally.sent, "{}", tally.summary());
+    }
+    assert_eq!(ingest.deliveries, data.deliveries.len());
+    assert_eq!(app.store.checks().clock.today(), config.as_of);
+    // Each division's HR and finance agency delivered its own data.
+    let divisions: BTreeSet<_> = data
+        .deliveries
+        .iter()
+        .map(|d| d.agency.jurisdiction.clone())
+        .collect();
+    assert!(divisions.len() > 2, "{divisions:?}");
+
+    let freshness = [RuleCode::LatePayroll, RuleCode::BackdatedEvent];
+    let mut office = Checks::new(
+        app.channel(&agency("140100", AgencyKind::StaffingOffice))
+            .await,
+    );
+    let open = listed(&mut office, &freshness, proto::FindingState::Open).await;
+    let planted: BTreeSet<Key> = data
+        .truth
+        .iter()
+        .filter(|p| p.code.about_agency())
+        .map(|p| {
+            let code = RuleCode::from_str_name(&format!("RULE_CODE_{}", p.code)).unwrap();
+            (code as i32, p.institution.clone(), p.period.clone())
+        })
+        .collect();
+    let found = keys(&open);
+    assert_eq!(
+        found,
+        planted,
+        "missed {:#?}\nnot planted {:#?}",
+        planted.difference(&found).collect::<Vec<_>>(),
+        found.difference(&planted).collect::<Vec<_>>()
+    );
+    for code in freshness {
+        let n = planted.iter().filter(|k| k.0 == code as i32).count();
+        assert!(n >= 2, "{code:?} planted {n} times");
+    }
+    for finding in &open {
+        // About a division's agency, in its jurisdiction; BACKDATED_EVENT counts its events.
+        let (division, kind) = finding.institution_uscc.split_once('/').unwrap();
+        assert_eq!(finding.jurisdiction, division);
+        if finding.code == RuleCode::LatePayroll as i32 {
+            assert_eq!(kind, "finance");
+        } else {
+            assert_eq!(kind, "hr");
+            assert!(finding.actual >= 1);
+            assert!(
+                finding
+                    .evidence
+                    .iter()
+                    .all(|e| e.kind == "personnel_event"
+                        && e.id.starts_with(&finding.institution_uscc)),
+                "{finding:?}"
+            );
+        }
+    }
+
+    // The months that came late were raised on their due day and resolved when they arrived.
+    let resolved = listed(
+        &mut office,
+        &[RuleCode::LatePayroll],
+        proto::FindingState::Resolved,
+    )
+    .await;
+    let resolved: BTreeSet<(String, String)> = resolved
+        .iter()
+        .map(|f| (f.institution_uscc.clone(), f.period.clone()))
+        .collect();
+    let late: BTreeSet<(String, String)> = late_payroll(&data)
+        .into_iter()
+        .map(|(agency, period)| (agency, period.to_string()))
+        .collect();
+    assert!(!late.is_empty());
+    assert_eq!(resolved, late);
+}
+
+/// Moves the hub's clock to `day` (noon, China time).
+fn move_to(app: &TestApp, day: &str) {
+    let clock = &app.store.checks().clock;
+    let target = day
+        .parse::<NaiveDate>()
+        .unwrap()
+        .and_hms_opt(4, 0, 0)
+        .unwrap()
+        .and_utc();
+    clock.advance(target - clock.now());
+}
+
+async fn a_hub_started_mid_year_owes_no_month_due_before_its_first_start(backend: Backend) {
+    let app = TestApp::spawn_on(backend, "2024-07-20".parse().unwrap()).await;
+    let unit = uscc("140100", 1);
+    let mut office = app.staffing("140100").await;
+    office
+        .push_institution(organ("org", &unit, "140100"))
+        .await
+        .unwrap();
+    office.push_quota(quota("q", &unit, 5)).await.unwrap();
+    app.hr("140100")
+        .await
+        .push_personnel_event(hire("h-1", &resident(1), &unit, "2024-01-01"))
+        .await
+        .unwrap();
+    // The finance agency's initial load: January to June, March missing from its archive.
+    let mut finance = app.finance("140100").await;
+    for period in ["2024-01", "2024-02", "2024-04", "2024-05", "2024-06"] {
+        finance
+            .push_payroll_line(payroll(
+                &format!("pay-{period}"),
+                &resident(1),
+                &unit,
+                period,
+            ))
+            .await
+            .unwrap();
+    }
+    let mut checks = Checks::new(
+        app.channel(&agency("140100", AgencyKind::StaffingOffice))
+            .await,
+    );
+    let late = [RuleCode::LatePayroll];
+    let open = proto::FindingState::Open;
+
+    // March was due on 10 April and June on 10 July, before the hub started: nobody watched.
+    app.store.check_freshness().await.unwrap();
+    assert!(listed(&mut checks, &late, open).await.is_empty());
+    let report = checks
+        .freshness_report(proto::FreshnessReportRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let row = report
+        .agencies
+        .iter()
+        .find(|a| a.agency_id == "140100/finance")
+        .unwrap();
+    assert!(row.awaited_payroll_periods.is_empty(), "{row:?}");
+    assert_eq!(
+        (
+            row.next_payroll_period.as_str(),
+            row.next_payroll_late_from.as_str()
+        ),
+        ("2024-07", "2024-08-10")
+    );
+
+    // July comes due while the hub watches: that one is late, March still is not.
+    move_to(&app, "2024-08-10");
+    app.store.check_freshness().await.unwrap();
+    let found = keys(&listed(&mut checks, &late, open).await);
+    assert_eq!(
+        found,
+        BTreeSet::from([(
+            RuleCode::LatePayroll as i32,
+            "140100/finance".to_owned(),
+            "2024-07".to_owned()
+        )])
+    );
+
+    // A hub configured to watch from February (`[freshness] watch_from`) owes March as well.
+    let mut configured = app.store.checks().clone();
+    configured.cadence.watch_from = "2024-02-01".parse().ok();
+    let store = app.store.clone().with_checks(configured);
+    store.check_freshness().await.unwrap();
+    let periods: BTreeSet<String> = listed(&mut checks, &late, open)
+        .await
+        .into_iter()
+        .map(|f| f.period)
+        .collect();
+    assert_eq!(
+        periods,
+        BTreeSet::from(["2024-03".to_owned(), "2024-07".to_owned()])
+    );
+}
