@@ -91,8 +91,10 @@ impl KindTally {
 pub struct HubIngest {
     /// The staffing office's records (institutions, quotas, leader posts, plans, approvals).
     pub staffing: KindTally,
-    /// Personnel events.
+    /// Personnel events of the agencies' initial load (the history, in bulk).
     pub events: KindTally,
+    /// Personnel events sent after the initial load, a day's few at a time.
+    pub daily_events: KindTally,
     /// Appointments.
     pub appointments: KindTally,
     /// Payroll lines.
@@ -128,9 +130,10 @@ pub async fn through_hub(
 ) -> anyhow::Result<HubIngest> {
     let mut channels = HashMap::new();
     for delivery in &data.deliveries {
-        let id = delivery.agency.id();
-        if !channels.contains_key(&id) {
-            channels.insert(id, hub.channel(&delivery.agency).await?);
+        if let std::collections::hash_map::Entry::Vacant(entry) =
+            channels.entry(delivery.agency.id())
+        {
+            entry.insert(hub.channel(&delivery.agency).await?);
         }
     }
     replay(data, &hub.store, &channels, stream_size).await
@@ -184,7 +187,8 @@ pub async fn replay(
         let tally = push_delivery(channel, data, delivery, stream_size).await?;
         ingest.deliveries += 1;
         match delivery.kind {
-            Kind::PersonnelEvent => ingest.events.add(&tally),
+            Kind::PersonnelEvent if delivery.on == data.start => ingest.events.add(&tally),
+            Kind::PersonnelEvent => ingest.daily_events.add(&tally),
             Kind::Appointment => ingest.appointments.add(&tally),
             Kind::Funding => ingest.fundings.add(&tally),
             Kind::PayrollLine => {
@@ -206,7 +210,8 @@ pub async fn replay(
     ingest.payroll_months = months.into_iter().collect();
     for (label, tally) in [
         ("staffing office records", &ingest.staffing),
-        ("personnel events", &ingest.events),
+        ("personnel events, initial load", &ingest.events),
+        ("personnel events, day by day", &ingest.daily_events),
         ("appointments", &ingest.appointments),
         ("payroll lines", &ingest.payroll),
         ("fundings", &ingest.fundings),

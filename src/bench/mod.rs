@@ -574,7 +574,7 @@ fn ingest_rows(
         "ingest.people",
         "1",
         format!(
-            "Bulk ingest, people (personnel events): hub streams of {} vs plain INSERT of {} rows",
+            "Bulk ingest, people (personnel events, the initial load): hub streams of {} vs plain INSERT of {} rows",
             thousands(options.stream_size as f64),
             thousands(options.baseline_rows_per_statement as f64)
         ),
@@ -583,8 +583,10 @@ fn ingest_rows(
         Target::AtLeast(0.5),
     )
     .note(format!(
-        "{}; {}; the hub also derives the roll (person_spells); {what_differs}{}",
+        "the agencies' initial load: {}; then day by day: {} ({:.0} rows/s, not in the figure); {}; the hub also derives the roll (person_spells); {what_differs}{}",
         hub.events.summary(),
+        hub.daily_events.summary(),
+        hub.daily_events.rows_per_second(),
         hub.replay_summary(),
         numbered_note(
             numbered.map_or(0.0, ingest::BaselineIngest::events_per_second),

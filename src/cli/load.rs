@@ -17,7 +17,8 @@ use anyhow::Context;
 use clap::ValueEnum;
 
 use super::import::{self, ErrorReport, RecordKind, Summary};
-use crate::domain::{Agency, AgencyKind, Jurisdiction};
+use crate::domain::findings::RuleCode;
+use crate::domain::{Agency, AgencyKind, Coded, Jurisdiction};
 use crate::generator::Manifest;
 
 /// Flags of `quotahub load`.
@@ -91,9 +92,7 @@ fn freshness_truth(path: &Path) -> anyhow::Result<usize> {
         let planted: serde_json::Value = serde_json::from_str(line)
             .with_context(|| format!("{} holds a line that is not JSON", path.display()))?;
         let code = planted["code"].as_str().unwrap_or_default();
-        if <crate::domain::findings::RuleCode as crate::domain::Coded>::from_code(code)
-            .is_some_and(|c| c.about_agency())
-        {
+        if RuleCode::from_code(code).is_some_and(RuleCode::about_agency) {
             count += 1;
         }
     }

@@ -774,4 +774,3 @@ fn the_timeline_plants_late_missing_and_backdated_data_at_their_rates() {
         }
     }
 }
-

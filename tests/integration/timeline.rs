@@ -69,9 +69,10 @@ async fn a_replayed_city_leaves_exactly_its_planted_freshness_findings_open(back
     let app = TestApp::spawn_on(backend, data.start).await;
     let mut channels: HashMap<String, Channel> = HashMap::new();
     for delivery in &data.deliveries {
-        let id = delivery.agency.id();
-        if !channels.contains_key(&id) {
-            channels.insert(id, app.channel(&delivery.agency).await);
+        if let std::collections::hash_map::Entry::Vacant(entry) =
+            channels.entry(delivery.agency.id())
+        {
+            entry.insert(app.channel(&delivery.agency).await);
         }
     }
     let ingest = quotahub::bench::ingest::replay(&data, &app.store, &channels, 1_000)
@@ -80,6 +81,7 @@ async fn a_replayed_city_leaves_exactly_its_planted_freshness_findings_open(back
     for tally in [
         &ingest.staffing,
         &ingest.events,
+        &ingest.daily_events,
         &ingest.appointments,
         &ingest.payroll,
         &ingest.fundings,
