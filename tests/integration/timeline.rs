@@ -10,13 +10,13 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use chrono::NaiveDate;
 use quotahub::domain::AgencyKind;
 use quotahub::generator::{GenConfig, generate, late_payroll};
 use quotahub::proto;
 use quotahub::proto::RuleCode;
 use tonic::transport::Channel;
 
+use crate::freshness::{checks, findings_of, move_to, report, row, staffed};
 use crate::helpers::*;
 use crate::on_both_backends;
 
@@ -25,36 +25,7 @@ on_both_backends!(
     a_hub_started_mid_year_owes_no_month_due_before_its_first_start,
 );
 
-type Checks = proto::reconciliation_service_client::ReconciliationServiceClient<Channel>;
-
 type Key = (i32, String, String);
-
-/// Every finding of `codes` in `state`, as the staffing office of the city lists them.
-async fn listed(
-    checks: &mut Checks,
-    codes: &[RuleCode],
-    state: proto::FindingState,
-) -> Vec<proto::Finding> {
-    let mut all = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = checks
-            .list_findings(proto::ListFindingsRequest {
-                codes: codes.iter().map(|c| *c as i32).collect(),
-                state: state as i32,
-                page_token: page_token.clone(),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        all.extend(page.findings);
-        if page.next_page_token.is_empty() {
-            return all;
-        }
-        page_token = page.next_page_token;
-    }
-}
 
 fn keys(findings: &[proto::Finding]) -> BTreeSet<Key> {
     findings
@@ -100,11 +71,11 @@ async fn a_replayed_city_leaves_exactly_its_planted_freshness_findings_open(back
     assert!(divisions.len() > 2, "{divisions:?}");
 
     let freshness = [RuleCode::LatePayroll, RuleCode::BackdatedEvent];
-    let mut office = Checks::new(
-        app.channel(&agency("140100", AgencyKind::StaffingOffice))
-            .await,
-    );
-    let open = listed(&mut office, &freshness, proto::FindingState::Open).await;
+    let mut office = checks(&app, AgencyKind::StaffingOffice).await;
+    let mut open = Vec::new();
+    for code in freshness {
+        open.extend(findings_of(&mut office, code, proto::FindingState::Open).await);
+    }
     let planted: BTreeSet<Key> = data
         .truth
         .iter()
@@ -127,7 +98,7 @@ async fn a_replayed_city_leaves_exactly_its_planted_freshness_findings_open(back
         assert!(n >= 2, "{code:?} planted {n} times");
     }
     for finding in &open {
-        // About a division's agency, in its jurisdiction; BACKDATED_EVENT counts its events.
+        // About a division's agency, in its jurisdiction; BACKDATED_EVENT cites its events.
         let (division, kind) = finding.institution_uscc.split_once('/').unwrap();
         assert_eq!(finding.jurisdiction, division);
         if finding.code == RuleCode::LatePayroll as i32 {
@@ -147,9 +118,9 @@ async fn a_replayed_city_leaves_exactly_its_planted_freshness_findings_open(back
     }
 
     // The months that came late were raised on their due day and resolved when they arrived.
-    let resolved = listed(
+    let resolved = findings_of(
         &mut office,
-        &[RuleCode::LatePayroll],
+        RuleCode::LatePayroll,
         proto::FindingState::Resolved,
     )
     .await;
@@ -165,32 +136,10 @@ async fn a_replayed_city_leaves_exactly_its_planted_freshness_findings_open(back
     assert_eq!(resolved, late);
 }
 
-/// Moves the hub's clock to `day` (noon, China time).
-fn move_to(app: &TestApp, day: &str) {
-    let clock = &app.store.checks().clock;
-    let target = day
-        .parse::<NaiveDate>()
-        .unwrap()
-        .and_hms_opt(4, 0, 0)
-        .unwrap()
-        .and_utc();
-    clock.advance(target - clock.now());
-}
-
 async fn a_hub_started_mid_year_owes_no_month_due_before_its_first_start(backend: Backend) {
     let app = TestApp::spawn_on(backend, "2024-07-20".parse().unwrap()).await;
-    let unit = uscc("140100", 1);
-    let mut office = app.staffing("140100").await;
-    office
-        .push_institution(organ("org", &unit, "140100"))
-        .await
-        .unwrap();
-    office.push_quota(quota("q", &unit, 5)).await.unwrap();
-    app.hr("140100")
-        .await
-        .push_personnel_event(hire("h-1", &resident(1), &unit, "2024-01-01"))
-        .await
-        .unwrap();
+    // One person on the roll since 2024-01-01.
+    let unit = staffed(&app).await;
     // The finance agency's initial load: January to June, March missing from its archive.
     let mut finance = app.finance("140100").await;
     for period in ["2024-01", "2024-02", "2024-04", "2024-05", "2024-06"] {
@@ -204,31 +153,22 @@ async fn a_hub_started_mid_year_owes_no_month_due_before_its_first_start(backend
             .await
             .unwrap();
     }
-    let mut checks = Checks::new(
-        app.channel(&agency("140100", AgencyKind::StaffingOffice))
-            .await,
-    );
-    let late = [RuleCode::LatePayroll];
-    let open = proto::FindingState::Open;
+    let mut office = checks(&app, AgencyKind::StaffingOffice).await;
+    let (late, open) = (RuleCode::LatePayroll, proto::FindingState::Open);
 
     // March was due on 10 April and June on 10 July, before the hub started: nobody watched.
     app.store.check_freshness().await.unwrap();
-    assert!(listed(&mut checks, &late, open).await.is_empty());
-    let report = checks
-        .freshness_report(proto::FreshnessReportRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
-    let row = report
-        .agencies
-        .iter()
-        .find(|a| a.agency_id == "140100/finance")
-        .unwrap();
-    assert!(row.awaited_payroll_periods.is_empty(), "{row:?}");
+    assert!(findings_of(&mut office, late, open).await.is_empty());
+    let before = report(&mut office).await;
+    let finance_row = row(&before, "140100/finance");
+    assert!(
+        finance_row.awaited_payroll_periods.is_empty(),
+        "{finance_row:?}"
+    );
     assert_eq!(
         (
-            row.next_payroll_period.as_str(),
-            row.next_payroll_late_from.as_str()
+            finance_row.next_payroll_period.as_str(),
+            finance_row.next_payroll_late_from.as_str()
         ),
         ("2024-07", "2024-08-10")
     );
@@ -236,11 +176,10 @@ async fn a_hub_started_mid_year_owes_no_month_due_before_its_first_start(backend
     // July comes due while the hub watches: that one is late, March still is not.
     move_to(&app, "2024-08-10");
     app.store.check_freshness().await.unwrap();
-    let found = keys(&listed(&mut checks, &late, open).await);
     assert_eq!(
-        found,
+        keys(&findings_of(&mut office, late, open).await),
         BTreeSet::from([(
-            RuleCode::LatePayroll as i32,
+            late as i32,
             "140100/finance".to_owned(),
             "2024-07".to_owned()
         )])
@@ -251,7 +190,7 @@ async fn a_hub_started_mid_year_owes_no_month_due_before_its_first_start(backend
     configured.cadence.watch_from = "2024-02-01".parse().ok();
     let store = app.store.clone().with_checks(configured);
     store.check_freshness().await.unwrap();
-    let periods: BTreeSet<String> = listed(&mut checks, &late, open)
+    let periods: BTreeSet<String> = findings_of(&mut office, late, open)
         .await
         .into_iter()
         .map(|f| f.period)
