@@ -27,8 +27,8 @@ use crate::error::Error;
 use crate::proto;
 use crate::store::feed::FollowUp;
 use crate::store::ledger::{
-    Application, ApplicationFilter, ApplicationRequest, Bulletin, Case, CaseFilter, LedgerItem,
-    NewCase, NewItem, Penalty, Step, Transfer, TransferFilter,
+    Application, ApplicationFilter, ApplicationRequest, Bulletin, Case, CaseFilter, Chained,
+    ItemLevel, LedgerItem, NewCase, NewItem, Penalty, Step, Transfer, TransferFilter,
 };
 
 // The domain's enums of follow-through tied to the contract's by name, as `convert` ties the others.
@@ -138,26 +138,34 @@ pub(super) fn item_message(item: &LedgerItem, today: NaiveDate) -> proto::Ledger
         escalation_level: u32::try_from(item.escalation_level).unwrap_or_default(),
         version: u64::try_from(item.version).unwrap_or_default(),
         history: item.history.iter().map(step_message).collect(),
-        levels: item
-            .levels
-            .iter()
-            .map(|level| proto::ItemLevel {
-                jurisdiction: level.jurisdiction.clone(),
-                assigned_by: level.assigned_by.clone(),
-                assigned_at: Some(timestamp(level.assigned_at)),
-                confirmed_by: level.confirmed_by.clone().unwrap_or_default(),
-                confirmed_at: level.confirmed_at.map(timestamp),
-            })
-            .collect(),
-        // The lowest level not yet confirmed; confirmations go from the bottom up.
-        waiting_on: item
-            .levels
-            .iter()
-            .rev()
-            .find(|level| level.confirmed_by.is_none())
-            .map(|level| level.jurisdiction.clone())
-            .unwrap_or_default(),
+        levels: level_messages(&item.levels),
+        waiting_on: waiting_on(&item.levels),
     }
+}
+
+/// An item's or a case's chain, top first.
+fn level_messages(levels: &[ItemLevel]) -> Vec<proto::ItemLevel> {
+    levels
+        .iter()
+        .map(|level| proto::ItemLevel {
+            jurisdiction: level.jurisdiction.clone(),
+            assigned_by: level.assigned_by.clone(),
+            assigned_at: Some(timestamp(level.assigned_at)),
+            confirmed_by: level.confirmed_by.clone().unwrap_or_default(),
+            confirmed_at: level.confirmed_at.map(timestamp),
+        })
+        .collect()
+}
+
+/// The lowest level of a chain not yet confirmed (confirmations go from the bottom up); empty
+/// when none.
+fn waiting_on(levels: &[ItemLevel]) -> String {
+    levels
+        .iter()
+        .rev()
+        .find(|level| level.confirmed_by.is_none())
+        .map(|level| level.jurisdiction.clone())
+        .unwrap_or_default()
 }
 
 /// One level's line of the report by level.
@@ -187,6 +195,8 @@ fn case_message(case: &Case, today: NaiveDate) -> proto::Case {
         version: u64::try_from(case.version).unwrap_or_default(),
         history: case.history.iter().map(step_message).collect(),
         opened_at: Some(timestamp(case.opened_at)),
+        levels: level_messages(&case.levels),
+        waiting_on: waiting_on(&case.levels),
     }
 }
 
@@ -313,6 +323,17 @@ pub fn report_row_message(row: &ReportRow) -> proto::LedgerReportRow {
 impl Hub {
     fn today(&self) -> NaiveDate {
         self.store.checks().clock.today()
+    }
+
+    /// A case as the caller reads it, after a move of its chain.
+    async fn case_answer(
+        &self,
+        agency: &Agency,
+        case: &Case,
+    ) -> Result<Response<proto::Case>, Status> {
+        let mut message = case_message(case, self.today());
+        read_case(&self.reader(agency).await?, &mut message);
+        Ok(Response::new(message))
     }
 }
 
@@ -455,10 +476,18 @@ impl proto::ledger_service_server::LedgerService for Hub {
             date("to", &message.to)?
         };
         let rows = self.store.ledger_report(&jurisdiction, from, to).await?;
-        let by_level = self.store.waiting_by_level(&jurisdiction, to).await?;
+        let by_level = self
+            .store
+            .waiting_by_level(Chained::Item, &jurisdiction, to)
+            .await?;
+        let cases_by_level = self
+            .store
+            .waiting_by_level(Chained::Case, &jurisdiction, to)
+            .await?;
         Ok(Response::new(proto::LedgerReport {
             rows: rows.iter().map(report_row_message).collect(),
             by_level: by_level.iter().map(level_row_message).collect(),
+            cases_by_level: cases_by_level.iter().map(level_row_message).collect(),
         }))
     }
 
@@ -978,5 +1007,61 @@ impl proto::case_service_server::CaseService for Hub {
             )
             .await?;
         Ok(Response::new(bulletin_message(&bulletin)))
+    }
+
+    async fn assign_case(
+        &self,
+        request: Request<proto::AssignCaseRequest>,
+    ) -> Result<Response<proto::Case>, Status> {
+        let caller = caller(&request)?;
+        let message = request.into_inner();
+        let to = Jurisdiction::parse(&message.to).map_err(|reason| Error::invalid("to", reason))?;
+        let case = self
+            .store
+            .assign_case(
+                &caller.agency,
+                &message.case_id,
+                &to,
+                version(message.expected_version)?,
+                &message.text,
+            )
+            .await?;
+        self.case_answer(&caller.agency, &case).await
+    }
+
+    async fn confirm_case_level(
+        &self,
+        request: Request<proto::ConfirmCaseLevelRequest>,
+    ) -> Result<Response<proto::Case>, Status> {
+        let caller = caller(&request)?;
+        let message = request.into_inner();
+        let case = self
+            .store
+            .confirm_case_level(
+                &caller.agency,
+                &message.case_id,
+                version(message.expected_version)?,
+                &message.text,
+            )
+            .await?;
+        self.case_answer(&caller.agency, &case).await
+    }
+
+    async fn send_back_case(
+        &self,
+        request: Request<proto::SendBackCaseRequest>,
+    ) -> Result<Response<proto::Case>, Status> {
+        let caller = caller(&request)?;
+        let message = request.into_inner();
+        let case = self
+            .store
+            .send_back_case(
+                &caller.agency,
+                &message.case_id,
+                version(message.expected_version)?,
+                &message.text,
+            )
+            .await?;
+        self.case_answer(&caller.agency, &case).await
     }
 }

@@ -188,6 +188,20 @@ pub const POLICY: &[Rule] = &[
         prefix: "/quotahub.v1.CaseService/ListCases",
         kinds: &[StaffingOffice, Discipline, Audit],
     },
+    // Cases go down the levels and back up as items do (交办, 上报, 销号, 退回): the staffing
+    // offices' own; which office may make which move is the domain's (`domain::assignment`).
+    Rule {
+        prefix: "/quotahub.v1.CaseService/AssignCase",
+        kinds: &[StaffingOffice],
+    },
+    Rule {
+        prefix: "/quotahub.v1.CaseService/ConfirmCaseLevel",
+        kinds: &[StaffingOffice],
+    },
+    Rule {
+        prefix: "/quotahub.v1.CaseService/SendBackCase",
+        kinds: &[StaffingOffice],
+    },
     // Those a transfer can reach; the handlers show each only the transfers that reach its kind.
     Rule {
         prefix: "/quotahub.v1.CaseService/GetTransfer",
@@ -545,7 +559,7 @@ mod tests {
 
     #[test]
     fn follow_through_is_open_to_the_kinds_that_take_part() {
-        let cases: [(&str, &[AgencyKind]); 6] = [
+        let cases: [(&str, &[AgencyKind]); 9] = [
             ("/quotahub.v1.LedgerService/GetItem", &AgencyKind::ALL),
             ("/quotahub.v1.LedgerService/OpenItem", &[StaffingOffice]),
             (
@@ -561,6 +575,12 @@ mod tests {
                 "/quotahub.v1.CaseService/AcknowledgeReceipt",
                 &[Discipline, Audit, Organization, Finance],
             ),
+            ("/quotahub.v1.CaseService/AssignCase", &[StaffingOffice]),
+            (
+                "/quotahub.v1.CaseService/ConfirmCaseLevel",
+                &[StaffingOffice],
+            ),
+            ("/quotahub.v1.CaseService/SendBackCase", &[StaffingOffice]),
         ];
         for (path, allowed) in cases {
             for kind in AgencyKind::ALL {

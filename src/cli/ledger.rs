@@ -1,6 +1,7 @@
 //! `quotahub ledger report`: the periodic reconciliation of the rectification ledger (定期对账) —
 //! per department, items opened, closed and overdue and the oldest still open, or with
-//! `--by-level` the assigned items by the level they wait on — as a table, CSV or JSON. It asks the hub's Report RPC, which reads the store's one `ledger_report`.
+//! `--by-level` the assigned items by the level they wait on (`--cases-by-level`: the assigned
+//! cases) — as a table, CSV or JSON. It asks the hub's Report RPC, which reads the store's one `ledger_report`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -37,6 +38,9 @@ pub struct ReportArgs {
     /// departments' lines.
     #[arg(long)]
     pub by_level: bool,
+    /// Assigned cases not yet closed by the level they wait on, as `--by-level` shows items.
+    #[arg(long, conflicts_with = "by_level")]
+    pub cases_by_level: bool,
     /// Write here instead of standard output.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -59,6 +63,8 @@ pub async fn run(command: LedgerCommand) -> anyhow::Result<()> {
         .into_inner();
     let text = if args.by_level {
         render_levels(&report.by_level, &args.format)
+    } else if args.cases_by_level {
+        render_levels(&report.cases_by_level, &args.format)
     } else {
         render(&report.rows, &args.format)
     };

@@ -1,8 +1,8 @@
 //! 一事一账: the ledger board. Every ledger item of the viewer's jurisdiction (ListItems, page
 //! after page) counted by department and state, listed with due dates and overdue marks, filtered,
 //! sorted, paged and exported as CSV; an item's page with its step timeline (GetItem); the
-//! 定期对账 report of a period (Report); a case (GetCase) and an application with the gate's
-//! answer (GetApplication) looked up by id.
+//! 定期对账 report of a period (Report); an application with the gate's answer (GetApplication)
+//! looked up by id. A case's page is 督办's (`matters`).
 
 use std::collections::BTreeMap;
 
@@ -15,15 +15,12 @@ use super::views::{self, Chrome, DepartmentRow, Nav};
 use super::{Lang, Visit};
 use crate::proto;
 use crate::proto::application_service_server::ApplicationService as _;
-use crate::proto::case_service_server::CaseService as _;
 use crate::proto::ledger_service_server::LedgerService as _;
 
 /// See [`super::pages::LIST_FINDINGS`].
 pub const GET_ITEM: &str = "/quotahub.v1.LedgerService/GetItem";
 /// See [`super::pages::LIST_FINDINGS`].
 pub const LEDGER_REPORT: &str = "/quotahub.v1.LedgerService/Report";
-/// See [`super::pages::LIST_FINDINGS`].
-pub const GET_CASE: &str = "/quotahub.v1.CaseService/GetCase";
 /// See [`super::pages::LIST_FINDINGS`].
 pub const GET_APPLICATION: &str = "/quotahub.v1.ApplicationService/GetApplication";
 
@@ -117,7 +114,7 @@ impl ItemRow {
     }
 }
 
-fn id_query(id: &str) -> String {
+pub(super) fn id_query(id: &str) -> String {
     form_urlencoded::Serializer::new(String::new())
         .append_pair("id", id)
         .finish()
@@ -318,7 +315,7 @@ pub struct StepRow {
     pub text: String,
 }
 
-fn steps(history: &[proto::Step]) -> Vec<StepRow> {
+pub(super) fn steps(history: &[proto::Step]) -> Vec<StepRow> {
     history
         .iter()
         .map(|step| StepRow {
@@ -411,86 +408,37 @@ pub async fn item(visit: &mut Visit, query: &IdQuery) -> Result<Response, Status
         steps: steps(&item.history),
         c: chrome,
     };
-    if !item.levels.is_empty() {
-        // An assigned item (交办): its chain top first, each level marked once it confirmed, and
-        // the level it waits on.
-        let chain = item
-            .levels
-            .iter()
-            .map(|level| {
-                if level.confirmed_by.is_empty() {
-                    level.jurisdiction.clone()
-                } else {
-                    format!("{} ✓", level.jurisdiction)
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(" → ");
-        page.facts
-            .push((page.c.t("交办链", "Assigned down"), chain));
-        if !item.waiting_on.is_empty() {
-            page.facts
-                .push((page.c.t("等待确认", "Waits on"), item.waiting_on.clone()));
-        }
-    }
+    page.facts
+        .extend(chain_facts(&page.c, &item.levels, &item.waiting_on));
     views::html(&page)
 }
 
-/// A case and its steps.
-pub async fn case(visit: &mut Visit, query: &IdQuery) -> Result<Response, Status> {
-    let agency = visit.viewer().await?;
-    let found = visit
-        .call(
-            GET_CASE,
-            proto::IdRequest {
-                id: query.id.trim().to_owned(),
-            },
-            |hub, request| async move { hub.get_case(request).await },
-        )
-        .await?;
-    let chrome = Chrome::new(visit, &agency, Nav::Ledger, "/case", &id_query(&found.id));
-    let page = MatterPage {
-        heading: format!("{} {}", chrome.t("举报案件", "Case"), found.id),
-        facts: vec![
-            (chrome.t("区划", "Division"), found.jurisdiction.clone()),
-            (
-                chrome.t("来源", "Channel"),
-                views::enum_name(
-                    proto::ReportChannel::try_from(found.channel)
-                        .ok()
-                        .map(|c| c.as_str_name()),
-                    "REPORT_CHANNEL_",
-                ),
-            ),
-            (
-                chrome.t("单位", "Institution"),
-                found.institution_uscc.clone(),
-            ),
-            (chrome.t("涉及人员", "Person"), found.person.clone()),
-            (chrome.t("内容", "Report"), found.text.clone()),
-            (chrome.t("承办", "Owner"), found.owner.clone()),
-            (
-                chrome.t("状态", "State"),
-                views::enum_name(
-                    proto::CaseState::try_from(found.state)
-                        .ok()
-                        .map(|s| s.as_str_name()),
-                    "CASE_STATE_",
-                ),
-            ),
-            (chrome.t("办理期限", "Due"), found.due_on.clone()),
-            (
-                chrome.t("升级层级", "Escalation level"),
-                format!("{} / 3", found.escalation_level),
-            ),
-            (chrome.t("办理结果", "Outcome"), found.outcome.clone()),
-        ],
-        finding_href: None,
-        link_label: "",
-        steps: steps(&found.history),
-        c: chrome,
-    };
-    views::html(&page)
+/// The facts of an assigned matter (交办), an item's or a case's: its chain top first, each
+/// level marked once it confirmed, and the level it waits on. None for a matter never assigned.
+pub(super) fn chain_facts(
+    c: &Chrome,
+    levels: &[proto::ItemLevel],
+    waiting_on: &str,
+) -> Vec<(&'static str, String)> {
+    if levels.is_empty() {
+        return Vec::new();
+    }
+    let chain = levels
+        .iter()
+        .map(|level| {
+            if level.confirmed_by.is_empty() {
+                level.jurisdiction.clone()
+            } else {
+                format!("{} ✓", level.jurisdiction)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" → ");
+    let mut facts = vec![(c.t("交办链", "Assigned down"), chain)];
+    if !waiting_on.is_empty() {
+        facts.push((c.t("等待确认", "Waits on"), waiting_on.to_owned()));
+    }
+    facts
 }
 
 /// An application and the gate's answer.

@@ -1,6 +1,8 @@
-//! 督办: the follow-through besides the ledger. Cases from public reports (ListCases), transfers
-//! and joint inspections (ListTransfers, one through GetTransfer) and staffing applications with
-//! the gate's answer (ListApplications, and ListItems for the departments' overdue items now).
+//! 督办: the follow-through besides the ledger. Cases from public reports (ListCases, one through
+//! GetCase with its chain of levels and the moves the viewer may make on it: MoveCase,
+//! AssignCase, ConfirmCaseLevel, SendBackCase), transfers and joint inspections (ListTransfers,
+//! one through GetTransfer) and staffing applications with the gate's answer (ListApplications,
+//! and ListItems for the departments' overdue items now).
 //! Each list reads every page its filters select, then sorts, pages and exports it as CSV in the
 //! console, as the ledger board does; the filters (state, kind, department, division, dates) are
 //! the RPCs' own.
@@ -14,13 +16,27 @@ use super::board;
 use super::lists::{BULK_PAGE_SIZE, MAX_BULK_PAGES, csv_response, every_item};
 use super::views::{self, Chrome, FindingQuery, Nav, SelectOption, SortHeader};
 use super::{Lang, Visit};
+use crate::api::convert::Wire as _;
+use crate::domain::assignment::{self, Level};
+use crate::domain::ledger::{CaseState, case_move_allowed};
+use crate::domain::{Agency, Jurisdiction};
 use crate::proto;
 use crate::proto::application_service_server::ApplicationService as _;
 use crate::proto::case_service_server::CaseService as _;
-use axum::response::{IntoResponse as _, Response};
+use axum::response::{IntoResponse as _, Redirect, Response};
 
 /// See [`super::pages::LIST_FINDINGS`].
 pub const LIST_CASES: &str = "/quotahub.v1.CaseService/ListCases";
+/// See [`super::pages::LIST_FINDINGS`].
+pub const GET_CASE: &str = "/quotahub.v1.CaseService/GetCase";
+/// See [`super::pages::LIST_FINDINGS`].
+pub const MOVE_CASE: &str = "/quotahub.v1.CaseService/MoveCase";
+/// See [`super::pages::LIST_FINDINGS`].
+pub const ASSIGN_CASE: &str = "/quotahub.v1.CaseService/AssignCase";
+/// See [`super::pages::LIST_FINDINGS`].
+pub const CONFIRM_CASE_LEVEL: &str = "/quotahub.v1.CaseService/ConfirmCaseLevel";
+/// See [`super::pages::LIST_FINDINGS`].
+pub const SEND_BACK_CASE: &str = "/quotahub.v1.CaseService/SendBackCase";
 /// See [`super::pages::LIST_FINDINGS`].
 pub const LIST_TRANSFERS: &str = "/quotahub.v1.CaseService/ListTransfers";
 /// See [`super::pages::LIST_FINDINGS`].
@@ -991,6 +1007,277 @@ pub async fn transfer(visit: &mut Visit, query: &board::IdQuery) -> Result<Respo
         c: chrome,
     };
     views::html(&page)
+}
+
+// ---- a case ----
+
+/// A case's page: its facts and chain, the moves the viewer may make, its steps.
+#[derive(askama::Template)]
+#[template(path = "console/case.html")]
+pub struct CasePage {
+    pub c: Chrome,
+    pub heading: String,
+    pub facts: Vec<(&'static str, String)>,
+    /// Never set: a case follows no finding (the shared template asks).
+    pub finding_href: Option<String>,
+    pub link_label: &'static str,
+    pub steps: Vec<board::StepRow>,
+    /// The case, for the moves' form.
+    pub case_id: String,
+    /// The version the page shows: a move posted from it is refused (ABORTED) once the case
+    /// has moved on.
+    pub version: u64,
+    /// The division the assignment offered hands it to.
+    pub assign_to: Option<String>,
+    /// The moves offered, one button each.
+    pub moves: Vec<CaseMove>,
+}
+
+/// One move a case's page offers.
+pub struct CaseMove {
+    /// What the form posts (`investigate`, `assign`, `confirm`, `send_back`).
+    pub name: &'static str,
+    /// The button's words.
+    pub label: String,
+}
+
+/// The moves the viewer may make on a case, as the domain's rules and the policy table allow
+/// them (each is checked again when made).
+fn case_moves(
+    visit: &Visit,
+    chrome: &Chrome,
+    viewer: &Agency,
+    case: &proto::Case,
+) -> (Option<String>, Vec<CaseMove>) {
+    let (Some(state), Ok(division)) = (
+        CaseState::from_wire(case.state),
+        Jurisdiction::parse(&case.jurisdiction),
+    ) else {
+        return (None, Vec::new());
+    };
+    let chain: Vec<Level> = case
+        .levels
+        .iter()
+        .filter_map(|level| {
+            Some(Level {
+                jurisdiction: Jurisdiction::parse(&level.jurisdiction).ok()?,
+                confirmed: !level.confirmed_by.is_empty(),
+            })
+        })
+        .collect();
+    let offered = assignment::moves(viewer, &division, state, &chain);
+    let mut moves = Vec::new();
+    if visit.may_call(MOVE_CASE)
+        && viewer.oversees(&division)
+        && case_move_allowed(viewer.kind, state, CaseState::Investigating)
+        && assignment::check_work(viewer, &chain).is_ok()
+    {
+        moves.push(CaseMove {
+            name: "investigate",
+            label: chrome.t("开始调查", "Start investigating").to_owned(),
+        });
+    }
+    let assign_to = offered
+        .assign_to
+        .filter(|_| visit.may_call(ASSIGN_CASE))
+        .map(|to| to.to_string());
+    if let Some(to) = &assign_to {
+        moves.push(CaseMove {
+            name: "assign",
+            label: format!("{} {to}", chrome.t("交办", "Assign to")),
+        });
+    }
+    if let Some(confirmation) = offered
+        .confirm
+        .filter(|_| visit.may_call(CONFIRM_CASE_LEVEL))
+    {
+        let label = if confirmation.closes {
+            chrome.t("确认办结（销号）", "Confirm and close")
+        } else if confirmation.reports_back {
+            chrome.t("上报", "Report back")
+        } else {
+            chrome.t("确认", "Confirm")
+        };
+        moves.push(CaseMove {
+            name: "confirm",
+            label: label.to_owned(),
+        });
+    }
+    if offered.send_back && visit.may_call(SEND_BACK_CASE) {
+        moves.push(CaseMove {
+            name: "send_back",
+            label: chrome.t("退回重办", "Send back").to_owned(),
+        });
+    }
+    (assign_to, moves)
+}
+
+/// A case, its chain and its steps.
+pub async fn case(visit: &mut Visit, query: &board::IdQuery) -> Result<Response, Status> {
+    let agency = visit.viewer().await?;
+    let found = visit
+        .call(
+            GET_CASE,
+            proto::IdRequest {
+                id: query.id.trim().to_owned(),
+            },
+            |hub, request| async move { hub.get_case(request).await },
+        )
+        .await?;
+    let chrome = Chrome::new(
+        visit,
+        &agency,
+        Nav::Matters,
+        "/case",
+        &board::id_query(&found.id),
+    );
+    let mut facts = vec![
+        (chrome.t("区划", "Division"), found.jurisdiction.clone()),
+        (
+            chrome.t("来源", "Channel"),
+            views::enum_name(
+                proto::ReportChannel::try_from(found.channel)
+                    .ok()
+                    .map(|c| c.as_str_name()),
+                "REPORT_CHANNEL_",
+            ),
+        ),
+        (
+            chrome.t("单位", "Institution"),
+            found.institution_uscc.clone(),
+        ),
+        (chrome.t("涉及人员", "Person"), found.person.clone()),
+        (chrome.t("内容", "Report"), found.text.clone()),
+        (chrome.t("承办", "Owner"), found.owner.clone()),
+        (
+            chrome.t("状态", "State"),
+            views::enum_name(
+                proto::CaseState::try_from(found.state)
+                    .ok()
+                    .map(|s| s.as_str_name()),
+                "CASE_STATE_",
+            ),
+        ),
+        (chrome.t("办理期限", "Due"), found.due_on.clone()),
+        (
+            chrome.t("升级层级", "Escalation level"),
+            format!("{} / 3", found.escalation_level),
+        ),
+        (chrome.t("办理结果", "Outcome"), found.outcome.clone()),
+        (chrome.t("版本", "Version"), found.version.to_string()),
+    ];
+    facts.extend(board::chain_facts(
+        &chrome,
+        &found.levels,
+        &found.waiting_on,
+    ));
+    let (assign_to, moves) = case_moves(visit, &chrome, &agency, &found);
+    let page = CasePage {
+        heading: format!("{} {}", chrome.t("举报案件", "Case"), found.id),
+        facts,
+        finding_href: None,
+        link_label: "",
+        steps: board::steps(&found.history),
+        case_id: found.id.clone(),
+        version: found.version,
+        assign_to,
+        moves,
+        c: chrome,
+    };
+    views::html(&page)
+}
+
+/// A move posted from a case's page.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct CaseMoveForm {
+    /// The case.
+    pub id: String,
+    /// The version the page showed.
+    pub version: u64,
+    /// `investigate`, `assign`, `confirm` or `send_back`.
+    #[serde(rename = "move")]
+    pub action: String,
+    /// For `assign`: the division.
+    pub to: String,
+    /// The note: the covering note, the report back, the outcome, what the report lacks.
+    pub note: String,
+    /// The token of the viewer's certificate (see `Console::form_token`).
+    pub form_token: String,
+    /// `en` for English.
+    pub lang: Option<String>,
+}
+
+impl CaseMoveForm {
+    /// For the audit trail (the token left out).
+    pub fn summary(&self) -> String {
+        format!(
+            "id={} version={} move={} to={}",
+            self.id, self.version, self.action, self.to
+        )
+    }
+}
+
+/// Makes the move a case's page posted, as the viewer (with the version the page showed), then
+/// shows the case again.
+pub async fn case_move(visit: &mut Visit, form: &CaseMoveForm) -> Result<Response, Status> {
+    visit.viewer().await?;
+    let (case_id, expected_version, text) = (form.id.clone(), form.version, form.note.clone());
+    let case = match form.action.as_str() {
+        "investigate" => {
+            let request = proto::MoveCaseRequest {
+                case_id,
+                to: proto::CaseState::Investigating as i32,
+                expected_version,
+                text,
+            };
+            visit
+                .call(MOVE_CASE, request, |hub, request| async move {
+                    hub.move_case(request).await
+                })
+                .await?
+        }
+        "assign" => {
+            let request = proto::AssignCaseRequest {
+                case_id,
+                to: form.to.clone(),
+                expected_version,
+                text,
+            };
+            visit
+                .call(ASSIGN_CASE, request, |hub, request| async move {
+                    hub.assign_case(request).await
+                })
+                .await?
+        }
+        "confirm" => {
+            let request = proto::ConfirmCaseLevelRequest {
+                case_id,
+                expected_version,
+                text,
+            };
+            visit
+                .call(CONFIRM_CASE_LEVEL, request, |hub, request| async move {
+                    hub.confirm_case_level(request).await
+                })
+                .await?
+        }
+        "send_back" => {
+            let request = proto::SendBackCaseRequest {
+                case_id,
+                expected_version,
+                text,
+            };
+            visit
+                .call(SEND_BACK_CASE, request, |hub, request| async move {
+                    hub.send_back_case(request).await
+                })
+                .await?
+        }
+        other => return Err(Status::invalid_argument(format!("unknown move `{other}`"))),
+    };
+    let target = views::with_lang(&format!("/case?{}", board::id_query(&case.id)), visit.lang);
+    Ok(Redirect::to(&target).into_response())
 }
 
 // ---- applications ----

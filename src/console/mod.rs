@@ -112,6 +112,7 @@ fn router(console: Arc<Console>) -> Router {
         .route("/ledger/report", get(ledger_report))
         .route("/ledger/report.csv", get(ledger_report_csv))
         .route("/case", get(case_page))
+        .route("/case/move", post(case_move))
         .route("/application", get(application_page))
         .route("/matters", get(matters_first))
         .route("/cases", get(cases_page))
@@ -492,7 +493,7 @@ query_page!(
     board::IdQuery,
     "GET /case",
     |q| format!("id={}", q.id),
-    board::case
+    matters::case
 );
 query_page!(
     application_page,
@@ -628,8 +629,7 @@ async fn transition(
     Form(form): Form<TransitionForm>,
 ) -> Response {
     let lang = Lang::from_query(form.finding.lang.as_deref());
-    let same_origin = same_origin(&uri, &headers);
-    let token_valid = console.form_token_is_valid(&peer, &form.form_token);
+    let checked = form_check(&console, &peer, &uri, &headers, &form.form_token);
     let mut visit = Visit::start(
         console,
         peer,
@@ -637,18 +637,51 @@ async fn transition(
         &form.summary(),
         lang,
     );
-    let page = if !same_origin {
+    let page = match checked {
+        Ok(()) => pages::transition(&mut visit, &form).await,
+        Err(refusal) => Err(refusal),
+    };
+    visit.answer(page).await
+}
+
+/// A move posted from a case's page, protected as a transition is.
+async fn case_move(
+    State(console): Shared,
+    ConnectInfo(peer): Peer,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    Form(form): Form<matters::CaseMoveForm>,
+) -> Response {
+    let lang = Lang::from_query(form.lang.as_deref());
+    let checked = form_check(&console, &peer, &uri, &headers, &form.form_token);
+    let mut visit = Visit::start(console, peer, "POST /case/move", &form.summary(), lang);
+    let page = match checked {
+        Ok(()) => matters::case_move(&mut visit, &form).await,
+        Err(refusal) => Err(refusal),
+    };
+    visit.answer(page).await
+}
+
+/// Whether a posted form may be acted on: sent from a page of this console, with the token of
+/// the viewer's certificate (see [`transition`]).
+fn form_check(
+    console: &Console,
+    peer: &PeerIdentity,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+    token: &str,
+) -> Result<(), Status> {
+    if !same_origin(uri, headers) {
         Err(Status::permission_denied(
             "the form was not posted from this console (Origin)",
         ))
-    } else if !token_valid {
+    } else if !console.form_token_is_valid(peer, token) {
         Err(Status::permission_denied(
             "the form's token is not this certificate's",
         ))
     } else {
-        pages::transition(&mut visit, &form).await
-    };
-    visit.answer(page).await
+        Ok(())
+    }
 }
 
 /// Whether a request came from a page of this console: its `Origin` names the host it was sent

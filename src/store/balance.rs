@@ -1,14 +1,15 @@
 //! REGIONAL_BALANCE (总量余缺) from what the store keeps: the quota in force per (institution,
-//! category) and the roll's count from `roll_counts`, one row per unit each, summed by the domain.
+//! category) and the roll's count on the date, one row per unit each, summed by the domain.
 //! A snapshot of whole institutions (the oracle, `rules::regional_balance`) read every spell; this
-//! reads one row per unit, so the console's overview costs the units, not their history.
+//! reads one kept row per unit (`roll_now`), so the console's overview costs the units, not their
+//! history.
 
 use std::collections::HashMap;
 
 use chrono::NaiveDate;
 
+use super::Store;
 use super::codec::{column, stored, stored_code};
-use super::{Backend, Store};
 use crate::domain::rules::{self, BalanceUnit, RegionalBalance};
 use crate::domain::{Jurisdiction, QuotaCategory};
 use crate::error::Result;
@@ -76,28 +77,12 @@ impl Store {
             }
         }
 
-        // A roll's count on a date is its last row on or before it: one pass over the key's order
-        // (SQLite takes a bare column from the row of the MAX; PostgreSQL has DISTINCT ON).
-        let latest = match self.backend() {
-            Backend::Sqlite => {
-                "SELECT institution_uscc, category, people, MAX(on_date) AS on_date \
-                 FROM roll_counts WHERE on_date <= $1 GROUP BY institution_uscc, category"
-            }
-            Backend::Postgres => {
-                "SELECT DISTINCT ON (institution_uscc, category) institution_uscc, category, people \
-                 FROM roll_counts WHERE on_date <= $1 \
-                 ORDER BY institution_uscc, category, on_date DESC"
-            }
-        };
+        // A roll's count on a date is its last change on or before it: the kept row where it
+        // holds for the date, the history otherwise (`roll_now`).
         let mut active: HashMap<(String, String), i64> = HashMap::new();
-        for row in sqlx::query(latest)
-            .bind(&day)
-            .fetch_all(self.readers())
-            .await?
-        {
-            let uscc: String = column(&row, "institution_uscc")?;
-            if placed.contains_key(&uscc) {
-                active.insert((uscc, column(&row, "category")?), column(&row, "people")?);
+        for roll in self.rolls_on(as_of).await? {
+            if placed.contains_key(&roll.uscc) {
+                active.insert((roll.uscc, roll.category), roll.people);
             }
         }
 

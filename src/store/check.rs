@@ -72,7 +72,7 @@ impl CheckReads {
         self.0.load(Ordering::Relaxed)
     }
 
-    fn add(&self, rows: usize) {
+    pub(crate) fn add(&self, rows: usize) {
         self.0.fetch_add(rows as u64, Ordering::Relaxed);
     }
 }
@@ -250,8 +250,11 @@ pub(super) fn term(row: &AnyRow, openings: &Openings) -> Result<PersonTerm> {
 pub(crate) async fn shift_roll_counts(
     tx: &mut Tx,
     shifts: &[aggregates::Shift<(Uscc, QuotaCategory)>],
+    today: NaiveDate,
 ) -> Result<()> {
+    let mut moved = BTreeSet::new();
     for shift in shifts {
+        moved.insert((&shift.key.0, shift.key.1));
         let (uscc, category) = &shift.key;
         for day in std::iter::once(shift.from).chain(shift.to) {
             let values = vec![
@@ -290,7 +293,7 @@ pub(crate) async fn shift_roll_counts(
         };
         execute(tx, sql, values).await?;
     }
-    Ok(())
+    super::roll_now::set(tx, &moved, today).await
 }
 
 /// Moves the stored count of entries, and of policy placements, per (institution, category,

@@ -65,10 +65,11 @@ pub struct LedgerItem {
     pub levels: Vec<ItemLevel>,
 }
 
-/// One level of an item's assignment chain as kept (see [`crate::domain::assignment`]).
+/// One level of an item's or a case's assignment chain as kept (see
+/// [`crate::domain::assignment`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ItemLevel {
-    /// The division whose staffing office holds the item at this level.
+    /// The division whose staffing office holds the matter at this level.
     pub jurisdiction: String,
     /// Who assigned it to this level (for the top, who first assigned it).
     pub assigned_by: String,
@@ -196,6 +197,9 @@ pub struct Case {
     pub opened_at: i64,
     /// Every step, oldest first (empty in lists).
     pub history: Vec<Step>,
+    /// The chain of levels it was assigned down, top first (empty if never assigned; empty in
+    /// lists).
+    pub levels: Vec<ItemLevel>,
 }
 
 /// What taking in a report needs.
@@ -412,7 +416,7 @@ fn decode_step(row: &AnyRow) -> Result<Step> {
     })
 }
 
-fn decode_case(row: &AnyRow) -> Result<Case> {
+pub(super) fn decode_case(row: &AnyRow) -> Result<Case> {
     Ok(Case {
         id: q::text(row, "id")?,
         jurisdiction: q::text(row, "jurisdiction")?,
@@ -428,6 +432,7 @@ fn decode_case(row: &AnyRow) -> Result<Case> {
         version: column(row, "version")?,
         opened_at: column(row, "opened_at")?,
         history: Vec::new(),
+        levels: Vec::new(),
     })
 }
 
@@ -570,12 +575,13 @@ pub(super) async fn refuse_while_shown(tx: &mut Tx, finding: Option<&FindingKey>
     Ok(())
 }
 
-/// An item's steps, oldest first, read in `executor` (a move's transaction sees its own step).
-pub(super) async fn steps_of_item(
+/// A matter's steps, oldest first, read in `executor` (a move's transaction sees its own step).
+pub(super) async fn steps_of(
     executor: impl sqlx::Executor<'_, Database = sqlx::Any>,
+    chained: Chained,
     id: &str,
 ) -> Result<Vec<Step>> {
-    steps(executor, "ledger_steps", "item_id", id).await
+    steps(executor, chained.steps_table(), chained.key(), id).await
 }
 
 /// The item not yet closed that a finding has, if any (one matter, one account: at most one).
@@ -771,7 +777,7 @@ impl Store {
         .ok_or_else(|| Error::NotFound(format!("no ledger item `{id}`")))?;
         let mut item = decode_item(&row)?;
         oversee(agency, &item.jurisdiction)?;
-        item.levels = item_levels(&mut *tx, id).await?;
+        item.levels = levels(&mut *tx, Chained::Item, id).await?;
         // The institution's lock: the same one pushes take, so a push that resolves or raises the
         // finding cannot interleave with a close.
         self.lock_keys(&mut tx, &[format!("institution:{}", item.department)])
@@ -788,18 +794,19 @@ impl Store {
             return Err(Error::invalid("text", "a submission explains the fix"));
         }
         if to == ItemState::Closed {
-            if !assignment::closes_by_hand(&levels_of(&item)?) {
+            if !assignment::closes_by_hand(&levels_of(&item.levels)?) {
                 return Err(Error::FailedPrecondition(
                     "事项已交办，须逐级确认后销号 / an assigned item closes only when every level has confirmed it (ConfirmLevel)".into(),
                 ));
             }
             refuse_while_shown(&mut tx, item.finding.as_ref()).await?;
         }
-        if action == ItemAction::SendBack && !assignment::may_send_back(agency, &levels_of(&item)?)
+        if action == ItemAction::SendBack
+            && !assignment::may_send_back(agency, &levels_of(&item.levels)?)
         {
             return Err(Error::FailedPrecondition(format!(
                 "事项已交办，由等待确认的一级退回 / an assigned item is sent back by the level it waits on{}",
-                assignment::waiting_on(&levels_of(&item)?)
+                assignment::waiting_on(&levels_of(&item.levels)?)
                     .map(|i| format!(" ({})", item.levels[i].jurisdiction))
                     .unwrap_or_default()
             )));
@@ -833,7 +840,7 @@ impl Store {
         if action == ItemAction::SendBack && !item.levels.is_empty() {
             // The level that found the fix wanting undoes the round: the levels confirm again
             // from the bottom once the department submits again.
-            clear_confirmations(&mut tx, id).await?;
+            clear_confirmations(&mut tx, Chained::Item, id).await?;
         }
         tx.commit().await?;
         self.item(id)
@@ -854,7 +861,7 @@ impl Store {
         };
         let mut item = decode_item(&row)?;
         item.history = steps(self.readers(), "ledger_steps", "item_id", id).await?;
-        item.levels = item_levels(self.readers(), id).await?;
+        item.levels = levels(self.readers(), Chained::Item, id).await?;
         Ok(Some(item))
     }
 
@@ -1453,7 +1460,9 @@ impl Store {
             .ok_or_else(|| Error::Internal("a case vanished".into()))
     }
 
-    /// Moves a case; closing it needs a written outcome.
+    /// Moves a case; closing it needs a written outcome. An assigned case is worked only by the
+    /// office that holds it (the bottom of its chain) and closes only by its levels'
+    /// confirmations (`Store::confirm_case_level`).
     pub async fn move_case(
         &self,
         agency: &Agency,
@@ -1472,6 +1481,17 @@ impl Store {
                 "{} agency cannot move a case from {} to {to}",
                 agency.kind.with_article(),
                 case.state
+            )));
+        }
+        let chain = levels_of(&case.levels)?;
+        if to == CaseState::Closed && !assignment::closes_by_hand(&chain) {
+            return Err(Error::FailedPrecondition(
+                "案件已交办，须逐级确认后办结 / an assigned case closes only when every level has confirmed it (ConfirmCaseLevel)".into(),
+            ));
+        }
+        if let Err(holder) = assignment::check_work(agency, &chain) {
+            return Err(Error::FailedPrecondition(format!(
+                "案件由 {holder} 承办 / the case is held by {holder}, whose office works it"
             )));
         }
         if to == CaseState::Closed && text.trim().is_empty() {
@@ -1528,6 +1548,7 @@ impl Store {
         };
         let mut case = decode_case(&row)?;
         case.history = steps(self.readers(), "case_steps", "case_id", id).await?;
+        case.levels = levels(self.readers(), Chained::Case, id).await?;
         Ok(Some(case))
     }
 
@@ -2168,22 +2189,78 @@ pub fn case_follow_up(case: &Case) -> FollowUp {
 }
 
 // ---------------------------------------------------------------------------------------------
-// An item's chain of levels (ledger_levels), read with the item; its moves are `store::levels`.
+// A matter's chain of levels (ledger_levels for items, case_levels for cases), read with the
+// matter; its moves are `store::levels`.
 
-/// An item's chain, top first.
-pub(super) async fn item_levels(
+/// A matter that can be assigned down the levels, and where its chain, steps and row are kept:
+/// the two chains have the same columns and are read and moved by the same code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chained {
+    /// A ledger item.
+    Item,
+    /// A case.
+    Case,
+}
+
+impl Chained {
+    /// The table of its chains.
+    pub(super) fn levels_table(self) -> &'static str {
+        match self {
+            Chained::Item => "ledger_levels",
+            Chained::Case => "case_levels",
+        }
+    }
+
+    /// The table of its steps.
+    pub(super) fn steps_table(self) -> &'static str {
+        match self {
+            Chained::Item => "ledger_steps",
+            Chained::Case => "case_steps",
+        }
+    }
+
+    /// The table of the matters themselves.
+    pub(super) fn matters_table(self) -> &'static str {
+        match self {
+            Chained::Item => "ledger_items",
+            Chained::Case => "cases",
+        }
+    }
+
+    /// The column naming the matter in its chain and steps.
+    pub(super) fn key(self) -> &'static str {
+        match self {
+            Chained::Item => "item_id",
+            Chained::Case => "case_id",
+        }
+    }
+
+    /// What it is called in messages.
+    pub(super) fn noun(self) -> &'static str {
+        match self {
+            Chained::Item => "ledger item",
+            Chained::Case => "case",
+        }
+    }
+}
+
+/// A matter's chain, top first.
+pub(super) async fn levels(
     executor: impl sqlx::Executor<'_, Database = sqlx::Any>,
+    chained: Chained,
     id: &str,
 ) -> Result<Vec<ItemLevel>> {
-    sqlx::query_with(
-        "SELECT * FROM ledger_levels WHERE item_id = $1 ORDER BY depth",
-        bind_all(vec![Value::from(id)])?,
-    )
-    .fetch_all(executor)
-    .await?
-    .iter()
-    .map(decode_level)
-    .collect()
+    let sql = format!(
+        "SELECT * FROM {} WHERE {} = $1 ORDER BY depth",
+        chained.levels_table(),
+        chained.key()
+    );
+    sqlx::query_with(sqlx::AssertSqlSafe(sql), bind_all(vec![Value::from(id)])?)
+        .fetch_all(executor)
+        .await?
+        .iter()
+        .map(decode_level)
+        .collect()
 }
 
 fn decode_level(row: &sqlx::any::AnyRow) -> Result<ItemLevel> {
@@ -2196,9 +2273,9 @@ fn decode_level(row: &sqlx::any::AnyRow) -> Result<ItemLevel> {
     })
 }
 
-/// An item's chain as the domain's rules read it.
-pub(super) fn levels_of(item: &LedgerItem) -> Result<Vec<assignment::Level>> {
-    item.levels
+/// A matter's chain as the domain's rules read it.
+pub(super) fn levels_of(levels: &[ItemLevel]) -> Result<Vec<assignment::Level>> {
+    levels
         .iter()
         .map(|level| {
             Ok(assignment::Level {
@@ -2210,13 +2287,15 @@ pub(super) fn levels_of(item: &LedgerItem) -> Result<Vec<assignment::Level>> {
 }
 
 /// Undoes the current round of confirmations (a send-back); the steps keep what they were.
-pub(super) async fn clear_confirmations(tx: &mut Tx, id: &str) -> Result<()> {
-    sqlx::query_with(
-        "UPDATE ledger_levels SET confirmed_by = NULL, confirmed_at = NULL WHERE item_id = $1",
-        bind_all(vec![Value::from(id)])?,
-    )
-    .execute(&mut **tx)
-    .await?;
+pub(super) async fn clear_confirmations(tx: &mut Tx, chained: Chained, id: &str) -> Result<()> {
+    let sql = format!(
+        "UPDATE {} SET confirmed_by = NULL, confirmed_at = NULL WHERE {} = $1",
+        chained.levels_table(),
+        chained.key()
+    );
+    sqlx::query_with(sqlx::AssertSqlSafe(sql), bind_all(vec![Value::from(id)])?)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 

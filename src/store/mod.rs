@@ -27,6 +27,7 @@ pub mod push;
 pub mod query;
 pub mod recheck;
 pub mod reconcile;
+pub mod roll_now;
 mod secrets;
 mod sqlite;
 pub mod stats;
@@ -116,6 +117,8 @@ pub struct Store {
     rechecks: std::sync::Arc<recheck::Runs>,
     /// Rows the pushes' and pre-checks' checks have read (for the complexity test and the metrics).
     check_reads: std::sync::Arc<check::CheckReads>,
+    /// How REGIONAL_BALANCE has read the rolls' counts (for the complexity test).
+    roll_reads: std::sync::Arc<roll_now::RollReads>,
 }
 
 /// What the store needs to check findings: the rules' settings and the clock that says what
@@ -146,6 +149,10 @@ impl Store {
         };
         store.migrate().await?;
         check::rebuild_counts(&store).await?;
+        // Any date would do (a kept row says the span it holds for); today's is the one most read.
+        store
+            .fill_rolls(crate::clock::Clock::default().today())
+            .await?;
         Ok(store)
     }
 

@@ -78,6 +78,8 @@ pub struct Batch<'a, R> {
     pub agency: &'a Agency,
     /// The commit's timestamp.
     pub accepted_at: i64,
+    /// The hub's date (its clock's), as of which the kept counts are set.
+    pub today: chrono::NaiveDate,
     /// The registry entries of the institutions the batch names.
     pub registry: &'a HashMap<String, Registered>,
     /// The records still in the running, in stream order.
@@ -251,6 +253,7 @@ impl Store {
         let batch = Batch {
             agency,
             accepted_at,
+            today: self.checks().clock.today(),
             registry: &registry,
             records: in_scope.iter().map(|&i| &submissions[i]).collect(),
         };
@@ -1464,7 +1467,7 @@ impl RecordKind for PersonnelEvent {
             spell_rows,
         )
         .await?;
-        check::shift_roll_counts(tx, &shifts).await?;
+        check::shift_roll_counts(tx, &shifts, batch.today).await?;
         check::count_plan_entries(tx, &entry_moves).await?;
         Ok(verdicts)
     }

@@ -1297,6 +1297,8 @@ impl Store {
             return Ok(None);
         }
         let today = self.checks().clock.today();
+        // The rolls whose next change has come are kept as of today again, before the day's reads.
+        self.refresh_rolls(today).await?;
         self.start_recheck(None, today, false, "schedule")
             .await
             .map(Some)

@@ -35,6 +35,7 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Store> 
         log: None,
         rechecks: std::sync::Arc::default(),
         check_reads: std::sync::Arc::default(),
+        roll_reads: std::sync::Arc::default(),
     })
 }
 

@@ -5,9 +5,11 @@
 
 use quotahub::api::convert::Pushed;
 use quotahub::clock::Clock;
+use quotahub::domain::findings::Scope;
 use quotahub::domain::ids::resident_id_with_check;
 use quotahub::domain::{Agency, AgencyKind};
 use quotahub::proto;
+use quotahub::store::roll_now::RollReadCounts;
 use quotahub::store::{Checks, Store, StoreOptions};
 
 use crate::helpers::*;
@@ -234,4 +236,134 @@ async fn a_push_reads_what_its_keys_name_whatever_the_history(backend: Backend) 
     }
 }
 
-crate::on_both_backends!(a_push_reads_what_its_keys_name_whatever_the_history);
+/// REGIONAL_BALANCE (the console's overview) reads one kept row per roll for the hub's date,
+/// however long the rolls' history; a roll whose next change has come since is sought in the
+/// history (one seek), until the schedule keeps it as of the new date again.
+async fn the_balance_reads_one_row_per_roll_whatever_the_history(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let clock = Clock::on(chrono::NaiveDate::from_ymd_opt(2024, 6, 15).unwrap());
+    let store = Store::connect(db.url(), &StoreOptions::default())
+        .await
+        .unwrap()
+        .with_checks(Checks {
+            clock: clock.clone(),
+            ..Checks::default()
+        });
+    store.set_push_checks(false);
+    // Ten years of hires and exits: 300 people on one roll, 10 on another.
+    let large = plant(&store, 1, 300, 0).await;
+    let small = plant(&store, 2, 10, 100_000).await;
+    // Someone of the small roll leaves in September: its count changes after today.
+    let hr = agency("140100", AgencyKind::Hr);
+    let kind = proto::PersonnelEventType::Departure;
+    push(
+        &store,
+        &hr,
+        vec![event(
+            "later",
+            kind,
+            &person(100_000),
+            &small,
+            "2024-09-01",
+            "",
+        )],
+    )
+    .await;
+    store.set_push_checks(true);
+
+    let active_on = |day: &str| {
+        let store = store.clone();
+        let day = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").unwrap();
+        async move {
+            let before = store.roll_reads();
+            let rows = store.regional_balance(None, day).await.unwrap();
+            let after = store.roll_reads();
+            let active: i64 = rows.iter().map(|row| row.active).sum();
+            let read = RollReadCounts {
+                kept: after.kept - before.kept,
+                seeks: after.seeks - before.seeks,
+                passes: after.passes - before.passes,
+            };
+            (active, read)
+        }
+    };
+    let today = active_on("2024-06-15").await;
+    assert_eq!(
+        today,
+        (
+            270 + 9,
+            RollReadCounts {
+                kept: 2,
+                seeks: 0,
+                passes: 0
+            }
+        ),
+        "today: 300 hired less 30 gone, 10 less 1; one kept row per roll, no history read"
+    );
+    let earlier = active_on("2018-01-01").await;
+    assert_eq!(
+        earlier.1,
+        RollReadCounts {
+            kept: 0,
+            seeks: 2,
+            passes: 0
+        },
+        "a date before the kept rows: one seek per roll"
+    );
+    assert_eq!(
+        earlier.0,
+        store
+            .snapshot_for(&Scope {
+                institutions: [large.clone(), small.clone()].into(),
+                ..Scope::default()
+            })
+            .await
+            .map(|snapshot| quotahub::domain::rules::regional_balance(
+                &snapshot,
+                chrono::NaiveDate::from_ymd_opt(2018, 1, 1).unwrap()
+            ))
+            .unwrap()
+            .iter()
+            .map(|row| row.active)
+            .sum::<i64>(),
+        "the history's count is the snapshot's"
+    );
+
+    // September comes: the small roll's kept row no longer holds, and is sought until the
+    // schedule keeps it as of the new date.
+    clock.advance(chrono::Duration::days(100));
+    let autumn = active_on("2024-09-23").await;
+    assert_eq!(
+        autumn,
+        (
+            270 + 8,
+            RollReadCounts {
+                kept: 1,
+                seeks: 1,
+                passes: 0
+            }
+        )
+    );
+    let refreshed = store
+        .refresh_rolls(chrono::NaiveDate::from_ymd_opt(2024, 9, 23).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(refreshed, 1, "one roll's next change had come");
+    let after = active_on("2024-09-23").await;
+    assert_eq!(
+        after,
+        (
+            270 + 8,
+            RollReadCounts {
+                kept: 2,
+                seeks: 0,
+                passes: 0
+            }
+        )
+    );
+}
+
+crate::on_both_backends!(
+    a_push_reads_what_its_keys_name_whatever_the_history,
+    the_balance_reads_one_row_per_roll_whatever_the_history
+);

@@ -302,6 +302,46 @@ impl TestApp {
     /// A console page as `agency` sees it (one HTTP/1.0 request over mutual TLS: the answer
     /// comes whole, not chunked); the status line and the body.
     pub async fn console_page(&self, agency: &Agency, target: &str) -> (String, String) {
+        let console = self.console.expect("the console is on");
+        let request =
+            format!("GET {target} HTTP/1.0\r\nHost: {console}\r\nAccept: text/html\r\n\r\n");
+        self.console_request(agency, &request).await
+    }
+
+    /// A form posted to the console as `agency` from one of its pages (the browser's `Origin`
+    /// the console's own), `form` already URL-encoded; the status line and the `Location` it
+    /// answers with (empty if none).
+    pub async fn console_post(
+        &self,
+        agency: &Agency,
+        target: &str,
+        form: &str,
+    ) -> (String, String) {
+        let console = self.console.expect("the console is on");
+        let request = format!(
+            "POST {target} HTTP/1.0\r\nHost: {console}\r\nOrigin: https://{console}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+            form.len()
+        );
+        let (status, _, head) = self.console_exchange(agency, &request).await;
+        let location = head
+            .lines()
+            .find_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.eq_ignore_ascii_case("location")
+                    .then(|| value.trim().to_owned())
+            })
+            .unwrap_or_default();
+        (status, location)
+    }
+
+    async fn console_request(&self, agency: &Agency, request: &str) -> (String, String) {
+        let (status, body, _) = self.console_exchange(agency, request).await;
+        (status, body)
+    }
+
+    /// One HTTP/1.0 exchange with the console as `agency`: the status line, the body, the head.
+    async fn console_exchange(&self, agency: &Agency, request: &str) -> (String, String, String) {
         use rustls::pki_types::pem::PemObject;
         use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -326,8 +366,6 @@ impl TestApp {
             .connect(ServerName::try_from("localhost").unwrap(), tcp)
             .await
             .expect("TLS to the console");
-        let request =
-            format!("GET {target} HTTP/1.0\r\nHost: {console}\r\nAccept: text/html\r\n\r\n");
         tls.write_all(request.as_bytes()).await.unwrap();
         let mut answer = Vec::new();
         // The server closes the connection after an HTTP/1.0 answer; a TLS close without
@@ -338,6 +376,7 @@ impl TestApp {
         (
             head.lines().next().unwrap_or_default().to_owned(),
             body.to_owned(),
+            head.to_owned(),
         )
     }
 

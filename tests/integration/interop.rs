@@ -31,7 +31,7 @@ on_both_backends!(
 
 /// A python3 with grpcio and grpcio-tools, or `None` (with a note on the terminal) when there is
 /// none outside CI.
-async fn python() -> Option<String> {
+pub(crate) async fn python() -> Option<String> {
     let python = std::env::var("QUOTAHUB_TEST_PYTHON").unwrap_or_else(|_| "python3".to_owned());
     let usable = Command::new(&python)
         .args(["-c", "import grpc, grpc_tools"])
@@ -56,7 +56,7 @@ async fn python() -> Option<String> {
 }
 
 /// Runs a script of tests/interop/ and returns its output, failing the test when it fails.
-async fn run_script(python: &str, script: &str, args: &[&str]) -> String {
+pub(crate) async fn run_script(python: &str, script: &str, args: &[&str]) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/interop")
         .join(script);

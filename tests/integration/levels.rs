@@ -128,7 +128,7 @@ async fn by_level(client: &mut Ledger) -> Vec<(String, u64, u64)> {
 }
 
 /// A subscription of `jurisdiction`'s `kind` to the assignment events.
-async fn level_events(
+pub(crate) async fn level_events(
     app: &TestApp,
     jurisdiction: &str,
     kind: AgencyKind,

@@ -4,6 +4,7 @@
 mod access;
 mod bulk;
 mod campaign;
+mod case_levels;
 mod city;
 mod cli;
 mod complexity;

@@ -1,0 +1,250 @@
+//! Each roll's count as of the hub's date (`roll_now`), beside its history of counts
+//! (`roll_counts`): the row of the history in force on that date, and the date of the next change.
+//! A count on a date inside that span is the kept row; outside it, the history's last change on or
+//! before the date. So REGIONAL_BALANCE for today reads one row per roll, not a roll's every
+//! change (a province keeps a million of them), and stays exact for any date.
+//!
+//! The push that moves a roll's history sets its row again in the same transaction, as of the
+//! hub's date; a roll whose next change has come since is set again by the schedule
+//! ([`Store::refresh_rolls`]), and read from the history until then.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::NaiveDate;
+
+use super::codec::column;
+use super::{Backend, Store, Tx, Value, bind_all};
+use crate::domain::{Coded, QuotaCategory, Uscc};
+use crate::error::Result;
+
+/// Rolls set per statement (two values each).
+const ROLLS_PER_STATEMENT: usize = 400;
+
+/// The statement that sets the kept row of the rolls `u(uscc, category)` names (a CTE before it)
+/// as of the three date placeholders that follow the CTE's own.
+fn set_rolls(from_rolls: &str, first: usize) -> String {
+    let roll = "r.institution_uscc = u.uscc AND r.category = u.category";
+    format!(
+        "WITH u(uscc, category) AS ({from_rolls}) \
+         INSERT INTO roll_now (institution_uscc, category, people, since, until) \
+         SELECT u.uscc, u.category, \
+         COALESCE((SELECT r.people FROM roll_counts r WHERE {roll} AND r.on_date <= ${a} \
+         ORDER BY r.on_date DESC LIMIT 1), 0), \
+         (SELECT MAX(r.on_date) FROM roll_counts r WHERE {roll} AND r.on_date <= ${b}), \
+         (SELECT MIN(r.on_date) FROM roll_counts r WHERE {roll} AND r.on_date > ${c}) \
+         FROM u WHERE TRUE \
+         ON CONFLICT (institution_uscc, category) DO UPDATE SET people = excluded.people, \
+         since = excluded.since, until = excluded.until",
+        a = first,
+        b = first + 1,
+        c = first + 2,
+    )
+}
+
+fn on(today: NaiveDate) -> [Value; 3] {
+    let day = today.to_string();
+    [
+        Value::Text(day.clone()),
+        Value::Text(day.clone()),
+        Value::Text(day),
+    ]
+}
+
+/// Sets the kept rows of `rolls` as of `today`, after the push moved their history.
+pub(crate) async fn set(
+    tx: &mut Tx,
+    rolls: &BTreeSet<(&Uscc, QuotaCategory)>,
+    today: NaiveDate,
+) -> Result<()> {
+    let rolls: Vec<_> = rolls.iter().collect();
+    for chunk in rolls.chunks(ROLLS_PER_STATEMENT) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|n| format!("(${}, ${})", 2 * n + 1, 2 * n + 2))
+            .collect();
+        let mut values = Vec::with_capacity(2 * chunk.len() + 3);
+        for (uscc, category) in chunk {
+            values.push(Value::from(uscc.as_str()));
+            values.push(Value::from(category.code()));
+        }
+        values.extend(on(today));
+        let sql = set_rolls(&format!("VALUES {}", rows.join(", ")), 2 * chunk.len() + 1);
+        let sql = super::plain_on_sqlite(super::mark(tx), &sql);
+        sqlx::query_with(sqlx::AssertSqlSafe(sql), bind_all(values)?)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// A roll's people on a date.
+pub(crate) struct RollCount {
+    pub uscc: String,
+    pub category: String,
+    pub people: i64,
+}
+
+impl Store {
+    /// Fills the kept rows from the history when there are none and the history is not empty: a
+    /// database from before them. Any date would do (each row says the span it holds for); the
+    /// clock's is the one most reads will ask for.
+    pub(crate) async fn fill_rolls(&self, today: NaiveDate) -> Result<()> {
+        let mut tx = self.begin_locked(&["counts".to_owned()]).await?;
+        let kept = sqlx::query("SELECT 1 AS one FROM roll_now LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await?;
+        let history = sqlx::query("SELECT 1 AS one FROM roll_counts LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await?;
+        if kept.is_none() && history.is_some() {
+            tracing::info!("keeping each roll's count as of today (once)");
+            let sql = set_rolls(
+                "SELECT DISTINCT institution_uscc, category FROM roll_counts",
+                1,
+            );
+            let sql = super::plain_on_sqlite(super::mark(&tx), &sql);
+            sqlx::query_with(sqlx::AssertSqlSafe(sql), bind_all(on(today).into())?)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Sets again, as of `today`, the kept rows whose next change has come: what the schedule
+    /// does, so that today's reads stay one row per roll. Returns how many it set.
+    #[tracing::instrument(name = "store.refresh_rolls", skip_all)]
+    pub async fn refresh_rolls(&self, today: NaiveDate) -> Result<u64> {
+        let mut tx = self.begin_locked(&["counts".to_owned()]).await?;
+        let mut values = vec![Value::Text(today.to_string())];
+        values.extend(on(today));
+        let sql = set_rolls(
+            "SELECT institution_uscc, category FROM roll_now WHERE until IS NOT NULL AND until <= $1",
+            2,
+        );
+        let sql = super::plain_on_sqlite(super::mark(&tx), &sql);
+        let set = sqlx::query_with(sqlx::AssertSqlSafe(sql), bind_all(values)?)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(set)
+    }
+
+    /// The people on every roll on `day` that has any (or had any kept): the kept row where it
+    /// holds for the day, the history's last change on or before it otherwise. When most kept rows
+    /// do not hold (a date long past), one pass over the history instead.
+    pub(crate) async fn rolls_on(&self, day: NaiveDate) -> Result<Vec<RollCount>> {
+        let day = day.to_string();
+        let holds = "(since IS NULL OR since <= $1) AND (until IS NULL OR until > $2)";
+        let stale: i64 = column(
+            &sqlx::query_with(
+                sqlx::AssertSqlSafe(format!(
+                    "SELECT COUNT(*) AS n FROM roll_now WHERE NOT ({holds})"
+                )),
+                bind_all(vec![Value::Text(day.clone()), Value::Text(day.clone())])?,
+            )
+            .fetch_one(self.readers())
+            .await?,
+            "n",
+        )?;
+        let mut counts = Vec::new();
+        let (from_kept, from_history) = if stale > STALE_BEFORE_A_PASS {
+            self.roll_reads.passes.fetch_add(1, Ordering::Relaxed);
+            (Vec::new(), self.history_pass(&day).await?)
+        } else {
+            let kept = sqlx::query_with(
+                sqlx::AssertSqlSafe(format!(
+                    "SELECT institution_uscc, category, people FROM roll_now \
+                     WHERE {holds} AND people <> 0"
+                )),
+                bind_all(vec![Value::Text(day.clone()), Value::Text(day.clone())])?,
+            )
+            .fetch_all(self.readers())
+            .await?;
+            // The rolls whose kept row does not hold: one seek each.
+            let history = sqlx::query_with(
+                "SELECT n.institution_uscc, n.category, COALESCE((SELECT r.people FROM roll_counts r \
+                 WHERE r.institution_uscc = n.institution_uscc AND r.category = n.category \
+                 AND r.on_date <= $1 ORDER BY r.on_date DESC LIMIT 1), 0) AS people \
+                 FROM roll_now n WHERE NOT ((n.since IS NULL OR n.since <= $2) \
+                 AND (n.until IS NULL OR n.until > $3))",
+                bind_all(vec![
+                    Value::Text(day.clone()),
+                    Value::Text(day.clone()),
+                    Value::Text(day.clone()),
+                ])?,
+            )
+            .fetch_all(self.readers())
+            .await?;
+            self.roll_reads
+                .kept
+                .fetch_add(kept.len() as u64, Ordering::Relaxed);
+            self.roll_reads
+                .seeks
+                .fetch_add(history.len() as u64, Ordering::Relaxed);
+            (kept, history)
+        };
+        for row in from_kept.iter().chain(&from_history) {
+            counts.push(RollCount {
+                uscc: column(row, "institution_uscc")?,
+                category: column(row, "category")?,
+                people: column(row, "people")?,
+            });
+        }
+        Ok(counts)
+    }
+
+    /// How the rolls' counts were read since the store started (for the complexity test).
+    pub fn roll_reads(&self) -> RollReadCounts {
+        RollReadCounts {
+            kept: self.roll_reads.kept.load(Ordering::Relaxed),
+            seeks: self.roll_reads.seeks.load(Ordering::Relaxed),
+            passes: self.roll_reads.passes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Every roll's last change on or before `day`, in one pass over the history (SQLite takes a
+    /// bare column from the row of the MAX; PostgreSQL has DISTINCT ON).
+    async fn history_pass(&self, day: &str) -> Result<Vec<sqlx::any::AnyRow>> {
+        let latest = match self.backend() {
+            Backend::Sqlite => {
+                "SELECT institution_uscc, category, people, MAX(on_date) AS on_date \
+                 FROM roll_counts WHERE on_date <= $1 GROUP BY institution_uscc, category"
+            }
+            Backend::Postgres => {
+                "SELECT DISTINCT ON (institution_uscc, category) institution_uscc, category, people \
+                 FROM roll_counts WHERE on_date <= $1 \
+                 ORDER BY institution_uscc, category, on_date DESC"
+            }
+        };
+        Ok(sqlx::query(latest)
+            .bind(day.to_owned())
+            .fetch_all(self.readers())
+            .await?)
+    }
+}
+
+/// Kept rows that may not hold for the date asked before the history is read in one pass
+/// instead of one seek each.
+const STALE_BEFORE_A_PASS: i64 = 2_000;
+
+/// How a store has read the rolls' counts: kept rows, rolls sought in the history one by one, and
+/// passes over the whole history. Work counted, for the test that holds it to the rolls.
+#[derive(Debug, Default)]
+pub struct RollReads {
+    kept: AtomicU64,
+    seeks: AtomicU64,
+    passes: AtomicU64,
+}
+
+/// [`RollReads`] at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RollReadCounts {
+    /// Kept rows read (`roll_now`).
+    pub kept: u64,
+    /// Rolls read from the history one seek each.
+    pub seeks: u64,
+    /// Passes over the whole history.
+    pub passes: u64,
+}
