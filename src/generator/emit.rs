@@ -135,8 +135,6 @@ struct Emitter<'w> {
     quota_drafts: Vec<QuotaDraft>,
     /// The person of each of `data.events`, for the delivery timeline.
     event_people: Vec<u32>,
-    /// When each payroll file arrives (none before the payroll is written).
-    payroll_plan: Option<PayrollPlan>,
     data: Dataset,
 }
 
@@ -162,21 +160,16 @@ pub(super) fn emit(world: &mut World, config: &GenConfig) -> Dataset {
         truth: BTreeSet::new(),
         quota_drafts: Vec::new(),
         event_people: Vec::new(),
-        payroll_plan: None,
         data,
     };
     emitter.count();
     emitter.quotas();
     emitter.leaders();
     emitter.people();
-    emitter.payroll();
+    let plan = emitter.payroll();
     emitter.fundings();
     emitter.roll();
     emitter.institutions();
-    let plan = emitter
-        .payroll_plan
-        .take()
-        .expect("the payroll is written with its plan");
     let freshness = deliver::timeline(
         emitter.world,
         config,
@@ -915,7 +908,8 @@ impl Emitter<'_> {
     /// Monthly pay: each person by the roll they are on (or the payer a plant gave them), plus the
     /// planted extra lines, less the files that never arrive (each payer's division's finance
     /// agency sends a month's file, `deliver.rs`); and the pay findings per person and period.
-    fn payroll(&mut self) {
+    /// Returns when each file arrives.
+    fn payroll(&mut self) -> PayrollPlan {
         let periods = self.world.periods.clone();
         let mut paying: BTreeSet<(usize, usize)> = BTreeSet::new();
         for (k, &period) in periods.iter().enumerate() {
@@ -991,7 +985,7 @@ impl Emitter<'_> {
                 }
             }
         }
-        self.payroll_plan = Some(plan);
+        plan
     }
 
     /// Funding: the funded headcount is min(quota, roll) on the period's last day, none for
