@@ -84,8 +84,9 @@ pub fn regional_balance(snapshot: &Snapshot, as_of: NaiveDate) -> Vec<RegionalBa
     }))
 }
 
-/// One (institution, category) of REGIONAL_BALANCE: where the registry places the institution,
-/// the approved count of the quota in force (if one is), and the people active on its roll.
+/// One (institution, category) of REGIONAL_BALANCE, or several of one division already summed:
+/// where the registry places the institution, the approved count of the quota in force (if one
+/// is), and the people active on its roll.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BalanceUnit {
     pub jurisdiction: Jurisdiction,

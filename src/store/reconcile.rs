@@ -541,66 +541,61 @@ impl Store {
     ) -> Result<FindingSummary> {
         let within = Value::Text(format!("{}%", jurisdiction.prefix()));
         let mut summary = FindingSummary::default();
-        for row in sqlx::query_with(
-            "SELECT code, severity, COUNT(*) AS n FROM findings \
-             WHERE state = 'OPEN' AND jurisdiction LIKE $1 GROUP BY code, severity",
-            super::bind_all(vec![within.clone()])?,
+        let deadline = "CASE WHEN alert_state = 'OPEN' THEN acknowledge_by ELSE rectify_by END";
+        // One pass over the jurisdiction's findings, per rule and severity: those open, those due,
+        // and those open at each instant (a resolved finding was open from its raising until its
+        // resolution, its last change). `$N` run in the text's order, as SQLite numbers them.
+        let mut values = vec![Value::Int(due_from), Value::Int(due_to)];
+        let mut sums = vec![format!(
+            "SUM(CASE WHEN state = 'OPEN' AND alert_state <> 'CLOSED' AND {deadline} >= $1 \
+             AND {deadline} < $2 THEN 1 ELSE 0 END) AS due"
+        )];
+        for (n, at) in instants.iter().enumerate() {
+            values.push(Value::Int(*at));
+            sums.push(format!(
+                "SUM(CASE WHEN raised_at <= ${a} AND (state = 'OPEN' OR updated_at > ${b}) \
+                 THEN 1 ELSE 0 END) AS w{n}",
+                a = values.len(),
+                b = values.len() + 1,
+            ));
+            values.push(Value::Int(*at));
+        }
+        values.push(within.clone());
+        let rows = sqlx::query_with(
+            sqlx::AssertSqlSafe(format!(
+                "SELECT code, severity, SUM(CASE WHEN state = 'OPEN' THEN 1 ELSE 0 END) AS open, {} \
+                 FROM findings WHERE jurisdiction LIKE ${} GROUP BY code, severity",
+                sums.join(", "),
+                values.len()
+            )),
+            super::bind_all(values)?,
         )
         .fetch_all(self.readers())
-        .await?
-        {
-            let n: i64 = column(&row, "n")?;
-            summary.open_by_rule.push((
-                q::code(&row, "code")?,
-                q::code(&row, "severity")?,
-                u64::try_from(n).unwrap_or_default(),
-            ));
-        }
-        // A resolved finding was open from its raising until its resolution (its last change).
-        if !instants.is_empty() {
-            let sums: Vec<String> = (0..instants.len())
-                .map(|n| {
-                    format!(
-                        "SUM(CASE WHEN raised_at <= ${at} AND (state = 'OPEN' OR updated_at > ${at}) \
-                         THEN 1 ELSE 0 END) AS w{n}",
-                        at = n + 1
-                    )
-                })
-                .collect();
-            // SQLite numbers `$N` by first appearance: the instants come first in the text.
-            let mut values: Vec<Value> = instants.iter().map(|at| Value::Int(*at)).collect();
-            values.push(within.clone());
-            let row = sqlx::query_with(
-                sqlx::AssertSqlSafe(format!(
-                    "SELECT {} FROM findings WHERE jurisdiction LIKE ${}",
-                    sums.join(", "),
-                    values.len()
-                )),
-                super::bind_all(values)?,
-            )
-            .fetch_one(self.readers())
-            .await?;
-            for (n, at) in instants.iter().enumerate() {
-                let open: Option<i64> = column(&row, &format!("w{n}"))?;
-                summary.open_at.push((
-                    *at,
-                    u64::try_from(open.unwrap_or_default()).unwrap_or_default(),
-                ));
+        .await?;
+        let count = |row: &sqlx::any::AnyRow, name: &str| -> Result<u64> {
+            let n: Option<i64> = column(row, name)?;
+            Ok(u64::try_from(n.unwrap_or_default()).unwrap_or_default())
+        };
+        let mut open_at = vec![0; instants.len()];
+        for row in &rows {
+            let open = count(row, "open")?;
+            if open > 0 {
+                summary
+                    .open_by_rule
+                    .push((q::code(row, "code")?, q::code(row, "severity")?, open));
+            }
+            summary.due_total += count(row, "due")?;
+            for (n, total) in open_at.iter_mut().enumerate() {
+                *total += count(row, &format!("w{n}"))?;
             }
         }
-        let deadline = "CASE WHEN alert_state = 'OPEN' THEN acknowledge_by ELSE rectify_by END";
+        summary.open_at = instants.iter().copied().zip(open_at).collect();
+
         let due = format!(
             "FROM findings WHERE state = 'OPEN' AND jurisdiction LIKE $1 AND alert_state <> 'CLOSED' \
              AND {deadline} >= $2 AND {deadline} < $3"
         );
         let mut values = vec![within, Value::Int(due_from), Value::Int(due_to)];
-        let total = sqlx::query_with(
-            sqlx::AssertSqlSafe(format!("SELECT COUNT(*) AS n {due}")),
-            super::bind_all(values.clone())?,
-        )
-        .fetch_one(self.readers())
-        .await?;
-        summary.due_total = u64::try_from(column::<i64>(&total, "n")?).unwrap_or_default();
         values.push(Value::Int(i64::from(listed)));
         for row in sqlx::query_with(
             sqlx::AssertSqlSafe(format!(

@@ -1,7 +1,7 @@
 //! Each roll's count as of the hub's date (`roll_now`), beside its history of counts
 //! (`roll_counts`): the row of the history in force on that date, and the date of the next change.
 //! A count on a date inside that span is the kept row; outside it, the history's last change on or
-//! before the date. So REGIONAL_BALANCE for today reads one row per roll, not a roll's every
+//! before the date, one seek. So REGIONAL_BALANCE for today reads one row per roll, not a roll's every
 //! change (a province keeps a million of them), and stays exact for any date.
 //!
 //! The push that moves a roll's history sets its row again in the same transaction, as of the
@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use chrono::NaiveDate;
 
 use super::codec::column;
-use super::{Backend, Store, Tx, Value, bind_all};
+use super::{Store, Tx, Value, bind_all};
 use crate::domain::{Coded, QuotaCategory, Uscc};
 use crate::error::Result;
 
@@ -77,9 +77,10 @@ pub(crate) async fn set(
     Ok(())
 }
 
-/// A roll's people on a date.
-pub(crate) struct RollCount {
-    pub uscc: String,
+/// The people on the rolls of one division and category on a date.
+pub(crate) struct DivisionCount {
+    /// Where the registry places the rolls' institutions.
+    pub jurisdiction: String,
     pub category: String,
     pub people: i64,
 }
@@ -131,65 +132,48 @@ impl Store {
         Ok(set)
     }
 
-    /// The people on every roll on `day` that has any (or had any kept): the kept row where it
-    /// holds for the day, the history's last change on or before it otherwise. When most kept rows
-    /// do not hold (a date long past), one pass over the history instead.
-    pub(crate) async fn rolls_on(&self, day: NaiveDate) -> Result<Vec<RollCount>> {
-        let day = day.to_string();
-        let holds = "(since IS NULL OR since <= $1) AND (until IS NULL OR until > $2)";
-        let stale: i64 = column(
-            &sqlx::query_with(
-                sqlx::AssertSqlSafe(format!(
-                    "SELECT COUNT(*) AS n FROM roll_now WHERE NOT ({holds})"
-                )),
-                bind_all(vec![Value::Text(day.clone()), Value::Text(day.clone())])?,
-            )
-            .fetch_one(self.readers())
-            .await?,
-            "n",
-        )?;
-        let mut counts = Vec::new();
-        let (from_kept, from_history) = if stale > STALE_BEFORE_A_PASS {
-            self.roll_reads.passes.fetch_add(1, Ordering::Relaxed);
-            (Vec::new(), self.history_pass(&day).await?)
-        } else {
-            let kept = sqlx::query_with(
-                sqlx::AssertSqlSafe(format!(
-                    "SELECT institution_uscc, category, people FROM roll_now \
-                     WHERE {holds} AND people <> 0"
-                )),
-                bind_all(vec![Value::Text(day.clone()), Value::Text(day.clone())])?,
-            )
-            .fetch_all(self.readers())
-            .await?;
-            // The rolls whose kept row does not hold: one seek each.
-            let history = sqlx::query_with(
-                "SELECT n.institution_uscc, n.category, COALESCE((SELECT r.people FROM roll_counts r \
-                 WHERE r.institution_uscc = n.institution_uscc AND r.category = n.category \
-                 AND r.on_date <= $1 ORDER BY r.on_date DESC LIMIT 1), 0) AS people \
-                 FROM roll_now n WHERE NOT ((n.since IS NULL OR n.since <= $2) \
-                 AND (n.until IS NULL OR n.until > $3))",
-                bind_all(vec![
-                    Value::Text(day.clone()),
-                    Value::Text(day.clone()),
-                    Value::Text(day.clone()),
-                ])?,
-            )
-            .fetch_all(self.readers())
-            .await?;
+    /// The people on the rolls of every division and category on `day`, summed in the database
+    /// over the rolls of the institutions the registry places: the kept row where it holds for the
+    /// day, the history's last change on or before it otherwise (one seek per such roll, never a
+    /// pass over the history).
+    pub(crate) async fn people_by_division(&self, day: NaiveDate) -> Result<Vec<DivisionCount>> {
+        let holds = "(n.since IS NULL OR n.since <= $1) AND (n.until IS NULL OR n.until > $2)";
+        let sql = format!(
+            "SELECT i.jurisdiction, n.category, \
+             CAST(SUM(CASE WHEN {holds} THEN n.people ELSE COALESCE((SELECT r.people FROM roll_counts r \
+             WHERE r.institution_uscc = n.institution_uscc AND r.category = n.category \
+             AND r.on_date <= $3 ORDER BY r.on_date DESC LIMIT 1), 0) END) AS BIGINT) AS people, \
+             SUM(CASE WHEN {again} THEN 1 ELSE 0 END) AS kept, COUNT(*) AS rolls \
+             FROM roll_now n JOIN institutions i ON i.uscc = n.institution_uscc \
+             GROUP BY i.jurisdiction, n.category",
+            again = holds.replace("$1", "$4").replace("$2", "$5"),
+        );
+        let day = Value::Text(day.to_string());
+        let rows = sqlx::query_with(
+            sqlx::AssertSqlSafe(sql),
+            bind_all(vec![
+                day.clone(),
+                day.clone(),
+                day.clone(),
+                day.clone(),
+                day,
+            ])?,
+        )
+        .fetch_all(self.readers())
+        .await?;
+        let mut counts = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let (kept, rolls): (i64, i64) = (column(row, "kept")?, column(row, "rolls")?);
             self.roll_reads
                 .kept
-                .fetch_add(kept.len() as u64, Ordering::Relaxed);
+                .fetch_add(kept.unsigned_abs(), Ordering::Relaxed);
             self.roll_reads
                 .seeks
-                .fetch_add(history.len() as u64, Ordering::Relaxed);
-            (kept, history)
-        };
-        for row in from_kept.iter().chain(&from_history) {
-            counts.push(RollCount {
-                uscc: column(row, "institution_uscc")?,
+                .fetch_add((rolls - kept).unsigned_abs(), Ordering::Relaxed);
+            counts.push(DivisionCount {
+                jurisdiction: column(row, "jurisdiction")?,
                 category: column(row, "category")?,
-                people: column(row, "people")?,
+                people: column::<Option<i64>>(row, "people")?.unwrap_or(0),
             });
         }
         Ok(counts)
@@ -200,42 +184,16 @@ impl Store {
         RollReadCounts {
             kept: self.roll_reads.kept.load(Ordering::Relaxed),
             seeks: self.roll_reads.seeks.load(Ordering::Relaxed),
-            passes: self.roll_reads.passes.load(Ordering::Relaxed),
         }
-    }
-
-    /// Every roll's last change on or before `day`, in one pass over the history (SQLite takes a
-    /// bare column from the row of the MAX; PostgreSQL has DISTINCT ON).
-    async fn history_pass(&self, day: &str) -> Result<Vec<sqlx::any::AnyRow>> {
-        let latest = match self.backend() {
-            Backend::Sqlite => {
-                "SELECT institution_uscc, category, people, MAX(on_date) AS on_date \
-                 FROM roll_counts WHERE on_date <= $1 GROUP BY institution_uscc, category"
-            }
-            Backend::Postgres => {
-                "SELECT DISTINCT ON (institution_uscc, category) institution_uscc, category, people \
-                 FROM roll_counts WHERE on_date <= $1 \
-                 ORDER BY institution_uscc, category, on_date DESC"
-            }
-        };
-        Ok(sqlx::query(latest)
-            .bind(day.to_owned())
-            .fetch_all(self.readers())
-            .await?)
     }
 }
 
-/// Kept rows that may not hold for the date asked before the history is read in one pass
-/// instead of one seek each.
-const STALE_BEFORE_A_PASS: i64 = 2_000;
-
-/// How a store has read the rolls' counts: kept rows, rolls sought in the history one by one, and
-/// passes over the whole history. Work counted, for the test that holds it to the rolls.
+/// How a store has read the rolls' counts: kept rows, and rolls sought in the history one by one.
+/// Work counted, for the test that holds it to the rolls.
 #[derive(Debug, Default)]
 pub struct RollReads {
     kept: AtomicU64,
     seeks: AtomicU64,
-    passes: AtomicU64,
 }
 
 /// [`RollReads`] at one moment.
@@ -245,6 +203,4 @@ pub struct RollReadCounts {
     pub kept: u64,
     /// Rolls read from the history one seek each.
     pub seeks: u64,
-    /// Passes over the whole history.
-    pub passes: u64,
 }
