@@ -211,6 +211,9 @@ pub struct FreshnessSettings {
     /// Seconds between checks of every agency's data on the schedule; 0 turns them off
     /// (`freshness.interval_secs`, default an hour).
     pub interval_secs: u64,
+    /// Freshness is judged from this day, `YYYY-MM-DD` (`freshness.watch_from`; default the hub's
+    /// first start): a month whose payroll was due before it is not owed.
+    pub watch_from: Option<String>,
 }
 
 impl Default for FreshnessSettings {
@@ -221,6 +224,7 @@ impl Default for FreshnessSettings {
             event_due_days: cadence.event_due_days,
             window_days: cadence.window_days,
             interval_secs: 3_600,
+            watch_from: None,
         }
     }
 }
@@ -234,10 +238,17 @@ impl FreshnessSettings {
         if self.window_days == 0 {
             anyhow::bail!("freshness.window_days must be at least 1");
         }
+        let watch_from = match &self.watch_from {
+            Some(day) => Some(day.parse().map_err(|_| {
+                anyhow::anyhow!("freshness.watch_from must be a date, YYYY-MM-DD, not `{day}`")
+            })?),
+            None => None,
+        };
         Ok(crate::domain::freshness::Cadence {
             payroll_due_day: self.payroll_due_day,
             event_due_days: self.event_due_days,
             window_days: self.window_days,
+            watch_from,
         })
     }
 }
@@ -631,6 +642,30 @@ mod tests {
                 .rules_config()
                 .is_err()
         );
+    }
+
+    #[test]
+    fn freshness_is_watched_from_a_configured_date_or_the_first_start() {
+        assert_eq!(
+            Settings::default().freshness.cadence().unwrap().watch_from,
+            None
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("quotahub.toml");
+        std::fs::write(&path, "[freshness]\nwatch_from = \"2025-01-01\"\n").unwrap();
+        let cadence = Settings::from_toml_file(&path)
+            .unwrap()
+            .freshness
+            .cadence()
+            .unwrap();
+        assert_eq!(cadence.watch_from, "2025-01-01".parse().ok());
+        std::fs::write(&path, "[freshness]\nwatch_from = \"January\"\n").unwrap();
+        let refused = Settings::from_toml_file(&path)
+            .unwrap()
+            .freshness
+            .cadence()
+            .unwrap_err();
+        assert!(refused.to_string().contains("watch_from"), "{refused}");
     }
 
     #[test]

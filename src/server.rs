@@ -370,6 +370,14 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let address = self.local_addr();
+        // Before the first call: a month due before the hub's first start is nobody's lateness.
+        let watched_from = self
+            .hub
+            .store
+            .watch_freshness()
+            .await
+            .map_err(|error| anyhow::anyhow!("cannot keep the hub's first start: {error}"))?;
+        tracing::info!(%watched_from, "data freshness judged from");
         let (health, health_service) = tonic_health::server::health_reporter();
         set_serving(&health, ServingStatus::Serving).await;
 

@@ -33,9 +33,11 @@ pub struct BenchHub {
 }
 
 impl BenchHub {
-    /// Opens the store at `url` (applying the migrations), with a clock that stands on `as_of`
-    /// so that the generated data's "today" is the hub's, and serves it.
-    pub async fn start(url: &str, as_of: NaiveDate, limits: Limits) -> anyhow::Result<BenchHub> {
+    /// Opens the store at `url` (applying the migrations), with a manual clock that stands on
+    /// `today` (the generated data's first delivery: the hub's first start), and serves it. The
+    /// replay moves the clock (the store's `checks().clock`, shared with the server) to the day of
+    /// each delivery and leaves it on the check date.
+    pub async fn start(url: &str, today: NaiveDate, limits: Limits) -> anyhow::Result<BenchHub> {
         crate::tls::install_crypto_provider();
         let ca = DevCa::generate("quotahub bench CA").context("cannot make the bench CA")?;
         let server_key = ca
@@ -50,7 +52,7 @@ impl BenchHub {
             .await
             .map_err(|error| anyhow::anyhow!("cannot open the hub's database: {error}"))?;
         let mut checks = store.checks().clone();
-        checks.clock = Clock::on(as_of);
+        checks.clock = Clock::on(today);
         let store = store.with_checks(checks);
         let listener = TcpListener::bind("127.0.0.1:0")
             .await

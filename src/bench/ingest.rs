@@ -1,18 +1,27 @@
 //! Measure 1: bulk ingest through the hub (client-streaming pushes over mutual TLS) against plain
 //! multi-row INSERTs of the same rows into a fresh database of the same kind and schema.
+//!
+//! The hub gets the data as the agencies deliver it ([`replay`]): the generator's delivery
+//! timeline, day by day on the hub's own clock, from its first start (the agencies' initial load)
+//! to the check date, so that what it decides of the data's freshness (LATE_PAYROLL,
+//! BACKDATED_EVENT) is what the generator planted.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use chrono::NaiveDate;
 use sqlx::any::{AnyArguments, AnyConnectOptions};
 use sqlx::{AnyConnection, Arguments, ConnectOptions, Connection, Executor};
+use tonic::transport::Channel;
 
 use super::hub::BenchHub;
 use super::progress;
 use crate::api::convert::Pushed;
-use crate::domain::{Agency, AgencyKind, Coded, Jurisdiction};
-use crate::generator::Dataset;
+use crate::clock::Clock;
+use crate::domain::{Agency, AgencyKind, Coded, Jurisdiction, Period};
+use crate::generator::{Dataset, Delivery, Kind};
 use crate::proto;
 use crate::proto::finance_service_client::FinanceServiceClient;
 use crate::proto::organization_service_client::OrganizationServiceClient;
@@ -82,99 +91,184 @@ impl KindTally {
 pub struct HubIngest {
     /// The staffing office's records (institutions, quotas, leader posts, plans, approvals).
     pub staffing: KindTally,
-    /// Personnel events.
+    /// Personnel events of the agencies' initial load (the history, in bulk).
     pub events: KindTally,
+    /// Personnel events sent after the initial load, a day's few at a time.
+    pub daily_events: KindTally,
     /// Appointments.
     pub appointments: KindTally,
     /// Payroll lines.
     pub payroll: KindTally,
-    /// Payroll lines per period, in the order pushed (a month's file after the other).
+    /// Payroll lines per period, in period order (each a file per finance agency).
     pub payroll_months: Vec<(String, KindTally)>,
     /// Fundings.
     pub fundings: KindTally,
+    /// Deliveries replayed.
+    pub deliveries: usize,
+    /// Days the hub's clock stood on to receive them.
+    pub days: usize,
+    /// Passes of the freshness schedule run on the way (each month's due day, the check date).
+    pub passes: usize,
 }
 
-/// Pushes the dataset through the hub in streams of `stream_size` records: the staffing office's
-/// data first, then personnel events and appointments, then payroll lines and fundings. Every
-/// agency is of the dataset's root jurisdiction.
+impl HubIngest {
+    /// `123 deliveries over 45 days, 3 freshness passes`.
+    pub fn replay_summary(&self) -> String {
+        format!(
+            "replayed as delivered: {} deliveries over {} days, the hub's clock on each, {} freshness passes (each month's due day, the check date)",
+            self.deliveries, self.days, self.passes
+        )
+    }
+}
+
+/// Pushes the dataset through the hub as its agencies deliver it ([`replay`]), each agency over
+/// a mutual-TLS connection of its own (its certificate issued and registered first).
 pub async fn through_hub(
     hub: &BenchHub,
     data: &Dataset,
-    root: &Jurisdiction,
     stream_size: usize,
 ) -> anyhow::Result<HubIngest> {
-    let agency = |kind| Agency::new(root.clone(), kind);
-    let staffing =
-        StaffingServiceClient::new(hub.channel(&agency(AgencyKind::StaffingOffice)).await?)
-            .max_decoding_message_size(MAX_RESPONSE_BYTES);
-    let hr = PersonnelServiceClient::new(hub.channel(&agency(AgencyKind::Hr)).await?)
-        .max_decoding_message_size(MAX_RESPONSE_BYTES);
-    let organization =
-        OrganizationServiceClient::new(hub.channel(&agency(AgencyKind::Organization)).await?)
-            .max_decoding_message_size(MAX_RESPONSE_BYTES);
-    let finance = FinanceServiceClient::new(hub.channel(&agency(AgencyKind::Finance)).await?)
-        .max_decoding_message_size(MAX_RESPONSE_BYTES);
-
-    macro_rules! push {
-        ($label:expr, $records:expr, $client:expr, $method:ident) => {
-            push_streams($label, $records, stream_size, |chunk| {
-                let mut client = $client.clone();
-                async move { client.$method(tokio_stream::iter(chunk)).await }
-            })
-            .await?
-        };
-    }
-
-    let mut ingest = HubIngest::default();
-    let staffing_parts = [
-        push!(
-            "institutions",
-            &data.institutions,
-            staffing,
-            push_institutions
-        ),
-        push!("quotas", &data.quotas, staffing, push_quotas),
-        push!(
-            "leader posts",
-            &data.leader_posts,
-            staffing,
-            push_leader_posts
-        ),
-        push!("staffing plans", &data.plans, staffing, push_staffing_plans),
-        push!(
-            "hiring approvals",
-            &data.approvals,
-            staffing,
-            push_hiring_approvals
-        ),
-    ];
-    for part in &staffing_parts {
-        ingest.staffing.add(part);
-    }
-    ingest.events = push!("personnel events", &data.events, hr, push_personnel_events);
-    ingest.appointments = push!(
-        "appointments",
-        &data.appointments,
-        organization,
-        push_appointments
-    );
-    // A month's file at a time, as a finance system sends them: each month's rate is measured,
-    // so that a later month can be set beside the first (it must not slow as history grows).
-    let mut months: Vec<(String, Vec<proto::PayrollLine>)> = Vec::new();
-    for line in &data.payroll {
-        match months.last_mut() {
-            Some((period, lines)) if *period == line.period => lines.push(line.clone()),
-            _ => months.push((line.period.clone(), vec![line.clone()])),
+    let mut channels = HashMap::new();
+    for delivery in &data.deliveries {
+        if let std::collections::hash_map::Entry::Vacant(entry) =
+            channels.entry(delivery.agency.id())
+        {
+            entry.insert(hub.channel(&delivery.agency).await?);
         }
     }
-    for (period, lines) in months {
-        let label = format!("payroll lines of {period}");
-        let month = push!(&label, &lines, finance, push_payroll_lines);
-        ingest.payroll.add(&month);
-        ingest.payroll_months.push((period, month));
+    replay(data, &hub.store, &channels, stream_size).await
+}
+
+/// Replays the dataset's delivery timeline on a hub whose clock can be moved (`store`'s): day
+/// by day, the clock set to the day (in this process: no call per record or per day), each
+/// delivery pushed as its agency over `channels` (by agency id) in streams of `stream_size`; the
+/// freshness schedule's pass run on each month's due day before that day's deliveries, as an
+/// hourly schedule would, and on the check date after them. The clock is left on the check date.
+pub async fn replay(
+    data: &Dataset,
+    store: &Store,
+    channels: &HashMap<String, Channel>,
+    stream_size: usize,
+) -> anyhow::Result<HubIngest> {
+    let clock = &store.checks().clock;
+    anyhow::ensure!(
+        matches!(clock, Clock::Manual(_)),
+        "the replay needs a hub whose clock it can move"
+    );
+    let cadence = store.checks().cadence;
+    let as_of: NaiveDate = data.as_of.parse().context("the dataset's check date")?;
+    let mut due_days: BTreeSet<NaiveDate> = BTreeSet::new();
+    for period in &data.periods {
+        let period = Period::parse(period).map_err(anyhow::Error::msg)?;
+        let due = cadence.payroll_late_from(period);
+        if data.start < due && due <= as_of {
+            due_days.insert(due);
+        }
     }
-    ingest.fundings = push!("fundings", &data.fundings, finance, push_fundings);
+    let mut due_days = due_days.into_iter().peekable();
+    let mut ingest = HubIngest::default();
+    let mut months: BTreeMap<String, KindTally> = BTreeMap::new();
+    let mut today = None;
+    for delivery in &data.deliveries {
+        while let Some(due) = due_days.next_if(|due| *due <= delivery.on) {
+            move_to(clock, due);
+            store.check_freshness().await?;
+            ingest.passes += 1;
+        }
+        if today != Some(delivery.on) {
+            move_to(clock, delivery.on);
+            today = Some(delivery.on);
+            ingest.days += 1;
+        }
+        let channel = channels
+            .get(&delivery.agency.id())
+            .with_context(|| format!("no connection as {}", delivery.agency))?
+            .clone();
+        let tally = push_delivery(channel, data, delivery, stream_size).await?;
+        ingest.deliveries += 1;
+        match delivery.kind {
+            Kind::PersonnelEvent if delivery.on == data.start => ingest.events.add(&tally),
+            Kind::PersonnelEvent => ingest.daily_events.add(&tally),
+            Kind::Appointment => ingest.appointments.add(&tally),
+            Kind::Funding => ingest.fundings.add(&tally),
+            Kind::PayrollLine => {
+                ingest.payroll.add(&tally);
+                let period = data.payroll[delivery.records.start].period.clone();
+                months.entry(period).or_default().add(&tally);
+            }
+            _ => ingest.staffing.add(&tally),
+        }
+    }
+    for due in due_days {
+        move_to(clock, due);
+        store.check_freshness().await?;
+        ingest.passes += 1;
+    }
+    move_to(clock, as_of);
+    store.check_freshness().await?;
+    ingest.passes += 1;
+    ingest.payroll_months = months.into_iter().collect();
+    for (label, tally) in [
+        ("staffing office records", &ingest.staffing),
+        ("personnel events, initial load", &ingest.events),
+        ("personnel events, day by day", &ingest.daily_events),
+        ("appointments", &ingest.appointments),
+        ("payroll lines", &ingest.payroll),
+        ("fundings", &ingest.fundings),
+    ] {
+        progress(&format!(
+            "  {label}: {} in {:.2} s ({:.0} rows/s)",
+            tally.summary(),
+            tally.elapsed.as_secs_f64(),
+            tally.rows_per_second()
+        ));
+    }
+    progress(&format!("  {}", ingest.replay_summary()));
     Ok(ingest)
+}
+
+/// Sets a manual clock to noon (China time) of `day`, as [`Clock::on`] starts one.
+fn move_to(clock: &Clock, day: NaiveDate) {
+    let noon = day.and_hms_opt(4, 0, 0).expect("a valid time").and_utc();
+    clock.advance(noon - clock.now());
+}
+
+/// Pushes one delivery's records as its agency.
+async fn push_delivery(
+    channel: Channel,
+    data: &Dataset,
+    delivery: &Delivery,
+    stream_size: usize,
+) -> anyhow::Result<KindTally> {
+    macro_rules! push {
+        ($client:ident, $records:expr, $method:ident) => {{
+            let client = $client::new(channel).max_decoding_message_size(MAX_RESPONSE_BYTES);
+            let records = &$records[delivery.records.clone()];
+            let label = format!("{} of {}", delivery.kind.slug(), delivery.agency);
+            push_streams(&label, records, stream_size, false, |chunk| {
+                let mut client = client.clone();
+                async move { client.$method(tokio_stream::iter(chunk)).await }
+            })
+            .await
+        }};
+    }
+    match delivery.kind {
+        Kind::Institution => push!(StaffingServiceClient, data.institutions, push_institutions),
+        Kind::Quota => push!(StaffingServiceClient, data.quotas, push_quotas),
+        Kind::LeaderPost => push!(StaffingServiceClient, data.leader_posts, push_leader_posts),
+        Kind::StaffingPlan => push!(StaffingServiceClient, data.plans, push_staffing_plans),
+        Kind::HiringApproval => push!(StaffingServiceClient, data.approvals, push_hiring_approvals),
+        Kind::PersonnelEvent => {
+            push!(PersonnelServiceClient, data.events, push_personnel_events)
+        }
+        Kind::Appointment => push!(
+            OrganizationServiceClient,
+            data.appointments,
+            push_appointments
+        ),
+        Kind::PayrollLine => push!(FinanceServiceClient, data.payroll, push_payroll_lines),
+        Kind::Funding => push!(FinanceServiceClient, data.fundings, push_fundings),
+    }
 }
 
 /// Pushes the dataset's payroll lines again, `rounds` times, each round under new record ids (a
@@ -208,7 +302,7 @@ pub async fn repeated_payroll(
             })
             .collect();
         let label = format!("payroll lines again, round {round}");
-        let tally = push_streams(&label, &lines, stream_size, |chunk| {
+        let tally = push_streams(&label, &lines, stream_size, true, |chunk| {
             let mut client = finance.clone();
             async move { client.push_payroll_lines(tokio_stream::iter(chunk)).await }
         })
@@ -218,11 +312,13 @@ pub async fn repeated_payroll(
     Ok(measured)
 }
 
-/// Sends `records` in streams of `stream_size`, one stream at a time, and tallies the answers.
+/// Sends `records` in streams of `stream_size`, one stream at a time, and tallies the answers;
+/// says how it went when `report`.
 async fn push_streams<M, F, Fut>(
     label: &str,
     records: &[M],
     stream_size: usize,
+    report: bool,
     mut send: F,
 ) -> anyhow::Result<KindTally>
 where
@@ -261,12 +357,14 @@ where
         }
     }
     tally.elapsed = started.elapsed();
-    progress(&format!(
-        "  {label}: {} in {:.2} s ({:.0} rows/s)",
-        tally.summary(),
-        tally.elapsed.as_secs_f64(),
-        tally.rows_per_second()
-    ));
+    if report {
+        progress(&format!(
+            "  {label}: {} in {:.2} s ({:.0} rows/s)",
+            tally.summary(),
+            tally.elapsed.as_secs_f64(),
+            tally.rows_per_second()
+        ));
+    }
     Ok(tally)
 }
 

@@ -276,7 +276,7 @@ async fn measure(
         "starting the hub on 127.0.0.1 (mutual TLS, {})",
         options.database.name()
     ));
-    let hub = BenchHub::start(hub_db.url(), as_of, options.limits.clone()).await?;
+    let hub = BenchHub::start(hub_db.url(), data.start, options.limits.clone()).await?;
 
     progress(&format!(
         "1. bulk ingest through the hub, streams of {}",
@@ -286,12 +286,13 @@ async fn measure(
         progress("  initial load: push-time checks deferred to the full re-check");
         hub.store.set_push_checks(false);
     }
-    let ingested = ingest::through_hub(&hub, data, root, options.stream_size).await;
+    let ingested = ingest::through_hub(&hub, data, options.stream_size).await;
     hub.store.set_push_checks(true);
     let ingested = ingested?;
 
     progress("2. full re-check against the plain-SQL rules");
-    let recheck = recheck::measure(&hub.store, as_of, &data.truth).await?;
+    let late = crate::generator::late_payroll(data);
+    let recheck = recheck::measure(&hub.store, as_of, &data.truth, &late).await?;
     progress(&format!(
         "  re-check {:.2} s ({} findings), plain SQL {:.2} s ({} findings)",
         recheck.hub_time.as_secs_f64(),
@@ -573,7 +574,7 @@ fn ingest_rows(
         "ingest.people",
         "1",
         format!(
-            "Bulk ingest, people (personnel events): hub streams of {} vs plain INSERT of {} rows",
+            "Bulk ingest, people (personnel events, the initial load): hub streams of {} vs plain INSERT of {} rows",
             thousands(options.stream_size as f64),
             thousands(options.baseline_rows_per_statement as f64)
         ),
@@ -582,8 +583,11 @@ fn ingest_rows(
         Target::AtLeast(0.5),
     )
     .note(format!(
-        "{}; the hub also derives the roll (person_spells); {what_differs}{}",
+        "the agencies' initial load: {}; then day by day: {} ({:.0} rows/s, not in the figure); {}; the hub also derives the roll (person_spells); {what_differs}{}",
         hub.events.summary(),
+        hub.daily_events.summary(),
+        hub.daily_events.rows_per_second(),
+        hub.replay_summary(),
         numbered_note(
             numbered.map_or(0.0, ingest::BaselineIngest::events_per_second),
             numbered.map_or(0, |n| n.events.0)
@@ -651,7 +655,7 @@ fn ingest_rows(
                 Target::AtLeast(0.8),
             )
             .note(format!(
-                "months pushed one after the other, each a file of its own; first: {}; last: {}",
+                "each month a file per finance agency, pushed on its day; first: {}; last: {}",
                 first.summary(),
                 last.summary()
             )),
@@ -716,11 +720,14 @@ fn recheck_rows(recheck: &recheck::Recheck) -> Vec<Row> {
         Target::AtLeast(1.0),
     )
     .note(format!(
-        "missed {}{}; raised but not planted {}{}",
+        "missed {}{}; raised but not planted {}{}; of the planted, {} about agencies' data freshness (LATE_PAYROLL, BACKDATED_EVENT), decided by the freshness schedule on the check date after the replay; late payroll months raised on their due day and resolved on arrival in the replay: {} of {} planted",
         recheck.missed.0,
         examples(&recheck.missed.1),
         recheck.extra.0,
-        examples(&recheck.extra.1)
+        examples(&recheck.extra.1),
+        recheck.planted_freshness,
+        recheck.late_resolved.0,
+        recheck.late_resolved.1
     ));
     vec![time, findings, truth]
 }

@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 use chrono::NaiveDate;
 
 use super::progress;
-use crate::domain::Coded;
-use crate::domain::findings::FindingKey;
+use crate::domain::findings::{FindingKey, RuleCode};
+use crate::domain::{Coded, Period};
 use crate::generator::Planted;
 use crate::store::Store;
 use crate::store::plain_sql::{APPROXIMATE, CODES, MORE_CODES};
-use crate::store::reconcile::ChangeKind;
+use crate::store::reconcile::{ChangeKind, FindingFilter};
 
 /// What the two checks did.
 #[derive(Debug, Clone, Default)]
@@ -39,16 +39,40 @@ pub struct Recheck {
     pub missed: (u64, Vec<String>),
     /// Findings the re-check raised that were not planted, a few of them named.
     pub extra: (u64, Vec<String>),
+    /// Of the planted, those about agencies' data freshness.
+    pub planted_freshness: u64,
+    /// Late payroll months the replay raised and resolved (as planted), and those planted.
+    pub late_resolved: (u64, u64),
 }
 
 /// Deletes the findings the pushes kept, times `reconcile(None, as_of, false)` (the hub's clock
 /// stands on `as_of`, so every change is kept), then times the plain SQL on the same database.
+/// The findings about agencies' data freshness, which no re-check of institutions decides, are the
+/// freshness schedule's on the check date, from what the replay's pushes noted. Before the
+/// findings go, the `late` payroll months (agency id, period) the replay should have raised and
+/// resolved are looked for among the resolved ones.
 pub async fn measure(
     store: &Store,
     as_of: NaiveDate,
     truth: &[Planted],
+    late: &BTreeSet<(String, Period)>,
 ) -> anyhow::Result<Recheck> {
     let threshold = store.checks().rules.quota_full_threshold;
+    let resolved: BTreeSet<(String, String)> = store
+        .findings(&FindingFilter {
+            codes: vec![RuleCode::LatePayroll],
+            open: false,
+            limit: u32::MAX,
+            ..FindingFilter::default()
+        })
+        .await?
+        .into_iter()
+        .map(|stored| (stored.finding.key.institution, stored.finding.key.period))
+        .collect();
+    let late_resolved = late
+        .iter()
+        .filter(|(agency, period)| resolved.contains(&(agency.clone(), period.to_string())))
+        .count() as u64;
     // Warm the caches for both: the plain SQL reads every table the re-check reads.
     let _ = store.plain_sql_all(as_of, threshold).await?;
 
@@ -99,10 +123,13 @@ pub async fn measure(
             differences.insert(code.code(), (hub, sql));
         }
     }
-    // The generator's ground truth against what the re-check raised, at full scale.
+    // The generator's ground truth against what the re-check raised, at full scale, and the
+    // freshness schedule on the check date.
+    let freshness = store.check_freshness().await?;
     let raised: BTreeSet<FindingKey> = report
         .changes
         .iter()
+        .chain(&freshness)
         .filter(|change| change.kind == ChangeKind::Raised)
         .map(|change| change.finding.finding.key.clone())
         .collect();
@@ -125,6 +152,8 @@ pub async fn measure(
         (count, names)
     };
     Ok(Recheck {
+        planted_freshness: planted.iter().filter(|k| k.code.about_agency()).count() as u64,
+        late_resolved: (late_resolved, late.len() as u64),
         planted: planted.len() as u64,
         missed: named(planted.difference(&raised).collect()),
         extra: named(raised.difference(&planted).collect()),

@@ -1,6 +1,14 @@
 //! `quotahub load DIR`: pushes a whole directory written by `quotahub gen` into a running hub,
 //! each file in the manifest's order and as the agency the manifest names, so that a newcomer
 //! sees a real city in one command.
+//!
+//! Everything goes now, on the live hub's clock: the delivery timeline (`deliveries.jsonl`, which
+//! day each division's agency sends what) is not replayed, since only a hub whose clock can be
+//! moved can be told it is another day (`quotahub bench` does that). So the truth's freshness
+//! findings (LATE_PAYROLL, BACKDATED_EVENT) are not what the live hub will find: it judges
+//! freshness from the day it began watching (`[freshness] watch_from`, by default its first
+//! start), owes no month due before it, and counts events that took effect before an agency's
+//! first push as history. `load` says so.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -9,7 +17,8 @@ use anyhow::Context;
 use clap::ValueEnum;
 
 use super::import::{self, ErrorReport, RecordKind, Summary};
-use crate::domain::{Agency, AgencyKind, Jurisdiction};
+use crate::domain::findings::RuleCode;
+use crate::domain::{Agency, AgencyKind, Coded, Jurisdiction};
 use crate::generator::Manifest;
 
 /// Flags of `quotahub load`.
@@ -53,13 +62,41 @@ pub(super) async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
         total.add(summary);
     }
     errors.flush()?;
+    let freshness = freshness_truth(&args.dir.join(&manifest.truth))?;
     println!(
         "{}: {total}; the generator planted {} problems (truth in {})",
         args.dir.display(),
         manifest.truth_count,
         args.dir.join(&manifest.truth).display()
     );
+    println!(
+        "freshness: every file went now, as the root's agencies, on this hub's clock; it judges \
+         LATE_PAYROLL and BACKDATED_EVENT from the day it began watching ([freshness] watch_from, \
+         by default its first start): no month due before then is owed, and events that took \
+         effect before an agency's first push are history. The truth's {freshness} findings of \
+         those rules hold for the delivery timeline ({}, from {}) replayed on a hub whose clock \
+         follows it (`quotahub bench`), not here; expect the other {} findings.",
+        manifest.deliveries,
+        manifest.start,
+        manifest.truth_count - freshness
+    );
     Ok(total.exit_code())
+}
+
+/// How many of the truth's findings are about an agency's data freshness.
+fn freshness_truth(path: &Path) -> anyhow::Result<usize> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut count = 0;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let planted: serde_json::Value = serde_json::from_str(line)
+            .with_context(|| format!("{} holds a line that is not JSON", path.display()))?;
+        let code = planted["code"].as_str().unwrap_or_default();
+        if RuleCode::from_code(code).is_some_and(RuleCode::about_agency) {
+            count += 1;
+        }
+    }
+    Ok(count)
 }
 
 fn read_manifest(dir: &Path) -> anyhow::Result<Manifest> {

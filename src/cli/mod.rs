@@ -373,6 +373,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 manifest.truth_count,
                 args.out.display()
             );
+            print!("{}", gen_rates(&config, &dataset, &manifest));
         }
         Command::Reconcile(args) => {
             let channel = args
@@ -465,6 +466,56 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
 }
 
 /// Hides a password in a database URL for the log.
+/// What `quotahub gen` says of what it planted: the rates (as scaled), the findings per rule, and
+/// for whom the freshness findings hold.
+fn gen_rates(
+    config: &crate::generator::GenConfig,
+    dataset: &crate::generator::Dataset,
+    manifest: &crate::generator::Manifest,
+) -> String {
+    use std::fmt::Write as _;
+    let mut out = format!(
+        "planted at these rates (scaled by {}{}):\n",
+        config.anomaly_scale,
+        if config.min_each > 0 {
+            format!(", at least {} of each", config.min_each)
+        } else {
+            String::new()
+        }
+    );
+    for (problem, rate, of) in crate::generator::RATES {
+        let _ = writeln!(
+            out,
+            "  {problem:<58} {:>7.3}% of {of}",
+            rate * config.anomaly_scale * 100.0
+        );
+    }
+    let mut per_code: std::collections::BTreeMap<String, usize> = Default::default();
+    for planted in &dataset.truth {
+        *per_code.entry(planted.code.to_string()).or_default() += 1;
+    }
+    let counts: Vec<String> = per_code
+        .iter()
+        .map(|(code, n)| format!("{code} {n}"))
+        .collect();
+    let _ = writeln!(out, "findings in the truth: {}", counts.join(", "));
+    let freshness = dataset
+        .truth
+        .iter()
+        .filter(|p| p.code.about_agency())
+        .count();
+    let _ = writeln!(
+        out,
+        "the {freshness} LATE_PAYROLL and BACKDATED_EVENT findings hold for the delivery timeline \
+         ({}, {} deliveries by the divisions' HR and finance agencies from {}): a hub started on \
+         {} that receives each delivery on its day, as `quotahub bench` replays it; `quotahub load` \
+         pushes every file now as the root's agencies, and a live hub judges freshness by its own \
+         clock from its first start ([freshness] watch_from)",
+        manifest.deliveries, manifest.delivery_count, manifest.start, manifest.start
+    );
+    out
+}
+
 fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {

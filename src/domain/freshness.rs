@@ -26,6 +26,9 @@ pub struct Cadence {
     /// BACKDATED_EVENT and the report's backdated share look at the events pushed in this many
     /// days up to today.
     pub window_days: u32,
+    /// Freshness is judged from this day on (`freshness.watch_from`); none: from the hub's first
+    /// start, which the store keeps.
+    pub watch_from: Option<NaiveDate>,
 }
 
 impl Default for Cadence {
@@ -34,6 +37,7 @@ impl Default for Cadence {
             payroll_due_day: 10,
             event_due_days: 30,
             window_days: 90,
+            watch_from: None,
         }
     }
 }
@@ -97,19 +101,35 @@ pub struct AgencyPushes {
     pub periods: BTreeSet<Period>,
     /// Its backdated events pushed in the window.
     pub backdated: Vec<Backdated>,
+    /// The day the hub began judging freshness (the configured day, or its first start): a month
+    /// due before it is not owed and a push before it is not judged, since nobody watched then. A
+    /// hub that starts mid-year thus does not call every month before it late. None: always.
+    pub watched_from: Option<NaiveDate>,
 }
 
-/// The pay periods whose payroll a finance agency owes on `today`: from its first pushed period
-/// (none pushed: the month it was registered) to the last one already late, less those pushed.
-pub fn awaited_payroll(pushes: &AgencyPushes, today: NaiveDate, cadence: &Cadence) -> Vec<Period> {
-    if pushes.agency.kind != AgencyKind::Finance {
-        return Vec::new();
-    }
-    let first = pushes
+/// The first pay period a finance agency owes: its first pushed period (none pushed: the month it
+/// was registered), or the first whose due day came after the hub began watching, the later.
+fn first_owed(pushes: &AgencyPushes, cadence: &Cadence) -> Period {
+    let mut first = pushes
         .periods
         .first()
         .copied()
         .unwrap_or_else(|| Period::containing(pushes.registered_on));
+    if let Some(watched_from) = pushes.watched_from {
+        while cadence.payroll_late_from(first) < watched_from {
+            first = first.next();
+        }
+    }
+    first
+}
+
+/// The pay periods whose payroll a finance agency owes on `today`: from the first it owes
+/// ([`first_owed`]) to the last one already late, less those pushed.
+pub fn awaited_payroll(pushes: &AgencyPushes, today: NaiveDate, cadence: &Cadence) -> Vec<Period> {
+    if pushes.agency.kind != AgencyKind::Finance {
+        return Vec::new();
+    }
+    let first = first_owed(pushes, cadence);
     let mut awaited = Vec::new();
     let mut period = first;
     while cadence.payroll_late_from(period) <= today {
@@ -131,11 +151,7 @@ pub fn next_payroll_due(
     if pushes.agency.kind != AgencyKind::Finance {
         return None;
     }
-    let mut period = pushes
-        .periods
-        .first()
-        .copied()
-        .unwrap_or_else(|| Period::containing(pushes.registered_on));
+    let mut period = first_owed(pushes, cadence);
     while cadence.payroll_late_from(period) <= today || pushes.periods.contains(&period) {
         period = period.next();
     }
@@ -163,6 +179,7 @@ pub fn decide(pushes: &AgencyPushes, today: NaiveDate, cadence: &Cadence) -> Vec
         .backdated
         .iter()
         .filter(|b| start <= b.pushed_on && b.pushed_on <= today)
+        .filter(|b| pushes.watched_from.is_none_or(|from| from <= b.pushed_on))
         .collect();
     if let Some(latest) = recent.iter().max_by_key(|b| {
         (
@@ -273,6 +290,7 @@ mod tests {
             registered_on: d("2024-01-20"),
             periods: periods.iter().map(|raw| p(raw)).collect(),
             backdated: Vec::new(),
+            watched_from: None,
         }
     }
 
@@ -320,6 +338,54 @@ mod tests {
         let mut hr = finance(&[]);
         hr.agency.kind = AgencyKind::Hr;
         assert!(decide(&hr, d("2025-01-01"), &cadence).is_empty());
+    }
+
+    #[test]
+    fn months_due_before_the_hub_began_watching_are_not_owed() {
+        let cadence = Cadence::default();
+        // An initial load of January to June with March missing, into a hub started on 20 July.
+        let mut pushes = finance(&["2024-01", "2024-02", "2024-04", "2024-05", "2024-06"]);
+        pushes.watched_from = Some(d("2024-07-20"));
+        // June was due on 10 July, before the hub watched: neither it nor March is owed.
+        assert!(awaited_payroll(&pushes, d("2024-08-09"), &cadence).is_empty());
+        assert_eq!(
+            next_payroll_due(&pushes, d("2024-07-20"), &cadence),
+            Some((p("2024-07"), d("2024-08-10")))
+        );
+        // July comes due while the hub watches.
+        assert_eq!(
+            awaited_payroll(&pushes, d("2024-08-10"), &cadence),
+            vec![p("2024-07")]
+        );
+        // A hub that watched from the first due day sees March too.
+        pushes.watched_from = Some(d("2024-02-10"));
+        assert_eq!(
+            awaited_payroll(&pushes, d("2024-08-10"), &cadence),
+            vec![p("2024-03"), p("2024-07")]
+        );
+        // On the due day itself the hub already watches.
+        pushes.watched_from = Some(d("2024-04-10"));
+        assert_eq!(
+            awaited_payroll(&pushes, d("2024-08-10"), &cadence),
+            vec![p("2024-03"), p("2024-07")]
+        );
+        pushes.watched_from = Some(d("2024-04-11"));
+        assert_eq!(
+            awaited_payroll(&pushes, d("2024-08-10"), &cadence),
+            vec![p("2024-07")]
+        );
+
+        // A backdated push before the hub watched is not judged.
+        let mut hr = finance(&[]);
+        hr.agency.kind = AgencyKind::Hr;
+        hr.backdated = vec![Backdated {
+            record: RecordRef("140100/hr/e-1".into()),
+            effective_on: d("2024-05-01"),
+            pushed_on: d("2024-07-01"),
+        }];
+        assert_eq!(decide(&hr, d("2024-07-15"), &cadence).len(), 1);
+        hr.watched_from = Some(d("2024-07-02"));
+        assert!(decide(&hr, d("2024-07-15"), &cadence).is_empty());
     }
 
     #[test]

@@ -3,11 +3,11 @@
 //! the hub's own `derive_spells` and `derive_terms`) and computes every finding from scratch. The
 //! generator's truth comes from its model; the two must agree.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 
-use super::{Dataset, Planted};
+use super::{Dataset, Kind, Planted};
 use crate::api::convert::Pushed;
 use crate::domain::findings::RuleCode;
 use crate::domain::ids::parse_date;
@@ -474,6 +474,59 @@ pub(super) fn findings(data: &Dataset) -> BTreeSet<Planted> {
         }
         if unregistered_on(uscc, period.first_day()) {
             find(RuleCode::UnregisteredInstitution, uscc, "", &label);
+        }
+    }
+
+    // Freshness, on a hub that received each delivery on its day and judges from the first:
+    // a finance agency owes every month from its first sent (and due after the start) whose due
+    // day has come; an HR agency's events that took effect after its first delivery and were sent
+    // more than the days allowed later, within the window, are backdated.
+    let cadence = crate::domain::freshness::Cadence::default();
+    let due_day = |period: Period| {
+        let next = period.last_day() + chrono::Days::new(1);
+        next.with_day(cadence.payroll_due_day)
+            .expect("a day every month has")
+    };
+    let window_from = as_of - chrono::Days::new(u64::from(cadence.window_days) - 1);
+    let mut first_sent: HashMap<String, NaiveDate> = HashMap::new();
+    let mut months: BTreeMap<String, BTreeSet<Period>> = BTreeMap::new();
+    for delivery in data.deliveries.iter().filter(|d| d.on <= as_of) {
+        let id = delivery.agency.id();
+        let first = first_sent.entry(id.clone()).or_insert(delivery.on);
+        *first = (*first).min(delivery.on);
+        if delivery.kind == Kind::PayrollLine {
+            let sent = months.entry(id).or_default();
+            for line in &payroll[delivery.records.clone()] {
+                sent.insert(line.period);
+            }
+        }
+    }
+    for (agency, sent) in &months {
+        let Some(mut period) = sent.first().copied() else {
+            continue;
+        };
+        while due_day(period) < data.start {
+            period = period.next();
+        }
+        while due_day(period) <= as_of {
+            if !sent.contains(&period) {
+                find(RuleCode::LatePayroll, agency, "", &period.to_string());
+            }
+            period = period.next();
+        }
+    }
+    for delivery in &data.deliveries {
+        let judged = window_from.max(data.start) <= delivery.on && delivery.on <= as_of;
+        if delivery.kind != Kind::PersonnelEvent || !judged {
+            continue;
+        }
+        let id = delivery.agency.id();
+        let late = events[delivery.records.clone()].iter().any(|event| {
+            event.effective_on >= first_sent[&id]
+                && (delivery.on - event.effective_on).num_days() > i64::from(cadence.event_due_days)
+        });
+        if late {
+            find(RuleCode::BackdatedEvent, &id, "", "");
         }
     }
     out

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{Datelike, NaiveDate};
 
+use super::deliver::{self, PayrollPlan};
 use super::model::{
     CATEGORIES, Citation, ExitKind, GRADES, Inst, Person, World, add_days, add_years, cat_index,
     ceiling_code, date, rank_above, rank_code,
@@ -132,6 +133,8 @@ struct Emitter<'w> {
     /// The quota in force per (institution, category) on every check date.
     quota: Vec<Option<u32>>,
     quota_drafts: Vec<QuotaDraft>,
+    /// The person of each of `data.events`, for the delivery timeline.
+    event_people: Vec<u32>,
     data: Dataset,
 }
 
@@ -156,17 +159,26 @@ pub(super) fn emit(world: &mut World, config: &GenConfig) -> Dataset {
         docs: Docs::default(),
         truth: BTreeSet::new(),
         quota_drafts: Vec::new(),
+        event_people: Vec::new(),
         data,
     };
     emitter.count();
     emitter.quotas();
     emitter.leaders();
     emitter.people();
-    emitter.payroll();
+    let plan = emitter.payroll();
     emitter.fundings();
     emitter.roll();
     emitter.institutions();
+    let freshness = deliver::timeline(
+        emitter.world,
+        config,
+        &mut emitter.data,
+        &emitter.event_people,
+        &plan,
+    );
     let mut data = emitter.data;
+    emitter.truth.extend(freshness);
     data.truth = emitter.truth.into_iter().collect();
     data
 }
@@ -684,9 +696,10 @@ impl Emitter<'_> {
         }
 
         events.sort_by_key(|(on, p, seq, _)| (*on, *p, *seq));
-        for (n, (_, _, _, mut event)) in events.into_iter().enumerate() {
+        for (n, (_, p, _, mut event)) in events.into_iter().enumerate() {
             event.record_id = format!("ev-{:07}", n + 1);
             self.data.events.push(event);
+            self.event_people.push(p);
         }
 
         // Approvals, a few used once more than they allow.
@@ -863,40 +876,60 @@ impl Emitter<'_> {
         }
     }
 
+    /// Who pays person `p` in period `k`: the institutions whose roll they are on during it, and
+    /// their payers (the roll's, or the one a plant gave them, and the planted extra ones).
+    fn payers(&self, p: usize, k: usize, period: Period) -> (Vec<u32>, Vec<u32>) {
+        let person = &self.world.persons[p];
+        let active: Vec<u32> = person
+            .stints
+            .iter()
+            .filter(|s| s.overlaps(period))
+            .map(|s| s.inst)
+            .collect();
+        let mut payers: Vec<u32> = Vec::new();
+        if !active.is_empty() {
+            let own = person
+                .stints
+                .iter()
+                .filter(|s| s.overlaps(period))
+                .min_by_key(|s| s.from)
+                .map(|s| s.inst)
+                .expect("active somewhere");
+            payers.push(person.pay.payer.unwrap_or(own));
+        }
+        for &(when, payer) in &person.pay.extra {
+            if when == k && !payers.contains(&payer) {
+                payers.push(payer);
+            }
+        }
+        (active, payers)
+    }
+
     /// Monthly pay: each person by the roll they are on (or the payer a plant gave them), plus the
-    /// planted extra lines; and the pay findings per person and period.
-    fn payroll(&mut self) {
+    /// planted extra lines, less the files that never arrive (each payer's division's finance
+    /// agency sends a month's file, `deliver.rs`); and the pay findings per person and period.
+    /// Returns when each file arrives.
+    fn payroll(&mut self) -> PayrollPlan {
         let periods = self.world.periods.clone();
+        let mut paying: BTreeSet<(usize, usize)> = BTreeSet::new();
+        for (k, &period) in periods.iter().enumerate() {
+            for p in 0..self.world.persons.len() {
+                for payer in self.payers(p, k, period).1 {
+                    paying.insert((self.inst(payer).jur, k));
+                }
+            }
+        }
+        let plan = deliver::plan_payroll(self.world, self.config, &paying);
         for (k, &period) in periods.iter().enumerate() {
             let label = period.to_string();
             let mut seq = 0usize;
             for p in 0..self.world.persons.len() {
-                let person = &self.world.persons[p];
-                let active: Vec<u32> = person
-                    .stints
-                    .iter()
-                    .filter(|s| s.overlaps(period))
-                    .map(|s| s.inst)
-                    .collect();
-                let mut payers: Vec<u32> = Vec::new();
-                if !active.is_empty() {
-                    let own = person
-                        .stints
-                        .iter()
-                        .filter(|s| s.overlaps(period))
-                        .min_by_key(|s| s.from)
-                        .map(|s| s.inst)
-                        .expect("active somewhere");
-                    payers.push(person.pay.payer.unwrap_or(own));
-                }
-                for &(when, payer) in &person.pay.extra {
-                    if when == k && !payers.contains(&payer) {
-                        payers.push(payer);
-                    }
-                }
+                let (active, mut payers) = self.payers(p, k, period);
+                payers.retain(|&payer| plan.arrives(self.inst(payer).jur, k).is_some());
                 if payers.is_empty() {
                     continue;
                 }
+                let person = &self.world.persons[p];
                 let rid = person.resident_id();
                 let name = person.name();
                 let gross = gross_fen(person, period);
@@ -952,6 +985,7 @@ impl Emitter<'_> {
                 }
             }
         }
+        plan
     }
 
     /// Funding: the funded headcount is min(quota, roll) on the period's last day, none for

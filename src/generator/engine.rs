@@ -2,19 +2,21 @@
 //! [`Snapshot`] the way the store builds one (latest registry version per unit, spells and terms
 //! derived from each person's records in push order, entries from hires and arriving transfers,
 //! arrival order = position in the files), and [`rules::check`] runs over it with the default
-//! settings.
+//! settings; the freshness findings are `freshness::decide`'s over what the delivery timeline
+//! makes each agency's pushes.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use super::{Dataset, Planted};
+use super::{Dataset, Kind, Planted};
 use crate::api::convert::Pushed as Message;
 use crate::domain::findings::{
     Entry, InstitutionFacts, PersonSpell, PersonTerm, Pushed, RecordRef, RulesConfig, Scope,
     Snapshot,
 };
+use crate::domain::freshness::{AgencyPushes, Backdated, Cadence, decide};
 use crate::domain::ids::parse_date;
 use crate::domain::roll::{derive_spells, derive_terms};
-use crate::domain::{PersonnelEventType, rules};
+use crate::domain::{AgencyKind, Period, PersonnelEventType, rules};
 
 fn pushed<M: Message>(agency: &str, messages: &[M]) -> Vec<Pushed<M::Record>> {
     messages
@@ -128,8 +130,60 @@ pub(super) fn findings(data: &Dataset) -> BTreeSet<Planted> {
         ..Scope::default()
     };
     let as_of = parse_date(&data.as_of).expect("as_of");
-    rules::check(&snapshot, &scope, as_of, &RulesConfig::default())
-        .iter()
+    let mut found: BTreeSet<Planted> =
+        rules::check(&snapshot, &scope, as_of, &RulesConfig::default())
+            .iter()
+            .map(|finding| Planted::from(&finding.key))
+            .collect();
+    found.extend(freshness(data, as_of));
+    found
+}
+
+/// The hub's freshness decision (`freshness::decide`) on the check date over what each finance
+/// and HR agency sent, as the store notes it at each push on the hub's date: the pay periods, and
+/// the events sent later than the cadence allows that took effect after the agency's first push.
+fn freshness(data: &Dataset, as_of: chrono::NaiveDate) -> Vec<Planted> {
+    let cadence = Cadence::default();
+    let mut noted: BTreeMap<String, AgencyPushes> = BTreeMap::new();
+    for delivery in data.deliveries.iter().filter(|d| d.on <= as_of) {
+        let pushes = noted
+            .entry(delivery.agency.id())
+            .or_insert_with(|| AgencyPushes {
+                agency: delivery.agency.clone(),
+                registered_on: delivery.on,
+                periods: BTreeSet::new(),
+                backdated: Vec::new(),
+                watched_from: Some(data.start),
+            });
+        // Deliveries come by day: the first one noted is the agency's first push.
+        let first = pushes.registered_on;
+        match delivery.kind {
+            Kind::PayrollLine => {
+                for line in &data.payroll[delivery.records.clone()] {
+                    pushes
+                        .periods
+                        .insert(Period::parse(&line.period).expect("generated periods parse"));
+                }
+            }
+            Kind::PersonnelEvent => {
+                for event in &data.events[delivery.records.clone()] {
+                    let effective_on = parse_date(&event.effective_on).expect("generated dates");
+                    if effective_on >= first && cadence.backdated(effective_on, delivery.on) {
+                        pushes.backdated.push(Backdated {
+                            record: RecordRef(format!("{}/{}", pushes.agency, event.record_id)),
+                            effective_on,
+                            pushed_on: delivery.on,
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    noted
+        .values()
+        .filter(|pushes| matches!(pushes.agency.kind, AgencyKind::Finance | AgencyKind::Hr))
+        .flat_map(|pushes| decide(pushes, as_of, &cadence))
         .map(|finding| Planted::from(&finding.key))
         .collect()
 }

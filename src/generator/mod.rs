@@ -3,17 +3,22 @@
 //! exact findings the rules of `docs/RULES.md` must raise on it.
 //!
 //! [`generate`] builds a [`Dataset`] from a [`GenConfig`]; [`write()`] lays it out as the JSONL files
-//! `quotahub import --kind {kind} FILE` takes, with `truth.jsonl` (the expected finding keys) and a
-//! `manifest.json` (import order, kinds, pushing agency).
+//! `quotahub import --kind {kind} FILE` takes, with `truth.jsonl` (the expected finding keys),
+//! `deliveries.jsonl` (the delivery timeline) and a `manifest.json` (import order, kinds, pushing
+//! agency).
 //!
 //! How it works: `model` builds the world (registry, then each staffed institution's people, their
 //! careers and leaders); `plant` changes it to plant person- and institution-level problems; `emit`
 //! writes the records, plants the record-level problems (quota and post cuts, plan shortfalls,
 //! exhausted approvals, over-funding), and evaluates every rule of RULES.md over the model to get the
-//! truth, so that interactions between problems are in it and clean data gives nothing. The same
+//! truth, so that interactions between problems are in it and clean data gives nothing; `deliver`
+//! says on which day which agency sends which records ([`Delivery`]), with late, missing and
+//! backdated data planted in that timeline, and the freshness findings they leave open on the
+//! check date (a hub replaying the timeline, its clock on each day, from its first start). The same
 //! config always gives the same bytes: randomness is a seeded SplitMix64 (`rng`), and nothing
 //! iterates a hash map in an order that reaches the output.
 
+mod deliver;
 mod emit;
 mod model;
 mod names;
@@ -28,12 +33,15 @@ mod engine;
 #[cfg(test)]
 mod tests;
 
+use std::ops::Range;
+
 use chrono::{Datelike, NaiveDate};
 
+pub use deliver::late_payroll;
 pub use output::{Manifest, ManifestFile, write};
 
 use crate::domain::findings::{FindingKey, RuleCode};
-use crate::domain::{Jurisdiction, Period};
+use crate::domain::{Agency, AgencyKind, Jurisdiction, Period};
 use crate::proto;
 
 /// What to generate.
@@ -129,6 +137,21 @@ pub const RATES: &[(&str, f64, &str)] = &[
         plant::RATE_UNKNOWN_UNIT,
         "institutions",
     ),
+    (
+        "LATE_PAYROLL (late, arrived by the check date: resolved)",
+        plant::RATE_LATE_PAYROLL,
+        "finance agencies' monthly payroll files due by the check date",
+    ),
+    (
+        "LATE_PAYROLL (never arrived: open)",
+        plant::RATE_MISSING_PAYROLL,
+        "finance agencies (their last month due)",
+    ),
+    (
+        "BACKDATED_EVENT",
+        plant::RATE_BACKDATED_EVENT,
+        "events taking effect after the initial load, early enough to be late by the check date",
+    ),
 ];
 
 impl GenConfig {
@@ -217,8 +240,113 @@ pub struct Dataset {
     pub payroll: Vec<proto::PayrollLine>,
     /// Funding, period by period.
     pub fundings: Vec<proto::Funding>,
-    /// The findings the rules must raise on this data, sorted, without duplicates.
+    /// The day the first records are sent: the hub's first start, the agencies' initial load.
+    pub start: NaiveDate,
+    /// Who sends which records on which day, in the order to push them (by day). Each kind's
+    /// records are listed in delivery order, so that a delivery is a range of them.
+    pub deliveries: Vec<Delivery>,
+    /// The findings the rules must raise on this data, sorted, without duplicates: on the check
+    /// date, and for LATE_PAYROLL and BACKDATED_EVENT on a hub that received the deliveries on
+    /// their days (its clock on each), judging freshness from `start` with the default cadence.
     pub truth: Vec<Planted>,
+}
+
+impl Dataset {
+    /// How many records of `kind` there are.
+    pub fn count(&self, kind: Kind) -> usize {
+        match kind {
+            Kind::Institution => self.institutions.len(),
+            Kind::Quota => self.quotas.len(),
+            Kind::LeaderPost => self.leader_posts.len(),
+            Kind::StaffingPlan => self.plans.len(),
+            Kind::HiringApproval => self.approvals.len(),
+            Kind::PersonnelEvent => self.events.len(),
+            Kind::Appointment => self.appointments.len(),
+            Kind::PayrollLine => self.payroll.len(),
+            Kind::Funding => self.fundings.len(),
+        }
+    }
+}
+
+/// A kind of record: one file of the directory [`write()`] lays out (`quotahub import --kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    /// Registry entries.
+    Institution,
+    /// Quotas.
+    Quota,
+    /// Leader-post approvals.
+    LeaderPost,
+    /// Staffing-use plans.
+    StaffingPlan,
+    /// Hiring approvals.
+    HiringApproval,
+    /// Personnel events.
+    PersonnelEvent,
+    /// Appointments and removals.
+    Appointment,
+    /// Payroll lines.
+    PayrollLine,
+    /// Funding.
+    Funding,
+}
+
+impl Kind {
+    /// Every kind, in the order a whole directory is imported (what is referred to first).
+    pub const ALL: [Kind; 9] = [
+        Kind::Institution,
+        Kind::Quota,
+        Kind::LeaderPost,
+        Kind::StaffingPlan,
+        Kind::HiringApproval,
+        Kind::PersonnelEvent,
+        Kind::Appointment,
+        Kind::PayrollLine,
+        Kind::Funding,
+    ];
+
+    /// The name of `quotahub import --kind` and of the file.
+    pub fn slug(self) -> &'static str {
+        match self {
+            Kind::Institution => "institution",
+            Kind::Quota => "quota",
+            Kind::LeaderPost => "leader-post",
+            Kind::StaffingPlan => "staffing-plan",
+            Kind::HiringApproval => "hiring-approval",
+            Kind::PersonnelEvent => "personnel-event",
+            Kind::Appointment => "appointment",
+            Kind::PayrollLine => "payroll-line",
+            Kind::Funding => "funding",
+        }
+    }
+
+    /// The kind of agency that sends it.
+    pub fn sender(self) -> AgencyKind {
+        match self {
+            Kind::Institution
+            | Kind::Quota
+            | Kind::LeaderPost
+            | Kind::StaffingPlan
+            | Kind::HiringApproval => AgencyKind::StaffingOffice,
+            Kind::PersonnelEvent => AgencyKind::Hr,
+            Kind::Appointment => AgencyKind::Organization,
+            Kind::PayrollLine | Kind::Funding => AgencyKind::Finance,
+        }
+    }
+}
+
+/// Records of one kind that one agency sends on one day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The day, as the hub's clock has it.
+    pub on: NaiveDate,
+    /// Who sends them: the staffing office, organization department and the funding's finance
+    /// agency are the root's; events and payroll come from each division's HR and finance agency.
+    pub agency: Agency,
+    /// What they are.
+    pub kind: Kind,
+    /// Which of the dataset's records of the kind.
+    pub records: Range<usize>,
 }
 
 /// An expected finding: exactly the fields of a [`FindingKey`].

@@ -1,5 +1,6 @@
 //! Writing a dataset as the files `quotahub import` reads: one JSONL file per record kind (proto
-//! field names, enum values by name), `truth.jsonl`, and `manifest.json`.
+//! field names, enum values by name), `truth.jsonl`, `deliveries.jsonl` (the delivery timeline)
+//! and `manifest.json`.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -9,7 +10,7 @@ use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, SerializeOptions};
 use serde::{Deserialize, Serialize};
 
-use super::Dataset;
+use super::{Dataset, Kind};
 use crate::domain::Coded;
 use crate::proto::FILE_DESCRIPTOR_SET;
 
@@ -29,6 +30,18 @@ pub struct Manifest {
     pub truth: String,
     /// Number of expected findings.
     pub truth_count: usize,
+    /// The first delivery's day: the hub's first start the timeline assumes.
+    #[serde(default)]
+    pub start: String,
+    /// The delivery timeline (one JSON object per line, by day: `on`, `jurisdiction` and
+    /// `agency_kind` of the sender, `kind`, `file`, its first `line` (from 1) and `records`). The
+    /// truth's LATE_PAYROLL and BACKDATED_EVENT hold for a hub that receives each delivery on its
+    /// day, as `quotahub bench` replays them; `quotahub load` pushes every file now instead.
+    #[serde(default)]
+    pub deliveries: String,
+    /// Number of deliveries.
+    #[serde(default)]
+    pub delivery_count: usize,
 }
 
 /// One record file.
@@ -57,73 +70,62 @@ pub fn write(dataset: &Dataset, dir: &Path) -> std::io::Result<Manifest> {
     let pool = DescriptorPool::decode(FILE_DESCRIPTOR_SET)
         .map_err(|e| std::io::Error::other(format!("the contract's descriptors: {e}")))?;
     let mut files = Vec::new();
-    let mut add = |kind: &str,
-                   agency: &str,
-                   message: &str,
-                   write: &dyn Fn(&mut Writer) -> std::io::Result<usize>|
-     -> std::io::Result<()> {
+    let messages = |kind: Kind| match kind {
+        Kind::Institution => "quotahub.v1.Institution",
+        Kind::Quota => "quotahub.v1.Quota",
+        Kind::LeaderPost => "quotahub.v1.LeaderPost",
+        Kind::StaffingPlan => "quotahub.v1.StaffingPlan",
+        Kind::HiringApproval => "quotahub.v1.HiringApproval",
+        Kind::PersonnelEvent => "quotahub.v1.PersonnelEvent",
+        Kind::Appointment => "quotahub.v1.Appointment",
+        Kind::PayrollLine => "quotahub.v1.PayrollLine",
+        Kind::Funding => "quotahub.v1.Funding",
+    };
+    for kind in Kind::ALL {
+        let message = messages(kind);
         let descriptor = pool
             .get_message_by_name(message)
             .ok_or_else(|| std::io::Error::other(format!("{message} is not in the contract")))?;
-        let file = format!("{kind}.jsonl");
+        let file = file_of(kind);
         let mut writer = Writer::new(&dir.join(&file), descriptor)?;
-        let records = write(&mut writer)?;
+        let records = match kind {
+            Kind::Institution => writer.all(&dataset.institutions),
+            Kind::Quota => writer.all(&dataset.quotas),
+            Kind::LeaderPost => writer.all(&dataset.leader_posts),
+            Kind::StaffingPlan => writer.all(&dataset.plans),
+            Kind::HiringApproval => writer.all(&dataset.approvals),
+            Kind::PersonnelEvent => writer.all(&dataset.events),
+            Kind::Appointment => writer.all(&dataset.appointments),
+            Kind::PayrollLine => writer.all(&dataset.payroll),
+            Kind::Funding => writer.all(&dataset.fundings),
+        }?;
         writer.finish()?;
         files.push(ManifestFile {
             order: files.len() + 1,
-            kind: kind.to_owned(),
+            kind: kind.slug().to_owned(),
             file,
             jurisdiction: dataset.root.clone(),
-            agency_kind: agency.to_owned(),
+            agency_kind: kind.sender().slug().to_owned(),
             records,
         });
-        Ok(())
-    };
-    add(
-        "institution",
-        "staffing-office",
-        "quotahub.v1.Institution",
-        &|w| w.all(&dataset.institutions),
-    )?;
-    add("quota", "staffing-office", "quotahub.v1.Quota", &|w| {
-        w.all(&dataset.quotas)
-    })?;
-    add(
-        "leader-post",
-        "staffing-office",
-        "quotahub.v1.LeaderPost",
-        &|w| w.all(&dataset.leader_posts),
-    )?;
-    add(
-        "staffing-plan",
-        "staffing-office",
-        "quotahub.v1.StaffingPlan",
-        &|w| w.all(&dataset.plans),
-    )?;
-    add(
-        "hiring-approval",
-        "staffing-office",
-        "quotahub.v1.HiringApproval",
-        &|w| w.all(&dataset.approvals),
-    )?;
-    add(
-        "personnel-event",
-        "hr",
-        "quotahub.v1.PersonnelEvent",
-        &|w| w.all(&dataset.events),
-    )?;
-    add(
-        "appointment",
-        "organization",
-        "quotahub.v1.Appointment",
-        &|w| w.all(&dataset.appointments),
-    )?;
-    add("payroll-line", "finance", "quotahub.v1.PayrollLine", &|w| {
-        w.all(&dataset.payroll)
-    })?;
-    add("funding", "finance", "quotahub.v1.Funding", &|w| {
-        w.all(&dataset.fundings)
-    })?;
+    }
+
+    let deliveries = "deliveries.jsonl".to_owned();
+    let mut out = BufWriter::new(File::create(dir.join(&deliveries))?);
+    for delivery in &dataset.deliveries {
+        let line = serde_json::json!({
+            "on": delivery.on.to_string(),
+            "jurisdiction": delivery.agency.jurisdiction.as_str(),
+            "agency_kind": delivery.agency.kind.slug(),
+            "kind": delivery.kind.slug(),
+            "file": file_of(delivery.kind),
+            "line": delivery.records.start + 1,
+            "records": delivery.records.len(),
+        });
+        serde_json::to_writer(&mut out, &line)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
 
     let truth = "truth.jsonl".to_owned();
     let mut out = BufWriter::new(File::create(dir.join(&truth))?);
@@ -146,12 +148,20 @@ pub fn write(dataset: &Dataset, dir: &Path) -> std::io::Result<Manifest> {
         files,
         truth,
         truth_count: dataset.truth.len(),
+        start: dataset.start.to_string(),
+        deliveries,
+        delivery_count: dataset.deliveries.len(),
     };
     let mut out = BufWriter::new(File::create(dir.join("manifest.json"))?);
     serde_json::to_writer_pretty(&mut out, &manifest)?;
     out.write_all(b"\n")?;
     out.flush()?;
     Ok(manifest)
+}
+
+/// The file of a kind's records.
+fn file_of(kind: Kind) -> String {
+    format!("{}.jsonl", kind.slug())
 }
 
 /// Writes messages of one kind as JSON lines through the contract's descriptor, so that field

@@ -54,6 +54,17 @@ pub(super) const RATE_SELF_FUNDED_BUDGET: f64 = 0.05;
 pub(super) const RATE_ABOLISHED_STAFFED: f64 = 0.002;
 /// Share of institutions that are 私设机构 (not in the registry at all).
 pub(super) const RATE_UNKNOWN_UNIT: f64 = 0.001;
+/// Share of the finance agencies' monthly payroll files due by the check date that arrive after
+/// their due day (迟报), though before the check date: LATE_PAYROLL raised on the due day and
+/// resolved on arrival, none open on the check date. See `deliver.rs`.
+pub(super) const RATE_LATE_PAYROLL: f64 = 0.05;
+/// Share of the finance agencies whose file of the last month due has not arrived by the check
+/// date (漏报): LATE_PAYROLL open on it.
+pub(super) const RATE_MISSING_PAYROLL: f64 = 0.02;
+/// Share of the personnel events that take effect after the agencies' initial load, early enough
+/// to be late by the check date, that their HR agency pushes more than `event_due_days` after
+/// (补录滞后), within the window: BACKDATED_EVENT open on the check date.
+pub(super) const RATE_BACKDATED_EVENT: f64 = 0.03;
 /// Share of people seconded and paid by their host only: clean, but close to PAY_UNIT_MISMATCH.
 pub(super) const RATE_DECOY: f64 = 0.0001;
 

@@ -9,6 +9,9 @@ use std::path::Path;
 use clap::ValueEnum;
 use prost::Message;
 
+use chrono::{Datelike, NaiveDate};
+
+use super::plant::{self, planned};
 use super::*;
 use super::{check, engine};
 use crate::api::convert::Pushed;
@@ -32,12 +35,11 @@ fn the_same_config_gives_the_same_data_and_bytes() {
     let manifest_a = write(&a, dir_a.path()).unwrap();
     let manifest_b = write(&b, dir_b.path()).unwrap();
     assert_eq!(manifest_a, manifest_b);
-    for file in manifest_a
-        .files
-        .iter()
-        .map(|f| f.file.clone())
-        .chain(["truth.jsonl".to_owned(), "manifest.json".to_owned()])
-    {
+    for file in manifest_a.files.iter().map(|f| f.file.clone()).chain([
+        "truth.jsonl".to_owned(),
+        "deliveries.jsonl".to_owned(),
+        "manifest.json".to_owned(),
+    ]) {
         let bytes_a = std::fs::read(dir_a.path().join(&file)).unwrap();
         let bytes_b = std::fs::read(dir_b.path().join(&file)).unwrap();
         assert!(bytes_a == bytes_b, "{file} differs between two runs");
@@ -54,12 +56,6 @@ fn a_small_world_plants_every_rule_code_at_least_twice() {
         }
         for &code in RuleCode::ALL {
             let n = per_code.get(&code).copied().unwrap_or(0);
-            if code.about_agency() {
-                // Not planted: the freshness rules are about when each agency pushes, and the
-                // generated files carry no arrival times (the root agencies push them all on the
-                // check date). See the report.
-                continue;
-            }
             if code == RuleCode::RegionalBalance {
                 assert_eq!(n, 0, "REGIONAL_BALANCE is a report");
             } else {
@@ -325,6 +321,23 @@ fn written_files_read_back_as_the_same_records() {
         .collect();
     assert_eq!(lines.len(), data.truth.len());
     assert_eq!(lines[0]["code"], data.truth[0].code.code());
+    // The timeline: each delivery a run of lines of its kind's file, sent by its agency.
+    let deliveries = std::fs::read_to_string(dir.path().join(&manifest.deliveries)).unwrap();
+    let deliveries: Vec<serde_json::Value> = deliveries
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(deliveries.len(), data.deliveries.len());
+    assert_eq!(manifest.delivery_count, data.deliveries.len());
+    assert_eq!(manifest.start, data.start.to_string());
+    for (line, delivery) in deliveries.iter().zip(&data.deliveries) {
+        assert_eq!(line["on"], delivery.on.to_string());
+        assert_eq!(line["jurisdiction"], delivery.agency.jurisdiction.as_str());
+        assert_eq!(line["agency_kind"], delivery.agency.kind.slug());
+        assert_eq!(line["file"], format!("{}.jsonl", delivery.kind.slug()));
+        assert_eq!(line["line"], delivery.records.start + 1);
+        assert_eq!(line["records"], delivery.records.len());
+    }
     let written: Manifest =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("manifest.json")).unwrap())
             .unwrap();
@@ -490,7 +503,7 @@ fn many_seeds() {
             *per_code.entry(planted.code).or_insert(0) += 1;
         }
         for &code in RuleCode::ALL {
-            if code != RuleCode::RegionalBalance && !code.about_agency() {
+            if code != RuleCode::RegionalBalance {
                 assert!(
                     per_code.get(&code).copied().unwrap_or(0) >= 2,
                     "seed {seed}: {code}: {per_code:?}"
@@ -513,5 +526,251 @@ fn the_engine_finds_exactly_the_truth() {
             missing.is_empty() && extra.is_empty(),
             "seed {seed}: in the truth but not found by the engine: {missing:#?}\nfound by the engine but not in the truth: {extra:#?}"
         );
+    }
+}
+
+/// The delivery timeline: every record sent once, by an agency that may send it, on a day between
+/// the start and the check date, the registry first, each person's events in their order.
+#[test]
+fn every_record_is_delivered_once_in_order_by_an_agency_that_may_send_it() {
+    for seed in 1..=3 {
+        let data = small(seed);
+        let as_of = crate::domain::ids::parse_date(&data.as_of).unwrap();
+        assert_eq!(data.deliveries[0].kind, Kind::Institution);
+        assert_eq!(data.deliveries[0].on, data.start);
+        assert!(
+            data.deliveries.windows(2).all(|w| w[0].on <= w[1].on),
+            "by day"
+        );
+        for kind in Kind::ALL {
+            let mut ranges: Vec<std::ops::Range<usize>> = data
+                .deliveries
+                .iter()
+                .filter(|d| d.kind == kind)
+                .map(|d| d.records.clone())
+                .collect();
+            ranges.sort_by_key(|r| r.start);
+            let mut next = 0;
+            for range in &ranges {
+                assert_eq!(range.start, next, "{kind:?}: a gap or an overlap");
+                next = range.end;
+            }
+            assert_eq!(next, data.count(kind), "{kind:?}: every record");
+        }
+        let root = Jurisdiction::parse(&data.root).unwrap();
+        let division =
+            |uscc: &str| Jurisdiction::parse(Uscc::parse(uscc).unwrap().division_code()).unwrap();
+        let mut sender: HashMap<String, String> = HashMap::new();
+        for delivery in &data.deliveries {
+            assert!(data.start <= delivery.on && delivery.on <= as_of);
+            assert_eq!(delivery.agency.kind, delivery.kind.sender());
+            assert!(root.contains(&delivery.agency.jurisdiction));
+            let agency = &delivery.agency;
+            match delivery.kind {
+                Kind::PersonnelEvent => {
+                    for event in &data.events[delivery.records.clone()] {
+                        assert!(agency.oversees(&division(&event.institution_uscc)));
+                        if !event.target_institution_uscc.is_empty() {
+                            assert!(agency.oversees(&division(&event.target_institution_uscc)));
+                        }
+                        // One agency sends all of a person's events.
+                        let first = sender
+                            .entry(event.resident_id.clone())
+                            .or_insert_with(|| agency.id());
+                        assert_eq!(*first, agency.id(), "{}", event.resident_id);
+                        let effective =
+                            crate::domain::ids::parse_date(&event.effective_on).unwrap();
+                        assert!(effective <= delivery.on, "sent before it took effect");
+                    }
+                }
+                Kind::PayrollLine => {
+                    let period = &data.payroll[delivery.records.start].period;
+                    for line in &data.payroll[delivery.records.clone()] {
+                        // A month's file: the institutions its division's finance agency pays.
+                        assert_eq!(&line.period, period);
+                        assert_eq!(division(&line.institution_uscc), agency.jurisdiction);
+                    }
+                }
+                _ => assert_eq!(agency.jurisdiction, root),
+            }
+        }
+    }
+}
+
+/// Late, missing and backdated data at the stated rates, and exactly the findings they leave open
+/// on the check date in the truth; nothing else late.
+#[test]
+fn the_timeline_plants_late_missing_and_backdated_data_at_their_rates() {
+    use super::deliver::EVENT_LAG_DAYS;
+    use crate::domain::freshness::Cadence;
+    let cadence = Cadence::default();
+    for (name, config) in [
+        ("small", GenConfig::small(2)),
+        (
+            "small at the rates alone",
+            GenConfig {
+                min_each: 0,
+                people: 4_000,
+                institutions: 120,
+                ..GenConfig::small(8)
+            },
+        ),
+    ] {
+        let data = generate(&config);
+        let as_of = config.as_of;
+        let truth_of = |code: RuleCode| -> BTreeSet<(String, String)> {
+            data.truth
+                .iter()
+                .filter(|p| p.code == code)
+                .map(|p| (p.institution.clone(), p.period.clone()))
+                .collect()
+        };
+
+        // Payroll: files by (agency, period); each agency's first month is never late.
+        let files: Vec<(String, Period, NaiveDate)> = data
+            .deliveries
+            .iter()
+            .filter(|d| d.kind == Kind::PayrollLine)
+            .map(|d| {
+                let period = Period::parse(&data.payroll[d.records.start].period).unwrap();
+                (d.agency.id(), period, d.on)
+            })
+            .collect();
+        let agencies: BTreeSet<&String> = files.iter().map(|(a, _, _)| a).collect();
+        let missing = truth_of(RuleCode::LatePayroll);
+        let last_due = *config
+            .periods
+            .iter()
+            .filter(|p| cadence.payroll_late_from(**p) <= as_of)
+            .max()
+            .unwrap();
+        for (agency, period) in &missing {
+            assert_eq!(period, &last_due.to_string(), "{name}: the last month due");
+            assert!(
+                agencies.contains(agency),
+                "{name}: {agency} sent earlier months"
+            );
+            assert!(
+                !files
+                    .iter()
+                    .any(|(a, p, _)| a == agency && p.to_string() == *period),
+                "{name}: {agency} {period} never arrives"
+            );
+        }
+        assert_eq!(
+            missing.len(),
+            planned(plant::RATE_MISSING_PAYROLL, agencies.len(), &config),
+            "{name}: missing files at their rate"
+        );
+        let late = late_payroll(&data);
+        let first_month = |agency: &String| {
+            files
+                .iter()
+                .filter(|(a, _, _)| a == agency)
+                .map(|(_, p, _)| *p)
+                .min()
+        };
+        let due_files: Vec<&(String, Period, NaiveDate)> = files
+            .iter()
+            .filter(|(_, p, _)| cadence.payroll_late_from(*p) <= as_of)
+            .collect();
+        // An agency's first month cannot be told late (nothing says it owes it before it).
+        let could_be_late = due_files
+            .iter()
+            .filter(|(a, p, _)| first_month(a) < Some(*p))
+            .count();
+        assert_eq!(
+            late.len(),
+            planned(
+                plant::RATE_LATE_PAYROLL,
+                due_files.len() + missing.len(),
+                &config
+            )
+            .min(could_be_late),
+            "{name}: late files at their rate"
+        );
+        for (agency, period, on) in &files {
+            let due = cadence.payroll_late_from(*period);
+            if late.contains(&(agency.clone(), *period)) {
+                assert!(due <= *on && *on <= as_of);
+                assert!(
+                    first_month(agency) < Some(*period),
+                    "{name}: never an agency's first month"
+                );
+            } else {
+                // In its own month, by the 15th.
+                assert_eq!(
+                    Period::containing(*on),
+                    *period,
+                    "{name}: {agency} {period}"
+                );
+                assert!(on.day() <= 15);
+            }
+        }
+
+        // Events: lag from effect to delivery; history (before the start) comes at the start.
+        let mut backdated: BTreeSet<String> = BTreeSet::new();
+        let mut backdated_events = 0;
+        let mut feasible = 0;
+        let history: BTreeSet<String> = data
+            .deliveries
+            .iter()
+            .filter(|d| d.kind == Kind::PersonnelEvent && d.on == data.start)
+            .filter(|d| {
+                data.events[d.records.clone()]
+                    .iter()
+                    .any(|e| crate::domain::ids::parse_date(&e.effective_on).unwrap() < data.start)
+            })
+            .map(|d| d.agency.id())
+            .collect();
+        for delivery in data
+            .deliveries
+            .iter()
+            .filter(|d| d.kind == Kind::PersonnelEvent)
+        {
+            for event in &data.events[delivery.records.clone()] {
+                let effective = crate::domain::ids::parse_date(&event.effective_on).unwrap();
+                if effective < data.start {
+                    assert_eq!(
+                        delivery.on, data.start,
+                        "{name}: history in the initial load"
+                    );
+                    continue;
+                }
+                let lag = (delivery.on - effective).num_days();
+                let could = history.contains(&delivery.agency.id())
+                    && (effective + chrono::Days::new(31)).max(cadence.window_start(as_of))
+                        <= as_of;
+                feasible += usize::from(could);
+                if cadence.backdated(effective, delivery.on) {
+                    assert!(could, "{name}: {} backdated out of reach", event.record_id);
+                    assert!(delivery.on >= cadence.window_start(as_of));
+                    backdated_events += 1;
+                    backdated.insert(delivery.agency.id());
+                } else {
+                    assert!(
+                        lag <= EVENT_LAG_DAYS,
+                        "{name}: {} {lag} days",
+                        event.record_id
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            backdated_events,
+            planned(plant::RATE_BACKDATED_EVENT, feasible, &config),
+            "{name}: backdated events at their rate"
+        );
+        let keys: BTreeSet<String> = truth_of(RuleCode::BackdatedEvent)
+            .into_iter()
+            .map(|(agency, _)| agency)
+            .collect();
+        assert_eq!(keys, backdated, "{name}: one finding per agency with one");
+        if config.min_each > 0 {
+            assert!(
+                missing.len() >= 2 && !late.is_empty() && keys.len() >= 2,
+                "{name}"
+            );
+        }
     }
 }

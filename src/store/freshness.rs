@@ -1,7 +1,8 @@
 //! Data freshness (同步录入、实时更新): what each push brought, noted in its transaction
 //! (`agency_pushes`, `payroll_months`, `backdated_events`), and the agency's freshness findings
 //! decided from those notes ([`freshness::decide`]) and settled like every other finding: at the
-//! push, under the push's lock, and on the schedule under the same lock.
+//! push, under the push's lock, and on the schedule under the same lock. Judged from the day the
+//! hub began watching (`freshness_watch`, its first start; or `freshness.watch_from`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -206,6 +207,20 @@ impl Decides {
     }
 }
 
+/// The day the hub judges freshness from: the configured one, or its first start as stored.
+async fn watched_from(store: &Store, tx: &mut Tx) -> Result<Option<NaiveDate>> {
+    if let Some(configured) = store.checks().cadence.watch_from {
+        return Ok(Some(configured));
+    }
+    match rows(tx, "SELECT since FROM freshness_watch", Vec::new())
+        .await?
+        .first()
+    {
+        Some(row) => Ok(Some(day(row, "since")?)),
+        None => Ok(None),
+    }
+}
+
 /// What the notes say of one agency on `today`.
 async fn pushes_of(store: &Store, tx: &mut Tx, agency: &Agency) -> Result<AgencyPushes> {
     let agency_id = agency.id();
@@ -255,6 +270,7 @@ async fn pushes_of(store: &Store, tx: &mut Tx, agency: &Agency) -> Result<Agency
         registered_on,
         periods,
         backdated,
+        watched_from: watched_from(store, tx).await?,
     })
 }
 
@@ -301,6 +317,23 @@ fn guarded_kind(kind: AgencyKind) -> Option<&'static str> {
 }
 
 impl Store {
+    /// Keeps today as the day the hub began judging data freshness, unless a day is kept already
+    /// (a hub's first start; every replica and restart keeps the first), and returns the day
+    /// freshness is judged from: `freshness.watch_from` when configured, else the kept one.
+    pub async fn watch_freshness(&self) -> Result<NaiveDate> {
+        let today = self.checks().clock.today();
+        let mut tx = self.begin().await?;
+        execute(
+            &mut tx,
+            "INSERT INTO freshness_watch (singleton, since) VALUES (1, $1) ON CONFLICT DO NOTHING",
+            vec![Value::Text(today.to_string())],
+        )
+        .await?;
+        let from = watched_from(self, &mut tx).await?.unwrap_or(today);
+        tx.commit().await?;
+        Ok(from)
+    }
+
     /// Checks the freshness of every enabled finance and HR agency's data as of today (the
     /// schedule): each agency in its own transaction under its push lock. Returns the changes.
     pub async fn check_freshness(&self) -> Result<Vec<FindingChange>> {

@@ -20,9 +20,9 @@ on_both_backends!(
     an_event_pushed_long_after_it_took_effect_is_a_finding_about_hr,
 );
 
-type Checks = proto::reconciliation_service_client::ReconciliationServiceClient<Channel>;
+pub(crate) type Checks = proto::reconciliation_service_client::ReconciliationServiceClient<Channel>;
 
-async fn checks(app: &TestApp, kind: AgencyKind) -> Checks {
+pub(crate) async fn checks(app: &TestApp, kind: AgencyKind) -> Checks {
     Checks::new(app.channel(&agency("140100", kind)).await)
 }
 
@@ -31,13 +31,13 @@ fn date(raw: &str) -> NaiveDate {
 }
 
 /// Moves the hub's clock to `day` (noon, China time).
-fn move_to(app: &TestApp, day: &str) {
+pub(crate) fn move_to(app: &TestApp, day: &str) {
     let clock = &app.store.checks().clock;
     let target = date(day).and_hms_opt(4, 0, 0).unwrap().and_utc();
     clock.advance(target - clock.now());
 }
 
-async fn findings_of(
+pub(crate) async fn findings_of(
     checks: &mut Checks,
     code: RuleCode,
     state: proto::FindingState,
@@ -54,7 +54,7 @@ async fn findings_of(
         .findings
 }
 
-async fn report(checks: &mut Checks) -> proto::FreshnessReportResponse {
+pub(crate) async fn report(checks: &mut Checks) -> proto::FreshnessReportResponse {
     checks
         .freshness_report(proto::FreshnessReportRequest::default())
         .await
@@ -62,7 +62,10 @@ async fn report(checks: &mut Checks) -> proto::FreshnessReportResponse {
         .into_inner()
 }
 
-fn row<'a>(report: &'a proto::FreshnessReportResponse, id: &str) -> &'a proto::AgencyFreshness {
+pub(crate) fn row<'a>(
+    report: &'a proto::FreshnessReportResponse,
+    id: &str,
+) -> &'a proto::AgencyFreshness {
     report
         .agencies
         .iter()
@@ -71,7 +74,7 @@ fn row<'a>(report: &'a proto::FreshnessReportResponse, id: &str) -> &'a proto::A
 }
 
 /// An organ with one person on its roll since 2024-01-01 (HR's first push: history).
-async fn staffed(app: &TestApp) -> String {
+pub(crate) async fn staffed(app: &TestApp) -> String {
     let unit = uscc("140100", 1);
     let mut office = app.staffing("140100").await;
     office

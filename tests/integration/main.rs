@@ -31,6 +31,7 @@ mod reserve;
 mod roll;
 mod storage;
 mod telemetry;
+mod timeline;
 mod transparency;
 mod trust;
 mod verdicts;
