@@ -611,32 +611,24 @@ impl Store {
                 .due
                 .push((column(&row, "due_at")?, decode_finding(&row)?));
         }
-        let open = "FROM findings WHERE state = 'OPEN' AND jurisdiction LIKE $1";
+        // The institutions with the most open findings, and (a window over the groups, before the
+        // limit) how many have any.
         let within = Value::Text(format!("{}%", jurisdiction.prefix()));
-        let row = sqlx::query_with(
-            sqlx::AssertSqlSafe(format!(
-                "SELECT COUNT(DISTINCT institution_uscc) AS n {open}"
-            )),
-            super::bind_all(vec![within.clone()])?,
-        )
-        .fetch_one(self.readers())
-        .await?;
-        summary.institutions = u64::try_from(column::<i64>(&row, "n")?).unwrap_or_default();
         for row in sqlx::query_with(
-            sqlx::AssertSqlSafe(format!(
-                "SELECT institution_uscc, COUNT(*) AS n {open} GROUP BY institution_uscc \
-                 ORDER BY n DESC, institution_uscc LIMIT $2"
-            )),
-            super::bind_all(vec![within, Value::Int(i64::from(listed))])?,
+            "SELECT institution_uscc, COUNT(*) AS n, COUNT(*) OVER () AS institutions \
+             FROM findings WHERE state = 'OPEN' AND jurisdiction LIKE $1 GROUP BY institution_uscc \
+             ORDER BY n DESC, institution_uscc LIMIT $2",
+            super::bind_all(vec![within, Value::Int(i64::from(listed.max(1)))])?,
         )
         .fetch_all(self.readers())
         .await?
         {
-            let n: i64 = column(&row, "n")?;
-            summary.most_findings.push((
-                column(&row, "institution_uscc")?,
-                u64::try_from(n).unwrap_or_default(),
-            ));
+            summary.institutions = count(&row, "institutions")?;
+            if summary.most_findings.len() < listed as usize {
+                summary
+                    .most_findings
+                    .push((column(&row, "institution_uscc")?, count(&row, "n")?));
+            }
         }
         Ok(summary)
     }
