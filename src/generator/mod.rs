@@ -387,7 +387,9 @@ impl From<&FindingKey> for Planted {
 
 /// Generates the dataset a config describes.
 pub fn generate(config: &GenConfig) -> Dataset {
-    let mut world = model::World::build(config);
+    let (mut world, mut rng) = model::World::registry(config);
+    plant::unknown_units(&mut world, config, &mut rng);
+    world.staff(config);
     plant::plant(&mut world, config);
     emit::emit(&mut world, config)
 }

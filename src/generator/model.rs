@@ -12,7 +12,6 @@ use chrono::{Datelike, Days, Months, NaiveDate};
 
 use super::GenConfig;
 use super::names::{self, Jur, Level, Naming, Tag};
-use super::plant;
 use super::rng::Rng;
 use crate::domain::ids::Uscc;
 use crate::domain::{
@@ -391,8 +390,9 @@ const TRANSFER_SHARE: f64 = 0.08;
 const FIRST_ENTRY: (i32, u32, u32) = (1990, 1, 15);
 
 impl World {
-    /// Builds the registry and the people.
-    pub(super) fn build(config: &GenConfig) -> World {
+    /// Builds the registry (the people come with [`World::staff`], once the plants have added
+    /// the units the registry does not know), and the stream of draws the plants go on with.
+    pub(super) fn registry(config: &GenConfig) -> (World, Rng) {
         let mut periods = config.periods.clone();
         periods.sort();
         periods.dedup();
@@ -419,12 +419,7 @@ impl World {
         if config.min_each > 0 {
             world.ensure_self_funded(config.min_each + 1, &mut rng);
         }
-        let unknown = plant::planned(plant::RATE_UNKNOWN_UNIT, world.insts.len(), config);
-        for _ in 0..unknown {
-            world.add_unknown_unit(&mut rng);
-        }
-        world.staff(config);
-        world
+        (world, rng)
     }
 
     /// A unit code: `11` (organ) or `12` (public institution), the division, a serial that makes
@@ -673,7 +668,7 @@ impl World {
     }
 
     /// A 私设机构: a unit with people and pay that the staffing office never registered.
-    fn add_unknown_unit(&mut self, rng: &mut Rng) {
+    pub(super) fn add_unknown_unit(&mut self, rng: &mut Rng) {
         let j = rng.below(self.jurs.len());
         let mut inst = self.new_inst(j, InstitutionKind::Organ, rng);
         inst.name = format!(
@@ -688,7 +683,7 @@ impl World {
         self.insts.push(inst);
     }
 
-    fn staff(&mut self, config: &GenConfig) {
+    pub(super) fn staff(&mut self, config: &GenConfig) {
         let staffed: Vec<u32> = (0..self.insts.len() as u32)
             .filter(|&i| self.insts[i as usize].staffed && self.insts[i as usize].registered)
             .collect();

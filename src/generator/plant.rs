@@ -74,6 +74,14 @@ pub(super) fn planned(rate: f64, base: usize, config: &GenConfig) -> usize {
     expected.max(config.min_each)
 }
 
+/// Adds the units the registry does not know (UNKNOWN_UNIT), before the world is staffed: people
+/// are on their rolls and payrolls like anyone else's.
+pub(super) fn unknown_units(world: &mut World, config: &GenConfig, rng: &mut Rng) {
+    for _ in 0..planned(RATE_UNKNOWN_UNIT, world.insts.len(), config) {
+        world.add_unknown_unit(rng);
+    }
+}
+
 /// Plants the problems that change the world.
 pub(super) fn plant(world: &mut World, config: &GenConfig) {
     let mut rng = Rng::derive(config.seed, &[4]);
