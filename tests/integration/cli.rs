@@ -124,6 +124,10 @@ async fn serve_with_defaults_makes_its_certificates_and_database() {
     let settings = Settings {
         data_dir: dir.path().join("quotahub-data"),
         listen: "127.0.0.1:0".parse().unwrap(),
+        // Any free port: the defaults' own (50051, 50052) may be taken by a hub running here.
+        console: quotahub::config::ConsoleSettings {
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+        },
         ..Settings::default()
     };
     quotahub::tls::install_crypto_provider();
