@@ -27,6 +27,7 @@ on_both_backends!(
     reflection_serves_the_error_details_types,
     a_message_over_the_size_limit_is_resource_exhausted,
     the_alert_latency_script_measures_the_hub_with_a_stock_grpcio_client,
+    a_stock_grpcio_client_reads_the_supervision_figures,
 );
 
 /// A python3 with grpcio and grpcio-tools, or `None` (with a note on the terminal) when there is
@@ -278,4 +279,58 @@ async fn the_alert_latency_script_measures_the_hub_with_a_stock_grpcio_client(ba
     .await;
     assert!(stdout.contains("| 1 | 5 |"), "{stdout}");
     assert!(stdout.contains("| 3 | 5 |"), "{stdout}");
+}
+
+/// The supervision division's reads from a stock client: the balance, the findings in numbers,
+/// freshness, a campaign opened (and resent) and listed, the leadership report as a PDF. The
+/// script checks each answer against the one over-quota institution pushed here.
+async fn a_stock_grpcio_client_reads_the_supervision_figures(backend: Backend) {
+    let Some(python) = python().await else {
+        return;
+    };
+    let today = "2024-06-15";
+    let app = TestApp::spawn_on(backend, today.parse().unwrap()).await;
+    let unit = uscc("140100", 1);
+    let mut staffing = app.staffing("140100").await;
+    staffing
+        .push_institution(organ("i1", &unit, "140100"))
+        .await
+        .unwrap();
+    staffing.push_quota(quota("q1", &unit, 1)).await.unwrap();
+    let mut hr = app.hr("140100").await;
+    for n in 1..=2 {
+        hr.push_personnel_event(hire(&format!("h{n}"), &resident(n), &unit, "2024-03-01"))
+            .await
+            .unwrap();
+    }
+    let office = agency("140100", AgencyKind::StaffingOffice);
+    app.register(&office).await;
+    let files = ClientFiles::new(&office);
+    let address = app.address.to_string();
+    let stdout = run_script(
+        &python,
+        "supervision.py",
+        &[
+            "--address",
+            &address,
+            "--ca",
+            &files.ca,
+            "--cert",
+            &files.cert,
+            "--key",
+            &files.key,
+            "--institution",
+            &unit,
+            "--today",
+            today,
+        ],
+    )
+    .await;
+    assert!(stdout.contains("supervision figures read"), "{stdout}");
+    // The campaign the script opened (once, though sent twice) is the hub's.
+    let campaigns: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM campaigns")
+        .fetch_one(app.store.readers())
+        .await
+        .unwrap();
+    assert_eq!(campaigns, 1);
 }
