@@ -72,7 +72,7 @@ impl CheckReads {
         self.0.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn add(&self, rows: usize) {
+    fn add(&self, rows: usize) {
         self.0.fetch_add(rows as u64, Ordering::Relaxed);
     }
 }

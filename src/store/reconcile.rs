@@ -595,8 +595,12 @@ impl Store {
             "FROM findings WHERE state = 'OPEN' AND jurisdiction LIKE $1 AND alert_state <> 'CLOSED' \
              AND {deadline} >= $2 AND {deadline} < $3"
         );
-        let mut values = vec![within, Value::Int(due_from), Value::Int(due_to)];
-        values.push(Value::Int(i64::from(listed)));
+        let values = vec![
+            within.clone(),
+            Value::Int(due_from),
+            Value::Int(due_to),
+            Value::Int(i64::from(listed)),
+        ];
         for row in sqlx::query_with(
             sqlx::AssertSqlSafe(format!(
                 "SELECT *, {deadline} AS due_at {due} \
@@ -613,7 +617,6 @@ impl Store {
         }
         // The institutions with the most open findings, and (a window over the groups, before the
         // limit) how many have any.
-        let within = Value::Text(format!("{}%", jurisdiction.prefix()));
         for row in sqlx::query_with(
             "SELECT institution_uscc, COUNT(*) AS n, COUNT(*) OVER () AS institutions \
              FROM findings WHERE state = 'OPEN' AND jurisdiction LIKE $1 GROUP BY institution_uscc \

@@ -21,22 +21,39 @@ use crate::error::Result;
 /// Rolls set per statement (two values each).
 const ROLLS_PER_STATEMENT: usize = 400;
 
-/// The statement that sets the kept row of the rolls `u(uscc, category)` names (a CTE before it)
-/// as of the three date placeholders that follow the CTE's own.
-fn set_rolls(from_rolls: &str, first: usize) -> String {
-    let roll = "r.institution_uscc = u.uscc AND r.category = u.category";
+/// A roll's count on the date `day` (a placeholder) from its history: its last change on or
+/// before it, one seek; `roll` is the alias of a row naming the roll (`institution_uscc`,
+/// `category`).
+fn count_on(roll: &str, day: &str) -> String {
     format!(
-        "WITH u(uscc, category) AS ({from_rolls}) \
+        "COALESCE((SELECT r.people FROM roll_counts r WHERE r.institution_uscc = {roll}.institution_uscc \
+         AND r.category = {roll}.category AND r.on_date <= {day} ORDER BY r.on_date DESC LIMIT 1), 0)"
+    )
+}
+
+/// Whether the kept row `n` holds for the date `day` (written twice: SQLite numbers placeholders
+/// by first appearance, so each use takes its own).
+fn holds(first: usize) -> String {
+    format!(
+        "(n.since IS NULL OR n.since <= ${first}) AND (n.until IS NULL OR n.until > ${})",
+        first + 1
+    )
+}
+
+/// The statement that sets the kept row of the rolls `u(institution_uscc, category)` names (a CTE
+/// before it) as of the three date placeholders that follow the CTE's own.
+fn set_rolls(from_rolls: &str, first: usize) -> String {
+    let roll = "r.institution_uscc = u.institution_uscc AND r.category = u.category";
+    format!(
+        "WITH u(institution_uscc, category) AS ({from_rolls}) \
          INSERT INTO roll_now (institution_uscc, category, people, since, until) \
-         SELECT u.uscc, u.category, \
-         COALESCE((SELECT r.people FROM roll_counts r WHERE {roll} AND r.on_date <= ${a} \
-         ORDER BY r.on_date DESC LIMIT 1), 0), \
+         SELECT u.institution_uscc, u.category, {count}, \
          (SELECT MAX(r.on_date) FROM roll_counts r WHERE {roll} AND r.on_date <= ${b}), \
          (SELECT MIN(r.on_date) FROM roll_counts r WHERE {roll} AND r.on_date > ${c}) \
          FROM u WHERE TRUE \
          ON CONFLICT (institution_uscc, category) DO UPDATE SET people = excluded.people, \
          since = excluded.since, until = excluded.until",
-        a = first,
+        count = count_on("u", &format!("${first}")),
         b = first + 1,
         c = first + 2,
     )
@@ -137,16 +154,15 @@ impl Store {
     /// day, the history's last change on or before it otherwise (one seek per such roll, never a
     /// pass over the history).
     pub(crate) async fn people_by_division(&self, day: NaiveDate) -> Result<Vec<DivisionCount>> {
-        let holds = "(n.since IS NULL OR n.since <= $1) AND (n.until IS NULL OR n.until > $2)";
         let sql = format!(
             "SELECT i.jurisdiction, n.category, \
-             CAST(SUM(CASE WHEN {holds} THEN n.people ELSE COALESCE((SELECT r.people FROM roll_counts r \
-             WHERE r.institution_uscc = n.institution_uscc AND r.category = n.category \
-             AND r.on_date <= $3 ORDER BY r.on_date DESC LIMIT 1), 0) END) AS BIGINT) AS people, \
+             CAST(SUM(CASE WHEN {holds} THEN n.people ELSE {count} END) AS BIGINT) AS people, \
              SUM(CASE WHEN {again} THEN 1 ELSE 0 END) AS kept, COUNT(*) AS rolls \
              FROM roll_now n JOIN institutions i ON i.uscc = n.institution_uscc \
              GROUP BY i.jurisdiction, n.category",
-            again = holds.replace("$1", "$4").replace("$2", "$5"),
+            holds = holds(1),
+            count = count_on("n", "$3"),
+            again = holds(4),
         );
         let day = Value::Text(day.to_string());
         let rows = sqlx::query_with(
