@@ -85,6 +85,22 @@ impl Error {
     }
 }
 
+impl From<rusqlite::Error> for Error {
+    fn from(error: rusqlite::Error) -> Error {
+        match error.sqlite_error_code() {
+            // The pre-checks' native reads: a file locked past the busy timeout is worth a retry.
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+                tracing::warn!(%error, "database busy");
+                Error::Unavailable("the database is busy; retry later".into())
+            }
+            _ => {
+                tracing::error!(%error, "database error");
+                Error::Internal("storage failure".into())
+            }
+        }
+    }
+}
+
 impl From<sqlx::Error> for Error {
     fn from(error: sqlx::Error) -> Error {
         match &error {

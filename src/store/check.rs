@@ -24,6 +24,7 @@ use super::codec::column;
 use super::feed::{self, FeedEventType};
 use super::findings::{Alert, ChangeKind, StoredFinding, decode_finding, write_findings};
 use super::query::{self as q, Stored};
+use super::read::{Columns, Reader};
 use super::{Tx, Value, now_micros, select_in};
 use crate::domain::aggregates::{self, Aggregates, Headcount, Plans, Quotas};
 use crate::domain::dirty::{DirtyIndex, DirtyKey, DirtySet, Rewrite};
@@ -61,19 +62,29 @@ pub enum Keep {
     Nothing,
 }
 
-/// Rows the checks have read since the store started: what the complexity test holds to the dirty
-/// keys (a count of work, not of time).
+/// Rows the checks have read, and the statements they issued, since the store started: what the
+/// complexity test holds to the dirty keys (a count of work, not of time).
 #[derive(Debug, Default)]
-pub struct CheckReads(AtomicU64);
+pub struct CheckReads {
+    rows: AtomicU64,
+    statements: AtomicU64,
+}
 
 impl CheckReads {
     /// Rows read so far.
     pub fn rows(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+        self.rows.load(Ordering::Relaxed)
+    }
+
+    /// Statements issued so far. On SQLite each is a hand-off to the connection's thread and back,
+    /// which is most of a pre-check's cost, so their number is held as well as the rows'.
+    pub fn statements(&self) -> u64 {
+        self.statements.load(Ordering::Relaxed)
     }
 
     fn add(&self, rows: usize) {
-        self.0.fetch_add(rows as u64, Ordering::Relaxed);
+        self.rows.fetch_add(rows as u64, Ordering::Relaxed);
+        self.statements.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -123,9 +134,9 @@ impl Act {
 // ---------------------------------------------------------------------------------------------
 // Rows into the rules' types (shared with the scope snapshot).
 
-pub(super) fn record_ref(row: &AnyRow) -> Result<RecordRef> {
-    let agency: String = column(row, "agency_id")?;
-    let record: String = column(row, "record_id")?;
+pub(super) fn record_ref(row: &impl Columns) -> Result<RecordRef> {
+    let agency: String = q::text(row, "agency_id")?;
+    let record: String = q::text(row, "record_id")?;
     Ok(RecordRef(format!("{agency}/{record}")))
 }
 
@@ -143,11 +154,11 @@ pub(super) fn list(set: impl IntoIterator<Item = String>) -> Vec<String> {
 }
 
 /// The records of `table` that belong to these institutions.
-pub(super) async fn load<T>(
-    tx: &mut Tx,
+pub(super) async fn load<T, R: Reader>(
+    tx: &mut R,
     table: &str,
     institutions: &[String],
-    decode: fn(&AnyRow) -> Result<Stored<T>>,
+    decode: fn(&R::Row) -> Result<Stored<T>>,
 ) -> Result<Vec<Pushed<T>>> {
     let sql = format!("SELECT * FROM {table} WHERE institution_uscc");
     select_in(tx, &sql, "", &[], institutions)
@@ -158,7 +169,7 @@ pub(super) async fn load<T>(
 }
 
 /// A registry row as the rules see it.
-pub(super) fn facts(row: &AnyRow) -> Result<InstitutionFacts> {
+pub(super) fn facts(row: &impl Columns) -> Result<InstitutionFacts> {
     let stored = q::decode_institution(row)?;
     let i = &stored.record;
     Ok(InstitutionFacts {
@@ -176,7 +187,7 @@ pub(super) fn facts(row: &AnyRow) -> Result<InstitutionFacts> {
 
 /// An entry (a hire, or a transfer arriving) from a `personnel_events` row; `None` without a
 /// category.
-pub(super) fn entry(row: &AnyRow) -> Result<Option<Entry>> {
+pub(super) fn entry(row: &impl Columns) -> Result<Option<Entry>> {
     let event = q::decode_event(row)?;
     let institution = match event.event_type {
         PersonnelEventType::Transfer => event.target.clone().unwrap_or(event.institution.clone()),
@@ -192,7 +203,7 @@ pub(super) fn entry(row: &AnyRow) -> Result<Option<Entry>> {
         channel: event.channel,
         date: event.effective_on,
         approval_number: event.approval_number,
-        arrival: column(row, "accepted_at")?,
+        arrival: q::int(row, "accepted_at")?,
         record: record_ref(row)?,
     }))
 }
@@ -200,7 +211,7 @@ pub(super) fn entry(row: &AnyRow) -> Result<Option<Entry>> {
 /// The appointment that opened each term: (resident, institution, level, position, from).
 pub(super) type Openings = HashMap<(String, String, String, String, String), RecordRef>;
 
-pub(super) fn opening(row: &AnyRow, openings: &mut Openings) -> Result<()> {
+pub(super) fn opening(row: &impl Columns, openings: &mut Openings) -> Result<()> {
     let key = (
         q::text(row, "resident_id")?,
         q::text(row, "institution_uscc")?,
@@ -213,7 +224,7 @@ pub(super) fn opening(row: &AnyRow, openings: &mut Openings) -> Result<()> {
 }
 
 /// A `leader_terms` row, with the appointment that opened it as its evidence.
-pub(super) fn term(row: &AnyRow, openings: &Openings) -> Result<PersonTerm> {
+pub(super) fn term(row: &impl Columns, openings: &Openings) -> Result<PersonTerm> {
     let term = LeaderTerm {
         institution: q::uscc(row, "institution_uscc")?,
         level: q::code(row, "level")?,
@@ -403,29 +414,25 @@ async fn execute(tx: &mut Tx, sql: &'static str, values: Vec<Value>) -> Result<(
     Ok(())
 }
 
-pub(super) async fn fetch(
-    tx: &mut Tx,
+pub(super) async fn fetch<R: Reader>(
+    tx: &mut R,
     reads: &CheckReads,
     sql: &'static str,
     values: Vec<Value>,
-) -> Result<Vec<AnyRow>> {
-    let mark = super::mark(tx);
-    let sql = super::plain_on_sqlite(mark, sql);
-    let rows = sqlx::query_with(sqlx::AssertSqlSafe(sql), super::bind_all(values)?)
-        .fetch_all(&mut **tx)
-        .await?;
+) -> Result<Vec<R::Row>> {
+    let rows = tx.rows(sql, values).await?;
     reads.add(rows.len());
     Ok(rows)
 }
 
-async fn fetch_in(
-    tx: &mut Tx,
+async fn fetch_in<R: Reader>(
+    tx: &mut R,
     reads: &CheckReads,
     head: &str,
     tail: &str,
     fixed: &[Value],
     keys: &[String],
-) -> Result<Vec<AnyRow>> {
+) -> Result<Vec<R::Row>> {
     if keys.is_empty() {
         return Ok(Vec::new());
     }
@@ -435,8 +442,8 @@ async fn fetch_in(
 }
 
 /// The people on (institution, category)'s roll on `on`, from the kept counts.
-pub(super) async fn headcount_on(
-    tx: &mut Tx,
+pub(super) async fn headcount_on<R: Reader>(
+    tx: &mut R,
     reads: &CheckReads,
     (uscc, category): (&Uscc, QuotaCategory),
     on: NaiveDate,
@@ -453,13 +460,12 @@ pub(super) async fn headcount_on(
         ],
     )
     .await?;
-    rows.first()
-        .map_or(Ok(0), |row| column::<i64>(row, "people"))
+    rows.first().map_or(Ok(0), |row| q::int(row, "people"))
 }
 
 /// The first [`EVIDENCE_SAMPLE`] people on (institution, category)'s roll on `on`, by resident ID.
-async fn roll_sample(
-    tx: &mut Tx,
+async fn roll_sample<R: Reader>(
+    tx: &mut R,
     reads: &CheckReads,
     backend: Backend,
     (uscc, category): (&Uscc, QuotaCategory),
@@ -481,13 +487,7 @@ async fn roll_sample(
          GROUP BY resident_id ORDER BY {} LIMIT $8",
         by_id(backend, "resident_id")
     );
-    let mark = super::mark(tx);
-    let rows = sqlx::query_with(
-        sqlx::AssertSqlSafe(super::plain_on_sqlite(mark, &sql)),
-        super::bind_all(values)?,
-    )
-    .fetch_all(&mut **tx)
-    .await?;
+    let rows = tx.rows(&sql, values).await?;
     reads.add(rows.len());
     rows.iter().map(q::resident_id).collect()
 }
@@ -503,8 +503,8 @@ fn by_id(backend: Backend, column: &str) -> String {
 
 /// The entries (and of them the policy placements) counted for (institution, category, year),
 /// and the plans of that year.
-pub(super) async fn plans_of(
-    tx: &mut Tx,
+pub(super) async fn plans_of<R: Reader>(
+    tx: &mut R,
     reads: &CheckReads,
     (uscc, category, year): (&Uscc, QuotaCategory, i32),
 ) -> Result<(aggregates::Taken, Vec<Pushed<crate::domain::StaffingPlan>>)> {
@@ -521,7 +521,7 @@ pub(super) async fn plans_of(
     .await?
     .first()
     {
-        Some(row) => (column::<i64>(row, "entries")?, column::<i64>(row, "placements")?),
+        Some(row) => (q::int(row, "entries")?, q::int(row, "placements")?),
         None => (0, 0),
     };
     let plans: Vec<Pushed<_>> = fetch(
@@ -542,8 +542,8 @@ pub(super) async fn plans_of(
 }
 
 /// The first [`EVIDENCE_SAMPLE`] entries of (institution, category, year), by record id.
-async fn entry_sample(
-    tx: &mut Tx,
+async fn entry_sample<R: Reader>(
+    tx: &mut R,
     reads: &CheckReads,
     backend: Backend,
     (uscc, category, year): (&Uscc, QuotaCategory, i32),
@@ -556,19 +556,13 @@ async fn entry_sample(
              AND {column} = $1 AND category = $2 AND effective_on >= $3 AND effective_on <= $4 \
              ORDER BY {order} LIMIT {EVIDENCE_SAMPLE}"
         );
-        let mark = super::mark(tx);
         let values = vec![
             Value::from(uscc.as_str()),
             Value::from(category.code()),
             Value::Text(format!("{year:04}-01-01")),
             Value::Text(format!("{year:04}-12-31")),
         ];
-        let rows = sqlx::query_with(
-            sqlx::AssertSqlSafe(super::plain_on_sqlite(mark, &sql)),
-            super::bind_all(values)?,
-        )
-        .fetch_all(&mut **tx)
-        .await?;
+        let rows = tx.rows(&sql, values).await?;
         reads.add(rows.len());
         for row in &rows {
             sample.insert(record_ref(row)?);
@@ -625,9 +619,9 @@ pub(crate) async fn decide(
 
 /// The findings the keys cover as of `as_of`, without the act and with it (empty without an
 /// act), each with its jurisdiction: one read of the keys' rows and counts serves both.
-pub(crate) async fn decide_pair(
+pub(crate) async fn decide_pair<R: Reader>(
     store: &Store,
-    tx: &mut Tx,
+    tx: &mut R,
     dirty: &DirtySet,
     as_of: NaiveDate,
     act: Option<&Act>,
@@ -732,9 +726,9 @@ fn institution_of(key: &DirtyKey) -> Option<String> {
 /// OVER_QUOTA and QUOTA_FULL of the headcount keys, FUNDED_OVER_QUOTA and SELF_FUNDED_BUDGET_PAY
 /// of the funding keys: the kept counts, the quotas and the latest funding, by
 /// [`aggregates::decide_headcount`] and [`aggregates::decide_funding`].
-async fn decide_counted(
+async fn decide_counted<R: Reader>(
     store: &Store,
-    tx: &mut Tx,
+    tx: &mut R,
     keys: &[&DirtyKey],
     registry: &HashMap<String, InstitutionFacts>,
     as_of: NaiveDate,
@@ -933,8 +927,8 @@ impl Decided {
 }
 
 /// The rows the oracle needs to decide the row keys: each key's own, read by index.
-async fn rows_of(
-    tx: &mut Tx,
+async fn rows_of<R: Reader>(
+    tx: &mut R,
     reads: &CheckReads,
     keys: &[&DirtyKey],
     registry: &HashMap<String, InstitutionFacts>,
@@ -1014,9 +1008,9 @@ async fn rows_of(
 
     // Spells, once each.
     let mut spells: BTreeMap<(String, i64), PersonSpell> = BTreeMap::new();
-    let mut keep_spell = |row: &AnyRow| -> Result<()> {
+    let mut keep_spell = |row: &R::Row| -> Result<()> {
         let resident = q::resident_id(row)?;
-        let ordinal: i64 = column(row, "ordinal")?;
+        let ordinal: i64 = q::int(row, "ordinal")?;
         spells.insert(
             (resident.to_string(), ordinal),
             PersonSpell {
@@ -1135,7 +1129,7 @@ async fn rows_of(
 
     // Entries and what they draw on.
     let mut entries: BTreeMap<RecordRef, Entry> = BTreeMap::new();
-    let mut keep_entries = |rows: Vec<AnyRow>| -> Result<()> {
+    let mut keep_entries = |rows: Vec<R::Row>| -> Result<()> {
         for row in &rows {
             if let Some(entry) = entry(row)? {
                 entries.insert(entry.record.clone(), entry);
@@ -1151,9 +1145,12 @@ async fn rows_of(
         .filter(|(_, from)| from.is_none())
         .map(|(institution, _)| institution.clone())
         .collect();
-    for approval in load(tx, "hiring_approvals", &every_approval, q::decode_approval).await? {
-        reads.add(1);
-        approvals.insert(approval.id.clone(), approval);
+    if !every_approval.is_empty() {
+        let loaded = load(tx, "hiring_approvals", &every_approval, q::decode_approval).await?;
+        reads.add(loaded.len());
+        for approval in loaded {
+            approvals.insert(approval.id.clone(), approval);
+        }
     }
     for (institution, from) in &approval_uses {
         match from {
@@ -1184,7 +1181,7 @@ async fn rows_of(
                     ];
                     let rows = fetch(tx, reads, head, values).await?;
                     for row in &rows {
-                        numbers.extend(column::<Option<String>>(row, "approval_number")?);
+                        numbers.extend(q::opt_text(row, "approval_number")?);
                     }
                     keep_entries(rows)?;
                 }
@@ -1223,8 +1220,10 @@ async fn rows_of(
 
     // Leader terms on the posts (as of `as_of`) and of the leaders the keys name.
     let posts: Vec<String> = posts.into_iter().collect();
-    snapshot.leader_posts = load(tx, "leader_posts", &posts, q::decode_post).await?;
-    reads.add(snapshot.leader_posts.len());
+    if !posts.is_empty() {
+        snapshot.leader_posts = load(tx, "leader_posts", &posts, q::decode_post).await?;
+        reads.add(snapshot.leader_posts.len());
+    }
     let mut term_rows = fetch_in(
         tx,
         reads,
@@ -1245,8 +1244,8 @@ async fn rows_of(
     )
     .await?
     {
-        let at: String = column(&row, "institution_uscc")?;
-        let resident: String = column(&row, "resident_id")?;
+        let at: String = q::text(&row, "institution_uscc")?;
+        let resident: String = q::text(&row, "resident_id")?;
         if grades.contains(&(at, resident)) {
             term_rows.push(row);
         }
@@ -1255,7 +1254,7 @@ async fn rows_of(
         let holders: Vec<String> = list(
             term_rows
                 .iter()
-                .map(|row| column::<String>(row, "resident_id"))
+                .map(|row| q::text(row, "resident_id"))
                 .collect::<Result<Vec<_>>>()?,
         );
         let mut openings = Openings::new();
@@ -1273,7 +1272,7 @@ async fn rows_of(
         }
         let mut terms: BTreeMap<(String, i64), PersonTerm> = BTreeMap::new();
         for row in &term_rows {
-            let ordinal: i64 = column(row, "ordinal")?;
+            let ordinal: i64 = q::int(row, "ordinal")?;
             let term = term(row, &openings)?;
             terms.insert((term.resident_id.to_string(), ordinal), term);
         }

@@ -4,7 +4,8 @@
 //!
 //! Both backends run the same SQL through `sqlx::Any`: placeholders are `$N`, which SQLite and
 //! PostgreSQL both accept, and column types are spelled portably. What differs lives in the backend
-//! modules: how to connect, the migrations, and how concurrent writers are kept apart.
+//! modules: how to connect, the migrations, and how concurrent writers are kept apart. The
+//! pre-checks read an SQLite file natively ([`read`]), with the same statements.
 
 mod acks;
 mod balance;
@@ -25,6 +26,7 @@ mod postgres;
 mod precheck;
 pub mod push;
 pub mod query;
+mod read;
 pub mod recheck;
 pub mod reconcile;
 pub mod roll_now;
@@ -119,6 +121,9 @@ pub struct Store {
     check_reads: std::sync::Arc<check::CheckReads>,
     /// How REGIONAL_BALANCE has read the rolls' counts (for the complexity test).
     roll_reads: std::sync::Arc<roll_now::RollReads>,
+    /// Native read connections for the pre-checks (an SQLite file; none on PostgreSQL, where
+    /// the pool's connections are as direct).
+    native: Option<std::sync::Arc<read::NativeReaders>>,
 }
 
 /// What the store needs to check findings: the rules' settings and the clock that says what
@@ -419,49 +424,87 @@ pub async fn insert_rows<const N: usize>(
     Ok(inserted)
 }
 
-/// `$first, $first+1, ...` (or `?first`, ... on SQLite) for an `IN (...)` list of `count` values.
-/// The `fixed` values of a statement come first and keep their `$N` form: SQLite numbers named
-/// parameters in order of appearance, so `$1`, `$2` and then `?3`, `?4` bind as written.
-fn in_list(mark: char, count: usize, first: usize) -> String {
-    (first..first + count)
-        .map(|i| {
-            if mark == '$' {
-                format!("${i}")
-            } else {
-                "?".to_owned()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Runs `{head} IN (...) {tail}` over `keys` in chunks, with `fixed` values bound first as `$1..`,
-/// and returns all rows.
-pub async fn select_in(
-    tx: &mut Tx,
+/// Runs `{head} IN (the keys) {tail}`, with `fixed` values bound first as `$1..`, and returns all
+/// rows. The keys go in as one JSON array in one parameter ([`key_set`]): the statement's text is
+/// the same whatever their number, so it is prepared once per connection, and the database joins
+/// the keys to the index instead of filtering a range by a list of thousands of parameters
+/// (PostgreSQL without statistics read an agency's every record that way).
+pub(crate) async fn select_in<R: read::Reader>(
+    tx: &mut R,
     head: &str,
     tail: &str,
     fixed: &[Value],
     keys: &[String],
-) -> Result<Vec<sqlx::any::AnyRow>> {
-    let mut rows = Vec::new();
-    for chunk in keys.chunks(MAX_BIND_VALUES - fixed.len()) {
-        let mark = mark(tx);
-        let sql = format!(
-            "{} IN ({}) {}",
-            plain_on_sqlite(mark, head),
-            in_list(mark, chunk.len(), fixed.len() + 1),
-            plain_on_sqlite(mark, tail)
-        );
-        let mut values: Vec<Value> = fixed.to_vec();
-        values.extend(chunk.iter().cloned().map(Value::Text));
-        rows.extend(
-            sqlx::query_with(AssertSqlSafe(sql), bind_all(values)?)
-                .fetch_all(&mut **tx)
-                .await?,
-        );
+) -> Result<Vec<R::Row>> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(rows)
+    let mark = match tx.backend() {
+        Backend::Sqlite => '?',
+        Backend::Postgres => '$',
+    };
+    let sql = format!("{head} IN ({}) {tail}", key_set(mark, fixed.len() + 1));
+    let mut values: Vec<Value> = fixed.to_vec();
+    values.push(Value::Text(json_array(keys)));
+    tx.rows(&sql, values).await
+}
+
+/// Reads `columns` of the rows of `table` whose key is `fixed` (column = value pairs, bound first)
+/// and one of `keys` in `key_column`: a lookup of a unique key. On PostgreSQL each key is sought
+/// by itself (a lateral subquery that the planner cannot flatten), so the whole key goes into the
+/// index whatever the planner believes of the table: without statistics (a bulk-loaded table,
+/// autovacuum behind) it believed the fixed prefix named one row and read every row under it, an
+/// agency's whole history of a kind for each batch pushed.
+pub async fn lookup_keys(
+    tx: &mut Tx,
+    table: &str,
+    columns: &str,
+    fixed: &[(&str, Value)],
+    key_column: &str,
+    keys: &[String],
+) -> Result<Vec<sqlx::any::AnyRow>> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mark = mark(tx);
+    let prefix: String = fixed
+        .iter()
+        .enumerate()
+        .map(|(i, (column, _))| format!("{column} = ${} AND ", i + 1))
+        .collect();
+    let set = key_set(mark, fixed.len() + 1);
+    let sql = if mark == '$' {
+        format!(
+            "SELECT {columns} FROM ({set}) AS k(id) CROSS JOIN LATERAL \
+             (SELECT {columns} FROM {table} WHERE {prefix}{key_column} = k.id LIMIT 1) AS found"
+        )
+    } else {
+        plain_on_sqlite(
+            mark,
+            &format!("SELECT {columns} FROM {table} WHERE {prefix}{key_column} IN ({set})"),
+        )
+    };
+    let mut values: Vec<Value> = fixed.iter().map(|(_, value)| value.clone()).collect();
+    values.push(Value::Text(json_array(keys)));
+    Ok(sqlx::query_with(AssertSqlSafe(sql), bind_all(values)?)
+        .fetch_all(&mut **tx)
+        .await?)
+}
+
+/// The rows of a set of text keys bound as one JSON array at parameter `n`: a table of one column
+/// on either backend, for `IN (...)` or a join. It stands in for PostgreSQL's `= ANY($n)` array,
+/// which `sqlx::Any` cannot bind, and works the same on SQLite.
+fn key_set(mark: char, n: usize) -> String {
+    if mark == '$' {
+        format!("SELECT json_array_elements_text(${n}::json)")
+    } else {
+        "SELECT value FROM json_each(?)".to_owned()
+    }
+}
+
+/// Keys as the JSON array [`key_set`] reads.
+fn json_array<S: serde::Serialize>(keys: &[S]) -> String {
+    serde_json::to_string(keys).expect("a list of strings or numbers is JSON")
 }
 
 /// The PostgreSQL advisory lock id (`pg_advisory_xact_lock`'s argument) that guards `key`; keys
@@ -483,12 +526,10 @@ mod tests {
     fn placeholders_number_rows_in_order() {
         assert_eq!(placeholders('$', 2, 3, 1), "($1, $2, $3), ($4, $5, $6)");
         assert_eq!(placeholders('?', 1, 2, 3), "(?, ?)");
-        assert_eq!(in_list('?', 2, 3), "?, ?");
         assert_eq!(
             plain_on_sqlite('?', "a = $1 AND b = $12 AND c"),
             "a = ? AND b = ? AND c"
         );
         assert_eq!(plain_on_sqlite('$', "a = $1"), "a = $1");
-        assert_eq!(in_list('$', 3, 2), "$2, $3, $4");
     }
 }

@@ -26,6 +26,7 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Store> 
         rechecks: std::sync::Arc::default(),
         check_reads: std::sync::Arc::default(),
         roll_reads: std::sync::Arc::default(),
+        native: None,
     })
 }
 
@@ -42,20 +43,17 @@ pub(super) async fn advisory_locks(tx: &mut Tx, keys: &[String]) -> Result<()> {
     let mut ids: Vec<i64> = keys.iter().map(|key| lock_id(key)).collect();
     ids.sort_unstable();
     ids.dedup();
-    for chunk in ids.chunks(1_000) {
-        let values: Vec<String> = (1..=chunk.len())
-            .map(|i| format!("(${i}::bigint)"))
-            .collect();
-        // Wrapped in count(*) because the lock function returns `void`, which `Any` cannot decode.
-        let sql = format!(
-            "SELECT count(*) FROM (SELECT pg_advisory_xact_lock(k.id) FROM (VALUES {}) AS k(id) ORDER BY k.id) AS locked",
-            values.join(", ")
-        );
-        let arguments = bind_all(chunk.iter().map(|id| Value::Int(*id)).collect())?;
-        sqlx::query_with(AssertSqlSafe(sql), arguments)
-            .execute(&mut **tx)
-            .await?;
-    }
+    // One statement of one parameter, whatever the number of keys; taken in id order.
+    // Wrapped in count(*) because the lock function returns `void`, which `Any` cannot decode.
+    let sql = format!(
+        "SELECT count(*) FROM (SELECT pg_advisory_xact_lock(k.id::bigint) FROM ({}) AS k(id) \
+         ORDER BY k.id::bigint) AS locked",
+        super::key_set('$', 1)
+    );
+    let arguments = bind_all(vec![Value::Text(super::json_array(&ids))])?;
+    sqlx::query_with(AssertSqlSafe(sql), arguments)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 

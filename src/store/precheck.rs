@@ -6,9 +6,9 @@
 use chrono::Datelike;
 
 use super::check::{self, Act, CheckReads, fetch, headcount_on, plans_of, pushed};
-use super::codec::column;
 use super::query as q;
-use super::{Store, Tx, Value};
+use super::read::Reader;
+use super::{Store, Value};
 use crate::domain::aggregates::{Headcount, Plans, Posts, Quotas};
 use crate::domain::dirty::{Change, DirtySet, Rewrite};
 use crate::domain::findings::{Entry, Finding, PersonSpell, PersonTerm, Pushed, RecordRef};
@@ -25,7 +25,39 @@ impl Store {
     /// Would this hire or appointment break a rule? Read on a read connection; nothing is written.
     #[tracing::instrument(name = "store.check_hire", skip_all)]
     pub async fn check_hire(&self, question: &HireQuestion) -> Result<HireAnswer> {
-        let mut tx: Tx = self.readers().begin().await?;
+        self.ask(question).await
+    }
+
+    /// Would this funding break a rule? Read on a read connection; nothing is written.
+    #[tracing::instrument(name = "store.verify_funding", skip_all)]
+    pub async fn verify_funding(&self, question: &FundingQuestion) -> Result<FundingAnswer> {
+        self.ask(question).await
+    }
+
+    /// Answers a pre-check within one snapshot of the data: on an SQLite file, on a native read
+    /// connection in one blocking task (its reads cost no hand-off each); elsewhere in a read
+    /// transaction of the pool.
+    async fn ask<Q: Question>(&self, question: &Q) -> Result<Q::Answer> {
+        if let Some(native) = self.native.clone() {
+            let (store, question) = (self.clone(), question.clone());
+            let span = tracing::Span::current();
+            return tokio::task::spawn_blocking(move || {
+                let _entered = span.enter();
+                let mut read = native.begin()?;
+                tokio::runtime::Handle::current().block_on(question.answer(&store, &mut read))
+            })
+            .await
+            .map_err(|error| {
+                crate::error::Error::Internal(format!("a pre-check failed: {error}"))
+            })?;
+        }
+        let mut tx = self.readers().begin().await?;
+        let answer = question.answer(self, &mut tx).await;
+        tx.rollback().await?;
+        answer
+    }
+
+    async fn hire_on<R: Reader>(&self, tx: &mut R, question: &HireQuestion) -> Result<HireAnswer> {
         let reads = self.check_reads();
         let date = question.date;
         let person = question.resident_id.clone().unwrap_or_else(|| {
@@ -35,7 +67,7 @@ impl Store {
         let unit = (&question.institution, question.category);
 
         let theirs: Vec<Spell> = fetch(
-            &mut tx,
+            tx,
             reads,
             "SELECT * FROM person_spells WHERE resident_id = $1 ORDER BY ordinal",
             vec![Value::from(person.as_str())],
@@ -119,18 +151,17 @@ impl Store {
             },
         });
 
-        let (before, with_act) =
-            check::decide_pair(self, &mut tx, &dirty, date, Some(&act)).await?;
+        let (before, with_act) = check::decide_pair(self, tx, &dirty, date, Some(&act)).await?;
         let (before, with_act) = (findings(before), findings(with_act));
 
         // The numbers beside the verdict.
-        let quotas = quotas_of(&mut tx, reads, &question.institution).await?;
+        let quotas = quotas_of(tx, reads, &question.institution).await?;
         let approved_quota = quotas
             .in_force(&(question.institution.clone(), question.category), date)
             .map_or(0, |q| q.record.approved_count);
-        let active = headcount_on(&mut tx, reads, unit, date).await?;
+        let active = headcount_on(tx, reads, unit, date).await?;
         let year = (&question.institution, question.category, date.year());
-        let (taken, plans) = plans_of(&mut tx, reads, year).await?;
+        let (taken, plans) = plans_of(tx, reads, year).await?;
         let plan_used = taken.0;
         let (by, placed) = act
             .moves
@@ -148,13 +179,13 @@ impl Store {
             .map(|p| p.record.approved_count)
             .sum();
         let (approval_entries, approval_used) = match &question.approval_number {
-            Some(number) => approval_use(&mut tx, reads, unit, number).await?,
+            Some(number) => approval_use(tx, reads, unit, number).await?,
             None => (0, 0),
         };
         let (posts_approved, posts_occupied) = match question.post {
             Some((level, position)) => {
                 let posts: Vec<Pushed<_>> = fetch(
-                    &mut tx,
+                    tx,
                     reads,
                     "SELECT * FROM leader_posts WHERE institution_uscc = $1",
                     vec![Value::from(question.institution.as_str())],
@@ -168,7 +199,7 @@ impl Store {
                     .map_or(0, |p| p.record.approved_count);
                 let day = date.to_string();
                 let occupied = count(
-                    &mut tx,
+                    tx,
                     reads,
                     "SELECT COUNT(*) AS n FROM leader_terms WHERE institution_uscc = $1 AND level = $2 \
                      AND position = $3 AND valid_from <= $4 AND (valid_to IS NULL OR valid_to > $5)",
@@ -194,7 +225,6 @@ impl Store {
             .collect();
         other_institutions.sort();
         other_institutions.dedup();
-        tx.rollback().await?;
 
         Ok(precheck::hire_answer(
             &before,
@@ -214,10 +244,11 @@ impl Store {
         ))
     }
 
-    /// Would this funding break a rule? Read on a read connection; nothing is written.
-    #[tracing::instrument(name = "store.verify_funding", skip_all)]
-    pub async fn verify_funding(&self, question: &FundingQuestion) -> Result<FundingAnswer> {
-        let mut tx: Tx = self.readers().begin().await?;
+    async fn funding_on<R: Reader>(
+        &self,
+        tx: &mut R,
+        question: &FundingQuestion,
+    ) -> Result<FundingAnswer> {
         let reads = self.check_reads();
         let last_day = question.period.last_day();
         let funding = precheck::hypothetical_funding(question);
@@ -227,17 +258,17 @@ impl Store {
             funding: Some(funding),
             ..Act::default()
         };
-        let (_, with_act) = check::decide_pair(self, &mut tx, &dirty, last_day, Some(&act)).await?;
+        let (_, with_act) = check::decide_pair(self, tx, &dirty, last_day, Some(&act)).await?;
         let with_act = findings(with_act);
 
         let unit = (&question.institution, question.category);
-        let quotas = quotas_of(&mut tx, reads, &question.institution).await?;
+        let quotas = quotas_of(tx, reads, &question.institution).await?;
         let approved_quota = quotas
             .in_force(&(question.institution.clone(), question.category), last_day)
             .map_or(0, |q| q.record.approved_count);
-        let active = headcount_on(&mut tx, reads, unit, last_day).await?;
+        let active = headcount_on(tx, reads, unit, last_day).await?;
         let already_funded = fetch(
-            &mut tx,
+            tx,
             reads,
             "SELECT * FROM fundings WHERE institution_uscc = $1 AND category = $2 AND period = $3",
             vec![
@@ -254,7 +285,7 @@ impl Store {
         .max_by(|a, b| (a.accepted_at, &a.id).cmp(&(b.accepted_at, &b.id)))
         .map_or(0, |f| f.record.funded_headcount);
         let funding_form = fetch(
-            &mut tx,
+            tx,
             reads,
             "SELECT * FROM institutions WHERE uscc = $1",
             vec![Value::from(question.institution.as_str())],
@@ -264,7 +295,6 @@ impl Store {
         .map(check::facts)
         .transpose()?
         .and_then(|facts| facts.funding_form);
-        tx.rollback().await?;
 
         Ok(precheck::funding_answer(
             with_act,
@@ -278,11 +308,42 @@ impl Store {
     }
 }
 
+/// A pre-check's question: answered the same way on any [`Reader`].
+trait Question: Clone + Send + 'static {
+    type Answer: Send + 'static;
+
+    fn answer<R: Reader>(
+        &self,
+        store: &Store,
+        tx: &mut R,
+    ) -> impl std::future::Future<Output = Result<Self::Answer>> + Send;
+}
+
+impl Question for HireQuestion {
+    type Answer = HireAnswer;
+
+    async fn answer<R: Reader>(&self, store: &Store, tx: &mut R) -> Result<HireAnswer> {
+        store.hire_on(tx, self).await
+    }
+}
+
+impl Question for FundingQuestion {
+    type Answer = FundingAnswer;
+
+    async fn answer<R: Reader>(&self, store: &Store, tx: &mut R) -> Result<FundingAnswer> {
+        store.funding_on(tx, self).await
+    }
+}
+
 fn findings(decided: Vec<(Finding, String)>) -> Vec<Finding> {
     decided.into_iter().map(|(finding, _)| finding).collect()
 }
 
-async fn quotas_of(tx: &mut Tx, reads: &CheckReads, institution: &Uscc) -> Result<Quotas> {
+async fn quotas_of<R: Reader>(
+    tx: &mut R,
+    reads: &CheckReads,
+    institution: &Uscc,
+) -> Result<Quotas> {
     let records: Vec<Pushed<_>> = fetch(
         tx,
         reads,
@@ -296,20 +357,20 @@ async fn quotas_of(tx: &mut Tx, reads: &CheckReads, institution: &Uscc) -> Resul
     Ok(Quotas::from_records(&records))
 }
 
-async fn count(
-    tx: &mut Tx,
+async fn count<R: Reader>(
+    tx: &mut R,
     reads: &CheckReads,
     sql: &'static str,
     values: Vec<Value>,
 ) -> Result<u32> {
     let rows = fetch(tx, reads, sql, values).await?;
-    let n: i64 = rows.first().map_or(Ok(0), |row| column(row, "n"))?;
+    let n = rows.first().map_or(Ok(0), |row| q::int(row, "n"))?;
     Ok(u32::try_from(n).unwrap_or(u32::MAX))
 }
 
 /// The entries an approval grants and the entries at the institution citing it.
-async fn approval_use(
-    tx: &mut Tx,
+async fn approval_use<R: Reader>(
+    tx: &mut R,
     reads: &CheckReads,
     (institution, category): (&Uscc, QuotaCategory),
     number: &str,

@@ -15,7 +15,7 @@ use super::check::{self, FindingChange, Keep};
 use super::codec::{column, stored, stored_code};
 use super::freshness;
 use super::reconcile::{self, scope_lock_keys};
-use super::{Store, Tx, Value, insert_rows, now_micros, select_in};
+use super::{Store, Tx, Value, insert_rows, lookup_keys, now_micros, select_in};
 use crate::domain::aggregates::{Headcount, Plans};
 use crate::domain::dirty::{Change, DirtyKey, DirtySet, Rewrite};
 use crate::domain::findings::{Entry, FindingKey, InstitutionFacts, PersonTerm, RecordRef, Scope};
@@ -202,11 +202,15 @@ impl Store {
     ) -> Result<Option<Vec<Result<Receipt>>>> {
         let agency_id = agency.id();
         let ids: Vec<String> = submissions.iter().map(|s| s.record_id.clone()).collect();
-        let earlier: HashMap<String, (String, i64)> = select_in(
+        let earlier: HashMap<String, (String, i64)> = lookup_keys(
             tx,
-            "SELECT record_id, content_hash, accepted_at FROM pushed_records WHERE agency_id = $1 AND kind = $2 AND record_id",
-            "",
-            &[Value::from(agency_id.as_str()), Value::from(R::KIND)],
+            "pushed_records",
+            "record_id, content_hash, accepted_at",
+            &[
+                ("agency_id", Value::from(agency_id.as_str())),
+                ("kind", Value::from(R::KIND)),
+            ],
+            "record_id",
             &ids,
         )
         .await?
@@ -872,11 +876,12 @@ impl RecordKind for PayrollLine {
             .filter_map(|s| s.record.reverses.clone())
             .collect();
         let mut live: HashMap<String, (String, String, String, bool)> = HashMap::new();
-        for row in select_in(
+        for row in lookup_keys(
             tx,
-            "SELECT record_id, period, institution_uscc, resident_id, reverses, reversed_by FROM payroll_lines WHERE agency_id = $1 AND record_id",
-            "",
-            &[Value::from(agency_id.as_str())],
+            "payroll_lines",
+            "record_id, period, institution_uscc, resident_id, reverses, reversed_by",
+            &[("agency_id", Value::from(agency_id.as_str()))],
+            "record_id",
             &targets,
         )
         .await?

@@ -5,6 +5,7 @@ use chrono::NaiveDate;
 use sqlx::any::AnyRow;
 
 use super::codec::{column, stored, stored_code};
+use super::read::Columns;
 use super::{Store, Value, bind_all};
 use crate::domain::ids::{Period, parse_date};
 use crate::domain::roll::Spell;
@@ -93,62 +94,70 @@ pub struct PersonHistory {
     pub appointments: Vec<Stored<Appointment>>,
 }
 
-pub(crate) fn stored_meta<T>(row: &AnyRow, record: T) -> Result<Stored<T>> {
+pub(crate) fn stored_meta<T>(row: &impl Columns, record: T) -> Result<Stored<T>> {
     Ok(Stored {
-        agency_id: column(row, "agency_id")?,
-        record_id: column(row, "record_id")?,
-        accepted_at: column(row, "accepted_at")?,
+        agency_id: text(row, "agency_id")?,
+        record_id: text(row, "record_id")?,
+        accepted_at: int(row, "accepted_at")?,
         record,
     })
 }
 
-pub(crate) fn text(row: &AnyRow, name: &str) -> Result<String> {
-    column(row, name)
+pub(crate) fn text(row: &impl Columns, name: &str) -> Result<String> {
+    row.text(name)?.ok_or_else(|| null(name))
 }
 
-pub(crate) fn opt_text(row: &AnyRow, name: &str) -> Result<Option<String>> {
-    column(row, name)
+pub(crate) fn opt_text(row: &impl Columns, name: &str) -> Result<Option<String>> {
+    row.text(name)
 }
 
-pub(crate) fn uscc(row: &AnyRow, name: &str) -> Result<Uscc> {
+pub(crate) fn int(row: &impl Columns, name: &str) -> Result<i64> {
+    row.int(name)?.ok_or_else(|| null(name))
+}
+
+fn null(name: &str) -> crate::error::Error {
+    crate::error::Error::Internal(format!("stored column `{name}` is NULL"))
+}
+
+pub(crate) fn uscc(row: &impl Columns, name: &str) -> Result<Uscc> {
     stored(Uscc::parse(&text(row, name)?))
 }
 
-pub(crate) fn opt_uscc(row: &AnyRow, name: &str) -> Result<Option<Uscc>> {
+pub(crate) fn opt_uscc(row: &impl Columns, name: &str) -> Result<Option<Uscc>> {
     opt_text(row, name)?
         .map(|s| stored(Uscc::parse(&s)))
         .transpose()
 }
 
-pub(crate) fn date(row: &AnyRow, name: &str) -> Result<NaiveDate> {
+pub(crate) fn date(row: &impl Columns, name: &str) -> Result<NaiveDate> {
     stored(parse_date(&text(row, name)?))
 }
 
-pub(crate) fn opt_date(row: &AnyRow, name: &str) -> Result<Option<NaiveDate>> {
+pub(crate) fn opt_date(row: &impl Columns, name: &str) -> Result<Option<NaiveDate>> {
     opt_text(row, name)?
         .map(|s| stored(parse_date(&s)))
         .transpose()
 }
 
-pub(crate) fn code<T: Coded>(row: &AnyRow, name: &str) -> Result<T> {
+pub(crate) fn code<T: Coded>(row: &impl Columns, name: &str) -> Result<T> {
     stored_code(&text(row, name)?)
 }
 
-pub(crate) fn opt_code<T: Coded>(row: &AnyRow, name: &str) -> Result<Option<T>> {
+pub(crate) fn opt_code<T: Coded>(row: &impl Columns, name: &str) -> Result<Option<T>> {
     opt_text(row, name)?.map(|s| stored_code(&s)).transpose()
 }
 
-pub(crate) fn count(row: &AnyRow, name: &str) -> Result<u32> {
-    let value: i64 = column(row, name)?;
+pub(crate) fn count(row: &impl Columns, name: &str) -> Result<u32> {
+    let value = int(row, name)?;
     Ok(u32::try_from(value).unwrap_or(u32::MAX))
 }
 
-pub(crate) fn resident_id(row: &AnyRow) -> Result<ResidentId> {
+pub(crate) fn resident_id(row: &impl Columns) -> Result<ResidentId> {
     stored(ResidentId::parse(&text(row, "resident_id")?))
 }
 
 /// Decodes a `personnel_events` row.
-pub(crate) fn decode_event(row: &AnyRow) -> Result<PersonnelEvent> {
+pub(crate) fn decode_event(row: &impl Columns) -> Result<PersonnelEvent> {
     Ok(PersonnelEvent {
         event_type: code(row, "event_type")?,
         resident_id: resident_id(row)?,
@@ -165,7 +174,7 @@ pub(crate) fn decode_event(row: &AnyRow) -> Result<PersonnelEvent> {
 }
 
 /// Decodes an `appointments` row.
-pub(crate) fn decode_appointment(row: &AnyRow) -> Result<Appointment> {
+pub(crate) fn decode_appointment(row: &impl Columns) -> Result<Appointment> {
     Ok(Appointment {
         action: code(row, "action")?,
         resident_id: resident_id(row)?,
@@ -179,8 +188,8 @@ pub(crate) fn decode_appointment(row: &AnyRow) -> Result<Appointment> {
     })
 }
 
-pub(crate) fn decode_institution(row: &AnyRow) -> Result<Stored<Institution>> {
-    let political_legal: i64 = column(row, "political_legal")?;
+pub(crate) fn decode_institution(row: &impl Columns) -> Result<Stored<Institution>> {
+    let political_legal = int(row, "political_legal")?;
     let institution = Institution {
         uscc: uscc(row, "uscc")?,
         name: text(row, "name")?,
@@ -198,7 +207,7 @@ pub(crate) fn decode_institution(row: &AnyRow) -> Result<Stored<Institution>> {
     stored_meta(row, institution)
 }
 
-pub(crate) fn decode_quota(row: &AnyRow) -> Result<Stored<Quota>> {
+pub(crate) fn decode_quota(row: &impl Columns) -> Result<Stored<Quota>> {
     let quota = Quota {
         institution: uscc(row, "institution_uscc")?,
         category: code(row, "category")?,
@@ -210,7 +219,7 @@ pub(crate) fn decode_quota(row: &AnyRow) -> Result<Stored<Quota>> {
     stored_meta(row, quota)
 }
 
-pub(crate) fn decode_post(row: &AnyRow) -> Result<Stored<LeaderPost>> {
+pub(crate) fn decode_post(row: &impl Columns) -> Result<Stored<LeaderPost>> {
     let post = LeaderPost {
         institution: uscc(row, "institution_uscc")?,
         level: code(row, "level")?,
@@ -223,8 +232,8 @@ pub(crate) fn decode_post(row: &AnyRow) -> Result<Stored<LeaderPost>> {
     stored_meta(row, post)
 }
 
-pub(crate) fn decode_plan(row: &AnyRow) -> Result<Stored<StaffingPlan>> {
-    let year: i64 = column(row, "year")?;
+pub(crate) fn decode_plan(row: &impl Columns) -> Result<Stored<StaffingPlan>> {
+    let year = int(row, "year")?;
     let plan = StaffingPlan {
         institution: uscc(row, "institution_uscc")?,
         year: i32::try_from(year).unwrap_or_default(),
@@ -236,7 +245,7 @@ pub(crate) fn decode_plan(row: &AnyRow) -> Result<Stored<StaffingPlan>> {
     stored_meta(row, plan)
 }
 
-pub(crate) fn decode_approval(row: &AnyRow) -> Result<Stored<HiringApproval>> {
+pub(crate) fn decode_approval(row: &impl Columns) -> Result<Stored<HiringApproval>> {
     let approval = HiringApproval {
         approval_number: text(row, "approval_number")?,
         institution: uscc(row, "institution_uscc")?,
@@ -249,31 +258,31 @@ pub(crate) fn decode_approval(row: &AnyRow) -> Result<Stored<HiringApproval>> {
 }
 
 /// Decodes a `payroll_lines` row.
-pub(crate) fn decode_payroll_line(row: &AnyRow) -> Result<Stored<PayrollLine>> {
+pub(crate) fn decode_payroll_line(row: &impl Columns) -> Result<Stored<PayrollLine>> {
     let line = PayrollLine {
         period: stored(Period::parse(&text(row, "period")?))?,
         institution: uscc(row, "institution_uscc")?,
         resident_id: resident_id(row)?,
         name: text(row, "name")?,
-        gross_fen: column(row, "gross_fen")?,
+        gross_fen: int(row, "gross_fen")?,
         reverses: opt_text(row, "reverses")?,
     };
     stored_meta(row, line)
 }
 
 /// Decodes a `fundings` row.
-pub(crate) fn decode_funding(row: &AnyRow) -> Result<Stored<Funding>> {
+pub(crate) fn decode_funding(row: &impl Columns) -> Result<Stored<Funding>> {
     let funding = Funding {
         institution: uscc(row, "institution_uscc")?,
         category: code(row, "category")?,
         period: stored(Period::parse(&text(row, "period")?))?,
         funded_headcount: count(row, "funded_headcount")?,
-        amount_fen: column(row, "amount_fen")?,
+        amount_fen: int(row, "amount_fen")?,
     };
     stored_meta(row, funding)
 }
 
-pub(crate) fn decode_spell(row: &AnyRow) -> Result<Spell> {
+pub(crate) fn decode_spell(row: &impl Columns) -> Result<Spell> {
     Ok(Spell {
         institution: uscc(row, "institution_uscc")?,
         category: code(row, "category")?,

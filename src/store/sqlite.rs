@@ -2,8 +2,12 @@
 //! connection so that write transactions queue in the process instead of failing on a busy lock,
 //! and foreign keys on.
 
-use sqlx::Executor;
+use std::str::FromStr;
 
+use sqlx::Executor;
+use sqlx::sqlite::SqliteConnectOptions;
+
+use super::read::NativeReaders;
 use super::{Backend, Store, StoreOptions};
 use crate::error::Result;
 
@@ -15,6 +19,9 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Store> 
     let pool = |max| {
         Store::pool_options(options)
             .max_connections(max)
+            // A file does not drop a connection: a ping before each use would be one more
+            // hand-off to the connection's thread for every call.
+            .test_before_acquire(false)
             .after_connect(|connection, _| {
                 Box::pin(async move { connection.execute(PRAGMAS).await.map(drop) })
             })
@@ -22,6 +29,12 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Store> 
     };
     let writer = pool(1).await?;
     let readers = pool(options.max_connections).await?;
+    // The pre-checks' native readers, for a file (an in-memory database is one connection's).
+    let file = SqliteConnectOptions::from_str(&url)?
+        .get_filename()
+        .to_owned();
+    let native = (!url.contains(":memory:") && !url.contains("mode=memory"))
+        .then(|| std::sync::Arc::new(NativeReaders::new(file, options.max_connections as usize)));
     Ok(Store {
         readers,
         writer,
@@ -36,6 +49,7 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Store> 
         rechecks: std::sync::Arc::default(),
         check_reads: std::sync::Arc::default(),
         roll_reads: std::sync::Arc::default(),
+        native,
     })
 }
 

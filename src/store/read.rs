@@ -1,0 +1,248 @@
+//! Reading rows through one interface, whichever connection holds them: a transaction of the
+//! store's pools (`sqlx`), or a native SQLite connection read in place ([`NativeReaders`]).
+//!
+//! The checks are written once against [`Reader`]. A push runs them in its write transaction; a
+//! pre-check on SQLite runs them on a native read connection on one blocking thread, so its
+//! couple of dozen indexed reads cost one hand-off between threads instead of one (and one per
+//! row) for each statement, which is what `sqlx`'s SQLite worker costs and most of a pre-check's
+//! time (profiled: a third of the samples were thread wake-ups, SQLite itself 2%).
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use sqlx::Row as _;
+use sqlx::any::AnyRow;
+
+use super::{Backend, Value};
+use crate::error::{Error, Result};
+
+/// A connection rows are read from, within one snapshot of the data.
+pub(crate) trait Reader: Send {
+    /// The rows it returns.
+    type Row: Columns + Send + Sync;
+
+    /// Which database it reads (placeholders and collations differ).
+    fn backend(&self) -> Backend;
+
+    /// Runs one statement, written with `$N` placeholders bound in order, and returns its rows.
+    fn rows(
+        &mut self,
+        sql: &str,
+        values: Vec<Value>,
+    ) -> impl Future<Output = Result<Vec<Self::Row>>> + Send;
+}
+
+/// The columns of a stored row, by name: what the decoders read, whichever driver read the row.
+/// Stored values are text or integers (dates, codes and identifiers are text).
+pub(crate) trait Columns {
+    /// A text column, `None` when NULL.
+    fn text(&self, name: &str) -> Result<Option<String>>;
+    /// An integer column, `None` when NULL.
+    fn int(&self, name: &str) -> Result<Option<i64>>;
+}
+
+impl Reader for sqlx::Transaction<'_, sqlx::Any> {
+    type Row = AnyRow;
+
+    fn backend(&self) -> Backend {
+        if super::mark(self) == '?' {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        }
+    }
+
+    async fn rows(&mut self, sql: &str, values: Vec<Value>) -> Result<Vec<AnyRow>> {
+        let sql = super::plain_on_sqlite(super::mark(self), sql);
+        Ok(
+            sqlx::query_with(sqlx::AssertSqlSafe(sql), super::bind_all(values)?)
+                .fetch_all(&mut **self)
+                .await?,
+        )
+    }
+}
+
+impl Columns for AnyRow {
+    fn text(&self, name: &str) -> Result<Option<String>> {
+        Ok(self.try_get(name)?)
+    }
+
+    fn int(&self, name: &str) -> Result<Option<i64>> {
+        Ok(self.try_get(name)?)
+    }
+}
+
+/// Native read connections to the SQLite file, kept for reuse. Each is opened read-only; the
+/// file is in WAL mode (the writer set it), so a read sees one committed state and never waits
+/// for the writer.
+#[derive(Debug)]
+pub(crate) struct NativeReaders {
+    path: PathBuf,
+    idle: Mutex<Vec<rusqlite::Connection>>,
+    /// Connections kept idle at most (more are opened under load and closed after).
+    keep: usize,
+}
+
+/// Prepared statements kept per connection: the pre-checks issue a few dozen distinct texts.
+const STATEMENT_CACHE: usize = 64;
+
+impl NativeReaders {
+    /// Readers of the SQLite file at `path`, keeping up to `keep` idle connections.
+    pub(crate) fn new(path: PathBuf, keep: usize) -> NativeReaders {
+        NativeReaders {
+            path,
+            idle: Mutex::default(),
+            keep,
+        }
+    }
+
+    /// Starts a read on a connection (opened if none is idle). Blocking: call it off the runtime.
+    pub(crate) fn begin(self: &Arc<Self>) -> Result<NativeRead> {
+        let idle = self.idle.lock().expect("not poisoned").pop();
+        let connection = match idle {
+            Some(connection) => connection,
+            None => self.open()?,
+        };
+        connection.execute_batch("BEGIN")?;
+        Ok(NativeRead {
+            connection: Some(connection),
+            readers: self.clone(),
+        })
+    }
+
+    fn open(&self) -> Result<rusqlite::Connection> {
+        use rusqlite::OpenFlags;
+        let connection = rusqlite::Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_URI,
+        )?;
+        connection.busy_timeout(std::time::Duration::from_secs(10))?;
+        connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        Ok(connection)
+    }
+}
+
+/// One read in progress on a native connection; the connection goes back to the idle ones when
+/// the read ends (dropped).
+pub(crate) struct NativeRead {
+    connection: Option<rusqlite::Connection>,
+    readers: Arc<NativeReaders>,
+}
+
+impl NativeRead {
+    fn query(&mut self, sql: &str, values: &[Value]) -> Result<Vec<NativeRow>> {
+        let connection = self.connection.as_ref().expect("held until dropped");
+        let sql = super::plain_on_sqlite('?', sql);
+        let mut statement = connection.prepare_cached(&sql)?;
+        let names: Arc<[String]> = statement
+            .column_names()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let count = names.len();
+        let mut rows = statement.query(rusqlite::params_from_iter(values.iter()))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let values = (0..count)
+                .map(|i| row.get::<_, rusqlite::types::Value>(i))
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            out.push(NativeRow {
+                names: names.clone(),
+                values,
+            });
+        }
+        Ok(out)
+    }
+}
+
+impl Drop for NativeRead {
+    fn drop(&mut self) {
+        let Some(connection) = self.connection.take() else {
+            return;
+        };
+        // A read that cannot end cleanly leaves its connection behind rather than reuse it.
+        if connection.execute_batch("ROLLBACK").is_ok() {
+            let mut idle = self.readers.idle.lock().expect("not poisoned");
+            if idle.len() < self.readers.keep {
+                idle.push(connection);
+            }
+        }
+    }
+}
+
+impl Reader for NativeRead {
+    type Row = NativeRow;
+
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    /// Reads in place: the caller is already on a blocking thread, so the future is ready.
+    fn rows(
+        &mut self,
+        sql: &str,
+        values: Vec<Value>,
+    ) -> impl Future<Output = Result<Vec<NativeRow>>> + Send {
+        std::future::ready(self.query(sql, &values))
+    }
+}
+
+impl rusqlite::ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(match self {
+            Value::Text(text) | Value::OptText(Some(text)) => {
+                ToSqlOutput::Borrowed(ValueRef::Text(text.as_bytes()))
+            }
+            Value::Int(int) | Value::OptInt(Some(int)) => ToSqlOutput::from(*int),
+            Value::OptText(None) | Value::OptInt(None) => ToSqlOutput::from(rusqlite::types::Null),
+        })
+    }
+}
+
+/// A row read natively: the statement's column names (shared by its rows) and the values.
+#[derive(Debug, Clone)]
+pub(crate) struct NativeRow {
+    names: Arc<[String]>,
+    values: Vec<rusqlite::types::Value>,
+}
+
+impl NativeRow {
+    fn value(&self, name: &str) -> Result<&rusqlite::types::Value> {
+        self.names
+            .iter()
+            .position(|n| n == name)
+            .map(|i| &self.values[i])
+            .ok_or_else(|| Error::Internal(format!("no column `{name}` in the row read")))
+    }
+}
+
+impl Columns for NativeRow {
+    fn text(&self, name: &str) -> Result<Option<String>> {
+        use rusqlite::types::Value as V;
+        match self.value(name)? {
+            V::Null => Ok(None),
+            V::Text(text) => Ok(Some(text.clone())),
+            other => Err(mismatch(name, "text", other)),
+        }
+    }
+
+    fn int(&self, name: &str) -> Result<Option<i64>> {
+        use rusqlite::types::Value as V;
+        match self.value(name)? {
+            V::Null => Ok(None),
+            V::Integer(int) => Ok(Some(*int)),
+            other => Err(mismatch(name, "an integer", other)),
+        }
+    }
+}
+
+fn mismatch(name: &str, wanted: &str, found: &rusqlite::types::Value) -> Error {
+    Error::Internal(format!(
+        "column `{name}` holds {:?}, not {wanted}",
+        found.data_type()
+    ))
+}
