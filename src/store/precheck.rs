@@ -41,9 +41,10 @@ impl Store {
         if let Some(native) = self.native.clone() {
             let (store, question) = (self.clone(), question.clone());
             let span = tracing::Span::current();
+            let permit = native.wait().await?;
             return tokio::task::spawn_blocking(move || {
                 let _entered = span.enter();
-                let mut read = native.begin()?;
+                let mut read = native.begin(permit)?;
                 tokio::runtime::Handle::current().block_on(question.answer(&store, &mut read))
             })
             .await

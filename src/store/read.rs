@@ -80,25 +80,44 @@ impl Columns for AnyRow {
 pub(crate) struct NativeReaders {
     path: PathBuf,
     idle: Mutex<Vec<rusqlite::Connection>>,
-    /// Connections kept idle at most (more are opened under load and closed after).
-    keep: usize,
+    /// One permit per connection: reads beyond them wait for one rather than open another (an
+    /// open parses the schema, and a burst of callers would open and close them by the dozen).
+    permits: Arc<tokio::sync::Semaphore>,
 }
 
 /// Prepared statements kept per connection: the pre-checks issue a few dozen distinct texts.
 const STATEMENT_CACHE: usize = 64;
 
+/// Bytes of the file each native reader maps. The pages a pre-check touches (indexes' upper
+/// levels, a few leaves) are shared with the OS cache, so what this adds to the hub's memory is
+/// bounded by what the reads touch, not by this limit.
+const MMAP_BYTES: u64 = 256 << 20;
+
 impl NativeReaders {
-    /// Readers of the SQLite file at `path`, keeping up to `keep` idle connections.
-    pub(crate) fn new(path: PathBuf, keep: usize) -> NativeReaders {
+    /// Readers of the SQLite file at `path`, at most `connections` at once.
+    pub(crate) fn new(path: PathBuf, connections: usize) -> NativeReaders {
         NativeReaders {
             path,
             idle: Mutex::default(),
-            keep,
+            permits: Arc::new(tokio::sync::Semaphore::new(connections.max(1))),
         }
     }
 
-    /// Starts a read on a connection (opened if none is idle). Blocking: call it off the runtime.
-    pub(crate) fn begin(self: &Arc<Self>) -> Result<NativeRead> {
+    /// Waits for a connection to be free: the permit is handed to [`NativeReaders::begin`].
+    pub(crate) async fn wait(&self) -> Result<tokio::sync::OwnedSemaphorePermit> {
+        self.permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::Unavailable("the store is closing".into()))
+    }
+
+    /// Starts a read on a connection (opened if none is idle yet), holding `permit` until the
+    /// read ends. Blocking: call it off the runtime.
+    pub(crate) fn begin(
+        self: &Arc<Self>,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) -> Result<NativeRead> {
         let idle = self.idle.lock().expect("not poisoned").pop();
         let connection = match idle {
             Some(connection) => connection,
@@ -108,6 +127,7 @@ impl NativeReaders {
         Ok(NativeRead {
             connection: Some(connection),
             readers: self.clone(),
+            _permit: permit,
         })
     }
 
@@ -121,6 +141,9 @@ impl NativeReaders {
         )?;
         connection.busy_timeout(std::time::Duration::from_secs(10))?;
         connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        // Every commit (the audit trail's, at every call) empties a reader's page cache; mapped,
+        // the file's pages are read in place instead of copied in again by a system call each.
+        connection.execute_batch(&format!("PRAGMA mmap_size = {MMAP_BYTES}"))?;
         Ok(connection)
     }
 }
@@ -130,6 +153,8 @@ impl NativeReaders {
 pub(crate) struct NativeRead {
     connection: Option<rusqlite::Connection>,
     readers: Arc<NativeReaders>,
+    /// Released after the connection is back among the idle ones (fields drop after `drop`).
+    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl NativeRead {
@@ -165,10 +190,11 @@ impl Drop for NativeRead {
         };
         // A read that cannot end cleanly leaves its connection behind rather than reuse it.
         if connection.execute_batch("ROLLBACK").is_ok() {
-            let mut idle = self.readers.idle.lock().expect("not poisoned");
-            if idle.len() < self.readers.keep {
-                idle.push(connection);
-            }
+            self.readers
+                .idle
+                .lock()
+                .expect("not poisoned")
+                .push(connection);
         }
     }
 }
