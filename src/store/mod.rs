@@ -443,7 +443,13 @@ pub(crate) async fn select_in<R: read::Reader>(
         Backend::Sqlite => '?',
         Backend::Postgres => '$',
     };
-    let sql = format!("{head} IN ({}) {tail}", key_set(mark, fixed.len() + 1));
+    // On PostgreSQL as `= ANY` of an array built once: an index condition whatever the statistics
+    // (as `IN (subquery)` a semi-join, which without them scanned the whole table).
+    let set = key_set(mark, fixed.len() + 1);
+    let sql = match mark {
+        '$' => format!("{head} = ANY(ARRAY({set})) {tail}"),
+        _ => format!("{head} IN ({set}) {tail}"),
+    };
     let mut values: Vec<Value> = fixed.to_vec();
     values.push(Value::Text(json_array(keys)));
     tx.rows(&sql, values).await

@@ -409,6 +409,24 @@ crate::on_both_backends!(
 /// record of the agency and kind for each batch when the keys came as a list of parameters, so
 /// the repeated import of a city's payroll slowed from 4,652 to 477 rows/s. Counted from the
 /// table's own statistics (rows fetched), one connection so that the push's counts are flushed.
+/// Rows PostgreSQL has fetched from `table` (scanned or by index), its pending counts flushed
+/// first: the store has one connection, so they are this connection's.
+async fn fetched(store: &Store, table: &str) -> i64 {
+    sqlx::query("SELECT pg_stat_force_next_flush()")
+        .execute(store.readers())
+        .await
+        .unwrap();
+    let (seq, idx): (i64, i64) = sqlx::query_as(
+        "SELECT COALESCE(seq_tup_read, 0), COALESCE(idx_tup_fetch, 0) FROM pg_stat_user_tables \
+         WHERE relname = $1",
+    )
+    .bind(table)
+    .fetch_one(store.readers())
+    .await
+    .unwrap();
+    seq + idx
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_postgres_a_retry_reads_its_own_keys_not_the_agencys_history() {
     if !postgres_given() {
@@ -431,25 +449,35 @@ async fn on_postgres_a_retry_reads_its_own_keys_not_the_agencys_history() {
     for start in (0..20_000).step_by(5_000) {
         push(&store, &finance, lines(start, start + 5_000)).await;
     }
-    let fetched = || async {
-        sqlx::query("SELECT pg_stat_force_next_flush()")
-            .execute(store.readers())
-            .await
-            .unwrap();
-        let (seq, idx): (i64, i64) = sqlx::query_as(
-            "SELECT COALESCE(seq_tup_read, 0), COALESCE(idx_tup_fetch, 0) FROM pg_stat_user_tables \
-             WHERE relname = 'pushed_records'",
-        )
-        .fetch_one(store.readers())
-        .await
-        .unwrap();
-        seq + idx
-    };
-    let before = fetched().await;
+    let before = fetched(&store, "pushed_records").await;
     push(&store, &finance, lines(10_000, 10_100)).await;
-    let read = fetched().await - before;
+    let read = fetched(&store, "pushed_records").await - before;
     assert!(
         read <= 2 * 100,
         "a retry of 100 lines read {read} of the agency's 20,000 pushed records"
+    );
+
+    // A checked hire reads the newcomer's spells by key, not the 5,000 people's (into a
+    // registered institution within its quota, so that no finding cites its roll).
+    let office = agency("140100", AgencyKind::StaffingOffice);
+    push(&store, &office, vec![organ("i1", &unit, "140100")]).await;
+    push(&store, &office, vec![quota("q1", &unit, 10_000)]).await;
+    let hr = agency("140100", AgencyKind::Hr);
+    let hires = (0..5_000)
+        .map(|n| hire(&format!("h{n}"), &person(n), &unit, "2024-01-01"))
+        .collect();
+    push(&store, &hr, hires).await;
+    store.set_push_checks(true);
+    let before = fetched(&store, "person_spells").await;
+    push(
+        &store,
+        &hr,
+        vec![hire("new", &person(9_999), &unit, "2024-06-01")],
+    )
+    .await;
+    let read = fetched(&store, "person_spells").await - before;
+    assert!(
+        read <= 20,
+        "a checked hire read {read} of 5,000 people's spells"
     );
 }
