@@ -1281,9 +1281,10 @@ async fn rows_of<R: Reader>(
     Ok(snapshot)
 }
 
-/// The stored findings `covers` holds: those about the keys' people by subject, the rest by
-/// institution and code from the earliest period a key names, so that what is read is bounded by
-/// the keys, not by the findings an institution collected over the years.
+/// The stored findings `covers` holds: those about the keys' people by subject (only the named
+/// period's, for a person named only by the pay of a period), the rest by institution and code
+/// from the earliest period a key names, so that what is read is bounded by the keys, not by the
+/// findings an institution or a person collected over the years.
 async fn stored_findings(
     tx: &mut Tx,
     reads: &CheckReads,
@@ -1292,6 +1293,8 @@ async fn stored_findings(
 ) -> Result<BTreeMap<FindingKey, StoredFinding>> {
     use RuleCode as R;
     let mut residents: BTreeSet<String> = BTreeSet::new();
+    // A pay period's key covers that period's findings only (period -> people).
+    let mut paid: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     // (code, earliest period or "" for all) -> institutions.
     let mut by_code: BTreeMap<(RuleCode, String), BTreeSet<String>> = BTreeMap::new();
     let mut at = |code: RuleCode, institution: &Uscc, from: String| {
@@ -1344,9 +1347,13 @@ async fn stored_findings(
             DirtyKey::LeaderPosts { institution, .. } => {
                 at(R::OverLeaderPosts, institution, String::new());
             }
+            DirtyKey::PersonPeriod { resident, period } => {
+                paid.entry(period.to_string())
+                    .or_default()
+                    .insert(resident.to_string());
+            }
             DirtyKey::Placement { resident, .. }
             | DirtyKey::Person { resident, .. }
-            | DirtyKey::PersonPeriod { resident, .. }
             | DirtyKey::LeaderGrade { resident, .. } => {
                 residents.insert(resident.to_string());
             }
@@ -1375,6 +1382,20 @@ async fn stored_findings(
                 "",
                 &[Value::from(code.code()), Value::Text(from)],
                 &institutions,
+            )
+            .await?,
+        );
+    }
+    for (period, people) in paid {
+        let people: Vec<String> = people.difference(&residents).cloned().collect();
+        rows.extend(
+            fetch_in(
+                tx,
+                reads,
+                "SELECT * FROM findings WHERE period = $1 AND subject",
+                "",
+                &[Value::Text(period)],
+                &people,
             )
             .await?,
         );
