@@ -425,10 +425,10 @@ pub async fn insert_rows<const N: usize>(
 }
 
 /// Runs `{head} IN (the keys) {tail}`, with `fixed` values bound first as `$1..`, and returns all
-/// rows. The keys go in as one JSON array in one parameter ([`key_set`]): the statement's text is
-/// the same whatever their number, so it is prepared once per connection, and the database joins
-/// the keys to the index instead of filtering a range by a list of thousands of parameters
-/// (PostgreSQL without statistics read an agency's every record that way).
+/// rows. The keys go in as one JSON array in one parameter ([`key_set`]), so the statement's text
+/// is the same whatever their number and it is prepared once per connection. On PostgreSQL the
+/// set is `= ANY` of an array built once, an index condition whatever the table's statistics (as
+/// `IN (subquery)` it is a semi-join, which without them scanned the whole table).
 pub(crate) async fn select_in<R: read::Reader>(
     tx: &mut R,
     head: &str,
@@ -439,16 +439,11 @@ pub(crate) async fn select_in<R: read::Reader>(
     if keys.is_empty() {
         return Ok(Vec::new());
     }
-    let mark = match tx.backend() {
-        Backend::Sqlite => '?',
-        Backend::Postgres => '$',
-    };
-    // On PostgreSQL as `= ANY` of an array built once: an index condition whatever the statistics
-    // (as `IN (subquery)` a semi-join, which without them scanned the whole table).
-    let set = key_set(mark, fixed.len() + 1);
-    let sql = match mark {
-        '$' => format!("{head} = ANY(ARRAY({set})) {tail}"),
-        _ => format!("{head} IN ({set}) {tail}"),
+    let backend = tx.backend();
+    let set = key_set(backend, fixed.len() + 1);
+    let sql = match backend {
+        Backend::Postgres => format!("{head} = ANY(ARRAY({set})) {tail}"),
+        Backend::Sqlite => format!("{head} IN ({set}) {tail}"),
     };
     let mut values: Vec<Value> = fixed.to_vec();
     values.push(Value::Text(json_array(keys)));
@@ -461,50 +456,46 @@ pub(crate) async fn select_in<R: read::Reader>(
 /// index whatever the planner believes of the table: without statistics (a bulk-loaded table,
 /// autovacuum behind) it believed the fixed prefix named one row and read every row under it, an
 /// agency's whole history of a kind for each batch pushed.
-pub async fn lookup_keys(
-    tx: &mut Tx,
+pub(crate) async fn lookup_keys<R: read::Reader>(
+    tx: &mut R,
     table: &str,
     columns: &str,
     fixed: &[(&str, Value)],
     key_column: &str,
     keys: &[String],
-) -> Result<Vec<sqlx::any::AnyRow>> {
+) -> Result<Vec<R::Row>> {
     if keys.is_empty() {
         return Ok(Vec::new());
     }
-    let mark = mark(tx);
     let prefix: String = fixed
         .iter()
         .enumerate()
         .map(|(i, (column, _))| format!("{column} = ${} AND ", i + 1))
         .collect();
-    let set = key_set(mark, fixed.len() + 1);
-    let sql = if mark == '$' {
-        format!(
+    let backend = tx.backend();
+    let set = key_set(backend, fixed.len() + 1);
+    let sql = match backend {
+        Backend::Postgres => format!(
             "SELECT {columns} FROM ({set}) AS k(id) CROSS JOIN LATERAL \
              (SELECT {columns} FROM {table} WHERE {prefix}{key_column} = k.id LIMIT 1) AS found"
-        )
-    } else {
-        plain_on_sqlite(
-            mark,
-            &format!("SELECT {columns} FROM {table} WHERE {prefix}{key_column} IN ({set})"),
-        )
+        ),
+        Backend::Sqlite => {
+            format!("SELECT {columns} FROM {table} WHERE {prefix}{key_column} IN ({set})")
+        }
     };
     let mut values: Vec<Value> = fixed.iter().map(|(_, value)| value.clone()).collect();
     values.push(Value::Text(json_array(keys)));
-    Ok(sqlx::query_with(AssertSqlSafe(sql), bind_all(values)?)
-        .fetch_all(&mut **tx)
-        .await?)
+    tx.rows(&sql, values).await
 }
 
 /// The rows of a set of text keys bound as one JSON array at parameter `n`: a table of one column
-/// on either backend, for `IN (...)` or a join. It stands in for PostgreSQL's `= ANY($n)` array,
-/// which `sqlx::Any` cannot bind, and works the same on SQLite.
-fn key_set(mark: char, n: usize) -> String {
-    if mark == '$' {
-        format!("SELECT json_array_elements_text(${n}::json)")
-    } else {
-        "SELECT value FROM json_each(?)".to_owned()
+/// on either backend, for `IN (...)`, `ARRAY(...)` or a join. It stands in for PostgreSQL's
+/// `= ANY($n)` array, which `sqlx::Any` cannot bind, and works the same on SQLite (whose plain
+/// `?` binds in order, as every statement here numbers its placeholders).
+fn key_set(backend: Backend, n: usize) -> String {
+    match backend {
+        Backend::Postgres => format!("SELECT json_array_elements_text(${n}::json)"),
+        Backend::Sqlite => "SELECT value FROM json_each(?)".to_owned(),
     }
 }
 

@@ -48,7 +48,7 @@ pub(super) async fn advisory_locks(tx: &mut Tx, keys: &[String]) -> Result<()> {
     let sql = format!(
         "SELECT count(*) FROM (SELECT pg_advisory_xact_lock(k.id::bigint) FROM ({}) AS k(id) \
          ORDER BY k.id::bigint) AS locked",
-        super::key_set('$', 1)
+        super::key_set(Backend::Postgres, 1)
     );
     let arguments = bind_all(vec![Value::Text(super::json_array(&ids))])?;
     sqlx::query_with(AssertSqlSafe(sql), arguments)
