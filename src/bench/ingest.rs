@@ -368,9 +368,11 @@ where
     Ok(tally)
 }
 
-/// What the plain INSERTs did.
+/// What the plain writes did.
 #[derive(Debug, Clone, Default)]
 pub struct BaselineIngest {
+    /// How the rows went in: `INSERT` (multi-row, SQLite) or `COPY` (PostgreSQL).
+    pub method: &'static str,
     /// Personnel event rows inserted, and the wall time.
     pub events: (u64, Duration),
     /// Payroll line rows inserted, and the wall time.
@@ -411,10 +413,11 @@ pub enum Placeholders {
 }
 
 /// The same rows the hub stores in `personnel_events` and `payroll_lines` (the first `limit` of
-/// each kind, or all), inserted with plain sqlx multi-row INSERTs of `rows_per_statement` rows (one
-/// statement per transaction) into the empty database at `url`, whose schema `Store::connect`
-/// first migrates. The rows are built (validated as the hub validates them) before the clock
-/// starts.
+/// each kind, or all), written the fastest plain way the backend offers into the empty database at
+/// `url`, whose schema `Store::connect` first migrates: on SQLite multi-row INSERTs of
+/// `rows_per_statement` rows (one statement per transaction), on PostgreSQL one `COPY ... FROM
+/// STDIN` per `rows_per_statement` rows (each its own transaction). The rows are built (validated
+/// as the hub validates them) before the clock starts.
 pub async fn plain_inserts(
     url: &str,
     data: &Dataset,
@@ -478,6 +481,39 @@ pub async fn plain_inserts(
         ]);
     }
 
+    const EVENT_COLUMNS: &str = "personnel_events (agency_id, record_id, event_type, resident_id, name, institution_uscc, category, rank, effective_on, approval_number, channel, target_uscc, accepted_at, arrival)";
+    const PAYROLL_COLUMNS: &str = "payroll_lines (agency_id, record_id, period, institution_uscc, resident_id, name, gross_fen, accepted_at, reverses)";
+    if !url.starts_with("sqlite:") {
+        baseline.method = "COPY";
+        let mut connection = url
+            .parse::<sqlx::postgres::PgConnectOptions>()
+            .context("a bad baseline database URL")?
+            .disable_statement_logging()
+            .connect()
+            .await
+            .context("cannot connect to the baseline database")?;
+        baseline.events = copy_all(
+            &mut connection,
+            EVENT_COLUMNS,
+            12,
+            &event_rows,
+            rows_per_statement,
+        )
+        .await?;
+        baseline.payroll = copy_all(
+            &mut connection,
+            PAYROLL_COLUMNS,
+            7,
+            &payroll_rows,
+            rows_per_statement,
+        )
+        .await?;
+        let _ = connection.close().await;
+        report_baseline(&baseline, "COPY");
+        return Ok(baseline);
+    }
+    baseline.method = "INSERT";
+
     // Statement logging off: a slow multi-row INSERT would otherwise be logged whole.
     let mut connection = url
         .parse::<AnyConnectOptions>()
@@ -497,36 +533,97 @@ pub async fn plain_inserts(
     }
     baseline.events = insert_all(
         &mut connection,
-        "INSERT INTO personnel_events (agency_id, record_id, event_type, resident_id, name, institution_uscc, category, rank, effective_on, approval_number, channel, target_uscc, accepted_at, arrival)",
+        &format!("INSERT INTO {EVENT_COLUMNS}"),
         12,
         event_rows,
         rows_per_statement,
         numbered,
     )
     .await?;
-    progress(&format!(
-        "  baseline ({placeholders:?} placeholders): {} personnel event rows in {:.2} s ({:.0} rows/s)",
-        baseline.events.0,
-        baseline.events.1.as_secs_f64(),
-        baseline.events_per_second()
-    ));
     baseline.payroll = insert_all(
         &mut connection,
-        "INSERT INTO payroll_lines (agency_id, record_id, period, institution_uscc, resident_id, name, gross_fen, accepted_at, reverses)",
+        &format!("INSERT INTO {PAYROLL_COLUMNS}"),
         7,
         payroll_rows,
         rows_per_statement,
         numbered,
     )
     .await?;
+    let _ = connection.close().await;
+    report_baseline(&baseline, &format!("INSERT, {placeholders:?} placeholders"));
+    Ok(baseline)
+}
+
+fn report_baseline(baseline: &BaselineIngest, how: &str) {
     progress(&format!(
-        "  baseline ({placeholders:?} placeholders): {} payroll line rows in {:.2} s ({:.0} rows/s)",
+        "  baseline ({how}): {} personnel event rows in {:.2} s ({:.0} rows/s)",
+        baseline.events.0,
+        baseline.events.1.as_secs_f64(),
+        baseline.events_per_second()
+    ));
+    progress(&format!(
+        "  baseline ({how}): {} payroll line rows in {:.2} s ({:.0} rows/s)",
         baseline.payroll.0,
         baseline.payroll.1.as_secs_f64(),
         baseline.payroll_per_second()
     ));
-    let _ = connection.close().await;
-    Ok(baseline)
+}
+
+/// Writes `rows` into `table (columns)` with one `COPY ... FROM STDIN` (text format) of
+/// `per_copy` rows at a time, each its own transaction; `accepted_at` is the column whose value is
+/// the time of each copy. Returns rows written and the wall time.
+async fn copy_all(
+    connection: &mut sqlx::PgConnection,
+    table: &str,
+    accepted_at: usize,
+    rows: &[Vec<Cell>],
+    per_copy: usize,
+) -> anyhow::Result<(u64, Duration)> {
+    let statement = format!("COPY {table} FROM STDIN");
+    let started = Instant::now();
+    let mut written = 0;
+    let mut data = Vec::new();
+    for chunk in rows.chunks(per_copy.max(1)) {
+        let now = crate::store::now_micros().to_string();
+        data.clear();
+        for row in chunk {
+            for (c, cell) in row.iter().enumerate() {
+                if c > 0 {
+                    data.push(b'\t');
+                }
+                match cell {
+                    _ if c == accepted_at => data.extend_from_slice(now.as_bytes()),
+                    Cell::Text(text) | Cell::OptText(Some(text)) => copy_text(&mut data, text),
+                    Cell::OptText(None) => data.extend_from_slice(b"\\N"),
+                    Cell::Int(int) => data.extend_from_slice(int.to_string().as_bytes()),
+                }
+            }
+            data.push(b'\n');
+        }
+        let mut copy = connection
+            .copy_in_raw(&statement)
+            .await
+            .context("a baseline COPY failed to start")?;
+        copy.send(data.as_slice())
+            .await
+            .context("a baseline COPY failed")?;
+        written += copy.finish().await.context("a baseline COPY failed")?;
+    }
+    Ok((written, started.elapsed()))
+}
+
+/// Appends `text` in COPY's text format, where backslash, tab, newline and carriage return are
+/// escaped.
+fn copy_text(data: &mut Vec<u8>, text: &str) {
+    for byte in text.bytes() {
+        match byte {
+            b'\\' => data.extend_from_slice(b"\\\\"),
+            b'\t' => data.extend_from_slice(b"\\t"),
+            b'\n' => data.extend_from_slice(b"\\n"),
+            b'\r' => data.extend_from_slice(b"\\r"),
+            other => data.push(other),
+        }
+    }
 }
 
 /// Inserts `rows` in statements of `per_statement` rows, with `$N` placeholders when `numbered`
@@ -580,4 +677,16 @@ async fn insert_all(
             .rows_affected();
     }
     Ok((inserted, started.elapsed()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::copy_text;
+
+    #[test]
+    fn copy_text_escapes_what_the_text_format_reads_as_markup() {
+        let mut data = Vec::new();
+        copy_text(&mut data, "a\\b\tc\nd\re 张三");
+        assert_eq!(data, "a\\\\b\\tc\\nd\\re 张三".as_bytes());
+    }
 }

@@ -399,7 +399,7 @@ async fn measure(
     hub.stop().await?;
 
     progress(&format!(
-        "1b. baseline: plain INSERTs of {} rows per statement into a fresh {} database",
+        "1b. baseline: plain writes (multi-row INSERT on SQLite, COPY on PostgreSQL) of {} rows per statement into a fresh {} database",
         options.baseline_rows_per_statement,
         options.database.name()
     ));
@@ -574,8 +574,9 @@ fn ingest_rows(
         "ingest.people",
         "1",
         format!(
-            "Bulk ingest, people (personnel events, the initial load): hub streams of {} vs plain INSERT of {} rows",
+            "Bulk ingest, people (personnel events, the initial load): hub streams of {} vs plain {} of {} rows",
             thousands(options.stream_size as f64),
+            baseline.method,
             thousands(options.baseline_rows_per_statement as f64)
         ),
         Figure::rate(hub.events.rows_per_second(), "rows"),
@@ -597,8 +598,9 @@ fn ingest_rows(
         "ingest.payroll",
         "1",
         format!(
-            "Bulk ingest, payroll lines: hub streams of {} vs plain INSERT of {} rows",
+            "Bulk ingest, payroll lines: hub streams of {} vs plain {} of {} rows",
             thousands(options.stream_size as f64),
+            baseline.method,
             thousands(options.baseline_rows_per_statement as f64)
         ),
         Figure::rate(hub.payroll.rows_per_second(), "rows"),

@@ -68,6 +68,7 @@ pub enum Keep {
 pub struct CheckReads {
     rows: AtomicU64,
     statements: AtomicU64,
+    steps: AtomicU64,
 }
 
 impl CheckReads {
@@ -82,9 +83,20 @@ impl CheckReads {
         self.statements.load(Ordering::Relaxed)
     }
 
-    fn add(&self, rows: usize) {
-        self.rows.fetch_add(rows as u64, Ordering::Relaxed);
-        self.statements.fetch_add(1, Ordering::Relaxed);
+    /// Counts the statement `tx` ran last and its rows, unless `tx` answered it from what it had
+    /// read before ([`ReadOnce`](super::read::ReadOnce)).
+    /// Steps SQLite's virtual machine took for the checks read natively (the pre-checks on an
+    /// SQLite file): the rows the database looked at, where `rows` counts those it returned.
+    pub fn steps(&self) -> u64 {
+        self.steps.load(Ordering::Relaxed)
+    }
+
+    fn add<R: Reader>(&self, tx: &R, rows: usize) {
+        if tx.went_to_database() {
+            self.rows.fetch_add(rows as u64, Ordering::Relaxed);
+            self.statements.fetch_add(1, Ordering::Relaxed);
+            self.steps.fetch_add(tx.last_steps(), Ordering::Relaxed);
+        }
     }
 }
 
@@ -417,15 +429,15 @@ async fn execute(tx: &mut Tx, sql: &'static str, values: Vec<Value>) -> Result<(
 pub(super) async fn fetch<R: Reader>(
     tx: &mut R,
     reads: &CheckReads,
-    sql: &'static str,
+    sql: &str,
     values: Vec<Value>,
 ) -> Result<Vec<R::Row>> {
     let rows = tx.rows(sql, values).await?;
-    reads.add(rows.len());
+    reads.add(tx, rows.len());
     Ok(rows)
 }
 
-async fn fetch_in<R: Reader>(
+pub(super) async fn fetch_in<R: Reader>(
     tx: &mut R,
     reads: &CheckReads,
     head: &str,
@@ -437,9 +449,19 @@ async fn fetch_in<R: Reader>(
         return Ok(Vec::new());
     }
     let rows = select_in(tx, head, tail, fixed, keys).await?;
-    reads.add(rows.len());
+    reads.add(tx, rows.len());
     Ok(rows)
 }
+
+/// The registry entries of a key set (bound by [`select_in`]).
+pub(super) const INSTITUTIONS: &str = "SELECT * FROM institutions WHERE uscc";
+
+/// The quotas of a key set of institutions (bound by [`select_in`]).
+pub(super) const QUOTAS: &str = "SELECT * FROM quotas WHERE institution_uscc";
+
+/// The fundings of (institution, category) from a period on.
+pub(super) const FUNDINGS_FROM: &str =
+    "SELECT * FROM fundings WHERE institution_uscc = $1 AND category = $2 AND period >= $3";
 
 /// The people on (institution, category)'s roll on `on`, from the kept counts.
 pub(super) async fn headcount_on<R: Reader>(
@@ -481,20 +503,34 @@ async fn roll_sample<R: Reader>(
     values.extend(statuses.iter().map(|s| Value::from(s.code())));
     values.extend([Value::Text(day.clone()), Value::Text(day)]);
     values.push(Value::Int(EVIDENCE_SAMPLE as i64));
+    // By the roll's index, in resident order: the scan stops at the sample's last person.
     let sql = format!(
         "SELECT resident_id FROM person_spells WHERE institution_uscc = $1 AND category = $2 \
-         AND status IN ($3, $4, $5) AND valid_from <= $6 AND (valid_to IS NULL OR valid_to > $7) \
+         AND status IN ($3, $4, $5) AND {} <= $6 AND (valid_to IS NULL OR valid_to > $7) \
          GROUP BY resident_id ORDER BY {} LIMIT $8",
+        not_sought(backend, "valid_from"),
         by_id(backend, "resident_id")
     );
     let rows = tx.rows(&sql, values).await?;
-    reads.add(rows.len());
+    reads.add(tx, rows.len());
     rows.iter().map(q::resident_id).collect()
+}
+
+/// `column` in a condition SQLite must not seek by: without statistics its planner prefers an
+/// index on two equalities (an institution and an event type: everything the institution ever
+/// had) to the selective one on a single column (an approval number, a person's roll), and
+/// reads the institution's history to keep a few rows. A unary `+` takes the column out of its
+/// choice. PostgreSQL, which plans by statistics, gets the column as it is.
+pub(super) fn not_sought(backend: Backend, column: &str) -> String {
+    match backend {
+        Backend::Sqlite => format!("+{column}"),
+        Backend::Postgres => column.to_owned(),
+    }
 }
 
 /// How a sample's rows are ordered: by their id as bytes, as the domain orders evidence, whatever
 /// the PostgreSQL database's collation.
-fn by_id(backend: Backend, column: &str) -> String {
+pub(super) fn by_id(backend: Backend, column: &str) -> String {
     match backend {
         Backend::Sqlite => column.to_owned(),
         Backend::Postgres => format!("({column}) COLLATE \"C\""),
@@ -563,7 +599,7 @@ async fn entry_sample<R: Reader>(
             Value::Text(format!("{year:04}-12-31")),
         ];
         let rows = tx.rows(&sql, values).await?;
-        reads.add(rows.len());
+        reads.add(tx, rows.len());
         for row in &rows {
             sample.insert(record_ref(row)?);
         }
@@ -637,16 +673,7 @@ pub(crate) async fn decide_pair<R: Reader>(
     // institution's roster and receipts can be findings at all.
     let named: Vec<String> = list(keys.iter().filter_map(|k| institution_of(k)));
     let mut registry: HashMap<String, InstitutionFacts> = HashMap::new();
-    for row in fetch_in(
-        tx,
-        reads,
-        "SELECT * FROM institutions WHERE uscc",
-        "",
-        &[],
-        &named,
-    )
-    .await?
-    {
+    for row in fetch_in(tx, reads, INSTITUTIONS, "", &[], &named).await? {
         let f = facts(&row)?;
         registry.insert(f.uscc.to_string(), f);
     }
@@ -745,15 +772,7 @@ async fn decide_counted<R: Reader>(
         return Ok(found);
     }
     let quotas = {
-        let rows = fetch_in(
-            tx,
-            reads,
-            "SELECT * FROM quotas WHERE institution_uscc",
-            "",
-            &[],
-            &institutions,
-        )
-        .await?;
+        let rows = fetch_in(tx, reads, QUOTAS, "", &[], &institutions).await?;
         let records: Vec<Pushed<_>> = rows
             .iter()
             .map(|row| q::decode_quota(row).map(pushed))
@@ -852,7 +871,7 @@ async fn decide_counted<R: Reader>(
         let rows = fetch(
             tx,
             reads,
-            "SELECT * FROM fundings WHERE institution_uscc = $1 AND category = $2 AND period >= $3",
+            FUNDINGS_FROM,
             vec![
                 Value::from(institution.as_str()),
                 Value::from(category.code()),
@@ -1147,7 +1166,7 @@ async fn rows_of<R: Reader>(
         .collect();
     if !every_approval.is_empty() {
         let loaded = load(tx, "hiring_approvals", &every_approval, q::decode_approval).await?;
-        reads.add(loaded.len());
+        reads.add(tx, loaded.len());
         for approval in loaded {
             approvals.insert(approval.id.clone(), approval);
         }
@@ -1194,22 +1213,20 @@ async fn rows_of<R: Reader>(
                 );
                 let numbers: Vec<String> = numbers.into_iter().collect();
                 let fixed = [Value::from(institution.as_str())];
-                for head in [
-                    "SELECT * FROM personnel_events WHERE corrected_by IS NULL AND event_type = 'HIRE' AND institution_uscc = $1 AND approval_number",
-                    "SELECT * FROM personnel_events WHERE corrected_by IS NULL AND event_type = 'TRANSFER' AND target_uscc = $1 AND approval_number",
-                ] {
-                    keep_entries(fetch_in(tx, reads, head, "", &fixed, &numbers).await?)?;
+                // Sought by the numbers, not by the institution (see `not_sought`).
+                let backend = tx.backend();
+                for (kind, column) in [("HIRE", "institution_uscc"), ("TRANSFER", "target_uscc")] {
+                    let head = format!(
+                        "SELECT * FROM personnel_events WHERE corrected_by IS NULL AND event_type = '{kind}' AND {} = $1 AND approval_number",
+                        not_sought(backend, column)
+                    );
+                    keep_entries(fetch_in(tx, reads, &head, "", &fixed, &numbers).await?)?;
                 }
-                for row in fetch_in(
-                    tx,
-                    reads,
-                    "SELECT * FROM hiring_approvals WHERE institution_uscc = $1 AND approval_number",
-                    "",
-                    &fixed,
-                    &numbers,
-                )
-                .await?
-                {
+                let head = format!(
+                    "SELECT * FROM hiring_approvals WHERE {} = $1 AND approval_number",
+                    not_sought(backend, "institution_uscc")
+                );
+                for row in fetch_in(tx, reads, &head, "", &fixed, &numbers).await? {
                     approvals.insert(record_ref(&row)?, pushed(q::decode_approval(&row)?));
                 }
             }
@@ -1222,7 +1239,7 @@ async fn rows_of<R: Reader>(
     let posts: Vec<String> = posts.into_iter().collect();
     if !posts.is_empty() {
         snapshot.leader_posts = load(tx, "leader_posts", &posts, q::decode_post).await?;
-        reads.add(snapshot.leader_posts.len());
+        reads.add(tx, snapshot.leader_posts.len());
     }
     let mut term_rows = fetch_in(
         tx,

@@ -277,7 +277,7 @@ impl Store {
 }
 
 /// A value bound into a statement.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Value {
     /// Text.
     Text(String),

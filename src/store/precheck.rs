@@ -7,8 +7,8 @@ use chrono::Datelike;
 
 use super::check::{self, Act, CheckReads, fetch, headcount_on, plans_of, pushed};
 use super::query as q;
-use super::read::Reader;
-use super::{Store, Value};
+use super::read::{ReadOnce, Reader};
+use super::{Store, Value, select_in};
 use crate::domain::aggregates::{Headcount, Plans, Posts, Quotas};
 use crate::domain::dirty::{Change, DirtySet, Rewrite};
 use crate::domain::findings::{Entry, Finding, PersonSpell, PersonTerm, Pushed, RecordRef};
@@ -45,6 +45,7 @@ impl Store {
             return tokio::task::spawn_blocking(move || {
                 let _entered = span.enter();
                 let mut read = native.begin(permit)?;
+                let mut read = ReadOnce::new(&mut read);
                 tokio::runtime::Handle::current().block_on(question.answer(&store, &mut read))
             })
             .await
@@ -53,7 +54,7 @@ impl Store {
             })?;
         }
         let mut tx = self.readers().begin().await?;
-        let answer = question.answer(self, &mut tx).await;
+        let answer = question.answer(self, &mut ReadOnce::new(&mut tx)).await;
         tx.rollback().await?;
         answer
     }
@@ -67,16 +68,20 @@ impl Store {
         });
         let unit = (&question.institution, question.category);
 
-        let theirs: Vec<Spell> = fetch(
+        // The statement the decision reads the person's spells with, so that it is read once.
+        let mut theirs: Vec<(i64, Spell)> = select_in(
             tx,
-            reads,
-            "SELECT * FROM person_spells WHERE resident_id = $1 ORDER BY ordinal",
-            vec![Value::from(person.as_str())],
+            "SELECT * FROM person_spells WHERE resident_id",
+            "",
+            &[],
+            &[person.to_string()],
         )
         .await?
         .iter()
-        .map(q::decode_spell)
+        .map(|row| Ok((q::int(row, "ordinal")?, q::decode_spell(row)?)))
         .collect::<Result<_>>()?;
+        theirs.sort_by_key(|(ordinal, _)| *ordinal);
+        let theirs: Vec<Spell> = theirs.into_iter().map(|(_, spell)| spell).collect();
         let on_roll_here = |s: &Spell| {
             s.institution == question.institution && s.status.is_on_roll() && s.covers(date)
         };
@@ -268,10 +273,11 @@ impl Store {
             .in_force(&(question.institution.clone(), question.category), last_day)
             .map_or(0, |q| q.record.approved_count);
         let active = headcount_on(tx, reads, unit, last_day).await?;
+        // The statements the decision read these with (answered again, not read twice).
         let already_funded = fetch(
             tx,
             reads,
-            "SELECT * FROM fundings WHERE institution_uscc = $1 AND category = $2 AND period = $3",
+            check::FUNDINGS_FROM,
             vec![
                 Value::from(question.institution.as_str()),
                 Value::from(question.category.code()),
@@ -283,13 +289,15 @@ impl Store {
         .map(|row| q::decode_funding(row).map(pushed))
         .collect::<Result<Vec<_>>>()?
         .into_iter()
+        .filter(|f| f.record.period == question.period)
         .max_by(|a, b| (a.accepted_at, &a.id).cmp(&(b.accepted_at, &b.id)))
         .map_or(0, |f| f.record.funded_headcount);
-        let funding_form = fetch(
+        let funding_form = select_in(
             tx,
-            reads,
-            "SELECT * FROM institutions WHERE uscc = $1",
-            vec![Value::from(question.institution.as_str())],
+            check::INSTITUTIONS,
+            "",
+            &[],
+            &[question.institution.to_string()],
         )
         .await?
         .first()
@@ -345,11 +353,14 @@ async fn quotas_of<R: Reader>(
     reads: &CheckReads,
     institution: &Uscc,
 ) -> Result<Quotas> {
-    let records: Vec<Pushed<_>> = fetch(
+    // The statement the decision reads them with, so that they are read once.
+    let records: Vec<Pushed<_>> = check::fetch_in(
         tx,
         reads,
-        "SELECT * FROM quotas WHERE institution_uscc = $1",
-        vec![Value::from(institution.as_str())],
+        check::QUOTAS,
+        "",
+        &[],
+        &[institution.to_string()],
     )
     .await?
     .iter()
@@ -376,10 +387,14 @@ async fn approval_use<R: Reader>(
     (institution, category): (&Uscc, QuotaCategory),
     number: &str,
 ) -> Result<(u32, u32)> {
+    let sql = format!(
+        "SELECT * FROM hiring_approvals WHERE {} = $1 AND category = $2 AND approval_number = $3",
+        check::not_sought(tx.backend(), "institution_uscc")
+    );
     let granted = fetch(
         tx,
         reads,
-        "SELECT * FROM hiring_approvals WHERE institution_uscc = $1 AND category = $2 AND approval_number = $3",
+        &sql,
         vec![
             Value::from(institution.as_str()),
             Value::from(category.code()),

@@ -7,6 +7,7 @@
 //! row) for each statement, which is what `sqlx`'s SQLite worker costs and most of a pre-check's
 //! time (profiled: a third of the samples were thread wake-ups, SQLite itself 2%).
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -31,6 +32,18 @@ pub(crate) trait Reader: Send {
         sql: &str,
         values: Vec<Value>,
     ) -> impl Future<Output = Result<Vec<Self::Row>>> + Send;
+
+    /// Whether the last statement went to the database (rather than being answered again from
+    /// what was read before), for the count of work done.
+    fn went_to_database(&self) -> bool {
+        true
+    }
+
+    /// The steps of SQLite's virtual machine the last statement took (rows looked at, not only
+    /// rows returned), where the connection can tell; 0 where it cannot.
+    fn last_steps(&self) -> u64 {
+        0
+    }
 }
 
 /// The columns of a stored row, by name: what the decoders read, whichever driver read the row.
@@ -40,6 +53,58 @@ pub(crate) trait Columns {
     fn text(&self, name: &str) -> Result<Option<String>>;
     /// An integer column, `None` when NULL.
     fn int(&self, name: &str) -> Result<Option<i64>>;
+}
+
+/// A reader that runs each distinct statement (text and values) once and answers it again from
+/// what it read: within one snapshot the same statement returns the same rows. A pre-check asks
+/// some of what its decision already read again for the numbers beside the verdict (the quotas,
+/// the roll's count, the year's plans); it asks them through this instead of reading twice.
+pub(crate) struct ReadOnce<'a, R: Reader> {
+    inner: &'a mut R,
+    read: HashMap<(String, Vec<Value>), Vec<R::Row>>,
+    answered_again: bool,
+}
+
+impl<'a, R: Reader> ReadOnce<'a, R> {
+    /// Reads through `inner`, which must hold one snapshot (a read transaction).
+    pub(crate) fn new(inner: &'a mut R) -> ReadOnce<'a, R> {
+        ReadOnce {
+            inner,
+            read: HashMap::new(),
+            answered_again: false,
+        }
+    }
+}
+
+impl<R: Reader> Reader for ReadOnce<'_, R>
+where
+    R::Row: Clone,
+{
+    type Row = R::Row;
+
+    fn backend(&self) -> Backend {
+        self.inner.backend()
+    }
+
+    async fn rows(&mut self, sql: &str, values: Vec<Value>) -> Result<Vec<R::Row>> {
+        let key = (sql.to_owned(), values);
+        self.answered_again = true;
+        if let Some(rows) = self.read.get(&key) {
+            return Ok(rows.clone());
+        }
+        self.answered_again = false;
+        let rows = self.inner.rows(sql, key.1.clone()).await?;
+        self.read.insert(key, rows.clone());
+        Ok(rows)
+    }
+
+    fn went_to_database(&self) -> bool {
+        !self.answered_again
+    }
+
+    fn last_steps(&self) -> u64 {
+        self.inner.last_steps()
+    }
 }
 
 impl Reader for sqlx::Transaction<'_, sqlx::Any> {
@@ -126,6 +191,7 @@ impl NativeReaders {
         connection.execute_batch("BEGIN")?;
         Ok(NativeRead {
             connection: Some(connection),
+            steps: 0,
             readers: self.clone(),
             _permit: permit,
         })
@@ -152,6 +218,8 @@ impl NativeReaders {
 /// the read ends (dropped).
 pub(crate) struct NativeRead {
     connection: Option<rusqlite::Connection>,
+    /// The virtual machine's steps of the last statement.
+    steps: u64,
     readers: Arc<NativeReaders>,
     /// Released after the connection is back among the idle ones (fields drop after `drop`).
     _permit: tokio::sync::OwnedSemaphorePermit,
@@ -179,6 +247,9 @@ impl NativeRead {
                 values,
             });
         }
+        drop(rows);
+        let steps = statement.reset_status(rusqlite::StatementStatus::VmStep);
+        self.steps = u64::try_from(steps).unwrap_or(0);
         Ok(out)
     }
 }
@@ -204,6 +275,10 @@ impl Reader for NativeRead {
 
     fn backend(&self) -> Backend {
         Backend::Sqlite
+    }
+
+    fn last_steps(&self) -> u64 {
+        self.steps
     }
 
     /// Reads in place: the caller is already on a blocking thread, so the future is ready.
