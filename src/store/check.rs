@@ -463,6 +463,94 @@ pub(super) const QUOTAS: &str = "SELECT * FROM quotas WHERE institution_uscc";
 pub(super) const FUNDINGS_FROM: &str =
     "SELECT * FROM fundings WHERE institution_uscc = $1 AND category = $2 AND period >= $3";
 
+/// A part of a composite key: how its JSON value is read back.
+#[derive(Debug, Clone, Copy)]
+enum Part {
+    Text,
+    Int,
+}
+
+/// Composite keys bound as one JSON array of arrays (`$1`), as the common table `k` with columns
+/// `k0`, `k1`, ...: a statement reads a set of keys in one go, its text the same whatever their
+/// number (as [`select_in`] for single keys). The statement's own parameters number from `$2`.
+fn with_keys(backend: Backend, parts: &[Part]) -> String {
+    let columns: Vec<String> = parts
+        .iter()
+        .enumerate()
+        .map(|(i, part)| match (backend, part) {
+            (Backend::Sqlite, _) => format!("json_extract(value, '$[{i}]') AS k{i}"),
+            (Backend::Postgres, Part::Text) => format!("v->>{i} AS k{i}"),
+            (Backend::Postgres, Part::Int) => format!("(v->>{i})::bigint AS k{i}"),
+        })
+        .collect();
+    let columns = columns.join(", ");
+    match backend {
+        Backend::Sqlite => format!("WITH k AS (SELECT {columns} FROM json_each($1))"),
+        Backend::Postgres => {
+            format!("WITH k AS (SELECT {columns} FROM json_array_elements($1::json) AS v)")
+        }
+    }
+}
+
+/// The rows `t` of `table` that `on` (conditions on `t` and `k.kN`) pairs with each key of the
+/// set, each key sought by itself by index: a join on SQLite, whose planner loops over the keys;
+/// on PostgreSQL a lateral subquery that `OFFSET 0` keeps from being flattened into a join, which
+/// its planner, without statistics, answers by hashing the whole table against the set.
+fn per_key(backend: Backend, parts: &[Part], table: &str, on: &str) -> String {
+    let with = with_keys(backend, parts);
+    match backend {
+        Backend::Sqlite => format!("{with} SELECT t.* FROM k JOIN {table} t ON {on}"),
+        Backend::Postgres => format!(
+            "{with} SELECT t.* FROM k CROSS JOIN LATERAL \
+             (SELECT * FROM {table} t WHERE {on} OFFSET 0) t"
+        ),
+    }
+}
+
+/// Keys as the JSON array of arrays [`with_keys`] reads, in order and once each, so that the
+/// same set binds the same text (a pre-check's [`ReadOnce`](super::read::ReadOnce) knows it again).
+fn key_rows(mut keys: Vec<serde_json::Value>) -> Value {
+    keys.sort_by_key(ToString::to_string);
+    keys.dedup();
+    Value::Text(serde_json::Value::Array(keys).to_string())
+}
+
+/// The people on each (institution, category)'s roll on `on`, from the kept counts, in one
+/// statement: (USCC, category code) -> people.
+pub(super) async fn headcounts_on<R: Reader>(
+    tx: &mut R,
+    reads: &CheckReads,
+    units: &[(&Uscc, QuotaCategory)],
+    on: NaiveDate,
+) -> Result<HashMap<(String, String), i64>> {
+    if units.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let sql = format!(
+        "{} SELECT k.k0 AS institution_uscc, k.k1 AS category, (SELECT r.people FROM roll_counts r \
+         WHERE r.institution_uscc = k.k0 AND r.category = k.k1 AND r.on_date <= $2 \
+         ORDER BY r.on_date DESC LIMIT 1) AS people FROM k",
+        with_keys(tx.backend(), &[Part::Text, Part::Text])
+    );
+    let keys = units
+        .iter()
+        .map(|(uscc, category)| serde_json::json!([uscc.as_str(), category.code()]))
+        .collect();
+    let rows = fetch(
+        tx,
+        reads,
+        &sql,
+        vec![key_rows(keys), Value::Text(on.to_string())],
+    )
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let unit = (q::text(row, "institution_uscc")?, q::text(row, "category")?);
+            Ok((unit, row.int("people")?.unwrap_or(0)))
+        })
+        .collect()
+}
+
 /// The people on (institution, category)'s roll on `on`, from the kept counts.
 pub(super) async fn headcount_on<R: Reader>(
     tx: &mut R,
@@ -470,19 +558,11 @@ pub(super) async fn headcount_on<R: Reader>(
     (uscc, category): (&Uscc, QuotaCategory),
     on: NaiveDate,
 ) -> Result<i64> {
-    let rows = fetch(
-        tx,
-        reads,
-        "SELECT people FROM roll_counts WHERE institution_uscc = $1 AND category = $2 AND on_date <= $3 \
-         ORDER BY on_date DESC LIMIT 1",
-        vec![
-            Value::from(uscc.as_str()),
-            Value::from(category.code()),
-            Value::Text(on.to_string()),
-        ],
-    )
-    .await?;
-    rows.first().map_or(Ok(0), |row| q::int(row, "people"))
+    let counts = headcounts_on(tx, reads, &[(uscc, category)], on).await?;
+    Ok(counts
+        .get(&(uscc.to_string(), category.code().to_owned()))
+        .copied()
+        .unwrap_or(0))
 }
 
 /// The first [`EVIDENCE_SAMPLE`] people on (institution, category)'s roll on `on`, by resident ID.
@@ -537,44 +617,79 @@ pub(super) fn by_id(backend: Backend, column: &str) -> String {
     }
 }
 
-/// The entries (and of them the policy placements) counted for (institution, category, year),
-/// and the plans of that year.
+/// What [`plans_for`] reads of a year: the entries (and of them the policy placements) counted
+/// for (institution, category, year), and the plans of that year.
+pub(super) type YearPlans = (aggregates::Taken, Vec<Pushed<crate::domain::StaffingPlan>>);
+
+/// [`YearPlans`] of each (institution, category, year), in two statements whatever their number:
+/// (USCC, category code, year) -> what was read (nothing read: no entries, no plans).
+pub(super) async fn plans_for<R: Reader>(
+    tx: &mut R,
+    reads: &CheckReads,
+    units: &[(&Uscc, QuotaCategory, i32)],
+) -> Result<HashMap<(String, String, i32), YearPlans>> {
+    let mut found: HashMap<(String, String, i32), YearPlans> = HashMap::new();
+    if units.is_empty() {
+        return Ok(found);
+    }
+    let backend = tx.backend();
+    let parts = [Part::Text, Part::Text, Part::Int];
+    let keys = || {
+        key_rows(
+            units
+                .iter()
+                .map(|(uscc, category, year)| {
+                    serde_json::json!([uscc.as_str(), category.code(), year])
+                })
+                .collect(),
+        )
+    };
+    let on = "t.institution_uscc = k.k0 AND t.category = k.k1 AND t.year = k.k2";
+    for row in fetch(
+        tx,
+        reads,
+        &per_key(backend, &parts, "plan_entries", on),
+        vec![keys()],
+    )
+    .await?
+    {
+        let year = i32::try_from(q::int(&row, "year")?).unwrap_or(i32::MAX);
+        let unit = (
+            q::text(&row, "institution_uscc")?,
+            q::text(&row, "category")?,
+            year,
+        );
+        found.entry(unit).or_default().0 = (q::int(&row, "entries")?, q::int(&row, "placements")?);
+    }
+    for row in fetch(
+        tx,
+        reads,
+        &per_key(backend, &parts, "staffing_plans", on),
+        vec![keys()],
+    )
+    .await?
+    {
+        let plan = pushed(q::decode_plan(&row)?);
+        let unit = (
+            plan.record.institution.to_string(),
+            plan.record.category.code().to_owned(),
+            plan.record.year,
+        );
+        found.entry(unit).or_default().1.push(plan);
+    }
+    Ok(found)
+}
+
+/// The entries counted for (institution, category, year) and the plans of that year.
 pub(super) async fn plans_of<R: Reader>(
     tx: &mut R,
     reads: &CheckReads,
     (uscc, category, year): (&Uscc, QuotaCategory, i32),
-) -> Result<(aggregates::Taken, Vec<Pushed<crate::domain::StaffingPlan>>)> {
-    let taken = match fetch(
-        tx,
-        reads,
-        "SELECT entries, placements FROM plan_entries WHERE institution_uscc = $1 AND category = $2 AND year = $3",
-        vec![
-            Value::from(uscc.as_str()),
-            Value::from(category.code()),
-            Value::Int(i64::from(year)),
-        ],
-    )
-    .await?
-    .first()
-    {
-        Some(row) => (q::int(row, "entries")?, q::int(row, "placements")?),
-        None => (0, 0),
-    };
-    let plans: Vec<Pushed<_>> = fetch(
-        tx,
-        reads,
-        "SELECT * FROM staffing_plans WHERE institution_uscc = $1 AND year = $2 AND category = $3",
-        vec![
-            Value::from(uscc.as_str()),
-            Value::Int(i64::from(year)),
-            Value::from(category.code()),
-        ],
-    )
-    .await?
-    .iter()
-    .map(|row| q::decode_plan(row).map(pushed))
-    .collect::<Result<_>>()?;
-    Ok((taken, plans))
+) -> Result<YearPlans> {
+    let mut found = plans_for(tx, reads, &[(uscc, category, year)]).await?;
+    Ok(found
+        .remove(&(uscc.to_string(), category.code().to_owned(), year))
+        .unwrap_or_default())
 }
 
 /// The first [`EVIDENCE_SAMPLE`] entries of (institution, category, year), by record id.
@@ -780,6 +895,31 @@ async fn decide_counted<R: Reader>(
         Quotas::from_records(&records)
     };
 
+    // The counts the keys name, each kind in one statement (or two) whatever the keys' number.
+    let rolls: Vec<(&Uscc, QuotaCategory)> = keys
+        .iter()
+        .filter_map(|key| match key {
+            DirtyKey::Headcount {
+                institution,
+                category,
+            } => Some((institution, *category)),
+            _ => None,
+        })
+        .collect();
+    let people_on = headcounts_on(tx, reads, &rolls, as_of).await?;
+    let years: Vec<(&Uscc, QuotaCategory, i32)> = keys
+        .iter()
+        .filter_map(|key| match key {
+            DirtyKey::PlanUse {
+                institution,
+                category,
+                year,
+            } => Some((institution, *category, *year)),
+            _ => None,
+        })
+        .collect();
+    let mut year_plans = plans_for(tx, reads, &years).await?;
+
     // Funding periods to decide, per (institution, category): every period a funding key names.
     let mut funded: BTreeMap<(Uscc, QuotaCategory), Vec<&DirtyKey>> = BTreeMap::new();
     for key in keys {
@@ -789,7 +929,10 @@ async fn decide_counted<R: Reader>(
                 category,
             } => {
                 let unit = (institution, *category);
-                let people = headcount_on(tx, reads, unit, as_of).await?;
+                let people = people_on
+                    .get(&(institution.to_string(), category.code().to_owned()))
+                    .copied()
+                    .unwrap_or(0);
                 let decide = |people: i64, sample: &BTreeSet<ResidentId>| {
                     let headcount =
                         Headcount::known((institution.clone(), *category), as_of, people);
@@ -820,7 +963,9 @@ async fn decide_counted<R: Reader>(
                 year,
             } => {
                 let unit = (institution, *category, *year);
-                let (taken, plans) = plans_of(tx, reads, unit).await?;
+                let (taken, plans) = year_plans
+                    .remove(&(institution.to_string(), category.code().to_owned(), *year))
+                    .unwrap_or_default();
                 let decide = |taken: aggregates::Taken, sample: &BTreeSet<RecordRef>| {
                     let known = Plans::known(unit, taken, &plans);
                     let over = aggregates::decide_plan(unit, &known, sample);
@@ -1067,50 +1212,27 @@ async fn rows_of<R: Reader>(
     }
     snapshot.spells = spells.into_values().collect();
 
-    // Live payroll lines, once each.
+    // Live payroll lines, once each: every person's periods in one statement, each person sought
+    // by the index on (resident, period) within their bounds (none: from the first / to the last).
     let mut lines: BTreeMap<RecordRef, Pushed<crate::domain::PayrollLine>> = BTreeMap::new();
-    for (resident, first, last) in &pay {
-        let rows =
-            match (first, last) {
-                (Some(first), Some(last)) => fetch(
-                    tx,
-                    reads,
-                    "SELECT * FROM payroll_lines WHERE reverses IS NULL AND reversed_by IS NULL \
-                     AND resident_id = $1 AND period >= $2 AND period <= $3",
-                    vec![
-                        Value::from(resident.as_str()),
-                        Value::from(first.as_str()),
-                        Value::from(last.as_str()),
-                    ],
-                )
-                .await?,
-                (Some(first), None) => fetch(
-                    tx,
-                    reads,
-                    "SELECT * FROM payroll_lines WHERE reverses IS NULL AND reversed_by IS NULL \
-                     AND resident_id = $1 AND period >= $2",
-                    vec![Value::from(resident.as_str()), Value::from(first.as_str())],
-                )
-                .await?,
-                (None, Some(last)) => fetch(
-                    tx,
-                    reads,
-                    "SELECT * FROM payroll_lines WHERE reverses IS NULL AND reversed_by IS NULL \
-                     AND resident_id = $1 AND period <= $2",
-                    vec![Value::from(resident.as_str()), Value::from(last.as_str())],
-                )
-                .await?,
-                (None, None) => fetch(
-                    tx,
-                    reads,
-                    "SELECT * FROM payroll_lines WHERE reverses IS NULL AND reversed_by IS NULL \
-                     AND resident_id = $1",
-                    vec![Value::from(resident.as_str())],
-                )
-                .await?,
-            };
-        for row in &rows {
-            let line = pushed(q::decode_payroll_line(row)?);
+    let bounds: Vec<serde_json::Value> = pay
+        .iter()
+        .map(|(resident, first, last)| {
+            let first = first.as_deref().unwrap_or("");
+            let last = last.as_deref().unwrap_or("9999-99");
+            serde_json::json!([resident, first, last])
+        })
+        .collect();
+    if !bounds.is_empty() {
+        let sql = per_key(
+            tx.backend(),
+            &[Part::Text, Part::Text, Part::Text],
+            "payroll_lines",
+            "t.resident_id = k.k0 AND t.period >= k.k1 AND t.period <= k.k2 \
+             AND t.reverses IS NULL AND t.reversed_by IS NULL",
+        );
+        for row in fetch(tx, reads, &sql, vec![key_rows(bounds)]).await? {
+            let line = pushed(q::decode_payroll_line(&row)?);
             lines.insert(line.id.clone(), line);
         }
     }
