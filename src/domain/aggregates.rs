@@ -406,6 +406,15 @@ impl<T: Ranged + Clone> InForce<T> {
         list.sort_by(|a, b| (b.accepted_at, &b.id).cmp(&(a.accepted_at, &a.id)));
     }
 
+    /// The records of `key` alone: what a decision about that key needs of the book.
+    pub fn only(&self, key: &T::Key) -> InForce<T> {
+        let mut records = BTreeMap::new();
+        if let Some(list) = self.records.get(key) {
+            records.insert(key.clone(), list.clone());
+        }
+        InForce { records }
+    }
+
     /// The record in force for `key` on `on`.
     pub fn in_force(&self, key: &T::Key, on: NaiveDate) -> Option<&Pushed<T>> {
         self.records.get(key).and_then(|list| {
@@ -1342,6 +1351,18 @@ mod tests {
             let config = RulesConfig::default();
             let as_of = day(as_of);
             prop_assert_eq!(decided(&world, as_of, &config), oracle(&world, as_of, &config));
+        }
+
+        /// A key's own records decide what is in force for it as the whole book does.
+        #[test]
+        fn a_key_alone_has_in_force_what_the_book_has(world in arb_world(), on in 0u64..150) {
+            let book = Quotas::from_records(&world.quotas);
+            for quota in &world.quotas {
+                let key = quota.record.key();
+                let alone = book.only(&key);
+                prop_assert_eq!(alone.in_force(&key, day(on)), book.in_force(&key, day(on)));
+                prop_assert_eq!(alone.records.len(), 1);
+            }
         }
 
         /// The same after a record arrived, with aggregates updated by the record alone: the

@@ -1040,8 +1040,9 @@ async fn decide_counted<R: Reader>(
             };
             unit_keys.iter().any(|k| k.covers(&key))
         };
+        // The unit's quotas only: a bulk push decides thousands of units, each with its own.
         let mut without = Aggregates {
-            quotas: quotas.clone(),
+            quotas: quotas.only(&(institution.clone(), category)),
             ..Aggregates::default()
         };
         let mut periods = BTreeSet::new();
