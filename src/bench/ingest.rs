@@ -1,5 +1,6 @@
 //! Measure 1: bulk ingest through the hub (client-streaming pushes over mutual TLS) against plain
-//! multi-row INSERTs of the same rows into a fresh database of the same kind and schema.
+//! writes of the same rows into a fresh database of the same kind and schema: multi-row INSERTs
+//! on SQLite, `COPY` on PostgreSQL.
 //!
 //! The hub gets the data as the agencies deliver it ([`replay`]): the generator's delivery
 //! timeline, day by day on the hub's own clock, from its first start (the agencies' initial load)

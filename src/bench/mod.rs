@@ -6,8 +6,8 @@
 //! PostgreSQL server of `--database-url` and dropped after it. The measures:
 //!
 //! 1. [`ingest`]: bulk ingest through the client-streaming pushes (rows/s of personnel events and
-//!    payroll lines) against plain multi-row INSERTs of the same rows into a fresh database of the
-//!    same kind and schema. Target: hub ≥ 0.5 × baseline.
+//!    payroll lines) against plain writes of the same rows into a fresh database of the same kind
+//!    and schema (multi-row INSERTs on SQLite, `COPY` on PostgreSQL). Target: hub ≥ 0.5 × baseline.
 //! 2. [`recheck`]: a full re-check (`Store::reconcile`) against the core rules as plain SQL
 //!    (`Store::plain_sql_findings`) on the same database. Target: hub ≤ 2 × baseline.
 //! 3. [`calls::unary_pushes`]: p50/p99 of single pushes on the loaded hub (report only).
