@@ -83,14 +83,14 @@ impl CheckReads {
         self.statements.load(Ordering::Relaxed)
     }
 
-    /// Counts the statement `tx` ran last and its rows, unless `tx` answered it from what it had
-    /// read before ([`ReadOnce`](super::read::ReadOnce)).
     /// Steps SQLite's virtual machine took for the checks read natively (the pre-checks on an
     /// SQLite file): the rows the database looked at, where `rows` counts those it returned.
     pub fn steps(&self) -> u64 {
         self.steps.load(Ordering::Relaxed)
     }
 
+    /// Counts the statement `tx` ran last and its rows, unless `tx` answered it from what it had
+    /// read before ([`ReadOnce`](super::read::ReadOnce)).
     fn add<R: Reader>(&self, tx: &R, rows: usize) {
         if tx.went_to_database() {
             self.rows.fetch_add(rows as u64, Ordering::Relaxed);
@@ -510,7 +510,7 @@ fn per_key(backend: Backend, parts: &[Part], table: &str, on: &str) -> String {
 /// Keys as the JSON array of arrays [`with_keys`] reads, in order and once each, so that the
 /// same set binds the same text (a pre-check's [`ReadOnce`](super::read::ReadOnce) knows it again).
 fn key_rows(mut keys: Vec<serde_json::Value>) -> Value {
-    keys.sort_by_key(ToString::to_string);
+    keys.sort_by_cached_key(ToString::to_string);
     keys.dedup();
     Value::Text(serde_json::Value::Array(keys).to_string())
 }

@@ -8,7 +8,7 @@ use chrono::Datelike;
 use super::check::{self, Act, CheckReads, fetch, headcount_on, plans_of, pushed};
 use super::query as q;
 use super::read::{ReadOnce, Reader};
-use super::{Store, Value, select_in};
+use super::{Store, Value};
 use crate::domain::aggregates::{Headcount, Plans, Posts, Quotas};
 use crate::domain::dirty::{Change, DirtySet, Rewrite};
 use crate::domain::findings::{Entry, Finding, PersonSpell, PersonTerm, Pushed, RecordRef};
@@ -69,8 +69,9 @@ impl Store {
         let unit = (&question.institution, question.category);
 
         // The statement the decision reads the person's spells with, so that it is read once.
-        let mut theirs: Vec<(i64, Spell)> = select_in(
+        let mut theirs: Vec<(i64, Spell)> = check::fetch_in(
             tx,
+            reads,
             "SELECT * FROM person_spells WHERE resident_id",
             "",
             &[],
@@ -292,8 +293,9 @@ impl Store {
         .filter(|f| f.record.period == question.period)
         .max_by(|a, b| (a.accepted_at, &a.id).cmp(&(b.accepted_at, &b.id)))
         .map_or(0, |f| f.record.funded_headcount);
-        let funding_form = select_in(
+        let funding_form = check::fetch_in(
             tx,
+            reads,
             check::INSTITUTIONS,
             "",
             &[],

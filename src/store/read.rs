@@ -88,8 +88,8 @@ where
 
     async fn rows(&mut self, sql: &str, values: Vec<Value>) -> Result<Vec<R::Row>> {
         let key = (sql.to_owned(), values);
-        self.answered_again = true;
         if let Some(rows) = self.read.get(&key) {
+            self.answered_again = true;
             return Ok(rows.clone());
         }
         self.answered_again = false;
