@@ -233,8 +233,24 @@ impl<K: Ord + Clone> Occupancy<K> {
         let mut delta = Occupancy::default();
         delta.add_person(before, -1);
         delta.add_person(after, 1);
+        delta.runs()
+    }
+
+    /// Many shifts (of a batch's rewrites) as one: maximal runs of one non-zero move per key, no
+    /// two of a key overlapping. They move the counts as `shifts` do, so a store applies them to
+    /// its rows in one statement, each row moved by at most one run.
+    pub fn merged(shifts: &[Shift<K>]) -> Vec<Shift<K>> {
+        let mut delta = Occupancy::default();
+        for shift in shifts {
+            delta.shift_by(shift);
+        }
+        delta.runs()
+    }
+
+    /// The counts read as moves from nothing: each change date's count up to the next.
+    fn runs(self) -> Vec<Shift<K>> {
         let mut shifts = Vec::new();
-        for (key, counts) in delta.counts {
+        for (key, counts) in self.counts {
             let days: Vec<(NaiveDate, i64)> = counts.into_iter().collect();
             for (i, &(from, by)) in days.iter().enumerate() {
                 if by != 0 {
@@ -1412,6 +1428,41 @@ mod tests {
             let after = Plans::from_snapshot(&after);
             prop_assert_eq!(counted.entries, after.entries);
             prop_assert_eq!(counted.placements, after.placements);
+        }
+
+        /// Shifts merged into runs move the counts as the shifts one by one do, and no two runs
+        /// of a key overlap (a store moves each of its rows by one run at most).
+        #[test]
+        fn merged_shifts_move_the_counts_as_the_shifts_do(
+            world in arb_world(),
+            shifts in proptest::collection::vec((0usize..2, 0u64..150, proptest::option::of(1u64..60), -3i64..4), 0..12),
+        ) {
+            let keys: Vec<(Uscc, QuotaCategory)> =
+                (0u32..2).map(|i| (unit(i), CATEGORIES[i as usize])).collect();
+            let shifts: Vec<Shift<(Uscc, QuotaCategory)>> = shifts
+                .into_iter()
+                .map(|(key, from, length, by)| Shift {
+                    key: keys[key].clone(),
+                    from: day(from),
+                    to: length.map(|length| day(from + length)),
+                    by,
+                })
+                .collect();
+            let mut one_by_one = Headcount::from_snapshot(&world);
+            shifts.iter().for_each(|shift| one_by_one.shift_by(shift));
+            let merged = Headcount::merged(&shifts);
+            let mut at_once = Headcount::from_snapshot(&world);
+            merged.iter().for_each(|shift| at_once.shift_by(shift));
+            prop_assert_eq!(&at_once, &one_by_one);
+            for (i, run) in merged.iter().enumerate() {
+                prop_assert!(run.by != 0 && run.to.is_none_or(|to| run.from < to));
+                for other in &merged[i + 1..] {
+                    let apart = other.key != run.key
+                        || run.to.is_some_and(|to| to <= other.from)
+                        || other.to.is_some_and(|to| to <= run.from);
+                    prop_assert!(apart, "{run:?} overlaps {other:?}");
+                }
+            }
         }
 
         /// Updates add up: two records, each applied as the store describes it against the data

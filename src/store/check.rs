@@ -267,81 +267,101 @@ pub(super) fn term(row: &impl Columns, openings: &Openings) -> Result<PersonTerm
 // ---------------------------------------------------------------------------------------------
 // The roll counts.
 
-/// Moves the stored counts of the rolls a person's rewrite moved: each shift makes its ends change
-/// dates (with the count they had) and moves every change date in its run. A count read is then the
-/// last change on or before the date, one row.
+/// Moves the stored counts of the rolls a batch's rewrites moved, in two statements whatever
+/// their number: the shifts merged into runs that do not overlap ([`Headcount::merged`]), each
+/// run's ends become change dates (with the count they had), then every change date in a run
+/// moves by its run. A count read is then the last change on or before the date, one row.
 pub(crate) async fn shift_roll_counts(
     tx: &mut Tx,
     shifts: &[aggregates::Shift<(Uscc, QuotaCategory)>],
     today: NaiveDate,
 ) -> Result<()> {
-    let mut moved = BTreeSet::new();
-    for shift in shifts {
-        moved.insert((&shift.key.0, shift.key.1));
-        let (uscc, category) = &shift.key;
-        for day in std::iter::once(shift.from).chain(shift.to) {
-            let values = vec![
-                Value::from(uscc.as_str()),
-                Value::from(category.code()),
-                Value::Text(day.to_string()),
-                Value::from(uscc.as_str()),
-                Value::from(category.code()),
-                Value::Text(day.to_string()),
-            ];
-            execute(
-                tx,
-                "INSERT INTO roll_counts (institution_uscc, category, on_date, people) VALUES ($1, $2, $3, \
-                 COALESCE((SELECT people FROM roll_counts WHERE institution_uscc = $4 AND category = $5 \
-                 AND on_date <= $6 ORDER BY on_date DESC LIMIT 1), 0)) ON CONFLICT DO NOTHING",
-                values,
-            )
-            .await?;
-        }
-        let mut values = vec![
-            Value::Int(shift.by),
-            Value::from(uscc.as_str()),
-            Value::from(category.code()),
-            Value::Text(shift.from.to_string()),
-        ];
-        let sql = match shift.to {
-            Some(to) => {
-                values.push(Value::Text(to.to_string()));
-                "UPDATE roll_counts SET people = people + $1 WHERE institution_uscc = $2 AND category = $3 \
-                 AND on_date >= $4 AND on_date < $5"
-            }
-            None => {
-                "UPDATE roll_counts SET people = people + $1 WHERE institution_uscc = $2 AND category = $3 \
-                 AND on_date >= $4"
-            }
-        };
-        execute(tx, sql, values).await?;
+    let runs = Headcount::merged(shifts);
+    if runs.is_empty() {
+        return Ok(());
     }
+    let backend = tx.backend();
+    let ends = runs
+        .iter()
+        .flat_map(|run| {
+            let (uscc, category) = &run.key;
+            std::iter::once(run.from).chain(run.to).map(move |day| {
+                serde_json::json!([uscc.as_str(), category.code(), day.to_string()])
+            })
+        })
+        .collect();
+    let sql = format!(
+        "{} INSERT INTO roll_counts (institution_uscc, category, on_date, people) \
+         SELECT k.k0, k.k1, k.k2, COALESCE((SELECT r.people FROM roll_counts r \
+         WHERE r.institution_uscc = k.k0 AND r.category = k.k1 AND r.on_date <= k.k2 \
+         ORDER BY r.on_date DESC LIMIT 1), 0) FROM k WHERE true ON CONFLICT DO NOTHING",
+        with_keys(backend, &[Part::Text, Part::Text, Part::Text])
+    );
+    execute(tx, &sql, vec![key_rows(ends)]).await?;
+    // Open runs end after any date: dates are written YYYY-MM-DD.
+    let moves = runs
+        .iter()
+        .map(|run| {
+            let (uscc, category) = &run.key;
+            let to = run
+                .to
+                .map_or_else(|| "9999-12-31".to_owned(), |to| to.to_string());
+            serde_json::json!([
+                uscc.as_str(),
+                category.code(),
+                run.from.to_string(),
+                to,
+                run.by
+            ])
+        })
+        .collect();
+    let parts = [Part::Text, Part::Text, Part::Text, Part::Text, Part::Int];
+    let sql = format!(
+        "{} UPDATE roll_counts SET people = people + k.k4 FROM k \
+         WHERE roll_counts.institution_uscc = k.k0 AND roll_counts.category = k.k1 \
+         AND roll_counts.on_date >= k.k2 AND roll_counts.on_date < k.k3",
+        with_keys(backend, &parts)
+    );
+    execute(tx, &sql, vec![key_rows(moves)]).await?;
+    let moved: BTreeSet<(&Uscc, QuotaCategory)> =
+        runs.iter().map(|run| (&run.key.0, run.key.1)).collect();
     super::roll_now::set(tx, &moved, today).await
 }
 
 /// Moves the stored count of entries, and of policy placements, per (institution, category,
-/// year) ([`Plans::moves`]).
+/// year) ([`Plans::moves`]), in one statement: the moves summed per year first.
 pub(crate) async fn count_plan_entries(
     tx: &mut Tx,
     moves: &[((Uscc, QuotaCategory, i32), aggregates::Taken)],
 ) -> Result<()> {
+    let mut summed: BTreeMap<(&str, &str, i32), (i64, i64)> = BTreeMap::new();
     for ((uscc, category, year), (by, placed)) in moves {
-        execute(
-            tx,
-            "INSERT INTO plan_entries (institution_uscc, category, year, entries, placements) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (institution_uscc, category, year) DO UPDATE SET entries = plan_entries.entries + excluded.entries, \
-             placements = plan_entries.placements + excluded.placements",
-            vec![
-                Value::from(uscc.as_str()),
-                Value::from(category.code()),
-                Value::Int(i64::from(*year)),
-                Value::Int(*by),
-                Value::Int(*placed),
-            ],
-        )
-        .await?;
+        let sum = summed
+            .entry((uscc.as_str(), category.code(), *year))
+            .or_default();
+        sum.0 += by;
+        sum.1 += placed;
     }
-    Ok(())
+    let rows: Vec<serde_json::Value> = summed
+        .into_iter()
+        .filter(|(_, moved)| *moved != (0, 0))
+        .map(|((uscc, category, year), (by, placed))| {
+            serde_json::json!([uscc, category, year, by, placed])
+        })
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let parts = [Part::Text, Part::Text, Part::Int, Part::Int, Part::Int];
+    let sql = format!(
+        "{} INSERT INTO plan_entries (institution_uscc, category, year, entries, placements) \
+         SELECT k.k0, k.k1, k.k2, k.k3, k.k4 FROM k WHERE true \
+         ON CONFLICT (institution_uscc, category, year) DO UPDATE SET \
+         entries = plan_entries.entries + excluded.entries, \
+         placements = plan_entries.placements + excluded.placements",
+        with_keys(tx.backend(), &parts)
+    );
+    execute(tx, &sql, vec![key_rows(rows)]).await
 }
 
 /// Fills the kept counts from the stored spells and events when they are empty and the spells are
@@ -417,7 +437,7 @@ pub(crate) async fn rebuild_counts(store: &Store) -> Result<()> {
     Ok(())
 }
 
-async fn execute(tx: &mut Tx, sql: &'static str, values: Vec<Value>) -> Result<()> {
+async fn execute(tx: &mut Tx, sql: &str, values: Vec<Value>) -> Result<()> {
     let mark = super::mark(tx);
     let sql = super::plain_on_sqlite(mark, sql);
     sqlx::query_with(sqlx::AssertSqlSafe(sql), super::bind_all(values)?)
@@ -459,9 +479,41 @@ pub(super) const INSTITUTIONS: &str = "SELECT * FROM institutions WHERE uscc";
 /// The quotas of a key set of institutions (bound by [`select_in`]).
 pub(super) const QUOTAS: &str = "SELECT * FROM quotas WHERE institution_uscc";
 
-/// The fundings of (institution, category) from a period on.
-pub(super) const FUNDINGS_FROM: &str =
-    "SELECT * FROM fundings WHERE institution_uscc = $1 AND category = $2 AND period >= $3";
+/// The fundings of each (institution, category) from a period on (none: every period), in one
+/// statement: (USCC, category code) -> its fundings.
+pub(super) async fn fundings_from<R: Reader>(
+    tx: &mut R,
+    reads: &CheckReads,
+    units: &[(&Uscc, QuotaCategory, Option<crate::domain::Period>)],
+) -> Result<HashMap<(String, String), Vec<Pushed<crate::domain::Funding>>>> {
+    let mut fundings: HashMap<(String, String), Vec<Pushed<crate::domain::Funding>>> =
+        HashMap::new();
+    if units.is_empty() {
+        return Ok(fundings);
+    }
+    let keys = units
+        .iter()
+        .map(|(uscc, category, first)| {
+            let first = first.map(|p| p.to_string()).unwrap_or_default();
+            serde_json::json!([uscc.as_str(), category.code(), first])
+        })
+        .collect();
+    let sql = per_key(
+        tx.backend(),
+        &[Part::Text, Part::Text, Part::Text],
+        "fundings",
+        "t.institution_uscc = k.k0 AND t.category = k.k1 AND t.period >= k.k2",
+    );
+    for row in fetch(tx, reads, &sql, vec![key_rows(keys)]).await? {
+        let funding = pushed(q::decode_funding(&row)?);
+        let unit = (
+            funding.record.institution.to_string(),
+            funding.record.category.code().to_owned(),
+        );
+        fundings.entry(unit).or_default().push(funding);
+    }
+    Ok(fundings)
+}
 
 /// A part of a composite key: how its JSON value is read back.
 #[derive(Debug, Clone, Copy)]
@@ -1002,32 +1054,27 @@ async fn decide_counted<R: Reader>(
         }
     }
 
+    // Each unit's fundings from the earliest period a key names (none: every period).
+    let firsts: Vec<(&Uscc, QuotaCategory, Option<crate::domain::Period>)> = funded
+        .iter()
+        .map(|((institution, category), unit_keys)| {
+            let first = unit_keys
+                .iter()
+                .map(|key| match key {
+                    DirtyKey::Funding { period, .. } => Some(*period),
+                    DirtyKey::FundedLimit { periods, .. } => periods.first,
+                    _ => None,
+                })
+                .min()
+                .flatten();
+            (institution, *category, first)
+        })
+        .collect();
+    let mut stored_fundings = fundings_from(tx, reads, &firsts).await?;
     for ((institution, category), unit_keys) in funded {
-        // The earliest period a key names (none: every period).
-        let first = unit_keys
-            .iter()
-            .map(|key| match key {
-                DirtyKey::Funding { period, .. } => Some(*period),
-                DirtyKey::FundedLimit { periods, .. } => periods.first,
-                _ => None,
-            })
-            .min()
-            .flatten();
-        let rows = fetch(
-            tx,
-            reads,
-            FUNDINGS_FROM,
-            vec![
-                Value::from(institution.as_str()),
-                Value::from(category.code()),
-                Value::Text(first.map(|p| p.to_string()).unwrap_or_default()),
-            ],
-        )
-        .await?;
-        let stored: Vec<Pushed<crate::domain::Funding>> = rows
-            .iter()
-            .map(|row| q::decode_funding(row).map(pushed))
-            .collect::<Result<_>>()?;
+        let stored = stored_fundings
+            .remove(&(institution.to_string(), category.code().to_owned()))
+            .unwrap_or_default();
         let added = act
             .and_then(|act| act.funding.clone())
             .filter(|f| f.record.institution == institution && f.record.category == category);
@@ -1279,9 +1326,9 @@ async fn rows_of<R: Reader>(
         }
         Ok(())
     };
-    const HIRES: &str = "SELECT * FROM personnel_events WHERE corrected_by IS NULL AND event_type = 'HIRE' AND institution_uscc = $1";
-    const ARRIVALS: &str = "SELECT * FROM personnel_events WHERE corrected_by IS NULL AND event_type = 'TRANSFER' AND target_uscc = $1";
     let mut approvals: BTreeMap<RecordRef, Pushed<crate::domain::HiringApproval>> = BTreeMap::new();
+    let backend = tx.backend();
+    // Each kind of read below is one statement for every institution the keys name.
     let every_approval: Vec<String> = approval_uses
         .iter()
         .filter(|(_, from)| from.is_none())
@@ -1293,65 +1340,92 @@ async fn rows_of<R: Reader>(
         for approval in loaded {
             approvals.insert(approval.id.clone(), approval);
         }
+        // Every entry's verdict can move.
+        for head in [
+            "SELECT * FROM personnel_events WHERE corrected_by IS NULL AND event_type = 'HIRE' AND institution_uscc",
+            "SELECT * FROM personnel_events WHERE corrected_by IS NULL AND event_type = 'TRANSFER' AND target_uscc",
+        ] {
+            keep_entries(fetch_in(tx, reads, head, "", &[], &every_approval).await?)?;
+        }
     }
-    for (institution, from) in &approval_uses {
-        match from {
-            // Every entry's verdict can move.
-            None => {
-                for head in [HIRES, ARRIVALS] {
-                    let values = vec![Value::from(institution.as_str())];
-                    keep_entries(fetch(tx, reads, head, values).await?)?;
+    // Entries from `from` on, and the earlier ones that drew on the approvals they cite (the
+    // allocation of a number is decided over every entry citing it).
+    let from_on: Vec<serde_json::Value> = approval_uses
+        .iter()
+        .filter_map(|(institution, from)| {
+            from.map(|from| serde_json::json!([institution, from.to_string()]))
+        })
+        .collect();
+    if !from_on.is_empty() {
+        let from_on = key_rows(from_on);
+        let mut numbers: BTreeSet<(String, String)> = BTreeSet::new();
+        for column in ["institution_uscc", "target_uscc"] {
+            let kind = if column == "target_uscc" {
+                "TRANSFER"
+            } else {
+                "HIRE"
+            };
+            let sql = per_key(
+                backend,
+                &[Part::Text, Part::Text],
+                "personnel_events",
+                &format!(
+                    "t.corrected_by IS NULL AND t.event_type = '{kind}' AND t.{column} = k.k0 \
+                     AND t.effective_on >= k.k1"
+                ),
+            );
+            let rows = fetch(tx, reads, &sql, vec![from_on.clone()]).await?;
+            for row in &rows {
+                if let Some(number) = q::opt_text(row, "approval_number")? {
+                    numbers.insert((q::text(row, column)?, number));
                 }
             }
-            // Entries from `from` on, and the earlier ones that drew on the approvals they cite
-            // (the allocation of a number is decided over every entry citing it).
-            Some(from) => {
-                let mut numbers: BTreeSet<String> = BTreeSet::new();
-                for head in [
-                    concat!(
-                        "SELECT * FROM personnel_events WHERE corrected_by IS NULL AND event_type = 'HIRE' AND institution_uscc = $1",
-                        " AND effective_on >= $2"
+            keep_entries(rows)?;
+        }
+        // The act's entries cite approvals too (a pre-check's entry is not stored).
+        for entry in act.into_iter().flat_map(|act| &act.entries) {
+            let from = approval_uses
+                .get(entry.institution.as_str())
+                .copied()
+                .flatten();
+            if let (Some(from), Some(number)) = (from, &entry.approval_number)
+                && entry.date >= from
+            {
+                numbers.insert((entry.institution.to_string(), number.clone()));
+            }
+        }
+        if !numbers.is_empty() {
+            let cited = key_rows(
+                numbers
+                    .iter()
+                    .map(|(institution, number)| serde_json::json!([institution, number]))
+                    .collect(),
+            );
+            // Sought by the numbers, not by the institution (see `not_sought`).
+            for (kind, column) in [("HIRE", "institution_uscc"), ("TRANSFER", "target_uscc")] {
+                let sql = per_key(
+                    backend,
+                    &[Part::Text, Part::Text],
+                    "personnel_events",
+                    &format!(
+                        "t.corrected_by IS NULL AND t.event_type = '{kind}' AND {} = k.k0 \
+                         AND t.approval_number = k.k1",
+                        not_sought(backend, &format!("t.{column}"))
                     ),
-                    concat!(
-                        "SELECT * FROM personnel_events WHERE corrected_by IS NULL AND event_type = 'TRANSFER' AND target_uscc = $1",
-                        " AND effective_on >= $2"
-                    ),
-                ] {
-                    let values = vec![
-                        Value::from(institution.as_str()),
-                        Value::Text(from.to_string()),
-                    ];
-                    let rows = fetch(tx, reads, head, values).await?;
-                    for row in &rows {
-                        numbers.extend(q::opt_text(row, "approval_number")?);
-                    }
-                    keep_entries(rows)?;
-                }
-                // The act's entries cite approvals too (a pre-check's entry is not stored).
-                numbers.extend(
-                    act.into_iter()
-                        .flat_map(|act| &act.entries)
-                        .filter(|e| e.institution.as_str() == institution && e.date >= *from)
-                        .filter_map(|e| e.approval_number.clone()),
                 );
-                let numbers: Vec<String> = numbers.into_iter().collect();
-                let fixed = [Value::from(institution.as_str())];
-                // Sought by the numbers, not by the institution (see `not_sought`).
-                let backend = tx.backend();
-                for (kind, column) in [("HIRE", "institution_uscc"), ("TRANSFER", "target_uscc")] {
-                    let head = format!(
-                        "SELECT * FROM personnel_events WHERE corrected_by IS NULL AND event_type = '{kind}' AND {} = $1 AND approval_number",
-                        not_sought(backend, column)
-                    );
-                    keep_entries(fetch_in(tx, reads, &head, "", &fixed, &numbers).await?)?;
-                }
-                let head = format!(
-                    "SELECT * FROM hiring_approvals WHERE {} = $1 AND approval_number",
-                    not_sought(backend, "institution_uscc")
-                );
-                for row in fetch_in(tx, reads, &head, "", &fixed, &numbers).await? {
-                    approvals.insert(record_ref(&row)?, pushed(q::decode_approval(&row)?));
-                }
+                keep_entries(fetch(tx, reads, &sql, vec![cited.clone()]).await?)?;
+            }
+            let sql = per_key(
+                backend,
+                &[Part::Text, Part::Text],
+                "hiring_approvals",
+                &format!(
+                    "{} = k.k0 AND t.approval_number = k.k1",
+                    not_sought(backend, "t.institution_uscc")
+                ),
+            );
+            for row in fetch(tx, reads, &sql, vec![cited]).await? {
+                approvals.insert(record_ref(&row)?, pushed(q::decode_approval(&row)?));
             }
         }
     }

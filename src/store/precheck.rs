@@ -275,21 +275,18 @@ impl Store {
             .map_or(0, |q| q.record.approved_count);
         let active = headcount_on(tx, reads, unit, last_day).await?;
         // The statements the decision read these with (answered again, not read twice).
-        let already_funded = fetch(
+        let already_funded = check::fundings_from(
             tx,
             reads,
-            check::FUNDINGS_FROM,
-            vec![
-                Value::from(question.institution.as_str()),
-                Value::from(question.category.code()),
-                Value::Text(question.period.to_string()),
-            ],
+            &[(
+                &question.institution,
+                question.category,
+                Some(question.period),
+            )],
         )
         .await?
-        .iter()
-        .map(|row| q::decode_funding(row).map(pushed))
-        .collect::<Result<Vec<_>>>()?
-        .into_iter()
+        .into_values()
+        .flatten()
         .filter(|f| f.record.period == question.period)
         .max_by(|a, b| (a.accepted_at, &a.id).cmp(&(b.accepted_at, &b.id)))
         .map_or(0, |f| f.record.funded_headcount);
