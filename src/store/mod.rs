@@ -223,10 +223,25 @@ impl Store {
     /// Starts a write transaction. On SQLite it takes the write lock at once, so that a transaction
     /// never fails half-way for want of it.
     pub async fn begin(&self) -> Result<Tx> {
-        Ok(match self.backend {
+        self.begin_writing(true).await
+    }
+
+    /// Starts a write transaction that changes the audit trail and nothing else: the pre-checks'
+    /// kept reads (of data, never of the trail) stay current through it.
+    pub(crate) async fn begin_trail(&self) -> Result<Tx> {
+        self.begin_writing(false).await
+    }
+
+    async fn begin_writing(&self, data: bool) -> Result<Tx> {
+        let tx = match self.backend {
             Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.writer.begin().await?,
-        })
+        };
+        // Counted once the transaction holds the writer: see `NativeReaders::begin`.
+        if let Some(native) = &self.native {
+            native.writing(data);
+        }
+        Ok(tx)
     }
 
     /// Serializes transactions that touch the same keys (people, institutions) across hub replicas.

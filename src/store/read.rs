@@ -10,7 +10,9 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
@@ -141,25 +143,56 @@ impl Columns for AnyRow {
 /// Native read connections to the SQLite file, kept for reuse. Each is opened read-only; the
 /// file is in WAL mode (the writer set it), so a read sees one committed state and never waits
 /// for the writer.
+///
+/// A connection goes back idle still inside its read, when no data can have been written since
+/// it began: the next pre-check reads the same snapshot with the pages it has cached. Ending the
+/// read and beginning another after any commit (the audit trail's, at nearly every call) would
+/// make SQLite empty the connection's page cache, and a pre-check would start cold every time
+/// (`perf`: most of a CheckHire's time at 16 callers was SQLite finding its pages again).
 #[derive(Debug)]
 pub(crate) struct NativeReaders {
     path: PathBuf,
-    idle: Mutex<Vec<rusqlite::Connection>>,
+    idle: Mutex<Vec<Idle>>,
     /// One permit per connection: reads beyond them wait for one rather than open another (an
     /// open parses the schema, and a burst of callers would open and close them by the dozen).
     permits: Arc<tokio::sync::Semaphore>,
+    /// The store's writer: a snapshot is kept only when taken while it is idle.
+    writer: sqlx::AnyPool,
+    /// Write transactions that may change data (all but the audit trail's) begun so far.
+    data_writes: AtomicU64,
 }
+
+/// An idle connection, and the read it is still inside, if it was kept.
+#[derive(Debug)]
+struct Idle {
+    connection: rusqlite::Connection,
+    kept: Option<Kept>,
+}
+
+/// A read kept open: the data write transactions begun before it, and when it began.
+#[derive(Debug, Clone, Copy)]
+struct Kept {
+    data_writes: u64,
+    since: Instant,
+}
+
+/// How long an idle connection stays inside one read at most: a read holds back the WAL's
+/// checkpoint and its restart, and an audit trail written meanwhile lives in the WAL.
+const KEPT_AT_MOST: Duration = Duration::from_millis(250);
 
 /// Prepared statements kept per connection: the pre-checks issue a few dozen distinct texts.
 const STATEMENT_CACHE: usize = 64;
 
 impl NativeReaders {
-    /// Readers of the SQLite file at `path`, at most `connections` at once.
-    pub(crate) fn new(path: PathBuf, connections: usize) -> NativeReaders {
+    /// Readers of the SQLite file at `path`, at most `connections` at once, beside the store's
+    /// `writer`.
+    pub(crate) fn new(path: PathBuf, connections: usize, writer: sqlx::AnyPool) -> NativeReaders {
         NativeReaders {
             path,
             idle: Mutex::default(),
             permits: Arc::new(tokio::sync::Semaphore::new(connections.max(1))),
+            writer,
+            data_writes: AtomicU64::new(0),
         }
     }
 
@@ -172,20 +205,62 @@ impl NativeReaders {
             .map_err(|_| Error::Unavailable("the store is closing".into()))
     }
 
+    /// The store has begun a write transaction (it holds the writer): one that may change data
+    /// makes every kept read stale. Either way reads kept too long end here, so that the commit
+    /// to come can checkpoint the WAL past them.
+    pub(crate) fn writing(&self, data: bool) {
+        if data {
+            self.data_writes.fetch_add(1, Ordering::SeqCst);
+        }
+        let now = Instant::now();
+        self.idle.lock().expect("not poisoned").retain_mut(|idle| {
+            let stale = idle
+                .kept
+                .is_some_and(|kept| data || now.duration_since(kept.since) > KEPT_AT_MOST);
+            !stale || end_read(idle)
+        });
+    }
+
     /// Starts a read on a connection (opened if none is idle yet), holding `permit` until the
-    /// read ends. Blocking: call it off the runtime.
+    /// read ends, or continues a kept read that no data written since can have made stale.
+    /// Blocking: call it off the runtime.
     pub(crate) fn begin(
         self: &Arc<Self>,
         permit: tokio::sync::OwnedSemaphorePermit,
     ) -> Result<NativeRead> {
         let idle = self.idle.lock().expect("not poisoned").pop();
-        let connection = match idle {
-            Some(connection) => connection,
-            None => self.open()?,
+        let mut idle = match idle {
+            Some(idle) => idle,
+            None => Idle {
+                connection: self.open()?,
+                kept: None,
+            },
         };
-        connection.execute_batch("BEGIN")?;
+        let current = idle.kept.filter(|kept| {
+            kept.data_writes == self.data_writes.load(Ordering::SeqCst)
+                && kept.since.elapsed() <= KEPT_AT_MOST
+        });
+        let kept = match current {
+            Some(kept) => Some(kept),
+            None => {
+                if !end_read(&mut idle) {
+                    idle.connection = self.open()?;
+                }
+                // Read before the writer is looked at: a data write that takes the writer after
+                // the look counts itself after this read, so the kept read is never taken again.
+                let data_writes = self.data_writes.load(Ordering::SeqCst);
+                let open = self.writer.size() as usize;
+                let quiet = open > 0 && self.writer.num_idle() == open;
+                idle.connection.execute_batch("BEGIN")?;
+                quiet.then(|| Kept {
+                    data_writes,
+                    since: Instant::now(),
+                })
+            }
+        };
         Ok(NativeRead {
-            connection: Some(connection),
+            connection: Some(idle.connection),
+            kept,
             steps: 0,
             readers: self.clone(),
             _permit: permit,
@@ -210,10 +285,18 @@ impl NativeReaders {
     }
 }
 
+/// Ends an idle connection's kept read, if any; false when it would not end (the connection is
+/// then not to be used again).
+fn end_read(idle: &mut Idle) -> bool {
+    idle.kept.take().is_none() || idle.connection.execute_batch("ROLLBACK").is_ok()
+}
+
 /// One read in progress on a native connection; the connection goes back to the idle ones when
-/// the read ends (dropped).
+/// the read ends (dropped), still inside the read when it may be kept.
 pub(crate) struct NativeRead {
     connection: Option<rusqlite::Connection>,
+    /// Whether the read may be kept, and since when.
+    kept: Option<Kept>,
     /// The virtual machine's steps of the last statement.
     steps: u64,
     readers: Arc<NativeReaders>,
@@ -256,12 +339,11 @@ impl Drop for NativeRead {
             return;
         };
         // A read that cannot end cleanly leaves its connection behind rather than reuse it.
-        if connection.execute_batch("ROLLBACK").is_ok() {
-            self.readers
-                .idle
-                .lock()
-                .expect("not poisoned")
-                .push(connection);
+        if self.kept.is_some() || connection.execute_batch("ROLLBACK").is_ok() {
+            self.readers.idle.lock().expect("not poisoned").push(Idle {
+                connection,
+                kept: self.kept,
+            });
         }
     }
 }
@@ -342,4 +424,83 @@ fn mismatch(name: &str, wanted: &str, found: &rusqlite::types::Value) -> Error {
         "column `{name}` holds {:?}, not {wanted}",
         found.data_type()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Store, StoreOptions};
+    use super::*;
+
+    /// Counts the rows of `table` in a native read, as a pre-check reads.
+    async fn count(store: &Store, table: &str) -> i64 {
+        let native = store.native.clone().expect("an SQLite file");
+        let permit = native.wait().await.expect("a permit");
+        let mut read = native.begin(permit).expect("a read");
+        let rows = read
+            .query(&format!("SELECT COUNT(*) AS n FROM {table}"), &[])
+            .expect("counted");
+        rows[0].int("n").expect("an integer").expect("not NULL")
+    }
+
+    async fn write(mut tx: super::super::Tx, sql: &str) {
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&mut *tx)
+            .await
+            .expect("written");
+        tx.commit().await.expect("committed");
+    }
+
+    /// Waits for the writer's connection to be back in its pool (it goes back in a task of its own).
+    async fn writer_back(store: &Store) {
+        for _ in 0..10_000 {
+            if store.writer.num_idle() == store.writer.size() as usize {
+                return;
+            }
+            tokio::time::sleep(Duration::from_micros(100)).await;
+        }
+        panic!("the writer's connection did not come back");
+    }
+
+    #[tokio::test]
+    async fn a_kept_read_outlives_the_trail_but_never_a_data_write() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let url = format!("sqlite://{}", dir.path().join("hub.db").display());
+        let store = Store::connect(&url, &StoreOptions::default())
+            .await
+            .expect("a store");
+        writer_back(&store).await;
+        assert_eq!(count(&store, "audit_tree").await, 0);
+
+        // The trail's commit leaves the read kept: it still sees the trail as it was.
+        let tx = store.begin_trail().await.expect("a trail write");
+        write(tx, "INSERT INTO audit_tree (idx, hash) VALUES (0, 'h0')").await;
+        writer_back(&store).await;
+        assert_eq!(
+            count(&store, "audit_tree").await,
+            0,
+            "the kept read was not reused"
+        );
+
+        // Any other write ends it: the next read sees both.
+        let tx = store.begin().await.expect("a data write");
+        write(
+            tx,
+            "INSERT INTO persons (resident_id, name, first_seen) VALUES ('p1', 'A', 0)",
+        )
+        .await;
+        writer_back(&store).await;
+        assert_eq!(count(&store, "persons").await, 1);
+        assert_eq!(count(&store, "audit_tree").await, 1);
+
+        // A read begun while a write holds the writer is not kept: it would not see the commit.
+        let mut tx = store.begin().await.expect("a data write");
+        sqlx::query("INSERT INTO persons (resident_id, name, first_seen) VALUES ('p2', 'B', 0)")
+            .execute(&mut *tx)
+            .await
+            .expect("written");
+        assert_eq!(count(&store, "persons").await, 1);
+        tx.commit().await.expect("committed");
+        assert_eq!(count(&store, "persons").await, 2);
+        store.close().await;
+    }
 }

@@ -288,7 +288,7 @@ impl Store {
         if entries.is_empty() {
             return Ok(0);
         }
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_trail().await?;
         // Locks the head row until commit (a no-op update is portable; SQLite has one writer).
         sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
             .execute(&mut *tx)
@@ -386,7 +386,7 @@ impl Store {
         if entries.is_empty() {
             return Ok(0);
         }
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_trail().await?;
         sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
             .execute(&mut *tx)
             .await?;
@@ -450,7 +450,7 @@ impl Store {
                 return Ok(None);
             }
         }
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_trail().await?;
         sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
             .execute(&mut *tx)
             .await?;
