@@ -378,6 +378,9 @@ pub struct BaselineIngest {
     pub events: (u64, Duration),
     /// Payroll line rows inserted, and the wall time.
     pub payroll: (u64, Duration),
+    /// The same per month, in the order written (each month after the months before it, into
+    /// the same table): how much plain writes slow as the table grows.
+    pub payroll_months: Vec<(String, u64, Duration)>,
     /// Records left out because they do not validate (the hub refuses them too).
     pub invalid: u64,
 }
@@ -391,6 +394,12 @@ impl BaselineIngest {
     /// Payroll line rows per second.
     pub fn payroll_per_second(&self) -> f64 {
         self.payroll.0 as f64 / self.payroll.1.as_secs_f64().max(1e-9)
+    }
+
+    fn add_payroll_month(&mut self, period: &str, (rows, elapsed): (u64, Duration)) {
+        self.payroll.0 += rows;
+        self.payroll.1 += elapsed;
+        self.payroll_months.push((period.to_owned(), rows, elapsed));
     }
 }
 
@@ -463,13 +472,22 @@ pub async fn plain_inserts(
         ]);
         *arrival += 1;
     }
-    let mut payroll_rows: Vec<Vec<Cell>> = Vec::with_capacity(data.payroll.len());
+    // Per period, in the order the periods first come (a month after the months before it).
+    let mut payroll_months: Vec<(String, Vec<Vec<Cell>>)> = Vec::new();
     for message in data.payroll.iter().take(limit) {
         let Ok(line) = message.to_record() else {
             baseline.invalid += 1;
             continue;
         };
-        payroll_rows.push(vec![
+        let period = line.period.to_string();
+        let at = match payroll_months.iter().position(|(p, _)| *p == period) {
+            Some(at) => at,
+            None => {
+                payroll_months.push((period, Vec::new()));
+                payroll_months.len() - 1
+            }
+        };
+        payroll_months[at].1.push(vec![
             Cell::Text(finance.clone()),
             Cell::Text(message.record_id.clone()),
             Cell::Text(line.period.to_string()),
@@ -501,14 +519,17 @@ pub async fn plain_inserts(
             rows_per_statement,
         )
         .await?;
-        baseline.payroll = copy_all(
-            &mut connection,
-            PAYROLL_COLUMNS,
-            7,
-            &payroll_rows,
-            rows_per_statement,
-        )
-        .await?;
+        for (period, rows) in &payroll_months {
+            let month = copy_all(
+                &mut connection,
+                PAYROLL_COLUMNS,
+                7,
+                rows,
+                rows_per_statement,
+            )
+            .await?;
+            baseline.add_payroll_month(period, month);
+        }
         let _ = connection.close().await;
         report_baseline(&baseline, "COPY");
         return Ok(baseline);
@@ -541,15 +562,18 @@ pub async fn plain_inserts(
         numbered,
     )
     .await?;
-    baseline.payroll = insert_all(
-        &mut connection,
-        &format!("INSERT INTO {PAYROLL_COLUMNS}"),
-        7,
-        payroll_rows,
-        rows_per_statement,
-        numbered,
-    )
-    .await?;
+    for (period, rows) in payroll_months {
+        let month = insert_all(
+            &mut connection,
+            &format!("INSERT INTO {PAYROLL_COLUMNS}"),
+            7,
+            rows,
+            rows_per_statement,
+            numbered,
+        )
+        .await?;
+        baseline.add_payroll_month(&period, month);
+    }
     let _ = connection.close().await;
     report_baseline(&baseline, &format!("INSERT, {placeholders:?} placeholders"));
     Ok(baseline)

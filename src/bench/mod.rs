@@ -663,6 +663,33 @@ fn ingest_rows(
             )),
         );
     }
+    // The same months written plainly, each after the months before it: how much of a later
+    // month's slowdown is the growing table's own.
+    if let (Some((first_period, first_rows, first_time)), Some((last_period, last_rows, last_time))) = (
+        baseline.payroll_months.first(),
+        baseline.payroll_months.last(),
+    ) && baseline.payroll_months.len() > 1
+    {
+        let rate = |rows: &u64, time: &Duration| *rows as f64 / time.as_secs_f64().max(1e-9);
+        rows.push(
+            Row::compared(
+                "ingest.payroll_last_month_plain",
+                "1",
+                format!(
+                    "Payroll lines, plain {} of {} rows into the same table, the last of {} months ({last_period}) vs the first ({first_period})",
+                    baseline.method,
+                    thousands(options.baseline_rows_per_statement as f64),
+                    baseline.payroll_months.len()
+                ),
+                Figure::rate(rate(last_rows, last_time), "rows"),
+                Figure::rate(rate(first_rows, first_time), "rows"),
+                Target::None,
+            )
+            .note(format!(
+                "the baseline of the row above: the growing table's own slowdown; first: {first_rows} rows, last: {last_rows} rows"
+            )),
+        );
+    }
     rows.extend([staffing, others]);
     if baseline.invalid > 0 {
         rows[0].note.push_str(&format!(
@@ -888,6 +915,7 @@ mod tests {
             "ingest.people",
             "ingest.payroll",
             "ingest.payroll_last_month",
+            "ingest.payroll_last_month_plain",
             "ingest.staffing_office",
             "ingest.appointments_fundings",
             "recheck.time",
