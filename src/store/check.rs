@@ -1359,12 +1359,10 @@ async fn rows_of<R: Reader>(
     if !from_on.is_empty() {
         let from_on = key_rows(from_on);
         let mut numbers: BTreeSet<(String, String)> = BTreeSet::new();
-        for column in ["institution_uscc", "target_uscc"] {
-            let kind = if column == "target_uscc" {
-                "TRANSFER"
-            } else {
-                "HIRE"
-            };
+        // An entry is a hire into `institution_uscc` or a transfer into `target_uscc`.
+        const ENTRIES: [(&str, &str); 2] =
+            [("HIRE", "institution_uscc"), ("TRANSFER", "target_uscc")];
+        for (kind, column) in ENTRIES {
             let sql = per_key(
                 backend,
                 &[Part::Text, Part::Text],
@@ -1402,7 +1400,7 @@ async fn rows_of<R: Reader>(
                     .collect(),
             );
             // Sought by the numbers, not by the institution (see `not_sought`).
-            for (kind, column) in [("HIRE", "institution_uscc"), ("TRANSFER", "target_uscc")] {
+            for (kind, column) in ENTRIES {
                 let sql = per_key(
                     backend,
                     &[Part::Text, Part::Text],
