@@ -18,7 +18,8 @@
 //! | `Funding(i, c, m)` | FUNDED_OVER_QUOTA, SELF_FUNDED_BUDGET_PAY of (i, c, m): the latest funding of the period |
 //! | `FundedLimit(i, c, periods)` | FUNDED_OVER_QUOTA of (i, c) for those periods: min(quota, roll) on their last days |
 //! | `PlanUse(i, c, y)` | OVER_PLAN, RESERVE_SHORTFALL of (i, c, y): entries of the year (and of them the policy placements) against the plans of every channel |
-//! | `ApprovalUse(i, from)` | HIRE_WITHOUT_APPROVAL of i's entries dated on or after `from` (all when none) |
+//! | `Entered(i, p, d)` | HIRE_WITHOUT_APPROVAL of p's entries into i on d (one finding, whatever approvals they cite) |
+//! | `Draws(i, c, n, from)` | none by itself: resolved ([`DirtySet::resolve`]) into `Entered` of the entries citing approval n of (i, c) dated on or after `from` (all when none) |
 //! | `LeaderPosts(i, l, pos)` | OVER_LEADER_POSTS of (i, l/pos) |
 //! | `LeaderGrade(i, p)` | LEADER_ABOVE_GRADE of leader p at i |
 //! | `Registry(i, code)` | the findings of `code` at i that read i's registry entry |
@@ -32,7 +33,7 @@
 //! |  | on-roll spell → `Roster(i)`, `Placement(i, p)` | someone (p, in c) is on i's roll |
 //! |  | on-roll spell → `FundedLimit(i, c, periods ending in it)` | funding is held against the roll on a period's last day |
 //! |  | any spell → `Person(p, periods it touches)` (a spell whose end alone moved: the days between the ends) | pay reads whether p is active in the period (any day of it), at which roll, seconded where; an exit moves every later period; a first or last spell moves all (the pay findings cite the person only when they have spells) |
-//! |  | for each entry added or dropped → `ApprovalUse(i, date)` | entries draw approvals in order, so an entry moves its own verdict and those of later entries of its group |
+//! |  | for each entry added or dropped → `Entered(i, p, date)`, and when it cites n, `Draws(i, c, n, date)` | entries draw approvals in order, so an entry moves its own verdict and those of later entries citing the same number |
 //! |  | entry → `PlanUse(i, c, year)` | it counts against the year's plan |
 //! | appointment | each term added or dropped → `LeaderPosts(i, l, pos)`, `LeaderGrade(i, p)` | terms are counted per post and compared with the grade |
 //! | payroll line, reversal | `PersonPeriod(p, m)`, `Receipts(i, m)` | a line (or the line a reversal voids) is the pay of (p, m) and a receipt of the payer |
@@ -40,17 +41,20 @@
 //! | quota | `Headcount(i, c)`, `FundedLimit(i, c, periods ending in its range)` | the quota in force changes only on the days its range covers |
 //! | leader post | `LeaderPosts(i, l, pos)` | posts in force |
 //! | staffing plan | `PlanUse(i, c, y)` | plans of every channel sum to the year's plan |
-//! | hiring approval | `ApprovalUse(i, all)` | every entry citing it lists it as evidence, and draws are re-allocated |
+//! | hiring approval | `Draws(i, c, n, all)` | every entry citing it lists it as evidence, and draws are re-allocated |
 //! | institution | `Registry(i, code)` for the facts that changed | grade → LEADER_ABOVE_GRADE; kind, political-legal → MIXED_CATEGORY; status, since → UNREGISTERED_INSTITUTION (roll and periods); funding form → SELF_FUNDED_BUDGET_PAY; all four when it is new; jurisdiction only moves REGIONAL_BALANCE, a report |
 //!
 //! Where the findings move in ways a store must mind:
 //!
-//! - A finding's key does not name the category or approval number of an entry, so `ApprovalUse`
-//!   is per institution (from a date). Narrowing it to (institution, category, number) needs care:
-//!   two entries of one person into one institution on one date share a key (the first raised
-//!   gives the text, the evidence is merged) even when they cite different approvals.
+//! - A finding's key does not name the category or approval number of an entry, so which
+//!   findings a `Draws` key moves depends on the stored entries citing the number: the store reads
+//!   them and [`DirtySet::resolve`] turns the key into the `Entered` keys of those entries. The
+//!   reads are bounded by the number's entries, not by the institution's history. Deciding an
+//!   `Entered` key reads every entry of (i, p, d) and every entry citing their numbers: two
+//!   entries of one person into one institution on one date share a key (the first raised gives
+//!   the text, the evidence is merged) even when they cite different approvals.
 //! - An approval is evidence of every entry citing its number, whatever the entry's date, so it
-//!   dirties the group's whole history; a backdated entry re-allocates every later entry's draw.
+//!   dirties the number's whole history; a backdated entry re-allocates every later entry's draw.
 //! - DUPLICATE_ENROLLMENT and DOUBLE_PAY are keyed on the smallest USCC involved: a new roll or
 //!   payer can move the key itself (one finding resolved, another raised). The keys of a person
 //!   cover them whatever the institution, so stored findings must be found by subject and period.
@@ -226,11 +230,27 @@ pub enum DirtyKey {
         /// The calendar year.
         year: i32,
     },
-    /// How approvals are drawn on by the institution's entries: HIRE_WITHOUT_APPROVAL of its
-    /// entries dated on or after `from` (every entry when `None`).
-    ApprovalUse {
+    /// The verdict on a person's entries into an institution on a date: HIRE_WITHOUT_APPROVAL of
+    /// (institution, person, date).
+    Entered {
         /// The institution entered.
         institution: Uscc,
+        /// The person.
+        resident: ResidentId,
+        /// The date of entry.
+        date: NaiveDate,
+    },
+    /// How the entries citing one approval number of (institution, category) draw on it, from
+    /// `from` on (every entry when `None`). It covers nothing by itself: which findings it moves
+    /// depends on the entries citing the number, and [`DirtySet::resolve`] turns it into their
+    /// [`DirtyKey::Entered`] keys.
+    Draws {
+        /// The institution entered.
+        institution: Uscc,
+        /// The category the approval is for.
+        category: QuotaCategory,
+        /// The approval number cited.
+        number: String,
         /// The earliest entry date whose verdict can move.
         from: Option<NaiveDate>,
     },
@@ -336,17 +356,17 @@ impl DirtyKey {
                     && key.subject == category.code()
                     && key.period == format!("{year:04}")
             }
-            DirtyKey::ApprovalUse { institution, from } => {
+            DirtyKey::Entered {
+                institution,
+                resident,
+                date,
+            } => {
                 key.code == R::HireWithoutApproval
                     && at(institution)
-                    && from.is_none_or(|from| {
-                        // Entry dates are written YYYY-MM-DD, which sorts as the dates do; a key
-                        // that is not a date is decided, to be safe.
-                        NaiveDate::parse_from_str(&key.period, "%Y-%m-%d")
-                            .ok()
-                            .is_none_or(|date| from <= date)
-                    })
+                    && about(resident)
+                    && key.period == date.to_string()
             }
+            DirtyKey::Draws { .. } => false,
             DirtyKey::LeaderPosts {
                 institution,
                 level,
@@ -399,6 +419,70 @@ impl DirtySet {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// The (institution, approval number) pairs whose citing entries [`DirtySet::resolve`] needs.
+    pub fn drawn(&self) -> BTreeSet<(&Uscc, &str)> {
+        self.0
+            .iter()
+            .filter_map(|key| match key {
+                DirtyKey::Draws {
+                    institution,
+                    number,
+                    ..
+                } => Some((institution, number.as_str())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Adds the [`DirtyKey::Entered`] keys of the entries each [`DirtyKey::Draws`] key moves, given
+    /// `cited`: at least every entry citing a number [`DirtySet::drawn`] names (others are passed
+    /// over). Returns each added key beside the draw it came from (the first, in key order).
+    pub fn resolve<'e>(
+        &mut self,
+        cited: impl IntoIterator<Item = &'e Entry>,
+    ) -> Vec<(DirtyKey, DirtyKey)> {
+        let draws: Vec<DirtyKey> = self
+            .0
+            .iter()
+            .filter(|key| matches!(key, DirtyKey::Draws { .. }))
+            .cloned()
+            .collect();
+        if draws.is_empty() {
+            return Vec::new();
+        }
+        let mut added = Vec::new();
+        for entry in cited {
+            let Some(cites) = entry.approval_number.as_deref() else {
+                continue;
+            };
+            let draw = draws.iter().find(|draw| match draw {
+                DirtyKey::Draws {
+                    institution,
+                    category,
+                    number,
+                    from,
+                } => {
+                    *institution == entry.institution
+                        && *category == entry.category
+                        && number == cites
+                        && from.is_none_or(|from| from <= entry.date)
+                }
+                _ => false,
+            });
+            if let Some(draw) = draw {
+                let entered = DirtyKey::Entered {
+                    institution: entry.institution.clone(),
+                    resident: entry.resident_id.clone(),
+                    date: entry.date,
+                };
+                if self.0.insert(entered.clone()) {
+                    added.push((draw.clone(), entered));
+                }
+            }
+        }
+        added
+    }
 }
 
 impl DirtyKey {
@@ -416,7 +500,8 @@ impl DirtyKey {
             | DirtyKey::Funding { institution, .. }
             | DirtyKey::FundedLimit { institution, .. }
             | DirtyKey::PlanUse { institution, .. }
-            | DirtyKey::ApprovalUse { institution, .. }
+            | DirtyKey::Entered { institution, .. }
+            | DirtyKey::Draws { institution, .. }
             | DirtyKey::LeaderPosts { institution, .. }
             | DirtyKey::LeaderGrade { institution, .. }
             | DirtyKey::Registry { institution, .. } => institution.as_str(),
@@ -565,10 +650,19 @@ pub fn dirty_keys(change: &Change) -> Vec<DirtyKey> {
         } => {
             roll_keys(resident, spells, &mut keys);
             for entry in entries.changed() {
-                keys.insert(DirtyKey::ApprovalUse {
+                keys.insert(DirtyKey::Entered {
                     institution: entry.institution.clone(),
-                    from: Some(entry.date),
+                    resident: resident.clone(),
+                    date: entry.date,
                 });
+                if let Some(number) = &entry.approval_number {
+                    keys.insert(DirtyKey::Draws {
+                        institution: entry.institution.clone(),
+                        category: entry.category,
+                        number: number.clone(),
+                        from: Some(entry.date),
+                    });
+                }
                 keys.insert(DirtyKey::PlanUse {
                     institution: entry.institution.clone(),
                     category: entry.category,
@@ -639,8 +733,10 @@ pub fn dirty_keys(change: &Change) -> Vec<DirtyKey> {
             });
         }
         Change::Approval(approval) => {
-            keys.insert(DirtyKey::ApprovalUse {
+            keys.insert(DirtyKey::Draws {
                 institution: approval.institution.clone(),
+                category: approval.category,
+                number: approval.approval_number.clone(),
                 from: None,
             });
         }
@@ -906,7 +1002,14 @@ pub(crate) mod tests {
     }
 
     fn covers(change: &Change, key: &FindingKey) -> bool {
-        dirty_keys(change).iter().any(|dirty| dirty.covers(key))
+        covers_given(change, &[], key)
+    }
+
+    /// Whether the change's keys cover `key` once resolved against the stored entries `entries`.
+    fn covers_given(change: &Change, entries: &[Entry], key: &FindingKey) -> bool {
+        let mut dirty: DirtySet = dirty_keys(change).into_iter().collect();
+        dirty.resolve(entries);
+        dirty.covers(key)
     }
 
     const ADMIN: &str = "ADMINISTRATIVE";
@@ -955,6 +1058,16 @@ pub(crate) mod tests {
         };
         let who = resident(1).to_string();
         let other = resident(2).to_string();
+        // What is stored: the hire, and the other person's entries citing A0 before and after it
+        // and A1 after it. Only the later draw on A0 can move.
+        let stored = [
+            entry(1, 1, "2024-03-10", Some("A0"), 1),
+            entry(2, 1, "2024-03-09", Some("A0"), 2),
+            entry(3, 1, "2024-03-10", Some("A0"), 5),
+            entry(2, 1, "2024-07-01", Some("A0"), 3),
+            entry(2, 1, "2024-08-01", Some("A1"), 4),
+        ];
+        let covers = |change: &Change, key: &FindingKey| covers_given(change, &stored, key);
         for covered in [
             key(R::OverQuota, 1, ADMIN, ""),
             key(R::QuotaFull, 1, ADMIN, ""),
@@ -966,6 +1079,13 @@ pub(crate) mod tests {
             key(R::FundedOverQuota, 1, ADMIN, "2024-03"),
             key(R::HireWithoutApproval, 1, &who, "2024-03-10"),
             key(R::HireWithoutApproval, 1, &other, "2024-07-01"),
+            // The same day, arrived later: it draws after the hire.
+            key(
+                R::HireWithoutApproval,
+                1,
+                resident(3).as_str(),
+                "2024-03-10",
+            ),
             key(R::OverPlan, 1, ADMIN, "2024"),
         ] {
             assert!(covers(&hire, &covered), "{covered:?}");
@@ -976,6 +1096,8 @@ pub(crate) mod tests {
             key(R::MixedCategory, 1, &other, ""),
             key(R::FundedOverQuota, 1, ADMIN, "2024-02"),
             key(R::HireWithoutApproval, 1, &other, "2024-03-09"),
+            key(R::HireWithoutApproval, 1, &other, "2024-08-01"),
+            key(R::HireWithoutApproval, 2, &other, "2024-07-01"),
             key(R::OverPlan, 1, ADMIN, "2023"),
             key(R::DoublePay, 0, &who, "2024-03"),
             key(R::PaidNotOnRoll, 1, &other, "2024-03"),
@@ -1226,10 +1348,21 @@ pub(crate) mod tests {
             valid_until: d("2024-12-31"),
         });
         let who = resident(1).to_string();
+        let stored = [
+            entry(1, 1, "2024-01-05", Some("A0"), 1),
+            entry(1, 1, "2024-07-01", Some("A1"), 2),
+            entry(1, 2, "2024-07-01", Some("A0"), 3),
+        ];
+        let covers = |change: &Change, key: &FindingKey| covers_given(change, &stored, key);
         // Entries before its issue list it as an approval considered: their evidence moves.
         assert!(covers(
             &approval,
             &key(R::HireWithoutApproval, 1, &who, "2024-01-05")
+        ));
+        // Nor another number's entries, nor the same number's at another institution.
+        assert!(!covers(
+            &approval,
+            &key(R::HireWithoutApproval, 1, &who, "2024-07-01")
         ));
         assert!(!covers(
             &approval,
@@ -1332,7 +1465,15 @@ pub(crate) mod tests {
             .into()
         );
         let change = Change::Approval(approval("a2").record);
-        assert!(moved.iter().all(|key| covers(&change, key)));
+        assert!(
+            moved
+                .iter()
+                .all(|key| covers_given(&change, &after.entries, key))
+        );
+        assert!(
+            !moved.iter().any(|key| covers(&change, key)),
+            "a draw covers nothing until resolved"
+        );
     }
 
     #[test]
@@ -1365,7 +1506,11 @@ pub(crate) mod tests {
             "2024-02-01",
         );
         assert_eq!(moved, [shared.clone()].into());
-        assert!(covers(&Change::Approval(approval), &shared));
+        assert!(covers_given(
+            &Change::Approval(approval),
+            &after.entries,
+            &shared
+        ));
     }
 
     // --- Against the oracle --------------------------------------------------------------------
@@ -2001,7 +2146,8 @@ pub(crate) mod tests {
         ) {
             let as_of = day(as_of);
             let (after, change) = arrive(&world, &arrival, NOW);
-            let dirty: DirtySet = dirty_keys(&change).into_iter().collect();
+            let mut dirty: DirtySet = dirty_keys(&change).into_iter().collect();
+            dirty.resolve(&after.entries);
             for key in moved(&world, &after, as_of) {
                 prop_assert!(dirty.covers(&key), "{key:?} moved, not covered by {dirty:?}");
             }
@@ -2046,6 +2192,7 @@ pub(crate) mod tests {
             let mut dirty = DirtySet::new();
             dirty.add(&one);
             dirty.add(&two);
+            dirty.resolve(&after.entries);
             for key in moved(&world, &after, as_of) {
                 prop_assert!(dirty.covers(&key), "{key:?} moved, not covered by {dirty:?}");
             }
@@ -2059,7 +2206,8 @@ pub(crate) mod tests {
         ) {
             let as_of = day(as_of);
             let (after, change) = arrive(&world, &arrival, NOW);
-            let dirty: DirtySet = dirty_keys(&change).into_iter().collect();
+            let mut dirty: DirtySet = dirty_keys(&change).into_iter().collect();
+            dirty.resolve(&after.entries);
             let index = dirty.index();
             for key in all_keys(&world, &after, as_of) {
                 // The index answers as the set does, key by key.

@@ -907,7 +907,8 @@ fn institution_of(key: &DirtyKey) -> Option<String> {
             | DirtyKey::Funding { institution, .. }
             | DirtyKey::FundedLimit { institution, .. }
             | DirtyKey::PlanUse { institution, .. }
-            | DirtyKey::ApprovalUse { institution, .. }
+            | DirtyKey::Entered { institution, .. }
+            | DirtyKey::Draws { institution, .. }
             | DirtyKey::LeaderPosts { institution, .. }
             | DirtyKey::LeaderGrade { institution, .. }
             | DirtyKey::Registry { institution, .. } => institution,
@@ -1138,6 +1139,123 @@ impl Decided {
     }
 }
 
+/// An entry is a hire into `institution_uscc` or a transfer into `target_uscc`.
+const ENTRIES: [(&str, &str); 2] = [("HIRE", "institution_uscc"), ("TRANSFER", "target_uscc")];
+
+/// Every entry of each (institution, person, date), two statements whatever their number, sought
+/// by the person (see [`not_sought`]).
+async fn entries_entered<R: Reader>(
+    tx: &mut R,
+    reads: &CheckReads,
+    entered: &BTreeSet<(String, String, String)>,
+) -> Result<Vec<Entry>> {
+    let keys = key_rows(
+        entered
+            .iter()
+            .map(|(institution, resident, date)| serde_json::json!([resident, date, institution]))
+            .collect(),
+    );
+    let backend = tx.backend();
+    let mut found = Vec::new();
+    for (kind, column) in ENTRIES {
+        let sql = per_key(
+            backend,
+            &[Part::Text, Part::Text, Part::Text],
+            "personnel_events",
+            &format!(
+                "t.resident_id = k.k0 AND t.effective_on = k.k1 AND t.corrected_by IS NULL \
+                 AND t.event_type = '{kind}' AND {} = k.k2",
+                not_sought(backend, &format!("t.{column}"))
+            ),
+        );
+        for row in fetch(tx, reads, &sql, vec![keys.clone()]).await? {
+            found.extend(entry(&row)?);
+        }
+    }
+    Ok(found)
+}
+
+/// Every entry citing each (institution, approval number), two statements whatever their number,
+/// sought by the number.
+async fn entries_citing<R: Reader>(
+    tx: &mut R,
+    reads: &CheckReads,
+    numbers: &BTreeSet<(String, String)>,
+) -> Result<Vec<Entry>> {
+    if numbers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let cited = numbered(numbers);
+    let backend = tx.backend();
+    let mut found = Vec::new();
+    for (kind, column) in ENTRIES {
+        let sql = per_key(
+            backend,
+            &[Part::Text, Part::Text],
+            "personnel_events",
+            &format!(
+                "t.corrected_by IS NULL AND t.event_type = '{kind}' AND {} = k.k0 \
+                 AND t.approval_number = k.k1",
+                not_sought(backend, &format!("t.{column}"))
+            ),
+        );
+        for row in fetch(tx, reads, &sql, vec![cited.clone()]).await? {
+            found.extend(entry(&row)?);
+        }
+    }
+    Ok(found)
+}
+
+/// The hiring approvals of each (institution, approval number), in one statement.
+async fn approvals_numbered<R: Reader>(
+    tx: &mut R,
+    reads: &CheckReads,
+    numbers: &BTreeSet<(String, String)>,
+) -> Result<Vec<Pushed<crate::domain::HiringApproval>>> {
+    if numbers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = per_key(
+        tx.backend(),
+        &[Part::Text, Part::Text],
+        "hiring_approvals",
+        &format!(
+            "{} = k.k0 AND t.approval_number = k.k1",
+            not_sought(tx.backend(), "t.institution_uscc")
+        ),
+    );
+    fetch(tx, reads, &sql, vec![numbered(numbers)])
+        .await?
+        .iter()
+        .map(|row| Ok(pushed(q::decode_approval(row)?)))
+        .collect()
+}
+
+fn numbered(numbers: &BTreeSet<(String, String)>) -> Value {
+    key_rows(
+        numbers
+            .iter()
+            .map(|(institution, number)| serde_json::json!([institution, number]))
+            .collect(),
+    )
+}
+
+/// Resolves the approval draws of `dirty` ([`DirtySet::resolve`]) against the stored entries
+/// citing their numbers; returns each entry key added beside the draw it came from.
+pub(crate) async fn resolve_draws<R: Reader>(
+    tx: &mut R,
+    reads: &CheckReads,
+    dirty: &mut DirtySet,
+) -> Result<Vec<(DirtyKey, DirtyKey)>> {
+    let numbers: BTreeSet<(String, String)> = dirty
+        .drawn()
+        .into_iter()
+        .map(|(institution, number)| (institution.to_string(), number.to_owned()))
+        .collect();
+    let cited = entries_citing(tx, reads, &numbers).await?;
+    Ok(dirty.resolve(&cited))
+}
+
 /// The rows the oracle needs to decide the row keys: each key's own, read by index.
 async fn rows_of<R: Reader>(
     tx: &mut R,
@@ -1160,7 +1278,7 @@ async fn rows_of<R: Reader>(
     // Pay: (resident, first period, last period) to read.
     let mut pay: Vec<(String, Option<String>, Option<String>)> = Vec::new();
     let mut receipts: Vec<(String, String)> = Vec::new();
-    let mut approval_uses: BTreeMap<String, Option<NaiveDate>> = BTreeMap::new();
+    let mut entered: BTreeSet<(String, String, String)> = BTreeSet::new();
     let mut posts: BTreeSet<String> = BTreeSet::new();
     let mut grades: BTreeSet<(String, String)> = BTreeSet::new();
     for key in keys {
@@ -1192,14 +1310,16 @@ async fn rows_of<R: Reader>(
                 receipts.push((institution.to_string(), period.to_string()));
             }
             DirtyKey::Receipts { .. } => {}
-            DirtyKey::ApprovalUse { institution, from } => {
-                let earliest = approval_uses
-                    .entry(institution.to_string())
-                    .or_insert(*from);
-                *earliest = match (*earliest, *from) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    _ => None,
-                };
+            DirtyKey::Entered {
+                institution,
+                resident,
+                date,
+            } => {
+                entered.insert((
+                    institution.to_string(),
+                    resident.to_string(),
+                    date.to_string(),
+                ));
             }
             DirtyKey::LeaderPosts { institution, .. } => {
                 posts.insert(institution.to_string());
@@ -1214,6 +1334,7 @@ async fn rows_of<R: Reader>(
             | DirtyKey::Funding { .. }
             | DirtyKey::FundedLimit { .. }
             | DirtyKey::PlanUse { .. }
+            | DirtyKey::Draws { .. }
             | DirtyKey::Registry { .. } => {}
         }
     }
@@ -1317,117 +1438,33 @@ async fn rows_of<R: Reader>(
     snapshot.payroll = lines.into_values().collect();
 
     // Entries and what they draw on.
+    // HIRE_WITHOUT_APPROVAL of (institution, person, date): every entry of those, and every
+    // entry citing their numbers (the allocation of a number is decided over all of them).
     let mut entries: BTreeMap<RecordRef, Entry> = BTreeMap::new();
-    let mut keep_entries = |rows: Vec<R::Row>| -> Result<()> {
-        for row in &rows {
-            if let Some(entry) = entry(row)? {
-                entries.insert(entry.record.clone(), entry);
-            }
+    if !entered.is_empty() {
+        for entry in entries_entered(tx, reads, &entered).await? {
+            entries.insert(entry.record.clone(), entry);
         }
-        Ok(())
-    };
-    let mut approvals: BTreeMap<RecordRef, Pushed<crate::domain::HiringApproval>> = BTreeMap::new();
-    let backend = tx.backend();
-    // Each kind of read below is one statement for every institution the keys name.
-    let every_approval: Vec<String> = approval_uses
-        .iter()
-        .filter(|(_, from)| from.is_none())
-        .map(|(institution, _)| institution.clone())
-        .collect();
-    if !every_approval.is_empty() {
-        let loaded = load(tx, "hiring_approvals", &every_approval, q::decode_approval).await?;
-        reads.add(tx, loaded.len());
-        for approval in loaded {
-            approvals.insert(approval.id.clone(), approval);
-        }
-        // Every entry's verdict can move.
-        for head in [
-            "SELECT * FROM personnel_events WHERE corrected_by IS NULL AND event_type = 'HIRE' AND institution_uscc",
-            "SELECT * FROM personnel_events WHERE corrected_by IS NULL AND event_type = 'TRANSFER' AND target_uscc",
-        ] {
-            keep_entries(fetch_in(tx, reads, head, "", &[], &every_approval).await?)?;
-        }
-    }
-    // Entries from `from` on, and the earlier ones that drew on the approvals they cite (the
-    // allocation of a number is decided over every entry citing it).
-    let from_on: Vec<serde_json::Value> = approval_uses
-        .iter()
-        .filter_map(|(institution, from)| {
-            from.map(|from| serde_json::json!([institution, from.to_string()]))
-        })
-        .collect();
-    if !from_on.is_empty() {
-        let from_on = key_rows(from_on);
-        let mut numbers: BTreeSet<(String, String)> = BTreeSet::new();
-        // An entry is a hire into `institution_uscc` or a transfer into `target_uscc`.
-        const ENTRIES: [(&str, &str); 2] =
-            [("HIRE", "institution_uscc"), ("TRANSFER", "target_uscc")];
-        for (kind, column) in ENTRIES {
-            let sql = per_key(
-                backend,
-                &[Part::Text, Part::Text],
-                "personnel_events",
-                &format!(
-                    "t.corrected_by IS NULL AND t.event_type = '{kind}' AND t.{column} = k.k0 \
-                     AND t.effective_on >= k.k1"
-                ),
-            );
-            let rows = fetch(tx, reads, &sql, vec![from_on.clone()]).await?;
-            for row in &rows {
-                if let Some(number) = q::opt_text(row, "approval_number")? {
-                    numbers.insert((q::text(row, column)?, number));
-                }
-            }
-            keep_entries(rows)?;
-        }
+        let mut numbers: BTreeSet<(String, String)> = entries
+            .values()
+            .filter_map(|e| Some((e.institution.to_string(), e.approval_number.clone()?)))
+            .collect();
         // The act's entries cite approvals too (a pre-check's entry is not stored).
-        for entry in act.into_iter().flat_map(|act| &act.entries) {
-            let from = approval_uses
-                .get(entry.institution.as_str())
-                .copied()
-                .flatten();
-            if let (Some(from), Some(number)) = (from, &entry.approval_number)
-                && entry.date >= from
-            {
-                numbers.insert((entry.institution.to_string(), number.clone()));
-            }
+        let acted = act.into_iter().flat_map(|act| &act.entries).filter(|e| {
+            entered.contains(&(
+                e.institution.to_string(),
+                e.resident_id.to_string(),
+                e.date.to_string(),
+            ))
+        });
+        numbers.extend(
+            acted.filter_map(|e| Some((e.institution.to_string(), e.approval_number.clone()?))),
+        );
+        for entry in entries_citing(tx, reads, &numbers).await? {
+            entries.insert(entry.record.clone(), entry);
         }
-        if !numbers.is_empty() {
-            let cited = key_rows(
-                numbers
-                    .iter()
-                    .map(|(institution, number)| serde_json::json!([institution, number]))
-                    .collect(),
-            );
-            // Sought by the numbers, not by the institution (see `not_sought`).
-            for (kind, column) in ENTRIES {
-                let sql = per_key(
-                    backend,
-                    &[Part::Text, Part::Text],
-                    "personnel_events",
-                    &format!(
-                        "t.corrected_by IS NULL AND t.event_type = '{kind}' AND {} = k.k0 \
-                         AND t.approval_number = k.k1",
-                        not_sought(backend, &format!("t.{column}"))
-                    ),
-                );
-                keep_entries(fetch(tx, reads, &sql, vec![cited.clone()]).await?)?;
-            }
-            let sql = per_key(
-                backend,
-                &[Part::Text, Part::Text],
-                "hiring_approvals",
-                &format!(
-                    "{} = k.k0 AND t.approval_number = k.k1",
-                    not_sought(backend, "t.institution_uscc")
-                ),
-            );
-            for row in fetch(tx, reads, &sql, vec![cited]).await? {
-                approvals.insert(record_ref(&row)?, pushed(q::decode_approval(&row)?));
-            }
-        }
+        snapshot.approvals = approvals_numbered(tx, reads, &numbers).await?;
     }
-    snapshot.approvals = approvals.into_values().collect();
     snapshot.entries = entries.into_values().collect();
 
     // Leader terms on the posts (as of `as_of`) and of the leaders the keys name.
@@ -1509,6 +1546,8 @@ async fn stored_findings(
     let mut paid: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     // (code, earliest period or "" for all) -> institutions.
     let mut by_code: BTreeMap<(RuleCode, String), BTreeSet<String>> = BTreeMap::new();
+    // HIRE_WITHOUT_APPROVAL of (person, date, institution).
+    let mut entered: Vec<serde_json::Value> = Vec::new();
     let mut at = |code: RuleCode, institution: &Uscc, from: String| {
         by_code
             .entry((code, from))
@@ -1551,11 +1590,18 @@ async fn stored_findings(
                 at(R::OverPlan, institution, format!("{year:04}"));
                 at(R::ReserveShortfall, institution, format!("{year:04}"));
             }
-            DirtyKey::ApprovalUse { institution, from } => at(
-                R::HireWithoutApproval,
+            DirtyKey::Entered {
                 institution,
-                from.map(|d| d.to_string()).unwrap_or_default(),
-            ),
+                resident,
+                date,
+            } => {
+                entered.push(serde_json::json!([
+                    resident.as_str(),
+                    date.to_string(),
+                    institution.as_str()
+                ]));
+            }
+            DirtyKey::Draws { .. } => {}
             DirtyKey::LeaderPosts { institution, .. } => {
                 at(R::OverLeaderPosts, institution, String::new());
             }
@@ -1611,6 +1657,19 @@ async fn stored_findings(
             )
             .await?,
         );
+    }
+    if !entered.is_empty() {
+        let sql = per_key(
+            tx.backend(),
+            &[Part::Text, Part::Text, Part::Text],
+            "findings",
+            &format!(
+                "t.subject = k.k0 AND t.period = k.k1 AND t.code = '{}' AND {} = k.k2",
+                R::HireWithoutApproval.code(),
+                not_sought(tx.backend(), "t.institution_uscc")
+            ),
+        );
+        rows.extend(fetch(tx, reads, &sql, vec![key_rows(entered)]).await?);
     }
     let residents: Vec<String> = residents.into_iter().collect();
     rows.extend(

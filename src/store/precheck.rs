@@ -158,6 +158,8 @@ impl Store {
             },
         });
 
+        // A backdated hire moves the draws of later entries citing its approval.
+        check::resolve_draws(tx, self.check_reads(), &mut dirty).await?;
         let (before, with_act) = check::decide_pair(self, tx, &dirty, date, Some(&act)).await?;
         let (before, with_act) = (findings(before), findings(with_act));
 

@@ -322,13 +322,21 @@ impl Store {
                 dirty.extend(own.keys().cloned());
                 own_keys.push((index, own));
             }
+            let drawn = check::resolve_draws(tx, self.check_reads(), &mut dirty).await?;
             let today = self.checks().clock.today();
             let changes = self.check_pushed(tx, &dirty, today).await?;
-            // The first record (in stream order) each key is one of.
+            // The first record (in stream order) each key is one of; an entry's key a draw added
+            // is the draw's.
             let mut first_owner: HashMap<&DirtyKey, usize> = HashMap::new();
             for (index, own) in &own_keys {
                 for key in own.keys() {
                     first_owner.entry(key).or_insert(*index);
+                }
+            }
+            for (draw, entered) in &drawn {
+                if let Some(&owner) = first_owner.get(draw) {
+                    let first = first_owner.entry(entered).or_insert(owner);
+                    *first = (*first).min(owner);
                 }
             }
             let keys = dirty.index();

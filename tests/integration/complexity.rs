@@ -327,6 +327,41 @@ async fn a_push_reads_what_its_keys_name_whatever_the_history(backend: Backend) 
             "a push reads a handful of rows, not {rows}"
         );
     }
+
+    // A hire backdated before every other entry, citing an approval of its own: every later entry
+    // of the institution keeps its verdict (they cite other numbers), so none of them is read.
+    // (A year of its own, too: its plan's evidence samples that year's entries.)
+    let office = agency("140100", AgencyKind::StaffingOffice);
+    let mut backdated = Vec::new();
+    for (n, unit) in [(1, &big), (2, &small)] {
+        let number = format!("并编审〔2013〕特{n}号");
+        push(
+            &store,
+            &office,
+            vec![approval(&format!("special{n}"), &number, unit, 2013, 1)],
+        )
+        .await;
+        let kind = proto::PersonnelEventType::Hire;
+        let late = person(700_000 + n);
+        let on = "2013-05-01";
+        backdated.push(
+            reads_of(
+                &store,
+                &hr,
+                event(&format!("late{n}"), kind, &late, unit, on, &number),
+            )
+            .await,
+        );
+    }
+    eprintln!(
+        "rows read by a backdated hire: large {}, small {}",
+        backdated[0], backdated[1]
+    );
+    assert_eq!(
+        backdated[0], backdated[1],
+        "a hire backdated before ten years of entries reads as much in a 5,000-person \
+         institution as in a 10-person one (rows: large, small)"
+    );
 }
 
 /// REGIONAL_BALANCE (the console's overview) reads one kept row per roll for the hub's date,
