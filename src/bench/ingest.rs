@@ -381,6 +381,10 @@ pub struct BaselineIngest {
     /// The same per month, in the order written (each month after the months before it, into
     /// the same table): how much plain writes slow as the table grows.
     pub payroll_months: Vec<(String, u64, Duration)>,
+    /// Appointment rows inserted, and the wall time.
+    pub appointments: (u64, Duration),
+    /// Funding rows inserted, and the wall time.
+    pub fundings: (u64, Duration),
     /// Records left out because they do not validate (the hub refuses them too).
     pub invalid: u64,
 }
@@ -393,7 +397,17 @@ impl BaselineIngest {
 
     /// Payroll line rows per second.
     pub fn payroll_per_second(&self) -> f64 {
-        self.payroll.0 as f64 / self.payroll.1.as_secs_f64().max(1e-9)
+        per_second(self.payroll)
+    }
+
+    /// Appointment rows per second.
+    pub fn appointments_per_second(&self) -> f64 {
+        per_second(self.appointments)
+    }
+
+    /// Funding rows per second.
+    pub fn fundings_per_second(&self) -> f64 {
+        per_second(self.fundings)
     }
 
     fn add_payroll_month(&mut self, period: &str, (rows, elapsed): (u64, Duration)) {
@@ -401,6 +415,10 @@ impl BaselineIngest {
         self.payroll.1 += elapsed;
         self.payroll_months.push((period.to_owned(), rows, elapsed));
     }
+}
+
+fn per_second((rows, elapsed): (u64, Duration)) -> f64 {
+    rows as f64 / elapsed.as_secs_f64().max(1e-9)
 }
 
 /// A value of a baseline row.
@@ -500,6 +518,51 @@ pub async fn plain_inserts(
         ]);
     }
 
+    let organization = Agency::new(root.clone(), AgencyKind::Organization).id();
+    let mut appointment_rows: Vec<Vec<Cell>> = Vec::with_capacity(data.appointments.len());
+    for message in data.appointments.iter().take(limit) {
+        let Ok(a) = message.to_record() else {
+            baseline.invalid += 1;
+            continue;
+        };
+        let arrival = arrivals.entry(format!("a{}", a.resident_id)).or_insert(0);
+        appointment_rows.push(vec![
+            Cell::Text(organization.clone()),
+            Cell::Text(message.record_id.clone()),
+            Cell::Text(a.action.code().to_owned()),
+            Cell::Text(a.resident_id.to_string()),
+            Cell::Text(a.name.clone()),
+            Cell::Text(a.institution.to_string()),
+            Cell::Text(a.level.code().to_owned()),
+            Cell::Text(a.position.code().to_owned()),
+            Cell::Text(a.rank.code().to_owned()),
+            Cell::Text(a.effective_on.to_string()),
+            Cell::Text(a.document.clone()),
+            Cell::Int(0), // accepted_at, set per statement
+            Cell::Int(*arrival),
+        ]);
+        *arrival += 1;
+    }
+    let mut funding_rows: Vec<Vec<Cell>> = Vec::with_capacity(data.fundings.len());
+    for message in data.fundings.iter().take(limit) {
+        let Ok(f) = message.to_record() else {
+            baseline.invalid += 1;
+            continue;
+        };
+        funding_rows.push(vec![
+            Cell::Text(finance.clone()),
+            Cell::Text(message.record_id.clone()),
+            Cell::Text(f.institution.to_string()),
+            Cell::Text(f.category.code().to_owned()),
+            Cell::Text(f.period.to_string()),
+            Cell::Int(i64::from(f.funded_headcount)),
+            Cell::Int(f.amount_fen),
+            Cell::Int(0), // accepted_at, set per statement
+        ]);
+    }
+
+    const APPOINTMENT_COLUMNS: &str = "appointments (agency_id, record_id, action, resident_id, name, institution_uscc, level, position, rank, effective_on, document, accepted_at, arrival)";
+    const FUNDING_COLUMNS: &str = "fundings (agency_id, record_id, institution_uscc, category, period, funded_headcount, amount_fen, accepted_at)";
     const EVENT_COLUMNS: &str = "personnel_events (agency_id, record_id, event_type, resident_id, name, institution_uscc, category, rank, effective_on, approval_number, channel, target_uscc, accepted_at, arrival)";
     const PAYROLL_COLUMNS: &str = "payroll_lines (agency_id, record_id, period, institution_uscc, resident_id, name, gross_fen, accepted_at, reverses)";
     if !url.starts_with("sqlite:") {
@@ -530,6 +593,22 @@ pub async fn plain_inserts(
             .await?;
             baseline.add_payroll_month(period, month);
         }
+        baseline.appointments = copy_all(
+            &mut connection,
+            APPOINTMENT_COLUMNS,
+            11,
+            &appointment_rows,
+            rows_per_statement,
+        )
+        .await?;
+        baseline.fundings = copy_all(
+            &mut connection,
+            FUNDING_COLUMNS,
+            7,
+            &funding_rows,
+            rows_per_statement,
+        )
+        .await?;
         let _ = connection.close().await;
         report_baseline(&baseline, "COPY");
         return Ok(baseline);
@@ -574,6 +653,24 @@ pub async fn plain_inserts(
         .await?;
         baseline.add_payroll_month(&period, month);
     }
+    baseline.appointments = insert_all(
+        &mut connection,
+        &format!("INSERT INTO {APPOINTMENT_COLUMNS}"),
+        11,
+        appointment_rows,
+        rows_per_statement,
+        numbered,
+    )
+    .await?;
+    baseline.fundings = insert_all(
+        &mut connection,
+        &format!("INSERT INTO {FUNDING_COLUMNS}"),
+        7,
+        funding_rows,
+        rows_per_statement,
+        numbered,
+    )
+    .await?;
     let _ = connection.close().await;
     report_baseline(&baseline, &format!("INSERT, {placeholders:?} placeholders"));
     Ok(baseline)
@@ -586,12 +683,17 @@ fn report_baseline(baseline: &BaselineIngest, how: &str) {
         baseline.events.1.as_secs_f64(),
         baseline.events_per_second()
     ));
-    progress(&format!(
-        "  baseline ({how}): {} payroll line rows in {:.2} s ({:.0} rows/s)",
-        baseline.payroll.0,
-        baseline.payroll.1.as_secs_f64(),
-        baseline.payroll_per_second()
-    ));
+    for (what, (rows, elapsed)) in [
+        ("payroll line", baseline.payroll),
+        ("appointment", baseline.appointments),
+        ("funding", baseline.fundings),
+    ] {
+        progress(&format!(
+            "  baseline ({how}): {rows} {what} rows in {:.2} s ({:.0} rows/s)",
+            elapsed.as_secs_f64(),
+            per_second((rows, elapsed))
+        ));
+    }
 }
 
 /// Writes `rows` into `table (columns)` with one `COPY ... FROM STDIN` (text format) of
