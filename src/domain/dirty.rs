@@ -65,7 +65,7 @@
 //!
 //! [`Scope::covers`]: super::findings::Scope::covers
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use chrono::{Datelike, NaiveDate};
 
@@ -442,43 +442,46 @@ impl DirtySet {
         &mut self,
         cited: impl IntoIterator<Item = &'e Entry>,
     ) -> Vec<(DirtyKey, DirtyKey)> {
-        let draws: Vec<DirtyKey> = self
-            .0
-            .iter()
-            .filter(|key| matches!(key, DirtyKey::Draws { .. }))
-            .cloned()
-            .collect();
+        // The draws of each (institution, category, number), in key order: the earliest first.
+        type Group<'k> = (&'k Uscc, QuotaCategory, &'k str);
+        let mut draws: HashMap<Group, Vec<(&Option<NaiveDate>, &DirtyKey)>> = HashMap::new();
+        for key in &self.0 {
+            if let DirtyKey::Draws {
+                institution,
+                category,
+                number,
+                from,
+            } = key
+            {
+                let group = draws.entry((institution, *category, number)).or_default();
+                group.push((from, key));
+            }
+        }
         if draws.is_empty() {
             return Vec::new();
         }
-        let mut added = Vec::new();
+        let mut found = Vec::new();
         for entry in cited {
             let Some(cites) = entry.approval_number.as_deref() else {
                 continue;
             };
-            let draw = draws.iter().find(|draw| match draw {
-                DirtyKey::Draws {
-                    institution,
-                    category,
-                    number,
-                    from,
-                } => {
-                    *institution == entry.institution
-                        && *category == entry.category
-                        && number == cites
-                        && from.is_none_or(|from| from <= entry.date)
-                }
-                _ => false,
+            let group = draws.get(&(&entry.institution, entry.category, cites));
+            let draw = group.into_iter().flatten().find_map(|(from, draw)| {
+                from.is_none_or(|from| from <= entry.date).then_some(*draw)
             });
             if let Some(draw) = draw {
-                let entered = DirtyKey::Entered {
-                    institution: entry.institution.clone(),
-                    resident: entry.resident_id.clone(),
-                    date: entry.date,
-                };
-                if self.0.insert(entered.clone()) {
-                    added.push((draw.clone(), entered));
-                }
+                found.push((draw.clone(), entry));
+            }
+        }
+        let mut added = Vec::new();
+        for (draw, entry) in found {
+            let entered = DirtyKey::Entered {
+                institution: entry.institution.clone(),
+                resident: entry.resident_id.clone(),
+                date: entry.date,
+            };
+            if self.0.insert(entered.clone()) {
+                added.push((draw, entered));
             }
         }
         added
@@ -486,13 +489,13 @@ impl DirtySet {
 }
 
 impl DirtyKey {
-    /// What a finding it covers names: the institution it is at, or for a person's keys the
-    /// person (the finding's subject).
+    /// What a finding it covers names: the institution it is at, or for a person's keys (and an
+    /// entry's, which a large institution has thousands of) the person (the finding's subject).
     fn name(&self) -> &str {
         match self {
-            DirtyKey::Person { resident, .. } | DirtyKey::PersonPeriod { resident, .. } => {
-                resident.as_str()
-            }
+            DirtyKey::Person { resident, .. }
+            | DirtyKey::PersonPeriod { resident, .. }
+            | DirtyKey::Entered { resident, .. } => resident.as_str(),
             DirtyKey::Headcount { institution, .. }
             | DirtyKey::Roster { institution }
             | DirtyKey::Placement { institution, .. }
@@ -500,7 +503,6 @@ impl DirtyKey {
             | DirtyKey::Funding { institution, .. }
             | DirtyKey::FundedLimit { institution, .. }
             | DirtyKey::PlanUse { institution, .. }
-            | DirtyKey::Entered { institution, .. }
             | DirtyKey::Draws { institution, .. }
             | DirtyKey::LeaderPosts { institution, .. }
             | DirtyKey::LeaderGrade { institution, .. }

@@ -545,13 +545,14 @@ fn with_keys(backend: Backend, parts: &[Part]) -> String {
 }
 
 /// The rows `t` of `table` that `on` (conditions on `t` and `k.kN`) pairs with each key of the
-/// set, each key sought by itself by index: a join on SQLite, whose planner loops over the keys;
-/// on PostgreSQL a lateral subquery that `OFFSET 0` keeps from being flattened into a join, which
+/// set, each key sought by itself by index: on SQLite a `CROSS JOIN`, which keeps the keys the
+/// outer loop (a plain join let the planner scan the table by a constant condition, such as a
+/// finding's code, and look each row up in the keys); on PostgreSQL a lateral subquery that `OFFSET 0` keeps from being flattened into a join, which
 /// its planner, without statistics, answers by hashing the whole table against the set.
 fn per_key(backend: Backend, parts: &[Part], table: &str, on: &str) -> String {
     let with = with_keys(backend, parts);
     match backend {
-        Backend::Sqlite => format!("{with} SELECT t.* FROM k JOIN {table} t ON {on}"),
+        Backend::Sqlite => format!("{with} SELECT t.* FROM k CROSS JOIN {table} t ON {on}"),
         Backend::Postgres => format!(
             "{with} SELECT t.* FROM k CROSS JOIN LATERAL \
              (SELECT * FROM {table} t WHERE {on} OFFSET 0) t"
@@ -800,10 +801,11 @@ pub(crate) async fn check_dirty(
     store: &Store,
     tx: &mut Tx,
     dirty: &DirtySet,
+    drawn: &Drawn,
     as_of: NaiveDate,
     keep: Keep,
 ) -> Result<Vec<FindingChange>> {
-    let computed = decide(store, tx, dirty, as_of).await?;
+    let computed = decide(store, tx, dirty, drawn, as_of).await?;
     let decided = DirtyIndex::new(dirty.keys().filter(|k| !reads_registry(k)));
     let covers = |key: &FindingKey| decided.covers(key);
     let existing = stored_findings(tx, store.check_reads(), dirty, &covers).await?;
@@ -815,9 +817,10 @@ pub(crate) async fn decide(
     store: &Store,
     tx: &mut Tx,
     dirty: &DirtySet,
+    drawn: &Drawn,
     as_of: NaiveDate,
 ) -> Result<Vec<(Finding, String)>> {
-    Ok(decide_pair(store, tx, dirty, as_of, None).await?.0)
+    Ok(decide_pair(store, tx, dirty, drawn, as_of, None).await?.0)
 }
 
 /// The findings the keys cover as of `as_of`, without the act and with it (empty without an
@@ -826,6 +829,7 @@ pub(crate) async fn decide_pair<R: Reader>(
     store: &Store,
     tx: &mut R,
     dirty: &DirtySet,
+    drawn: &Drawn,
     as_of: NaiveDate,
     act: Option<&Act>,
 ) -> Result<(Vec<(Finding, String)>, Vec<(Finding, String)>)> {
@@ -844,11 +848,6 @@ pub(crate) async fn decide_pair<R: Reader>(
         let f = facts(&row)?;
         registry.insert(f.uscc.to_string(), f);
     }
-    let vouched = |uscc: &Uscc| {
-        registry
-            .get(uscc.as_str())
-            .is_some_and(|f| f.status == InstitutionStatus::Active)
-    };
 
     // A decision may find more than its key covers (funding decides SELF_FUNDED_BUDGET_PAY too):
     // only what some key covers is kept.
@@ -862,7 +861,7 @@ pub(crate) async fn decide_pair<R: Reader>(
     with.retain(counted_by_keys);
 
     let row_keys: Vec<&DirtyKey> = keys.iter().copied().filter(|k| !counted(k)).collect();
-    let snapshot = rows_of(tx, reads, &row_keys, &registry, &vouched, as_of, act).await?;
+    let snapshot = rows_of(tx, reads, &row_keys, drawn, &registry, as_of, act).await?;
     let everything = Scope {
         everything: true,
         ..Scope::default()
@@ -1240,20 +1239,35 @@ fn numbered(numbers: &BTreeSet<(String, String)>) -> Value {
     )
 }
 
+/// What resolving a set's approval draws added, and the entries it read to do so.
+#[derive(Debug, Default)]
+pub(crate) struct Drawn {
+    /// Each entry key added, beside the draw it came from.
+    pub(crate) added: Vec<(DirtyKey, DirtyKey)>,
+    /// The (institution, approval number) pairs read.
+    numbers: BTreeSet<(String, String)>,
+    /// Every entry citing them: deciding the keys does not read them again.
+    entries: Vec<Entry>,
+}
+
 /// Resolves the approval draws of `dirty` ([`DirtySet::resolve`]) against the stored entries
-/// citing their numbers; returns each entry key added beside the draw it came from.
+/// citing their numbers, before anything is decided.
 pub(crate) async fn resolve_draws<R: Reader>(
     tx: &mut R,
     reads: &CheckReads,
     dirty: &mut DirtySet,
-) -> Result<Vec<(DirtyKey, DirtyKey)>> {
+) -> Result<Drawn> {
     let numbers: BTreeSet<(String, String)> = dirty
         .drawn()
         .into_iter()
         .map(|(institution, number)| (institution.to_string(), number.to_owned()))
         .collect();
-    let cited = entries_citing(tx, reads, &numbers).await?;
-    Ok(dirty.resolve(&cited))
+    let entries = entries_citing(tx, reads, &numbers).await?;
+    Ok(Drawn {
+        added: dirty.resolve(&entries),
+        numbers,
+        entries,
+    })
 }
 
 /// The rows the oracle needs to decide the row keys: each key's own, read by index.
@@ -1261,11 +1275,17 @@ async fn rows_of<R: Reader>(
     tx: &mut R,
     reads: &CheckReads,
     keys: &[&DirtyKey],
+    drawn: &Drawn,
     registry: &HashMap<String, InstitutionFacts>,
-    vouched: &(dyn Fn(&Uscc) -> bool + Sync),
     as_of: NaiveDate,
     act: Option<&Act>,
 ) -> Result<Snapshot> {
+    // An active registry entry vouches for an institution's roster and receipts.
+    let vouched = |uscc: &Uscc| {
+        registry
+            .get(uscc.as_str())
+            .is_some_and(|f| f.status == InstitutionStatus::Active)
+    };
     let mut snapshot = Snapshot {
         institutions: registry.values().cloned().collect(),
         ..Snapshot::default()
@@ -1460,7 +1480,17 @@ async fn rows_of<R: Reader>(
         numbers.extend(
             acted.filter_map(|e| Some((e.institution.to_string(), e.approval_number.clone()?))),
         );
-        for entry in entries_citing(tx, reads, &numbers).await? {
+        // Those resolving the draws read are not read again.
+        let read = drawn.entries.iter().filter(|e| {
+            e.approval_number
+                .as_ref()
+                .is_some_and(|n| numbers.contains(&(e.institution.to_string(), n.clone())))
+        });
+        for entry in read.cloned() {
+            entries.insert(entry.record.clone(), entry);
+        }
+        let unread = numbers.difference(&drawn.numbers).cloned().collect();
+        for entry in entries_citing(tx, reads, &unread).await? {
             entries.insert(entry.record.clone(), entry);
         }
         snapshot.approvals = approvals_numbered(tx, reads, &numbers).await?;
@@ -1664,9 +1694,9 @@ async fn stored_findings(
             &[Part::Text, Part::Text, Part::Text],
             "findings",
             &format!(
-                "t.subject = k.k0 AND t.period = k.k1 AND t.code = '{}' AND {} = k.k2",
+                "t.code = '{}' AND t.institution_uscc = k.k2 AND t.subject = k.k0 \
+                 AND t.period = k.k1",
                 R::HireWithoutApproval.code(),
-                not_sought(tx.backend(), "t.institution_uscc")
             ),
         );
         rows.extend(fetch(tx, reads, &sql, vec![key_rows(entered)]).await?);

@@ -159,8 +159,9 @@ impl Store {
         });
 
         // A backdated hire moves the draws of later entries citing its approval.
-        check::resolve_draws(tx, self.check_reads(), &mut dirty).await?;
-        let (before, with_act) = check::decide_pair(self, tx, &dirty, date, Some(&act)).await?;
+        let drawn = check::resolve_draws(tx, self.check_reads(), &mut dirty).await?;
+        let (before, with_act) =
+            check::decide_pair(self, tx, &dirty, &drawn, date, Some(&act)).await?;
         let (before, with_act) = (findings(before), findings(with_act));
 
         // The numbers beside the verdict.
@@ -267,7 +268,9 @@ impl Store {
             funding: Some(funding),
             ..Act::default()
         };
-        let (_, with_act) = check::decide_pair(self, tx, &dirty, last_day, Some(&act)).await?;
+        let drawn = check::Drawn::default();
+        let (_, with_act) =
+            check::decide_pair(self, tx, &dirty, &drawn, last_day, Some(&act)).await?;
         let with_act = findings(with_act);
 
         let unit = (&question.institution, question.category);
