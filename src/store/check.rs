@@ -1141,8 +1141,7 @@ impl Decided {
 /// An entry is a hire into `institution_uscc` or a transfer into `target_uscc`.
 const ENTRIES: [(&str, &str); 2] = [("HIRE", "institution_uscc"), ("TRANSFER", "target_uscc")];
 
-/// Every entry of each (institution, person, date), two statements whatever their number, sought
-/// by the person (see [`not_sought`]).
+/// Every entry of each (institution, person, date), sought by the person (see [`not_sought`]).
 async fn entries_entered<R: Reader>(
     tx: &mut R,
     reads: &CheckReads,
@@ -1154,28 +1153,11 @@ async fn entries_entered<R: Reader>(
             .map(|(institution, resident, date)| serde_json::json!([resident, date, institution]))
             .collect(),
     );
-    let backend = tx.backend();
-    let mut found = Vec::new();
-    for (kind, column) in ENTRIES {
-        let sql = per_key(
-            backend,
-            &[Part::Text, Part::Text, Part::Text],
-            "personnel_events",
-            &format!(
-                "t.resident_id = k.k0 AND t.effective_on = k.k1 AND t.corrected_by IS NULL \
-                 AND t.event_type = '{kind}' AND {} = k.k2",
-                not_sought(backend, &format!("t.{column}"))
-            ),
-        );
-        for row in fetch(tx, reads, &sql, vec![keys.clone()]).await? {
-            found.extend(entry(&row)?);
-        }
-    }
-    Ok(found)
+    let on = |at: &str| format!("t.resident_id = k.k0 AND t.effective_on = k.k1 AND {at} = k.k2");
+    entries_per_key(tx, reads, &[Part::Text, Part::Text, Part::Text], keys, on).await
 }
 
-/// Every entry citing each (institution, approval number), two statements whatever their number,
-/// sought by the number.
+/// Every entry citing each (institution, approval number), sought by the number.
 async fn entries_citing<R: Reader>(
     tx: &mut R,
     reads: &CheckReads,
@@ -1184,21 +1166,29 @@ async fn entries_citing<R: Reader>(
     if numbers.is_empty() {
         return Ok(Vec::new());
     }
-    let cited = numbered(numbers);
+    let on = |at: &str| format!("{at} = k.k0 AND t.approval_number = k.k1");
+    entries_per_key(tx, reads, &[Part::Text, Part::Text], numbered(numbers), on).await
+}
+
+/// The entries each key of `keys` pairs with by `on` (given the column naming the institution
+/// entered, taken out of the planner's choice), in two statements whatever their number.
+async fn entries_per_key<R: Reader>(
+    tx: &mut R,
+    reads: &CheckReads,
+    parts: &[Part],
+    keys: Value,
+    on: impl Fn(&str) -> String,
+) -> Result<Vec<Entry>> {
     let backend = tx.backend();
     let mut found = Vec::new();
     for (kind, column) in ENTRIES {
-        let sql = per_key(
-            backend,
-            &[Part::Text, Part::Text],
-            "personnel_events",
-            &format!(
-                "t.corrected_by IS NULL AND t.event_type = '{kind}' AND {} = k.k0 \
-                 AND t.approval_number = k.k1",
-                not_sought(backend, &format!("t.{column}"))
-            ),
+        let at = not_sought(backend, &format!("t.{column}"));
+        let condition = format!(
+            "t.corrected_by IS NULL AND t.event_type = '{kind}' AND {}",
+            on(&at)
         );
-        for row in fetch(tx, reads, &sql, vec![cited.clone()]).await? {
+        let sql = per_key(backend, parts, "personnel_events", &condition);
+        for row in fetch(tx, reads, &sql, vec![keys.clone()]).await? {
             found.extend(entry(&row)?);
         }
     }
