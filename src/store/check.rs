@@ -547,8 +547,9 @@ fn with_keys(backend: Backend, parts: &[Part]) -> String {
 /// The rows `t` of `table` that `on` (conditions on `t` and `k.kN`) pairs with each key of the
 /// set, each key sought by itself by index: on SQLite a `CROSS JOIN`, which keeps the keys the
 /// outer loop (a plain join let the planner scan the table by a constant condition, such as a
-/// finding's code, and look each row up in the keys); on PostgreSQL a lateral subquery that `OFFSET 0` keeps from being flattened into a join, which
-/// its planner, without statistics, answers by hashing the whole table against the set.
+/// finding's code, and look each row up in the keys); on PostgreSQL a lateral subquery that
+/// `OFFSET 0` keeps from being flattened into a join, which its planner, without statistics,
+/// answers by hashing the whole table against the set.
 fn per_key(backend: Backend, parts: &[Part], table: &str, on: &str) -> String {
     let with = with_keys(backend, parts);
     match backend {
@@ -754,7 +755,7 @@ async fn entry_sample<R: Reader>(
 ) -> Result<BTreeSet<RecordRef>> {
     let order = by_id(backend, "agency_id || '/' || record_id");
     let mut sample = BTreeSet::new();
-    for (kind, column) in [("HIRE", "institution_uscc"), ("TRANSFER", "target_uscc")] {
+    for (kind, column) in ENTRIES {
         let sql = format!(
             "SELECT agency_id, record_id FROM personnel_events WHERE corrected_by IS NULL AND event_type = '{kind}' \
              AND {column} = $1 AND category = $2 AND effective_on >= $3 AND effective_on <= $4 \
