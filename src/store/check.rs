@@ -569,38 +569,38 @@ fn key_rows(mut keys: Vec<serde_json::Value>) -> Value {
     Value::Text(serde_json::Value::Array(keys).to_string())
 }
 
-/// The people on each (institution, category)'s roll on `on`, from the kept counts, in one
-/// statement: (USCC, category code) -> people.
+/// The people on each (institution, category)'s roll on its date, from the kept counts, in one
+/// statement whatever the keys' number and dates: (USCC, category code, date) -> people.
 pub(super) async fn headcounts_on<R: Reader>(
     tx: &mut R,
     reads: &CheckReads,
-    units: &[(&Uscc, QuotaCategory)],
-    on: NaiveDate,
-) -> Result<HashMap<(String, String), i64>> {
-    if units.is_empty() {
+    rolls: &[(&Uscc, QuotaCategory, NaiveDate)],
+) -> Result<HashMap<(String, String, NaiveDate), i64>> {
+    if rolls.is_empty() {
         return Ok(HashMap::new());
     }
     let sql = format!(
-        "{} SELECT k.k0 AS institution_uscc, k.k1 AS category, (SELECT r.people FROM roll_counts r \
-         WHERE r.institution_uscc = k.k0 AND r.category = k.k1 AND r.on_date <= $2 \
-         ORDER BY r.on_date DESC LIMIT 1) AS people FROM k",
-        with_keys(tx.backend(), &[Part::Text, Part::Text])
+        "{} SELECT k.k0 AS institution_uscc, k.k1 AS category, k.k2 AS on_date, \
+         (SELECT r.people FROM roll_counts r WHERE r.institution_uscc = k.k0 \
+         AND r.category = k.k1 AND r.on_date <= k.k2 ORDER BY r.on_date DESC LIMIT 1) AS people \
+         FROM k",
+        with_keys(tx.backend(), &[Part::Text, Part::Text, Part::Text])
     );
-    let keys = units
+    let keys = rolls
         .iter()
-        .map(|(uscc, category)| serde_json::json!([uscc.as_str(), category.code()]))
+        .map(|(uscc, category, on)| {
+            serde_json::json!([uscc.as_str(), category.code(), on.to_string()])
+        })
         .collect();
-    let rows = fetch(
-        tx,
-        reads,
-        &sql,
-        vec![key_rows(keys), Value::Text(on.to_string())],
-    )
-    .await?;
+    let rows = fetch(tx, reads, &sql, vec![key_rows(keys)]).await?;
     rows.iter()
         .map(|row| {
-            let unit = (q::text(row, "institution_uscc")?, q::text(row, "category")?);
-            Ok((unit, row.int("people")?.unwrap_or(0)))
+            let roll = (
+                q::text(row, "institution_uscc")?,
+                q::text(row, "category")?,
+                q::date(row, "on_date")?,
+            );
+            Ok((roll, row.int("people")?.unwrap_or(0)))
         })
         .collect()
 }
@@ -612,9 +612,9 @@ pub(super) async fn headcount_on<R: Reader>(
     (uscc, category): (&Uscc, QuotaCategory),
     on: NaiveDate,
 ) -> Result<i64> {
-    let counts = headcounts_on(tx, reads, &[(uscc, category)], on).await?;
+    let counts = headcounts_on(tx, reads, &[(uscc, category, on)]).await?;
     Ok(counts
-        .get(&(uscc.to_string(), category.code().to_owned()))
+        .get(&(uscc.to_string(), category.code().to_owned(), on))
         .copied()
         .unwrap_or(0))
 }
@@ -949,17 +949,17 @@ async fn decide_counted<R: Reader>(
     };
 
     // The counts the keys name, each kind in one statement (or two) whatever the keys' number.
-    let rolls: Vec<(&Uscc, QuotaCategory)> = keys
+    let rolls: Vec<(&Uscc, QuotaCategory, NaiveDate)> = keys
         .iter()
         .filter_map(|key| match key {
             DirtyKey::Headcount {
                 institution,
                 category,
-            } => Some((institution, *category)),
+            } => Some((institution, *category, as_of)),
             _ => None,
         })
         .collect();
-    let people_on = headcounts_on(tx, reads, &rolls, as_of).await?;
+    let people_on = headcounts_on(tx, reads, &rolls).await?;
     let years: Vec<(&Uscc, QuotaCategory, i32)> = keys
         .iter()
         .filter_map(|key| match key {
@@ -983,7 +983,7 @@ async fn decide_counted<R: Reader>(
             } => {
                 let unit = (institution, *category);
                 let people = people_on
-                    .get(&(institution.to_string(), category.code().to_owned()))
+                    .get(&(institution.to_string(), category.code().to_owned(), as_of))
                     .copied()
                     .unwrap_or(0);
                 let decide = |people: i64, sample: &BTreeSet<ResidentId>| {
@@ -1072,6 +1072,8 @@ async fn decide_counted<R: Reader>(
         })
         .collect();
     let mut stored_fundings = fundings_from(tx, reads, &firsts).await?;
+    // Each unit's fundings as of its keys' periods, without the act and with it.
+    let mut units = Vec::new();
     for ((institution, category), unit_keys) in funded {
         let stored = stored_fundings
             .remove(&(institution.to_string(), category.code().to_owned()))
@@ -1105,10 +1107,26 @@ async fn decide_counted<R: Reader>(
             periods.insert(added.record.period);
             with.fundings.restate(added);
         }
+        units.push((institution, category, periods, without, with));
+    }
+    // The rolls on the periods' last days, all in one statement.
+    let rolls: Vec<(&Uscc, QuotaCategory, NaiveDate)> = units
+        .iter()
+        .flat_map(|(institution, category, periods, ..)| {
+            periods
+                .iter()
+                .map(move |period| (institution, *category, period.last_day()))
+        })
+        .collect();
+    let people_on = headcounts_on(tx, reads, &rolls).await?;
+    for (institution, category, periods, mut without, mut with) in units {
         for period in periods {
             let day = period.last_day();
             let unit = (&institution, category);
-            let people = headcount_on(tx, reads, unit, day).await?;
+            let people = people_on
+                .get(&(institution.to_string(), category.code().to_owned(), day))
+                .copied()
+                .unwrap_or(0);
             let facts = registry.get(institution.as_str());
             let decide = |aggregates: &mut Aggregates, people: i64| {
                 aggregates.headcount =

@@ -362,6 +362,28 @@ async fn a_push_reads_what_its_keys_name_whatever_the_history(backend: Backend) 
         "a hire backdated before ten years of entries reads as much in a 5,000-person \
          institution as in a 10-person one (rows: large, small)"
     );
+
+    // A finance office's file funds many months at once: their rolls are read in one statement,
+    // so the file issues as many statements as a single funding does.
+    let statements_of = |messages: Vec<proto::Funding>| {
+        let (store, finance) = (store.clone(), finance.clone());
+        async move {
+            let before = store.check_reads().statements();
+            push(&store, &finance, messages).await;
+            store.check_reads().statements() - before
+        }
+    };
+    let one = statements_of(vec![funding("again-one", &big, "2024-05")]).await;
+    let year = statements_of(
+        (1..=12)
+            .map(|m| funding(&format!("again-{m}"), &big, &format!("2023-{m:02}")))
+            .collect(),
+    )
+    .await;
+    assert_eq!(
+        year, one,
+        "a file funding twelve months issues as many statements as one funding (year, one)"
+    );
 }
 
 /// REGIONAL_BALANCE (the console's overview) reads one kept row per roll for the hub's date,
