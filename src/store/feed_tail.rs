@@ -7,6 +7,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::RwLock;
@@ -30,6 +31,8 @@ const MAX_AGE: Duration = Duration::from_secs(1);
 #[derive(Debug, Default)]
 pub(crate) struct FeedTail {
     state: RwLock<TailState>,
+    /// Events the tail has read from the database (a count of work for the tests).
+    read: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -95,6 +98,11 @@ impl Store {
         self.feed_tail.state.read().await.through
     }
 
+    /// Events the tail has read from the database since the store started.
+    pub fn feed_tail_reads(&self) -> u64 {
+        self.feed_tail.read.load(Ordering::Relaxed)
+    }
+
     /// Events after `after` that an agency of `kind` sees in `jurisdiction`, in order, at most
     /// `limit`: from the tail when it holds them, from the database otherwise.
     pub async fn feed_after_shared(
@@ -113,11 +121,19 @@ impl Store {
         }
         {
             let mut state = self.feed_tail.state.write().await;
-            if !state.started {
-                // Start near the head: older events are read from the database by those who
-                // need them.
-                state.through = (self.feed_head().await? - CAPACITY as i64).max(0);
-                state.started = true;
+            let idle = state.refreshed_at.is_none_or(|at| at.elapsed() >= MAX_AGE);
+            if idle {
+                // Unread for a while (or never), the tail starts again at the head rather than
+                // read its way up to it: the feed may have run on by a re-check's thousands of
+                // events, and the first subscriber would wait for all of them (a tenth of a
+                // second on a city's feed). Readers behind the head read the database, as any
+                // reader further back than the tail does.
+                let head = self.feed_head().await?;
+                if !state.started || head - state.through > REFRESH_BATCH {
+                    state.events.clear();
+                    state.through = head;
+                    state.started = true;
+                }
             }
             // Read the signal before reading the feed: a commit during the read bumps it again,
             // and the next reader refreshes.
@@ -126,6 +142,9 @@ impl Store {
                 loop {
                     let events = self.feed_after(state.through, None, REFRESH_BATCH).await?;
                     let read = events.len() as i64;
+                    self.feed_tail
+                        .read
+                        .fetch_add(read as u64, Ordering::Relaxed);
                     for event in events {
                         state.through = event.seq;
                         state.events.push_back(Arc::new(event));

@@ -23,6 +23,7 @@ on_both_backends!(
     an_expired_cursor_names_the_earliest_event_kept,
     alerts_move_by_hand_with_versions_and_idempotency_keys,
     acks_ride_on_a_streaming_subscription_outside_the_call_rate,
+    a_tail_left_unread_starts_again_at_the_head,
 );
 
 pub type Feed = proto::feed_service_client::FeedServiceClient<Channel>;
@@ -352,6 +353,79 @@ async fn subscriptions_are_scoped_filtered_and_can_carry_ids_only(backend: Backe
         !event.finding.as_ref().unwrap().subject.is_empty(),
         "full content by default"
     );
+}
+
+/// The in-process tail of the feed reads what its readers need, not the run of events committed
+/// while nobody read it: the first subscriber after a re-check's thousands of findings (or the
+/// first ever) waits for no read of them. Readers behind the head still get every event, from the
+/// database. Counted in events read, not timed.
+async fn a_tail_left_unread_starts_again_at_the_head(backend: Backend) {
+    use quotahub::api::convert::Pushed;
+    let app = TestApp::spawn(backend).await;
+    let finance = agency("140100", AgencyKind::Finance);
+    let district = quotahub::domain::Jurisdiction::parse("140100").unwrap();
+    let unit = uscc("140100", 1);
+    // Ghost pay for 1,500 people at once: a finding and an event each.
+    let ghosts = |round: u32| {
+        (0..1_500)
+            .map(|n| {
+                payroll(
+                    &format!("ghost-{round}-{n}"),
+                    &resident(round * 10_000 + n),
+                    &unit,
+                    "2024-01",
+                )
+                .to_submission()
+                .unwrap()
+            })
+            .collect::<Vec<_>>()
+    };
+    let last_events = |after: i64| {
+        let (store, district) = (app.store.clone(), district.clone());
+        async move {
+            let read = store.feed_tail_reads();
+            let events = store
+                .feed_after_shared(after, &district, AgencyKind::Audit, 100)
+                .await
+                .unwrap();
+            let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+            (seqs, store.feed_tail_reads() - read)
+        }
+    };
+
+    for round in 1..=2 {
+        app.store.push(&finance, &ghosts(round)).await.unwrap();
+        let head = app.store.feed_head().await.unwrap();
+        assert!(
+            head > 1_500 * i64::from(round),
+            "every ghost raised an event"
+        );
+        // The tail was never read (round 1), or not for longer than it stays fresh (round 2).
+        let (seqs, read) = last_events(head - 1).await;
+        assert_eq!(
+            seqs,
+            vec![head],
+            "the reader behind the head gets the last event"
+        );
+        assert_eq!(
+            read, 0,
+            "round {round}: the tail read none of the {head} events committed while unread"
+        );
+        // Read again at once, it follows the feed: the next push's events come through it.
+        app.store
+            .push(&finance, &ghosts(round + 10)[..1])
+            .await
+            .unwrap();
+        let next = app.store.feed_head().await.unwrap();
+        let (seqs, read) = last_events(head).await;
+        assert_eq!(
+            seqs,
+            (head + 1..=next).collect::<Vec<_>>(),
+            "the next events, once"
+        );
+        assert_eq!(read, (next - head) as u64, "each read once by the tail");
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+    }
 }
 
 async fn an_expired_cursor_names_the_earliest_event_kept(backend: Backend) {
