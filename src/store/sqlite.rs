@@ -24,7 +24,15 @@ const PRAGMAS: &str = pragmas!();
 /// inserts into the indexes of what it writes; once the file outgrows the cache, each seek reads
 /// its pages from the operating system again (`perf` of a city's third repeated payroll import:
 /// twice the time in `pread` and checkpoints of the first). One connection: this is its bound.
-const WRITER_PRAGMAS: &str = concat!(pragmas!(), " PRAGMA cache_size = -65536;");
+///
+/// And a checkpoint every 16,384 WAL pages (64 MiB) rather than SQLite's 1,000: a bulk push
+/// rewrites the same index pages commit after commit, and each checkpoint copies them into the
+/// file again (`perf`: a tenth of a people push in checkpoints; a city's initial load of people
+/// 12% faster, payroll 10–20%, in alternating runs of both builds).
+const WRITER_PRAGMAS: &str = concat!(
+    pragmas!(),
+    " PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 16384;"
+);
 
 pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Store> {
     let url = with_create_mode(url);
