@@ -605,6 +605,19 @@ pub(super) async fn headcounts_on<R: Reader>(
         .collect()
 }
 
+/// The people of one roll on `on` among counts [`headcounts_on`] read (none kept: nobody).
+fn people_on(
+    counts: &HashMap<(String, String, NaiveDate), i64>,
+    uscc: &Uscc,
+    category: QuotaCategory,
+    on: NaiveDate,
+) -> i64 {
+    counts
+        .get(&(uscc.to_string(), category.code().to_owned(), on))
+        .copied()
+        .unwrap_or(0)
+}
+
 /// The people on (institution, category)'s roll on `on`, from the kept counts.
 pub(super) async fn headcount_on<R: Reader>(
     tx: &mut R,
@@ -613,10 +626,7 @@ pub(super) async fn headcount_on<R: Reader>(
     on: NaiveDate,
 ) -> Result<i64> {
     let counts = headcounts_on(tx, reads, &[(uscc, category, on)]).await?;
-    Ok(counts
-        .get(&(uscc.to_string(), category.code().to_owned(), on))
-        .copied()
-        .unwrap_or(0))
+    Ok(people_on(&counts, uscc, category, on))
 }
 
 /// The first [`EVIDENCE_SAMPLE`] people on (institution, category)'s roll on `on`, by resident ID.
@@ -959,7 +969,7 @@ async fn decide_counted<R: Reader>(
             _ => None,
         })
         .collect();
-    let people_on = headcounts_on(tx, reads, &rolls).await?;
+    let counts = headcounts_on(tx, reads, &rolls).await?;
     let years: Vec<(&Uscc, QuotaCategory, i32)> = keys
         .iter()
         .filter_map(|key| match key {
@@ -982,10 +992,7 @@ async fn decide_counted<R: Reader>(
                 category,
             } => {
                 let unit = (institution, *category);
-                let people = people_on
-                    .get(&(institution.to_string(), category.code().to_owned(), as_of))
-                    .copied()
-                    .unwrap_or(0);
+                let people = people_on(&counts, institution, *category, as_of);
                 let decide = |people: i64, sample: &BTreeSet<ResidentId>| {
                     let headcount =
                         Headcount::known((institution.clone(), *category), as_of, people);
@@ -1118,15 +1125,12 @@ async fn decide_counted<R: Reader>(
                 .map(move |period| (institution, *category, period.last_day()))
         })
         .collect();
-    let people_on = headcounts_on(tx, reads, &rolls).await?;
+    let counts = headcounts_on(tx, reads, &rolls).await?;
     for (institution, category, periods, mut without, mut with) in units {
         for period in periods {
             let day = period.last_day();
             let unit = (&institution, category);
-            let people = people_on
-                .get(&(institution.to_string(), category.code().to_owned(), day))
-                .copied()
-                .unwrap_or(0);
+            let people = people_on(&counts, &institution, category, day);
             let facts = registry.get(institution.as_str());
             let decide = |aggregates: &mut Aggregates, people: i64| {
                 aggregates.headcount =
