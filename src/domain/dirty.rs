@@ -19,7 +19,7 @@
 //! | `FundedLimit(i, c, periods)` | FUNDED_OVER_QUOTA of (i, c) for those periods: min(quota, roll) on their last days |
 //! | `PlanUse(i, c, y)` | OVER_PLAN, RESERVE_SHORTFALL of (i, c, y): entries of the year (and of them the policy placements) against the plans of every channel |
 //! | `Entered(i, p, d)` | HIRE_WITHOUT_APPROVAL of p's entries into i on d (one finding, whatever approvals they cite) |
-//! | `Draws(i, c, n, from)` | none by itself: resolved ([`DirtySet::resolve`]) into `Entered` of the entries citing approval n of (i, c) dated on or after `from` (all when none) |
+//! | `Draws(i, c, n, from)` | none by itself: resolved ([`DirtySet::resolve`]) into `Entered` of the entries citing approval n of (i, c) dated on or after `from` (all when none); settled into nothing ([`DirtySet::settle`]) when entries added made it and the number's entries still fit each of its approvals ([`draws_settled`]) |
 //! | `LeaderPosts(i, l, pos)` | OVER_LEADER_POSTS of (i, l/pos) |
 //! | `LeaderGrade(i, p)` | LEADER_ABOVE_GRADE of leader p at i |
 //! | `Registry(i, code)` | the findings of `code` at i that read i's registry entry |
@@ -49,10 +49,11 @@
 //! - A finding's key does not name the category or approval number of an entry, so which
 //!   findings a `Draws` key moves depends on the stored entries citing the number: the store reads
 //!   them and [`DirtySet::resolve`] turns the key into the `Entered` keys of those entries. The
-//!   reads are bounded by the number's entries, not by the institution's history. Deciding an
-//!   `Entered` key reads every entry of (i, p, d) and every entry citing their numbers: two
-//!   entries of one person into one institution on one date share a key (the first raised gives
-//!   the text, the evidence is merged) even when they cite different approvals.
+//!   reads are bounded by the number's entries, not by the institution's history, and a number
+//!   whose entries fit every approval of it is settled from a count, without them. Deciding an
+//!   `Entered` key reads every entry of (i, p, d) and every entry citing their numbers (unless
+//!   settled): two entries of one person into one institution on one date share a key (the first
+//!   raised gives the text, the evidence is merged) even when they cite different approvals.
 //! - An approval is evidence of every entry citing its number, whatever the entry's date, so it
 //!   dirties the number's whole history; a backdated entry re-allocates every later entry's draw.
 //! - DUPLICATE_ENROLLMENT and DOUBLE_PAY are keyed on the smallest USCC involved: a new roll or
@@ -253,6 +254,10 @@ pub enum DirtyKey {
         number: String,
         /// The earliest entry date whose verdict can move.
         from: Option<NaiveDate>,
+        /// Whether an entry added made it (rather than one dropped, or an approval): then the
+        /// number's entries only grew, and when they still fit its approvals the draw moves no
+        /// other entry ([`draws_settled`]).
+        added: bool,
     },
     /// Leaders on a post against the posts approved: OVER_LEADER_POSTS.
     LeaderPosts {
@@ -435,6 +440,45 @@ impl DirtySet {
             .collect()
     }
 
+    /// The (institution, approval number) pairs only entries added draw on (no entry of theirs
+    /// dropped, no approval of theirs changed): whether they are [`draws_settled`] is a count.
+    pub fn drawn_by_additions(&self) -> BTreeSet<(&Uscc, &str)> {
+        let mut by_additions = BTreeSet::new();
+        let mut otherwise = BTreeSet::new();
+        for key in &self.0 {
+            if let DirtyKey::Draws {
+                institution,
+                number,
+                added,
+                ..
+            } = key
+            {
+                let pair = (institution, number.as_str());
+                if *added {
+                    by_additions.insert(pair);
+                } else {
+                    otherwise.insert(pair);
+                }
+            }
+        }
+        by_additions.retain(|pair| !otherwise.contains(pair));
+        by_additions
+    }
+
+    /// Drops the draws on `settled` numbers (institution, approval number), which move no entry
+    /// but their own ([`draws_settled`]); only draws made by entries added can be.
+    pub fn settle(&mut self, settled: &BTreeSet<(Uscc, String)>) {
+        self.0.retain(|key| match key {
+            DirtyKey::Draws {
+                institution,
+                number,
+                added: true,
+                ..
+            } => !settled.contains(&(institution.clone(), number.clone())),
+            _ => true,
+        });
+    }
+
     /// Adds the [`DirtyKey::Entered`] keys of the entries each [`DirtyKey::Draws`] key moves, given
     /// `cited`: at least every entry citing a number [`DirtySet::drawn`] names (others are passed
     /// over). Returns each added key beside the draw it came from (the first, in key order).
@@ -451,6 +495,7 @@ impl DirtySet {
                 category,
                 number,
                 from,
+                ..
             } = key
             {
                 let group = draws.entry((institution, *category, number)).or_default();
@@ -560,6 +605,19 @@ impl Extend<DirtyKey> for DirtySet {
     }
 }
 
+/// Whether the entries citing one approval number of an institution, `entries` of them (in every
+/// category), draw on its approvals without moving one another: when they fit in each of them
+/// (`approved`: each approval's approved entries, in every category), no approval runs out, so
+/// HIRE_WITHOUT_APPROVAL of each entry is its date's alone (a valid approval, or none). Then an
+/// entry added moves no other entry's verdict, provided the count is of the entries after it (the
+/// number's entries only grew: they fitted before too), and deciding an entry needs none of the
+/// others. A number without approvals is settled: every entry citing it fires by itself.
+pub fn draws_settled(entries: u64, approved: impl IntoIterator<Item = u32>) -> bool {
+    approved
+        .into_iter()
+        .all(|approved| entries <= u64::from(approved))
+}
+
 /// What a derived list of a person looked like before a record arrived and after the rewrite.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rewrite<T> {
@@ -651,7 +709,8 @@ pub fn dirty_keys(change: &Change) -> Vec<DirtyKey> {
             entries,
         } => {
             roll_keys(resident, spells, &mut keys);
-            for entry in entries.changed() {
+            let dropped = entries.dropped().into_iter().map(|entry| (entry, false));
+            for (entry, added) in dropped.chain(entries.added().into_iter().map(|e| (e, true))) {
                 keys.insert(DirtyKey::Entered {
                     institution: entry.institution.clone(),
                     resident: resident.clone(),
@@ -663,6 +722,7 @@ pub fn dirty_keys(change: &Change) -> Vec<DirtyKey> {
                         category: entry.category,
                         number: number.clone(),
                         from: Some(entry.date),
+                        added,
                     });
                 }
                 keys.insert(DirtyKey::PlanUse {
@@ -740,6 +800,7 @@ pub fn dirty_keys(change: &Change) -> Vec<DirtyKey> {
                 category: approval.category,
                 number: approval.approval_number.clone(),
                 from: None,
+                added: false,
             });
         }
         Change::Institution { before, after } => {
@@ -1012,6 +1073,32 @@ pub(crate) mod tests {
         let mut dirty: DirtySet = dirty_keys(change).into_iter().collect();
         dirty.resolve(entries);
         dirty.covers(key)
+    }
+
+    /// Settles the draws that the counts of `after` (the data with the change) settle, as a store
+    /// does before it resolves the rest.
+    fn settle(dirty: &mut DirtySet, after: &Snapshot) {
+        let settled: BTreeSet<(Uscc, String)> = dirty
+            .drawn_by_additions()
+            .into_iter()
+            .filter(|(institution, number)| {
+                let cites =
+                    |at: &Uscc, cited: Option<&str>| at == *institution && cited == Some(*number);
+                let entries = after
+                    .entries
+                    .iter()
+                    .filter(|e| cites(&e.institution, e.approval_number.as_deref()))
+                    .count();
+                let approved = after
+                    .approvals
+                    .iter()
+                    .filter(|a| cites(&a.record.institution, Some(&a.record.approval_number)))
+                    .map(|a| a.record.approved_entries);
+                draws_settled(entries as u64, approved)
+            })
+            .map(|(institution, number)| (institution.clone(), number.to_owned()))
+            .collect();
+        dirty.settle(&settled);
     }
 
     const ADMIN: &str = "ADMINISTRATIVE";
@@ -1476,6 +1563,89 @@ pub(crate) mod tests {
             !moved.iter().any(|key| covers(&change, key)),
             "a draw covers nothing until resolved"
         );
+    }
+
+    #[test]
+    fn a_draw_is_settled_only_when_entries_added_still_fit_the_approval() {
+        // A0 of institution 1 allows `allowed` entries; person 2 entered on 1 March citing it.
+        let world = |allowed: u32| {
+            let mut world = Snapshot::default();
+            world.institutions.push(facts(1, InstitutionKind::Organ));
+            world.approvals.push(Pushed {
+                id: RecordRef("140100/staffing-office/a0".into()),
+                accepted_at: 1,
+                record: HiringApproval {
+                    approval_number: "A0".into(),
+                    institution: unit(1),
+                    category: C::Administrative,
+                    approved_entries: allowed,
+                    issued_on: d("2024-01-01"),
+                    valid_until: d("2024-12-31"),
+                },
+            });
+            world.entries.push(entry(2, 1, "2024-03-01", Some("A0"), 2));
+            world
+        };
+        let early = entry(1, 1, "2024-02-01", Some("A0"), 1);
+        let roll = |entries: Rewrite<Entry>| Change::Roll {
+            resident: resident(1),
+            spells: Rewrite {
+                before: Vec::new(),
+                after: Vec::new(),
+            },
+            entries,
+        };
+        let added = roll(Rewrite {
+            before: Vec::new(),
+            after: vec![early.clone()],
+        });
+        let second = key(
+            R::HireWithoutApproval,
+            1,
+            resident(2).as_str(),
+            "2024-03-01",
+        );
+        let as_of = d("2024-06-01");
+        let settled = |change: &Change, after: &Snapshot| {
+            let mut dirty: DirtySet = dirty_keys(change).into_iter().collect();
+            settle(&mut dirty, after);
+            let drawn = dirty.drawn().is_empty();
+            dirty.resolve(&after.entries);
+            (drawn, dirty)
+        };
+
+        // Room for both: the earlier entry moves nobody else, and its draw is settled.
+        let before = world(2);
+        let mut after = before.clone();
+        after.entries.push(early.clone());
+        let (was_settled, dirty) = settled(&added, &after);
+        assert!(was_settled, "two entries fit an approval of two");
+        assert!(
+            moved(&before, &after, as_of)
+                .iter()
+                .all(|k| dirty.covers(k))
+        );
+
+        // Room for one: the earlier entry takes it, person 2 fires, and the draw resolves to them.
+        let before = world(1);
+        let mut after = before.clone();
+        after.entries.push(early.clone());
+        assert!(moved(&before, &after, as_of).contains(&second));
+        let (was_settled, dirty) = settled(&added, &after);
+        assert!(!was_settled, "two entries do not fit an approval of one");
+        assert!(dirty.covers(&second));
+
+        // The earlier entry dropped again: one entry now fits, but two did not before, and person
+        // 2's finding resolves. A draw an entry dropped is never settled.
+        let (before, after) = (after, before);
+        assert!(moved(&before, &after, as_of).contains(&second));
+        let dropped = roll(Rewrite {
+            before: vec![early],
+            after: Vec::new(),
+        });
+        let (was_settled, dirty) = settled(&dropped, &after);
+        assert!(!was_settled, "a dropped entry's draw is not settled");
+        assert!(dirty.covers(&second));
     }
 
     #[test]
@@ -2149,6 +2319,7 @@ pub(crate) mod tests {
             let as_of = day(as_of);
             let (after, change) = arrive(&world, &arrival, NOW);
             let mut dirty: DirtySet = dirty_keys(&change).into_iter().collect();
+            settle(&mut dirty, &after);
             dirty.resolve(&after.entries);
             for key in moved(&world, &after, as_of) {
                 prop_assert!(dirty.covers(&key), "{key:?} moved, not covered by {dirty:?}");
@@ -2194,6 +2365,7 @@ pub(crate) mod tests {
             let mut dirty = DirtySet::new();
             dirty.add(&one);
             dirty.add(&two);
+            settle(&mut dirty, &after);
             dirty.resolve(&after.entries);
             for key in moved(&world, &after, as_of) {
                 prop_assert!(dirty.covers(&key), "{key:?} moved, not covered by {dirty:?}");

@@ -20,14 +20,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use chrono::NaiveDate;
 use sqlx::any::AnyRow;
 
-use super::codec::column;
+use super::codec::{column, stored};
 use super::feed::{self, FeedEventType};
 use super::findings::{Alert, ChangeKind, StoredFinding, decode_finding, write_findings};
 use super::query::{self as q, Stored};
 use super::read::{Columns, Reader};
 use super::{Tx, Value, now_micros, select_in};
 use crate::domain::aggregates::{self, Aggregates, Headcount, Plans, Quotas};
-use crate::domain::dirty::{DirtyIndex, DirtyKey, DirtySet, Rewrite};
+use crate::domain::dirty::{DirtyIndex, DirtyKey, DirtySet, Rewrite, draws_settled};
 use crate::domain::findings::{
     EVIDENCE_SAMPLE, Entry, Finding, FindingKey, InstitutionFacts, PersonSpell, PersonTerm, Pushed,
     RecordRef, RuleCode, Scope, Snapshot,
@@ -812,11 +812,11 @@ pub(crate) async fn check_dirty(
     store: &Store,
     tx: &mut Tx,
     dirty: &DirtySet,
-    drawn: &Drawn,
+    known: &Known,
     as_of: NaiveDate,
     keep: Keep,
 ) -> Result<Vec<FindingChange>> {
-    let computed = decide(store, tx, dirty, drawn, as_of).await?;
+    let computed = decide(store, tx, dirty, known, as_of).await?;
     let decided = DirtyIndex::new(dirty.keys().filter(|k| !reads_registry(k)));
     let covers = |key: &FindingKey| decided.covers(key);
     let existing = stored_findings(tx, store.check_reads(), dirty, &covers).await?;
@@ -828,10 +828,10 @@ pub(crate) async fn decide(
     store: &Store,
     tx: &mut Tx,
     dirty: &DirtySet,
-    drawn: &Drawn,
+    known: &Known,
     as_of: NaiveDate,
 ) -> Result<Vec<(Finding, String)>> {
-    Ok(decide_pair(store, tx, dirty, drawn, as_of, None).await?.0)
+    Ok(decide_pair(store, tx, dirty, known, as_of, None).await?.0)
 }
 
 /// The findings the keys cover as of `as_of`, without the act and with it (empty without an
@@ -840,7 +840,7 @@ pub(crate) async fn decide_pair<R: Reader>(
     store: &Store,
     tx: &mut R,
     dirty: &DirtySet,
-    drawn: &Drawn,
+    known: &Known,
     as_of: NaiveDate,
     act: Option<&Act>,
 ) -> Result<(Vec<(Finding, String)>, Vec<(Finding, String)>)> {
@@ -872,7 +872,7 @@ pub(crate) async fn decide_pair<R: Reader>(
     with.retain(counted_by_keys);
 
     let row_keys: Vec<&DirtyKey> = keys.iter().copied().filter(|k| !counted(k)).collect();
-    let snapshot = rows_of(tx, reads, &row_keys, drawn, &registry, as_of, act).await?;
+    let snapshot = rows_of(tx, reads, &row_keys, known, &registry, as_of, act).await?;
     let everything = Scope {
         everything: true,
         ..Scope::default()
@@ -1252,35 +1252,125 @@ fn numbered(numbers: &BTreeSet<(String, String)>) -> Value {
     )
 }
 
-/// What resolving a set's approval draws added, and the entries it read to do so.
+/// What a check knows before it decides, and does not read again: what resolving the approval
+/// draws added and read ([`resolve_draws`]), and the spells the push itself wrote.
 #[derive(Debug, Default)]
-pub(crate) struct Drawn {
+pub(crate) struct Known {
+    /// The spells of each person whose history the push derived again, as it wrote them: the
+    /// people a people push's keys name (reading them back was a tenth of its statements' time).
+    pub(crate) spells: HashMap<String, Vec<Spell>>,
     /// Each entry key added, beside the draw it came from.
     pub(crate) added: Vec<(DirtyKey, DirtyKey)>,
     /// The (institution, approval number) pairs read.
     numbers: BTreeSet<(String, String)>,
+    /// The (institution, approval number) pairs settled ([`draws_settled`]): deciding an entry
+    /// citing one reads none of the others.
+    settled: BTreeSet<(String, String)>,
+    /// The pairs whose approvals were read to settle them, and those approvals.
+    approved: (
+        BTreeSet<(String, String)>,
+        Vec<Pushed<crate::domain::HiringApproval>>,
+    ),
     /// Every entry citing them: deciding the keys does not read them again.
     entries: Vec<Entry>,
 }
 
 /// Resolves the approval draws of `dirty` ([`DirtySet::resolve`]) against the stored entries
-/// citing their numbers, before anything is decided.
+/// citing their numbers, before anything is decided; `acted` are entries not stored (a
+/// pre-check's). Numbers only entries added draw on are settled first when their entries still
+/// fit ([`draws_settled`]), from counts: a city's initial load draws on each approval batch after
+/// batch, and read every entry citing it each time (`sqlx` log: a sixth of a people push).
 pub(crate) async fn resolve_draws<R: Reader>(
     tx: &mut R,
     reads: &CheckReads,
     dirty: &mut DirtySet,
-) -> Result<Drawn> {
+    acted: &[Entry],
+) -> Result<Known> {
+    let candidates: BTreeSet<(String, String)> = dirty
+        .drawn_by_additions()
+        .into_iter()
+        .map(|(institution, number)| (institution.to_string(), number.to_owned()))
+        .collect();
+    let approvals = approvals_numbered(tx, reads, &candidates).await?;
+    let settled = settled_numbers(tx, reads, &candidates, &approvals, acted).await?;
+    dirty.settle(
+        &settled
+            .iter()
+            .map(|(institution, number)| Ok((stored(Uscc::parse(institution))?, number.clone())))
+            .collect::<Result<_>>()?,
+    );
     let numbers: BTreeSet<(String, String)> = dirty
         .drawn()
         .into_iter()
         .map(|(institution, number)| (institution.to_string(), number.to_owned()))
         .collect();
     let entries = entries_citing(tx, reads, &numbers).await?;
-    Ok(Drawn {
+    Ok(Known {
+        spells: HashMap::new(),
         added: dirty.resolve(&entries),
         numbers,
+        settled,
+        approved: (candidates, approvals),
         entries,
     })
+}
+
+/// Of `numbers` (institution, approval number), those whose entries, stored and `acted`, fit in
+/// each of their `approvals` ([`draws_settled`]): one statement for the counts, whatever their
+/// number.
+async fn settled_numbers<R: Reader>(
+    tx: &mut R,
+    reads: &CheckReads,
+    numbers: &BTreeSet<(String, String)>,
+    approvals: &[Pushed<crate::domain::HiringApproval>],
+    acted: &[Entry],
+) -> Result<BTreeSet<(String, String)>> {
+    if numbers.is_empty() {
+        return Ok(BTreeSet::new());
+    }
+    let mut approved: HashMap<(&str, &str), Vec<u32>> = HashMap::new();
+    for approval in approvals {
+        let a = &approval.record;
+        approved
+            .entry((a.institution.as_str(), a.approval_number.as_str()))
+            .or_default()
+            .push(a.approved_entries);
+    }
+    let backend = tx.backend();
+    let counted = ENTRIES.map(|(kind, column)| {
+        format!(
+            "(SELECT COUNT(*) FROM personnel_events t WHERE t.corrected_by IS NULL \
+             AND t.event_type = '{kind}' AND t.category IS NOT NULL AND {} = k.k0 \
+             AND t.approval_number = k.k1)",
+            not_sought(backend, &format!("t.{column}"))
+        )
+    });
+    let sql = format!(
+        "{} SELECT k.k0 AS institution_uscc, k.k1 AS approval_number, {} AS entries FROM k",
+        with_keys(backend, &[Part::Text, Part::Text]),
+        counted.join(" + ")
+    );
+    let mut settled = BTreeSet::new();
+    for row in fetch(tx, reads, &sql, vec![numbered(numbers)]).await? {
+        let number = (
+            q::text(&row, "institution_uscc")?,
+            q::text(&row, "approval_number")?,
+        );
+        let acted = acted.iter().filter(|e| {
+            e.institution.as_str() == number.0 && e.approval_number.as_ref() == Some(&number.1)
+        });
+        let entries = u64::try_from(row.int("entries")?.unwrap_or(0)).unwrap_or(u64::MAX)
+            + acted.count() as u64;
+        let approved = approved
+            .get(&(number.0.as_str(), number.1.as_str()))
+            .into_iter()
+            .flatten()
+            .copied();
+        if draws_settled(entries, approved) {
+            settled.insert(number);
+        }
+    }
+    Ok(settled)
 }
 
 /// The rows the oracle needs to decide the row keys: each key's own, read by index.
@@ -1288,7 +1378,7 @@ async fn rows_of<R: Reader>(
     tx: &mut R,
     reads: &CheckReads,
     keys: &[&DirtyKey],
-    drawn: &Drawn,
+    known: &Known,
     registry: &HashMap<String, InstitutionFacts>,
     as_of: NaiveDate,
     act: Option<&Act>,
@@ -1374,6 +1464,22 @@ async fn rows_of<R: Reader>(
 
     // Spells, once each.
     let mut spells: BTreeMap<(String, i64), PersonSpell> = BTreeMap::new();
+    // Those the push wrote, as it wrote them; the others read.
+    let (written, people): (Vec<String>, Vec<String>) = people
+        .into_iter()
+        .partition(|resident| known.spells.contains_key(resident));
+    for resident in written {
+        let resident_id = stored(ResidentId::parse(&resident))?;
+        for (ordinal, spell) in known.spells[&resident].iter().enumerate() {
+            spells.insert(
+                (resident.clone(), ordinal as i64),
+                PersonSpell {
+                    resident_id: resident_id.clone(),
+                    spell: spell.clone(),
+                },
+            );
+        }
+    }
     let mut keep_spell = |row: &R::Row| -> Result<()> {
         let resident = q::resident_id(row)?;
         let ordinal: i64 = q::int(row, "ordinal")?;
@@ -1386,7 +1492,6 @@ async fn rows_of<R: Reader>(
         );
         Ok(())
     };
-    let people: Vec<String> = people.into_iter().collect();
     for row in fetch_in(
         tx,
         reads,
@@ -1494,7 +1599,7 @@ async fn rows_of<R: Reader>(
             acted.filter_map(|e| Some((e.institution.to_string(), e.approval_number.clone()?))),
         );
         // Those resolving the draws read are not read again.
-        let read = drawn.entries.iter().filter(|e| {
+        let read = known.entries.iter().filter(|e| {
             e.approval_number
                 .as_ref()
                 .is_some_and(|n| numbers.contains(&(e.institution.to_string(), n.clone())))
@@ -1502,11 +1607,27 @@ async fn rows_of<R: Reader>(
         for entry in read.cloned() {
             entries.insert(entry.record.clone(), entry);
         }
-        let unread = numbers.difference(&drawn.numbers).cloned().collect();
+        let unread = numbers
+            .difference(&known.numbers)
+            .filter(|number| !known.settled.contains(*number))
+            .cloned()
+            .collect();
         for entry in entries_citing(tx, reads, &unread).await? {
             entries.insert(entry.record.clone(), entry);
         }
-        snapshot.approvals = approvals_numbered(tx, reads, &numbers).await?;
+        // Those settling the draws read are not read again.
+        let (approved, approvals) = &known.approved;
+        let cited = |a: &&Pushed<crate::domain::HiringApproval>| {
+            numbers.contains(&(
+                a.record.institution.to_string(),
+                a.record.approval_number.clone(),
+            ))
+        };
+        snapshot.approvals = approvals.iter().filter(cited).cloned().collect();
+        let unread = numbers.difference(approved).cloned().collect();
+        snapshot
+            .approvals
+            .extend(approvals_numbered(tx, reads, &unread).await?);
     }
     snapshot.entries = entries.into_values().collect();
 

@@ -159,9 +159,9 @@ impl Store {
         });
 
         // A backdated hire moves the draws of later entries citing its approval.
-        let drawn = check::resolve_draws(tx, self.check_reads(), &mut dirty).await?;
+        let known = check::resolve_draws(tx, self.check_reads(), &mut dirty, &act.entries).await?;
         let (before, with_act) =
-            check::decide_pair(self, tx, &dirty, &drawn, date, Some(&act)).await?;
+            check::decide_pair(self, tx, &dirty, &known, date, Some(&act)).await?;
         let (before, with_act) = (findings(before), findings(with_act));
 
         // The numbers beside the verdict.
@@ -268,9 +268,9 @@ impl Store {
             funding: Some(funding),
             ..Act::default()
         };
-        let drawn = check::Drawn::default();
+        let known = check::Known::default();
         let (_, with_act) =
-            check::decide_pair(self, tx, &dirty, &drawn, last_day, Some(&act)).await?;
+            check::decide_pair(self, tx, &dirty, &known, last_day, Some(&act)).await?;
         let with_act = findings(with_act);
 
         let unit = (&question.institution, question.category);

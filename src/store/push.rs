@@ -322,9 +322,19 @@ impl Store {
                 dirty.extend(own.keys().cloned());
                 own_keys.push((index, own));
             }
-            let drawn = check::resolve_draws(tx, self.check_reads(), &mut dirty).await?;
+            let mut known = check::resolve_draws(tx, self.check_reads(), &mut dirty, &[]).await?;
+            for change in &rewrites {
+                if let Change::Roll {
+                    resident, spells, ..
+                } = change
+                {
+                    known
+                        .spells
+                        .insert(resident.to_string(), spells.after.clone());
+                }
+            }
             let today = self.checks().clock.today();
-            let changes = self.check_pushed(tx, &dirty, &drawn, today).await?;
+            let changes = self.check_pushed(tx, &dirty, &known, today).await?;
             // The first record (in stream order) each key is one of; an entry's key a draw added
             // is the draw's.
             let mut first_owner: HashMap<&DirtyKey, usize> = HashMap::new();
@@ -333,7 +343,7 @@ impl Store {
                     first_owner.entry(key).or_insert(*index);
                 }
             }
-            for (draw, entered) in &drawn.added {
+            for (draw, entered) in &known.added {
                 if let Some(&owner) = first_owner.get(draw) {
                     let first = first_owner.entry(entered).or_insert(owner);
                     *first = (*first).min(owner);
@@ -406,11 +416,11 @@ impl Store {
         &self,
         tx: &mut Tx,
         dirty: &DirtySet,
-        drawn: &check::Drawn,
+        known: &check::Known,
         today: chrono::NaiveDate,
     ) -> Result<Vec<FindingChange>> {
         let mut changes =
-            check::check_dirty(self, tx, dirty, drawn, today, Keep::Everything).await?;
+            check::check_dirty(self, tx, dirty, known, today, Keep::Everything).await?;
         let mut registry = Scope::default();
         for key in dirty.keys() {
             if let DirtyKey::Registry { institution, .. } = key {

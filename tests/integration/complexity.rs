@@ -363,6 +363,33 @@ async fn a_push_reads_what_its_keys_name_whatever_the_history(backend: Backend) 
          institution as in a 10-person one (rows: large, small)"
     );
 
+    // A hire citing a number whose one approval has room left (a year's 500 entries of 5,000
+    // approved in the large institution, 1 of 10 in the small): no entry citing it can run out,
+    // so no other entry's verdict moves, and none of them is read, only their count.
+    let mut roomy = Vec::new();
+    for (n, unit) in [(1, &big), (2, &small)] {
+        let number = format!("并编审〔2014〕{n}号");
+        let kind = proto::PersonnelEventType::Hire;
+        let newcomer = person(800_000 + n);
+        roomy.push(
+            reads_of(
+                &store,
+                &hr,
+                event(&format!("roomy{n}"), kind, &newcomer, unit, today, &number),
+            )
+            .await,
+        );
+    }
+    eprintln!(
+        "rows read by a hire on an approval with room: large {}, small {}",
+        roomy[0], roomy[1]
+    );
+    assert_eq!(
+        roomy[0], roomy[1],
+        "a hire citing an approval 500 entries drew on reads as much as one citing an approval \
+         one entry drew on (rows: large, small)"
+    );
+
     // A finance office's file funds many months at once: their rolls are read in one statement,
     // so the file issues as many statements as a single funding does.
     let statements_of = |messages: Vec<proto::Funding>| {
