@@ -465,14 +465,20 @@ impl DirtySet {
         by_additions
     }
 
-    /// Drops the draws on `settled` numbers (institution, approval number), which move no entry
-    /// but their own ([`draws_settled`]); only draws made by entries added can be.
-    pub fn settle(&mut self, settled: &BTreeSet<(Uscc, String)>) {
+    /// Drops the draws on the numbers (institution, approval number) only entries added draw on
+    /// ([`DirtySet::drawn_by_additions`]) whose entries `fit` each of their approvals
+    /// ([`draws_settled`]): such a draw moves no entry but its own.
+    pub fn settle(&mut self, fit: impl Fn(&Uscc, &str) -> bool) {
+        let settled: BTreeSet<(Uscc, String)> = self
+            .drawn_by_additions()
+            .into_iter()
+            .filter(|(institution, number)| fit(institution, number))
+            .map(|(institution, number)| (institution.clone(), number.to_owned()))
+            .collect();
         self.0.retain(|key| match key {
             DirtyKey::Draws {
                 institution,
                 number,
-                added: true,
                 ..
             } => !settled.contains(&(institution.clone(), number.clone())),
             _ => true,
@@ -1078,27 +1084,20 @@ pub(crate) mod tests {
     /// Settles the draws that the counts of `after` (the data with the change) settle, as a store
     /// does before it resolves the rest.
     fn settle(dirty: &mut DirtySet, after: &Snapshot) {
-        let settled: BTreeSet<(Uscc, String)> = dirty
-            .drawn_by_additions()
-            .into_iter()
-            .filter(|(institution, number)| {
-                let cites =
-                    |at: &Uscc, cited: Option<&str>| at == *institution && cited == Some(*number);
-                let entries = after
-                    .entries
-                    .iter()
-                    .filter(|e| cites(&e.institution, e.approval_number.as_deref()))
-                    .count();
-                let approved = after
-                    .approvals
-                    .iter()
-                    .filter(|a| cites(&a.record.institution, Some(&a.record.approval_number)))
-                    .map(|a| a.record.approved_entries);
-                draws_settled(entries as u64, approved)
-            })
-            .map(|(institution, number)| (institution.clone(), number.to_owned()))
-            .collect();
-        dirty.settle(&settled);
+        dirty.settle(|institution, number| {
+            let cites = |at: &Uscc, cited: Option<&str>| at == institution && cited == Some(number);
+            let entries = after
+                .entries
+                .iter()
+                .filter(|e| cites(&e.institution, e.approval_number.as_deref()))
+                .count();
+            let approved = after
+                .approvals
+                .iter()
+                .filter(|a| cites(&a.record.institution, Some(&a.record.approval_number)))
+                .map(|a| a.record.approved_entries);
+            draws_settled(entries as u64, approved)
+        });
     }
 
     const ADMIN: &str = "ADMINISTRATIVE";

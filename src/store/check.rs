@@ -1286,24 +1286,13 @@ pub(crate) async fn resolve_draws<R: Reader>(
     dirty: &mut DirtySet,
     acted: &[Entry],
 ) -> Result<Known> {
-    let candidates: BTreeSet<(String, String)> = dirty
-        .drawn_by_additions()
-        .into_iter()
-        .map(|(institution, number)| (institution.to_string(), number.to_owned()))
-        .collect();
+    let candidates = owned(dirty.drawn_by_additions());
     let approvals = approvals_numbered(tx, reads, &candidates).await?;
     let settled = settled_numbers(tx, reads, &candidates, &approvals, acted).await?;
-    dirty.settle(
-        &settled
-            .iter()
-            .map(|(institution, number)| Ok((stored(Uscc::parse(institution))?, number.clone())))
-            .collect::<Result<_>>()?,
-    );
-    let numbers: BTreeSet<(String, String)> = dirty
-        .drawn()
-        .into_iter()
-        .map(|(institution, number)| (institution.to_string(), number.to_owned()))
-        .collect();
+    dirty.settle(|institution, number| {
+        settled.contains(&(institution.to_string(), number.to_owned()))
+    });
+    let numbers = owned(dirty.drawn());
     let entries = entries_citing(tx, reads, &numbers).await?;
     Ok(Known {
         spells: HashMap::new(),
@@ -1313,6 +1302,14 @@ pub(crate) async fn resolve_draws<R: Reader>(
         approved: (candidates, approvals),
         entries,
     })
+}
+
+/// (institution, approval number) pairs as the statements bind them.
+fn owned(pairs: BTreeSet<(&Uscc, &str)>) -> BTreeSet<(String, String)> {
+    pairs
+        .into_iter()
+        .map(|(institution, number)| (institution.to_string(), number.to_owned()))
+        .collect()
 }
 
 /// Of `numbers` (institution, approval number), those whose entries, stored and `acted`, fit in
