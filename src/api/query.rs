@@ -18,15 +18,8 @@ impl Hub {
     /// Refuses a read about an institution outside the agency's jurisdiction. An institution the
     /// hub has never heard of reads as empty within the agency's own jurisdiction.
     pub(crate) async fn check_oversees(&self, agency: &Agency, uscc: &Uscc) -> Result<(), Error> {
-        match self.store.jurisdiction_of(uscc).await? {
-            Some(jurisdiction) if agency.oversees(&jurisdiction) => Ok(()),
-            Some(jurisdiction) => Err(Error::PermissionDenied(format!(
-                "institution {uscc} lies in {jurisdiction}, outside the jurisdiction of {agency}"
-            ))),
-            None => Err(Error::PermissionDenied(format!(
-                "institution {uscc} names no division"
-            ))),
-        }
+        let jurisdiction = self.store.jurisdiction_of(uscc).await?;
+        crate::store::query::overseen(agency, uscc, jurisdiction.as_ref())
     }
 }
 

@@ -162,7 +162,6 @@ impl Hub {
         } else {
             request_date("date", &message.date)?
         };
-        self.check_oversees(agency, &institution).await?;
         let question = HireQuestion {
             institution: institution.clone(),
             category,
@@ -174,7 +173,7 @@ impl Hub {
             rank: Rank::from_wire(message.rank),
             date,
         };
-        let answer = self.store.check_hire(&question).await?;
+        let answer = self.store.check_hire(agency, &question).await?;
         Ok(proto::HireVerdict {
             verdict: verdict_message(answer.verdict),
             reasons: reason_messages(&self.reader(agency).await?, &answer.reasons),
@@ -206,7 +205,6 @@ impl Hub {
             Period::parse(&message.period).map_err(|reason| Error::invalid("period", reason))?;
         crate::domain::amount_fen(message.amount_fen)
             .map_err(|reason| Error::invalid("amount_fen", reason))?;
-        self.check_oversees(agency, &institution).await?;
         let question = FundingQuestion {
             institution,
             category,
@@ -214,7 +212,7 @@ impl Hub {
             headcount: message.requested_headcount,
             amount_fen: message.amount_fen,
         };
-        let answer = self.store.verify_funding(&question).await?;
+        let answer = self.store.verify_funding(agency, &question).await?;
         Ok(proto::FundingVerdict {
             verdict: verdict_message(answer.verdict),
             reasons: reason_messages(&self.reader(agency).await?, &answer.reasons),

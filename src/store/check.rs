@@ -940,6 +940,10 @@ async fn decide_counted<R: Reader>(
     act: Option<&Act>,
 ) -> Result<Decided> {
     let (reads, backend, config) = (store.check_reads(), store.backend(), &store.checks().rules);
+    // A pre-check (an act) answers with the findings' codes, numbers and explanations, none of
+    // which cites the sampled roll or entries, and compares its two decisions' evidence only by
+    // length, which one shared sample or none keeps equal: it reads no sample.
+    let cites_evidence = act.is_none();
     let mut found = Decided::default();
     let institutions: Vec<String> = list(
         keys.iter()
@@ -1009,7 +1013,9 @@ async fn decide_counted<R: Reader>(
                 let moved = act.map(|act| people + act.people_moved(unit, as_of));
                 let mut without = decide(people, &BTreeSet::new());
                 let mut with = moved.map(|people| decide(people, &BTreeSet::new()));
-                if !without.is_empty() || with.as_ref().is_some_and(|w| !w.is_empty()) {
+                if cites_evidence
+                    && (!without.is_empty() || with.as_ref().is_some_and(|w| !w.is_empty()))
+                {
                     // Only a finding cites the roll.
                     let sample = roll_sample(tx, reads, backend, unit, as_of).await?;
                     without = decide(people, &sample);
@@ -1038,7 +1044,9 @@ async fn decide_counted<R: Reader>(
                 });
                 let mut without = decide(taken, &BTreeSet::new());
                 let mut with = moved.map(|taken| decide(taken, &BTreeSet::new()));
-                if !without.is_empty() || with.as_ref().is_some_and(|w| !w.is_empty()) {
+                if cites_evidence
+                    && (!without.is_empty() || with.as_ref().is_some_and(|w| !w.is_empty()))
+                {
                     let sample = entry_sample(tx, reads, backend, unit).await?;
                     without = decide(taken, &sample);
                     with = moved.map(|taken| decide(taken, &sample));

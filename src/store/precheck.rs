@@ -18,35 +18,42 @@ use crate::domain::precheck::{
     HireQuestion,
 };
 use crate::domain::roll::{LeaderTerm, Spell};
-use crate::domain::{Coded, PersonStatus, QuotaCategory, Rank, Uscc};
+use crate::domain::{Agency, Coded, PersonStatus, QuotaCategory, Rank, Uscc};
 use crate::error::Result;
 
 impl Store {
     /// Would this hire or appointment break a rule? Read on a read connection; nothing is written.
+    /// Refused unless `asker` oversees the institution (read in the same snapshot).
     #[tracing::instrument(name = "store.check_hire", skip_all)]
-    pub async fn check_hire(&self, question: &HireQuestion) -> Result<HireAnswer> {
-        self.ask(question).await
+    pub async fn check_hire(&self, asker: &Agency, question: &HireQuestion) -> Result<HireAnswer> {
+        self.ask(asker, question).await
     }
 
     /// Would this funding break a rule? Read on a read connection; nothing is written.
     #[tracing::instrument(name = "store.verify_funding", skip_all)]
-    pub async fn verify_funding(&self, question: &FundingQuestion) -> Result<FundingAnswer> {
-        self.ask(question).await
+    pub async fn verify_funding(
+        &self,
+        asker: &Agency,
+        question: &FundingQuestion,
+    ) -> Result<FundingAnswer> {
+        self.ask(asker, question).await
     }
 
     /// Answers a pre-check within one snapshot of the data: on an SQLite file, on a native read
     /// connection in one blocking task (its reads cost no hand-off each); elsewhere in a read
-    /// transaction of the pool.
-    async fn ask<Q: Question>(&self, question: &Q) -> Result<Q::Answer> {
+    /// transaction of the pool. Whether `asker` oversees the institution is read there too: a
+    /// separate read would cost a pool's hand-off of its own (on SQLite, `sqlx`'s worker thread).
+    async fn ask<Q: Question>(&self, asker: &Agency, question: &Q) -> Result<Q::Answer> {
         if let Some(native) = self.native.clone() {
-            let (store, question) = (self.clone(), question.clone());
+            let (store, asker, question) = (self.clone(), asker.clone(), question.clone());
             let span = tracing::Span::current();
             let permit = native.wait().await?;
             return tokio::task::spawn_blocking(move || {
                 let _entered = span.enter();
                 let mut read = native.begin(permit)?;
                 let mut read = ReadOnce::new(&mut read);
-                tokio::runtime::Handle::current().block_on(question.answer(&store, &mut read))
+                tokio::runtime::Handle::current()
+                    .block_on(store.answer(&mut read, &asker, &question))
             })
             .await
             .map_err(|error| {
@@ -54,9 +61,35 @@ impl Store {
             })?;
         }
         let mut tx = self.readers().begin().await?;
-        let answer = question.answer(self, &mut ReadOnce::new(&mut tx)).await;
+        let answer = self
+            .answer(&mut ReadOnce::new(&mut tx), asker, question)
+            .await;
         tx.rollback().await?;
         answer
+    }
+
+    /// The question answered if `asker` may ask it: the registry entry is read by the statement
+    /// the decision reads it with, so that it is read once.
+    async fn answer<Q: Question, R: Reader>(
+        &self,
+        tx: &mut R,
+        asker: &Agency,
+        question: &Q,
+    ) -> Result<Q::Answer> {
+        let uscc = question.institution();
+        let rows = check::fetch_in(
+            tx,
+            self.check_reads(),
+            check::INSTITUTIONS,
+            "",
+            &[],
+            &[uscc.to_string()],
+        )
+        .await?;
+        let registered = rows.first().map(check::facts).transpose()?;
+        let jurisdiction = q::placed(uscc, registered.map(|facts| facts.jurisdiction));
+        q::overseen(asker, uscc, jurisdiction.as_ref())?;
+        question.answer(self, tx).await
     }
 
     async fn hire_on<R: Reader>(&self, tx: &mut R, question: &HireQuestion) -> Result<HireAnswer> {
@@ -325,6 +358,9 @@ impl Store {
 trait Question: Clone + Send + 'static {
     type Answer: Send + 'static;
 
+    /// The institution asked about.
+    fn institution(&self) -> &Uscc;
+
     fn answer<R: Reader>(
         &self,
         store: &Store,
@@ -335,6 +371,10 @@ trait Question: Clone + Send + 'static {
 impl Question for HireQuestion {
     type Answer = HireAnswer;
 
+    fn institution(&self) -> &Uscc {
+        &self.institution
+    }
+
     async fn answer<R: Reader>(&self, store: &Store, tx: &mut R) -> Result<HireAnswer> {
         store.hire_on(tx, self).await
     }
@@ -342,6 +382,10 @@ impl Question for HireQuestion {
 
 impl Question for FundingQuestion {
     type Answer = FundingAnswer;
+
+    fn institution(&self) -> &Uscc {
+        &self.institution
+    }
 
     async fn answer<R: Reader>(&self, store: &Store, tx: &mut R) -> Result<FundingAnswer> {
         store.funding_on(tx, self).await

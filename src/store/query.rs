@@ -328,10 +328,11 @@ impl Store {
 
     /// Where an institution sits: from the registry, or for an unregistered unit from its code.
     pub async fn jurisdiction_of(&self, uscc: &Uscc) -> Result<Option<Jurisdiction>> {
-        Ok(match self.institution(uscc).await? {
-            Some(stored) => Some(stored.record.jurisdiction),
-            None => Jurisdiction::parse(uscc.division_code()).ok(),
-        })
+        let registered = self.institution(uscc).await?;
+        Ok(placed(
+            uscc,
+            registered.map(|stored| stored.record.jurisdiction),
+        ))
     }
 
     /// An institution with its quotas, posts, plans and approvals and their occupancy on `as_of`.
@@ -634,5 +635,30 @@ impl Store {
             }
         }
         Ok(fundings)
+    }
+}
+
+/// Where an institution sits: where the registry places it, or for an unregistered unit the
+/// division its code names.
+pub(crate) fn placed(uscc: &Uscc, registered: Option<Jurisdiction>) -> Option<Jurisdiction> {
+    registered.or_else(|| Jurisdiction::parse(uscc.division_code()).ok())
+}
+
+/// Refuses what `agency` asks about an institution placed outside its jurisdiction (see
+/// [`placed`]). An institution the hub has never heard of reads as empty within the agency's
+/// own jurisdiction.
+pub(crate) fn overseen(
+    agency: &crate::domain::Agency,
+    uscc: &Uscc,
+    jurisdiction: Option<&Jurisdiction>,
+) -> Result<()> {
+    match jurisdiction {
+        Some(jurisdiction) if agency.oversees(jurisdiction) => Ok(()),
+        Some(jurisdiction) => Err(crate::error::Error::PermissionDenied(format!(
+            "institution {uscc} lies in {jurisdiction}, outside the jurisdiction of {agency}"
+        ))),
+        None => Err(crate::error::Error::PermissionDenied(format!(
+            "institution {uscc} names no division"
+        ))),
     }
 }

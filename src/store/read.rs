@@ -306,6 +306,7 @@ pub(crate) struct NativeRead {
 
 impl NativeRead {
     fn query(&mut self, sql: &str, values: &[Value]) -> Result<Vec<NativeRow>> {
+        let started = std::time::Instant::now();
         let connection = self.connection.as_ref().expect("held until dropped");
         let sql = super::plain_on_sqlite('?', sql);
         let mut statement = connection.prepare_cached(&sql)?;
@@ -329,6 +330,15 @@ impl NativeRead {
         drop(rows);
         let steps = statement.reset_status(rusqlite::StatementStatus::VmStep);
         self.steps = u64::try_from(steps).unwrap_or(0);
+        // As sqlx logs its statements (`sqlx::query`), for summing a pre-check's reads per text.
+        tracing::debug!(
+            target: "quotahub::native_read",
+            summary = %sql,
+            rows_returned = out.len(),
+            steps = self.steps,
+            elapsed = ?started.elapsed(),
+            "native read"
+        );
         Ok(out)
     }
 }

@@ -237,13 +237,13 @@ async fn a_push_reads_what_its_keys_name_whatever_the_history(backend: Backend) 
             (reads.rows(), reads.statements(), reads.steps())
         };
         let start = now();
-        store.check_hire(&hire).await.unwrap();
+        store.check_hire(&hr, &hire).await.unwrap();
         let hired = work(start);
         let start = now();
-        store.check_hire(&mover).await.unwrap();
+        store.check_hire(&hr, &mover).await.unwrap();
         let moved = work(start);
         let start = now();
-        store.verify_funding(&fund).await.unwrap();
+        store.verify_funding(&finance, &fund).await.unwrap();
         let funded = work(start);
         asked.push([hired, moved, funded]);
     }

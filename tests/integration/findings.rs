@@ -389,6 +389,38 @@ async fn check_hire_and_verify_funding_change_nothing_and_agree_with_the_rules(b
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::PermissionDenied);
+
+    // A district's agencies may not ask about the city's own institution: refused, the place named.
+    let district = |kind| {
+        let app = &app;
+        async move {
+            proto::reconciliation_service_client::ReconciliationServiceClient::new(
+                app.channel(&agency("140105", kind)).await,
+            )
+        }
+    };
+    let outside = |status: tonic::Status| {
+        assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+        assert!(
+            status.message().contains("lies in 140100"),
+            "{}",
+            status.message()
+        );
+    };
+    let mut district_hr = district(AgencyKind::Hr).await;
+    outside(
+        district_hr
+            .check_hire(ask(resident(3), ""))
+            .await
+            .unwrap_err(),
+    );
+    let mut district_finance = district(AgencyKind::Finance).await;
+    outside(
+        district_finance
+            .verify_funding(funding(1))
+            .await
+            .unwrap_err(),
+    );
 }
 
 async fn a_reconcile_finds_what_the_pushes_found_and_reports_the_balance(backend: Backend) {
