@@ -205,6 +205,16 @@ impl NativeReaders {
             .map_err(|_| Error::Unavailable("the store is closing".into()))
     }
 
+    /// The SQLite file read.
+    pub(crate) fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// Whether the store was closed.
+    pub(crate) fn closed(&self) -> bool {
+        self.writer.is_closed()
+    }
+
     /// The store has begun a write transaction (it holds the writer): one that may change data
     /// makes every kept read stale. Either way reads kept too long end here, so that the commit
     /// to come can checkpoint the WAL past them.
