@@ -307,8 +307,8 @@ async fn reread(
 }
 
 /// The audit log's checkpoint, when the stream carries them and it is newer than the last sent
-/// (`sent`, its size, moved on). Looked for as often as the subscription is read: checkpoints are
-/// issued every minute or so, and only witnesses' streams ask for them.
+/// (`sent`, its size, moved on). Looked for in the rounds the subscription is read: checkpoints
+/// are issued every minute or so, and only witnesses' streams ask for them.
 async fn newer_checkpoint(
     store: &crate::store::Store,
     plan: &StreamPlan,
@@ -383,6 +383,8 @@ async fn deliver(
             let _ = send(&out, proto::feed_message::Message::Drain(drain)).await;
             return Ok(());
         }
+        // Whether the subscription was read this round: checkpoints are looked for then.
+        let mut read_now = false;
         let now = Instant::now();
         let redelivery_due = in_flight
             .values()
@@ -394,12 +396,7 @@ async fn deliver(
         {
             acked_seq = acked_seq.max(reread(store, &plan, &mut in_flight).await?);
             subscription_read = Some(now);
-            if let Some(checkpoint) = newer_checkpoint(store, &plan, &mut checkpoint_sent).await? {
-                if let Err(stop) = send(&out, checkpoint).await {
-                    return stopped(stop);
-                }
-                last_message = Instant::now();
-            }
+            read_now = true;
         }
         if let Some(acks) = &mut stream_acks {
             acked_seq = acked_seq.max(*acks.borrow_and_update());
@@ -446,12 +443,15 @@ async fn deliver(
         if subscription_read.is_none_or(|at| at.elapsed() >= reread_every) {
             acked_seq = acked_seq.max(reread(store, &plan, &mut in_flight).await?);
             subscription_read = Some(Instant::now());
-            if let Some(checkpoint) = newer_checkpoint(store, &plan, &mut checkpoint_sent).await? {
-                if let Err(stop) = send(&out, checkpoint).await {
-                    return stopped(stop);
-                }
-                last_message = Instant::now();
+            read_now = true;
+        }
+        if read_now
+            && let Some(checkpoint) = newer_checkpoint(store, &plan, &mut checkpoint_sent).await?
+        {
+            if let Err(stop) = send(&out, checkpoint).await {
+                return stopped(stop);
             }
+            last_message = Instant::now();
         }
 
         if last_message.elapsed() >= plan.heartbeat {
