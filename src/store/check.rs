@@ -526,6 +526,17 @@ enum Part {
 /// `k0`, `k1`, ...: a statement reads a set of keys in one go, its text the same whatever their
 /// number (as [`select_in`] for single keys). The statement's own parameters number from `$2`.
 fn with_keys(backend: Backend, parts: &[Part]) -> String {
+    keys_as(backend, parts, "")
+}
+
+/// [`with_keys`] for a statement that reads `k` more than once: SQLite would otherwise copy the
+/// set into a temporary table first (a B-tree and a page cache of its own), where scanning the
+/// JSON again costs less.
+fn with_keys_again(backend: Backend, parts: &[Part]) -> String {
+    keys_as(backend, parts, "NOT MATERIALIZED ")
+}
+
+fn keys_as(backend: Backend, parts: &[Part], materialized: &str) -> String {
     let columns: Vec<String> = parts
         .iter()
         .enumerate()
@@ -537,10 +548,10 @@ fn with_keys(backend: Backend, parts: &[Part]) -> String {
         .collect();
     let columns = columns.join(", ");
     match backend {
-        Backend::Sqlite => format!("WITH k AS (SELECT {columns} FROM json_each($1))"),
-        Backend::Postgres => {
-            format!("WITH k AS (SELECT {columns} FROM json_array_elements($1::json) AS v)")
-        }
+        Backend::Sqlite => format!("WITH k AS {materialized}(SELECT {columns} FROM json_each($1))"),
+        Backend::Postgres => format!(
+            "WITH k AS {materialized}(SELECT {columns} FROM json_array_elements($1::json) AS v)"
+        ),
     }
 }
 
@@ -551,14 +562,28 @@ fn with_keys(backend: Backend, parts: &[Part]) -> String {
 /// `OFFSET 0` keeps from being flattened into a join, which its planner, without statistics,
 /// answers by hashing the whole table against the set.
 fn per_key(backend: Backend, parts: &[Part], table: &str, on: &str) -> String {
-    let with = with_keys(backend, parts);
-    match backend {
-        Backend::Sqlite => format!("{with} SELECT t.* FROM k CROSS JOIN {table} t ON {on}"),
-        Backend::Postgres => format!(
-            "{with} SELECT t.* FROM k CROSS JOIN LATERAL \
-             (SELECT * FROM {table} t WHERE {on} OFFSET 0) t"
-        ),
-    }
+    per_key_each(backend, parts, table, &[on])
+}
+
+/// [`per_key`] of each condition of `ons`, in one statement (`UNION ALL`): for conditions that
+/// no row meets two of, each sought by its own index.
+fn per_key_each(backend: Backend, parts: &[Part], table: &str, ons: &[&str]) -> String {
+    let with = if ons.len() > 1 {
+        with_keys_again(backend, parts)
+    } else {
+        with_keys(backend, parts)
+    };
+    let arms: Vec<String> = ons
+        .iter()
+        .map(|on| match backend {
+            Backend::Sqlite => format!("SELECT t.* FROM k CROSS JOIN {table} t ON {on}"),
+            Backend::Postgres => format!(
+                "SELECT t.* FROM k CROSS JOIN LATERAL \
+                 (SELECT * FROM {table} t WHERE {on} OFFSET 0) t"
+            ),
+        })
+        .collect();
+    format!("{with} {}", arms.join(" UNION ALL "))
 }
 
 /// Keys as the JSON array of arrays [`with_keys`] reads, in order and once each, so that the
@@ -1202,7 +1227,7 @@ async fn entries_citing<R: Reader>(
 }
 
 /// The entries each key of `keys` pairs with by `on` (given the column naming the institution
-/// entered, taken out of the planner's choice), in two statements whatever their number.
+/// entered, taken out of the planner's choice), in one statement whatever their number.
 async fn entries_per_key<R: Reader>(
     tx: &mut R,
     reads: &CheckReads,
@@ -1211,17 +1236,18 @@ async fn entries_per_key<R: Reader>(
     on: impl Fn(&str) -> String,
 ) -> Result<Vec<Entry>> {
     let backend = tx.backend();
-    let mut found = Vec::new();
-    for (kind, column) in ENTRIES {
+    let conditions = ENTRIES.map(|(kind, column)| {
         let at = not_sought(backend, &format!("t.{column}"));
-        let condition = format!(
+        format!(
             "t.corrected_by IS NULL AND t.event_type = '{kind}' AND {}",
             on(&at)
-        );
-        let sql = per_key(backend, parts, "personnel_events", &condition);
-        for row in fetch(tx, reads, &sql, vec![keys.clone()]).await? {
-            found.extend(entry(&row)?);
-        }
+        )
+    });
+    let conditions = conditions.each_ref().map(String::as_str);
+    let sql = per_key_each(backend, parts, "personnel_events", &conditions);
+    let mut found = Vec::new();
+    for row in fetch(tx, reads, &sql, vec![keys]).await? {
+        found.extend(entry(&row)?);
     }
     Ok(found)
 }
@@ -1281,6 +1307,40 @@ pub(crate) struct Known {
     ),
     /// Every entry citing them: deciding the keys does not read them again.
     entries: Vec<Entry>,
+    /// The stored entries citing each pair of `approved`, counted to settle it.
+    cited: HashMap<(String, String), u64>,
+}
+
+impl Known {
+    /// The entries the earliest `category` approval of (`institution`, `number`) grants and the
+    /// stored entries citing the number, where resolving the draws read them (`None`: not read).
+    pub(crate) fn approval_use(
+        &self,
+        institution: &Uscc,
+        category: QuotaCategory,
+        number: &str,
+    ) -> Option<(u32, u32)> {
+        let pair = (institution.to_string(), number.to_owned());
+        let cited = *self.cited.get(&pair)?;
+        // The earliest accepted; of one batch (one agency, one instant), the first record id.
+        let granted = self
+            .approved
+            .1
+            .iter()
+            .filter(|a| {
+                let a = &a.record;
+                a.institution == *institution
+                    && a.approval_number == number
+                    && a.category == category
+            })
+            .min_by(|a, b| (a.accepted_at, &a.id).cmp(&(b.accepted_at, &b.id)));
+        Some(granted.map_or((0, 0), |a| {
+            (
+                a.record.approved_entries,
+                u32::try_from(cited).unwrap_or(u32::MAX),
+            )
+        }))
+    }
 }
 
 /// Resolves the approval draws of `dirty` ([`DirtySet::resolve`]) against the stored entries
@@ -1296,7 +1356,7 @@ pub(crate) async fn resolve_draws<R: Reader>(
 ) -> Result<Known> {
     let candidates = owned(dirty.drawn_by_additions());
     let approvals = approvals_numbered(tx, reads, &candidates).await?;
-    let settled = settled_numbers(tx, reads, &candidates, &approvals, acted).await?;
+    let (settled, cited) = settled_numbers(tx, reads, &candidates, &approvals, acted).await?;
     dirty.settle(|institution, number| {
         settled.contains(&(institution.to_string(), number.to_owned()))
     });
@@ -1309,6 +1369,7 @@ pub(crate) async fn resolve_draws<R: Reader>(
         settled,
         approved: (candidates, approvals),
         entries,
+        cited,
     })
 }
 
@@ -1321,17 +1382,18 @@ fn owned(pairs: BTreeSet<(&Uscc, &str)>) -> BTreeSet<(String, String)> {
 }
 
 /// Of `numbers` (institution, approval number), those whose entries, stored and `acted`, fit in
-/// each of their `approvals` ([`draws_settled`]): one statement for the counts, whatever their
-/// number.
+/// each of their `approvals` ([`draws_settled`]), and the stored entries citing each: one
+/// statement for the counts, whatever their number.
 async fn settled_numbers<R: Reader>(
     tx: &mut R,
     reads: &CheckReads,
     numbers: &BTreeSet<(String, String)>,
     approvals: &[Pushed<crate::domain::HiringApproval>],
     acted: &[Entry],
-) -> Result<BTreeSet<(String, String)>> {
+) -> Result<(BTreeSet<(String, String)>, HashMap<(String, String), u64>)> {
+    let (mut settled, mut cited) = (BTreeSet::new(), HashMap::new());
     if numbers.is_empty() {
-        return Ok(BTreeSet::new());
+        return Ok((settled, cited));
     }
     let mut approved: HashMap<(&str, &str), Vec<u32>> = HashMap::new();
     for approval in approvals {
@@ -1355,7 +1417,6 @@ async fn settled_numbers<R: Reader>(
         with_keys(backend, &[Part::Text, Part::Text]),
         counted.join(" + ")
     );
-    let mut settled = BTreeSet::new();
     for row in fetch(tx, reads, &sql, vec![numbered(numbers)]).await? {
         let number = (
             q::text(&row, "institution_uscc")?,
@@ -1364,18 +1425,19 @@ async fn settled_numbers<R: Reader>(
         let acted = acted.iter().filter(|e| {
             e.institution.as_str() == number.0 && e.approval_number.as_ref() == Some(&number.1)
         });
-        let entries = u64::try_from(row.int("entries")?.unwrap_or(0)).unwrap_or(u64::MAX)
-            + acted.count() as u64;
+        let stored = u64::try_from(row.int("entries")?.unwrap_or(0)).unwrap_or(u64::MAX);
+        let entries = stored + acted.count() as u64;
         let approved = approved
             .get(&(number.0.as_str(), number.1.as_str()))
             .into_iter()
             .flatten()
             .copied();
         if draws_settled(entries, approved) {
-            settled.insert(number);
+            settled.insert(number.clone());
         }
+        cited.insert(number, stored);
     }
-    Ok(settled)
+    Ok((settled, cited))
 }
 
 /// The rows the oracle needs to decide the row keys: each key's own, read by index.

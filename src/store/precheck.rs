@@ -222,7 +222,10 @@ impl Store {
             .map(|p| p.record.approved_count)
             .sum();
         let (approval_entries, approval_used) = match &question.approval_number {
-            Some(number) => approval_use(tx, reads, unit, number).await?,
+            Some(number) => match known.approval_use(unit.0, unit.1, number) {
+                Some(read) => read,
+                None => approval_use(tx, reads, unit, number).await?,
+            },
             None => (0, 0),
         };
         let (posts_approved, posts_occupied) = match question.post {

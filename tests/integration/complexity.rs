@@ -159,8 +159,10 @@ async fn plant(store: &Store, n: u32, people: u32, first_person: u32) -> String 
 
 /// Statements a pre-check may issue on its read connection (a statement asked again is answered
 /// from what it read): each costs a plan's start and its index descents, most of a pre-check's
-/// time on SQLite; the bound keeps them few.
-const MAX_PRECHECK_STATEMENTS: u64 = 24;
+/// time on SQLite; the bound keeps them few. A hire of a newcomer citing an approval onto a
+/// leader's post issues 16: the approval's use is what settling its draws read, and an entry's
+/// kinds (hire, transfer) are read in one statement.
+const MAX_PRECHECK_STATEMENTS: u64 = 16;
 
 /// Rows the checks read for one push.
 async fn reads_of<P: Pushed>(store: &Store, agency: &Agency, message: P) -> u64 {
