@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -156,10 +156,15 @@ pub(crate) struct NativeReaders {
     /// One permit per connection: reads beyond them wait for one rather than open another (an
     /// open parses the schema, and a burst of callers would open and close them by the dozen).
     permits: Arc<tokio::sync::Semaphore>,
-    /// The store's writer: a snapshot is kept only when taken while it is idle.
+    /// The store's writer: a snapshot is kept only when taken while it is idle or writing the
+    /// audit trail only.
     writer: sqlx::AnyPool,
     /// Write transactions that may change data (all but the audit trail's) begun so far.
     data_writes: AtomicU64,
+    /// Whether the writer holds a transaction that may change data: set as it begins (before
+    /// it is counted in `data_writes`), cleared once its connection is back in the pool
+    /// (committed or rolled back), by the writer pool's `after_release`.
+    data_writing: Arc<AtomicBool>,
 }
 
 /// An idle connection, and the read it is still inside, if it was kept.
@@ -186,13 +191,20 @@ const STATEMENT_CACHE: usize = 64;
 impl NativeReaders {
     /// Readers of the SQLite file at `path`, at most `connections` at once, beside the store's
     /// `writer`.
-    pub(crate) fn new(path: PathBuf, connections: usize, writer: sqlx::AnyPool) -> NativeReaders {
+    /// `writer`; `data_writing` is cleared by the writer pool as a connection comes back to it.
+    pub(crate) fn new(
+        path: PathBuf,
+        connections: usize,
+        writer: sqlx::AnyPool,
+        data_writing: Arc<AtomicBool>,
+    ) -> NativeReaders {
         NativeReaders {
             path,
             idle: Mutex::default(),
             permits: Arc::new(tokio::sync::Semaphore::new(connections.max(1))),
             writer,
             data_writes: AtomicU64::new(0),
+            data_writing,
         }
     }
 
@@ -220,6 +232,8 @@ impl NativeReaders {
     /// to come can checkpoint the WAL past them.
     pub(crate) fn writing(&self, data: bool) {
         if data {
+            // Flagged before it is counted: a read that sees the count sees the flag too.
+            self.data_writing.store(true, Ordering::SeqCst);
             self.data_writes.fetch_add(1, Ordering::SeqCst);
         }
         let now = Instant::now();
@@ -258,9 +272,13 @@ impl NativeReaders {
                 }
                 // Read before the writer is looked at: a data write that takes the writer after
                 // the look counts itself after this read, so the kept read is never taken again.
+                // A write in flight may commit after this read begins, unseen by it, yet be
+                // counted already: unless it writes the audit trail only, the read is not kept.
                 let data_writes = self.data_writes.load(Ordering::SeqCst);
                 let open = self.writer.size() as usize;
-                let quiet = open > 0 && self.writer.num_idle() == open;
+                let quiet = open > 0
+                    && (self.writer.num_idle() == open
+                        || !self.data_writing.load(Ordering::SeqCst));
                 idle.connection.execute_batch("BEGIN")?;
                 quiet.then(|| Kept {
                     data_writes,
@@ -521,6 +539,23 @@ mod tests {
         assert_eq!(count(&store, "persons").await, 1);
         tx.commit().await.expect("committed");
         assert_eq!(count(&store, "persons").await, 2);
+
+        // One begun while the trail's write holds the writer is kept: that write changes no
+        // data, so the read may go on after it commits (under load the writer is seldom idle).
+        writer_back(&store).await;
+        let mut tx = store.begin_trail().await.expect("a trail write");
+        sqlx::query("INSERT INTO audit_tree (idx, hash) VALUES (1, 'h1')")
+            .execute(&mut *tx)
+            .await
+            .expect("written");
+        assert_eq!(count(&store, "audit_tree").await, 1);
+        tx.commit().await.expect("committed");
+        writer_back(&store).await;
+        assert_eq!(
+            count(&store, "audit_tree").await,
+            1,
+            "the read begun during the trail's write was not kept"
+        );
         store.close().await;
     }
 }

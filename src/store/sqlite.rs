@@ -48,10 +48,19 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Store> 
             .after_connect(move |connection, _| {
                 Box::pin(async move { connection.execute(pragmas).await.map(drop) })
             })
-            .connect(&url)
     };
-    let writer = pool(1, WRITER_PRAGMAS).await?;
-    let readers = pool(options.max_connections, PRAGMAS).await?;
+    // The pre-checks keep a read through the audit trail's writes, not through the others'
+    // (`NativeReaders::begin`): the writer says when a data write's connection is back.
+    let data_writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let released = data_writing.clone();
+    let writer = pool(1, WRITER_PRAGMAS)
+        .after_release(move |_, _| {
+            released.store(false, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async { Ok(true) })
+        })
+        .connect(&url)
+        .await?;
+    let readers = pool(options.max_connections, PRAGMAS).connect(&url).await?;
     // The pre-checks' native readers, for a file (an in-memory database is one connection's).
     let file = SqliteConnectOptions::from_str(&url)?
         .get_filename()
@@ -61,6 +70,7 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Store> 
             file,
             options.max_connections as usize,
             writer.clone(),
+            data_writing,
         ))
     });
     if let Some(native) = &native {
