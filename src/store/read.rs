@@ -480,11 +480,16 @@ mod tests {
         rows[0].int("n").expect("an integer").expect("not NULL")
     }
 
-    async fn write(mut tx: super::super::Tx, sql: &str) {
+    /// Runs `sql` in `tx`, which stays open.
+    async fn run(tx: &mut super::super::Tx, sql: &str) {
         sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await
             .expect("written");
+    }
+
+    async fn write(mut tx: super::super::Tx, sql: &str) {
+        run(&mut tx, sql).await;
         tx.commit().await.expect("committed");
     }
 
@@ -532,10 +537,11 @@ mod tests {
 
         // A read begun while a write holds the writer is not kept: it would not see the commit.
         let mut tx = store.begin().await.expect("a data write");
-        sqlx::query("INSERT INTO persons (resident_id, name, first_seen) VALUES ('p2', 'B', 0)")
-            .execute(&mut *tx)
-            .await
-            .expect("written");
+        run(
+            &mut tx,
+            "INSERT INTO persons (resident_id, name, first_seen) VALUES ('p2', 'B', 0)",
+        )
+        .await;
         assert_eq!(count(&store, "persons").await, 1);
         tx.commit().await.expect("committed");
         assert_eq!(count(&store, "persons").await, 2);
@@ -544,10 +550,11 @@ mod tests {
         // data, so the read may go on after it commits (under load the writer is seldom idle).
         writer_back(&store).await;
         let mut tx = store.begin_trail().await.expect("a trail write");
-        sqlx::query("INSERT INTO audit_tree (idx, hash) VALUES (1, 'h1')")
-            .execute(&mut *tx)
-            .await
-            .expect("written");
+        run(
+            &mut tx,
+            "INSERT INTO audit_tree (idx, hash) VALUES (1, 'h1')",
+        )
+        .await;
         assert_eq!(count(&store, "audit_tree").await, 1);
         tx.commit().await.expect("committed");
         writer_back(&store).await;
