@@ -1019,6 +1019,76 @@ pub(crate) mod tests {
         }
     }
 
+    /// A check by rows leaves the rules of counts out of its snapshot's decision
+    /// ([`rules::check_rows`]): no key it decides by rows may cover one of them.
+    #[test]
+    fn no_key_but_the_counted_ones_covers_a_rule_of_counts() {
+        let (at, who, june) = (unit(1), resident(1), period("2024-06"));
+        let by_rows = [
+            DirtyKey::Roster {
+                institution: at.clone(),
+            },
+            DirtyKey::Placement {
+                institution: at.clone(),
+                resident: who.clone(),
+            },
+            DirtyKey::Person {
+                resident: who.clone(),
+                periods: Periods::ALL,
+            },
+            DirtyKey::PersonPeriod {
+                resident: who.clone(),
+                period: june,
+            },
+            DirtyKey::Receipts {
+                institution: at.clone(),
+                period: june,
+            },
+            DirtyKey::Entered {
+                institution: at.clone(),
+                resident: who.clone(),
+                date: d("2024-06-01"),
+            },
+            DirtyKey::Draws {
+                institution: at.clone(),
+                category: C::Administrative,
+                number: "A0".into(),
+                from: None,
+                added: true,
+            },
+            DirtyKey::LeaderPosts {
+                institution: at.clone(),
+                level: LeaderLevel::Division,
+                position: LeaderPosition::Principal,
+            },
+            DirtyKey::LeaderGrade {
+                institution: at.clone(),
+                resident: who.clone(),
+            },
+        ];
+        let subjects = [
+            C::Administrative.code().to_owned(),
+            who.to_string(),
+            String::new(),
+        ];
+        for dirty in &by_rows {
+            for code in rules::COUNTED {
+                for subject in &subjects {
+                    for period in ["", "2024", "2024-06"] {
+                        let finding = key(code, 1, subject, period);
+                        assert!(!dirty.covers(&finding), "{dirty:?} covers {finding:?}");
+                    }
+                }
+            }
+        }
+        // The counted keys do.
+        let headcount = DirtyKey::Headcount {
+            institution: at,
+            category: C::Administrative,
+        };
+        assert!(headcount.covers(&key(R::QuotaFull, 1, C::Administrative.code(), "")));
+    }
+
     fn spell(n: u32, status: PersonStatus, from: &str, to: Option<&str>) -> Spell {
         Spell {
             institution: unit(n),

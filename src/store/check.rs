@@ -903,8 +903,9 @@ pub(crate) async fn decide_pair<R: Reader>(
         ..Scope::default()
     };
     let by_rows = DirtyIndex::new(row_keys.iter().copied());
+    // No row key covers a rule of counts (`rules::COUNTED`): those are the counted keys'.
     let oracle = |snapshot: &Snapshot| {
-        rules::check(snapshot, &everything, as_of, config)
+        rules::check_rows(snapshot, &everything, as_of, config)
             .into_iter()
             .filter(|f| by_rows.covers(&f.key))
             .collect::<Vec<_>>()
