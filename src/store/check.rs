@@ -1323,18 +1323,7 @@ impl Known {
     ) -> Option<(u32, u32)> {
         let pair = (institution.to_string(), number.to_owned());
         let cited = *self.cited.get(&pair)?;
-        // The earliest accepted; of one batch (one agency, one instant), the first record id.
-        let granted = self
-            .approved
-            .1
-            .iter()
-            .filter(|a| {
-                let a = &a.record;
-                a.institution == *institution
-                    && a.approval_number == number
-                    && a.category == category
-            })
-            .min_by(|a, b| (a.accepted_at, &a.id).cmp(&(b.accepted_at, &b.id)));
+        let granted = granting(&self.approved.1, institution, category, number);
         Some(granted.map_or((0, 0), |a| {
             (
                 a.record.approved_entries,
@@ -1342,6 +1331,23 @@ impl Known {
             )
         }))
     }
+}
+
+/// Of `approvals`, the one of (`institution`, `category`, `number`) whose entries a pre-check
+/// shows as granted: the earliest accepted (of one batch, one agency's, the first record id).
+pub(super) fn granting<'a>(
+    approvals: impl IntoIterator<Item = &'a Pushed<crate::domain::HiringApproval>>,
+    institution: &Uscc,
+    category: QuotaCategory,
+    number: &str,
+) -> Option<&'a Pushed<crate::domain::HiringApproval>> {
+    approvals
+        .into_iter()
+        .filter(|a| {
+            let a = &a.record;
+            a.institution == *institution && a.approval_number == number && a.category == category
+        })
+        .min_by(|a, b| (a.accepted_at, &a.id).cmp(&(b.accepted_at, &b.id)))
 }
 
 /// Resolves the approval draws of `dirty` ([`DirtySet::resolve`]) against the stored entries

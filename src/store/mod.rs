@@ -455,23 +455,19 @@ pub(crate) async fn select_in<R: read::Reader>(
         return Ok(Vec::new());
     }
     let backend = tx.backend();
-    let mut values: Vec<Value> = fixed.to_vec();
-    // On SQLite one key is sought as itself: `IN (subquery)` builds a temporary index of the
-    // set first, a B-tree of its own and a page cache to allocate (`perf`: a fortieth of a
-    // CheckHire's time, whose sets are mostly one institution or one person). Two texts, each
-    // prepared once.
-    if let (Backend::Sqlite, [key]) = (backend, keys) {
-        values.push(Value::Text(key.clone()));
-        return tx
-            .rows(&format!("{head} = ${} {tail}", values.len()), values)
-            .await;
-    }
-    let set = key_set(backend, fixed.len() + 1);
-    let sql = match backend {
-        Backend::Postgres => format!("{head} = ANY(ARRAY({set})) {tail}"),
-        Backend::Sqlite => format!("{head} IN ({set}) {tail}"),
+    let n = fixed.len() + 1;
+    let (sql, set) = match backend {
+        Backend::Postgres => (
+            format!("{head} = ANY(ARRAY({})) {tail}", key_set(backend, n)),
+            Value::Text(json_array(keys)),
+        ),
+        Backend::Sqlite => {
+            let (matched, set) = sqlite_match(n, keys);
+            (format!("{head} {matched} {tail}"), set)
+        }
     };
-    values.push(Value::Text(json_array(keys)));
+    let mut values: Vec<Value> = fixed.to_vec();
+    values.push(set);
     tx.rows(&sql, values).await
 }
 
@@ -498,26 +494,42 @@ pub(crate) async fn lookup_keys<R: read::Reader>(
         .map(|(i, (column, _))| format!("{column} = ${} AND ", i + 1))
         .collect();
     let backend = tx.backend();
-    let mut values: Vec<Value> = fixed.iter().map(|(_, value)| value.clone()).collect();
-    // One key as itself, as in `select_in`.
-    if let (Backend::Sqlite, [key]) = (backend, keys) {
-        values.push(Value::Text(key.clone()));
-        let n = values.len();
-        let sql = format!("SELECT {columns} FROM {table} WHERE {prefix}{key_column} = ${n}");
-        return tx.rows(&sql, values).await;
-    }
-    let set = key_set(backend, fixed.len() + 1);
-    let sql = match backend {
-        Backend::Postgres => format!(
-            "SELECT {columns} FROM ({set}) AS k(id) CROSS JOIN LATERAL \
-             (SELECT {columns} FROM {table} WHERE {prefix}{key_column} = k.id LIMIT 1) AS found"
+    let n = fixed.len() + 1;
+    let (sql, set) = match backend {
+        Backend::Postgres => (
+            format!(
+                "SELECT {columns} FROM ({}) AS k(id) CROSS JOIN LATERAL \
+                 (SELECT {columns} FROM {table} WHERE {prefix}{key_column} = k.id LIMIT 1) AS found",
+                key_set(backend, n)
+            ),
+            Value::Text(json_array(keys)),
         ),
         Backend::Sqlite => {
-            format!("SELECT {columns} FROM {table} WHERE {prefix}{key_column} IN ({set})")
+            let (matched, set) = sqlite_match(n, keys);
+            (
+                format!("SELECT {columns} FROM {table} WHERE {prefix}{key_column} {matched}"),
+                set,
+            )
         }
     };
-    values.push(Value::Text(json_array(keys)));
+    let mut values: Vec<Value> = fixed.iter().map(|(_, value)| value.clone()).collect();
+    values.push(set);
     tx.rows(&sql, values).await
+}
+
+/// How SQLite matches a column against `keys` bound at parameter `n`, and the value bound: one
+/// key as itself (`= $n`), since `IN (subquery)` builds a temporary index of the set first, a
+/// B-tree with a page cache of its own (`perf`: a fortieth of a CheckHire's time, whose sets are
+/// mostly one institution or one person); more as `IN` the JSON array ([`key_set`]). Two texts,
+/// each prepared once.
+fn sqlite_match(n: usize, keys: &[String]) -> (String, Value) {
+    match keys {
+        [key] => (format!("= ${n}"), Value::Text(key.clone())),
+        _ => (
+            format!("IN ({})", key_set(Backend::Sqlite, n)),
+            Value::Text(json_array(keys)),
+        ),
+    }
 }
 
 /// The rows of a set of text keys bound as one JSON array at parameter `n`: a table of one column

@@ -442,7 +442,7 @@ async fn approval_use<R: Reader>(
         "SELECT * FROM hiring_approvals WHERE {} = $1 AND category = $2 AND approval_number = $3",
         check::not_sought(tx.backend(), "institution_uscc")
     );
-    let granted = fetch(
+    let approvals: Vec<Pushed<_>> = fetch(
         tx,
         reads,
         &sql,
@@ -454,11 +454,10 @@ async fn approval_use<R: Reader>(
     )
     .await?
     .iter()
-    .map(q::decode_approval)
-    .collect::<Result<Vec<_>>>()?
-    .into_iter()
-    .min_by(|a, b| (a.accepted_at, &a.record_id).cmp(&(b.accepted_at, &b.record_id)))
-    .map(|a| a.record.approved_entries);
+    .map(|row| q::decode_approval(row).map(pushed))
+    .collect::<Result<_>>()?;
+    let granted = check::granting(&approvals, institution, category, number)
+        .map(|a| a.record.approved_entries);
     let Some(granted) = granted else {
         return Ok((0, 0));
     };

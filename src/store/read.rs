@@ -190,8 +190,7 @@ const STATEMENT_CACHE: usize = 64;
 
 impl NativeReaders {
     /// Readers of the SQLite file at `path`, at most `connections` at once, beside the store's
-    /// `writer`.
-    /// `writer`; `data_writing` is cleared by the writer pool as a connection comes back to it.
+    /// `writer`, whose pool clears `data_writing` as a connection comes back to it.
     pub(crate) fn new(
         path: PathBuf,
         connections: usize,
