@@ -25,7 +25,8 @@ use super::feed::{self, FeedEventType};
 use super::findings::{Alert, ChangeKind, StoredFinding, decode_finding, write_findings};
 use super::query::{self as q, Stored};
 use super::read::{Columns, Reader};
-use super::{Tx, Value, now_micros, select_in};
+use super::write::Writer;
+use super::{Backend, Value, now_micros, select_in};
 use crate::domain::aggregates::{self, Aggregates, Headcount, Plans, Quotas};
 use crate::domain::dirty::{DirtyIndex, DirtyKey, DirtySet, Rewrite, draws_settled};
 use crate::domain::findings::{
@@ -39,7 +40,7 @@ use crate::domain::{
     rules,
 };
 use crate::error::Result;
-use crate::store::{Backend, Store};
+use crate::store::Store;
 
 /// One change to one finding.
 #[derive(Debug, Clone, PartialEq)]
@@ -271,8 +272,8 @@ pub(super) fn term(row: &impl Columns, openings: &Openings) -> Result<PersonTerm
 /// their number: the shifts merged into runs that do not overlap ([`Headcount::merged`]), each
 /// run's ends become change dates (with the count they had), then every change date in a run
 /// moves by its run. A count read is then the last change on or before the date, one row.
-pub(crate) async fn shift_roll_counts(
-    tx: &mut Tx,
+pub(crate) async fn shift_roll_counts<W: Writer>(
+    tx: &mut W,
     shifts: &[aggregates::Shift<(Uscc, QuotaCategory)>],
     today: NaiveDate,
 ) -> Result<()> {
@@ -330,8 +331,8 @@ pub(crate) async fn shift_roll_counts(
 
 /// Moves the stored count of entries, and of policy placements, per (institution, category,
 /// year) ([`Plans::moves`]), in one statement: the moves summed per year first.
-pub(crate) async fn count_plan_entries(
-    tx: &mut Tx,
+pub(crate) async fn count_plan_entries<W: Writer>(
+    tx: &mut W,
     moves: &[((Uscc, QuotaCategory, i32), aggregates::Taken)],
 ) -> Result<()> {
     let mut summed: BTreeMap<(&str, &str, i32), (i64, i64)> = BTreeMap::new();
@@ -437,13 +438,12 @@ pub(crate) async fn rebuild_counts(store: &Store) -> Result<()> {
     Ok(())
 }
 
-async fn execute(tx: &mut Tx, sql: &str, values: Vec<Value>) -> Result<()> {
-    let mark = super::mark(tx);
-    let sql = super::plain_on_sqlite(mark, sql);
-    sqlx::query_with(sqlx::AssertSqlSafe(sql), super::bind_all(values)?)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+async fn execute<W: Writer>(tx: &mut W, sql: &str, values: Vec<Value>) -> Result<()> {
+    let sql = match tx.backend() {
+        Backend::Sqlite => super::plain_on_sqlite('?', sql),
+        Backend::Postgres => sql.to_owned(),
+    };
+    tx.execute(&sql, values).await.map(drop)
 }
 
 pub(super) async fn fetch<R: Reader>(
@@ -833,9 +833,9 @@ pub(crate) fn reads_registry(key: &DirtyKey) -> bool {
 /// Decides the findings `dirty` covers as of `as_of` and reports every change; writes those `keep`
 /// keeps. Keys that read a registry entry as a whole are not decided here (see
 /// [`reads_registry`]); the caller checks their institutions' scope.
-pub(crate) async fn check_dirty(
+pub(crate) async fn check_dirty<W: Writer>(
     store: &Store,
-    tx: &mut Tx,
+    tx: &mut W,
     dirty: &DirtySet,
     known: &Known,
     as_of: NaiveDate,
@@ -849,9 +849,9 @@ pub(crate) async fn check_dirty(
 }
 
 /// The findings the keys cover, decided as of `as_of`, each with its jurisdiction.
-pub(crate) async fn decide(
+pub(crate) async fn decide<R: Reader>(
     store: &Store,
-    tx: &mut Tx,
+    tx: &mut R,
     dirty: &DirtySet,
     known: &Known,
     as_of: NaiveDate,
@@ -1772,8 +1772,8 @@ async fn rows_of<R: Reader>(
 /// period's, for a person named only by the pay of a period), the rest by institution and code
 /// from the earliest period a key names, so that what is read is bounded by the keys, not by the
 /// findings an institution or a person collected over the years.
-async fn stored_findings(
-    tx: &mut Tx,
+async fn stored_findings<R: Reader>(
+    tx: &mut R,
     reads: &CheckReads,
     dirty: &DirtySet,
     covers: &(dyn Fn(&FindingKey) -> bool + Sync),
@@ -1956,9 +1956,9 @@ pub(crate) fn jurisdiction_of(facts: Option<&InstitutionFacts>, uscc: &str) -> S
 /// Compares what a check decided with what is stored for the same keys: new findings are raised,
 /// changed ones updated, vanished ones resolved, and a resolved one that shows again is raised
 /// again. Reports every change; writes and appends to the feed those `keep` keeps.
-pub(crate) async fn settle(
+pub(crate) async fn settle<W: Writer>(
     store: &Store,
-    tx: &mut Tx,
+    tx: &mut W,
     computed: Vec<(Finding, String)>,
     mut existing: BTreeMap<FindingKey, StoredFinding>,
     keep: Keep,

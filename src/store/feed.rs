@@ -13,6 +13,7 @@ use super::findings::{
     Alert, ChangeKind, StoredFinding, decode_finding, evidence_kind, write_findings,
 };
 use super::query as q;
+use super::write::Writer;
 use super::{Backend, Store, Tx, Value, bind_all, insert_rows, now_micros};
 use crate::domain::alerts::{self, AlertState};
 use crate::domain::findings::{Evidence, Finding, FindingKey, RuleCode, Severity};
@@ -218,9 +219,9 @@ fn decode_event(row: &AnyRow) -> Result<FeedEvent> {
 
 /// Appends events to the feed inside `tx`. Takes the feed lock first on PostgreSQL: it is the last
 /// lock any transaction takes, so it cannot deadlock with the others.
-pub(crate) async fn append<'a>(
+pub(crate) async fn append<'a, W: Writer>(
     store: &Store,
-    tx: &mut Tx,
+    tx: &mut W,
     events: impl Iterator<Item = (FeedEventType, &'a StoredFinding)>,
 ) -> Result<Vec<i64>> {
     let events: Vec<(FeedEventType, &StoredFinding)> = events.collect();
@@ -265,36 +266,32 @@ pub(crate) async fn append<'a>(
 
 /// Takes the feed lock (on PostgreSQL; the last lock any transaction takes, so it cannot
 /// deadlock with the others) and reads the highest number written.
-async fn locked_head(store: &Store, tx: &mut Tx) -> Result<i64> {
+async fn locked_head<W: Writer>(store: &Store, tx: &mut W) -> Result<i64> {
     if store.backend() == Backend::Postgres {
-        sqlx::query_with(
+        tx.execute(
             "SELECT count(*) FROM (SELECT pg_advisory_xact_lock($1)) AS locked",
-            bind_all(vec![Value::Int(FEED_LOCK)])?,
+            vec![Value::Int(FEED_LOCK)],
         )
-        .execute(&mut **tx)
         .await?;
     }
-    column(
-        &sqlx::query("SELECT MAX(head) AS head FROM (SELECT COALESCE(MAX(seq), 0) AS head FROM feed_events \
-         UNION ALL SELECT COALESCE(MAX(value), 0) AS head FROM feed_state WHERE name = 'trimmed_through') AS heads")
-            .fetch_one(&mut **tx)
-            .await?,
-        "head",
-    )
+    let rows = tx
+        .rows("SELECT MAX(head) AS head FROM (SELECT COALESCE(MAX(seq), 0) AS head FROM feed_events \
+         UNION ALL SELECT COALESCE(MAX(value), 0) AS head FROM feed_state WHERE name = 'trimmed_through') AS heads", Vec::new())
+        .await?;
+    let row = rows
+        .first()
+        .ok_or_else(|| Error::Internal("the feed's head was not read".into()))?;
+    q::int(row, "head")
 }
 
 /// On PostgreSQL, announces `seq` to the listeners of every replica when (and only if) the
 /// transaction commits.
-async fn notify(store: &Store, tx: &mut Tx, seq: i64) -> Result<()> {
+async fn notify<W: Writer>(store: &Store, tx: &mut W, seq: i64) -> Result<()> {
     if store.backend() == Backend::Postgres {
-        sqlx::query_with(
+        tx.execute(
             "SELECT count(*) FROM (SELECT pg_notify($1, $2)) AS notified",
-            bind_all(vec![
-                Value::from(NOTIFY_CHANNEL),
-                Value::Text(seq.to_string()),
-            ])?,
+            vec![Value::from(NOTIFY_CHANNEL), Value::Text(seq.to_string())],
         )
-        .execute(&mut **tx)
         .await?;
     }
     Ok(())

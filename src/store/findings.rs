@@ -1,11 +1,10 @@
 //! Findings as the hub keeps them: the stored row of a finding and its alert, read back and
 //! written with a version guard. Below the checks (`reconcile`) and the feed, which both use it.
 
-use sqlx::any::AnyRow;
-
-use super::codec::column;
 use super::query as q;
-use super::{Tx, Value, insert_rows};
+use super::read::Columns;
+use super::write::Writer;
+use super::{Value, insert_rows};
 use crate::domain::Coded;
 use crate::domain::alerts::{AlertState, EscalationPolicy};
 use crate::domain::findings::{Evidence, Finding, FindingKey, Severity};
@@ -89,7 +88,7 @@ pub(crate) fn evidence_kind(kind: &str) -> &'static str {
     KINDS.into_iter().find(|k| *k == kind).unwrap_or("record")
 }
 
-pub(crate) fn decode_finding(row: &AnyRow) -> Result<StoredFinding> {
+pub(crate) fn decode_finding(row: &impl Columns) -> Result<StoredFinding> {
     let evidence: Vec<(String, String)> = serde_json::from_str(&q::text(row, "evidence")?)
         .map_err(|e| Error::Internal(format!("stored evidence no longer parses: {e}")))?;
     let finding = Finding {
@@ -100,8 +99,8 @@ pub(crate) fn decode_finding(row: &AnyRow) -> Result<StoredFinding> {
             period: q::text(row, "period")?,
         },
         severity: q::code(row, "severity")?,
-        actual: column(row, "actual")?,
-        limit: column(row, "limit_value")?,
+        actual: q::int(row, "actual")?,
+        limit: q::int(row, "limit_value")?,
         explanation_zh: q::text(row, "explanation_zh")?,
         explanation_en: q::text(row, "explanation_en")?,
         evidence: evidence
@@ -117,16 +116,16 @@ pub(crate) fn decode_finding(row: &AnyRow) -> Result<StoredFinding> {
         finding,
         jurisdiction: q::text(row, "jurisdiction")?,
         open: state == "OPEN",
-        raised_at: column(row, "raised_at")?,
-        updated_at: column(row, "updated_at")?,
-        resolved_at: column(row, "resolved_at")?,
-        version: column(row, "version")?,
+        raised_at: q::int(row, "raised_at")?,
+        updated_at: q::int(row, "updated_at")?,
+        resolved_at: row.int("resolved_at")?,
+        version: q::int(row, "version")?,
         alert: Alert {
             state: q::code(row, "alert_state")?,
-            escalation_level: column(row, "escalation_level")?,
-            acknowledged: column::<i64>(row, "acknowledged")? != 0,
-            acknowledge_by: column(row, "acknowledge_by")?,
-            rectify_by: column(row, "rectify_by")?,
+            escalation_level: q::int(row, "escalation_level")?,
+            acknowledged: q::int(row, "acknowledged")? != 0,
+            acknowledge_by: row.int("acknowledge_by")?,
+            rectify_by: row.int("rectify_by")?,
         },
     })
 }
@@ -163,7 +162,10 @@ fn finding_row(stored: &StoredFinding) -> [Value; 21] {
 /// its writer read (1 for a new finding), and a stored row is changed only from that version: a
 /// writer that read a finding before another transaction changed it (an escalation step, say)
 /// fails with `Aborted` instead of writing the older alert back over the change.
-pub(crate) async fn write_findings(tx: &mut Tx, findings: &[&StoredFinding]) -> Result<()> {
+pub(crate) async fn write_findings<W: Writer>(
+    tx: &mut W,
+    findings: &[&StoredFinding],
+) -> Result<()> {
     let rows: Vec<[Value; 21]> = findings
         .iter()
         .map(|finding| finding_row(finding))

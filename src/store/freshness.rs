@@ -7,13 +7,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{FixedOffset, NaiveDate, TimeZone};
-use sqlx::Row;
-use sqlx::any::AnyRow;
 
 use super::check::{FindingChange, Keep, settle};
 use super::codec::column;
 use super::findings::decode_finding;
-use super::{Store, Tx, Value, bind_all};
+use super::query as q;
+use super::read::{Columns, Reader};
+use super::write::Writer;
+use super::{Store, Value, bind_all};
 use crate::domain::findings::{FindingKey, RecordRef};
 use crate::domain::freshness::{self, AgencyPushes, Backdated, Dated};
 use crate::domain::{Agency, AgencyKind, Jurisdiction, Period};
@@ -63,27 +64,23 @@ fn china_date(micros: i64) -> NaiveDate {
         .map_or(NaiveDate::MIN, |t| t.date_naive())
 }
 
-fn day(row: &AnyRow, name: &str) -> Result<NaiveDate> {
-    let text: String = column(row, name)?;
+fn day(row: &impl Columns, name: &str) -> Result<NaiveDate> {
+    let text = q::text(row, name)?;
     text.parse()
         .map_err(|_| Error::Internal(format!("a stored {name} is not a date")))
 }
 
-async fn rows(tx: &mut Tx, sql: &'static str, values: Vec<Value>) -> Result<Vec<AnyRow>> {
-    Ok(sqlx::query_with(sql, bind_all(values)?)
-        .fetch_all(&mut **tx)
-        .await?)
+/// Its statements number their placeholders in the order they are bound.
+async fn rows<R: Reader>(tx: &mut R, sql: &'static str, values: Vec<Value>) -> Result<Vec<R::Row>> {
+    tx.rows(sql, values).await
 }
 
-async fn execute(tx: &mut Tx, sql: &'static str, values: Vec<Value>) -> Result<()> {
-    sqlx::query_with(sql, bind_all(values)?)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+async fn execute<W: Writer>(tx: &mut W, sql: &'static str, values: Vec<Value>) -> Result<()> {
+    tx.execute(sql, values).await.map(drop)
 }
 
 /// The first day the agency pushed anything; `None` before its first push.
-async fn first_push(tx: &mut Tx, agency_id: &str) -> Result<Option<NaiveDate>> {
+async fn first_push<R: Reader>(tx: &mut R, agency_id: &str) -> Result<Option<NaiveDate>> {
     let found = rows(
         tx,
         "SELECT MIN(pushed_on) AS first FROM agency_pushes WHERE agency_id = $1",
@@ -91,7 +88,7 @@ async fn first_push(tx: &mut Tx, agency_id: &str) -> Result<Option<NaiveDate>> {
     )
     .await?;
     match found.first() {
-        Some(row) => match row.try_get::<Option<String>, _>("first")? {
+        Some(row) => match row.text("first")? {
             Some(text) => Ok(text.parse().ok()),
             None => Ok(None),
         },
@@ -103,9 +100,9 @@ async fn first_push(tx: &mut Tx, agency_id: &str) -> Result<Option<NaiveDate>> {
 /// count of the kind, the pay periods, and the events' lag and backdating. Returns which of the
 /// agency's freshness findings the push decides (its dirty keys): BACKDATED_EVENT after events,
 /// LATE_PAYROLL of the periods paid (which a line can only resolve); the rest is the schedule's.
-pub(crate) async fn note_push(
+pub(crate) async fn note_push<W: Writer>(
     store: &Store,
-    tx: &mut Tx,
+    tx: &mut W,
     agency: &Agency,
     kind: &str,
     records: &[(&str, Dated)],
@@ -208,7 +205,7 @@ impl Decides {
 }
 
 /// The day the hub judges freshness from: the configured one, or its first start as stored.
-async fn watched_from(store: &Store, tx: &mut Tx) -> Result<Option<NaiveDate>> {
+async fn watched_from<R: Reader>(store: &Store, tx: &mut R) -> Result<Option<NaiveDate>> {
     if let Some(configured) = store.checks().cadence.watch_from {
         return Ok(Some(configured));
     }
@@ -222,7 +219,7 @@ async fn watched_from(store: &Store, tx: &mut Tx) -> Result<Option<NaiveDate>> {
 }
 
 /// What the notes say of one agency on `today`.
-async fn pushes_of(store: &Store, tx: &mut Tx, agency: &Agency) -> Result<AgencyPushes> {
+async fn pushes_of<R: Reader>(store: &Store, tx: &mut R, agency: &Agency) -> Result<AgencyPushes> {
     let agency_id = agency.id();
     let today = store.checks().clock.today();
     let cadence = store.checks().cadence;
@@ -233,7 +230,7 @@ async fn pushes_of(store: &Store, tx: &mut Tx, agency: &Agency) -> Result<Agency
     )
     .await?
     .first()
-    .map(|row| column::<i64>(row, "created_at"))
+    .map(|row| q::int(row, "created_at"))
     .transpose()?
     .map_or(today, china_date);
     let mut periods = BTreeSet::new();
@@ -244,7 +241,7 @@ async fn pushes_of(store: &Store, tx: &mut Tx, agency: &Agency) -> Result<Agency
     )
     .await?
     {
-        let text: String = column(&row, "period")?;
+        let text = q::text(&row, "period")?;
         periods.insert(Period::parse(&text).map_err(Error::Internal)?);
     }
     let mut backdated = Vec::new();
@@ -258,7 +255,7 @@ async fn pushes_of(store: &Store, tx: &mut Tx, agency: &Agency) -> Result<Agency
     )
     .await?
     {
-        let record: String = column(&row, "record_id")?;
+        let record = q::text(&row, "record_id")?;
         backdated.push(Backdated {
             record: RecordRef(format!("{agency_id}/{record}")),
             effective_on: day(&row, "effective_on")?,
@@ -277,9 +274,9 @@ async fn pushes_of(store: &Store, tx: &mut Tx, agency: &Agency) -> Result<Agency
 /// Decides the agency's freshness findings that `covers` holds, as of today, and settles them
 /// against those stored (raised, updated, resolved; written and fed). The caller holds the
 /// agency's push lock of the kind with a cadence (payroll for finance, events for HR).
-pub(crate) async fn check_agency(
+pub(crate) async fn check_agency<W: Writer>(
     store: &Store,
-    tx: &mut Tx,
+    tx: &mut W,
     agency: &Agency,
     covers: &(dyn Fn(&FindingKey) -> bool + Sync),
 ) -> Result<Vec<FindingChange>> {

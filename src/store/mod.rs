@@ -35,11 +35,12 @@ mod sqlite;
 pub mod stats;
 mod time_range;
 pub mod trust;
+mod write;
 
 use std::time::Duration;
 
 use sqlx::any::{AnyArguments, AnyPoolOptions};
-use sqlx::{Any, AnyPool, Arguments, AssertSqlSafe, Transaction};
+use sqlx::{Any, AnyPool, Arguments, Transaction};
 
 use crate::clock::Clock;
 use crate::domain::findings::RulesConfig;
@@ -124,6 +125,8 @@ pub struct Store {
     /// Native read connections for the pre-checks (an SQLite file; none on PostgreSQL, where
     /// the pool's connections are as direct).
     native: Option<std::sync::Arc<read::NativeReaders>>,
+    /// The native connection pushes write on (an SQLite file; none on PostgreSQL or in memory).
+    native_writer: Option<std::sync::Arc<write::NativeWriter>>,
 }
 
 /// What the store needs to check findings: the rules' settings and the clock that says what
@@ -415,26 +418,28 @@ const MAX_BIND_VALUES: usize = 30_000;
 /// Inserts rows with multi-row statements, as few as the bind limit allows:
 /// `{head} VALUES (...), (...) {tail}`. Returns how many rows were inserted (fewer than given when
 /// the tail is `ON CONFLICT DO NOTHING` and some already existed).
-pub async fn insert_rows<const N: usize>(
-    tx: &mut Tx,
+pub(crate) async fn insert_rows<W: write::Writer, const N: usize>(
+    tx: &mut W,
     head: &str,
     tail: &str,
     rows: Vec<[Value; N]>,
 ) -> Result<u64> {
     let mut inserted = 0;
     let per_statement = (MAX_BIND_VALUES / N).max(1);
+    let mark = match tx.backend() {
+        Backend::Sqlite => '?',
+        Backend::Postgres => '$',
+    };
     let mut rows = rows.into_iter().peekable();
     while rows.peek().is_some() {
         let chunk: Vec<[Value; N]> = rows.by_ref().take(per_statement).collect();
         let sql = format!(
             "{head} VALUES {} {tail}",
-            placeholders(mark(tx), chunk.len(), N, 1)
+            placeholders(mark, chunk.len(), N, 1)
         );
-        let arguments = bind_all(chunk.into_iter().flatten().collect())?;
-        inserted += sqlx::query_with(AssertSqlSafe(sql), arguments)
-            .execute(&mut **tx)
-            .await?
-            .rows_affected();
+        inserted += tx
+            .execute(&sql, chunk.into_iter().flatten().collect())
+            .await?;
     }
     Ok(inserted)
 }

@@ -27,6 +27,7 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Store> 
         check_reads: std::sync::Arc::default(),
         roll_reads: std::sync::Arc::default(),
         native: None,
+        native_writer: None,
     })
 }
 

@@ -9,12 +9,12 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 
-use sqlx::Row;
-
 use super::check::{self, FindingChange, Keep};
-use super::codec::{column, stored, stored_code};
+use super::codec::{stored, stored_code};
 use super::freshness;
+use super::query as q;
 use super::reconcile::{self, scope_lock_keys};
+use super::write::Writer;
 use super::{Store, Tx, Value, insert_rows, lookup_keys, now_micros, select_in};
 use crate::domain::aggregates::{Headcount, Plans};
 use crate::domain::dirty::{Change, DirtyKey, DirtySet, Rewrite};
@@ -87,7 +87,7 @@ pub struct Batch<'a, R> {
 }
 
 /// A kind of pushed record and how it is stored.
-pub trait RecordKind: Sized + Send + Sync + 'static {
+pub trait RecordKind: Clone + Sized + Send + Sync + 'static {
     /// The kind's name in the idempotency table.
     const KIND: &'static str;
 
@@ -123,8 +123,8 @@ pub trait RecordKind: Sized + Send + Sync + 'static {
     /// Checks the batch's records against what is stored, writes those that fit, and returns a
     /// verdict per record. A kind that derives a person's history again reports each person's
     /// rewrite in `rewrites`.
-    fn apply(
-        tx: &mut Tx,
+    fn apply<W: Writer>(
+        tx: &mut W,
         batch: &Batch<'_, Self>,
         rewrites: &mut Vec<Change>,
     ) -> impl Future<Output = Result<Vec<Result<()>>>> + Send;
@@ -159,6 +159,28 @@ impl Store {
         agency: &Agency,
         submissions: &[Submission<R>],
     ) -> Result<Option<Vec<Result<Receipt>>>> {
+        if let Some(native) = self.native_writer() {
+            // SQLite has one writer, so a push takes no lock keys: it holds the writer.
+            let held = self.hold_writer().await?;
+            let (native, store) = (native.clone(), self.clone());
+            let (agency, submissions) = (agency.clone(), submissions.to_vec());
+            let runtime = tokio::runtime::Handle::current();
+            let verdicts = tokio::task::spawn_blocking(move || {
+                native.transaction(|tx| {
+                    match runtime.block_on(store.push_locked(tx, &agency, &submissions)) {
+                        Err(Error::Aborted(_)) => Ok(None),
+                        done => done,
+                    }
+                })
+            })
+            .await
+            .map_err(|error| Error::Internal(format!("a push did not finish: {error}")))??;
+            drop(held);
+            if verdicts.is_some() {
+                self.feed_changed();
+            }
+            return Ok(verdicts);
+        }
         let mut tx = self
             .begin_locked(&push_lock_keys(agency, submissions))
             .await?;
@@ -194,9 +216,9 @@ impl Store {
 
     /// Stores a batch in `tx`, which holds the batch's locks; `None` when another replica
     /// committed some of the same record ids meanwhile (the caller then rolls back).
-    async fn push_locked<R: RecordKind>(
+    async fn push_locked<R: RecordKind, W: Writer>(
         &self,
-        tx: &mut Tx,
+        tx: &mut W,
         agency: &Agency,
         submissions: &[Submission<R>],
     ) -> Result<Option<Vec<Result<Receipt>>>> {
@@ -215,8 +237,13 @@ impl Store {
         )
         .await?
         .iter()
-        .map(|row| Ok((row.try_get(0)?, (row.try_get(1)?, row.try_get(2)?))))
-        .collect::<Result<_, sqlx::Error>>()?;
+        .map(|row| {
+            Ok((
+                q::text(row, "record_id")?,
+                (q::text(row, "content_hash")?, q::int(row, "accepted_at")?),
+            ))
+        })
+        .collect::<Result<_>>()?;
 
         let mut verdicts: Vec<Option<Result<Receipt>>> = submissions.iter().map(|_| None).collect();
         let mut first_in_batch: HashMap<&str, usize> = HashMap::new();
@@ -412,9 +439,9 @@ impl Store {
 
     /// Decides the findings a push's dirty keys cover, as of today: by the keys, and for keys that
     /// read an institution's registry entry as a whole (a new entry), by the institution's scope.
-    async fn check_pushed(
+    async fn check_pushed<W: Writer>(
         &self,
-        tx: &mut Tx,
+        tx: &mut W,
         dirty: &DirtySet,
         known: &check::Known,
         today: chrono::NaiveDate,
@@ -444,9 +471,9 @@ impl Store {
     }
 
     /// Registry entries of the institutions the records name.
-    async fn registry_entries<'r, R: RecordKind>(
+    async fn registry_entries<'r, R: RecordKind, W: Writer>(
         &self,
-        tx: &mut Tx,
+        tx: &mut W,
         records: impl Iterator<Item = &'r R>,
     ) -> Result<HashMap<String, Registered>> {
         let usccs: HashSet<String> = records
@@ -468,10 +495,10 @@ impl Store {
         .await?;
         rows.iter()
             .map(|row| {
-                let jurisdiction: String = row.try_get(1)?;
-                let status: String = row.try_get(2)?;
+                let jurisdiction = q::text(row, "jurisdiction")?;
+                let status = q::text(row, "status")?;
                 Ok((
-                    row.try_get(0)?,
+                    q::text(row, "uscc")?,
                     Registered {
                         jurisdiction: stored(Jurisdiction::parse(&jurisdiction))?,
                         status: stored_code(&status)?,
@@ -606,8 +633,8 @@ impl RecordKind for Institution {
         }]
     }
 
-    async fn apply(
-        tx: &mut Tx,
+    async fn apply<W: Writer>(
+        tx: &mut W,
         batch: &Batch<'_, Self>,
         _: &mut Vec<Change>,
     ) -> Result<Vec<Result<()>>> {
@@ -700,8 +727,8 @@ impl RecordKind for Quota {
         vec![Change::Quota(self.clone())]
     }
 
-    async fn apply(
-        tx: &mut Tx,
+    async fn apply<W: Writer>(
+        tx: &mut W,
         batch: &Batch<'_, Self>,
         _: &mut Vec<Change>,
     ) -> Result<Vec<Result<()>>> {
@@ -742,8 +769,8 @@ impl RecordKind for LeaderPost {
         vec![Change::LeaderPost(self.clone())]
     }
 
-    async fn apply(
-        tx: &mut Tx,
+    async fn apply<W: Writer>(
+        tx: &mut W,
         batch: &Batch<'_, Self>,
         _: &mut Vec<Change>,
     ) -> Result<Vec<Result<()>>> {
@@ -785,8 +812,8 @@ impl RecordKind for StaffingPlan {
         vec![Change::Plan(self.clone())]
     }
 
-    async fn apply(
-        tx: &mut Tx,
+    async fn apply<W: Writer>(
+        tx: &mut W,
         batch: &Batch<'_, Self>,
         _: &mut Vec<Change>,
     ) -> Result<Vec<Result<()>>> {
@@ -827,8 +854,8 @@ impl RecordKind for HiringApproval {
         vec![Change::Approval(self.clone())]
     }
 
-    async fn apply(
-        tx: &mut Tx,
+    async fn apply<W: Writer>(
+        tx: &mut W,
         batch: &Batch<'_, Self>,
         _: &mut Vec<Change>,
     ) -> Result<Vec<Result<()>>> {
@@ -883,8 +910,8 @@ impl RecordKind for PayrollLine {
         vec![Change::Payroll(self.clone())]
     }
 
-    async fn apply(
-        tx: &mut Tx,
+    async fn apply<W: Writer>(
+        tx: &mut W,
         batch: &Batch<'_, Self>,
         _: &mut Vec<Change>,
     ) -> Result<Vec<Result<()>>> {
@@ -906,14 +933,14 @@ impl RecordKind for PayrollLine {
         )
         .await?
         {
-            let reverses: Option<String> = column(&row, "reverses")?;
-            let reversed_by: Option<String> = column(&row, "reversed_by")?;
+            let reverses = q::opt_text(&row, "reverses")?;
+            let reversed_by = q::opt_text(&row, "reversed_by")?;
             live.insert(
-                column(&row, "record_id")?,
+                q::text(&row, "record_id")?,
                 (
-                    column(&row, "period")?,
-                    column(&row, "institution_uscc")?,
-                    column(&row, "resident_id")?,
+                    q::text(&row, "period")?,
+                    q::text(&row, "institution_uscc")?,
+                    q::text(&row, "resident_id")?,
                     reverses.is_none() && reversed_by.is_none(),
                 ),
             );
@@ -968,15 +995,14 @@ impl RecordKind for PayrollLine {
         )
         .await?;
         for (target, by) in reversed {
-            sqlx::query_with(
+            tx.execute(
                 "UPDATE payroll_lines SET reversed_by = $1 WHERE agency_id = $2 AND record_id = $3",
-                super::bind_all(vec![
+                vec![
                     Value::Text(by),
                     Value::from(agency_id.as_str()),
                     Value::Text(target),
-                ])?,
+                ],
             )
-            .execute(&mut **tx)
             .await?;
         }
         Ok(verdicts)
@@ -994,8 +1020,8 @@ impl RecordKind for Funding {
         vec![Change::Funding(self.clone())]
     }
 
-    async fn apply(
-        tx: &mut Tx,
+    async fn apply<W: Writer>(
+        tx: &mut W,
         batch: &Batch<'_, Self>,
         _: &mut Vec<Change>,
     ) -> Result<Vec<Result<()>>> {
@@ -1175,24 +1201,24 @@ fn fit_histories<R: PersonHistoryKind + Clone, D>(
 }
 
 /// The next arrival number of each person in `table` (one past the highest, corrected rows included).
-async fn next_arrivals(
-    tx: &mut Tx,
+async fn next_arrivals<W: Writer>(
+    tx: &mut W,
     table: &str,
     people: &[String],
 ) -> Result<HashMap<String, i64>> {
     let mut next: HashMap<String, i64> = people.iter().map(|p| (p.clone(), 0)).collect();
     let sql = format!("SELECT resident_id, MAX(arrival) AS last FROM {table} WHERE resident_id");
     for row in select_in(tx, &sql, "GROUP BY resident_id", &[], people).await? {
-        next.insert(
-            column(&row, "resident_id")?,
-            column::<i64>(&row, "last")? + 1,
-        );
+        next.insert(q::text(&row, "resident_id")?, q::int(&row, "last")? + 1);
     }
     Ok(next)
 }
 
 /// The live (uncorrected) stored events of these people, in arrival order.
-async fn stored_events(tx: &mut Tx, people: Vec<String>) -> Result<Histories<PersonnelEvent>> {
+async fn stored_events<W: Writer>(
+    tx: &mut W,
+    people: Vec<String>,
+) -> Result<Histories<PersonnelEvent>> {
     let rows = select_in(
         tx,
         "SELECT * FROM personnel_events WHERE corrected_by IS NULL AND resident_id",
@@ -1206,8 +1232,8 @@ async fn stored_events(tx: &mut Tx, people: Vec<String>) -> Result<Histories<Per
         let event = super::query::decode_event(row)?;
         let id = format!(
             "{}/{}",
-            column::<String>(row, "agency_id")?,
-            column::<String>(row, "record_id")?
+            q::text(row, "agency_id")?,
+            q::text(row, "record_id")?
         );
         events
             .entry(event.resident_id.to_string())
@@ -1218,7 +1244,10 @@ async fn stored_events(tx: &mut Tx, people: Vec<String>) -> Result<Histories<Per
 }
 
 /// The stored spells of these people, in order, before a rewrite.
-async fn stored_spells(tx: &mut Tx, people: &[String]) -> Result<HashMap<String, Vec<Spell>>> {
+async fn stored_spells<W: Writer>(
+    tx: &mut W,
+    people: &[String],
+) -> Result<HashMap<String, Vec<Spell>>> {
     let rows = select_in(
         tx,
         "SELECT * FROM person_spells WHERE resident_id",
@@ -1230,7 +1259,7 @@ async fn stored_spells(tx: &mut Tx, people: &[String]) -> Result<HashMap<String,
     let mut spells: HashMap<String, Vec<Spell>> = HashMap::new();
     for row in &rows {
         spells
-            .entry(column(row, "resident_id")?)
+            .entry(q::text(row, "resident_id")?)
             .or_default()
             .push(super::query::decode_spell(row)?);
     }
@@ -1239,7 +1268,10 @@ async fn stored_spells(tx: &mut Tx, people: &[String]) -> Result<HashMap<String,
 
 /// The stored leader terms of these people, before a rewrite (the opening appointment is not
 /// needed to say which keys moved: an unchanged term is the same term).
-async fn stored_terms(tx: &mut Tx, people: &[String]) -> Result<HashMap<String, Vec<PersonTerm>>> {
+async fn stored_terms<W: Writer>(
+    tx: &mut W,
+    people: &[String],
+) -> Result<HashMap<String, Vec<PersonTerm>>> {
     let rows = select_in(
         tx,
         "SELECT * FROM leader_terms WHERE resident_id",
@@ -1297,8 +1329,8 @@ fn people<R: PersonHistoryKind>(batch: &Batch<'_, R>) -> Vec<String> {
     set.into_iter().collect()
 }
 
-async fn upsert_persons<R: PersonHistoryKind>(
-    tx: &mut Tx,
+async fn upsert_persons<R: PersonHistoryKind, W: Writer>(
+    tx: &mut W,
     batch: &Batch<'_, R>,
     verdicts: &[Result<()>],
     name: impl Fn(&R) -> &str,
@@ -1327,7 +1359,7 @@ async fn upsert_persons<R: PersonHistoryKind>(
     .map(drop)
 }
 
-async fn delete_for_people(tx: &mut Tx, table: &str, people: &[String]) -> Result<()> {
+async fn delete_for_people<W: Writer>(tx: &mut W, table: &str, people: &[String]) -> Result<()> {
     for chunk in people.chunks(10_000) {
         let list = (1..=chunk.len())
             .map(|i| format!("${i}"))
@@ -1335,9 +1367,7 @@ async fn delete_for_people(tx: &mut Tx, table: &str, people: &[String]) -> Resul
             .join(", ");
         let sql = format!("DELETE FROM {table} WHERE resident_id IN ({list})");
         let values = chunk.iter().cloned().map(Value::Text).collect();
-        sqlx::query_with(sqlx::AssertSqlSafe(sql), super::bind_all(values)?)
-            .execute(&mut **tx)
-            .await?;
+        tx.execute(&sql, values).await?;
     }
     Ok(())
 }
@@ -1381,8 +1411,8 @@ impl RecordKind for PersonnelEvent {
             .collect()
     }
 
-    async fn apply(
-        tx: &mut Tx,
+    async fn apply<W: Writer>(
+        tx: &mut W,
         batch: &Batch<'_, Self>,
         rewrites: &mut Vec<Change>,
     ) -> Result<Vec<Result<()>>> {
@@ -1433,11 +1463,10 @@ impl RecordKind for PersonnelEvent {
         )
         .await?;
         for (corrected, by) in corrections {
-            sqlx::query_with(
+            tx.execute(
                 "UPDATE personnel_events SET corrected_by = $1 WHERE agency_id = $2 AND record_id = $3",
-                super::bind_all(vec![Value::Text(by), Value::Text(batch.agency.id()), Value::Text(corrected)])?,
+                vec![Value::Text(by), Value::Text(batch.agency.id()), Value::Text(corrected)],
             )
-            .execute(&mut **tx)
             .await?;
         }
         upsert_persons(tx, batch, &verdicts, |e| &e.name).await?;
@@ -1522,8 +1551,8 @@ impl RecordKind for Appointment {
             .collect()
     }
 
-    async fn apply(
-        tx: &mut Tx,
+    async fn apply<W: Writer>(
+        tx: &mut W,
         batch: &Batch<'_, Self>,
         rewrites: &mut Vec<Change>,
     ) -> Result<Vec<Result<()>>> {
@@ -1541,8 +1570,8 @@ impl RecordKind for Appointment {
             let appointment = super::query::decode_appointment(row)?;
             let id = format!(
                 "{}/{}",
-                column::<String>(row, "agency_id")?,
-                column::<String>(row, "record_id")?
+                q::text(row, "agency_id")?,
+                q::text(row, "record_id")?
             );
             stored
                 .entry(appointment.resident_id.to_string())

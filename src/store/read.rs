@@ -21,7 +21,7 @@ use super::{Backend, Value};
 use crate::error::{Error, Result};
 
 /// A connection rows are read from, within one snapshot of the data.
-pub(crate) trait Reader: Send {
+pub trait Reader: Send {
     /// The rows it returns.
     type Row: Columns + Send + Sync;
 
@@ -50,7 +50,7 @@ pub(crate) trait Reader: Send {
 
 /// The columns of a stored row, by name: what the decoders read, whichever driver read the row.
 /// Stored values are text or integers (dates, codes and identifiers are text).
-pub(crate) trait Columns {
+pub trait Columns {
     /// A text column, `None` when NULL.
     fn text(&self, name: &str) -> Result<Option<String>>;
     /// An integer column, `None` when NULL.
@@ -333,41 +333,52 @@ pub(crate) struct NativeRead {
 
 impl NativeRead {
     fn query(&mut self, sql: &str, values: &[Value]) -> Result<Vec<NativeRow>> {
-        let started = std::time::Instant::now();
         let connection = self.connection.as_ref().expect("held until dropped");
-        let sql = super::plain_on_sqlite('?', sql);
-        let mut statement = connection.prepare_cached(&sql)?;
-        let names: Arc<[String]> = statement
-            .column_names()
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        let count = names.len();
-        let mut rows = statement.query(rusqlite::params_from_iter(values.iter()))?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            let values = (0..count)
-                .map(|i| row.get::<_, rusqlite::types::Value>(i))
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            out.push(NativeRow {
-                names: names.clone(),
-                values,
-            });
-        }
-        drop(rows);
-        let steps = statement.reset_status(rusqlite::StatementStatus::VmStep);
-        self.steps = u64::try_from(steps).unwrap_or(0);
-        // As sqlx logs its statements (`sqlx::query`), for summing a pre-check's reads per text.
-        tracing::debug!(
-            target: "quotahub::native_read",
-            summary = %sql,
-            rows_returned = out.len(),
-            steps = self.steps,
-            elapsed = ?started.elapsed(),
-            "native read"
-        );
-        Ok(out)
+        let (rows, steps) = native_rows(connection, &super::plain_on_sqlite('?', sql), values)?;
+        self.steps = steps;
+        Ok(rows)
     }
+}
+
+/// Runs one statement on a native connection (its text as SQLite takes it) and returns its rows
+/// and the virtual machine's steps it took; prepared once per connection and text.
+pub(crate) fn native_rows(
+    connection: &rusqlite::Connection,
+    sql: &str,
+    values: &[Value],
+) -> Result<(Vec<NativeRow>, u64)> {
+    let started = std::time::Instant::now();
+    let mut statement = connection.prepare_cached(sql)?;
+    let names: Arc<[String]> = statement
+        .column_names()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let count = names.len();
+    let mut rows = statement.query(rusqlite::params_from_iter(values.iter()))?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let values = (0..count)
+            .map(|i| row.get::<_, rusqlite::types::Value>(i))
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        out.push(NativeRow {
+            names: names.clone(),
+            values,
+        });
+    }
+    drop(rows);
+    let steps = statement.reset_status(rusqlite::StatementStatus::VmStep);
+    let steps = u64::try_from(steps).unwrap_or(0);
+    // As sqlx logs its statements (`sqlx::query`), for summing a pre-check's reads per text.
+    tracing::debug!(
+        target: "quotahub::native_read",
+        summary = %sql,
+        rows_returned = out.len(),
+        steps,
+        elapsed = ?started.elapsed(),
+        "native read"
+    );
+    Ok((out, steps))
 }
 
 impl Drop for NativeRead {

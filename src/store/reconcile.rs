@@ -18,8 +18,10 @@ use super::codec::column;
 use super::findings::decode_finding;
 pub use super::findings::{Alert, ChangeKind, StoredFinding};
 use super::query as q;
+use super::read::Reader;
 use super::time_range::TimeRange;
-use super::{Store, Tx, Value, now_micros, select_in};
+use super::write::Writer;
+use super::{Store, Value, now_micros, select_in};
 use crate::domain::alerts::AlertState;
 use crate::domain::findings::{
     FindingKey, InstitutionFacts, PersonSpell, RecordRef, RuleCode, Scope, Severity, Snapshot,
@@ -42,13 +44,13 @@ pub struct ReconcileReport {
 const CHUNK: usize = 300;
 
 /// Loads what the rules need to decide the findings of `scope` (institutions and residents).
-pub(crate) async fn snapshot(tx: &mut Tx, scope: &Scope) -> Result<Snapshot> {
+pub(crate) async fn snapshot<R: Reader>(tx: &mut R, scope: &Scope) -> Result<Snapshot> {
     let institutions = list(scope.institutions.iter().cloned());
     let mut people: BTreeSet<String> = scope.residents.iter().cloned().collect();
     for table in ["person_spells", "payroll_lines", "leader_terms"] {
         let sql = format!("SELECT DISTINCT resident_id FROM {table} WHERE institution_uscc");
         for row in select_in(tx, &sql, "", &[], &institutions).await? {
-            people.insert(column(&row, "resident_id")?);
+            people.insert(q::text(&row, "resident_id")?);
         }
     }
     let people: Vec<String> = people.into_iter().collect();
@@ -167,9 +169,9 @@ pub(crate) async fn snapshot(tx: &mut Tx, scope: &Scope) -> Result<Snapshot> {
 }
 
 /// Decides the findings of `scope` as of `as_of` and reports every change; writes those `keep` keeps.
-pub(crate) async fn check_scope(
+pub(crate) async fn check_scope<W: Writer>(
     store: &Store,
-    tx: &mut Tx,
+    tx: &mut W,
     scope: &Scope,
     as_of: NaiveDate,
     keep: Keep,

@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use chrono::NaiveDate;
 
 use super::codec::column;
-use super::{Store, Tx, Value, bind_all};
+use super::write::Writer;
+use super::{Backend, Store, Value, bind_all};
 use crate::domain::{Coded, QuotaCategory, Uscc};
 use crate::error::Result;
 
@@ -69,8 +70,8 @@ fn on(today: NaiveDate) -> [Value; 3] {
 }
 
 /// Sets the kept rows of `rolls` as of `today`, after the push moved their history.
-pub(crate) async fn set(
-    tx: &mut Tx,
+pub(crate) async fn set<W: Writer>(
+    tx: &mut W,
     rolls: &BTreeSet<(&Uscc, QuotaCategory)>,
     today: NaiveDate,
 ) -> Result<()> {
@@ -86,10 +87,11 @@ pub(crate) async fn set(
         }
         values.extend(on(today));
         let sql = set_rolls(&format!("VALUES {}", rows.join(", ")), 2 * chunk.len() + 1);
-        let sql = super::plain_on_sqlite(super::mark(tx), &sql);
-        sqlx::query_with(sqlx::AssertSqlSafe(sql), bind_all(values)?)
-            .execute(&mut **tx)
-            .await?;
+        let sql = match tx.backend() {
+            Backend::Sqlite => super::plain_on_sqlite('?', &sql),
+            Backend::Postgres => sql,
+        };
+        tx.execute(&sql, values).await?;
     }
     Ok(())
 }

@@ -8,6 +8,7 @@ use sqlx::Executor;
 use sqlx::sqlite::SqliteConnectOptions;
 
 use super::read::NativeReaders;
+use super::write::NativeWriter;
 use super::{Backend, Store, StoreOptions};
 use crate::error::Result;
 
@@ -65,7 +66,9 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Store> 
     let file = SqliteConnectOptions::from_str(&url)?
         .get_filename()
         .to_owned();
-    let native = (!url.contains(":memory:") && !url.contains("mode=memory")).then(|| {
+    let on_file = !url.contains(":memory:") && !url.contains("mode=memory");
+    let native_writer = on_file.then(|| std::sync::Arc::new(NativeWriter::new(file.clone())));
+    let native = on_file.then(|| {
         std::sync::Arc::new(NativeReaders::new(
             file,
             options.max_connections as usize,
@@ -91,6 +94,7 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Store> 
         check_reads: std::sync::Arc::default(),
         roll_reads: std::sync::Arc::default(),
         native,
+        native_writer,
     })
 }
 

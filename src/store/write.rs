@@ -1,0 +1,264 @@
+//! Writing rows through one interface, whichever connection holds the transaction: a transaction
+//! of the store's writer pool (`sqlx`), or, for a push on an SQLite file, a native connection
+//! written in place ([`NativeWriter`]).
+//!
+//! A push is written once against [`Writer`]. On an SQLite file it runs on a native connection
+//! on one blocking thread, its statements and their rows costing no hand-off to `sqlx`'s
+//! connection thread and no copy of every value read into `sqlx::Any`'s rows (`perf` of a
+//! city's pushes: about a third of their time). The writer pool's one connection is held
+//! meanwhile, so SQLite still has one writer at a time and every other write waits as before.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use super::read::{NativeRow, Reader, native_rows};
+use super::{Backend, Store, Value, bind_all};
+use crate::error::Result;
+
+/// A write transaction's connection: it reads ([`Reader`]) and writes.
+pub trait Writer: Reader {
+    /// Runs one statement, written with `$N` placeholders (or plain `?` on SQLite, bound in
+    /// order), and returns how many rows it changed.
+    fn execute(
+        &mut self,
+        sql: &str,
+        values: Vec<Value>,
+    ) -> impl Future<Output = Result<u64>> + Send;
+}
+
+impl Writer for sqlx::Transaction<'_, sqlx::Any> {
+    async fn execute(&mut self, sql: &str, values: Vec<Value>) -> Result<u64> {
+        Ok(
+            sqlx::query_with(sqlx::AssertSqlSafe(sql.to_owned()), bind_all(values)?)
+                .execute(&mut **self)
+                .await?
+                .rows_affected(),
+        )
+    }
+}
+
+/// The native connection to the SQLite file that pushes write on, kept between them.
+#[derive(Debug)]
+pub(crate) struct NativeWriter {
+    path: PathBuf,
+    idle: Mutex<Option<rusqlite::Connection>>,
+}
+
+/// Prepared statements kept on the writer: a push's few dozen texts, and its multi-row inserts
+/// in the row counts its batches come in.
+const STATEMENT_CACHE: usize = 256;
+
+impl NativeWriter {
+    /// The writer of the SQLite file at `path` (already in WAL mode: the store's pool set it).
+    pub(crate) fn new(path: PathBuf) -> NativeWriter {
+        NativeWriter {
+            path,
+            idle: Mutex::default(),
+        }
+    }
+
+    fn open(&self) -> Result<rusqlite::Connection> {
+        use rusqlite::OpenFlags;
+        let connection = rusqlite::Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        // As the pool's writer (`sqlite::WRITER_PRAGMAS`, which says why).
+        connection.execute_batch(
+            "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
+             PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 16384;",
+        )?;
+        connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        Ok(connection)
+    }
+
+    /// Runs `work` in one transaction on the native connection, on this (blocking) thread: it
+    /// commits when `work` returns `Some`, and rolls back when it returns `None` or fails. The
+    /// caller holds the writer.
+    pub(crate) fn transaction<T>(
+        &self,
+        work: impl FnOnce(&mut NativeWrite) -> Result<Option<T>>,
+    ) -> Result<Option<T>> {
+        let idle = self.idle.lock().expect("not poisoned").take();
+        let connection = match idle {
+            Some(connection) => connection,
+            None => self.open()?,
+        };
+        connection.execute_batch("BEGIN IMMEDIATE")?;
+        let mut write = NativeWrite {
+            connection,
+            steps: 0,
+        };
+        let done = work(&mut write);
+        let ended = match &done {
+            Ok(Some(_)) => write.connection.execute_batch("COMMIT"),
+            _ => write.connection.execute_batch("ROLLBACK"),
+        };
+        match ended {
+            // A connection that could not end its transaction is not used again.
+            Ok(()) => *self.idle.lock().expect("not poisoned") = Some(write.connection),
+            Err(error) => {
+                return Err(match done {
+                    Err(first) => first,
+                    Ok(_) => error.into(),
+                });
+            }
+        }
+        done
+    }
+}
+
+/// A native connection inside a write transaction.
+pub(crate) struct NativeWrite {
+    connection: rusqlite::Connection,
+    steps: u64,
+}
+
+impl Reader for NativeWrite {
+    type Row = NativeRow;
+
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    fn last_steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// Reads in place: the caller is already on a blocking thread, so the future is ready.
+    fn rows(
+        &mut self,
+        sql: &str,
+        values: Vec<Value>,
+    ) -> impl Future<Output = Result<Vec<NativeRow>>> + Send {
+        let read = native_rows(&self.connection, &super::plain_on_sqlite('?', sql), &values);
+        std::future::ready(read.map(|(rows, steps)| {
+            self.steps = steps;
+            rows
+        }))
+    }
+}
+
+impl Writer for NativeWrite {
+    fn execute(
+        &mut self,
+        sql: &str,
+        values: Vec<Value>,
+    ) -> impl Future<Output = Result<u64>> + Send {
+        std::future::ready(self.run(sql, &values))
+    }
+}
+
+impl NativeWrite {
+    fn run(&mut self, sql: &str, values: &[Value]) -> Result<u64> {
+        let mut statement = self.connection.prepare_cached(&numbered_on_sqlite(sql))?;
+        let changed = statement.execute(rusqlite::params_from_iter(values.iter()))?;
+        Ok(changed as u64)
+    }
+}
+
+/// A statement's `$N` placeholders as SQLite's `?N`, which it binds by number as `sqlx` binds
+/// `$N`: a statement may name one twice or out of order.
+fn numbered_on_sqlite(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
+            out.push('?');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+impl Store {
+    /// The native connection pushes write on (an SQLite file; none on PostgreSQL or in memory).
+    pub(crate) fn native_writer(&self) -> Option<&std::sync::Arc<NativeWriter>> {
+        self.native_writer.as_ref()
+    }
+
+    /// Holds the writer pool's one connection, idle, for a write on the native connection: no
+    /// other write begins until it is dropped. As [`Store::begin`], it makes the pre-checks'
+    /// kept reads stale.
+    pub(crate) async fn hold_writer(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>> {
+        let held = self.writer.acquire().await?;
+        if let Some(readers) = &self.native {
+            readers.writing(true);
+        }
+        Ok(held)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::read::Columns;
+    use super::super::{Store, StoreOptions, Value};
+    use super::{NativeWriter, Reader, Writer, numbered_on_sqlite};
+    use crate::error::Error;
+    use futures::FutureExt as _;
+
+    /// A push's work on the native connection commits only when it says so: what a work that
+    /// gives up (`None`) or fails wrote is gone, and the connection is used again afterwards.
+    #[tokio::test]
+    async fn a_native_transaction_commits_only_what_its_work_keeps() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let file = dir.path().join("hub.db");
+        let store = Store::connect(
+            &format!("sqlite://{}", file.display()),
+            &StoreOptions::default(),
+        )
+        .await
+        .expect("a store");
+        let writer = NativeWriter::new(file);
+        let put = |name: &'static str| {
+            move |tx: &mut super::NativeWrite| {
+                tx.execute(
+                    "INSERT INTO feed_state (name, value) VALUES ($1, $2)",
+                    vec![Value::from(name), Value::Int(7)],
+                )
+                .now_or_never()
+                .expect("a native statement is done when it returns")
+            }
+        };
+        let kept = writer.transaction(|tx| put("kept")(tx).map(Some));
+        assert_eq!(kept.expect("written"), Some(1));
+        let dropped = writer.transaction(|tx| put("dropped")(tx).map(|_| None::<()>));
+        assert_eq!(dropped.expect("rolled back"), None);
+        let failed = writer.transaction(|tx| {
+            put("failed")(tx)?;
+            Err::<Option<()>, _>(Error::Aborted("gave up".into()))
+        });
+        assert!(matches!(failed, Err(Error::Aborted(_))));
+
+        let names = writer
+            .transaction(|tx| {
+                let rows = tx
+                    .rows("SELECT name FROM feed_state ORDER BY name", Vec::new())
+                    .now_or_never()
+                    .expect("a native read is done when it returns")?;
+                rows.iter()
+                    .map(|row| row.text("name").map(Option::unwrap_or_default))
+                    .collect::<crate::error::Result<Vec<String>>>()
+                    .map(Some)
+            })
+            .expect("read");
+        assert_eq!(names, Some(vec!["kept".to_owned()]));
+        // The pool's connections see what the native one committed.
+        let seen: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM feed_state WHERE name = 'kept'")
+            .fetch_one(store.readers())
+            .await
+            .expect("read by the pool");
+        assert_eq!(seen, 1);
+        store.close().await;
+    }
+
+    #[test]
+    fn placeholders_keep_their_numbers_on_sqlite() {
+        assert_eq!(
+            numbered_on_sqlite("VALUES ($1, $2, 1, $3, $3) WHERE a = $12 AND b = '$'"),
+            "VALUES (?1, ?2, 1, ?3, ?3) WHERE a = ?12 AND b = '$'"
+        );
+    }
+}
