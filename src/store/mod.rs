@@ -5,7 +5,8 @@
 //! Both backends run the same SQL through `sqlx::Any`: placeholders are `$N`, which SQLite and
 //! PostgreSQL both accept, and column types are spelled portably. What differs lives in the backend
 //! modules: how to connect, the migrations, and how concurrent writers are kept apart. The
-//! pre-checks read an SQLite file natively ([`read`]), with the same statements.
+//! pre-checks read an SQLite file natively ([`read`]), and the pushes write it natively
+//! ([`write`]), with the same statements.
 
 mod acks;
 mod balance;

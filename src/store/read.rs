@@ -331,18 +331,9 @@ pub(crate) struct NativeRead {
     _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
-impl NativeRead {
-    fn query(&mut self, sql: &str, values: &[Value]) -> Result<Vec<NativeRow>> {
-        let connection = self.connection.as_ref().expect("held until dropped");
-        let (rows, steps) = native_rows(connection, &super::plain_on_sqlite('?', sql), values)?;
-        self.steps = steps;
-        Ok(rows)
-    }
-}
-
 /// Runs one statement on a native connection (its text as SQLite takes it) and returns its rows
 /// and the virtual machine's steps it took; prepared once per connection and text.
-pub(crate) fn native_rows(
+fn native_rows(
     connection: &rusqlite::Connection,
     sql: &str,
     values: &[Value],
@@ -396,7 +387,32 @@ impl Drop for NativeRead {
     }
 }
 
-impl Reader for NativeRead {
+impl InPlace for NativeRead {
+    fn connection(&self) -> &rusqlite::Connection {
+        self.connection.as_ref().expect("held until dropped")
+    }
+
+    fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    fn set_steps(&mut self, steps: u64) {
+        self.steps = steps;
+    }
+}
+
+/// A native SQLite connection read in place, on the blocking thread its caller is on: a
+/// pre-check's read ([`NativeRead`]) or a push's write transaction (`write::NativeWrite`).
+pub trait InPlace: Send {
+    /// The connection, inside its transaction.
+    fn connection(&self) -> &rusqlite::Connection;
+    /// The virtual machine's steps of the last statement.
+    fn steps(&self) -> u64;
+    /// Keeps the steps of the statement just run.
+    fn set_steps(&mut self, steps: u64);
+}
+
+impl<T: InPlace> Reader for T {
     type Row = NativeRow;
 
     fn backend(&self) -> Backend {
@@ -404,7 +420,7 @@ impl Reader for NativeRead {
     }
 
     fn last_steps(&self) -> u64 {
-        self.steps
+        self.steps()
     }
 
     /// Reads in place: the caller is already on a blocking thread, so the future is ready.
@@ -413,7 +429,15 @@ impl Reader for NativeRead {
         sql: &str,
         values: Vec<Value>,
     ) -> impl Future<Output = Result<Vec<NativeRow>>> + Send {
-        std::future::ready(self.query(sql, &values))
+        let read = native_rows(
+            self.connection(),
+            &super::plain_on_sqlite('?', sql),
+            &values,
+        );
+        std::future::ready(read.map(|(rows, steps)| {
+            self.set_steps(steps);
+            rows
+        }))
     }
 }
 
@@ -432,7 +456,7 @@ impl rusqlite::ToSql for Value {
 
 /// A row read natively: the statement's column names (shared by its rows) and the values.
 #[derive(Debug, Clone)]
-pub(crate) struct NativeRow {
+pub struct NativeRow {
     names: Arc<[String]>,
     values: Vec<rusqlite::types::Value>,
 }
@@ -476,7 +500,7 @@ fn mismatch(name: &str, wanted: &str, found: &rusqlite::types::Value) -> Error {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Store, StoreOptions};
+    use super::super::Store;
     use super::*;
 
     /// Counts the rows of `table` in a native read, as a pre-check reads.
@@ -485,7 +509,8 @@ mod tests {
         let permit = native.wait().await.expect("a permit");
         let mut read = native.begin(permit).expect("a read");
         let rows = read
-            .query(&format!("SELECT COUNT(*) AS n FROM {table}"), &[])
+            .rows(&format!("SELECT COUNT(*) AS n FROM {table}"), Vec::new())
+            .await
             .expect("counted");
         rows[0].int("n").expect("an integer").expect("not NULL")
     }
@@ -517,10 +542,7 @@ mod tests {
     #[tokio::test]
     async fn a_kept_read_outlives_the_trail_but_never_a_data_write() {
         let dir = tempfile::tempdir().expect("a directory");
-        let url = format!("sqlite://{}", dir.path().join("hub.db").display());
-        let store = Store::connect(&url, &StoreOptions::default())
-            .await
-            .expect("a store");
+        let store = super::super::sqlite::on_file(&dir.path().join("hub.db")).await;
         writer_back(&store).await;
         assert_eq!(count(&store, "audit_tree").await, 0);
 

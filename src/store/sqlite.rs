@@ -147,9 +147,19 @@ fn with_create_mode(url: &str) -> String {
     }
 }
 
+/// A store on a new SQLite file at `file`, for the store's own tests.
+#[cfg(test)]
+pub(super) async fn on_file(file: &std::path::Path) -> Store {
+    Store::connect(
+        &format!("sqlite://{}", file.display()),
+        &StoreOptions::default(),
+    )
+    .await
+    .expect("a store")
+}
+
 #[cfg(test)]
 mod tests {
-    use super::super::{Store, StoreOptions};
 
     /// What the WAL holds reaches the database file without the writer checkpointing: a few
     /// hundred pages, far below the writer's own line.
@@ -157,12 +167,7 @@ mod tests {
     async fn the_checkpointer_copies_the_wal_into_the_file_off_the_writer() {
         let dir = tempfile::tempdir().expect("a directory");
         let file = dir.path().join("hub.db");
-        let store = Store::connect(
-            &format!("sqlite://{}", file.display()),
-            &StoreOptions::default(),
-        )
-        .await
-        .expect("a store");
+        let store = super::on_file(&file).await;
         // Let a checkpoint take the migrations, so that what follows is all in the WAL.
         tokio::time::sleep(super::CHECKPOINT_EVERY * 2).await;
         let before = std::fs::metadata(&file).expect("the file").len();
