@@ -165,7 +165,10 @@ impl Store {
             let (native, store) = (native.clone(), self.clone());
             let (agency, submissions) = (agency.clone(), submissions.to_vec());
             let runtime = tokio::runtime::Handle::current();
+            // The check's spans stay under the push's, on the blocking thread too.
+            let span = tracing::Span::current();
             let verdicts = tokio::task::spawn_blocking(move || {
+                let _push = span.enter();
                 native.transaction(|tx| {
                     match runtime.block_on(store.push_locked(tx, &agency, &submissions)) {
                         Err(Error::Aborted(_)) => Ok(None),
