@@ -45,6 +45,8 @@ impl Writer for sqlx::Transaction<'_, sqlx::Any> {
 pub(crate) struct NativeWriter {
     path: PathBuf,
     idle: Mutex<Option<rusqlite::Connection>>,
+    /// Transactions begun on it, for the tests that hold the pushes to it.
+    begun: std::sync::atomic::AtomicU64,
 }
 
 /// Prepared statements kept on the writer: a push's few dozen texts, and its multi-row inserts
@@ -59,6 +61,7 @@ impl NativeWriter {
         NativeWriter {
             path,
             idle: Mutex::default(),
+            begun: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -90,6 +93,8 @@ impl NativeWriter {
             None => self.open()?,
         };
         connection.execute_batch("BEGIN IMMEDIATE")?;
+        self.begun
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut write = NativeWrite {
             connection,
             steps: 0,
@@ -191,6 +196,51 @@ mod tests {
     use super::{NativeWriter, Reader, Writer, numbered_on_sqlite};
     use crate::error::Error;
     use futures::FutureExt as _;
+
+    /// A push on an SQLite file is one transaction of the native writer, and what it stored is
+    /// there for the pool's reads; its resend is answered from the first, stored once.
+    #[tokio::test]
+    async fn a_push_on_an_sqlite_file_is_written_on_the_native_connection() {
+        use crate::domain::{
+            Agency, AgencyKind, Funding, Jurisdiction, Period, QuotaCategory, Uscc,
+        };
+        let dir = tempfile::tempdir().expect("a directory");
+        let store = super::super::sqlite::on_file(&dir.path().join("hub.db")).await;
+        let finance = Agency::new(
+            Jurisdiction::parse("350100").expect("a division"),
+            AgencyKind::Finance,
+        );
+        let funding = super::super::push::Submission {
+            record_id: "f1".to_owned(),
+            content_hash: "h1".to_owned(),
+            record: Funding {
+                institution: Uscc::parse("91350100M000100Y43").expect("a USCC"),
+                category: QuotaCategory::PublicInstitution,
+                period: Period::parse("2024-05").expect("a period"),
+                funded_headcount: 3,
+                amount_fen: 100,
+            },
+        };
+        let native = store.native_writer().expect("a file has one").clone();
+        let begun = || native.begun.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(begun(), 0);
+
+        let first = store
+            .push(&finance, std::slice::from_ref(&funding))
+            .await
+            .expect("pushed");
+        assert!(matches!(&first[0], Ok(receipt) if !receipt.replayed));
+        assert_eq!(begun(), 1, "the push went through the native writer");
+        let again = store.push(&finance, &[funding]).await.expect("pushed");
+        assert!(matches!(&again[0], Ok(receipt) if receipt.replayed));
+        assert_eq!(begun(), 2);
+        let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM fundings")
+            .fetch_one(store.readers())
+            .await
+            .expect("read by the pool");
+        assert_eq!(stored, 1);
+        store.close().await;
+    }
 
     /// A push's work on the native connection commits only when it says so: what a work that
     /// gives up (`None`) or fails wrote is gone, and the connection is used again afterwards.
