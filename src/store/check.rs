@@ -439,11 +439,7 @@ pub(crate) async fn rebuild_counts(store: &Store) -> Result<()> {
 }
 
 async fn execute<W: Writer>(tx: &mut W, sql: &str, values: Vec<Value>) -> Result<()> {
-    let sql = match tx.backend() {
-        Backend::Sqlite => super::plain_on_sqlite('?', sql),
-        Backend::Postgres => sql.to_owned(),
-    };
-    tx.execute(&sql, values).await.map(drop)
+    tx.execute_in_order(sql, values).await.map(drop)
 }
 
 pub(super) async fn fetch<R: Reader>(

@@ -376,14 +376,22 @@ fn plain_on_sqlite(mark: char, sql: &str) -> String {
     if mark == '$' {
         return sql.to_owned();
     }
+    on_sqlite(sql, false)
+}
+
+/// A statement's `$N` placeholders as SQLite's `?N` (`numbered`), which it binds by number as
+/// `sqlx` binds `$N`, for a statement that names one twice or out of order; or as plain `?`.
+fn on_sqlite(sql: &str, numbered: bool) -> String {
     let mut out = String::with_capacity(sql.len());
     let mut chars = sql.chars().peekable();
     while let Some(c) = chars.next() {
         if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
-            while chars.peek().is_some_and(char::is_ascii_digit) {
-                chars.next();
-            }
             out.push('?');
+            while let Some(digit) = chars.next_if(char::is_ascii_digit) {
+                if numbered {
+                    out.push(digit);
+                }
+            }
         } else {
             out.push(c);
         }

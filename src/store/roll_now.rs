@@ -15,7 +15,7 @@ use chrono::NaiveDate;
 
 use super::codec::column;
 use super::write::Writer;
-use super::{Backend, Store, Value, bind_all};
+use super::{Store, Value, bind_all};
 use crate::domain::{Coded, QuotaCategory, Uscc};
 use crate::error::Result;
 
@@ -87,11 +87,7 @@ pub(crate) async fn set<W: Writer>(
         }
         values.extend(on(today));
         let sql = set_rolls(&format!("VALUES {}", rows.join(", ")), 2 * chunk.len() + 1);
-        let sql = match tx.backend() {
-            Backend::Sqlite => super::plain_on_sqlite('?', &sql),
-            Backend::Postgres => sql,
-        };
-        tx.execute(&sql, values).await?;
+        tx.execute_in_order(&sql, values).await?;
     }
     Ok(())
 }

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use super::read::{InPlace, Reader};
-use super::{Store, Value, bind_all};
+use super::{Backend, Store, Value, bind_all};
 use crate::error::Result;
 
 /// A write transaction's connection: it reads ([`Reader`]) and writes. Public only because
@@ -27,6 +27,20 @@ pub trait Writer: Reader {
         sql: &str,
         values: Vec<Value>,
     ) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Runs a statement whose `$N` placeholders appear in the order they are bound: on SQLite as
+    /// plain `?`, which SQLite binds without looking a number up (see `store::mark`).
+    fn execute_in_order(
+        &mut self,
+        sql: &str,
+        values: Vec<Value>,
+    ) -> impl Future<Output = Result<u64>> + Send {
+        let sql = match self.backend() {
+            Backend::Sqlite => super::on_sqlite(sql, false),
+            Backend::Postgres => sql.to_owned(),
+        };
+        async move { self.execute(&sql, values).await }
+    }
 }
 
 impl Writer for sqlx::Transaction<'_, sqlx::Any> {
@@ -150,25 +164,12 @@ impl Writer for NativeWrite {
 
 impl NativeWrite {
     fn run(&mut self, sql: &str, values: &[Value]) -> Result<u64> {
-        let mut statement = self.connection.prepare_cached(&numbered_on_sqlite(sql))?;
+        let mut statement = self
+            .connection
+            .prepare_cached(&super::on_sqlite(sql, true))?;
         let changed = statement.execute(rusqlite::params_from_iter(values.iter()))?;
         Ok(changed as u64)
     }
-}
-
-/// A statement's `$N` placeholders as SQLite's `?N`, which it binds by number as `sqlx` binds
-/// `$N`: a statement may name one twice or out of order.
-fn numbered_on_sqlite(sql: &str) -> String {
-    let mut out = String::with_capacity(sql.len());
-    let mut chars = sql.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
-            out.push('?');
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 impl Store {
@@ -192,8 +193,9 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::super::Value;
+    use super::super::on_sqlite;
     use super::super::read::Columns;
-    use super::{NativeWriter, Reader, Writer, numbered_on_sqlite};
+    use super::{NativeWriter, Reader, Writer};
     use crate::error::Error;
     use futures::FutureExt as _;
 
@@ -295,7 +297,7 @@ mod tests {
     #[test]
     fn placeholders_keep_their_numbers_on_sqlite() {
         assert_eq!(
-            numbered_on_sqlite("VALUES ($1, $2, 1, $3, $3) WHERE a = $12 AND b = '$'"),
+            on_sqlite("VALUES ($1, $2, 1, $3, $3) WHERE a = $12 AND b = '$'", true),
             "VALUES (?1, ?2, 1, ?3, ?3) WHERE a = ?12 AND b = '$'"
         );
     }
