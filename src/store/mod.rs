@@ -424,10 +424,21 @@ fn placeholders(mark: char, rows: usize, columns: usize, first: usize) -> String
 /// Most values bound into one statement; under both SQLite's and PostgreSQL's limits.
 const MAX_BIND_VALUES: usize = 30_000;
 
-/// Inserts rows with multi-row statements, as few as the bind limit allows:
-/// `{head} VALUES (...), (...) {tail}`. Returns how many rows were inserted (fewer than given when
+/// Inserts rows by `{head} VALUES (...) {tail}` as the writer's connection does it best
+/// ([`write::Writer::insert_rows`]). Returns how many rows were inserted (fewer than given when
 /// the tail is `ON CONFLICT DO NOTHING` and some already existed).
 pub(crate) async fn insert_rows<W: write::Writer, const N: usize>(
+    tx: &mut W,
+    head: &str,
+    tail: &str,
+    rows: Vec<[Value; N]>,
+) -> Result<u64> {
+    tx.insert_rows(head, tail, rows).await
+}
+
+/// Inserts rows with multi-row statements, as few as the bind limit allows:
+/// `{head} VALUES (...), (...) {tail}`, and returns how many were inserted.
+async fn insert_multi_row<W: write::Writer + ?Sized, const N: usize>(
     tx: &mut W,
     head: &str,
     tail: &str,

@@ -111,9 +111,15 @@ pub trait RecordKind: Clone + Sized + Send + Sync + 'static {
         }
     }
 
-    /// What storing this record changed, for its dirty keys: the record itself, or for a record of
-    /// a person's history the rewrite of that history `apply` reported in `rewrites`.
-    fn changes(&self, rewrites: &[Change]) -> Vec<Change>;
+    /// What storing this record changed, for its dirty keys: the record itself. A record of a
+    /// person's history changed nothing by itself: the rewrite of the history does ([`Self::rewrites`]).
+    fn changes(&self) -> Vec<Change>;
+
+    /// The person whose history `apply` derives again when this record is stored, and reports the
+    /// rewrite of in `rewrites`.
+    fn rewrites(&self) -> Option<&ResidentId> {
+        None
+    }
 
     /// What the record tells the freshness check of its agency (a pay period, an effective date).
     fn dated(&self) -> Dated {
@@ -344,10 +350,25 @@ impl Store {
         let changes = if self.push_checks() {
             let mut dirty = DirtySet::new();
             let mut own_keys: Vec<(usize, DirtySet)> = Vec::new();
+            // A person's rewrites are their first record's keys: the keys' first records are
+            // what is sought below, and a batch holds many records of one person.
+            let mut rewrites_of: HashMap<&ResidentId, Vec<&Change>> = HashMap::new();
+            for change in &rewrites {
+                if let Change::Roll { resident, .. } | Change::Terms { resident, .. } = change {
+                    rewrites_of.entry(resident).or_default().push(change);
+                }
+            }
             for &index in &accepted {
+                let record = &submissions[index].record;
                 let mut own = DirtySet::new();
-                for change in submissions[index].record.changes(&rewrites) {
+                for change in record.changes() {
                     own.add(&change);
+                }
+                let rewritten = record
+                    .rewrites()
+                    .and_then(|person| rewrites_of.remove(person));
+                for change in rewritten.into_iter().flatten() {
+                    own.add(change);
                 }
                 dirty.extend(own.keys().cloned());
                 own_keys.push((index, own));
@@ -619,7 +640,7 @@ impl RecordKind for Institution {
 
     /// A new registry entry: every rule that reads one (the entry before is not needed to say
     /// which, only to narrow them, and institutions are pushed rarely).
-    fn changes(&self, _: &[Change]) -> Vec<Change> {
+    fn changes(&self) -> Vec<Change> {
         vec![Change::Institution {
             before: None,
             after: InstitutionFacts {
@@ -726,7 +747,7 @@ impl RecordKind for Quota {
         vec![registered("institution_uscc", &self.institution)]
     }
 
-    fn changes(&self, _: &[Change]) -> Vec<Change> {
+    fn changes(&self) -> Vec<Change> {
         vec![Change::Quota(self.clone())]
     }
 
@@ -768,7 +789,7 @@ impl RecordKind for LeaderPost {
         vec![registered("institution_uscc", &self.institution)]
     }
 
-    fn changes(&self, _: &[Change]) -> Vec<Change> {
+    fn changes(&self) -> Vec<Change> {
         vec![Change::LeaderPost(self.clone())]
     }
 
@@ -811,7 +832,7 @@ impl RecordKind for StaffingPlan {
         vec![registered("institution_uscc", &self.institution)]
     }
 
-    fn changes(&self, _: &[Change]) -> Vec<Change> {
+    fn changes(&self) -> Vec<Change> {
         vec![Change::Plan(self.clone())]
     }
 
@@ -853,7 +874,7 @@ impl RecordKind for HiringApproval {
         vec![registered("institution_uscc", &self.institution)]
     }
 
-    fn changes(&self, _: &[Change]) -> Vec<Change> {
+    fn changes(&self) -> Vec<Change> {
         vec![Change::Approval(self.clone())]
     }
 
@@ -909,7 +930,7 @@ impl RecordKind for PayrollLine {
     }
 
     /// A reversal dirties what the line it voids did: same person, period and payer.
-    fn changes(&self, _: &[Change]) -> Vec<Change> {
+    fn changes(&self) -> Vec<Change> {
         vec![Change::Payroll(self.clone())]
     }
 
@@ -1019,7 +1040,7 @@ impl RecordKind for Funding {
         vec![unregistered("institution_uscc", &self.institution)]
     }
 
-    fn changes(&self, _: &[Change]) -> Vec<Change> {
+    fn changes(&self) -> Vec<Change> {
         vec![Change::Funding(self.clone())]
     }
 
@@ -1406,12 +1427,12 @@ impl RecordKind for PersonnelEvent {
         scope.residents.insert(self.resident_id.to_string());
     }
 
-    fn changes(&self, rewrites: &[Change]) -> Vec<Change> {
-        rewrites
-            .iter()
-            .filter(|change| matches!(change, Change::Roll { resident, .. } | Change::Terms { resident, .. } if *resident == self.resident_id))
-            .cloned()
-            .collect()
+    fn changes(&self) -> Vec<Change> {
+        Vec::new()
+    }
+
+    fn rewrites(&self) -> Option<&ResidentId> {
+        Some(&self.resident_id)
     }
 
     async fn apply<W: Writer>(
@@ -1546,12 +1567,12 @@ impl RecordKind for Appointment {
         scope.residents.insert(self.resident_id.to_string());
     }
 
-    fn changes(&self, rewrites: &[Change]) -> Vec<Change> {
-        rewrites
-            .iter()
-            .filter(|change| matches!(change, Change::Roll { resident, .. } | Change::Terms { resident, .. } if *resident == self.resident_id))
-            .cloned()
-            .collect()
+    fn changes(&self) -> Vec<Change> {
+        Vec::new()
+    }
+
+    fn rewrites(&self) -> Option<&ResidentId> {
+        Some(&self.resident_id)
     }
 
     async fn apply<W: Writer>(
