@@ -3,8 +3,8 @@
 //! Every kind of record goes through [`Store::push`]: a batch is checked against the records the
 //! agency already pushed (same id and content: the first result again; same id, other content:
 //! refused), against the registry (is each named institution known, and within the agency's
-//! jurisdiction), then the kind checks it against what is stored and writes what fits with
-//! multi-row statements. One transaction per batch; the caller answers only after it commits.
+//! jurisdiction), then the kind checks it against what is stored and writes what fits
+//! ([`insert_rows`]). One transaction per batch; the caller answers only after it commits.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;

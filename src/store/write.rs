@@ -75,10 +75,9 @@ pub(crate) struct NativeWriter {
     begun: std::sync::atomic::AtomicU64,
 }
 
-/// Prepared statements kept on the writer: a push's few dozen texts, and its multi-row inserts
-/// in the row counts its batches come in. A multi-row insert of a full batch is a megabyte or
-/// so prepared, so the cache is kept to the pre-checks' size (at 256 the city bench's hub held
-/// 545 MiB at most, at 64 453 MiB, against 310 MiB through `sqlx` alone).
+/// Prepared statements kept on the writer: a push's few dozen texts, its single-row inserts
+/// among them. (When its inserts were multi-row, each batch size its own statement of up to a
+/// megabyte prepared, 256 of them let the city bench's hub hold 545 MiB at most, 64 453 MiB.)
 const STATEMENT_CACHE: usize = 64;
 
 impl NativeWriter {

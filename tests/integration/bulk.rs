@@ -14,6 +14,7 @@ on_both_backends!(
     a_stream_spanning_batches_keeps_stream_order,
     records_beyond_the_stream_limit_are_refused_alone,
     a_bulk_answer_keeps_within_its_size_and_counts_what_it_leaves_out,
+    a_persons_finding_goes_to_their_first_record_in_the_stream,
 );
 
 async fn bad_records_in_a_stream_do_not_sink_the_good_ones(backend: Backend) {
@@ -281,5 +282,46 @@ async fn a_bulk_answer_keeps_within_its_size_and_counts_what_it_leaves_out(backe
         listed as u64 + response.findings_omitted,
         findings.len() as u64,
         "listed and left out add up to every change"
+    );
+}
+
+/// A finding a person's rewritten history raises is answered on the first of their records in
+/// the stream, whichever of them made it true, and on no one else's.
+async fn a_persons_finding_goes_to_their_first_record_in_the_stream(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (here, there) = (uscc("140100", 1), uscc("140100", 2));
+    let mut staffing = app.staffing("140100").await;
+    for (n, unit) in [&here, &there].into_iter().enumerate() {
+        staffing
+            .push_institution(organ(&format!("inst-{n}"), unit, "140100"))
+            .await
+            .unwrap();
+    }
+    // The second hire of resident 1, elsewhere without leaving, puts them on two rolls.
+    let events = vec![
+        hire("a-here", &resident(1), &here, "2021-01-01"),
+        hire("b-here", &resident(2), &here, "2021-01-01"),
+        hire("a-there", &resident(1), &there, "2022-01-01"),
+    ];
+    let response = app
+        .hr("140100")
+        .await
+        .push_personnel_events(tokio_stream::iter(events))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(response.accepted, 3);
+    let duplicates = |i: usize| {
+        response.results[i]
+            .findings
+            .iter()
+            .filter_map(|change| change.finding.as_ref())
+            .filter(|f| f.code == proto::RuleCode::DuplicateEnrollment as i32)
+            .count()
+    };
+    assert_eq!(
+        [duplicates(0), duplicates(1), duplicates(2)],
+        [1, 0, 0],
+        "{response:?}"
     );
 }
