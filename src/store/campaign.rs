@@ -22,7 +22,8 @@ use super::ledger_keys::{Creates, RequestKey, request_lock};
 use super::query as q;
 use super::reconcile::StoredFinding;
 use super::reconcile::{FindingColumn, FindingFilter, FindingOrder};
-use super::{Store, Value, bind_all, insert_rows};
+use super::write::Writer as _;
+use super::{Store, Value, bind_all};
 use crate::domain::campaign::{
     self, CampaignPeriod, CampaignState, Comparison, Declared, DeclaredProblem, Progress,
 };
@@ -445,8 +446,7 @@ impl Store {
                 ]
             })
             .collect();
-        insert_rows(
-            &mut tx,
+        tx.insert_rows(
             "INSERT INTO campaign_scope (campaign_id, institution_uscc, jurisdiction, escalation_level)",
             "",
             rows,

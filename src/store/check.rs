@@ -417,8 +417,7 @@ pub(crate) async fn rebuild_counts(store: &Store) -> Result<()> {
             ]
         })
         .collect();
-    super::insert_rows(
-        &mut tx,
+    tx.insert_rows(
         "INSERT INTO roll_counts (institution_uscc, category, on_date, people)",
         "",
         counts,

@@ -14,7 +14,7 @@ use super::findings::{
 };
 use super::query as q;
 use super::write::Writer;
-use super::{Backend, Store, Tx, Value, bind_all, insert_rows, now_micros};
+use super::{Backend, Store, Tx, Value, bind_all, now_micros};
 use crate::domain::alerts::{self, AlertState};
 use crate::domain::findings::{Evidence, Finding, FindingKey, RuleCode, Severity};
 use crate::domain::{AgencyKind, Coded, Jurisdiction, coded_enum};
@@ -253,8 +253,7 @@ pub(crate) async fn append<'a, W: Writer>(
             ]
         })
         .collect();
-    insert_rows(
-        tx,
+    tx.insert_rows(
         "INSERT INTO feed_events (seq, event_id, event_type, code, institution_uscc, subject, period, jurisdiction, severity, finding, created_at)",
         "",
         rows,

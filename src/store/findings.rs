@@ -1,10 +1,10 @@
 //! Findings as the hub keeps them: the stored row of a finding and its alert, read back and
 //! written with a version guard. Below the checks (`reconcile`) and the feed, which both use it.
 
+use super::Value;
 use super::query as q;
 use super::read::Columns;
 use super::write::Writer;
-use super::{Value, insert_rows};
 use crate::domain::Coded;
 use crate::domain::alerts::{AlertState, EscalationPolicy};
 use crate::domain::findings::{Evidence, Finding, FindingKey, Severity};
@@ -170,8 +170,7 @@ pub(crate) async fn write_findings<W: Writer>(
         .iter()
         .map(|finding| finding_row(finding))
         .collect();
-    let written = insert_rows(
-        tx,
+    let written = tx.insert_rows(
         "INSERT INTO findings (code, institution_uscc, subject, period, jurisdiction, severity, state, actual, limit_value, explanation_zh, explanation_en, evidence, raised_at, updated_at, resolved_at, version, alert_state, escalation_level, acknowledged, acknowledge_by, rectify_by)",
         "ON CONFLICT (code, institution_uscc, subject, period) DO UPDATE SET jurisdiction = excluded.jurisdiction, \
          severity = excluded.severity, state = excluded.state, actual = excluded.actual, limit_value = excluded.limit_value, \

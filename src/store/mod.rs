@@ -424,46 +424,6 @@ fn placeholders(mark: char, rows: usize, columns: usize, first: usize) -> String
 /// Most values bound into one statement; under both SQLite's and PostgreSQL's limits.
 const MAX_BIND_VALUES: usize = 30_000;
 
-/// Inserts rows by `{head} VALUES (...) {tail}` as the writer's connection does it best
-/// ([`write::Writer::insert_rows`]). Returns how many rows were inserted (fewer than given when
-/// the tail is `ON CONFLICT DO NOTHING` and some already existed).
-pub(crate) async fn insert_rows<W: write::Writer, const N: usize>(
-    tx: &mut W,
-    head: &str,
-    tail: &str,
-    rows: Vec<[Value; N]>,
-) -> Result<u64> {
-    tx.insert_rows(head, tail, rows).await
-}
-
-/// Inserts rows with multi-row statements, as few as the bind limit allows:
-/// `{head} VALUES (...), (...) {tail}`, and returns how many were inserted.
-async fn insert_multi_row<W: write::Writer + ?Sized, const N: usize>(
-    tx: &mut W,
-    head: &str,
-    tail: &str,
-    rows: Vec<[Value; N]>,
-) -> Result<u64> {
-    let mut inserted = 0;
-    let per_statement = (MAX_BIND_VALUES / N).max(1);
-    let mark = match tx.backend() {
-        Backend::Sqlite => '?',
-        Backend::Postgres => '$',
-    };
-    let mut rows = rows.into_iter().peekable();
-    while rows.peek().is_some() {
-        let chunk: Vec<[Value; N]> = rows.by_ref().take(per_statement).collect();
-        let sql = format!(
-            "{head} VALUES {} {tail}",
-            placeholders(mark, chunk.len(), N, 1)
-        );
-        inserted += tx
-            .execute(&sql, chunk.into_iter().flatten().collect())
-            .await?;
-    }
-    Ok(inserted)
-}
-
 /// Runs `{head} IN (the keys) {tail}`, with `fixed` values bound first as `$1..`, and returns all
 /// rows. The keys go in as one JSON array in one parameter ([`key_set`]), so the statement's text
 /// is the same whatever their number and it is prepared once per connection. On PostgreSQL the

@@ -4,7 +4,7 @@
 //! agency already pushed (same id and content: the first result again; same id, other content:
 //! refused), against the registry (is each named institution known, and within the agency's
 //! jurisdiction), then the kind checks it against what is stored and writes what fits
-//! ([`insert_rows`]). One transaction per batch; the caller answers only after it commits.
+//! ([`Writer::insert_rows`]). One transaction per batch; the caller answers only after it commits.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
@@ -15,7 +15,7 @@ use super::freshness;
 use super::query as q;
 use super::reconcile::{self, scope_lock_keys};
 use super::write::Writer;
-use super::{Store, Tx, Value, insert_rows, lookup_keys, now_micros, select_in};
+use super::{Store, Tx, Value, lookup_keys, now_micros, select_in};
 use crate::domain::aggregates::{Headcount, Plans};
 use crate::domain::dirty::{Change, DirtyKey, DirtySet, Rewrite};
 use crate::domain::findings::{Entry, FindingKey, InstitutionFacts, PersonTerm, RecordRef, Scope};
@@ -319,8 +319,7 @@ impl Store {
         }
 
         let expected = accepted_rows.len() as u64;
-        let inserted = insert_rows(
-            tx,
+        let inserted = tx.insert_rows(
             "INSERT INTO pushed_records (agency_id, kind, record_id, content_hash, accepted_at)",
             "ON CONFLICT DO NOTHING",
             accepted_rows,
@@ -701,15 +700,13 @@ impl RecordKind for Institution {
             verdicts.push(Ok(()));
         }
         const COLUMNS: &str = "(agency_id, record_id, uscc, name, jurisdiction, parent_uscc, kind, grade, funding_form, status, approval_document, established_on, status_since, political_legal, accepted_at)";
-        insert_rows(
-            tx,
+        tx.insert_rows(
             &format!("INSERT INTO institution_versions {COLUMNS}"),
             "",
             versions,
         )
         .await?;
-        insert_rows(
-            tx,
+        tx.insert_rows(
             &format!("INSERT INTO institutions {COLUMNS}"),
             "ON CONFLICT (uscc) DO UPDATE SET agency_id = excluded.agency_id, record_id = excluded.record_id, \
              name = excluded.name, jurisdiction = excluded.jurisdiction, parent_uscc = excluded.parent_uscc, \
@@ -771,8 +768,7 @@ impl RecordKind for Quota {
                 Value::Int(batch.accepted_at),
             ]
         });
-        insert_rows(
-            tx,
+        tx.insert_rows(
             "INSERT INTO quotas (agency_id, record_id, institution_uscc, category, approved_count, effective_from, effective_to, approval_document, accepted_at)",
             "",
             rows.collect(),
@@ -814,8 +810,7 @@ impl RecordKind for LeaderPost {
                 Value::Int(batch.accepted_at),
             ]
         });
-        insert_rows(
-            tx,
+        tx.insert_rows(
             "INSERT INTO leader_posts (agency_id, record_id, institution_uscc, level, position, approved_count, effective_from, effective_to, approval_document, accepted_at)",
             "",
             rows.collect(),
@@ -856,8 +851,7 @@ impl RecordKind for StaffingPlan {
                 Value::Int(batch.accepted_at),
             ]
         });
-        insert_rows(
-            tx,
+        tx.insert_rows(
             "INSERT INTO staffing_plans (agency_id, record_id, institution_uscc, year, category, channel, approved_count, approval_document, accepted_at)",
             "",
             rows.collect(),
@@ -898,8 +892,7 @@ impl RecordKind for HiringApproval {
                 Value::Int(batch.accepted_at),
             ]
         });
-        insert_rows(
-            tx,
+        tx.insert_rows(
             "INSERT INTO hiring_approvals (agency_id, record_id, approval_number, institution_uscc, category, approved_entries, issued_on, valid_until, accepted_at)",
             "",
             rows.collect(),
@@ -1011,8 +1004,7 @@ impl RecordKind for PayrollLine {
             ]);
             verdicts.push(Ok(()));
         }
-        insert_rows(
-            tx,
+        tx.insert_rows(
             "INSERT INTO payroll_lines (agency_id, record_id, period, institution_uscc, resident_id, name, gross_fen, accepted_at, reverses)",
             "",
             rows,
@@ -1063,8 +1055,7 @@ impl RecordKind for Funding {
                 Value::Int(batch.accepted_at),
             ]
         });
-        insert_rows(
-            tx,
+        tx.insert_rows(
             "INSERT INTO fundings (agency_id, record_id, institution_uscc, category, period, funded_headcount, amount_fen, accepted_at)",
             "",
             rows.collect(),
@@ -1373,8 +1364,7 @@ async fn upsert_persons<R: PersonHistoryKind, W: Writer>(
             );
         }
     }
-    insert_rows(
-        tx,
+    tx.insert_rows(
         "INSERT INTO persons (resident_id, name, first_seen)",
         "ON CONFLICT (resident_id) DO UPDATE SET name = excluded.name",
         latest.into_values().collect(),
@@ -1479,8 +1469,7 @@ impl RecordKind for PersonnelEvent {
             ]);
             *arrival += 1;
         }
-        insert_rows(
-            tx,
+        tx.insert_rows(
             "INSERT INTO personnel_events (agency_id, record_id, event_type, resident_id, name, institution_uscc, category, rank, effective_on, approval_number, channel, target_uscc, accepted_at, arrival, corrects)",
             "",
             event_rows,
@@ -1538,8 +1527,7 @@ impl RecordKind for PersonnelEvent {
                 ]);
             }
         }
-        insert_rows(
-            tx,
+        tx.insert_rows(
             "INSERT INTO person_spells (resident_id, ordinal, institution_uscc, category, rank, status, valid_from, valid_to, approval_number, seconded_to)",
             "",
             spell_rows,
@@ -1636,8 +1624,7 @@ impl RecordKind for Appointment {
             ]);
             *arrival += 1;
         }
-        insert_rows(
-            tx,
+        tx.insert_rows(
             "INSERT INTO appointments (agency_id, record_id, action, resident_id, name, institution_uscc, level, position, rank, effective_on, document, accepted_at, arrival)",
             "",
             appointment_rows,
@@ -1684,8 +1671,7 @@ impl RecordKind for Appointment {
                 ]);
             }
         }
-        insert_rows(
-            tx,
+        tx.insert_rows(
             "INSERT INTO leader_terms (resident_id, ordinal, institution_uscc, level, position, rank, valid_from, valid_to)",
             "",
             term_rows,

@@ -4,7 +4,8 @@
 
 use sqlx::Row;
 
-use super::{Store, Value, bind_all, insert_rows, now_micros};
+use super::write::Writer as _;
+use super::{Store, Value, bind_all, now_micros};
 use crate::domain::audit::{
     AuditEntry, ChainedEntry, Hash, LogSigner, StoredHashes, append_leaves, chain, edge_from_text,
     edge_to_text, kept, leaves_under, subtree_hash,
@@ -324,16 +325,14 @@ impl Store {
             append_leaves(size_of(tree_size), &edge, &leaves).map_err(Error::Internal)?;
         let (added, root) = (appended.added, appended.root);
         let last = rows.last().map(|row| (row.seq, row.hash.clone()));
-        insert_rows(
-            &mut tx,
+        tx.insert_rows(
             "INSERT INTO audit_log (seq, at, agency_id, jurisdiction, fingerprint, peer, method, \
              touched, outcome, prev_hash, hash)",
             "",
             rows.into_iter().map(audit_row).collect(),
         )
         .await?;
-        insert_rows(
-            &mut tx,
+        tx.insert_rows(
             "INSERT INTO audit_tree (idx, hash)",
             "",
             added
@@ -402,8 +401,7 @@ impl Store {
             .last()
             .map(|row| (row.seq, row.hash.clone()))
             .expect("entries are not empty");
-        insert_rows(
-            &mut tx,
+        tx.insert_rows(
             "INSERT INTO audit_log (seq, at, agency_id, jurisdiction, fingerprint, peer, method, \
              touched, outcome, prev_hash, hash)",
             "",

@@ -42,7 +42,8 @@ pub trait Writer: Reader {
         async move { self.execute(&sql, values).await }
     }
 
-    /// Inserts `rows` by `{head} VALUES (...) {tail}` and returns how many it inserted: as
+    /// Inserts `rows` by `{head} VALUES (...) {tail}` and returns how many it inserted (fewer
+    /// than given when the tail is `ON CONFLICT DO NOTHING` and some already existed): as
     /// multi-row statements, as few as the bind limit allows, where each statement is a hand-off
     /// to a connection's thread or a round trip.
     fn insert_rows<const N: usize>(
@@ -51,7 +52,26 @@ pub trait Writer: Reader {
         tail: &str,
         rows: Vec<[Value; N]>,
     ) -> impl Future<Output = Result<u64>> + Send {
-        super::insert_multi_row(self, head, tail, rows)
+        async move {
+            let mut inserted = 0;
+            let per_statement = (super::MAX_BIND_VALUES / N).max(1);
+            let mark = match self.backend() {
+                Backend::Sqlite => '?',
+                Backend::Postgres => '$',
+            };
+            let mut rows = rows.into_iter().peekable();
+            while rows.peek().is_some() {
+                let chunk: Vec<[Value; N]> = rows.by_ref().take(per_statement).collect();
+                let sql = format!(
+                    "{head} VALUES {} {tail}",
+                    super::placeholders(mark, chunk.len(), N, 1)
+                );
+                inserted += self
+                    .execute(&sql, chunk.into_iter().flatten().collect())
+                    .await?;
+            }
+            Ok(inserted)
+        }
     }
 }
 
