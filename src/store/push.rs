@@ -165,26 +165,19 @@ impl Store {
         agency: &Agency,
         submissions: &[Submission<R>],
     ) -> Result<Option<Vec<Result<Receipt>>>> {
-        if let Some(native) = self.native_writer() {
+        if self.native_writer().is_some() {
             // SQLite has one writer, so a push takes no lock keys: it holds the writer.
-            let held = self.hold_writer().await?;
-            let (native, store) = (native.clone(), self.clone());
+            let store = self.clone();
             let (agency, submissions) = (agency.clone(), submissions.to_vec());
             let runtime = tokio::runtime::Handle::current();
-            // The check's spans stay under the push's, on the blocking thread too.
-            let span = tracing::Span::current();
-            let verdicts = tokio::task::spawn_blocking(move || {
-                let _push = span.enter();
-                native.transaction(|tx| {
+            let verdicts = self
+                .native_transaction(true, move |tx| {
                     match runtime.block_on(store.push_locked(tx, &agency, &submissions)) {
                         Err(Error::Aborted(_)) => Ok(None),
                         done => done,
                     }
                 })
-            })
-            .await
-            .map_err(|error| Error::Internal(format!("a push did not finish: {error}")))??;
-            drop(held);
+                .await?;
             if verdicts.is_some() {
                 self.feed_changed();
             }

@@ -573,6 +573,67 @@ mod tests {
         assert!(row.text("missing").is_err());
     }
 
+    /// On a file, the trail's appends go through the native writer (one hand-off for the whole
+    /// append, not one for each statement) and chain whole; changing no data, they leave a kept
+    /// read kept, and a data write still ends it.
+    #[tokio::test]
+    async fn an_audit_append_is_written_natively_and_leaves_the_kept_read() {
+        use crate::domain::audit::AuditEntry;
+        let dir = tempfile::tempdir().expect("a directory");
+        let store = super::super::sqlite::on_file(&dir.path().join("hub.db")).await;
+        let entry = |n: i64| AuditEntry {
+            at: n,
+            agency_id: "140100/hr".into(),
+            jurisdiction: "140100".into(),
+            fingerprint: "ab".repeat(32),
+            peer: "127.0.0.1:50000".into(),
+            method: "/quotahub.v1.HrService/CheckHire".into(),
+            touched: format!("call {n}"),
+            outcome: "OK".into(),
+        };
+        let native = store.native_writer().expect("a file has one").clone();
+        writer_back(&store).await;
+        assert_eq!(count(&store, "audit_log").await, 0);
+
+        let begun = native.begun();
+        assert_eq!(
+            store
+                .append_audit(vec![entry(1), entry(2)])
+                .await
+                .expect("appended"),
+            2
+        );
+        assert_eq!(
+            native.begun(),
+            begun + 1,
+            "the append went through the native writer"
+        );
+        writer_back(&store).await;
+        assert_eq!(
+            count(&store, "audit_log").await,
+            0,
+            "the kept read did not outlive the trail's append"
+        );
+
+        let tx = store.begin().await.expect("a data write");
+        write(
+            tx,
+            "INSERT INTO persons (resident_id, name, first_seen) VALUES ('p1', 'A', 0)",
+        )
+        .await;
+        writer_back(&store).await;
+        assert_eq!(count(&store, "audit_log").await, 2);
+        assert_eq!(
+            store.append_audit(vec![entry(3)]).await.expect("appended"),
+            3
+        );
+        assert_eq!(
+            crate::audit::verify(&store).await.expect("verified"),
+            crate::audit::Verdict::Whole(3)
+        );
+        store.close().await;
+    }
+
     /// Runs `sql` in `tx`, which stays open.
     async fn run(tx: &mut super::super::Tx, sql: &str) {
         sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))

@@ -125,6 +125,12 @@ impl NativeWriter {
         Ok(connection)
     }
 
+    /// Transactions begun on it so far.
+    #[cfg(test)]
+    pub(crate) fn begun(&self) -> u64 {
+        self.begun.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Runs `work` in one transaction on the native connection, on this (blocking) thread: it
     /// commits when `work` returns `Some`, and rolls back when it returns `None` or fails. The
     /// caller holds the writer.
@@ -238,15 +244,34 @@ impl Store {
         self.native_writer.as_ref()
     }
 
-    /// Holds the writer pool's one connection, idle, for a write on the native connection: no
-    /// other write begins until it is dropped. As [`Store::begin`], it makes the pre-checks'
-    /// kept reads stale.
-    pub(crate) async fn hold_writer(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>> {
+    /// Runs `work` in one transaction on the native writer ([`NativeWriter::transaction`]) on a
+    /// blocking thread, under the caller's span, holding the writer pool's one connection, idle,
+    /// meanwhile: no other write begins until it ends. One that may change `data` (all but the
+    /// audit trail's) makes the pre-checks' kept reads stale, as [`Store::begin`] does.
+    pub(crate) async fn native_transaction<T: Send + 'static>(
+        &self,
+        data: bool,
+        work: impl FnOnce(&mut NativeWrite) -> Result<Option<T>> + Send + 'static,
+    ) -> Result<Option<T>> {
+        let native = self
+            .native_writer
+            .clone()
+            .ok_or_else(|| crate::error::Error::Internal("no native writer here".into()))?;
         let held = self.writer.acquire().await?;
         if let Some(readers) = &self.native {
-            readers.writing(true);
+            readers.writing(data);
         }
-        Ok(held)
+        let span = tracing::Span::current();
+        let done = tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            native.transaction(work)
+        })
+        .await
+        .map_err(|error| {
+            crate::error::Error::Internal(format!("a native write did not finish: {error}"))
+        })?;
+        drop(held);
+        done
     }
 }
 
