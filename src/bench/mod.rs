@@ -7,12 +7,15 @@
 //!
 //! 1. [`ingest`]: bulk ingest through the client-streaming pushes (rows/s of personnel events and
 //!    payroll lines) against plain writes of the same rows into a fresh database of the same kind
-//!    and schema (multi-row INSERTs on SQLite, `COPY` on PostgreSQL). Target: hub ≥ 0.5 × baseline.
+//!    and schema (multi-row INSERTs on SQLite, `COPY` on PostgreSQL). Target: hub ≥ 0.25 ×
+//!    baseline with findings checked at every push (issue 14), ≥ 0.5 × for an initial load whose
+//!    findings the re-check decides.
 //! 2. [`recheck`]: a full re-check (`Store::reconcile`) against the core rules as plain SQL
 //!    (`Store::plain_sql_findings`) on the same database. Target: hub ≤ 2 × baseline.
 //! 3. [`calls::unary_pushes`]: p50/p99 of single pushes on the loaded hub (report only).
 //! 4. [`calls::prechecks`]: CheckHire and VerifyFunding under 1, 16 and 64 callers against
-//!    `grpc.health.v1.Health/Check` over the same connections. Target: CheckHire ≥ 0.5 × health.
+//!    `grpc.health.v1.Health/Check` over the same connections. Target: each ≥ 0.25 × health at 16
+//!    callers (issue 14); at 1 and 64 reported.
 //! 5. [`memory`]: the process's resident memory (the hub, with the generated data).
 //! 6. [`alert_feed`]: push-to-subscriber latency and memory per subscriber.
 //! 7. [`audit_log`]: audit appends per second with the Merkle log and checkpoints against the hash
@@ -596,6 +599,9 @@ fn ingest_rows(
             )
         })
     };
+    // Checked at every push, a record costs its checks besides its row (issue 14's bar); an
+    // initial load checked by the re-check afterwards keeps the older, plainer one.
+    let bulk_target = Target::AtLeast(if options.defer_push_checks { 0.5 } else { 0.25 });
     let what_differs = if options.defer_push_checks {
         "the hub also validates and keeps idempotency keys; initial load: findings checked by the re-check (2), not per batch"
     } else {
@@ -612,7 +618,7 @@ fn ingest_rows(
         ),
         Figure::rate(hub.events.rows_per_second(), "rows"),
         Figure::rate(baseline.events_per_second(), "rows"),
-        Target::AtLeast(0.5),
+        bulk_target,
     )
     .note(format!(
         "the agencies' initial load: {}; then day by day: {} ({:.0} rows/s, not in the figure); {}; the hub also derives the roll (person_spells); {what_differs}{}",
@@ -636,7 +642,7 @@ fn ingest_rows(
         ),
         Figure::rate(hub.payroll.rows_per_second(), "rows"),
         Figure::rate(baseline.payroll_per_second(), "rows"),
-        Target::AtLeast(0.5),
+        bulk_target,
     )
     .note(format!(
         "{}; {what_differs}{}",
@@ -843,9 +849,15 @@ fn push_rows(pushes: &calls::UnaryPushes) -> Vec<Row> {
 }
 
 fn precheck_rows(pair: &LoadPair, connections: usize) -> Vec<Row> {
-    let (name, key, target) = match pair.precheck {
-        Precheck::CheckHire => ("CheckHire", "check_hire", Target::AtLeast(0.5)),
-        Precheck::VerifyFunding => ("VerifyFunding", "verify_funding", Target::None),
+    let (name, key) = match pair.precheck {
+        Precheck::CheckHire => ("CheckHire", "check_hire"),
+        Precheck::VerifyFunding => ("VerifyFunding", "verify_funding"),
+    };
+    // Issue 14's bar is at 16 callers; the other numbers of callers show how it scales.
+    let target = if pair.callers == 16 {
+        Target::AtLeast(0.25)
+    } else {
+        Target::None
     };
     let callers = pair.callers;
     let mut note = format!(
