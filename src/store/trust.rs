@@ -587,13 +587,7 @@ async fn append_on<W: Writer>(
     let appended = append_leaves(size_of(tree_size), &edge, &leaves).map_err(Error::Internal)?;
     let (added, root) = (appended.added, appended.root);
     let last = rows.last().map(|row| (row.seq, row.hash.clone()));
-    tx.insert_rows(
-        "INSERT INTO audit_log (seq, at, agency_id, jurisdiction, fingerprint, peer, method, \
-         touched, outcome, prev_hash, hash)",
-        "",
-        rows.into_iter().map(audit_row).collect(),
-    )
-    .await?;
+    insert_entries(tx, rows).await?;
     tx.insert_rows(
         "INSERT INTO audit_tree (idx, hash)",
         "",
@@ -647,19 +641,24 @@ async fn append_chain_on<W: Writer>(tx: &mut W, entries: Vec<AuditEntry>) -> Res
         .last()
         .map(|row| (row.seq, row.hash.clone()))
         .ok_or_else(|| Error::Internal("an append of no entries".into()))?;
-    tx.insert_rows(
-        "INSERT INTO audit_log (seq, at, agency_id, jurisdiction, fingerprint, peer, method, \
-         touched, outcome, prev_hash, hash)",
-        "",
-        rows.into_iter().map(audit_row).collect(),
-    )
-    .await?;
+    insert_entries(tx, rows).await?;
     tx.execute(
         "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1",
         vec![Value::Int(seq), Value::Text(hash)],
     )
     .await?;
     Ok(seq)
+}
+
+/// Inserts chained entries into `audit_log`.
+async fn insert_entries<W: Writer>(tx: &mut W, rows: Vec<ChainedEntry>) -> Result<u64> {
+    tx.insert_rows(
+        "INSERT INTO audit_log (seq, at, agency_id, jurisdiction, fingerprint, peer, method, \
+         touched, outcome, prev_hash, hash)",
+        "",
+        rows.into_iter().map(audit_row).collect(),
+    )
+    .await
 }
 
 /// The trail's one head row, as `sql` reads it.
