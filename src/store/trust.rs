@@ -293,23 +293,8 @@ impl Store {
     /// callers: the trail's writer a fifth of the process, a third of that in those hand-offs).
     /// It changes no data, so the pre-checks' kept reads outlive it.
     pub async fn append_audit(&self, entries: Vec<AuditEntry>) -> Result<i64> {
-        if entries.is_empty() {
-            return Ok(0);
-        }
-        let log = self.log.clone();
-        if self.native_writer().is_some() {
-            let runtime = tokio::runtime::Handle::current();
-            let appended = self.native_transaction(false, move |tx| {
-                runtime
-                    .block_on(append_on(tx, log.as_deref(), entries))
-                    .map(Some)
-            });
-            return Ok(appended.await?.unwrap_or_default());
-        }
-        let mut tx = self.begin_trail().await?;
-        let seq = append_on(&mut tx, log.as_deref(), entries).await?;
-        tx.commit().await?;
-        Ok(seq)
+        self.append_trail(entries, TrailAppend::Log(self.log.clone()))
+            .await
     }
 
     /// Appends entries to the hash chain alone, as the trail was kept before the Merkle log: the
@@ -317,18 +302,24 @@ impl Store {
     /// tree is left behind and the log would take these entries in at its next append). Written
     /// on the connection [`Store::append_audit`] writes on, so that the two differ by the log.
     pub async fn append_audit_chain_only(&self, entries: Vec<AuditEntry>) -> Result<i64> {
+        self.append_trail(entries, TrailAppend::ChainOnly).await
+    }
+
+    /// One append of `entries` to the trail, in a transaction that writes the trail only: on the
+    /// native writer on an SQLite file, otherwise on the pool's.
+    async fn append_trail(&self, entries: Vec<AuditEntry>, append: TrailAppend) -> Result<i64> {
         if entries.is_empty() {
             return Ok(0);
         }
         if self.native_writer().is_some() {
             let runtime = tokio::runtime::Handle::current();
             let appended = self.native_transaction(false, move |tx| {
-                runtime.block_on(append_chain_on(tx, entries)).map(Some)
+                runtime.block_on(append.on(tx, entries)).map(Some)
             });
             return Ok(appended.await?.unwrap_or_default());
         }
         let mut tx = self.begin_trail().await?;
-        let seq = append_chain_on(&mut tx, entries).await?;
+        let seq = append.on(&mut tx, entries).await?;
         tx.commit().await?;
         Ok(seq)
     }
@@ -548,6 +539,23 @@ fn audit_row(row: ChainedEntry) -> [Value; 11] {
 }
 
 /// Signs the checkpoint of the tree of `size` entries with `root` and stores it (once per size).
+/// What an append keeps: the chain and the log's tree, checkpointed by the hub's policy if it
+/// has one, or the chain alone (the bench's baseline).
+enum TrailAppend {
+    Log(Option<std::sync::Arc<CheckpointPolicy>>),
+    ChainOnly,
+}
+
+impl TrailAppend {
+    /// Appends `entries` (not empty) inside the writer's transaction `tx`; answers the last `seq`.
+    async fn on<W: Writer>(&self, tx: &mut W, entries: Vec<AuditEntry>) -> Result<i64> {
+        match self {
+            TrailAppend::Log(log) => append_on(tx, log.as_deref(), entries).await,
+            TrailAppend::ChainOnly => append_chain_on(tx, entries).await,
+        }
+    }
+}
+
 /// [`Store::append_audit`] inside the writer's transaction `tx`; `entries` is not empty.
 async fn append_on<W: Writer>(
     tx: &mut W,

@@ -309,7 +309,7 @@ mod tests {
             },
         };
         let native = store.native_writer().expect("a file has one").clone();
-        let begun = || native.begun.load(std::sync::atomic::Ordering::Relaxed);
+        let begun = || native.begun();
         assert_eq!(begun(), 0);
 
         let first = store
