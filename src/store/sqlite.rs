@@ -161,6 +161,34 @@ pub(super) async fn on_file(file: &std::path::Path) -> Store {
 #[cfg(test)]
 mod tests {
 
+    /// The SQLite every connection runs is built as `.cargo/config.toml` says: no process-wide
+    /// lock at each allocation (memory statistics) or page (memory management's shared page
+    /// cache), statement journals in memory.
+    #[test]
+    fn sqlite_is_built_without_process_wide_locks() {
+        let connection = rusqlite::Connection::open_in_memory().expect("a connection");
+        let mut statement = connection
+            .prepare("PRAGMA compile_options")
+            .expect("a pragma");
+        let options: Vec<String> = statement
+            .query_map([], |row| row.get(0))
+            .expect("options")
+            .collect::<Result<_, _>>()
+            .expect("read");
+        assert!(
+            options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
+            "{options:?}"
+        );
+        assert!(
+            options.iter().any(|o| o == "STMTJRNL_SPILL=-1"),
+            "{options:?}"
+        );
+        assert!(
+            !options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"),
+            "{options:?}"
+        );
+    }
+
     /// What the WAL holds reaches the database file without the writer checkpointing: a few
     /// hundred pages, far below the writer's own line.
     #[tokio::test]
