@@ -615,13 +615,7 @@ mod tests {
             "the kept read did not outlive the trail's append"
         );
 
-        let tx = store.begin().await.expect("a data write");
-        write(
-            tx,
-            "INSERT INTO persons (resident_id, name, first_seen) VALUES ('p1', 'A', 0)",
-        )
-        .await;
-        writer_back(&store).await;
+        write_person(&store).await;
         assert_eq!(count(&store, "audit_log").await, 2);
         assert_eq!(
             store.append_audit(vec![entry(3)]).await.expect("appended"),
@@ -645,6 +639,17 @@ mod tests {
     async fn write(mut tx: super::super::Tx, sql: &str) {
         run(&mut tx, sql).await;
         tx.commit().await.expect("committed");
+    }
+
+    /// A data write, committed, its writer back in the pool: it ends any kept read.
+    async fn write_person(store: &Store) {
+        let tx = store.begin().await.expect("a data write");
+        write(
+            tx,
+            "INSERT INTO persons (resident_id, name, first_seen) VALUES ('p1', 'A', 0)",
+        )
+        .await;
+        writer_back(store).await;
     }
 
     /// Waits for the writer's connection to be back in its pool (it goes back in a task of its own).
@@ -676,13 +681,7 @@ mod tests {
         );
 
         // Any other write ends it: the next read sees both.
-        let tx = store.begin().await.expect("a data write");
-        write(
-            tx,
-            "INSERT INTO persons (resident_id, name, first_seen) VALUES ('p1', 'A', 0)",
-        )
-        .await;
-        writer_back(&store).await;
+        write_person(&store).await;
         assert_eq!(count(&store, "persons").await, 1);
         assert_eq!(count(&store, "audit_tree").await, 1);
 

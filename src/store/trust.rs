@@ -538,7 +538,6 @@ fn audit_row(row: ChainedEntry) -> [Value; 11] {
     ]
 }
 
-/// Signs the checkpoint of the tree of `size` entries with `root` and stores it (once per size).
 /// What an append keeps: the chain and the log's tree, checkpointed by the hub's policy if it
 /// has one, or the chain alone (the bench's baseline).
 enum TrailAppend {
@@ -678,6 +677,7 @@ async fn head_of<W: Writer>(tx: &mut W, sql: &str) -> Result<W::Row> {
         .ok_or_else(|| Error::Internal("the audit trail has no head".into()))
 }
 
+/// Signs the checkpoint of the tree of `size` entries with `root` and stores it (once per size).
 async fn sign_checkpoint(
     tx: &mut impl Writer,
     log: &CheckpointPolicy,
