@@ -93,8 +93,9 @@ pub(crate) struct NativeWriter {
     idle: Mutex<Option<rusqlite::Connection>>,
     /// Transactions begun on it, for the tests that hold the pushes to it.
     begun: std::sync::atomic::AtomicU64,
-    /// The one thread the transactions run on, started with the first ([`NativeWriter::run`]).
-    thread: Mutex<Option<std::sync::mpsc::Sender<Job>>>,
+    /// The queue of the one thread the transactions run on ([`NativeWriter::run`]); the thread
+    /// ends when the writer, and with it the queue, is dropped.
+    jobs: std::sync::mpsc::Sender<Job>,
 }
 
 /// Work handed to the writer's thread.
@@ -106,44 +107,38 @@ type Job = Box<dyn FnOnce() + Send>;
 const STATEMENT_CACHE: usize = 64;
 
 impl NativeWriter {
-    /// The writer of the SQLite file at `path` (already in WAL mode: the store's pool set it).
+    /// The writer of the SQLite file at `path` (already in WAL mode: the store's pool set it),
+    /// its thread started in the current runtime's context.
+    ///
+    /// One thread rather than whichever of the blocking pool's is idle: the allocator gives each
+    /// thread an arena of its own, and each arena that ran a push kept that push's peak (with
+    /// batches of 5,000, the city's hub held 471–541 MiB at most on the blocking pool, 362 MiB
+    /// on one thread, its ingest 2–5% slower in alternating runs). A job that panics answers
+    /// nothing and the thread goes on.
     pub(crate) fn new(path: PathBuf) -> NativeWriter {
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let runtime = tokio::runtime::Handle::current();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || {
+                let _runtime = runtime.enter();
+                for job in queue {
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                }
+            })
+            .expect("the writer's thread starts");
         NativeWriter {
             path,
             idle: Mutex::default(),
             begun: std::sync::atomic::AtomicU64::new(0),
-            thread: Mutex::default(),
+            jobs,
         }
     }
 
-    /// Runs `job` on the writer's own thread, in the runtime's context, after the jobs before it.
-    /// One thread rather than whichever of the blocking pool's is idle: the allocator gives each
-    /// thread an arena of its own, and each arena that ran a push kept that push's peak (with
-    /// batches of 5,000, the city's hub held 471–541 MiB at most on the blocking pool, 362 MiB
-    /// here, its ingest 2–5% slower in alternating runs). The thread ends with the writer; a job
-    /// that panics answers nothing and the thread goes on.
+    /// Runs `job` on the writer's own thread, after the jobs before it.
     fn run(&self, job: Job) -> Result<()> {
-        let mut thread = self.thread.lock().expect("not poisoned");
-        let jobs = match &*thread {
-            Some(jobs) => jobs,
-            None => {
-                let (jobs, queue) = std::sync::mpsc::channel::<Job>();
-                let runtime = tokio::runtime::Handle::current();
-                std::thread::Builder::new()
-                    .name("sqlite-writer".into())
-                    .spawn(move || {
-                        let _runtime = runtime.enter();
-                        for job in queue {
-                            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
-                        }
-                    })
-                    .map_err(|error| {
-                        crate::error::Error::Internal(format!("no writer thread: {error}"))
-                    })?;
-                &*thread.insert(jobs)
-            }
-        };
-        jobs.send(job)
+        self.jobs
+            .send(job)
             .map_err(|_| crate::error::Error::Internal("the writer's thread has ended".into()))
     }
 
