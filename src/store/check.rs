@@ -42,6 +42,18 @@ use crate::domain::{
 use crate::error::Result;
 use crate::store::Store;
 
+/// The text of a statement that depends on the backend alone, built the first time its site runs
+/// on each backend and kept for the process: a pre-check issues a dozen such statements, and
+/// building each again with `format!` at every call was a twentieth of its time (`perf`).
+macro_rules! statement {
+    ($backend:expr, $build:expr) => {{
+        static TEXTS: [std::sync::OnceLock<String>; 2] =
+            [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
+        let backend: Backend = $backend;
+        TEXTS[backend as usize].get_or_init(|| $build).as_str()
+    }};
+}
+
 /// One change to one finding.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FindingChange {
@@ -291,14 +303,17 @@ pub(crate) async fn shift_roll_counts<W: Writer>(
             })
         })
         .collect();
-    let sql = format!(
-        "{} INSERT INTO roll_counts (institution_uscc, category, on_date, people) \
-         SELECT k.k0, k.k1, k.k2, COALESCE((SELECT r.people FROM roll_counts r \
-         WHERE r.institution_uscc = k.k0 AND r.category = k.k1 AND r.on_date <= k.k2 \
-         ORDER BY r.on_date DESC LIMIT 1), 0) FROM k WHERE true ON CONFLICT DO NOTHING",
-        with_keys(backend, &[Part::Text, Part::Text, Part::Text])
+    let sql = statement!(
+        backend,
+        format!(
+            "{} INSERT INTO roll_counts (institution_uscc, category, on_date, people) \
+             SELECT k.k0, k.k1, k.k2, COALESCE((SELECT r.people FROM roll_counts r \
+             WHERE r.institution_uscc = k.k0 AND r.category = k.k1 AND r.on_date <= k.k2 \
+             ORDER BY r.on_date DESC LIMIT 1), 0) FROM k WHERE true ON CONFLICT DO NOTHING",
+            with_keys(backend, &[Part::Text, Part::Text, Part::Text])
+        )
     );
-    execute(tx, &sql, vec![key_rows(ends)]).await?;
+    execute(tx, sql, vec![key_rows(ends)]).await?;
     // Open runs end after any date: dates are written YYYY-MM-DD.
     let moves = runs
         .iter()
@@ -317,13 +332,16 @@ pub(crate) async fn shift_roll_counts<W: Writer>(
         })
         .collect();
     let parts = [Part::Text, Part::Text, Part::Text, Part::Text, Part::Int];
-    let sql = format!(
-        "{} UPDATE roll_counts SET people = people + k.k4 FROM k \
-         WHERE roll_counts.institution_uscc = k.k0 AND roll_counts.category = k.k1 \
-         AND roll_counts.on_date >= k.k2 AND roll_counts.on_date < k.k3",
-        with_keys(backend, &parts)
+    let sql = statement!(
+        backend,
+        format!(
+            "{} UPDATE roll_counts SET people = people + k.k4 FROM k \
+             WHERE roll_counts.institution_uscc = k.k0 AND roll_counts.category = k.k1 \
+             AND roll_counts.on_date >= k.k2 AND roll_counts.on_date < k.k3",
+            with_keys(backend, &parts)
+        )
     );
-    execute(tx, &sql, vec![key_rows(moves)]).await?;
+    execute(tx, sql, vec![key_rows(moves)]).await?;
     let moved: BTreeSet<(&Uscc, QuotaCategory)> =
         runs.iter().map(|run| (&run.key.0, run.key.1)).collect();
     super::roll_now::set(tx, &moved, today).await
@@ -354,15 +372,18 @@ pub(crate) async fn count_plan_entries<W: Writer>(
         return Ok(());
     }
     let parts = [Part::Text, Part::Text, Part::Int, Part::Int, Part::Int];
-    let sql = format!(
-        "{} INSERT INTO plan_entries (institution_uscc, category, year, entries, placements) \
-         SELECT k.k0, k.k1, k.k2, k.k3, k.k4 FROM k WHERE true \
-         ON CONFLICT (institution_uscc, category, year) DO UPDATE SET \
-         entries = plan_entries.entries + excluded.entries, \
-         placements = plan_entries.placements + excluded.placements",
-        with_keys(tx.backend(), &parts)
+    let sql = statement!(
+        tx.backend(),
+        format!(
+            "{} INSERT INTO plan_entries (institution_uscc, category, year, entries, placements) \
+             SELECT k.k0, k.k1, k.k2, k.k3, k.k4 FROM k WHERE true \
+             ON CONFLICT (institution_uscc, category, year) DO UPDATE SET \
+             entries = plan_entries.entries + excluded.entries, \
+             placements = plan_entries.placements + excluded.placements",
+            with_keys(tx.backend(), &parts)
+        )
     );
-    execute(tx, &sql, vec![key_rows(rows)]).await
+    execute(tx, sql, vec![key_rows(rows)]).await
 }
 
 /// Fills the kept counts from the stored spells and events when they are empty and the spells are
@@ -493,13 +514,17 @@ pub(super) async fn fundings_from<R: Reader>(
             serde_json::json!([uscc.as_str(), category.code(), first])
         })
         .collect();
-    let sql = per_key(
-        tx.backend(),
-        &[Part::Text, Part::Text, Part::Text],
-        "fundings",
-        "t.institution_uscc = k.k0 AND t.category = k.k1 AND t.period >= k.k2",
+    let backend = tx.backend();
+    let sql = statement!(
+        backend,
+        per_key(
+            backend,
+            &[Part::Text, Part::Text, Part::Text],
+            "fundings",
+            "t.institution_uscc = k.k0 AND t.category = k.k1 AND t.period >= k.k2",
+        )
     );
-    for row in fetch(tx, reads, &sql, vec![key_rows(keys)]).await? {
+    for row in fetch(tx, reads, sql, vec![key_rows(keys)]).await? {
         let funding = pushed(q::decode_funding(&row)?);
         let unit = (
             funding.record.institution.to_string(),
@@ -599,12 +624,16 @@ pub(super) async fn headcounts_on<R: Reader>(
     if rolls.is_empty() {
         return Ok(HashMap::new());
     }
-    let sql = format!(
-        "{} SELECT k.k0 AS institution_uscc, k.k1 AS category, k.k2 AS on_date, \
-         (SELECT r.people FROM roll_counts r WHERE r.institution_uscc = k.k0 \
-         AND r.category = k.k1 AND r.on_date <= k.k2 ORDER BY r.on_date DESC LIMIT 1) AS people \
-         FROM k",
-        with_keys(tx.backend(), &[Part::Text, Part::Text, Part::Text])
+    let backend = tx.backend();
+    let sql = statement!(
+        backend,
+        format!(
+            "{} SELECT k.k0 AS institution_uscc, k.k1 AS category, k.k2 AS on_date, \
+             (SELECT r.people FROM roll_counts r WHERE r.institution_uscc = k.k0 \
+             AND r.category = k.k1 AND r.on_date <= k.k2 ORDER BY r.on_date DESC LIMIT 1) \
+             AS people FROM k",
+            with_keys(backend, &[Part::Text, Part::Text, Part::Text])
+        )
     );
     let keys = rolls
         .iter()
@@ -612,7 +641,7 @@ pub(super) async fn headcounts_on<R: Reader>(
             serde_json::json!([uscc.as_str(), category.code(), on.to_string()])
         })
         .collect();
-    let rows = fetch(tx, reads, &sql, vec![key_rows(keys)]).await?;
+    let rows = fetch(tx, reads, sql, vec![key_rows(keys)]).await?;
     rows.iter()
         .map(|row| {
             let roll = (
@@ -732,7 +761,7 @@ pub(super) async fn plans_for<R: Reader>(
     for row in fetch(
         tx,
         reads,
-        &per_key(backend, &parts, "plan_entries", on),
+        statement!(backend, per_key(backend, &parts, "plan_entries", on)),
         vec![keys()],
     )
     .await?
@@ -748,7 +777,7 @@ pub(super) async fn plans_for<R: Reader>(
     for row in fetch(
         tx,
         reads,
-        &per_key(backend, &parts, "staffing_plans", on),
+        statement!(backend, per_key(backend, &parts, "staffing_plans", on)),
         vec![keys()],
     )
     .await?
@@ -1205,8 +1234,14 @@ async fn entries_entered<R: Reader>(
             .map(|(institution, resident, date)| serde_json::json!([resident, date, institution]))
             .collect(),
     );
-    let on = |at: &str| format!("t.resident_id = k.k0 AND t.effective_on = k.k1 AND {at} = k.k2");
-    entries_per_key(tx, reads, &[Part::Text, Part::Text, Part::Text], keys, on).await
+    let backend = tx.backend();
+    let sql = statement!(
+        backend,
+        entries_per_key(backend, &[Part::Text, Part::Text, Part::Text], |at| {
+            format!("t.resident_id = k.k0 AND t.effective_on = k.k1 AND {at} = k.k2")
+        })
+    );
+    entries_of(tx, reads, sql, keys).await
 }
 
 /// Every entry citing each (institution, approval number), sought by the number.
@@ -1218,20 +1253,20 @@ async fn entries_citing<R: Reader>(
     if numbers.is_empty() {
         return Ok(Vec::new());
     }
-    let on = |at: &str| format!("{at} = k.k0 AND t.approval_number = k.k1");
-    entries_per_key(tx, reads, &[Part::Text, Part::Text], numbered(numbers), on).await
+    let backend = tx.backend();
+    let sql = statement!(
+        backend,
+        entries_per_key(backend, &[Part::Text, Part::Text], |at| {
+            format!("{at} = k.k0 AND t.approval_number = k.k1")
+        })
+    );
+    entries_of(tx, reads, sql, numbered(numbers)).await
 }
 
-/// The entries each key of `keys` pairs with by `on` (given the column naming the institution
-/// entered, taken out of the planner's choice), in one statement whatever their number.
-async fn entries_per_key<R: Reader>(
-    tx: &mut R,
-    reads: &CheckReads,
-    parts: &[Part],
-    keys: Value,
-    on: impl Fn(&str) -> String,
-) -> Result<Vec<Entry>> {
-    let backend = tx.backend();
+/// The statement of the entries each key pairs with by `on` (given the column naming the
+/// institution entered, taken out of the planner's choice), in one statement whatever their
+/// number.
+fn entries_per_key(backend: Backend, parts: &[Part], on: impl Fn(&str) -> String) -> String {
     let conditions = ENTRIES.map(|(kind, column)| {
         let at = not_sought(backend, &format!("t.{column}"));
         format!(
@@ -1240,9 +1275,18 @@ async fn entries_per_key<R: Reader>(
         )
     });
     let conditions = conditions.each_ref().map(String::as_str);
-    let sql = per_key_each(backend, parts, "personnel_events", &conditions);
+    per_key_each(backend, parts, "personnel_events", &conditions)
+}
+
+/// The entries an [`entries_per_key`] statement reads for `keys`.
+async fn entries_of<R: Reader>(
+    tx: &mut R,
+    reads: &CheckReads,
+    sql: &str,
+    keys: Value,
+) -> Result<Vec<Entry>> {
     let mut found = Vec::new();
-    for row in fetch(tx, reads, &sql, vec![keys]).await? {
+    for row in fetch(tx, reads, sql, vec![keys]).await? {
         found.extend(entry(&row)?);
     }
     Ok(found)
@@ -1257,16 +1301,20 @@ async fn approvals_numbered<R: Reader>(
     if numbers.is_empty() {
         return Ok(Vec::new());
     }
-    let sql = per_key(
-        tx.backend(),
-        &[Part::Text, Part::Text],
-        "hiring_approvals",
-        &format!(
-            "{} = k.k0 AND t.approval_number = k.k1",
-            not_sought(tx.backend(), "t.institution_uscc")
-        ),
+    let backend = tx.backend();
+    let sql = statement!(
+        backend,
+        per_key(
+            backend,
+            &[Part::Text, Part::Text],
+            "hiring_approvals",
+            &format!(
+                "{} = k.k0 AND t.approval_number = k.k1",
+                not_sought(backend, "t.institution_uscc")
+            ),
+        )
     );
-    fetch(tx, reads, &sql, vec![numbered(numbers)])
+    fetch(tx, reads, sql, vec![numbered(numbers)])
         .await?
         .iter()
         .map(|row| Ok(pushed(q::decode_approval(row)?)))
@@ -1406,20 +1454,22 @@ async fn settled_numbers<R: Reader>(
             .push(a.approved_entries);
     }
     let backend = tx.backend();
-    let counted = ENTRIES.map(|(kind, column)| {
+    let sql = statement!(backend, {
+        let counted = ENTRIES.map(|(kind, column)| {
+            format!(
+                "(SELECT COUNT(*) FROM personnel_events t WHERE t.corrected_by IS NULL \
+                 AND t.event_type = '{kind}' AND t.category IS NOT NULL AND {} = k.k0 \
+                 AND t.approval_number = k.k1)",
+                not_sought(backend, &format!("t.{column}"))
+            )
+        });
         format!(
-            "(SELECT COUNT(*) FROM personnel_events t WHERE t.corrected_by IS NULL \
-             AND t.event_type = '{kind}' AND t.category IS NOT NULL AND {} = k.k0 \
-             AND t.approval_number = k.k1)",
-            not_sought(backend, &format!("t.{column}"))
+            "{} SELECT k.k0 AS institution_uscc, k.k1 AS approval_number, {} AS entries FROM k",
+            with_keys(backend, &[Part::Text, Part::Text]),
+            counted.join(" + ")
         )
     });
-    let sql = format!(
-        "{} SELECT k.k0 AS institution_uscc, k.k1 AS approval_number, {} AS entries FROM k",
-        with_keys(backend, &[Part::Text, Part::Text]),
-        counted.join(" + ")
-    );
-    for row in fetch(tx, reads, &sql, vec![numbered(numbers)]).await? {
+    for row in fetch(tx, reads, sql, vec![numbered(numbers)]).await? {
         let number = (
             q::text(&row, "institution_uscc")?,
             q::text(&row, "approval_number")?,
@@ -1600,14 +1650,18 @@ async fn rows_of<R: Reader>(
         })
         .collect();
     if !bounds.is_empty() {
-        let sql = per_key(
-            tx.backend(),
-            &[Part::Text, Part::Text, Part::Text],
-            "payroll_lines",
-            "t.resident_id = k.k0 AND t.period >= k.k1 AND t.period <= k.k2 \
-             AND t.reverses IS NULL AND t.reversed_by IS NULL",
+        let backend = tx.backend();
+        let sql = statement!(
+            backend,
+            per_key(
+                backend,
+                &[Part::Text, Part::Text, Part::Text],
+                "payroll_lines",
+                "t.resident_id = k.k0 AND t.period >= k.k1 AND t.period <= k.k2 \
+                 AND t.reverses IS NULL AND t.reversed_by IS NULL",
+            )
         );
-        for row in fetch(tx, reads, &sql, vec![key_rows(bounds)]).await? {
+        for row in fetch(tx, reads, sql, vec![key_rows(bounds)]).await? {
             let line = pushed(q::decode_payroll_line(&row)?);
             lines.insert(line.id.clone(), line);
         }
@@ -1892,17 +1946,21 @@ async fn stored_findings<R: Reader>(
         );
     }
     if !entered.is_empty() {
-        let sql = per_key(
-            tx.backend(),
-            &[Part::Text, Part::Text, Part::Text],
-            "findings",
-            &format!(
-                "t.code = '{}' AND t.institution_uscc = k.k2 AND t.subject = k.k0 \
-                 AND t.period = k.k1",
-                R::HireWithoutApproval.code(),
-            ),
+        let backend = tx.backend();
+        let sql = statement!(
+            backend,
+            per_key(
+                backend,
+                &[Part::Text, Part::Text, Part::Text],
+                "findings",
+                &format!(
+                    "t.code = '{}' AND t.institution_uscc = k.k2 AND t.subject = k.k0 \
+                     AND t.period = k.k1",
+                    R::HireWithoutApproval.code(),
+                ),
+            )
         );
-        rows.extend(fetch(tx, reads, &sql, vec![key_rows(entered)]).await?);
+        rows.extend(fetch(tx, reads, sql, vec![key_rows(entered)]).await?);
     }
     let residents: Vec<String> = residents.into_iter().collect();
     rows.extend(

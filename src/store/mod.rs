@@ -376,27 +376,42 @@ fn plain_on_sqlite(mark: char, sql: &str) -> String {
     if mark == '$' {
         return sql.to_owned();
     }
-    on_sqlite(sql, false)
+    on_sqlite(sql, false).into_owned()
 }
 
 /// A statement's `$N` placeholders as SQLite's `?N` (`numbered`), which it binds by number as
 /// `sqlx` binds `$N`, for a statement that names one twice or out of order; or as plain `?`.
-fn on_sqlite(sql: &str, numbered: bool) -> String {
-    let mut out = String::with_capacity(sql.len());
-    let mut chars = sql.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
-            out.push('?');
-            while let Some(digit) = chars.next_if(char::is_ascii_digit) {
-                if numbered {
-                    out.push(digit);
-                }
-            }
-        } else {
-            out.push(c);
+/// Borrowed when it has none. Every native statement passes through here, so it copies the text
+/// between placeholders in runs rather than char by char (`perf`: a hundredth of a pre-check).
+fn on_sqlite(sql: &str, numbered: bool) -> std::borrow::Cow<'_, str> {
+    let bytes = sql.as_bytes();
+    let mut out = String::new();
+    let (mut copied, mut from) = (0, 0);
+    while let Some(offset) = sql[from..].find('$') {
+        let dollar = from + offset;
+        let digits = bytes[dollar + 1..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        from = dollar + 1 + digits;
+        if digits == 0 {
+            continue;
         }
+        if out.is_empty() {
+            out.reserve(sql.len());
+        }
+        out.push_str(&sql[copied..dollar]);
+        out.push('?');
+        if numbered {
+            out.push_str(&sql[dollar + 1..from]);
+        }
+        copied = from;
     }
-    out
+    if copied == 0 {
+        return std::borrow::Cow::Borrowed(sql);
+    }
+    out.push_str(&sql[copied..]);
+    std::borrow::Cow::Owned(out)
 }
 
 /// `($1, $2), ($3, $4)` (or `?1`, ... on SQLite): placeholders for `rows` rows of `columns` values.
@@ -557,5 +572,14 @@ mod tests {
             "a = ? AND b = ? AND c"
         );
         assert_eq!(plain_on_sqlite('$', "a = $1"), "a = $1");
+        assert_eq!(on_sqlite("$1, '$', $", false), "?, '$', $");
+        assert_eq!(
+            on_sqlite("x = $12 AND y = $3x", true),
+            "x = ?12 AND y = ?3x"
+        );
+        assert!(matches!(
+            on_sqlite("SELECT '$' || id FROM t", false),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 }

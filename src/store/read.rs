@@ -340,11 +340,7 @@ fn native_rows(
 ) -> Result<(Vec<NativeRow>, u64)> {
     let started = std::time::Instant::now();
     let mut statement = connection.prepare_cached(sql)?;
-    let names: Arc<[String]> = statement
-        .column_names()
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    let names = column_names(&statement, sql);
     let count = names.len();
     let mut rows = statement.query(rusqlite::params_from_iter(values.iter()))?;
     let mut out = Vec::new();
@@ -388,6 +384,45 @@ fn native_rows(
         "native read"
     );
     Ok((out, steps))
+}
+
+thread_local! {
+    /// The column names of the statements this thread ran natively, by text: every row carries
+    /// them, and collecting them again for each statement was an allocation per column
+    /// (`perf`: a fiftieth of a pre-check).
+    static COLUMN_NAMES: std::cell::RefCell<HashMap<String, Arc<[String]>>> =
+        std::cell::RefCell::default();
+}
+
+/// Texts whose names a thread keeps at most: the statements read natively are a few dozen.
+const COLUMN_NAMES_KEPT: usize = 256;
+
+/// `statement`'s column names: those kept for `sql` when they still are its names (a
+/// connection to another schema could name them otherwise), else read and kept.
+fn column_names(statement: &rusqlite::Statement<'_>, sql: &str) -> Arc<[String]> {
+    COLUMN_NAMES.with_borrow_mut(|kept| {
+        let count = statement.column_count();
+        let same = |names: &Arc<[String]>| {
+            names.len() == count
+                && names
+                    .iter()
+                    .enumerate()
+                    .all(|(i, name)| statement.column_name(i).is_ok_and(|n| n == name))
+        };
+        if let Some(names) = kept.get(sql).filter(|names| same(names)) {
+            return names.clone();
+        }
+        let names: Arc<[String]> = statement
+            .column_names()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        if kept.len() >= COLUMN_NAMES_KEPT {
+            kept.clear();
+        }
+        kept.insert(sql.to_owned(), names.clone());
+        names
+    })
 }
 
 impl Drop for NativeRead {
@@ -447,11 +482,7 @@ impl<T: InPlace> Reader for T {
         sql: &str,
         values: Vec<Value>,
     ) -> impl Future<Output = Result<Vec<NativeRow>>> + Send {
-        let read = native_rows(
-            self.connection(),
-            &super::plain_on_sqlite('?', sql),
-            &values,
-        );
+        let read = native_rows(self.connection(), &super::on_sqlite(sql, false), &values);
         std::future::ready(read.map(|(rows, steps)| {
             self.set_steps(steps);
             rows

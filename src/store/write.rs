@@ -37,7 +37,7 @@ pub trait Writer: Reader {
     ) -> impl Future<Output = Result<u64>> + Send {
         let sql = match self.backend() {
             Backend::Sqlite => super::on_sqlite(sql, false),
-            Backend::Postgres => sql.to_owned(),
+            Backend::Postgres => std::borrow::Cow::Borrowed(sql),
         };
         async move { self.execute(&sql, values).await }
     }
