@@ -54,6 +54,14 @@ macro_rules! statement {
     }};
 }
 
+/// [`per_key`]'s statement for a site, built once ([`statement!`]).
+macro_rules! per_key_once {
+    ($backend:expr, $parts:expr, $table:expr, $on:expr $(,)?) => {{
+        let backend: Backend = $backend;
+        statement!(backend, per_key(backend, $parts, $table, $on))
+    }};
+}
+
 /// One change to one finding.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FindingChange {
@@ -514,15 +522,11 @@ pub(super) async fn fundings_from<R: Reader>(
             serde_json::json!([uscc.as_str(), category.code(), first])
         })
         .collect();
-    let backend = tx.backend();
-    let sql = statement!(
-        backend,
-        per_key(
-            backend,
-            &[Part::Text, Part::Text, Part::Text],
-            "fundings",
-            "t.institution_uscc = k.k0 AND t.category = k.k1 AND t.period >= k.k2",
-        )
+    let sql = per_key_once!(
+        tx.backend(),
+        &[Part::Text, Part::Text, Part::Text],
+        "fundings",
+        "t.institution_uscc = k.k0 AND t.category = k.k1 AND t.period >= k.k2",
     );
     for row in fetch(tx, reads, sql, vec![key_rows(keys)]).await? {
         let funding = pushed(q::decode_funding(&row)?);
@@ -761,7 +765,7 @@ pub(super) async fn plans_for<R: Reader>(
     for row in fetch(
         tx,
         reads,
-        statement!(backend, per_key(backend, &parts, "plan_entries", on)),
+        per_key_once!(backend, &parts, "plan_entries", on),
         vec![keys()],
     )
     .await?
@@ -777,7 +781,7 @@ pub(super) async fn plans_for<R: Reader>(
     for row in fetch(
         tx,
         reads,
-        statement!(backend, per_key(backend, &parts, "staffing_plans", on)),
+        per_key_once!(backend, &parts, "staffing_plans", on),
         vec![keys()],
     )
     .await?
@@ -1301,18 +1305,14 @@ async fn approvals_numbered<R: Reader>(
     if numbers.is_empty() {
         return Ok(Vec::new());
     }
-    let backend = tx.backend();
-    let sql = statement!(
-        backend,
-        per_key(
-            backend,
-            &[Part::Text, Part::Text],
-            "hiring_approvals",
-            &format!(
-                "{} = k.k0 AND t.approval_number = k.k1",
-                not_sought(backend, "t.institution_uscc")
-            ),
-        )
+    let sql = per_key_once!(
+        tx.backend(),
+        &[Part::Text, Part::Text],
+        "hiring_approvals",
+        &format!(
+            "{} = k.k0 AND t.approval_number = k.k1",
+            not_sought(tx.backend(), "t.institution_uscc")
+        ),
     );
     fetch(tx, reads, sql, vec![numbered(numbers)])
         .await?
@@ -1650,16 +1650,12 @@ async fn rows_of<R: Reader>(
         })
         .collect();
     if !bounds.is_empty() {
-        let backend = tx.backend();
-        let sql = statement!(
-            backend,
-            per_key(
-                backend,
-                &[Part::Text, Part::Text, Part::Text],
-                "payroll_lines",
-                "t.resident_id = k.k0 AND t.period >= k.k1 AND t.period <= k.k2 \
-                 AND t.reverses IS NULL AND t.reversed_by IS NULL",
-            )
+        let sql = per_key_once!(
+            tx.backend(),
+            &[Part::Text, Part::Text, Part::Text],
+            "payroll_lines",
+            "t.resident_id = k.k0 AND t.period >= k.k1 AND t.period <= k.k2 \
+             AND t.reverses IS NULL AND t.reversed_by IS NULL",
         );
         for row in fetch(tx, reads, sql, vec![key_rows(bounds)]).await? {
             let line = pushed(q::decode_payroll_line(&row)?);
@@ -1946,19 +1942,15 @@ async fn stored_findings<R: Reader>(
         );
     }
     if !entered.is_empty() {
-        let backend = tx.backend();
-        let sql = statement!(
-            backend,
-            per_key(
-                backend,
-                &[Part::Text, Part::Text, Part::Text],
-                "findings",
-                &format!(
-                    "t.code = '{}' AND t.institution_uscc = k.k2 AND t.subject = k.k0 \
-                     AND t.period = k.k1",
-                    R::HireWithoutApproval.code(),
-                ),
-            )
+        let sql = per_key_once!(
+            tx.backend(),
+            &[Part::Text, Part::Text, Part::Text],
+            "findings",
+            &format!(
+                "t.code = '{}' AND t.institution_uscc = k.k2 AND t.subject = k.k0 \
+                 AND t.period = k.k1",
+                R::HireWithoutApproval.code(),
+            ),
         );
         rows.extend(fetch(tx, reads, sql, vec![key_rows(entered)]).await?);
     }
