@@ -697,7 +697,21 @@ pub fn postgres_given() -> bool {
     given
 }
 
-/// Defines each listed test twice: on SQLite, and on PostgreSQL where a server is given.
+/// Longest a test defined by [`on_both_backends`] may run. The slowest take a few minutes in the
+/// whole suite on two cores; one that hangs fails here, named, instead of holding CI until its
+/// own limit (the PostgreSQL half of `trust::every_refusal_is_answered_audited_and_leaves_the_hub_serving`
+/// hung once in `.ci/run`, every thread parked, and passed on its own again).
+pub const TEST_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Runs a test, failing it if it takes longer than [`TEST_LIMIT`].
+pub async fn within_limit(test: impl std::future::Future<Output = ()>) {
+    if tokio::time::timeout(TEST_LIMIT, test).await.is_err() {
+        panic!("the test did not finish within {TEST_LIMIT:?}: it hangs");
+    }
+}
+
+/// Defines each listed test twice: on SQLite, and on PostgreSQL where a server is given; each
+/// fails rather than hangs ([`within_limit`]).
 #[macro_export]
 macro_rules! on_both_backends {
     ($($test:ident),+ $(,)?) => {
@@ -705,7 +719,8 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
-                    super::$test($crate::helpers::Backend::Sqlite).await;
+                    $crate::helpers::within_limit(super::$test($crate::helpers::Backend::Sqlite))
+                        .await;
                 }
             )+
         }
@@ -714,7 +729,10 @@ macro_rules! on_both_backends {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
                     if $crate::helpers::postgres_given() {
-                        super::$test($crate::helpers::Backend::Postgres).await;
+                        $crate::helpers::within_limit(super::$test(
+                            $crate::helpers::Backend::Postgres,
+                        ))
+                        .await;
                     }
                 }
             )+
