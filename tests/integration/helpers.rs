@@ -159,6 +159,7 @@ impl TestDb {
                     chrono::Utc::now().timestamp_micros() % 1_000_000
                 );
                 admin_execute(&admin_url, &format!("CREATE DATABASE {name}")).await;
+                step(format_args!("created the database {name}"));
                 let url = database_url(&admin_url, &name);
                 TestDb::Postgres {
                     admin_url,
@@ -183,8 +184,11 @@ impl Drop for TestDb {
         } = self
         {
             let (admin_url, name) = (admin_url.clone(), name.clone());
+            step(format_args!("dropping the database {name}"));
             // Drop runs inside the test's runtime; a plain thread with its own runtime may block.
-            let _ = std::thread::spawn(move || {
+            // Waited for at most a minute: a database left behind is better than a hung suite.
+            let (dropped, done) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
@@ -193,8 +197,16 @@ impl Drop for TestDb {
                     &admin_url,
                     &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
                 ));
-            })
-            .join();
+                let _ = dropped.send(());
+            });
+            if done.recv_timeout(std::time::Duration::from_secs(60))
+                == Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+            {
+                to_terminal(&format!(
+                    "dropping the test database {} took over a minute; left behind",
+                    self.url()
+                ));
+            }
         }
     }
 }
@@ -440,6 +452,7 @@ impl TestApp {
         let server = tokio::spawn(application.run_until_stopped(async move {
             let _ = stopped.await;
         }));
+        step(format_args!("the hub serves on {address}"));
         TestApp {
             address,
             db,
@@ -467,6 +480,7 @@ impl TestApp {
     }
 
     pub async fn stop(&mut self) {
+        step("stopping the hub");
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
@@ -492,14 +506,17 @@ impl TestApp {
         let pki = pki();
         let certificate = pki.agency(agency);
         register(&self.store, &certificate).await;
-        quotahub::tls::client_channel(
+        step(format_args!("connecting as {}", agency.id()));
+        let channel = quotahub::tls::client_channel(
             &self.endpoint(),
             pki.ca.cert_pem().as_bytes(),
             certificate.cert_pem.as_bytes(),
             certificate.key_pem.as_bytes(),
         )
         .await
-        .expect("connect over mutual TLS")
+        .expect("connect over mutual TLS");
+        step(format_args!("connected as {}", agency.id()));
+        channel
     }
 
     pub async fn staffing(
@@ -686,28 +703,90 @@ pub fn postgres_given() -> bool {
         );
         static NOTED: std::sync::Once = std::sync::Once::new();
         NOTED.call_once(|| {
-            // Straight to the terminal: the test harness captures only print! and eprint!.
-            use std::io::Write as _;
-            let _ = writeln!(
-                std::io::stderr(),
+            to_terminal(&format!(
                 "PostgreSQL half not run (its tests pass without running): set {POSTGRES_URL_VAR}"
-            );
+            ));
         });
     }
     given
 }
 
 /// Longest a test defined by [`on_both_backends`] may run. The slowest take a few minutes in the
-/// whole suite on two cores; one that hangs fails here, named, instead of holding CI until its
-/// own limit (the PostgreSQL half of `trust::every_refusal_is_answered_audited_and_leaves_the_hub_serving`
-/// hung once in `.ci/run`, every thread parked, and passed on its own again).
+/// whole suite on two cores; one that hangs fails here, named, with the last steps it reached
+/// ([`step`]), instead of holding CI until its own limit (the PostgreSQL half of
+/// `trust::every_refusal_is_answered_audited_and_leaves_the_hub_serving` hung once in `.ci/run`,
+/// every thread parked, and passed on its own again).
 pub const TEST_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// Runs a test, failing it if it takes longer than [`TEST_LIMIT`].
-pub async fn within_limit(test: impl std::future::Future<Output = ()>) {
-    if tokio::time::timeout(TEST_LIMIT, test).await.is_err() {
-        panic!("the test did not finish within {TEST_LIMIT:?}: it hangs");
+/// Steps kept for the report of a test that hangs.
+const STEPS_KEPT: usize = 12;
+
+type Steps = std::sync::Arc<Mutex<std::collections::VecDeque<(std::time::Instant, String)>>>;
+
+tokio::task_local! {
+    /// The last steps the running test reached (see [`step`]).
+    static STEPS: Steps;
+}
+
+/// Notes that the running test reached `what`: a test that hangs is reported with the last
+/// steps it reached. Outside a test run by [`within_limit`] it does nothing.
+pub fn step(what: impl std::fmt::Display) {
+    let _ = STEPS.try_with(|steps| {
+        let mut steps = steps.lock().expect("not poisoned");
+        if steps.len() == STEPS_KEPT {
+            steps.pop_front();
+        }
+        steps.push_back((std::time::Instant::now(), what.to_string()));
+    });
+}
+
+/// Runs the test `name`, failing it if it takes longer than `limit`, with a report of its last
+/// steps; the report also goes straight to the terminal, as the harness shows a test's output only
+/// once it ends. A test stuck in a synchronous call, which no timer of its runtime can end, ends
+/// the process a minute later with the same report: its runtime could never stop, and CI would
+/// hang on it.
+pub async fn within_limit(
+    name: &str,
+    limit: std::time::Duration,
+    test: impl std::future::Future<Output = ()>,
+) {
+    let steps = Steps::default();
+    let (finished, watched) = std::sync::mpsc::channel::<()>();
+    {
+        let (name, steps) = (name.to_owned(), steps.clone());
+        let grace = limit + std::time::Duration::from_secs(60);
+        std::thread::spawn(move || {
+            if watched.recv_timeout(grace) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+                to_terminal(&hang_report(&name, limit, &steps));
+                to_terminal("the test is stuck in a synchronous call; ending the process");
+                std::process::abort();
+            }
+        });
     }
+    let outcome = tokio::time::timeout(limit, STEPS.scope(steps.clone(), test)).await;
+    drop(finished);
+    if outcome.is_err() {
+        let report = hang_report(name, limit, &steps);
+        to_terminal(&report);
+        panic!("{report}");
+    }
+}
+
+fn hang_report(name: &str, limit: std::time::Duration, steps: &Steps) -> String {
+    let steps = steps.lock().expect("not poisoned");
+    let first = steps.front().map(|step| step.0);
+    let mut report = format!("{name} did not finish within {limit:?}: it hangs. Its last steps:\n");
+    for (at, what) in steps.iter() {
+        let since = first.map_or(0.0, |first| at.duration_since(first).as_secs_f64());
+        report.push_str(&format!("  +{since:.3}s {what}\n"));
+    }
+    report
+}
+
+/// Straight to the terminal: the test harness captures only print! and eprint!.
+fn to_terminal(text: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{text}");
 }
 
 /// Defines each listed test twice: on SQLite, and on PostgreSQL where a server is given; each
@@ -719,8 +798,12 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
-                    $crate::helpers::within_limit(super::$test($crate::helpers::Backend::Sqlite))
-                        .await;
+                    $crate::helpers::within_limit(
+                        concat!(module_path!(), "::", stringify!($test)),
+                        $crate::helpers::TEST_LIMIT,
+                        super::$test($crate::helpers::Backend::Sqlite),
+                    )
+                    .await;
                 }
             )+
         }
@@ -729,13 +812,56 @@ macro_rules! on_both_backends {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
                     if $crate::helpers::postgres_given() {
-                        $crate::helpers::within_limit(super::$test(
-                            $crate::helpers::Backend::Postgres,
-                        ))
+                        $crate::helpers::within_limit(
+                            concat!(module_path!(), "::", stringify!($test)),
+                            $crate::helpers::TEST_LIMIT,
+                            super::$test($crate::helpers::Backend::Postgres),
+                        )
                         .await;
                     }
                 }
             )+
         }
     };
+}
+
+/// The panic message of a test run by [`within_limit`] with `limit`; `None` when it passed.
+async fn failure_of(
+    limit: std::time::Duration,
+    test: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Option<String> {
+    let outcome = tokio::spawn(within_limit("the test", limit, test)).await;
+    let payload = outcome.err()?.into_panic();
+    Some(match payload.downcast::<String>() {
+        Ok(message) => *message,
+        Err(payload) => payload
+            .downcast::<&str>()
+            .map_or_else(|_| String::new(), |m| m.to_string()),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_test_that_hangs_fails_with_the_last_steps_it_reached() {
+    let limit = std::time::Duration::from_millis(200);
+    let hung = failure_of(limit, async {
+        step("started");
+        step("waiting for what never comes");
+        std::future::pending::<()>().await;
+    })
+    .await
+    .expect("a test that hangs fails");
+    assert!(
+        hung.starts_with(
+            "the test did not finish within 200ms: it hangs. Its last steps:\n  +0.000s started\n"
+        ),
+        "{hung}"
+    );
+    assert!(hung.ends_with("s waiting for what never comes\n"), "{hung}");
+    assert_eq!(failure_of(limit, async { step("quick") }).await, None);
+    assert_eq!(
+        failure_of(limit, async { panic!("its own failure") })
+            .await
+            .as_deref(),
+        Some("its own failure")
+    );
 }

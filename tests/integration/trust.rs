@@ -36,7 +36,9 @@ on_both_backends!(
 /// background writer, and a refused handshake is recorded after the client saw the refusal.
 async fn audited(app: &TestApp, matches: impl Fn(&AuditEntry) -> bool) -> AuditEntry {
     for _ in 0..200 {
+        step("flushing the audit trail");
         app.audit.flush().await;
+        step("reading the audit trail");
         let entries = app
             .store
             .audit_entries(&AuditFilter {
@@ -66,13 +68,20 @@ async fn channel_with(app_endpoint: &str, certificate: &CertifiedKey) -> Result<
 
 /// A read as `certificate`: the status, whether the refusal came at connect or at the call.
 async fn read_as(endpoint: &str, certificate: &CertifiedKey) -> Result<(), tonic::Status> {
+    step("connecting for a read");
     let channel = channel_with(endpoint, certificate)
         .await
         .map_err(tonic::Status::unavailable)?;
-    proto::reconciliation_service_client::ReconciliationServiceClient::new(channel)
+    step("reading findings");
+    let read = proto::reconciliation_service_client::ReconciliationServiceClient::new(channel)
         .list_findings(proto::ListFindingsRequest::default())
         .await
-        .map(drop)
+        .map(drop);
+    step(format_args!(
+        "read: {:?}",
+        read.as_ref().map_err(tonic::Status::code)
+    ));
+    read
 }
 
 fn fingerprint(certificate: &CertifiedKey) -> String {
@@ -99,6 +108,7 @@ async fn every_refusal_is_answered_audited_and_leaves_the_hub_serving(backend: B
         .unwrap();
 
     // No client certificate: refused in the handshake.
+    step("no client certificate");
     let anonymous = async {
         let channel = quotahub::tls::client_channel_without_identity(
             &endpoint,
@@ -118,6 +128,7 @@ async fn every_refusal_is_answered_audited_and_leaves_the_hub_serving(backend: B
     .await;
 
     // A certificate of another CA, and an expired one of the hub's CA: refused in the handshake.
+    step("another CA's certificate, an expired one");
     let stranger = quotahub::pki::DevCa::generate("not the hub's CA").unwrap();
     let forged = stranger
         .issue_agency(
@@ -149,6 +160,7 @@ async fn every_refusal_is_answered_audited_and_leaves_the_hub_serving(backend: B
 
     // Certificates of the hub's CA that the registry does not know: an agency never registered,
     // and a second certificate of a registered agency.
+    step("certificates the registry does not know");
     for unknown in [
         agency("140300", AgencyKind::Finance),
         agency("140100", AgencyKind::Audit),
@@ -173,6 +185,7 @@ async fn every_refusal_is_answered_audited_and_leaves_the_hub_serving(backend: B
     }
 
     // A disabled agency.
+    step("a disabled agency");
     let organization = agency("140100", AgencyKind::Organization);
     let organization_channel = app.channel(&organization).await;
     operator(&app)
@@ -196,6 +209,7 @@ async fn every_refusal_is_answered_audited_and_leaves_the_hub_serving(backend: B
     .await;
 
     // The wrong agency kind for the method.
+    step("the wrong agency kind");
     let status = proto::staffing_service_client::StaffingServiceClient::new(
         app.channel(&agency("140100", AgencyKind::Finance)).await,
     )
@@ -211,6 +225,7 @@ async fn every_refusal_is_answered_audited_and_leaves_the_hub_serving(backend: B
     .await;
 
     // A read and a write outside the agency's jurisdiction: the district about the city's unit.
+    step("outside the jurisdiction");
     let status = app
         .query("140105", AgencyKind::Discipline)
         .await
@@ -242,6 +257,7 @@ async fn every_refusal_is_answered_audited_and_leaves_the_hub_serving(backend: B
     assert!(write.touched.contains("q-outside"), "{write:?}");
 
     // The hub still serves, a good call is audited as such, and the chain is whole.
+    step("a good call; the chain");
     app.staffing("140100")
         .await
         .push_quota(quota("q-good", &city_unit, 3))
