@@ -2,10 +2,11 @@
 //! store's pools (`sqlx`), or a native SQLite connection read in place ([`NativeReaders`]).
 //!
 //! The checks are written once against [`Reader`]. A push runs them in its write transaction; a
-//! pre-check on SQLite runs them on a native read connection on one blocking thread, so its
-//! couple of dozen indexed reads cost one hand-off between threads instead of one (and one per
-//! row) for each statement, which is what `sqlx`'s SQLite worker costs and most of a pre-check's
-//! time (profiled: a third of the samples were thread wake-ups, SQLite itself 2%).
+//! pre-check on SQLite runs them on a native read connection in place, on the runtime's worker,
+//! so its couple of dozen indexed reads cost no hand-off between threads, where `sqlx`'s SQLite
+//! worker cost one for each statement and one per row, most of a pre-check's time (profiled: a
+//! third of the samples were thread wake-ups, SQLite itself 2%), and one blocking task for the
+//! whole read still cost more than the reads (see `Store::ask`).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -246,7 +247,7 @@ impl NativeReaders {
 
     /// Starts a read on a connection (opened if none is idle yet), holding `permit` until the
     /// read ends, or continues a kept read that no data written since can have made stale.
-    /// Blocking: call it off the runtime.
+    /// Blocks while SQLite opens or begins; a pre-check's whole read does (see `Store::ask`).
     pub(crate) fn begin(
         self: &Arc<Self>,
         permit: tokio::sync::OwnedSemaphorePermit,
