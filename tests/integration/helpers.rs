@@ -830,7 +830,7 @@ async fn failure_of(
     limit: std::time::Duration,
     test: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Option<String> {
-    let outcome = tokio::spawn(within_limit("the test", limit, test)).await;
+    let outcome = tokio::spawn(within_limit("a test made to hang on purpose", limit, test)).await;
     let payload = outcome.err()?.into_panic();
     Some(match payload.downcast::<String>() {
         Ok(message) => *message,
@@ -852,7 +852,7 @@ async fn a_test_that_hangs_fails_with_the_last_steps_it_reached() {
     .expect("a test that hangs fails");
     assert!(
         hung.starts_with(
-            "the test did not finish within 200ms: it hangs. Its last steps:\n  +0.000s started\n"
+            "a test made to hang on purpose did not finish within 200ms: it hangs. Its last steps:\n  +0.000s started\n"
         ),
         "{hung}"
     );
