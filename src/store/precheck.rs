@@ -355,8 +355,8 @@ impl Store {
 }
 
 /// A pre-check's question: answered the same way on any [`Reader`].
-trait Question: Clone + Send + 'static {
-    type Answer: Send + 'static;
+trait Question {
+    type Answer;
 
     /// The institution asked about.
     fn institution(&self) -> &Uscc;

@@ -772,6 +772,7 @@ pub async fn within_limit(
     }
 }
 
+/// The report of a test that hangs: its last steps, timed from the oldest of them kept.
 fn hang_report(name: &str, limit: std::time::Duration, steps: &Steps) -> String {
     let steps = steps.lock().expect("not poisoned");
     let first = steps.front().map(|step| step.0);
