@@ -14,6 +14,8 @@
 //!   certificate into an [`domain::Agency`].
 //! - [`server`]: assembles the hub on an already-bound listener; used by `main` and the tests alike.
 //! - [`config`] and [`cli`]: layered settings and the `quotahub` command.
+//! - [`subscriber`]: a feed subscriber's acknowledgements, as `quotahub subscribe` and the bench
+//!   send them.
 //! - [`telemetry`]: logs, traces and metrics, and the plain-HTTP admin port.
 
 pub mod api;
@@ -32,6 +34,7 @@ pub mod pki;
 pub mod report;
 pub mod server;
 pub mod store;
+pub mod subscriber;
 pub mod telemetry;
 pub mod tls;
 pub mod tls_reload;

@@ -17,6 +17,7 @@ use crate::domain::{Agency, AgencyKind, Jurisdiction};
 use crate::proto;
 use crate::proto::feed_message::Message;
 use crate::proto::streaming_subscribe_request::Request as Inbound;
+use crate::subscriber::{self, AckBatch};
 
 /// Streams per connection (HTTP/2 multiplexes them).
 const STREAMS_PER_CONNECTION: usize = 100;
@@ -85,29 +86,43 @@ async fn subscribers(
             }),
         })
         .await?;
-        // Acknowledgements ride on the stream, as `quotahub subscribe` sends them.
-        let (acks, inbound) = mpsc::channel(64);
-        acks.send(proto::StreamingSubscribeRequest {
-            request: Some(Inbound::Subscribe(proto::SubscribeRequest {
-                name: name.clone(),
-                start: Some(proto::subscribe_request::Start::AfterSeq(head)),
-                heartbeat_ms: 60_000,
-                ..Default::default()
-            })),
-        })
-        .await?;
+        // Acknowledgements ride on the stream in batches, as `quotahub subscribe` sends them,
+        // each subscriber at its own phase.
+        let (acks_out, inbound) = mpsc::channel(64);
+        acks_out
+            .send(proto::StreamingSubscribeRequest {
+                request: Some(Inbound::Subscribe(proto::SubscribeRequest {
+                    name: name.clone(),
+                    start: Some(proto::subscribe_request::Start::AfterSeq(head)),
+                    heartbeat_ms: 60_000,
+                    max_in_flight: subscriber::WINDOW,
+                    ..Default::default()
+                })),
+            })
+            .await?;
         let mut stream = feed
             .streaming_subscribe(tokio_stream::wrappers::ReceiverStream::new(inbound))
             .await?
             .into_inner();
         let received = received.clone();
+        let mut acks = AckBatch::spread(i, count);
         tokio::spawn(async move {
-            while let Ok(Some(message)) = stream.message().await {
-                if let Some(Message::Event(event)) = message.message {
-                    let _ = received.send(event.seq);
-                    let _ = acks
+            loop {
+                let ack = tokio::select! {
+                    message = stream.message() => match message {
+                        Ok(Some(proto::FeedMessage { message: Some(Message::Event(event)) })) => {
+                            let _ = received.send(event.seq);
+                            acks.handled(event.seq)
+                        }
+                        Ok(Some(_)) => None,
+                        Ok(None) | Err(_) => return,
+                    },
+                    () = subscriber::until(acks.due()) => acks.take(),
+                };
+                if let Some(seq) = ack {
+                    let _ = acks_out
                         .send(proto::StreamingSubscribeRequest {
-                            request: Some(Inbound::AckSeq(event.seq)),
+                            request: Some(Inbound::AckSeq(seq)),
                         })
                         .await;
                 }

@@ -1,6 +1,8 @@
 //! `quotahub subscribe`: follows a named subscription, prints each alert as it arrives (a table
-//! line, or a JSON line with `--json`), and acknowledges it once printed. The cursor lives in the
-//! hub, so a restart resumes after the last alert printed; a dropped stream is resumed likewise.
+//! line, or a JSON line with `--json`), and acknowledges what it printed in batches
+//! ([`crate::subscriber`]), and all of it before it stops. The cursor lives in the hub, so a
+//! restart resumes after the last alert acknowledged; a dropped stream resumes after the last
+//! printed.
 //!
 //! With `--checkpoint-file`, it is also a witness of the audit log: the subscription asks for the
 //! log's signed checkpoints, and each one received is kept in the file only once its signature
@@ -20,6 +22,7 @@ use crate::domain::audit::{Checkpoint, Hash, open_checkpoint, verify_consistency
 use crate::proto;
 use crate::proto::feed_message::Message;
 use crate::proto::streaming_subscribe_request::Request as Inbound;
+use crate::subscriber::{self, AckBatch};
 
 /// Flags of `quotahub subscribe`.
 #[derive(Debug, clap::Args)]
@@ -272,39 +275,69 @@ pub async fn run(
     }
     tokio::pin!(stop);
     let mut printed = 0u64;
+    let mut acks = AckBatch::at_any_phase();
     loop {
-        // Acknowledgements ride on the stream: they are not calls against the agency's rate.
-        let (acks, inbound) = tokio::sync::mpsc::channel(64);
-        acks.send(proto::StreamingSubscribeRequest {
-            request: Some(Inbound::Subscribe(proto::SubscribeRequest {
-                name: args.name.clone(),
-                ..Default::default()
-            })),
-        })
-        .await?;
+        // Acknowledgements ride on the stream: they are not calls against the agency's rate. A
+        // stream resumed after a drop starts after the last alert printed, whose acknowledgement
+        // may have been lost with the stream.
+        let (acks_out, inbound) = tokio::sync::mpsc::channel(64);
+        acks_out
+            .send(proto::StreamingSubscribeRequest {
+                request: Some(Inbound::Subscribe(proto::SubscribeRequest {
+                    name: args.name.clone(),
+                    start: (acks.last_handled() > 0)
+                        .then(|| proto::subscribe_request::Start::AfterSeq(acks.last_handled())),
+                    max_in_flight: subscriber::WINDOW,
+                    ..Default::default()
+                })),
+            })
+            .await?;
         let mut stream = feed
             .streaming_subscribe(tokio_stream::wrappers::ReceiverStream::new(inbound))
             .await?
             .into_inner();
+        let ack = |seq: u64| {
+            acks_out.send(proto::StreamingSubscribeRequest {
+                request: Some(Inbound::AckSeq(seq)),
+            })
+        };
+        if acks.last_handled() > 0 {
+            acks.take();
+            ack(acks.last_handled()).await?;
+        }
         loop {
             let message = tokio::select! {
                 message = stream.message() => message,
-                () = &mut stop => return Ok(()),
+                () = subscriber::until(acks.due()) => {
+                    if let Some(seq) = acks.take() {
+                        ack(seq).await?;
+                    }
+                    continue;
+                }
+                () = &mut stop => {
+                    // What was printed is acknowledged before the command ends, so that a later
+                    // run resumes after it.
+                    if let Some(seq) = acks.take() {
+                        ack(seq).await?;
+                        wait_for_ack(&mut stream, seq).await;
+                    }
+                    return Ok(());
+                }
             };
             match message {
                 Ok(Some(proto::FeedMessage {
                     message: Some(Message::Event(event)),
                 })) => {
                     print_event(&mut out, &event, args.json)?;
-                    acks.send(proto::StreamingSubscribeRequest {
-                        request: Some(Inbound::AckSeq(event.seq)),
-                    })
-                    .await?;
+                    if let Some(seq) = acks.handled(event.seq) {
+                        ack(seq).await?;
+                    }
                     printed += 1;
                     if args.limit.is_some_and(|limit| printed >= limit) {
-                        // The last acknowledgement is written before the command ends, so a
-                        // later run resumes after it.
-                        wait_for_ack(&mut stream, event.seq).await;
+                        if let Some(seq) = acks.take() {
+                            ack(seq).await?;
+                        }
+                        wait_for_ack(&mut stream, acks.last_handled()).await;
                         return Ok(());
                     }
                 }
@@ -325,7 +358,7 @@ pub async fn run(
                     }
                 }
                 Ok(Some(_)) => {}
-                // Ended, drained or cut off: resume from the cursor the hub keeps.
+                // Ended, drained or cut off: resume after the last alert printed.
                 Ok(None) | Err(_) => break,
             }
         }

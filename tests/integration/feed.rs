@@ -704,43 +704,64 @@ mod cli {
 
     use super::*;
 
-    on_both_backends!(quotahub_subscribe_prints_acknowledges_and_resumes);
+    on_both_backends!(
+        quotahub_subscribe_prints_acknowledges_and_resumes,
+        quotahub_subscribe_stopped_acknowledges_what_it_printed,
+    );
+
+    /// `quotahub subscribe --json --code PAID_NOT_ON_ROLL` with `files` (the discipline agency of
+    /// 140100), stopping after `limit` alerts if given.
+    fn subscribe_args(
+        app: &TestApp,
+        files: &ClientFiles,
+        limit: Option<&str>,
+    ) -> quotahub::cli::subscribe::SubscribeArgs {
+        let endpoint = app.endpoint();
+        let mut argv = vec![
+            "quotahub",
+            "subscribe",
+            "--server",
+            &endpoint,
+            "--ca",
+            &files.ca,
+            "--cert",
+            &files.cert,
+            "--key",
+            &files.key,
+            "--json",
+            "--code",
+            "PAID_NOT_ON_ROLL",
+        ];
+        if let Some(limit) = limit {
+            argv.extend(["--limit", limit]);
+        }
+        let quotahub::cli::Command::Subscribe(args) = quotahub::cli::Cli::parse_from(argv).command
+        else {
+            panic!("subscribe")
+        };
+        args
+    }
+
+    fn seq(line: &str) -> u64 {
+        serde_json::from_str::<serde_json::Value>(line).unwrap()["seq"]
+            .as_u64()
+            .unwrap()
+    }
 
     async fn quotahub_subscribe_prints_acknowledges_and_resumes(backend: Backend) {
         let app = TestApp::spawn(backend).await;
         let files = ClientFiles::new(&agency("140100", AgencyKind::Discipline));
-        let (ca, cert, key) = (files.ca.clone(), files.cert.clone(), files.key.clone());
-        let endpoint = app.endpoint();
-        let run = |limit: &str| {
-            let cli = quotahub::cli::Cli::parse_from([
-                "quotahub",
-                "subscribe",
-                "--server",
-                &endpoint,
-                "--ca",
-                &ca,
-                "--cert",
-                &cert,
-                "--key",
-                &key,
-                "--json",
-                "--limit",
-                limit,
-                "--code",
-                "PAID_NOT_ON_ROLL",
-            ]);
-            let quotahub::cli::Command::Subscribe(args) = cli.command else {
-                panic!("subscribe")
-            };
-            args
-        };
         for n in 1..=3 {
             ghost_pay(&app, n).await;
         }
         let mut first = Vec::new();
-        quotahub::cli::subscribe::run(run("2"), &mut first, std::future::pending())
-            .await
-            .unwrap();
+        quotahub::cli::subscribe::run(
+            subscribe_args(&app, &files, Some("2")),
+            &mut first,
+            std::future::pending(),
+        )
+        .await
+        .unwrap();
         let first = String::from_utf8(first).unwrap();
         assert_eq!(first.lines().count(), 2);
         assert!(
@@ -750,18 +771,86 @@ mod cli {
         );
         // A restart resumes after the last alert printed.
         let mut second = Vec::new();
-        quotahub::cli::subscribe::run(run("1"), &mut second, std::future::pending())
-            .await
-            .unwrap();
+        quotahub::cli::subscribe::run(
+            subscribe_args(&app, &files, Some("1")),
+            &mut second,
+            std::future::pending(),
+        )
+        .await
+        .unwrap();
         let second = String::from_utf8(second).unwrap();
-        let seq = |line: &str| {
-            serde_json::from_str::<serde_json::Value>(line).unwrap()["seq"]
-                .as_u64()
-                .unwrap()
-        };
         let last_first = first.lines().map(seq).max().unwrap();
         assert!(seq(second.lines().next().unwrap()) > last_first);
         assert!(second.contains(&resident(3)));
+    }
+
+    /// What the subscriber printed, shared with the test while it runs.
+    #[derive(Clone, Default)]
+    struct Printed(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Printed {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Printed {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    /// Acknowledgements go in batches, at most every quarter second: one stopped between two
+    /// batches still acknowledges every alert it printed before it ends.
+    async fn quotahub_subscribe_stopped_acknowledges_what_it_printed(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let files = ClientFiles::new(&agency("140100", AgencyKind::Discipline));
+        for n in 1..=3 {
+            ghost_pay(&app, n).await;
+        }
+        let printed = Printed::default();
+        let stop = {
+            let printed = printed.clone();
+            async move {
+                // Stops as soon as two alerts are printed: well inside one batch's interval.
+                while printed.text().lines().count() < 2 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        };
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            quotahub::cli::subscribe::run(
+                subscribe_args(&app, &files, None),
+                printed.clone(),
+                stop,
+            ),
+        )
+        .await
+        .expect("stopped")
+        .unwrap();
+        let first = printed.text();
+        let count = first.lines().count();
+        // It may have printed the third before it saw the stop; a fourth is there either way.
+        ghost_pay(&app, 4).await;
+        let mut second = Vec::new();
+        quotahub::cli::subscribe::run(
+            subscribe_args(&app, &files, Some("1")),
+            &mut second,
+            std::future::pending(),
+        )
+        .await
+        .unwrap();
+        let second = String::from_utf8(second).unwrap();
+        assert!(
+            seq(&second) > first.lines().map(seq).max().unwrap()
+                && second.contains(&resident(u32::try_from(count).unwrap() + 1)),
+            "resumes right after what was printed: {first} then {second}"
+        );
     }
 }
 
