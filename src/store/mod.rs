@@ -128,6 +128,9 @@ pub struct Store {
     native: Option<std::sync::Arc<read::NativeReaders>>,
     /// The native connection pushes write on (an SQLite file; none on PostgreSQL or in memory).
     native_writer: Option<std::sync::Arc<write::NativeWriter>>,
+    /// The native driver's pool pushes and audit appends write through (PostgreSQL; none on
+    /// SQLite).
+    pushes: Option<sqlx::PgPool>,
 }
 
 /// What the store needs to check findings: the rules' settings and the clock that says what
@@ -292,6 +295,9 @@ impl Store {
     pub async fn close(&self) {
         self.writer.close().await;
         self.readers.close().await;
+        if let Some(pushes) = &self.pushes {
+            pushes.close().await;
+        }
     }
 }
 

@@ -1,16 +1,30 @@
 //! The PostgreSQL backend, for several stateless hub replicas on one database. Writers that touch
 //! the same people or institutions are kept apart with transaction-scoped advisory locks, taken in
 //! a fixed order so that two transactions cannot deadlock on them.
+//!
+//! Pushes and audit appends write through the native driver's pool (`Store::push_pool`), not `sqlx::Any`: their
+//! rows go in as one `INSERT … SELECT FROM UNNEST` of typed arrays per table, one stable statement
+//! text whatever the batch (a multi-row `VALUES` list was a new text, parsed and planned, for
+//! every batch size, with a bind parameter per value), and the rows they read are decoded once,
+//! not copied into `Any`'s rows first.
 
 use std::hash::{Hash, Hasher};
 
-use sqlx::AssertSqlSafe;
+use sqlx::postgres::{PgArguments, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Arguments as _, AssertSqlSafe, Row as _, TypeInfo as _, ValueRef as _};
 
-use super::{Backend, Store, StoreOptions, Tx, Value, bind_all};
-use crate::error::Result;
+use super::read::{Columns, Reader};
+use super::write::Writer;
+use super::{Backend, Store, StoreOptions, Value};
+use crate::error::{Error, Result};
 
 pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Store> {
     let pool = Store::pool_options(options).connect(url).await?;
+    // Opened as pushes need them: a replica that only reads holds none.
+    let pushes = PgPoolOptions::new()
+        .max_connections(options.max_connections)
+        .acquire_timeout(options.acquire_timeout)
+        .connect_lazy(url)?;
     let url = Some(std::sync::Arc::new(url.to_owned()));
     Ok(Store {
         readers: pool.clone(),
@@ -28,7 +42,148 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Store> 
         roll_reads: std::sync::Arc::default(),
         native: None,
         native_writer: None,
+        pushes: Some(pushes),
     })
+}
+
+/// The pool pushes and audit appends write through (PostgreSQL only).
+impl Store {
+    pub(crate) fn push_pool(&self) -> Option<&PgPool> {
+        self.pushes.as_ref()
+    }
+}
+
+fn bind_native(values: Vec<Value>) -> Result<PgArguments> {
+    let mut arguments = PgArguments::default();
+    for value in values {
+        let bound = match value {
+            Value::Text(text) => arguments.add(text),
+            Value::OptText(text) => arguments.add(text),
+            Value::Int(int) => arguments.add(int),
+            Value::OptInt(int) => arguments.add(int),
+        };
+        bound.map_err(|error| Error::Internal(format!("cannot bind a value: {error}")))?;
+    }
+    Ok(arguments)
+}
+
+impl Reader for sqlx::Transaction<'_, sqlx::Postgres> {
+    type Row = PgRow;
+
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    async fn rows(&mut self, sql: &str, values: Vec<Value>) -> Result<Vec<PgRow>> {
+        Ok(
+            sqlx::query_with(AssertSqlSafe(sql.to_owned()), bind_native(values)?)
+                .fetch_all(&mut **self)
+                .await?,
+        )
+    }
+}
+
+impl Columns for PgRow {
+    fn text(&self, name: &str) -> Result<Option<String>> {
+        Ok(self.try_get(name)?)
+    }
+
+    /// Stored integers are BIGINT; a literal or an expression may be a narrower integer.
+    fn int(&self, name: &str) -> Result<Option<i64>> {
+        let raw = self.try_get_raw(name)?;
+        if raw.is_null() {
+            return Ok(None);
+        }
+        let narrower = matches!(raw.type_info().name(), "INT4" | "INT2");
+        if !narrower {
+            return Ok(self.try_get(name)?);
+        }
+        Ok(match raw.type_info().name() {
+            "INT4" => self.try_get::<Option<i32>, _>(name)?.map(i64::from),
+            _ => self.try_get::<Option<i16>, _>(name)?.map(i64::from),
+        })
+    }
+}
+
+impl Writer for sqlx::Transaction<'_, sqlx::Postgres> {
+    async fn execute(&mut self, sql: &str, values: Vec<Value>) -> Result<u64> {
+        Ok(
+            sqlx::query_with(AssertSqlSafe(sql.to_owned()), bind_native(values)?)
+                .execute(&mut **self)
+                .await?
+                .rows_affected(),
+        )
+    }
+
+    async fn insert_rows<const N: usize>(
+        &mut self,
+        head: &str,
+        tail: &str,
+        rows: Vec<[Value; N]>,
+    ) -> Result<u64> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let (sql, arguments) = unnest(head, tail, rows)?;
+        Ok(sqlx::query_with(AssertSqlSafe(sql), arguments)
+            .execute(&mut **self)
+            .await?
+            .rows_affected())
+    }
+}
+
+/// A column of rows as one typed array.
+enum Column {
+    Text(Vec<Option<String>>),
+    Int(Vec<Option<i64>>),
+}
+
+/// `{head} SELECT * FROM UNNEST($1::text[], $2::bigint[], …) {tail}` and its arrays, one per
+/// column, typed by the first row's values (every value stored is text or an integer).
+fn unnest<const N: usize>(
+    head: &str,
+    tail: &str,
+    rows: Vec<[Value; N]>,
+) -> Result<(String, PgArguments)> {
+    let mut columns: Vec<Column> = rows[0]
+        .iter()
+        .map(|value| match value {
+            Value::Text(_) | Value::OptText(_) => Column::Text(Vec::with_capacity(rows.len())),
+            Value::Int(_) | Value::OptInt(_) => Column::Int(Vec::with_capacity(rows.len())),
+        })
+        .collect();
+    for row in rows {
+        for (column, value) in columns.iter_mut().zip(row) {
+            match (column, value) {
+                (Column::Text(texts), Value::Text(text)) => texts.push(Some(text)),
+                (Column::Text(texts), Value::OptText(text)) => texts.push(text),
+                (Column::Int(ints), Value::Int(int)) => ints.push(Some(int)),
+                (Column::Int(ints), Value::OptInt(int)) => ints.push(int),
+                _ => {
+                    return Err(Error::Internal(format!(
+                        "{head}: a column holds text in one row and integers in another"
+                    )));
+                }
+            }
+        }
+    }
+    let mut arguments = PgArguments::default();
+    let mut arrays = Vec::with_capacity(N);
+    for (n, column) in columns.into_iter().enumerate() {
+        let bound = match column {
+            Column::Text(texts) => {
+                arrays.push(format!("${}::text[]", n + 1));
+                arguments.add(texts)
+            }
+            Column::Int(ints) => {
+                arrays.push(format!("${}::bigint[]", n + 1));
+                arguments.add(ints)
+            }
+        };
+        bound.map_err(|error| Error::Internal(format!("cannot bind a column: {error}")))?;
+    }
+    let sql = format!("{head} SELECT * FROM UNNEST({}) {tail}", arrays.join(", "));
+    Ok((sql, arguments))
 }
 
 /// Keys share this many advisory locks. A batch may name thousands of people and institutions;
@@ -40,7 +195,7 @@ const LOCK_BUCKETS: u64 = 1024;
 const LOCK_BASE: i64 = 0x5148_0000;
 
 /// Takes the advisory locks of these keys until the transaction ends.
-pub(super) async fn advisory_locks(tx: &mut Tx, keys: &[String]) -> Result<()> {
+pub(super) async fn advisory_locks<W: Writer>(tx: &mut W, keys: &[String]) -> Result<()> {
     let mut ids: Vec<i64> = keys.iter().map(|key| lock_id(key)).collect();
     ids.sort_unstable();
     ids.dedup();
@@ -51,9 +206,7 @@ pub(super) async fn advisory_locks(tx: &mut Tx, keys: &[String]) -> Result<()> {
          ORDER BY k.id::bigint) AS locked",
         super::key_set(Backend::Postgres, 1)
     );
-    let arguments = bind_all(vec![Value::Text(super::json_array(&ids))])?;
-    sqlx::query_with(AssertSqlSafe(sql), arguments)
-        .execute(&mut **tx)
+    tx.execute(&sql, vec![Value::Text(super::json_array(&ids))])
         .await?;
     Ok(())
 }
@@ -117,4 +270,37 @@ pub(super) fn spawn_feed_listener(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_go_in_as_one_typed_array_per_column() {
+        let rows = vec![
+            [Value::from("a"), Value::OptText(None), Value::Int(1)],
+            [
+                Value::from("b"),
+                Value::OptText(Some("x".into())),
+                Value::OptInt(None),
+            ],
+        ];
+        let (sql, _) = unnest("INSERT INTO t (a, b, c)", "ON CONFLICT DO NOTHING", rows).unwrap();
+        assert_eq!(
+            sql,
+            "INSERT INTO t (a, b, c) SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[]) \
+             ON CONFLICT DO NOTHING"
+        );
+        // The text is the batch's shape, not its size: one statement to prepare per table.
+        let more = vec![[Value::from("a"), Value::OptText(None), Value::Int(1)]; 5_000];
+        assert_eq!(
+            unnest("INSERT INTO t (a, b, c)", "ON CONFLICT DO NOTHING", more)
+                .unwrap()
+                .0,
+            sql
+        );
+        let mixed = vec![[Value::Int(1)], [Value::from("1")]];
+        assert!(unnest("INSERT INTO t (a)", "", mixed).is_err());
+    }
 }

@@ -12,10 +12,11 @@ use std::future::Future;
 use super::check::{self, FindingChange, Keep};
 use super::codec::{stored, stored_code};
 use super::freshness;
+use super::postgres;
 use super::query as q;
 use super::reconcile::{self, scope_lock_keys};
 use super::write::Writer;
-use super::{Store, Tx, Value, lookup_keys, now_micros, select_in};
+use super::{Backend, Store, Tx, Value, lookup_keys, now_micros, select_in};
 use crate::domain::aggregates::{Headcount, Plans};
 use crate::domain::dirty::{Change, DirtyKey, DirtySet, Rewrite};
 use crate::domain::findings::{Entry, FindingKey, InstitutionFacts, PersonTerm, RecordRef, Scope};
@@ -183,9 +184,27 @@ impl Store {
             }
             return Ok(verdicts);
         }
-        let mut tx = self
-            .begin_locked(&push_lock_keys(agency, submissions))
-            .await?;
+        let keys = push_lock_keys(agency, submissions);
+        if let Some(pushes) = self.push_pool() {
+            let mut tx = pushes.begin().await?;
+            postgres::advisory_locks(&mut tx, &keys).await?;
+            return self.push_and_commit(tx, agency, submissions).await;
+        }
+        let tx = self.begin_locked(&keys).await?;
+        self.push_and_commit(tx, agency, submissions).await
+    }
+
+    /// Stores a batch in `tx`, which holds its locks, and commits; `None`, rolled back, when
+    /// another replica committed some of the same record ids meanwhile.
+    async fn push_and_commit<R: RecordKind, DB: sqlx::Database>(
+        &self,
+        mut tx: sqlx::Transaction<'static, DB>,
+        agency: &Agency,
+        submissions: &[Submission<R>],
+    ) -> Result<Option<Vec<Result<Receipt>>>>
+    where
+        sqlx::Transaction<'static, DB>: Writer,
+    {
         let verdicts = match self.push_locked(&mut tx, agency, submissions).await {
             Ok(Some(verdicts)) => verdicts,
             Ok(None) | Err(Error::Aborted(_)) => {
@@ -1367,6 +1386,16 @@ async fn upsert_persons<R: PersonHistoryKind, W: Writer>(
 }
 
 async fn delete_for_people<W: Writer>(tx: &mut W, table: &str, people: &[String]) -> Result<()> {
+    if tx.backend() == Backend::Postgres {
+        // One statement text and one parameter, whatever the number of people.
+        let sql = format!(
+            "DELETE FROM {table} WHERE resident_id IN ({})",
+            super::key_set(Backend::Postgres, 1)
+        );
+        tx.execute(&sql, vec![Value::Text(super::json_array(people))])
+            .await?;
+        return Ok(());
+    }
     for chunk in people.chunks(10_000) {
         let list = (1..=chunk.len())
             .map(|i| format!("${i}"))

@@ -306,7 +306,7 @@ impl Store {
     }
 
     /// One append of `entries` to the trail, in a transaction that writes the trail only: on the
-    /// native writer on an SQLite file, otherwise on the pool's.
+    /// native writer on an SQLite file, the native driver on PostgreSQL, otherwise on the pool's.
     async fn append_trail(&self, entries: Vec<AuditEntry>, append: TrailAppend) -> Result<i64> {
         if entries.is_empty() {
             return Ok(0);
@@ -317,6 +317,12 @@ impl Store {
                 runtime.block_on(append.on(tx, entries)).map(Some)
             });
             return Ok(appended.await?.unwrap_or_default());
+        }
+        if let Some(pushes) = self.push_pool() {
+            let mut tx = pushes.begin().await?;
+            let seq = append.on(&mut tx, entries).await?;
+            tx.commit().await?;
+            return Ok(seq);
         }
         let mut tx = self.begin_trail().await?;
         let seq = append.on(&mut tx, entries).await?;
