@@ -124,6 +124,12 @@ impl Writer for sqlx::Transaction<'_, sqlx::Postgres> {
         if rows.is_empty() {
             return Ok(0);
         }
+        if let [row] = &rows[..] {
+            // One row (a single push's) as plain values: the arrays cost it more than they save
+            // (pgbench: 0.20 against 0.24 ms a statement).
+            let sql = format!("{head} VALUES {} {tail}", super::placeholders('$', 1, N, 1));
+            return self.execute(&sql, row.to_vec()).await;
+        }
         let (sql, arguments) = unnest(head, tail, rows)?;
         Ok(sqlx::query_with(AssertSqlSafe(sql), arguments)
             .execute(&mut **self)

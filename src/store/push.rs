@@ -1387,9 +1387,11 @@ async fn upsert_persons<R: PersonHistoryKind, W: Writer>(
 
 async fn delete_for_people<W: Writer>(tx: &mut W, table: &str, people: &[String]) -> Result<()> {
     if tx.backend() == Backend::Postgres {
-        // One statement text and one parameter, whatever the number of people.
+        // One statement text and one parameter, whatever the number of people; `= ANY` of an
+        // array is an index condition, where `IN (subquery)` planned as a semi-join read the
+        // whole table (a single hire's push took 37 ms instead of 6 on the city).
         let sql = format!(
-            "DELETE FROM {table} WHERE resident_id IN ({})",
+            "DELETE FROM {table} WHERE resident_id = ANY(ARRAY({}))",
             super::key_set(Backend::Postgres, 1)
         );
         tx.execute(&sql, vec![Value::Text(super::json_array(people))])
