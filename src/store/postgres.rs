@@ -2,11 +2,11 @@
 //! the same people or institutions are kept apart with transaction-scoped advisory locks, taken in
 //! a fixed order so that two transactions cannot deadlock on them.
 //!
-//! Pushes and audit appends write through the native driver's pool (`Store::push_pool`), not `sqlx::Any`: their
-//! rows go in as one `INSERT … SELECT FROM UNNEST` of typed arrays per table, one stable statement
-//! text whatever the batch (a multi-row `VALUES` list was a new text, parsed and planned, for
-//! every batch size, with a bind parameter per value), and the rows they read are decoded once,
-//! not copied into `Any`'s rows first.
+//! Pushes and audit appends write through the native driver's pool (`Store::push_pool`), not
+//! `sqlx::Any`: their rows go in as one `INSERT … SELECT FROM UNNEST` of typed arrays per table,
+//! one stable statement text whatever the batch (a multi-row `VALUES` list was a new text, parsed
+//! and planned, for every batch size, with a bind parameter per value), and the rows they read are
+//! decoded once, not copied into `Any`'s rows first.
 
 use std::hash::{Hash, Hasher};
 
@@ -46,8 +46,8 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Store> 
     })
 }
 
-/// The pool pushes and audit appends write through (PostgreSQL only).
 impl Store {
+    /// The pool pushes and audit appends write through (PostgreSQL only).
     pub(crate) fn push_pool(&self) -> Option<&PgPool> {
         self.pushes.as_ref()
     }
@@ -90,17 +90,10 @@ impl Columns for PgRow {
 
     /// Stored integers are BIGINT; a literal or an expression may be a narrower integer.
     fn int(&self, name: &str) -> Result<Option<i64>> {
-        let raw = self.try_get_raw(name)?;
-        if raw.is_null() {
-            return Ok(None);
-        }
-        let narrower = matches!(raw.type_info().name(), "INT4" | "INT2");
-        if !narrower {
-            return Ok(self.try_get(name)?);
-        }
-        Ok(match raw.type_info().name() {
+        Ok(match self.try_get_raw(name)?.type_info().name() {
             "INT4" => self.try_get::<Option<i32>, _>(name)?.map(i64::from),
-            _ => self.try_get::<Option<i16>, _>(name)?.map(i64::from),
+            "INT2" => self.try_get::<Option<i16>, _>(name)?.map(i64::from),
+            _ => self.try_get(name)?,
         })
     }
 }
