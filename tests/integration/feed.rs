@@ -784,26 +784,6 @@ mod cli {
         assert!(second.contains(&resident(3)));
     }
 
-    /// What the subscriber printed, shared with the test while it runs.
-    #[derive(Clone, Default)]
-    struct Printed(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Printed {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl Printed {
-        fn text(&self) -> String {
-            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-        }
-    }
-
     /// Acknowledgements go in batches, at most every quarter second: one stopped between two
     /// batches still acknowledges every alert it printed before it ends.
     async fn quotahub_subscribe_stopped_acknowledges_what_it_printed(backend: Backend) {

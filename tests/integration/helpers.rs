@@ -866,3 +866,23 @@ async fn a_test_that_hangs_fails_with_the_last_steps_it_reached() {
         Some("its own failure")
     );
 }
+
+/// What a command run in this process printed so far, shared with the test while it runs.
+#[derive(Clone, Default)]
+pub struct Printed(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Printed {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Printed {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}

@@ -666,26 +666,6 @@ async fn held(file: &Path, key: &LogKey, size: u64) -> u64 {
     panic!("the witness never kept a checkpoint of {size} entries");
 }
 
-/// What the subscriber printed so far.
-#[derive(Clone, Default)]
-struct Printed(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Printed {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Printed {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
 async fn a_subscriber_keeps_the_checkpoints_the_feed_publishes_and_refuses_a_fork(
     backend: Backend,
 ) {
