@@ -128,9 +128,9 @@ pub struct Store {
     native: Option<std::sync::Arc<read::NativeReaders>>,
     /// The native connection pushes write on (an SQLite file; none on PostgreSQL or in memory).
     native_writer: Option<std::sync::Arc<write::NativeWriter>>,
-    /// The native driver's pool pushes and audit appends write through (PostgreSQL; none on
-    /// SQLite).
-    pushes: Option<sqlx::PgPool>,
+    /// The native driver's pool that pushes and audit appends write through and pre-checks read
+    /// from (PostgreSQL; none on SQLite).
+    native_pg: Option<sqlx::PgPool>,
 }
 
 /// What the store needs to check findings: the rules' settings and the clock that says what
@@ -295,8 +295,8 @@ impl Store {
     pub async fn close(&self) {
         self.writer.close().await;
         self.readers.close().await;
-        if let Some(pushes) = &self.pushes {
-            pushes.close().await;
+        if let Some(native) = &self.native_pg {
+            native.close().await;
         }
     }
 }
@@ -446,10 +446,8 @@ fn placeholders(mark: char, rows: usize, columns: usize, first: usize) -> String
 const MAX_BIND_VALUES: usize = 30_000;
 
 /// Runs `{head} IN (the keys) {tail}`, with `fixed` values bound first as `$1..`, and returns all
-/// rows. The keys go in as one JSON array in one parameter ([`key_set`]), so the statement's text
-/// is the same whatever their number and it is prepared once per connection. On PostgreSQL the
-/// set is `= ANY` of an array built once, an index condition whatever the table's statistics (as
-/// `IN (subquery)` it is a semi-join, which without them scanned the whole table).
+/// rows. The keys go in as one JSON array in one parameter ([`key_match`]), so the statement's
+/// text is the same whatever their number and it is prepared once per connection.
 pub(crate) async fn select_in<R: read::Reader>(
     tx: &mut R,
     head: &str,
@@ -460,21 +458,27 @@ pub(crate) async fn select_in<R: read::Reader>(
     if keys.is_empty() {
         return Ok(Vec::new());
     }
-    let backend = tx.backend();
-    let n = fixed.len() + 1;
-    let (sql, set) = match backend {
-        Backend::Postgres => (
-            format!("{head} = ANY(ARRAY({})) {tail}", key_set(backend, n)),
-            Value::Text(json_array(keys)),
-        ),
-        Backend::Sqlite => {
-            let (matched, set) = sqlite_match(n, keys);
-            (format!("{head} {matched} {tail}"), set)
-        }
-    };
+    let (matched, set) = key_match(tx.backend(), fixed.len() + 1, keys);
     let mut values: Vec<Value> = fixed.to_vec();
     values.push(set);
-    tx.rows(&sql, values).await
+    tx.rows(&format!("{head} {matched} {tail}"), values).await
+}
+
+/// How a column is matched against `keys` bound at parameter `n`, and the value bound. One key
+/// goes in as itself (`= $n`): on SQLite, `IN (subquery)` builds a temporary index of the set
+/// first, a B-tree with a page cache of its own (`perf`: a fortieth of a CheckHire's time, whose
+/// sets are mostly one institution or one person); on PostgreSQL an equality is what its planner
+/// estimates best. More go in as one JSON array ([`key_set`]), so the text is the same whatever
+/// their number: `IN` the set on SQLite; on PostgreSQL `= ANY` of an array built once from it, an
+/// index condition whatever the table's statistics (as `IN (subquery)` it is a semi-join, which
+/// without them scanned the whole table). Two texts per backend, each prepared once.
+pub(crate) fn key_match(backend: Backend, n: usize, keys: &[String]) -> (String, Value) {
+    let set = || Value::Text(json_array(keys));
+    match (backend, keys) {
+        (_, [key]) => (format!("= ${n}"), Value::Text(key.clone())),
+        (Backend::Postgres, _) => (format!("= ANY(ARRAY({}))", key_set(backend, n)), set()),
+        (Backend::Sqlite, _) => (format!("IN ({})", key_set(backend, n)), set()),
+    }
 }
 
 /// Reads `columns` of the rows of `table` whose key is `fixed` (column = value pairs, bound first)
@@ -511,7 +515,7 @@ pub(crate) async fn lookup_keys<R: read::Reader>(
             Value::Text(json_array(keys)),
         ),
         Backend::Sqlite => {
-            let (matched, set) = sqlite_match(n, keys);
+            let (matched, set) = key_match(backend, n, keys);
             (
                 format!("SELECT {columns} FROM {table} WHERE {prefix}{key_column} {matched}"),
                 set,
@@ -521,21 +525,6 @@ pub(crate) async fn lookup_keys<R: read::Reader>(
     let mut values: Vec<Value> = fixed.iter().map(|(_, value)| value.clone()).collect();
     values.push(set);
     tx.rows(&sql, values).await
-}
-
-/// How SQLite matches a column against `keys` bound at parameter `n`, and the value bound: one
-/// key as itself (`= $n`), since `IN (subquery)` builds a temporary index of the set first, a
-/// B-tree with a page cache of its own (`perf`: a fortieth of a CheckHire's time, whose sets are
-/// mostly one institution or one person); more as `IN` the JSON array ([`key_set`]). Two texts,
-/// each prepared once.
-fn sqlite_match(n: usize, keys: &[String]) -> (String, Value) {
-    match keys {
-        [key] => (format!("= ${n}"), Value::Text(key.clone())),
-        _ => (
-            format!("IN ({})", key_set(Backend::Sqlite, n)),
-            Value::Text(json_array(keys)),
-        ),
-    }
 }
 
 /// The rows of a set of text keys bound as one JSON array at parameter `n`: a table of one column

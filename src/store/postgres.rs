@@ -2,11 +2,11 @@
 //! the same people or institutions are kept apart with transaction-scoped advisory locks, taken in
 //! a fixed order so that two transactions cannot deadlock on them.
 //!
-//! Pushes and audit appends write through the native driver's pool (`Store::push_pool`), not
-//! `sqlx::Any`: their rows go in as one `INSERT … SELECT FROM UNNEST` of typed arrays per table,
-//! one stable statement text whatever the batch (a multi-row `VALUES` list was a new text, parsed
-//! and planned, for every batch size, with a bind parameter per value), and the rows they read are
-//! decoded once, not copied into `Any`'s rows first.
+//! Pushes, audit appends and pre-checks go through the native driver's pool (`Store::native_pool`),
+//! not `sqlx::Any`: rows go in as one `INSERT … SELECT FROM UNNEST` of typed arrays per table, one
+//! stable statement text whatever the batch (a multi-row `VALUES` list was a new text, parsed and
+//! planned, for every batch size, with a bind parameter per value), and the rows read are decoded
+//! once, not copied into `Any`'s rows first.
 
 use std::hash::{Hash, Hasher};
 
@@ -20,8 +20,8 @@ use crate::error::{Error, Result};
 
 pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Store> {
     let pool = Store::pool_options(options).connect(url).await?;
-    // Opened as pushes need them: a replica that only reads holds none.
-    let pushes = PgPoolOptions::new()
+    // Opened as pushes and pre-checks need them: a replica that serves neither holds none.
+    let native = PgPoolOptions::new()
         .max_connections(options.max_connections)
         .acquire_timeout(options.acquire_timeout)
         .connect_lazy(url)?;
@@ -42,14 +42,15 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Store> 
         roll_reads: std::sync::Arc::default(),
         native: None,
         native_writer: None,
-        pushes: Some(pushes),
+        native_pg: Some(native),
     })
 }
 
 impl Store {
-    /// The pool pushes and audit appends write through (PostgreSQL only).
-    pub(crate) fn push_pool(&self) -> Option<&PgPool> {
-        self.pushes.as_ref()
+    /// The native pool pushes and audit appends write through and pre-checks read from
+    /// (PostgreSQL only).
+    pub(crate) fn native_pool(&self) -> Option<&PgPool> {
+        self.native_pg.as_ref()
     }
 }
 

@@ -40,7 +40,8 @@ impl Store {
     }
 
     /// Answers a pre-check within one snapshot of the data: on an SQLite file, on a native read
-    /// connection, in place on the runtime's worker; elsewhere in a read transaction of the pool.
+    /// connection, in place on the runtime's worker; on PostgreSQL, in a repeatable-read
+    /// transaction of the native pool; in memory, in a read transaction of the pool.
     /// Whether `asker` oversees the institution is read there too: a separate read would cost a
     /// pool's hand-off of its own (on SQLite, `sqlx`'s worker thread).
     ///
@@ -56,6 +57,17 @@ impl Store {
             return self
                 .answer(&mut ReadOnce::new(&mut read), asker, question)
                 .await;
+        }
+        if let Some(native) = self.native_pool() {
+            // PostgreSQL's default isolation gives each statement a snapshot of its own.
+            let mut tx = native
+                .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .await?;
+            let answer = self
+                .answer(&mut ReadOnce::new(&mut tx), asker, question)
+                .await;
+            tx.rollback().await?;
+            return answer;
         }
         let mut tx = self.readers().begin().await?;
         let answer = self

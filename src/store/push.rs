@@ -16,7 +16,7 @@ use super::postgres;
 use super::query as q;
 use super::reconcile::{self, scope_lock_keys};
 use super::write::Writer;
-use super::{Backend, Store, Tx, Value, lookup_keys, now_micros, select_in};
+use super::{Store, Tx, Value, lookup_keys, now_micros, select_in};
 use crate::domain::aggregates::{Headcount, Plans};
 use crate::domain::dirty::{Change, DirtyKey, DirtySet, Rewrite};
 use crate::domain::findings::{Entry, FindingKey, InstitutionFacts, PersonTerm, RecordRef, Scope};
@@ -185,8 +185,8 @@ impl Store {
             return Ok(verdicts);
         }
         let keys = push_lock_keys(agency, submissions);
-        if let Some(pushes) = self.push_pool() {
-            let mut tx = pushes.begin().await?;
+        if let Some(native) = self.native_pool() {
+            let mut tx = native.begin().await?;
             postgres::advisory_locks(&mut tx, &keys).await?;
             return self.push_and_commit(tx, agency, submissions).await;
         }
@@ -1386,27 +1386,17 @@ async fn upsert_persons<R: PersonHistoryKind, W: Writer>(
 }
 
 async fn delete_for_people<W: Writer>(tx: &mut W, table: &str, people: &[String]) -> Result<()> {
-    if tx.backend() == Backend::Postgres {
-        // One statement text and one parameter, whatever the number of people; `= ANY` of an
-        // array is an index condition, where `IN (subquery)` planned as a semi-join read the
-        // whole table (a single hire's push took 37 ms instead of 6 on the city).
-        let sql = format!(
-            "DELETE FROM {table} WHERE resident_id = ANY(ARRAY({}))",
-            super::key_set(Backend::Postgres, 1)
-        );
-        tx.execute(&sql, vec![Value::Text(super::json_array(people))])
-            .await?;
+    if people.is_empty() {
         return Ok(());
     }
-    for chunk in people.chunks(10_000) {
-        let list = (1..=chunk.len())
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!("DELETE FROM {table} WHERE resident_id IN ({list})");
-        let values = chunk.iter().cloned().map(Value::Text).collect();
-        tx.execute(&sql, values).await?;
-    }
+    // One statement text per backend and one parameter, whatever the number of people: an `IN`
+    // list of a parameter each was a new text for every batch's number of people.
+    let (matched, set) = super::key_match(tx.backend(), 1, people);
+    tx.execute(
+        &format!("DELETE FROM {table} WHERE resident_id {matched}"),
+        vec![set],
+    )
+    .await?;
     Ok(())
 }
 

@@ -58,13 +58,27 @@ pub trait Columns {
     fn int(&self, name: &str) -> Result<Option<i64>>;
 }
 
+impl<T: Columns> Columns for Arc<T> {
+    fn text(&self, name: &str) -> Result<Option<String>> {
+        (**self).text(name)
+    }
+
+    fn int(&self, name: &str) -> Result<Option<i64>> {
+        (**self).int(name)
+    }
+}
+
+/// A statement's text and values.
+type Statement = (String, Vec<Value>);
+
 /// A reader that runs each distinct statement (text and values) once and answers it again from
 /// what it read: within one snapshot the same statement returns the same rows. A pre-check asks
 /// some of what its decision already read again for the numbers beside the verdict (the quotas,
-/// the roll's count, the year's plans); it asks them through this instead of reading twice.
+/// the roll's count, the year's plans); it asks them through this instead of reading twice. The
+/// rows are kept shared, since not every driver's rows can be copied (PostgreSQL's).
 pub(crate) struct ReadOnce<'a, R: Reader> {
     inner: &'a mut R,
-    read: HashMap<(String, Vec<Value>), Vec<R::Row>>,
+    read: HashMap<Statement, Vec<Arc<R::Row>>>,
     answered_again: bool,
 }
 
@@ -79,24 +93,27 @@ impl<'a, R: Reader> ReadOnce<'a, R> {
     }
 }
 
-impl<R: Reader> Reader for ReadOnce<'_, R>
-where
-    R::Row: Clone,
-{
-    type Row = R::Row;
+impl<R: Reader> Reader for ReadOnce<'_, R> {
+    type Row = Arc<R::Row>;
 
     fn backend(&self) -> Backend {
         self.inner.backend()
     }
 
-    async fn rows(&mut self, sql: &str, values: Vec<Value>) -> Result<Vec<R::Row>> {
+    async fn rows(&mut self, sql: &str, values: Vec<Value>) -> Result<Vec<Arc<R::Row>>> {
         let key = (sql.to_owned(), values);
         if let Some(rows) = self.read.get(&key) {
             self.answered_again = true;
             return Ok(rows.clone());
         }
         self.answered_again = false;
-        let rows = self.inner.rows(sql, key.1.clone()).await?;
+        let rows: Vec<Arc<R::Row>> = self
+            .inner
+            .rows(sql, key.1.clone())
+            .await?
+            .into_iter()
+            .map(Arc::new)
+            .collect();
         self.read.insert(key, rows.clone());
         Ok(rows)
     }

@@ -95,7 +95,7 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Store> 
         roll_reads: std::sync::Arc::default(),
         native,
         native_writer,
-        pushes: None,
+        native_pg: None,
     })
 }
 

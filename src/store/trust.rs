@@ -318,8 +318,8 @@ impl Store {
             });
             return Ok(appended.await?.unwrap_or_default());
         }
-        if let Some(pushes) = self.push_pool() {
-            let mut tx = pushes.begin().await?;
+        if let Some(native) = self.native_pool() {
+            let mut tx = native.begin().await?;
             let seq = append.on(&mut tx, entries).await?;
             tx.commit().await?;
             return Ok(seq);
