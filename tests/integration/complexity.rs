@@ -592,3 +592,113 @@ async fn on_postgres_a_retry_reads_its_own_keys_not_the_agencys_history() {
         "a checked hire read {read} of 5,000 people's spells"
     );
 }
+
+/// Rows PostgreSQL has fetched from `table` (scanned or by index) once the connections that read
+/// it have closed: a backend flushes its counts when it exits, where an idle one may hold them for
+/// ten seconds. Read until two readings agree, since the exit is not waited for.
+async fn fetched_after_close(url: &str, table: &str) -> i64 {
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    let mut last = -1;
+    loop {
+        let (seq, idx): (i64, i64) = sqlx::query_as(
+            "SELECT COALESCE(seq_tup_read, 0), COALESCE(idx_tup_fetch, 0) \
+             FROM pg_stat_user_tables WHERE relname = $1",
+        )
+        .bind(table)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if seq + idx == last {
+            pool.close().await;
+            return last;
+        }
+        last = seq + idx;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+}
+
+/// A CheckHire citing an approval reads the approval's entries, not the institution's hires:
+/// PostgreSQL without statistics (a table never analyzed) sought the count of an approval's use
+/// by the institution and the event type, and read every hire the institution ever had. Counted
+/// from the table's own statistics: the personnel events a store's opening reads (its kept
+/// counts), then those of an opening and one CheckHire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_hire_check_reads_its_approval_not_the_institution_s_hires() {
+    if !postgres_given() {
+        return;
+    }
+    let db = TestDb::new(Backend::Postgres).await;
+    let options = StoreOptions {
+        max_connections: 1,
+        ..StoreOptions::default()
+    };
+    let unit = uscc("140100", 1);
+    let (earlier, cited) = ("并编审〔2023〕1号", "并编审〔2024〕1号");
+    {
+        let store = Store::connect(db.url(), &options).await.unwrap();
+        store.set_push_checks(false);
+        let office = agency("140100", AgencyKind::StaffingOffice);
+        push(&store, &office, vec![organ("i1", &unit, "140100")]).await;
+        push(&store, &office, vec![quota("q1", &unit, 10_000)]).await;
+        let approvals = vec![
+            approval("a1", earlier, &unit, 2023, 5_000),
+            approval("a2", cited, &unit, 2024, 10),
+        ];
+        push(&store, &office, approvals).await;
+        let hr = agency("140100", AgencyKind::Hr);
+        let kind = proto::PersonnelEventType::Hire;
+        let mut hires: Vec<_> = (0..3_000)
+            .map(|n| {
+                event(
+                    &format!("h{n}"),
+                    kind,
+                    &person(n),
+                    &unit,
+                    "2023-03-01",
+                    earlier,
+                )
+            })
+            .collect();
+        hires.push(event(
+            "h-new",
+            kind,
+            &person(3_000),
+            &unit,
+            "2024-03-01",
+            cited,
+        ));
+        push(&store, &hr, hires).await;
+        store.close().await;
+    }
+    let hire = HireQuestion {
+        institution: quotahub::domain::Uscc::parse(&unit).unwrap(),
+        category: QuotaCategory::Administrative,
+        channel: None,
+        approval_number: Some(cited.to_owned()),
+        resident_id: Some(ResidentId::parse(&person(9_999)).unwrap()),
+        post: None,
+        rank: None,
+        date: chrono::NaiveDate::from_ymd_opt(2024, 6, 15).unwrap(),
+    };
+    let hr = agency("140100", AgencyKind::Hr);
+    let mut read = Vec::new();
+    for ask in [false, true] {
+        let before = fetched_after_close(db.url(), "personnel_events").await;
+        let store = Store::connect(db.url(), &options).await.unwrap();
+        if ask {
+            let answer = store.check_hire(&hr, &hire).await.unwrap();
+            assert_eq!(
+                answer.approval_used, 1,
+                "the approval's one entry is counted"
+            );
+        }
+        store.close().await;
+        read.push(fetched_after_close(db.url(), "personnel_events").await - before);
+    }
+    let asked = read[1] - read[0];
+    assert!(
+        asked <= 20,
+        "a CheckHire read {asked} personnel events of an institution with 3,001 hires, one \
+         citing its approval"
+    );
+}
