@@ -554,13 +554,7 @@ async fn on_postgres_a_retry_reads_its_own_keys_not_the_agencys_history() {
 
     // A checked hire reads the newcomer's spells by key, not the 5,000 people's (into a
     // registered institution within its quota, so that no finding cites its roll).
-    let store = Store::connect(db.url(), &StoreOptions::default())
-        .await
-        .unwrap();
-    store.set_push_checks(false);
-    let office = agency("140100", AgencyKind::StaffingOffice);
-    push(&store, &office, vec![organ("i1", &unit, "140100")]).await;
-    push(&store, &office, vec![quota("q1", &unit, 10_000)]).await;
+    let store = registered(db.url(), &unit).await;
     let hr = agency("140100", AgencyKind::Hr);
     let hires = (0..5_000)
         .map(|n| hire(&format!("h{n}"), &person(n), &unit, "2024-01-01"))
@@ -577,6 +571,16 @@ async fn on_postgres_a_retry_reads_its_own_keys_not_the_agencys_history() {
         read <= 20,
         "a checked hire read {read} of 5,000 people's spells"
     );
+}
+
+/// A store with its checks off, `unit` registered in it with a quota of 10,000.
+async fn registered(url: &str, unit: &str) -> Store {
+    let store = Store::connect(url, &StoreOptions::default()).await.unwrap();
+    store.set_push_checks(false);
+    let office = agency("140100", AgencyKind::StaffingOffice);
+    push(&store, &office, vec![organ("i1", unit, "140100")]).await;
+    push(&store, &office, vec![quota("q1", unit, 10_000)]).await;
+    store
 }
 
 /// Rows PostgreSQL fetched from `table` for `work` on a store of one connection a pool: those of
@@ -634,13 +638,8 @@ async fn on_postgres_a_hire_check_reads_its_approval_not_the_institution_s_hires
     let unit = uscc("140100", 1);
     let (earlier, cited) = ("并编审〔2023〕1号", "并编审〔2024〕1号");
     {
-        let store = Store::connect(db.url(), &StoreOptions::default())
-            .await
-            .unwrap();
-        store.set_push_checks(false);
+        let store = registered(db.url(), &unit).await;
         let office = agency("140100", AgencyKind::StaffingOffice);
-        push(&store, &office, vec![organ("i1", &unit, "140100")]).await;
-        push(&store, &office, vec![quota("q1", &unit, 10_000)]).await;
         let approvals = vec![
             approval("a1", earlier, &unit, 2023, 5_000),
             approval("a2", cited, &unit, 2024, 10),
