@@ -704,8 +704,8 @@ async fn roll_sample<R: Reader>(
     values.extend([Value::Text(day.clone()), Value::Text(day)]);
     values.push(Value::Int(EVIDENCE_SAMPLE as i64));
     // By the roll's index, in resident order: the scan stops at the sample's last person. On
-    // PostgreSQL the start stays sought: without it, the planner without statistics walked the
-    // whole table in resident order for the sample (a CheckHire at 92 ms, not 6, on the city).
+    // PostgreSQL the start stays sought, as it was: taking it out there is not measured (the
+    // 92 ms CheckHire first blamed on it was the JIT's, see `postgres::connect`).
     let started = match backend {
         Backend::Sqlite => not_sought(backend, "valid_from"),
         Backend::Postgres => "valid_from".to_owned(),
