@@ -661,6 +661,22 @@ pub(super) async fn headcounts_on<R: Reader>(
         .collect()
 }
 
+/// The rolls whose headcount on `as_of` a decision of `keys` reads.
+fn rolls_on<'k>(
+    keys: impl IntoIterator<Item = &'k DirtyKey>,
+    as_of: NaiveDate,
+) -> Vec<(&'k Uscc, QuotaCategory, NaiveDate)> {
+    keys.into_iter()
+        .filter_map(|key| match key {
+            DirtyKey::Headcount {
+                institution,
+                category,
+            } => Some((institution, *category, as_of)),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The people of one roll on `on` among counts [`headcounts_on`] read (none kept: nobody).
 fn people_on(
     counts: &HashMap<(String, String, NaiveDate), i64>,
@@ -895,7 +911,33 @@ pub(crate) async fn decide<R: Reader>(
     known: &Known,
     as_of: NaiveDate,
 ) -> Result<Vec<(Finding, String)>> {
-    Ok(decide_pair(store, tx, dirty, known, as_of, None).await?.0)
+    Ok(decide_pair(store, tx, dirty, known, as_of, None)
+        .await?
+        .without)
+}
+
+/// A pair of decisions ([`decide_pair`]): the findings without the act and with it, each with
+/// its jurisdiction, and the rolls' counts they were decided by.
+#[derive(Debug, Default)]
+pub(crate) struct Decisions {
+    pub without: Vec<(Finding, String)>,
+    pub with: Vec<(Finding, String)>,
+    counts: HashMap<(String, String, NaiveDate), i64>,
+}
+
+impl Decisions {
+    /// The people on (institution, category)'s roll on `on`, if the decisions read that count:
+    /// a pre-check's numbers take it from here rather than reading it again.
+    pub(crate) fn people_on(
+        &self,
+        uscc: &Uscc,
+        category: QuotaCategory,
+        on: NaiveDate,
+    ) -> Option<i64> {
+        self.counts
+            .get(&(uscc.to_string(), category.code().to_owned(), on))
+            .copied()
+    }
 }
 
 /// The findings the keys cover as of `as_of`, without the act and with it (empty without an
@@ -907,12 +949,12 @@ pub(crate) async fn decide_pair<R: Reader>(
     known: &Known,
     as_of: NaiveDate,
     act: Option<&Act>,
-) -> Result<(Vec<(Finding, String)>, Vec<(Finding, String)>)> {
+) -> Result<Decisions> {
     let reads = store.check_reads();
     let config = &store.checks().rules;
     let keys: Vec<&DirtyKey> = dirty.keys().filter(|k| !reads_registry(k)).collect();
     if keys.is_empty() {
-        return Ok((Vec::new(), Vec::new()));
+        return Ok(Decisions::default());
     }
 
     // The registry entries the keys name: they place the findings, and say whether an
@@ -931,6 +973,7 @@ pub(crate) async fn decide_pair<R: Reader>(
     let Decided {
         mut without,
         mut with,
+        counts,
     } = decide_counted(store, tx, &keys, &registry, as_of, act).await?;
     without.retain(counted_by_keys);
     with.retain(counted_by_keys);
@@ -969,7 +1012,11 @@ pub(crate) async fn decide_pair<R: Reader>(
             })
             .collect()
     };
-    Ok((place(without), place(with)))
+    Ok(Decisions {
+        without: place(without),
+        with: place(with),
+        counts,
+    })
 }
 
 fn institution_of(key: &DirtyKey) -> Option<String> {
@@ -1027,18 +1074,6 @@ async fn decide_counted<R: Reader>(
         Quotas::from_records(&records)
     };
 
-    // The counts the keys name, each kind in one statement (or two) whatever the keys' number.
-    let rolls: Vec<(&Uscc, QuotaCategory, NaiveDate)> = keys
-        .iter()
-        .filter_map(|key| match key {
-            DirtyKey::Headcount {
-                institution,
-                category,
-            } => Some((institution, *category, as_of)),
-            _ => None,
-        })
-        .collect();
-    let counts = headcounts_on(tx, reads, &rolls).await?;
     let years: Vec<(&Uscc, QuotaCategory, i32)> = keys
         .iter()
         .filter_map(|key| match key {
@@ -1054,6 +1089,94 @@ async fn decide_counted<R: Reader>(
 
     // Funding periods to decide, per (institution, category): every period a funding key names.
     let mut funded: BTreeMap<(Uscc, QuotaCategory), Vec<&DirtyKey>> = BTreeMap::new();
+    for key in keys {
+        if let DirtyKey::Funding {
+            institution,
+            category,
+            ..
+        }
+        | DirtyKey::FundedLimit {
+            institution,
+            category,
+            ..
+        } = key
+        {
+            funded
+                .entry((institution.clone(), *category))
+                .or_default()
+                .push(key);
+        }
+    }
+
+    // Each unit's fundings from the earliest period a key names (none: every period).
+    let firsts: Vec<(&Uscc, QuotaCategory, Option<crate::domain::Period>)> = funded
+        .iter()
+        .map(|((institution, category), unit_keys)| {
+            let first = unit_keys
+                .iter()
+                .map(|key| match key {
+                    DirtyKey::Funding { period, .. } => Some(*period),
+                    DirtyKey::FundedLimit { periods, .. } => periods.first,
+                    _ => None,
+                })
+                .min()
+                .flatten();
+            (institution, *category, first)
+        })
+        .collect();
+    let mut stored_fundings = fundings_from(tx, reads, &firsts).await?;
+    // Each unit's fundings as of its keys' periods, without the act and with it.
+    let mut units = Vec::new();
+    for ((institution, category), unit_keys) in funded {
+        let stored = stored_fundings
+            .remove(&(institution.to_string(), category.code().to_owned()))
+            .unwrap_or_default();
+        let added = act
+            .and_then(|act| act.funding.clone())
+            .filter(|f| f.record.institution == institution && f.record.category == category);
+        let named = |period: crate::domain::Period| {
+            let key = FindingKey {
+                code: RuleCode::FundedOverQuota,
+                institution: institution.to_string(),
+                subject: category.code().to_owned(),
+                period: period.to_string(),
+            };
+            unit_keys.iter().any(|k| k.covers(&key))
+        };
+        // The unit's quotas only: a bulk push decides thousands of units, each with its own.
+        let mut without = Aggregates {
+            quotas: quotas.only(&(institution.clone(), category)),
+            ..Aggregates::default()
+        };
+        let mut periods = BTreeSet::new();
+        for funding in stored.iter().filter(|f| named(f.record.period)) {
+            periods.insert(funding.record.period);
+            without.fundings.restate(funding);
+        }
+        let mut with = act.map(|_| without.clone());
+        if let (Some(with), Some(added)) = (&mut with, &added)
+            && named(added.record.period)
+        {
+            periods.insert(added.record.period);
+            with.fundings.restate(added);
+        }
+        units.push((institution, category, periods, without, with));
+    }
+
+    // The rolls' counts: the headcount keys' on `as_of`, the funded units' on their periods' last
+    // days, all in one statement whatever their number.
+    let mut rolls = rolls_on(keys.iter().copied(), as_of);
+    rolls.extend(
+        units
+            .iter()
+            .flat_map(|(institution, category, periods, ..)| {
+                periods
+                    .iter()
+                    .map(move |period| (institution, *category, period.last_day()))
+            }),
+    );
+    let counts = headcounts_on(tx, reads, &rolls).await?;
+
     for key in keys {
         match key {
             DirtyKey::Headcount {
@@ -1118,87 +1241,10 @@ async fn decide_counted<R: Reader>(
                 }
                 found.add(without, with);
             }
-            DirtyKey::Funding {
-                institution,
-                category,
-                ..
-            }
-            | DirtyKey::FundedLimit {
-                institution,
-                category,
-                ..
-            } => funded
-                .entry((institution.clone(), *category))
-                .or_default()
-                .push(key),
             _ => {}
         }
     }
 
-    // Each unit's fundings from the earliest period a key names (none: every period).
-    let firsts: Vec<(&Uscc, QuotaCategory, Option<crate::domain::Period>)> = funded
-        .iter()
-        .map(|((institution, category), unit_keys)| {
-            let first = unit_keys
-                .iter()
-                .map(|key| match key {
-                    DirtyKey::Funding { period, .. } => Some(*period),
-                    DirtyKey::FundedLimit { periods, .. } => periods.first,
-                    _ => None,
-                })
-                .min()
-                .flatten();
-            (institution, *category, first)
-        })
-        .collect();
-    let mut stored_fundings = fundings_from(tx, reads, &firsts).await?;
-    // Each unit's fundings as of its keys' periods, without the act and with it.
-    let mut units = Vec::new();
-    for ((institution, category), unit_keys) in funded {
-        let stored = stored_fundings
-            .remove(&(institution.to_string(), category.code().to_owned()))
-            .unwrap_or_default();
-        let added = act
-            .and_then(|act| act.funding.clone())
-            .filter(|f| f.record.institution == institution && f.record.category == category);
-        let named = |period: crate::domain::Period| {
-            let key = FindingKey {
-                code: RuleCode::FundedOverQuota,
-                institution: institution.to_string(),
-                subject: category.code().to_owned(),
-                period: period.to_string(),
-            };
-            unit_keys.iter().any(|k| k.covers(&key))
-        };
-        // The unit's quotas only: a bulk push decides thousands of units, each with its own.
-        let mut without = Aggregates {
-            quotas: quotas.only(&(institution.clone(), category)),
-            ..Aggregates::default()
-        };
-        let mut periods = BTreeSet::new();
-        for funding in stored.iter().filter(|f| named(f.record.period)) {
-            periods.insert(funding.record.period);
-            without.fundings.restate(funding);
-        }
-        let mut with = act.map(|_| without.clone());
-        if let (Some(with), Some(added)) = (&mut with, &added)
-            && named(added.record.period)
-        {
-            periods.insert(added.record.period);
-            with.fundings.restate(added);
-        }
-        units.push((institution, category, periods, without, with));
-    }
-    // The rolls on the periods' last days, all in one statement.
-    let rolls: Vec<(&Uscc, QuotaCategory, NaiveDate)> = units
-        .iter()
-        .flat_map(|(institution, category, periods, ..)| {
-            periods
-                .iter()
-                .map(move |period| (institution, *category, period.last_day()))
-        })
-        .collect();
-    let counts = headcounts_on(tx, reads, &rolls).await?;
     for (institution, category, periods, mut without, mut with) in units {
         for period in periods {
             let day = period.last_day();
@@ -1217,6 +1263,7 @@ async fn decide_counted<R: Reader>(
             found.add(decide(&mut without, people), after);
         }
     }
+    found.counts = counts;
     Ok(found)
 }
 
@@ -1225,6 +1272,8 @@ async fn decide_counted<R: Reader>(
 struct Decided {
     without: Vec<Finding>,
     with: Vec<Finding>,
+    /// The rolls' counts read: (USCC, category code, date) -> people.
+    counts: HashMap<(String, String, NaiveDate), i64>,
 }
 
 impl Decided {

@@ -25,10 +25,7 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Store> 
     // never analyzed the planner's estimates can pass the JIT's threshold, and compiling the plan
     // took 33-41 ms of a read of a dozen pages (a CheckHire at 92 ms, not 6, on the city).
     let native_options = url.parse::<PgConnectOptions>()?.options([("jit", "off")]);
-    let native = PgPoolOptions::new()
-        .max_connections(options.max_connections)
-        .acquire_timeout(options.acquire_timeout)
-        .connect_lazy_with(native_options);
+    let native = super::pooled(PgPoolOptions::new(), options).connect_lazy_with(native_options);
     let url = Some(std::sync::Arc::new(url.to_owned()));
     Ok(Store {
         readers: pool.clone(),

@@ -63,11 +63,11 @@ impl Store {
             let mut tx = native
                 .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 .await?;
-            let answer = self
+            // Dropped, not rolled back: `sqlx` sends the rollback with the ping it returns the
+            // connection to the pool with, one round trip the answer does not wait for.
+            return self
                 .answer(&mut ReadOnce::new(&mut tx), asker, question)
                 .await;
-            tx.rollback().await?;
-            return answer;
         }
         let mut tx = self.readers().begin().await?;
         let answer = self
@@ -202,16 +202,18 @@ impl Store {
 
         // A backdated hire moves the draws of later entries citing its approval.
         let known = check::resolve_draws(tx, self.check_reads(), &mut dirty, &act.entries).await?;
-        let (before, with_act) =
-            check::decide_pair(self, tx, &dirty, &known, date, Some(&act)).await?;
-        let (before, with_act) = (findings(before), findings(with_act));
+        let decided = check::decide_pair(self, tx, &dirty, &known, date, Some(&act)).await?;
 
         // The numbers beside the verdict.
         let quotas = quotas_of(tx, reads, &question.institution).await?;
         let approved_quota = quotas
             .in_force(&(question.institution.clone(), question.category), date)
             .map_or(0, |q| q.record.approved_count);
-        let active = headcount_on(tx, reads, unit, date).await?;
+        let active = match decided.people_on(unit.0, unit.1, date) {
+            Some(people) => people,
+            // A move within the roll leaves its count out of the keys.
+            None => headcount_on(tx, reads, unit, date).await?,
+        };
         let year = (&question.institution, question.category, date.year());
         let (taken, plans) = plans_of(tx, reads, year).await?;
         let plan_used = taken.0;
@@ -282,8 +284,8 @@ impl Store {
         other_institutions.dedup();
 
         Ok(precheck::hire_answer(
-            &before,
-            with_act,
+            &findings(decided.without),
+            findings(decided.with),
             HireNumbers {
                 approved_quota,
                 active: u32::try_from(active).unwrap_or(u32::MAX),
@@ -314,16 +316,17 @@ impl Store {
             ..Act::default()
         };
         let known = check::Known::default();
-        let (_, with_act) =
-            check::decide_pair(self, tx, &dirty, &known, last_day, Some(&act)).await?;
-        let with_act = findings(with_act);
+        let decided = check::decide_pair(self, tx, &dirty, &known, last_day, Some(&act)).await?;
 
         let unit = (&question.institution, question.category);
         let quotas = quotas_of(tx, reads, &question.institution).await?;
         let approved_quota = quotas
             .in_force(&(question.institution.clone(), question.category), last_day)
             .map_or(0, |q| q.record.approved_count);
-        let active = headcount_on(tx, reads, unit, last_day).await?;
+        let active = match decided.people_on(unit.0, unit.1, last_day) {
+            Some(people) => people,
+            None => headcount_on(tx, reads, unit, last_day).await?,
+        };
         // The statements the decision read these with (answered again, not read twice).
         let already_funded = check::fundings_from(
             tx,
@@ -355,7 +358,7 @@ impl Store {
         .and_then(|facts| facts.funding_form);
 
         Ok(precheck::funding_answer(
-            with_act,
+            findings(decided.with),
             FundingNumbers {
                 approved_quota,
                 active: u32::try_from(active).unwrap_or(u32::MAX),

@@ -510,8 +510,63 @@ async fn the_balance_reads_one_row_per_roll_whatever_the_history(backend: Backen
     assert_eq!(after, (270 + 8, RollReadCounts { kept: 2, seeks: 0 }));
 }
 
+/// A CheckHire reads the counts of the rolls it decides in one statement: the hire's roll on its
+/// date with the roll on the last day of each funded month the hire counts in (the funded heads
+/// against the people), and the answer's headcount from what the decision read. A hire into an
+/// institution funded for the month issues as many statements as one into an unfunded one
+/// (on the city on PostgreSQL, a round trip of about fifteen).
+async fn a_hire_check_reads_its_rolls_counts_once(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = Store::connect(db.url(), &StoreOptions::default())
+        .await
+        .unwrap()
+        .with_checks(Checks {
+            clock: Clock::on(chrono::NaiveDate::from_ymd_opt(2024, 6, 15).unwrap()),
+            ..Checks::default()
+        });
+    store.set_push_checks(false);
+    let funded = plant(&store, 1, 10, 0).await;
+    let unfunded = plant(&store, 2, 10, 100_000).await;
+    let finance = agency("140100", AgencyKind::Finance);
+    push(&store, &finance, vec![funding("june", &funded, "2024-06")]).await;
+    store.set_push_checks(true);
+
+    let hr = agency("140100", AgencyKind::Hr);
+    let mut asked = Vec::new();
+    for (n, unit) in [(1, &funded), (2, &unfunded)] {
+        let question = HireQuestion {
+            institution: quotahub::domain::Uscc::parse(unit).unwrap(),
+            category: QuotaCategory::Administrative,
+            channel: None,
+            approval_number: Some(format!("并编审〔2024〕{n}号")),
+            resident_id: Some(ResidentId::parse(&person(700_000 + n)).unwrap()),
+            post: None,
+            rank: None,
+            date: chrono::NaiveDate::from_ymd_opt(2024, 6, 15).unwrap(),
+        };
+        let before = store.check_reads().statements();
+        let answer = store.check_hire(&hr, &question).await.unwrap();
+        asked.push((store.check_reads().statements() - before, answer.active));
+    }
+    eprintln!(
+        "CheckHire (statements, headcount): funded {:?}, unfunded {:?}",
+        asked[0], asked[1]
+    );
+    assert_eq!(
+        asked[0].0, asked[1].0,
+        "a hire check in an institution funded for the month issues as many statements as in an \
+         unfunded one (funded, unfunded)"
+    );
+    assert_eq!(
+        (asked[0].1, asked[1].1),
+        (9, 9),
+        "the answer's headcount is the roll's (ten hired, one gone)"
+    );
+}
+
 crate::on_both_backends!(
     a_push_reads_what_its_keys_name_whatever_the_history,
+    a_hire_check_reads_its_rolls_counts_once,
     the_balance_reads_one_row_per_roll_whatever_the_history
 );
 
