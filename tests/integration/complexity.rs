@@ -173,13 +173,11 @@ async fn reads_of<P: Pushed>(store: &Store, agency: &Agency, message: P) -> u64 
 
 async fn a_push_reads_what_its_keys_name_whatever_the_history(backend: Backend) {
     let db = TestDb::new(backend).await;
-    let store = Store::connect(db.url(), &StoreOptions::default())
-        .await
-        .unwrap()
-        .with_checks(Checks {
-            clock: Clock::on(chrono::NaiveDate::from_ymd_opt(2024, 6, 15).unwrap()),
-            ..Checks::default()
-        });
+    let store = db
+        .store_on(&Clock::on(
+            chrono::NaiveDate::from_ymd_opt(2024, 6, 15).unwrap(),
+        ))
+        .await;
     store.set_push_checks(false);
     let big = plant(&store, 1, 5_000, 0).await;
     let small = plant(&store, 2, 10, 100_000).await;
@@ -421,13 +419,7 @@ async fn a_push_reads_what_its_keys_name_whatever_the_history(backend: Backend) 
 async fn the_balance_reads_one_row_per_roll_whatever_the_history(backend: Backend) {
     let db = TestDb::new(backend).await;
     let clock = Clock::on(chrono::NaiveDate::from_ymd_opt(2024, 6, 15).unwrap());
-    let store = Store::connect(db.url(), &StoreOptions::default())
-        .await
-        .unwrap()
-        .with_checks(Checks {
-            clock: clock.clone(),
-            ..Checks::default()
-        });
+    let store = db.store_on(&clock).await;
     store.set_push_checks(false);
     // Ten years of hires and exits: 300 people on one roll, 10 on another.
     let large = plant(&store, 1, 300, 0).await;
@@ -517,13 +509,11 @@ async fn the_balance_reads_one_row_per_roll_whatever_the_history(backend: Backen
 /// (on the city on PostgreSQL, a round trip of about fifteen).
 async fn a_hire_check_reads_its_rolls_counts_once(backend: Backend) {
     let db = TestDb::new(backend).await;
-    let store = Store::connect(db.url(), &StoreOptions::default())
-        .await
-        .unwrap()
-        .with_checks(Checks {
-            clock: Clock::on(chrono::NaiveDate::from_ymd_opt(2024, 6, 15).unwrap()),
-            ..Checks::default()
-        });
+    let store = db
+        .store_on(&Clock::on(
+            chrono::NaiveDate::from_ymd_opt(2024, 6, 15).unwrap(),
+        ))
+        .await;
     store.set_push_checks(false);
     let funded = plant(&store, 1, 10, 0).await;
     let unfunded = plant(&store, 2, 10, 100_000).await;

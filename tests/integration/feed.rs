@@ -573,13 +573,7 @@ async fn alerts_move_by_hand_with_versions_and_idempotency_keys(backend: Backend
 async fn escalation_climbs_the_ladder_once_per_deadline_and_stops_when_rectified() {
     let db = TestDb::new(Backend::Sqlite).await;
     let clock = Clock::on(chrono::NaiveDate::from_ymd_opt(2024, 6, 1).unwrap());
-    let store = Store::connect(db.url(), &StoreOptions::default())
-        .await
-        .unwrap()
-        .with_checks(Checks {
-            clock: clock.clone(),
-            ..Checks::default()
-        });
+    let store = db.store_on(&clock).await;
     let finance = agency("140100", AgencyKind::Finance);
     let submission = |n: u32| {
         use quotahub::api::convert::Pushed;

@@ -175,6 +175,17 @@ impl TestDb {
             TestDb::Sqlite { url, .. } | TestDb::Postgres { url, .. } => url,
         }
     }
+
+    /// A store on this database whose checks take today from `clock`.
+    pub async fn store_on(&self, clock: &quotahub::clock::Clock) -> Store {
+        Store::connect(self.url(), &StoreOptions::default())
+            .await
+            .unwrap()
+            .with_checks(quotahub::store::Checks {
+                clock: clock.clone(),
+                ..quotahub::store::Checks::default()
+            })
+    }
 }
 
 impl Drop for TestDb {

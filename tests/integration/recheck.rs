@@ -66,13 +66,11 @@ async fn forget(store: &Store) {
 
 async fn set_based_equals_oracle(backend: Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let db = TestDb::new(backend).await;
-    let store = Store::connect(db.url(), &StoreOptions::default())
-        .await
-        .unwrap()
-        .with_checks(Checks {
-            clock: Clock::on(chrono::NaiveDate::from_ymd_opt(2024, 6, 15).unwrap()),
-            ..Checks::default()
-        });
+    let store = db
+        .store_on(&Clock::on(
+            chrono::NaiveDate::from_ymd_opt(2024, 6, 15).unwrap(),
+        ))
+        .await;
     for (n, op) in ops.iter().enumerate() {
         push(&store, n, op).await;
     }
