@@ -13,7 +13,7 @@ use quotahub::domain::{
 };
 use quotahub::proto;
 use quotahub::store::roll_now::RollReadCounts;
-use quotahub::store::{Checks, Store, StoreOptions};
+use quotahub::store::{Store, StoreOptions};
 
 use crate::helpers::*;
 

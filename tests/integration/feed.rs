@@ -9,7 +9,6 @@ use quotahub::clock::Clock;
 use quotahub::domain::AgencyKind;
 use quotahub::proto;
 use quotahub::proto::feed_message::Message;
-use quotahub::store::{Checks, Store, StoreOptions};
 use tonic::Streaming;
 use tonic::transport::Channel;
 

@@ -10,9 +10,9 @@ use quotahub::domain::findings::{FindingKey, Scope};
 use quotahub::domain::rules;
 use quotahub::domain::{Agency, AgencyKind};
 use quotahub::proto;
+use quotahub::store::Store;
 use quotahub::store::plain_sql;
 use quotahub::store::reconcile::FindingFilter;
-use quotahub::store::{Checks, Store, StoreOptions};
 
 use crate::helpers::*;
 

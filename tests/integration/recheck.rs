@@ -7,7 +7,7 @@
 use proptest::prelude::*;
 use quotahub::clock::Clock;
 use quotahub::store::reconcile::{FindingChange, FindingFilter, StoredFinding};
-use quotahub::store::{Checks, Store, StoreOptions, plain_sql};
+use quotahub::store::{Store, StoreOptions, plain_sql};
 
 use crate::helpers::*;
 use crate::incremental::{Op, op, push};
