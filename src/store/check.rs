@@ -661,22 +661,6 @@ pub(super) async fn headcounts_on<R: Reader>(
         .collect()
 }
 
-/// The rolls whose headcount on `as_of` a decision of `keys` reads.
-fn rolls_on<'k>(
-    keys: impl IntoIterator<Item = &'k DirtyKey>,
-    as_of: NaiveDate,
-) -> Vec<(&'k Uscc, QuotaCategory, NaiveDate)> {
-    keys.into_iter()
-        .filter_map(|key| match key {
-            DirtyKey::Headcount {
-                institution,
-                category,
-            } => Some((institution, *category, as_of)),
-            _ => None,
-        })
-        .collect()
-}
-
 /// The people of one roll on `on` among counts [`headcounts_on`] read (none kept: nobody).
 fn people_on(
     counts: &HashMap<(String, String, NaiveDate), i64>,
@@ -690,13 +674,21 @@ fn people_on(
         .unwrap_or(0)
 }
 
-/// The people on (institution, category)'s roll on `on`, from the kept counts.
+/// The people on (institution, category)'s roll on `on`: the count `decided` read, or, where
+/// the decisions did not count that roll (a move within it), read from the kept counts.
 pub(super) async fn headcount_on<R: Reader>(
     tx: &mut R,
     reads: &CheckReads,
+    decided: &Decisions,
     (uscc, category): (&Uscc, QuotaCategory),
     on: NaiveDate,
 ) -> Result<i64> {
+    if decided
+        .counts
+        .contains_key(&(uscc.to_string(), category.code().to_owned(), on))
+    {
+        return Ok(people_on(&decided.counts, uscc, category, on));
+    }
     let counts = headcounts_on(tx, reads, &[(uscc, category, on)]).await?;
     Ok(people_on(&counts, uscc, category, on))
 }
@@ -917,27 +909,13 @@ pub(crate) async fn decide<R: Reader>(
 }
 
 /// A pair of decisions ([`decide_pair`]): the findings without the act and with it, each with
-/// its jurisdiction, and the rolls' counts they were decided by.
+/// its jurisdiction, and the rolls' counts they were decided by (a pre-check's headcount,
+/// [`headcount_on`], is taken from them rather than read again).
 #[derive(Debug, Default)]
 pub(crate) struct Decisions {
     pub without: Vec<(Finding, String)>,
     pub with: Vec<(Finding, String)>,
     counts: HashMap<(String, String, NaiveDate), i64>,
-}
-
-impl Decisions {
-    /// The people on (institution, category)'s roll on `on`, if the decisions read that count:
-    /// a pre-check's numbers take it from here rather than reading it again.
-    pub(crate) fn people_on(
-        &self,
-        uscc: &Uscc,
-        category: QuotaCategory,
-        on: NaiveDate,
-    ) -> Option<i64> {
-        self.counts
-            .get(&(uscc.to_string(), category.code().to_owned(), on))
-            .copied()
-    }
 }
 
 /// The findings the keys cover as of `as_of`, without the act and with it (empty without an
@@ -1165,7 +1143,16 @@ async fn decide_counted<R: Reader>(
 
     // The rolls' counts: the headcount keys' on `as_of`, the funded units' on their periods' last
     // days, all in one statement whatever their number.
-    let mut rolls = rolls_on(keys.iter().copied(), as_of);
+    let mut rolls: Vec<(&Uscc, QuotaCategory, NaiveDate)> = keys
+        .iter()
+        .filter_map(|key| match key {
+            DirtyKey::Headcount {
+                institution,
+                category,
+            } => Some((institution, *category, as_of)),
+            _ => None,
+        })
+        .collect();
     rolls.extend(
         units
             .iter()

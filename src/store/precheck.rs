@@ -209,11 +209,7 @@ impl Store {
         let approved_quota = quotas
             .in_force(&(question.institution.clone(), question.category), date)
             .map_or(0, |q| q.record.approved_count);
-        let active = match decided.people_on(unit.0, unit.1, date) {
-            Some(people) => people,
-            // A move within the roll leaves its count out of the keys.
-            None => headcount_on(tx, reads, unit, date).await?,
-        };
+        let active = headcount_on(tx, reads, &decided, unit, date).await?;
         let year = (&question.institution, question.category, date.year());
         let (taken, plans) = plans_of(tx, reads, year).await?;
         let plan_used = taken.0;
@@ -323,10 +319,7 @@ impl Store {
         let approved_quota = quotas
             .in_force(&(question.institution.clone(), question.category), last_day)
             .map_or(0, |q| q.record.approved_count);
-        let active = match decided.people_on(unit.0, unit.1, last_day) {
-            Some(people) => people,
-            None => headcount_on(tx, reads, unit, last_day).await?,
-        };
+        let active = headcount_on(tx, reads, &decided, unit, last_day).await?;
         // The statements the decision read these with (answered again, not read twice).
         let already_funded = check::fundings_from(
             tx,
