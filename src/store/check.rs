@@ -25,6 +25,7 @@ use super::feed::{self, FeedEventType};
 use super::findings::{Alert, ChangeKind, StoredFinding, decode_finding, write_findings};
 use super::query::{self as q, Stored};
 use super::read::{Columns, Reader};
+use super::roll_now;
 use super::write::Writer;
 use super::{Backend, Value, now_micros, select_in};
 use crate::domain::aggregates::{self, Aggregates, Headcount, Plans, Quotas};
@@ -353,9 +354,20 @@ pub(crate) async fn shift_roll_counts<W: Writer>(
         )
     );
     execute(tx, sql, vec![key_rows(moves)]).await?;
-    let moved: BTreeSet<(&Uscc, QuotaCategory)> =
-        runs.iter().map(|run| (&run.key.0, run.key.1)).collect();
-    super::roll_now::set(tx, &moved, today).await
+    // Each moved roll's kept row, set again as of today: one statement text whatever the number
+    // of rolls (a `VALUES` list of two parameters a roll was a new text, parsed and planned, for
+    // every number of rolls a push moved).
+    let moved = runs
+        .iter()
+        .map(|run| serde_json::json!([run.key.0.as_str(), run.key.1.code()]))
+        .collect();
+    let sql = statement!(
+        backend,
+        roll_now::set_rolls(&key_select(backend, &[Part::Text, Part::Text]), 2)
+    );
+    let mut values = vec![key_rows(moved)];
+    values.extend(roll_now::on(today));
+    execute(tx, sql, values).await
 }
 
 /// Moves the stored count of entries, and of policy placements, per (institution, category,
@@ -564,6 +576,12 @@ fn with_keys_again(backend: Backend, parts: &[Part]) -> String {
 }
 
 fn keys_as(backend: Backend, parts: &[Part], materialized: &str) -> String {
+    format!("WITH k AS {materialized}({})", key_select(backend, parts))
+}
+
+/// The keys bound as `$1` (a JSON array of arrays) as rows, with columns `k0`, `k1`, ...: the
+/// query [`with_keys`] names `k`, for a statement that names it itself.
+fn key_select(backend: Backend, parts: &[Part]) -> String {
     let columns: Vec<String> = parts
         .iter()
         .enumerate()
@@ -575,10 +593,8 @@ fn keys_as(backend: Backend, parts: &[Part], materialized: &str) -> String {
         .collect();
     let columns = columns.join(", ");
     match backend {
-        Backend::Sqlite => format!("WITH k AS {materialized}(SELECT {columns} FROM json_each($1))"),
-        Backend::Postgres => format!(
-            "WITH k AS {materialized}(SELECT {columns} FROM json_array_elements($1::json) AS v)"
-        ),
+        Backend::Sqlite => format!("SELECT {columns} FROM json_each($1)"),
+        Backend::Postgres => format!("SELECT {columns} FROM json_array_elements($1::json) AS v"),
     }
 }
 

@@ -53,6 +53,17 @@ impl Store {
     pub(crate) fn native_pool(&self) -> Option<&PgPool> {
         self.native_pg.as_ref()
     }
+
+    /// Statements prepared on a connection of the native pool (PostgreSQL; `None` on SQLite): with
+    /// a pool of one connection, every text the store's pushes and pre-checks ran. Work counted
+    /// for the test that holds a push's statements to texts that do not change with its size.
+    pub async fn native_statements_prepared(&self) -> Result<Option<usize>> {
+        let Some(pool) = self.native_pool() else {
+            return Ok(None);
+        };
+        let connection = pool.acquire().await?;
+        Ok(Some(sqlx::Connection::cached_statements_size(&*connection)))
+    }
 }
 
 fn bind_native(values: Vec<Value>) -> Result<PgArguments> {

@@ -8,19 +8,13 @@
 //! hub's date; a roll whose next change has come since is set again by the schedule
 //! ([`Store::refresh_rolls`]), and read from the history until then.
 
-use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::NaiveDate;
 
 use super::codec::column;
-use super::write::Writer;
 use super::{Store, Value, bind_all};
-use crate::domain::{Coded, QuotaCategory, Uscc};
 use crate::error::Result;
-
-/// Rolls set per statement (two values each).
-const ROLLS_PER_STATEMENT: usize = 400;
 
 /// A roll's count on the date `day` (a placeholder) from its history: its last change on or
 /// before it, one seek; `roll` is the alias of a row naming the roll (`institution_uscc`,
@@ -43,7 +37,7 @@ fn holds(first: usize) -> String {
 
 /// The statement that sets the kept row of the rolls `u(institution_uscc, category)` names (a CTE
 /// before it) as of the three date placeholders that follow the CTE's own.
-fn set_rolls(from_rolls: &str, first: usize) -> String {
+pub(super) fn set_rolls(from_rolls: &str, first: usize) -> String {
     let roll = "r.institution_uscc = u.institution_uscc AND r.category = u.category";
     format!(
         "WITH u(institution_uscc, category) AS ({from_rolls}) \
@@ -60,36 +54,14 @@ fn set_rolls(from_rolls: &str, first: usize) -> String {
     )
 }
 
-fn on(today: NaiveDate) -> [Value; 3] {
+/// The three dates [`set_rolls`] binds after its rolls' own placeholders: all `today`.
+pub(super) fn on(today: NaiveDate) -> [Value; 3] {
     let day = today.to_string();
     [
         Value::Text(day.clone()),
         Value::Text(day.clone()),
         Value::Text(day),
     ]
-}
-
-/// Sets the kept rows of `rolls` as of `today`, after the push moved their history.
-pub(crate) async fn set<W: Writer>(
-    tx: &mut W,
-    rolls: &BTreeSet<(&Uscc, QuotaCategory)>,
-    today: NaiveDate,
-) -> Result<()> {
-    let rolls: Vec<_> = rolls.iter().collect();
-    for chunk in rolls.chunks(ROLLS_PER_STATEMENT) {
-        let rows: Vec<String> = (0..chunk.len())
-            .map(|n| format!("(${}, ${})", 2 * n + 1, 2 * n + 2))
-            .collect();
-        let mut values = Vec::with_capacity(2 * chunk.len() + 3);
-        for (uscc, category) in chunk {
-            values.push(Value::from(uscc.as_str()));
-            values.push(Value::from(category.code()));
-        }
-        values.extend(on(today));
-        let sql = set_rolls(&format!("VALUES {}", rows.join(", ")), 2 * chunk.len() + 1);
-        tx.execute_in_order(&sql, values).await?;
-    }
-    Ok(())
 }
 
 /// The people on the rolls of one division and category on a date.

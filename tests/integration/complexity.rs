@@ -741,3 +741,83 @@ async fn on_postgres_a_hire_check_reads_its_approval_not_the_institution_s_hires
          citing its approval"
     );
 }
+
+/// A push's statements keep their texts whatever the number of rolls, records or keys it moves:
+/// PostgreSQL parses and plans each new text (and `sqlx` prepares it on every connection), so a
+/// text per batch size costs each batch a prepare, and the cache's room. Counted as the statements
+/// prepared on the store's one native connection: once a push of one hire and one of two have run
+/// (a single key is sought by a text of its own, a set by another), pushes of three and of four
+/// hires into other institutions prepare none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_push_prepares_the_same_statements_whatever_it_moves() {
+    if !postgres_given() {
+        return;
+    }
+    let db = TestDb::new(Backend::Postgres).await;
+    let options = StoreOptions {
+        max_connections: 1,
+        ..StoreOptions::default()
+    };
+    let store = Store::connect(db.url(), &options).await.unwrap();
+    let office = agency("140100", AgencyKind::StaffingOffice);
+    let hr = agency("140100", AgencyKind::Hr);
+    let units: Vec<String> = (1..=10).map(|n| uscc("140100", n)).collect();
+    for (n, unit) in units.iter().enumerate() {
+        push(
+            &store,
+            &office,
+            vec![organ(&format!("i{n}"), unit, "140100")],
+        )
+        .await;
+        push(&store, &office, vec![quota(&format!("q{n}"), unit, 10)]).await;
+    }
+    let hires = |from: usize, to: usize| -> Vec<proto::PersonnelEvent> {
+        (from..to)
+            .map(|n| hire(&format!("h{n}"), &person(n as u32), &units[n], "2024-03-01"))
+            .collect()
+    };
+    let prepared = async || store.native_statements_prepared().await.unwrap().unwrap();
+    push(&store, &hr, hires(0, 1)).await;
+    push(&store, &hr, hires(1, 3)).await;
+    let seen = prepared().await;
+    push(&store, &hr, hires(3, 6)).await;
+    let three = prepared().await;
+    push(&store, &hr, hires(6, 10)).await;
+    let four = prepared().await;
+    eprintln!("statements prepared: after one hire and two {seen}, three {three}, four {four}");
+    assert_eq!(
+        (three, four),
+        (seen, seen),
+        "pushes moving three and four rolls prepared statements of their own"
+    );
+
+    // So do payroll lines and fundings, paying and funding one institution, two, three, four.
+    let finance = agency("140100", AgencyKind::Finance);
+    let lines = |from: usize, to: usize| -> Vec<proto::PayrollLine> {
+        (from..to)
+            .map(|n| payroll(&format!("p{n}"), &person(n as u32), &units[n], "2024-04"))
+            .collect()
+    };
+    let funded = |from: usize, to: usize| -> Vec<proto::Funding> {
+        (from..to)
+            .map(|n| funding(&format!("f{n}"), &units[n], "2024-04"))
+            .collect()
+    };
+    for (from, to) in [(0, 1), (1, 3)] {
+        push(&store, &finance, lines(from, to)).await;
+        push(&store, &finance, funded(from, to)).await;
+    }
+    let seen = prepared().await;
+    let mut grown = Vec::new();
+    for (from, to) in [(3, 6), (6, 10)] {
+        push(&store, &finance, lines(from, to)).await;
+        push(&store, &finance, funded(from, to)).await;
+        grown.push(prepared().await - seen);
+    }
+    eprintln!("payroll and funding: {seen} prepared, then {grown:?} more");
+    assert_eq!(
+        grown,
+        [0, 0],
+        "payroll lines and fundings prepared statements by size"
+    );
+}
