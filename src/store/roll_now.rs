@@ -36,11 +36,13 @@ fn holds(first: usize) -> String {
 }
 
 /// The statement that sets the kept row of the rolls `u(institution_uscc, category)` names (a CTE
-/// before it) as of the three date placeholders that follow the CTE's own.
+/// before it) as of the three date placeholders that follow the CTE's own. The rolls are taken
+/// once (`MATERIALIZED`): each is sought three times, and SQLite would otherwise extract a roll
+/// bound as JSON again at each (5.6 ms against 3.9 for a thousand rolls).
 pub(super) fn set_rolls(from_rolls: &str, first: usize) -> String {
     let roll = "r.institution_uscc = u.institution_uscc AND r.category = u.category";
     format!(
-        "WITH u(institution_uscc, category) AS ({from_rolls}) \
+        "WITH u(institution_uscc, category) AS MATERIALIZED ({from_rolls}) \
          INSERT INTO roll_now (institution_uscc, category, people, since, until) \
          SELECT u.institution_uscc, u.category, {count}, \
          (SELECT MAX(r.on_date) FROM roll_counts r WHERE {roll} AND r.on_date <= ${b}), \
