@@ -157,6 +157,20 @@ async fn plant(store: &Store, n: u32, people: u32, first_person: u32) -> String 
     unit
 }
 
+/// The date the tests check on: the planted histories run to 2023, their approvals to 2024.
+fn check_date() -> chrono::NaiveDate {
+    chrono::NaiveDate::from_ymd_opt(2024, 6, 15).unwrap()
+}
+
+/// A store whose clock is on [`check_date`] (the clock, for a test that moves it), its push
+/// checks off while the test plants history.
+async fn planting(db: &TestDb) -> (Store, Clock) {
+    let clock = Clock::on(check_date());
+    let store = db.store_on(&clock).await;
+    store.set_push_checks(false);
+    (store, clock)
+}
+
 /// Statements a pre-check may issue on its read connection (a statement asked again is answered
 /// from what it read): each costs a plan's start and its index descents, most of a pre-check's
 /// time on SQLite; the bound keeps them few. A hire of a newcomer citing an approval onto a
@@ -173,12 +187,7 @@ async fn reads_of<P: Pushed>(store: &Store, agency: &Agency, message: P) -> u64 
 
 async fn a_push_reads_what_its_keys_name_whatever_the_history(backend: Backend) {
     let db = TestDb::new(backend).await;
-    let store = db
-        .store_on(&Clock::on(
-            chrono::NaiveDate::from_ymd_opt(2024, 6, 15).unwrap(),
-        ))
-        .await;
-    store.set_push_checks(false);
+    let (store, _) = planting(&db).await;
     let big = plant(&store, 1, 5_000, 0).await;
     let small = plant(&store, 2, 10, 100_000).await;
     let lines: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM payroll_lines")
@@ -200,7 +209,7 @@ async fn a_push_reads_what_its_keys_name_whatever_the_history(backend: Backend) 
     let mut asked = Vec::new();
     for (n, unit, stayer) in [(1, &big, person(0)), (2, &small, person(100_000))] {
         let institution = quotahub::domain::Uscc::parse(unit).unwrap();
-        let date = chrono::NaiveDate::from_ymd_opt(2024, 6, 15).unwrap();
+        let date = check_date();
         let hire = HireQuestion {
             institution: institution.clone(),
             category: QuotaCategory::Administrative,
@@ -418,9 +427,7 @@ async fn a_push_reads_what_its_keys_name_whatever_the_history(backend: Backend) 
 /// history (one seek), until the schedule keeps it as of the new date again.
 async fn the_balance_reads_one_row_per_roll_whatever_the_history(backend: Backend) {
     let db = TestDb::new(backend).await;
-    let clock = Clock::on(chrono::NaiveDate::from_ymd_opt(2024, 6, 15).unwrap());
-    let store = db.store_on(&clock).await;
-    store.set_push_checks(false);
+    let (store, clock) = planting(&db).await;
     // Ten years of hires and exits: 300 people on one roll, 10 on another.
     let large = plant(&store, 1, 300, 0).await;
     let small = plant(&store, 2, 10, 100_000).await;
@@ -509,12 +516,7 @@ async fn the_balance_reads_one_row_per_roll_whatever_the_history(backend: Backen
 /// (on the city on PostgreSQL, a round trip of about fifteen).
 async fn a_hire_check_reads_its_rolls_counts_once(backend: Backend) {
     let db = TestDb::new(backend).await;
-    let store = db
-        .store_on(&Clock::on(
-            chrono::NaiveDate::from_ymd_opt(2024, 6, 15).unwrap(),
-        ))
-        .await;
-    store.set_push_checks(false);
+    let (store, _) = planting(&db).await;
     let funded = plant(&store, 1, 10, 0).await;
     let unfunded = plant(&store, 2, 10, 100_000).await;
     let finance = agency("140100", AgencyKind::Finance);
@@ -532,7 +534,7 @@ async fn a_hire_check_reads_its_rolls_counts_once(backend: Backend) {
             resident_id: Some(ResidentId::parse(&person(700_000 + n)).unwrap()),
             post: None,
             rank: None,
-            date: chrono::NaiveDate::from_ymd_opt(2024, 6, 15).unwrap(),
+            date: check_date(),
         };
         let before = store.check_reads().statements();
         let answer = store.check_hire(&hr, &question).await.unwrap();
@@ -723,7 +725,7 @@ async fn on_postgres_a_hire_check_reads_its_approval_not_the_institution_s_hires
         resident_id: Some(ResidentId::parse(&person(9_999)).unwrap()),
         post: None,
         rank: None,
-        date: chrono::NaiveDate::from_ymd_opt(2024, 6, 15).unwrap(),
+        date: check_date(),
     };
     let hr = agency("140100", AgencyKind::Hr);
     let asked = fetched_for(db.url(), "personnel_events", async |store: &Store| {
