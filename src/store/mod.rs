@@ -185,6 +185,9 @@ impl Store {
             Backend::Postgres => postgres::connect(url, options).await?,
         };
         store.migrate().await?;
+        if store.native.is_some() {
+            sqlite::keep_trail_apart(&store).await?;
+        }
         check::rebuild_counts(&store).await?;
         // Any date would do (a kept row says the span it holds for); today's is the one most read.
         store

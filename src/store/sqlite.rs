@@ -1,7 +1,14 @@
 //! The embedded SQLite backend: WAL so that readers never wait for the writer, one writer
 //! connection so that write transactions queue in the process instead of failing on a busy lock,
 //! and foreign keys on.
+//!
+//! On a file, the audit trail lives in a file of its own beside it ([`trail_file`]), attached to
+//! every connection that writes or reads it as the schema `trail`: the trail is appended at every
+//! call, and a commit to the data's file would make every reader of the data empty its page cache
+//! and unmap the file at its next read ([`keep_trail_apart`] moves a trail kept in the data's
+//! file, as every database made before this was, into its own).
 
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use sqlx::Executor;
@@ -40,14 +47,28 @@ const WRITER_PRAGMAS: &str = concat!(
 
 pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Store> {
     let url = with_create_mode(url);
+    let file = SqliteConnectOptions::from_str(&url)?
+        .get_filename()
+        .to_owned();
+    let on_file = !url.contains(":memory:") && !url.contains("mode=memory");
+    // Attached first, so that `journal_mode` (set on every attached database) covers it too.
+    let attach: std::sync::Arc<str> = if on_file {
+        attach_trail(&file).into()
+    } else {
+        "".into()
+    };
     let pool = |max, pragmas: &'static str| {
+        let attach = attach.clone();
         Store::pool_options(options)
             .max_connections(max)
             // A file does not drop a connection: a ping before each use would be one more
             // hand-off to the connection's thread for every call.
             .test_before_acquire(false)
             .after_connect(move |connection, _| {
-                Box::pin(async move { connection.execute(pragmas).await.map(drop) })
+                let sql = format!("{attach}{pragmas}");
+                Box::pin(
+                    async move { connection.execute(sqlx::AssertSqlSafe(sql)).await.map(drop) },
+                )
             })
     };
     // The pre-checks keep a read through the audit trail's writes, not through the others'
@@ -63,10 +84,6 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Store> 
         .await?;
     let readers = pool(options.max_connections, PRAGMAS).connect(&url).await?;
     // The pre-checks' native readers, for a file (an in-memory database is one connection's).
-    let file = SqliteConnectOptions::from_str(&url)?
-        .get_filename()
-        .to_owned();
-    let on_file = !url.contains(":memory:") && !url.contains("mode=memory");
     let native_writer = on_file.then(|| std::sync::Arc::new(NativeWriter::new(file.clone())));
     let native = on_file.then(|| {
         std::sync::Arc::new(NativeReaders::new(
@@ -99,6 +116,91 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Store> 
     })
 }
 
+/// The file the audit trail of the SQLite file `file` is kept in: `quotahub.db-audit` beside
+/// `quotahub.db` (and its own `-wal` and `-shm` beside it). A copy of the database is a copy of
+/// both.
+pub(crate) fn trail_file(file: &Path) -> PathBuf {
+    let mut name = file.as_os_str().to_owned();
+    name.push("-audit");
+    PathBuf::from(name)
+}
+
+/// What a connection to the SQLite file `file` runs first: the trail's file attached as `trail`,
+/// created when missing, and its commits as durable as the data's (`synchronous` is set per
+/// database). Tables are named without their schema everywhere: SQLite finds each in the one
+/// database that has it.
+pub(crate) fn attach_trail(file: &Path) -> String {
+    let trail = trail_file(file).display().to_string().replace('\'', "''");
+    format!("ATTACH DATABASE '{trail}' AS trail; PRAGMA trail.synchronous = NORMAL; ")
+}
+
+/// The audit trail's tables, which live in the trail's file.
+const TRAIL_TABLES: [&str; 4] = ["audit_log", "audit_head", "audit_tree", "audit_checkpoints"];
+
+/// Moves the audit trail's tables out of the data's file into the trail's, when the data's file
+/// has them: the migrations make them there, and every database made before the trail had a file
+/// of its own kept them there. Two transactions, so that a crash between them loses nothing: the
+/// first copies the tables into the trail's file (again, if a move was cut short), the second
+/// drops them from the data's. Until the second commits, SQLite finds the data's copy first.
+pub(super) async fn keep_trail_apart(store: &Store) -> Result<()> {
+    // Looked at under the write lock: another process on the file may be moving it too.
+    let mut copy = store.writer.begin_with("BEGIN IMMEDIATE").await?;
+    let in_data: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM main.sqlite_master WHERE type = 'table' AND name = 'audit_head'",
+    )
+    .fetch_one(&mut *copy)
+    .await?;
+    if in_data == 0 {
+        return Ok(());
+    }
+    for table in TRAIL_TABLES {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP TABLE IF EXISTS trail.{table}"
+        )))
+        .execute(&mut *copy)
+        .await?;
+    }
+    let made: Vec<(String, String)> = sqlx::query_as(
+        "SELECT type, sql FROM main.sqlite_master WHERE tbl_name IN \
+         ('audit_log', 'audit_head', 'audit_tree', 'audit_checkpoints') AND sql IS NOT NULL \
+         ORDER BY type = 'index'",
+    )
+    .fetch_all(&mut *copy)
+    .await?;
+    for (kind, sql) in made {
+        // `CREATE TABLE audit_log (...`, `CREATE INDEX audit_log_by_time ON audit_log (at)`: the
+        // index goes where its table is.
+        let head = if kind == "index" {
+            "CREATE INDEX "
+        } else {
+            "CREATE TABLE "
+        };
+        let moved = sql.replacen(head, &format!("{head}trail."), 1);
+        sqlx::query(sqlx::AssertSqlSafe(moved))
+            .execute(&mut *copy)
+            .await?;
+    }
+    for table in TRAIL_TABLES {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO trail.{table} SELECT * FROM main.{table}"
+        )))
+        .execute(&mut *copy)
+        .await?;
+    }
+    copy.commit().await?;
+    let mut emptied = store.writer.begin_with("BEGIN IMMEDIATE").await?;
+    for table in TRAIL_TABLES {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP TABLE IF EXISTS main.{table}"
+        )))
+        .execute(&mut *emptied)
+        .await?;
+    }
+    emptied.commit().await?;
+    tracing::info!("the audit trail moved out of the data's file into a file of its own");
+    Ok(())
+}
+
 /// How often the [`checkpointer`] copies what the WAL holds into the file.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -118,12 +220,17 @@ async fn checkpointer(store: std::sync::Weak<NativeReaders>) {
         let done = tokio::task::spawn_blocking(move || {
             let connection = match kept {
                 Some(connection) => connection,
-                None => rusqlite::Connection::open_with_flags(
-                    &file,
-                    rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
-                        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                )?,
+                None => {
+                    let connection = rusqlite::Connection::open_with_flags(
+                        &file,
+                        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+                            | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    )?;
+                    connection.execute_batch(&attach_trail(&file))?;
+                    connection
+                }
             };
+            // Without a schema: every attached database's WAL, the trail's too.
             connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
             Ok::<_, rusqlite::Error>(connection)
         })
@@ -213,7 +320,9 @@ mod tests {
         );
 
         let mut waited = std::time::Duration::ZERO;
-        while std::fs::metadata(&file).expect("the file").len() < before + 2_000_000 {
+        // (Less than all 2 MiB: the file's free pages, such as those the trail's move left, take
+        // some of them.)
+        while std::fs::metadata(&file).expect("the file").len() < before + 1_500_000 {
             assert!(
                 waited < super::CHECKPOINT_EVERY * 10,
                 "no checkpoint copied the WAL into the file"
@@ -222,5 +331,160 @@ mod tests {
             waited += super::CHECKPOINT_EVERY / 4;
         }
         store.close().await;
+    }
+
+    fn entry(n: u64) -> crate::domain::audit::AuditEntry {
+        crate::domain::audit::AuditEntry {
+            at: 1_700_000_000_000_000 + n as i64,
+            agency_id: "140100/hr".into(),
+            jurisdiction: "140100".into(),
+            fingerprint: "ab".repeat(32),
+            peer: "127.0.0.1:50000".into(),
+            method: "/quotahub.v1.PersonnelService/CheckHire".into(),
+            touched: format!("call {n}"),
+            outcome: "OK".into(),
+        }
+    }
+
+    /// The names of the audit trail's tables a file holds, read on a connection of its own.
+    fn trail_tables_in(file: &std::path::Path) -> Vec<String> {
+        let connection = rusqlite::Connection::open(file).expect("the file");
+        let mut statement = connection
+            .prepare(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'audit%' \
+                 ORDER BY name",
+            )
+            .expect("a query");
+        statement
+            .query_map([], |row| row.get(0))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("read")
+    }
+
+    /// An answered call's audit entry commits to the trail's file, not the data's: a reader of
+    /// the data sees no change (`data_version`, which moves with every other connection's
+    /// commit to the file), so SQLite keeps its page cache and its mapping of the file.
+    #[tokio::test]
+    async fn the_audit_trail_commits_to_a_file_of_its_own() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let file = dir.path().join("hub.db");
+        let store = super::on_file(&file).await;
+        let reader = rusqlite::Connection::open(&file).expect("the data's file");
+        let version = || -> i64 {
+            reader
+                .query_row("PRAGMA data_version", [], |row| row.get(0))
+                .expect("its version")
+        };
+        let before = version();
+
+        store
+            .append_audit((1..=40).map(entry).collect())
+            .await
+            .expect("appended");
+        assert_eq!(
+            version(),
+            before,
+            "the trail's append changed the data's file"
+        );
+        assert_eq!(store.audit_head().await.expect("the head").0, 40);
+
+        // A data write does change it: the version is what a reader's cache is kept by.
+        let mut tx = store.begin().await.expect("a write");
+        sqlx::query(
+            "INSERT INTO agencies (id, kind, jurisdiction, enabled, created_at, updated_at) \
+                     VALUES ('140100/hr', 'hr', '140100', 1, 0, 0)",
+        )
+        .execute(&mut *tx)
+        .await
+        .expect("written");
+        tx.commit().await.expect("committed");
+        assert_ne!(version(), before);
+
+        assert!(
+            trail_tables_in(&file).is_empty(),
+            "{:?}",
+            trail_tables_in(&file)
+        );
+        assert_eq!(
+            trail_tables_in(&super::trail_file(&file)),
+            ["audit_checkpoints", "audit_head", "audit_log", "audit_tree"]
+        );
+        store.close().await;
+    }
+
+    /// A database whose trail is in the data's file, as every one made before the trail had a
+    /// file of its own, has it moved on connecting: every entry, the head and the tree, still
+    /// verified; and so does one whose move was cut short after the copy.
+    #[tokio::test]
+    async fn a_trail_kept_in_the_data_s_file_moves_into_its_own() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let file = dir.path().join("hub.db");
+        let store = super::on_file(&file).await;
+        store
+            .append_audit((1..=300).map(entry).collect())
+            .await
+            .expect("appended");
+        let head = store.audit_head().await.expect("the head");
+        let tree = store.audit_tree_head().await.expect("the tree");
+        store.close().await;
+
+        for cut_short in [false, true] {
+            // Back into the data's file, as it was kept before (the tables as SQLite holds them,
+            // their rows; the trail's own file gone, or left with its copy).
+            let connection = rusqlite::Connection::open(&file).expect("the data's file");
+            connection
+                .execute_batch(&super::attach_trail(&file))
+                .expect("attached");
+            let made: Vec<(String, String)> = {
+                let mut statement = connection
+                    .prepare(
+                        "SELECT type, sql FROM trail.sqlite_master WHERE sql IS NOT NULL \
+                         ORDER BY type = 'index'",
+                    )
+                    .expect("a query");
+                statement
+                    .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+                    .expect("rows")
+                    .collect::<Result<_, _>>()
+                    .expect("read")
+            };
+            for (kind, sql) in made {
+                let head = if kind == "index" {
+                    "CREATE INDEX "
+                } else {
+                    "CREATE TABLE "
+                };
+                connection
+                    .execute_batch(&sql.replacen(head, &format!("{head}main."), 1))
+                    .expect("made in the data's file");
+            }
+            for table in super::TRAIL_TABLES {
+                connection
+                    .execute_batch(&format!(
+                        "INSERT INTO main.{table} SELECT * FROM trail.{table}; \
+                         {}",
+                        if cut_short {
+                            String::new()
+                        } else {
+                            format!("DROP TABLE trail.{table};")
+                        }
+                    ))
+                    .expect("moved back");
+            }
+            drop(connection);
+            assert_eq!(trail_tables_in(&file).len(), 4);
+
+            let store = super::on_file(&file).await;
+            assert!(trail_tables_in(&file).is_empty(), "cut short: {cut_short}");
+            assert_eq!(store.audit_head().await.expect("the head"), head);
+            assert_eq!(store.audit_tree_head().await.expect("the tree"), tree);
+            let verdict = crate::audit::verify(&store).await.expect("verified");
+            assert!(
+                matches!(verdict, crate::audit::Verdict::Whole(300)),
+                "{verdict:?}"
+            );
+            store.close().await;
+        }
     }
 }
