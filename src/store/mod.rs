@@ -35,6 +35,7 @@ mod secrets;
 mod sqlite;
 pub mod stats;
 mod time_range;
+mod trail_file;
 pub mod trust;
 mod write;
 

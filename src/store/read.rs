@@ -334,7 +334,7 @@ impl NativeReaders {
         // to it, and at every call's commit to the trail the faults cost more than the reads.
         connection.execute_batch(&format!(
             "{}PRAGMA mmap_size = {MAPPED};",
-            super::sqlite::attach_trail(&self.path)
+            super::trail_file::attach_trail(&self.path)
         ))?;
         Ok(connection)
     }

@@ -8,13 +8,13 @@
 //! and unmap the file at its next read ([`keep_trail_apart`] moves a trail kept in the data's
 //! file, as every database made before this was, into its own).
 
-use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use sqlx::Executor;
 use sqlx::sqlite::SqliteConnectOptions;
 
 use super::read::NativeReaders;
+use super::trail_file::{TRAIL_TABLES, attach_trail};
 use super::write::NativeWriter;
 use super::{Backend, Store, StoreOptions};
 use crate::error::Result;
@@ -115,27 +115,6 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Store> 
         native_pg: None,
     })
 }
-
-/// The file the audit trail of the SQLite file `file` is kept in: `quotahub.db-audit` beside
-/// `quotahub.db` (and its own `-wal` and `-shm` beside it). A copy of the database is a copy of
-/// both.
-pub(crate) fn trail_file(file: &Path) -> PathBuf {
-    let mut name = file.as_os_str().to_owned();
-    name.push("-audit");
-    PathBuf::from(name)
-}
-
-/// What a connection to the SQLite file `file` runs first: the trail's file attached as `trail`,
-/// created when missing, and its commits as durable as the data's (`synchronous` is set per
-/// database). Tables are named without their schema everywhere: SQLite finds each in the one
-/// database that has it.
-pub(crate) fn attach_trail(file: &Path) -> String {
-    let trail = trail_file(file).display().to_string().replace('\'', "''");
-    format!("ATTACH DATABASE '{trail}' AS trail; PRAGMA trail.synchronous = NORMAL; ")
-}
-
-/// The audit trail's tables, which live in the trail's file.
-const TRAIL_TABLES: [&str; 4] = ["audit_log", "audit_head", "audit_tree", "audit_checkpoints"];
 
 /// Moves the audit trail's tables out of the data's file into the trail's, when the data's file
 /// has them: the migrations make them there, and every database made before the trail had a file
@@ -407,7 +386,7 @@ mod tests {
             trail_tables_in(&file)
         );
         assert_eq!(
-            trail_tables_in(&super::trail_file(&file)),
+            trail_tables_in(&super::super::trail_file::trail_file(&file)),
             ["audit_checkpoints", "audit_head", "audit_log", "audit_tree"]
         );
         store.close().await;
@@ -434,7 +413,7 @@ mod tests {
             // their rows; the trail's own file gone, or left with its copy).
             let connection = rusqlite::Connection::open(&file).expect("the data's file");
             connection
-                .execute_batch(&super::attach_trail(&file))
+                .execute_batch(&super::super::trail_file::attach_trail(&file))
                 .expect("attached");
             let made: Vec<(String, String)> = {
                 let mut statement = connection
@@ -459,7 +438,7 @@ mod tests {
                     .execute_batch(&sql.replacen(head, &format!("{head}main."), 1))
                     .expect("made in the data's file");
             }
-            for table in super::TRAIL_TABLES {
+            for table in super::super::trail_file::TRAIL_TABLES {
                 connection
                     .execute_batch(&format!(
                         "INSERT INTO main.{table} SELECT * FROM trail.{table}; \

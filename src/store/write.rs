@@ -149,7 +149,7 @@ impl NativeWriter {
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         // As the pool's writer (`sqlite::WRITER_PRAGMAS`, which says why), the trail attached.
-        connection.execute_batch(&super::sqlite::attach_trail(&self.path))?;
+        connection.execute_batch(&super::trail_file::attach_trail(&self.path))?;
         connection.execute_batch(
             "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
              PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 16384;",
