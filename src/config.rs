@@ -295,6 +295,9 @@ pub struct DatabaseSettings {
     /// Seconds between health probes of the database (`database.probe_interval_secs`, default 5);
     /// while a probe fails the hub reports NOT_SERVING.
     pub probe_interval_secs: u64,
+    /// MiB of an SQLite file the pre-checks' readers map (`database.sqlite_mapped_mib`, default
+    /// 1024; 0 maps none).
+    pub sqlite_mapped_mib: u64,
 }
 
 impl Default for DatabaseSettings {
@@ -304,6 +307,7 @@ impl Default for DatabaseSettings {
             max_connections: defaults.max_connections,
             acquire_timeout_secs: defaults.acquire_timeout.as_secs(),
             probe_interval_secs: 5,
+            sqlite_mapped_mib: defaults.sqlite_mapped_bytes >> 20,
         }
     }
 }
@@ -507,6 +511,7 @@ impl Settings {
         StoreOptions {
             max_connections: self.database.max_connections,
             acquire_timeout: Duration::from_secs(self.database.acquire_timeout_secs),
+            sqlite_mapped_bytes: self.database.sqlite_mapped_mib.saturating_mul(1 << 20),
         }
     }
 

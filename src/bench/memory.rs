@@ -8,6 +8,9 @@ pub struct ProcessMemory {
     pub rss_kib: Option<u64>,
     /// `VmHWM`: the peak resident size since start (or since [`reset_peak`]).
     pub peak_kib: Option<u64>,
+    /// `RssFile`: of `VmRSS`, pages of files mapped (the program's own, and an SQLite file the
+    /// store's readers map), which are the operating system's file cache.
+    pub file_kib: Option<u64>,
 }
 
 /// Reads `VmRSS` and `VmHWM` of this process.
@@ -28,6 +31,7 @@ fn parse(status: &str) -> ProcessMemory {
     ProcessMemory {
         rss_kib: field("VmRSS"),
         peak_kib: field("VmHWM"),
+        file_kib: field("RssFile"),
     }
 }
 
@@ -43,12 +47,14 @@ mod tests {
 
     #[test]
     fn reads_the_kernel_s_figures() {
-        let status = "Name:\tquotahub\nVmHWM:\t  204800 kB\nVmRSS:\t  102400 kB\nThreads:\t4\n";
+        let status = "Name:\tquotahub\nVmHWM:\t  204800 kB\nVmRSS:\t  102400 kB\n\
+                      RssAnon:\t   71680 kB\nRssFile:\t   30720 kB\nThreads:\t4\n";
         assert_eq!(
             parse(status),
             ProcessMemory {
                 rss_kib: Some(102_400),
-                peak_kib: Some(204_800)
+                peak_kib: Some(204_800),
+                file_kib: Some(30_720),
             }
         );
         assert_eq!(parse(""), ProcessMemory::default());

@@ -105,6 +105,10 @@ pub struct StoreOptions {
     pub max_connections: u32,
     /// How long a call waits for a connection before the store reports itself unavailable.
     pub acquire_timeout: Duration,
+    /// On an SQLite file, how many bytes of it the pre-checks' readers map (0: none, each page
+    /// read into each connection's cache): mapped pages are the operating system's file cache,
+    /// counted in the process's resident memory.
+    pub sqlite_mapped_bytes: u64,
 }
 
 impl Default for StoreOptions {
@@ -112,6 +116,7 @@ impl Default for StoreOptions {
         StoreOptions {
             max_connections: 8,
             acquire_timeout: Duration::from_secs(5),
+            sqlite_mapped_bytes: 1 << 30,
         }
     }
 }

@@ -177,6 +177,8 @@ pub(crate) struct NativeReaders {
     /// The store's writer: a snapshot is kept only when taken while it is idle or writing the
     /// audit trail only.
     writer: sqlx::AnyPool,
+    /// Bytes of the file each connection maps (`StoreOptions::sqlite_mapped_bytes`).
+    mapped: u64,
     /// Write transactions that may change data (all but the audit trail's) begun so far.
     data_writes: AtomicU64,
     /// Whether the writer holds a transaction that may change data: set as it begins (before
@@ -203,24 +205,23 @@ struct Kept {
 /// checkpoint and its restart.
 const KEPT_AT_MOST: Duration = Duration::from_millis(250);
 
-/// How much of the data's file a reader maps (1 GiB): its pages are the operating system's file
-/// cache, shared by every reader, counted in the process's resident memory as file pages.
-const MAPPED: u64 = 1 << 30;
-
 /// Prepared statements kept per connection: the pre-checks issue a few dozen distinct texts.
 const STATEMENT_CACHE: usize = 64;
 
 impl NativeReaders {
-    /// Readers of the SQLite file at `path`, at most `connections` at once, beside the store's
-    /// `writer`, whose pool clears `data_writing` as a connection comes back to it.
+    /// Readers of the SQLite file at `path`, at most `connections` at once, each mapping
+    /// `mapped` bytes of it, beside the store's `writer`, whose pool clears `data_writing` as a
+    /// connection comes back to it.
     pub(crate) fn new(
         path: PathBuf,
         connections: usize,
+        mapped: u64,
         writer: sqlx::AnyPool,
         data_writing: Arc<AtomicBool>,
     ) -> NativeReaders {
         NativeReaders {
             path,
+            mapped,
             idle: Mutex::default(),
             permits: Arc::new(tokio::sync::Semaphore::new(connections.max(1))),
             writer,
@@ -333,8 +334,9 @@ impl NativeReaders {
         // trail has a file of its own: SQLite unmaps the file at the next read after any commit
         // to it, and at every call's commit to the trail the faults cost more than the reads.
         connection.execute_batch(&format!(
-            "{}PRAGMA mmap_size = {MAPPED};",
-            super::trail_file::attach_trail(&self.path)
+            "{}PRAGMA mmap_size = {};",
+            super::trail_file::attach_trail(&self.path),
+            self.mapped
         ))?;
         Ok(connection)
     }
@@ -591,6 +593,34 @@ fn mismatch(name: &str, wanted: &str, found: rusqlite::types::Type) -> Error {
 mod tests {
     use super::super::Store;
     use super::*;
+
+    /// A native reader maps as much of the file as the store's options say, none when they say
+    /// none.
+    #[tokio::test]
+    async fn a_native_reader_maps_what_the_options_say() {
+        for mapped in [0, 1 << 30, 64 << 20] {
+            let dir = tempfile::tempdir().expect("a directory");
+            let options = super::super::StoreOptions {
+                sqlite_mapped_bytes: mapped,
+                ..super::super::StoreOptions::default()
+            };
+            let url = format!("sqlite://{}", dir.path().join("hub.db").display());
+            let store = Store::connect(&url, &options).await.expect("a store");
+            let native = store.native.clone().expect("an SQLite file");
+            let permit = native.wait().await.expect("a permit");
+            let mut read = native.begin(permit).expect("a read");
+            let rows = read
+                .rows("PRAGMA mmap_size", Vec::new())
+                .await
+                .expect("asked");
+            assert_eq!(
+                rows[0].int("mmap_size").expect("an integer"),
+                Some(mapped as i64)
+            );
+            drop(read);
+            store.close().await;
+        }
+    }
 
     /// Counts the rows of `table` in a native read, as a pre-check reads.
     async fn count(store: &Store, table: &str) -> i64 {

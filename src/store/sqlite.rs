@@ -89,6 +89,7 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Store> 
         std::sync::Arc::new(NativeReaders::new(
             file,
             options.max_connections as usize,
+            options.sqlite_mapped_bytes,
             writer.clone(),
             data_writing,
         ))
