@@ -2,8 +2,8 @@
 //! connection so that write transactions queue in the process instead of failing on a busy lock,
 //! and foreign keys on.
 //!
-//! On a file, the audit trail lives in a file of its own beside it ([`trail_file`]), attached to
-//! every connection that writes or reads it as the schema `trail`: the trail is appended at every
+//! On a file, the audit trail lives in a file of its own beside it ([`super::trail_file`]),
+//! attached to every connection as the schema `trail`: the trail is appended at every
 //! call, and a commit to the data's file would make every reader of the data empty its page cache
 //! and unmap the file at its next read ([`keep_trail_apart`] moves a trail kept in the data's
 //! file, as every database made before this was, into its own).
