@@ -133,18 +133,15 @@ pub(super) async fn keep_trail_apart(store: &Store) -> Result<()> {
     if in_data == 0 {
         return Ok(());
     }
-    for table in TRAIL_TABLES {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP TABLE IF EXISTS trail.{table}"
-        )))
-        .execute(&mut *copy)
-        .await?;
-    }
-    let made: Vec<(String, String)> = sqlx::query_as(
-        "SELECT type, sql FROM main.sqlite_master WHERE tbl_name IN \
-         ('audit_log', 'audit_head', 'audit_tree', 'audit_checkpoints') AND sql IS NOT NULL \
-         ORDER BY type = 'index'",
-    )
+    on_each_table(&mut copy, |table| {
+        format!("DROP TABLE IF EXISTS trail.{table}")
+    })
+    .await?;
+    let named = TRAIL_TABLES.map(|table| format!("'{table}'")).join(", ");
+    let made: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT type, sql FROM main.sqlite_master WHERE tbl_name IN ({named}) \
+         AND sql IS NOT NULL ORDER BY type = 'index'"
+    )))
     .fetch_all(&mut *copy)
     .await?;
     for (kind, sql) in made {
@@ -160,24 +157,28 @@ pub(super) async fn keep_trail_apart(store: &Store) -> Result<()> {
             .execute(&mut *copy)
             .await?;
     }
-    for table in TRAIL_TABLES {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO trail.{table} SELECT * FROM main.{table}"
-        )))
-        .execute(&mut *copy)
-        .await?;
-    }
+    on_each_table(&mut copy, |table| {
+        format!("INSERT INTO trail.{table} SELECT * FROM main.{table}")
+    })
+    .await?;
     copy.commit().await?;
     let mut emptied = store.writer.begin_with("BEGIN IMMEDIATE").await?;
-    for table in TRAIL_TABLES {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP TABLE IF EXISTS main.{table}"
-        )))
-        .execute(&mut *emptied)
-        .await?;
-    }
+    on_each_table(&mut emptied, |table| {
+        format!("DROP TABLE IF EXISTS main.{table}")
+    })
+    .await?;
     emptied.commit().await?;
     tracing::info!("the audit trail moved out of the data's file into a file of its own");
+    Ok(())
+}
+
+/// Runs `statement` of each of the trail's tables in `tx`.
+async fn on_each_table(tx: &mut super::Tx, statement: impl Fn(&str) -> String) -> Result<()> {
+    for table in TRAIL_TABLES {
+        sqlx::query(sqlx::AssertSqlSafe(statement(table)))
+            .execute(&mut **tx)
+            .await?;
+    }
     Ok(())
 }
 
