@@ -185,6 +185,13 @@ pub async fn replay(
             .get(&delivery.agency.id())
             .with_context(|| format!("no connection as {}", delivery.agency))?
             .clone();
+        if delivery.kind == Kind::PayrollLine {
+            let period = &data.payroll[delivery.records.start].period;
+            if !months.contains_key(period) {
+                // A mark in the progress to profile one month's pushes apart from another's.
+                progress(&format!("  payroll month {period}: its first delivery"));
+            }
+        }
         let tally = push_delivery(channel, data, delivery, stream_size).await?;
         ingest.deliveries += 1;
         match delivery.kind {

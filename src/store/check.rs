@@ -554,6 +554,61 @@ pub(super) async fn fundings_from<R: Reader>(
     Ok(fundings)
 }
 
+/// The live payroll lines of people, each within a range of periods, in one statement whatever
+/// their number; `$1` binds [`pay_bounds`]. The lines are indexed by (period, person), not by
+/// person first (migration 0026): a month's lines then land together at the index's end, where
+/// by person each line went to a leaf of its own and a month's push wrote most of the index again
+/// (plain INSERTs of a city's twelfth month ran at 0.25-0.43x of its first). So a person's lines
+/// are sought once per stored period within the bounds, the periods walked on the same index
+/// (`periods`: a seek each, a loose index scan), each key the outer loop as in [`per_key`].
+pub(super) fn live_lines_of(backend: Backend) -> &'static str {
+    statement!(backend, {
+        let keys = key_select(backend, &[Part::Text, Part::Text, Part::Text]);
+        let periods = "periods(p) AS (\
+             SELECT (SELECT period FROM payroll_lines WHERE period >= (SELECT MIN(k1) FROM k) \
+               ORDER BY period LIMIT 1) \
+             UNION ALL \
+             SELECT (SELECT period FROM payroll_lines WHERE period > periods.p \
+               ORDER BY period LIMIT 1) FROM periods WHERE periods.p < (SELECT MAX(k2) FROM k))";
+        let live = "t.reverses IS NULL AND t.reversed_by IS NULL";
+        let lines = match backend {
+            Backend::Sqlite => format!(
+                "SELECT t.* FROM k CROSS JOIN periods CROSS JOIN payroll_lines t \
+                 ON t.period = periods.p AND t.resident_id = k.k0 \
+                 WHERE periods.p >= k.k1 AND periods.p <= k.k2 AND {live}"
+            ),
+            Backend::Postgres => format!(
+                "SELECT t.* FROM k CROSS JOIN periods CROSS JOIN LATERAL \
+                 (SELECT * FROM payroll_lines t WHERE t.period = periods.p \
+                 AND t.resident_id = k.k0 AND periods.p >= k.k1 AND periods.p <= k.k2 \
+                 AND {live} OFFSET 0) t"
+            ),
+        };
+        // `k` is read three times: SQLite scans the JSON again rather than copy it into a
+        // temporary B-tree ([`with_keys_again`]); PostgreSQL keeps it once, parsed.
+        let kept = match backend {
+            Backend::Sqlite => "NOT MATERIALIZED ",
+            Backend::Postgres => "",
+        };
+        format!("WITH RECURSIVE k AS {kept}({keys}), {periods} {lines}")
+    })
+}
+
+/// The bounds [`live_lines_of`] reads: (resident, first period, last period), `None` for no
+/// bound (from the first stored period, or to the last).
+pub(super) fn pay_bounds<'a>(
+    bounds: impl IntoIterator<Item = (&'a str, Option<&'a str>, Option<&'a str>)>,
+) -> Value {
+    key_rows(
+        bounds
+            .into_iter()
+            .map(|(resident, first, last)| {
+                serde_json::json!([resident, first.unwrap_or(""), last.unwrap_or("9999-99")])
+            })
+            .collect(),
+    )
+}
+
 /// A part of a composite key: how its JSON value is read back.
 #[derive(Debug, Clone, Copy)]
 enum Part {
@@ -1701,26 +1756,15 @@ async fn rows_of<R: Reader>(
     }
     snapshot.spells = spells.into_values().collect();
 
-    // Live payroll lines, once each: every person's periods in one statement, each person sought
-    // by the index on (resident, period) within their bounds (none: from the first / to the last).
+    // Live payroll lines, once each: every person's periods in one statement, within their
+    // bounds (none: from the first / to the last).
     let mut lines: BTreeMap<RecordRef, Pushed<crate::domain::PayrollLine>> = BTreeMap::new();
-    let bounds: Vec<serde_json::Value> = pay
-        .iter()
-        .map(|(resident, first, last)| {
-            let first = first.as_deref().unwrap_or("");
-            let last = last.as_deref().unwrap_or("9999-99");
-            serde_json::json!([resident, first, last])
-        })
-        .collect();
-    if !bounds.is_empty() {
-        let sql = per_key_once!(
-            tx.backend(),
-            &[Part::Text, Part::Text, Part::Text],
-            "payroll_lines",
-            "t.resident_id = k.k0 AND t.period >= k.k1 AND t.period <= k.k2 \
-             AND t.reverses IS NULL AND t.reversed_by IS NULL",
-        );
-        for row in fetch(tx, reads, sql, vec![key_rows(bounds)]).await? {
+    if !pay.is_empty() {
+        let bounds =
+            pay_bounds(pay.iter().map(|(resident, first, last)| {
+                (resident.as_str(), first.as_deref(), last.as_deref())
+            }));
+        for row in fetch(tx, reads, live_lines_of(tx.backend()), vec![bounds]).await? {
             let line = pushed(q::decode_payroll_line(&row)?);
             lines.insert(line.id.clone(), line);
         }

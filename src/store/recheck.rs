@@ -19,7 +19,7 @@ use chrono::NaiveDate;
 use sqlx::AssertSqlSafe;
 use sqlx::any::AnyRow;
 
-use super::check::{jurisdiction_of, settle};
+use super::check::{jurisdiction_of, live_lines_of, pay_bounds, settle};
 use super::codec::column;
 use super::findings::{ChangeKind, StoredFinding, decode_finding};
 use super::query::{self as q, Stored};
@@ -139,7 +139,7 @@ async fn decide_chunk(
     found.extend(leaders(tx, chunk, as_of, config, &facts).await?);
     found.extend(roll_rows(tx, chunk, as_of, config, &facts).await?);
     found.extend(entries(tx, chunk, as_of, config).await?);
-    found.extend(pay(tx, chunk).await?);
+    found.extend(pay(tx, backend, chunk).await?);
     found.extend(funding(tx, chunk, quota_book, &facts).await?);
     found.retain(|f| chunk.holds(&f.key));
     found.sort_by(|a, b| a.key.cmp(&b.key));
@@ -720,8 +720,7 @@ async fn entries_at(tx: &mut Tx, institutions: &[String]) -> Result<Vec<Entry>> 
 /// The pay rules: the (person, period) keys with a line the chunk paid that no placement of the
 /// person explains (not on the payer's roll, nor seconded to it, on any day of the period), or
 /// with two payers; decided from those keys' lines and the people's spells.
-async fn pay(tx: &mut Tx, chunk: &Chunk<'_>) -> Result<Vec<Finding>> {
-    const LIVE: &str = "reverses IS NULL AND reversed_by IS NULL";
+async fn pay(tx: &mut Tx, backend: Backend, chunk: &Chunk<'_>) -> Result<Vec<Finding>> {
     let unexplained = format!(
         "SELECT DISTINCT p.resident_id, p.period FROM payroll_lines p \
          WHERE p.institution_uscc BETWEEN $1 AND $2 AND p.reverses IS NULL AND p.reversed_by IS NULL \
@@ -752,17 +751,23 @@ async fn pay(tx: &mut Tx, chunk: &Chunk<'_>) -> Result<Vec<Finding>> {
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let lines: Vec<Pushed<_>> = select_in(
-        tx,
-        &format!("SELECT * FROM payroll_lines WHERE {LIVE} AND resident_id"),
-        "",
-        &[],
-        &people,
-    )
-    .await?
-    .iter()
-    .map(|row| q::decode_payroll_line(row).map(pushed))
-    .collect::<Result<_>>()?;
+    // The candidates' own lines: each (person, period) sought by the index on (period, person).
+    let keys: Vec<(String, String)> = candidates
+        .iter()
+        .map(|(resident, period)| (resident.to_string(), period.to_string()))
+        .collect();
+    let bounds = pay_bounds(keys.iter().map(|(resident, period)| {
+        (
+            resident.as_str(),
+            Some(period.as_str()),
+            Some(period.as_str()),
+        )
+    }));
+    let lines: Vec<Pushed<_>> = fetch(tx, live_lines_of(backend), vec![bounds])
+        .await?
+        .iter()
+        .map(|row| q::decode_payroll_line(row).map(pushed))
+        .collect::<Result<_>>()?;
     let mut spells: BTreeMap<_, Vec<Spell>> = BTreeMap::new();
     for row in select_in(
         tx,

@@ -12,7 +12,8 @@ use chrono::NaiveDate;
 
 pub use super::check::{FindingChange, Keep};
 use super::check::{
-    Openings, entry, facts, jurisdiction_of, list, load, opening, pushed, record_ref, settle, term,
+    Openings, entry, facts, jurisdiction_of, list, live_lines_of, load, opening, pay_bounds,
+    pushed, record_ref, settle, term,
 };
 use super::codec::column;
 use super::findings::decode_finding;
@@ -85,14 +86,12 @@ pub(crate) async fn snapshot<R: Reader>(tx: &mut R, scope: &Scope) -> Result<Sna
         &institutions,
     )
     .await?;
-    let by_resident = select_in(
-        tx,
-        "SELECT * FROM payroll_lines WHERE reverses IS NULL AND reversed_by IS NULL AND resident_id",
-        "",
-        &[],
-        &residents,
-    )
-    .await?;
+    let by_resident = if residents.is_empty() {
+        Vec::new()
+    } else {
+        let bounds = pay_bounds(residents.iter().map(|r| (r.as_str(), None, None)));
+        tx.rows(live_lines_of(tx.backend()), vec![bounds]).await?
+    };
     for row in by_institution.iter().chain(&by_resident) {
         let id = record_ref(row)?;
         if seen_lines.insert(id) {
