@@ -594,6 +594,28 @@ pub(super) fn live_lines_of(backend: Backend) -> &'static str {
     })
 }
 
+/// The live payroll lines of exact (person, period) keys, in one statement whatever their
+/// number; `$1` binds [`pay_keys`]. Each key is one seek on the index by (period, person), where
+/// [`live_lines_of`] would walk every stored period between the keys' first and last and pair
+/// each key with each of them.
+pub(super) fn live_lines_at(backend: Backend) -> &'static str {
+    per_key_once!(
+        backend,
+        &[Part::Text, Part::Text],
+        "payroll_lines",
+        "t.period = k.k1 AND t.resident_id = k.k0 AND t.reverses IS NULL AND t.reversed_by IS NULL",
+    )
+}
+
+/// The (person, period) keys [`live_lines_at`] reads.
+pub(super) fn pay_keys(keys: impl IntoIterator<Item = (String, String)>) -> Value {
+    key_rows(
+        keys.into_iter()
+            .map(|(resident, period)| serde_json::json!([resident, period]))
+            .collect(),
+    )
+}
+
 /// The bounds [`live_lines_of`] reads: (resident, first period, last period), `None` for no
 /// bound (from the first stored period, or to the last).
 pub(super) fn pay_bounds<'a>(

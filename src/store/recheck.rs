@@ -19,7 +19,7 @@ use chrono::NaiveDate;
 use sqlx::AssertSqlSafe;
 use sqlx::any::AnyRow;
 
-use super::check::{jurisdiction_of, live_lines_of, pay_bounds, settle};
+use super::check::{jurisdiction_of, live_lines_at, pay_keys, settle};
 use super::codec::column;
 use super::findings::{ChangeKind, StoredFinding, decode_finding};
 use super::query::{self as q, Stored};
@@ -751,19 +751,13 @@ async fn pay(tx: &mut Tx, backend: Backend, chunk: &Chunk<'_>) -> Result<Vec<Fin
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    // The candidates' own lines: each (person, period) sought by the index on (period, person).
-    let keys: Vec<(String, String)> = candidates
-        .iter()
-        .map(|(resident, period)| (resident.to_string(), period.to_string()))
-        .collect();
-    let bounds = pay_bounds(keys.iter().map(|(resident, period)| {
-        (
-            resident.as_str(),
-            Some(period.as_str()),
-            Some(period.as_str()),
-        )
-    }));
-    let lines: Vec<Pushed<_>> = fetch(tx, live_lines_of(backend), vec![bounds])
+    // The candidates' own lines: each (person, period) one seek on the index by (period, person).
+    let keys = pay_keys(
+        candidates
+            .iter()
+            .map(|(resident, period)| (resident.to_string(), period.to_string())),
+    );
+    let lines: Vec<Pushed<_>> = fetch(tx, live_lines_at(backend), vec![keys])
         .await?
         .iter()
         .map(|row| q::decode_payroll_line(row).map(pushed))

@@ -361,11 +361,9 @@ impl Store {
             }
         }
         let mut tx = self.begin_trail().await?;
-        sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
-            .execute(&mut *tx)
-            .await?;
         let head = sqlx::query(
-            "SELECT tree_size, root, checkpoint_size, checkpoint_at FROM audit_head WHERE id = 1",
+            "UPDATE audit_head SET seq = seq WHERE id = 1 \
+             RETURNING tree_size, root, checkpoint_size, checkpoint_at",
         )
         .fetch_one(&mut *tx)
         .await?;
@@ -567,13 +565,10 @@ async fn append_on<W: Writer>(
     log: Option<&CheckpointPolicy>,
     entries: Vec<AuditEntry>,
 ) -> Result<i64> {
-    // Locks the head row until commit (a no-op update is portable; SQLite has one writer).
-    tx.execute("UPDATE audit_head SET seq = seq WHERE id = 1", Vec::new())
-        .await?;
     let head = head_of(
         tx,
-        "SELECT seq, hash, tree_size, edge, checkpoint_size, checkpoint_at FROM audit_head \
-         WHERE id = 1",
+        "UPDATE audit_head SET seq = seq WHERE id = 1 \
+         RETURNING seq, hash, tree_size, edge, checkpoint_size, checkpoint_at",
     )
     .await?;
     let (seq, hash) = (q::int(&head, "seq")?, q::text(&head, "hash")?);
@@ -646,9 +641,11 @@ async fn append_on<W: Writer>(
 /// [`Store::append_audit_chain_only`] inside the writer's transaction `tx`; `entries` is not
 /// empty.
 async fn append_chain_on<W: Writer>(tx: &mut W, entries: Vec<AuditEntry>) -> Result<i64> {
-    tx.execute("UPDATE audit_head SET seq = seq WHERE id = 1", Vec::new())
-        .await?;
-    let head = head_of(tx, "SELECT seq, hash FROM audit_head WHERE id = 1").await?;
+    let head = head_of(
+        tx,
+        "UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash",
+    )
+    .await?;
     let rows = chain(q::int(&head, "seq")?, &q::text(&head, "hash")?, entries);
     let (seq, hash) = rows
         .last()
@@ -674,7 +671,8 @@ async fn insert_entries<W: Writer>(tx: &mut W, rows: Vec<ChainedEntry>) -> Resul
     .await
 }
 
-/// The trail's one head row, as `sql` reads it.
+/// The trail's one head row, locked until commit and read in one round trip: `sql` is a no-op
+/// update of it (a lock on PostgreSQL; SQLite has one writer) returning what the append needs.
 async fn head_of<W: Writer>(tx: &mut W, sql: &str) -> Result<W::Row> {
     tx.rows(sql, Vec::new())
         .await?
