@@ -15,6 +15,17 @@ use crate::domain::audit::{
 use crate::domain::{Agency, AgencyKind, Jurisdiction};
 use crate::error::{Error, Result};
 
+/// The statement that locks the trail's one head row until commit and reads `columns` of it, in
+/// one round trip: a no-op update (a row lock on PostgreSQL; SQLite has one writer) returning them.
+macro_rules! lock_head {
+    ($columns:literal) => {
+        concat!(
+            "UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING ",
+            $columns
+        )
+    };
+}
+
 /// An agency as the registry holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegisteredAgency {
@@ -361,10 +372,9 @@ impl Store {
             }
         }
         let mut tx = self.begin_trail().await?;
-        let head = sqlx::query(
-            "UPDATE audit_head SET seq = seq WHERE id = 1 \
-             RETURNING tree_size, root, checkpoint_size, checkpoint_at",
-        )
+        let head = sqlx::query(lock_head!(
+            "tree_size, root, checkpoint_size, checkpoint_at"
+        ))
         .fetch_one(&mut *tx)
         .await?;
         let size: i64 = head.try_get("tree_size")?;
@@ -567,8 +577,7 @@ async fn append_on<W: Writer>(
 ) -> Result<i64> {
     let head = head_of(
         tx,
-        "UPDATE audit_head SET seq = seq WHERE id = 1 \
-         RETURNING seq, hash, tree_size, edge, checkpoint_size, checkpoint_at",
+        lock_head!("seq, hash, tree_size, edge, checkpoint_size, checkpoint_at"),
     )
     .await?;
     let (seq, hash) = (q::int(&head, "seq")?, q::text(&head, "hash")?);
@@ -641,11 +650,7 @@ async fn append_on<W: Writer>(
 /// [`Store::append_audit_chain_only`] inside the writer's transaction `tx`; `entries` is not
 /// empty.
 async fn append_chain_on<W: Writer>(tx: &mut W, entries: Vec<AuditEntry>) -> Result<i64> {
-    let head = head_of(
-        tx,
-        "UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash",
-    )
-    .await?;
+    let head = head_of(tx, lock_head!("seq, hash")).await?;
     let rows = chain(q::int(&head, "seq")?, &q::text(&head, "hash")?, entries);
     let (seq, hash) = rows
         .last()
@@ -671,8 +676,7 @@ async fn insert_entries<W: Writer>(tx: &mut W, rows: Vec<ChainedEntry>) -> Resul
     .await
 }
 
-/// The trail's one head row, locked until commit and read in one round trip: `sql` is a no-op
-/// update of it (a lock on PostgreSQL; SQLite has one writer) returning what the append needs.
+/// The trail's one head row, locked until commit and read by `sql` (a [`lock_head!`]).
 async fn head_of<W: Writer>(tx: &mut W, sql: &str) -> Result<W::Row> {
     tx.rows(sql, Vec::new())
         .await?
