@@ -398,6 +398,154 @@ pub fn edge_from_text(text: &str) -> Result<Vec<Hash>, String> {
         .collect())
 }
 
+/// The trail's head as `audit_head` keeps it: the chain's last entry, the log's tree (its size,
+/// root and right edge) and the last checkpoint. Each append continues from it and moves it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrailHead {
+    /// The last entry's sequence number (0 before the first).
+    pub seq: i64,
+    /// The last entry's chain hash (empty before the first).
+    pub hash: String,
+    /// Entries the log's tree has taken in: `seq`, unless appends to the chain alone left it behind.
+    pub tree_size: i64,
+    /// The tree's root in hex (empty for the empty tree).
+    pub root: String,
+    /// The tree's right edge (its [`frontier`] hashes, in order).
+    pub edge: Vec<Hash>,
+    /// The tree size of the last checkpoint.
+    pub checkpoint_size: i64,
+    /// When it was issued (Unix microseconds).
+    pub checkpoint_at: i64,
+}
+
+/// Who signs the log's checkpoints, and when one is due: after this many entries, or this long
+/// after the last (checked at each append).
+#[derive(Debug, Clone)]
+pub struct CheckpointPolicy {
+    /// The log's key.
+    pub signer: LogSigner,
+    /// Entries since the last checkpoint that make one due (at least 1).
+    pub every_entries: u64,
+    /// Microseconds since the last checkpoint that make one due.
+    pub every_micros: i64,
+}
+
+impl CheckpointPolicy {
+    /// The checkpoint of the tree of `size` leaves with `root`, signed at `at`.
+    pub fn sign(&self, size: i64, root: Hash, at: i64) -> Result<SignedCheckpoint, String> {
+        let note = self
+            .signer
+            .sign(u64::try_from(size).unwrap_or(0), root)
+            .map_err(|error| format!("cannot sign a checkpoint: {error}"))?;
+        Ok(SignedCheckpoint {
+            size,
+            root,
+            note,
+            at,
+        })
+    }
+}
+
+/// A checkpoint signed, to be stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignedCheckpoint {
+    /// Its tree size.
+    pub size: i64,
+    /// Its root.
+    pub root: Hash,
+    /// The signed note.
+    pub note: String,
+    /// When it was issued (Unix microseconds).
+    pub at: i64,
+}
+
+/// An append worked out from the head it continues: the rows it writes and the head it leaves.
+#[derive(Debug, Clone)]
+pub struct TrailAppend {
+    /// The entries, chained.
+    pub rows: Vec<ChainedEntry>,
+    /// The tree's new stored hashes that are kept ([`kept`]), by index.
+    pub nodes: Vec<(u64, Hash)>,
+    /// The checkpoint that fell due, if one did.
+    pub checkpoint: Option<SignedCheckpoint>,
+    /// The head after it.
+    pub head: TrailHead,
+}
+
+impl TrailHead {
+    /// Whether the tree has taken in every entry of the chain, so that an append to the log needs
+    /// no older leaf.
+    pub fn tree_is_whole(&self) -> bool {
+        self.tree_size == self.seq
+    }
+
+    /// `entries` chained after the head, the tree left as it is: the trail as it was kept before
+    /// the log (the bench's baseline).
+    pub fn chain_only(&self, entries: Vec<AuditEntry>) -> TrailAppend {
+        let rows = chain(self.seq, &self.hash, entries);
+        let mut head = self.clone();
+        if let Some(last) = rows.last() {
+            (head.seq, head.hash) = (last.seq, last.hash.clone());
+        }
+        TrailAppend {
+            rows,
+            nodes: Vec::new(),
+            checkpoint: None,
+            head,
+        }
+    }
+
+    /// `entries` chained and taken into the log's tree after `older`, the leaves of the entries
+    /// the tree has not taken in yet (`tree_size + 1 ..= seq`); with a checkpoint signed if
+    /// `policy` says one is due at `now`.
+    pub fn log(
+        &self,
+        older: &[Hash],
+        entries: Vec<AuditEntry>,
+        policy: Option<&CheckpointPolicy>,
+        now: i64,
+    ) -> Result<TrailAppend, String> {
+        if usize::try_from(self.seq - self.tree_size).ok() != Some(older.len()) {
+            return Err(format!(
+                "the tree holds {} of {} entries; {} older leaves given",
+                self.tree_size,
+                self.seq,
+                older.len()
+            ));
+        }
+        let TrailAppend { rows, mut head, .. } = self.chain_only(entries);
+        let mut leaves = older.to_vec();
+        leaves.extend(rows.iter().map(|row| row.entry.leaf_hash()));
+        let size = u64::try_from(self.tree_size).unwrap_or(0);
+        let appended = append_leaves(size, &self.edge, &leaves)?;
+        head.tree_size = head.seq;
+        head.root = hex::encode(appended.root.0);
+        head.edge = appended.edge;
+        let checkpoint = match policy {
+            Some(policy)
+                if head.seq - self.checkpoint_size
+                    >= i64::try_from(policy.every_entries.max(1)).unwrap_or(i64::MAX)
+                    || now - self.checkpoint_at >= policy.every_micros =>
+            {
+                (head.checkpoint_size, head.checkpoint_at) = (head.seq, now);
+                Some(policy.sign(head.seq, appended.root, now)?)
+            }
+            _ => None,
+        };
+        let nodes = appended
+            .added
+            .into_iter()
+            .filter(|(index, _)| kept(*index))
+            .collect();
+        Ok(TrailAppend {
+            rows,
+            nodes,
+            checkpoint,
+            head,
+        })
+    }
+}
+
 /// The tree rebuilt from the leaves, in order, keeping only its right edge: what `audit verify`
 /// uses so as to trust nothing stored but the entries.
 #[derive(Debug, Clone, Default)]
@@ -939,5 +1087,107 @@ mod tests {
                 LogBreak::Rewritten { size: 3 }
             ]
         );
+    }
+
+    fn empty_head() -> TrailHead {
+        TrailHead {
+            seq: 0,
+            hash: String::new(),
+            tree_size: 0,
+            root: String::new(),
+            edge: Vec::new(),
+            checkpoint_size: 0,
+            checkpoint_at: 0,
+        }
+    }
+
+    fn policy(every_entries: u64, every_micros: i64) -> CheckpointPolicy {
+        use ring::signature::KeyPair;
+        let pair = ring::signature::Ed25519KeyPair::from_seed_unchecked(&[3; 32]).unwrap();
+        let (private, _) =
+            LogSigner::from_seed("hub.example/log", [3; 32], pair.public_key().as_ref()).unwrap();
+        CheckpointPolicy {
+            signer: LogSigner::parse(&private).unwrap(),
+            every_entries,
+            every_micros,
+        }
+    }
+
+    #[test]
+    fn appends_continue_the_head_they_leave_as_one_append_would() {
+        let all: Vec<AuditEntry> = (1..=11).map(entry).collect();
+        let whole = empty_head().log(&[], all.clone(), None, 0).unwrap();
+        let mut head = empty_head();
+        let mut nodes = Vec::new();
+        for part in [&all[..1], &all[1..7], &all[7..]] {
+            let append = head.log(&[], part.to_vec(), None, 0).unwrap();
+            nodes.extend(append.nodes);
+            head = append.head;
+        }
+        assert_eq!(head, whole.head);
+        assert_eq!(nodes, whole.nodes);
+        assert_eq!(head.root, hex::encode(root_of_leaves(&all).0));
+        assert_eq!(head.hash, chain_of(11).last().unwrap().hash);
+        assert!(nodes.iter().all(|(index, _)| kept(*index)));
+    }
+
+    fn root_of_leaves(entries: &[AuditEntry]) -> Hash {
+        let mut tree = TreeWalk::default();
+        for entry in entries {
+            tree.push(entry.leaf_hash());
+        }
+        tree.root()
+    }
+
+    #[test]
+    fn the_chain_alone_leaves_the_tree_behind_and_the_log_takes_its_leaves_in_first() {
+        let all: Vec<AuditEntry> = (1..=9).map(entry).collect();
+        let logged = empty_head().log(&[], all[..3].to_vec(), None, 0).unwrap();
+        let chained = logged.head.chain_only(all[3..5].to_vec());
+        assert_eq!((chained.head.seq, chained.head.tree_size), (5, 3));
+        assert_eq!(chained.head.root, logged.head.root);
+        assert!(chained.nodes.is_empty() && chained.checkpoint.is_none());
+        assert!(!chained.head.tree_is_whole());
+        let missing = chained.head.log(&[], all[5..].to_vec(), None, 0);
+        assert!(missing.is_err(), "two older leaves are owed");
+        let older: Vec<Hash> = all[3..5].iter().map(AuditEntry::leaf_hash).collect();
+        let caught_up = chained
+            .head
+            .log(&older, all[5..].to_vec(), None, 0)
+            .unwrap();
+        assert!(caught_up.head.tree_is_whole());
+        assert_eq!(caught_up.head.root, hex::encode(root_of_leaves(&all).0));
+    }
+
+    #[test]
+    fn a_checkpoint_falls_due_by_entries_or_by_time() {
+        let by_entries = policy(4, i64::MAX);
+        let first = empty_head()
+            .log(&[], (1..=3).map(entry).collect(), Some(&by_entries), 10)
+            .unwrap();
+        assert!(first.checkpoint.is_none());
+        let second = first
+            .head
+            .log(&[], vec![entry(4)], Some(&by_entries), 20)
+            .unwrap();
+        let signed = second.checkpoint.expect("due after four entries");
+        assert_eq!((signed.size, signed.at), (4, 20));
+        assert_eq!(hex::encode(signed.root.0), second.head.root);
+        assert_eq!(
+            (second.head.checkpoint_size, second.head.checkpoint_at),
+            (4, 20)
+        );
+        let by_time = policy(1_000, 100);
+        let soon = second
+            .head
+            .log(&[], vec![entry(5)], Some(&by_time), 119)
+            .unwrap();
+        assert!(soon.checkpoint.is_none());
+        assert_eq!(soon.head.checkpoint_size, 4);
+        let late = soon
+            .head
+            .log(&[], vec![entry(6)], Some(&by_time), 120)
+            .unwrap();
+        assert_eq!(late.checkpoint.map(|c| c.size), Some(6));
     }
 }

@@ -162,6 +162,9 @@ pub struct Store {
     /// The native driver's pool that pushes and audit appends write through and pre-checks read
     /// from (PostgreSQL; none on SQLite).
     native_pg: Option<sqlx::PgPool>,
+    /// The audit trail's appends' own connection and the head they left (PostgreSQL; none on
+    /// SQLite).
+    pg_trail: Option<std::sync::Arc<tokio::sync::Mutex<postgres::Trail>>>,
 }
 
 /// What the store needs to check findings: the rules' settings and the clock that says what
@@ -329,6 +332,9 @@ impl Store {
         self.readers.close().await;
         if let Some(native) = &self.native_pg {
             native.close().await;
+        }
+        if let Some(trail) = &self.pg_trail {
+            trail.lock().await.close().await;
         }
     }
 }

@@ -2,20 +2,22 @@
 //! the same people or institutions are kept apart with transaction-scoped advisory locks, taken in
 //! a fixed order so that two transactions cannot deadlock on them.
 //!
-//! Pushes, audit appends and pre-checks go through the native driver's pool (`Store::native_pool`),
-//! not `sqlx::Any`: rows go in as one `INSERT … SELECT FROM UNNEST` of typed arrays per table, one
-//! stable statement text whatever the batch (a multi-row `VALUES` list was a new text, parsed and
-//! planned, for every batch size, with a bind parameter per value), and the rows read are decoded
-//! once, not copied into `Any`'s rows first.
+//! Pushes and pre-checks go through the native driver's pool (`Store::native_pool`), and audit
+//! appends through a connection of their own taken out of it ([`Trail`]), not `sqlx::Any`: rows
+//! go in as one `INSERT … SELECT FROM UNNEST` of typed arrays per table, one stable statement
+//! text whatever the batch (a multi-row `VALUES` list was a new text, parsed and planned, for
+//! every batch size, with a bind parameter per value), and the rows read are decoded once, not
+//! copied into `Any`'s rows first.
 
 use std::hash::{Hash, Hasher};
 
-use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Arguments as _, AssertSqlSafe, Row as _, TypeInfo as _, ValueRef as _};
 
 use super::read::{Columns, Reader};
 use super::write::Writer;
 use super::{Backend, Store, StoreOptions, Value};
+use crate::domain::audit::{TrailAppend, TrailHead, edge_to_text};
 use crate::error::{Error, Result};
 
 pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Store> {
@@ -44,6 +46,7 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Store> 
         native: None,
         native_writer: None,
         native_pg: Some(native),
+        pg_trail: Some(std::sync::Arc::default()),
     })
 }
 
@@ -52,6 +55,11 @@ impl Store {
     /// (PostgreSQL only).
     pub(crate) fn native_pool(&self) -> Option<&PgPool> {
         self.native_pg.as_ref()
+    }
+
+    /// The native pool and the trail's appends' own state (PostgreSQL only).
+    pub(super) fn native_trail(&self) -> Option<(&PgPool, &tokio::sync::Mutex<Trail>)> {
+        self.native_pg.as_ref().zip(self.pg_trail.as_deref())
     }
 
     /// Statements prepared on a connection of the native pool (PostgreSQL; `None` on SQLite): with
@@ -196,6 +204,144 @@ fn unnest<const N: usize>(
     }
     let sql = format!("{head} SELECT * FROM UNNEST({}) {tail}", arrays.join(", "));
     Ok((sql, arguments))
+}
+
+/// The audit trail's appends on PostgreSQL: a connection of their own, kept between appends (a
+/// pool's connection is pinged each time it is given back, a round trip of its own), and the head
+/// the last append left, which the next continues from if it is still there.
+#[derive(Debug, Default)]
+pub(super) struct Trail {
+    connection: Option<PgConnection>,
+    /// The head as this process's last append left it; none before the first and after an error.
+    head: Option<TrailHead>,
+}
+
+impl Trail {
+    /// The trail's connection, taken out of `pool` the first time (and after an error), and the
+    /// head at hand.
+    pub(super) async fn parts(
+        &mut self,
+        pool: &PgPool,
+    ) -> Result<(&mut PgConnection, &mut Option<TrailHead>)> {
+        let connection = match self.connection.take() {
+            Some(connection) => connection,
+            None => pool.acquire().await?.detach(),
+        };
+        Ok((self.connection.insert(connection), &mut self.head))
+    }
+
+    /// Closes the connection, if one is open.
+    pub(super) async fn close(&mut self) {
+        self.head = None;
+        if let Some(connection) = self.connection.take() {
+            let _ = sqlx::Connection::close(connection).await;
+        }
+    }
+}
+
+/// An append in one statement, on condition that the head is still what the hub holds: the head
+/// moved by a compare-and-set, and the rows inserted only where it moved (the statement's parts
+/// see one snapshot, so each reads the update's returned row, not the table).
+const APPEND_AT: &str = "WITH moved AS (\
+    UPDATE audit_head SET seq = $1, hash = $2, tree_size = $3, root = $4, edge = $5, \
+    checkpoint_size = $6, checkpoint_at = $7 \
+    WHERE id = 1 AND seq = $8 AND hash = $9 AND tree_size = $10 AND checkpoint_size = $11 \
+    AND checkpoint_at = $12 RETURNING 1), \
+logged AS (INSERT INTO audit_log (seq, at, agency_id, jurisdiction, fingerprint, peer, method, \
+    touched, outcome, prev_hash, hash) \
+    SELECT * FROM UNNEST($13::bigint[], $14::bigint[], $15::text[], $16::text[], $17::text[], \
+    $18::text[], $19::text[], $20::text[], $21::text[], $22::text[], $23::text[]) \
+    WHERE EXISTS (SELECT 1 FROM moved)), \
+tree AS (INSERT INTO audit_tree (idx, hash) SELECT * FROM UNNEST($24::bigint[], $25::text[]) \
+    WHERE EXISTS (SELECT 1 FROM moved)), \
+signed AS (INSERT INTO audit_checkpoints (tree_size, root, note, issued_at) \
+    SELECT * FROM UNNEST($26::bigint[], $27::text[], $28::text[], $29::bigint[]) \
+    WHERE EXISTS (SELECT 1 FROM moved) ON CONFLICT (tree_size) DO NOTHING) \
+SELECT COUNT(*) AS moved FROM moved";
+
+/// Writes `append`, worked out from `head`, in one statement ([`APPEND_AT`]) if the trail's head
+/// is still `head`; answers whether it was (if not, nothing is written).
+pub(super) async fn append_at(
+    connection: &mut PgConnection,
+    head: &TrailHead,
+    append: &TrailAppend,
+) -> Result<bool> {
+    fn bound(added: std::result::Result<(), sqlx::error::BoxDynError>) -> Result<()> {
+        added.map_err(|error| Error::Internal(format!("cannot bind a value: {error}")))
+    }
+    let (next, rows) = (&append.head, &append.rows);
+    let mut arguments = PgArguments::default();
+    bound(arguments.add(next.seq))?;
+    bound(arguments.add(next.hash.as_str()))?;
+    bound(arguments.add(next.tree_size))?;
+    bound(arguments.add(next.root.as_str()))?;
+    bound(arguments.add(edge_to_text(&next.edge)))?;
+    bound(arguments.add(next.checkpoint_size))?;
+    bound(arguments.add(next.checkpoint_at))?;
+    bound(arguments.add(head.seq))?;
+    bound(arguments.add(head.hash.as_str()))?;
+    bound(arguments.add(head.tree_size))?;
+    bound(arguments.add(head.checkpoint_size))?;
+    bound(arguments.add(head.checkpoint_at))?;
+    bound(arguments.add(rows.iter().map(|row| row.seq).collect::<Vec<_>>()))?;
+    bound(arguments.add(rows.iter().map(|row| row.entry.at).collect::<Vec<_>>()))?;
+    let texts: [fn(&crate::domain::audit::ChainedEntry) -> &str; 9] = [
+        |row| &row.entry.agency_id,
+        |row| &row.entry.jurisdiction,
+        |row| &row.entry.fingerprint,
+        |row| &row.entry.peer,
+        |row| &row.entry.method,
+        |row| &row.entry.touched,
+        |row| &row.entry.outcome,
+        |row| &row.prev_hash,
+        |row| &row.hash,
+    ];
+    for text in texts {
+        bound(arguments.add(rows.iter().map(text).collect::<Vec<_>>()))?;
+    }
+    let index = |index: u64| i64::try_from(index).unwrap_or(i64::MAX);
+    bound(
+        arguments.add(
+            append
+                .nodes
+                .iter()
+                .map(|(i, _)| index(*i))
+                .collect::<Vec<_>>(),
+        ),
+    )?;
+    bound(
+        arguments.add(
+            append
+                .nodes
+                .iter()
+                .map(|(_, hash)| hex::encode(hash.0))
+                .collect::<Vec<_>>(),
+        ),
+    )?;
+    let checkpoint = append.checkpoint.as_slice();
+    bound(arguments.add(checkpoint.iter().map(|c| c.size).collect::<Vec<_>>()))?;
+    bound(
+        arguments.add(
+            checkpoint
+                .iter()
+                .map(|c| hex::encode(c.root.0))
+                .collect::<Vec<_>>(),
+        ),
+    )?;
+    bound(
+        arguments.add(
+            checkpoint
+                .iter()
+                .map(|c| c.note.as_str())
+                .collect::<Vec<_>>(),
+        ),
+    )?;
+    bound(arguments.add(checkpoint.iter().map(|c| c.at).collect::<Vec<_>>()))?;
+    let moved: i64 = sqlx::query_with(APPEND_AT, arguments)
+        .fetch_one(connection)
+        .await?
+        .try_get("moved")?;
+    Ok(moved == 1)
 }
 
 /// Keys share this many advisory locks. A batch may name thousands of people and institutions;

@@ -114,6 +114,7 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Store> 
         native,
         native_writer,
         native_pg: None,
+        pg_trail: None,
     })
 }
 

@@ -1,30 +1,26 @@
 //! The agency registry and the audit trail's storage. Appends to the trail lock the one row of
-//! `audit_head`, so that replicas on one PostgreSQL take turns and keep one chain; on SQLite the
-//! single writer does the same.
+//! `audit_head`, so that replicas on one PostgreSQL take turns and keep one chain, or move it by a
+//! compare-and-set from the head the hub's last append left; on SQLite the single writer does the
+//! same.
 
 use sqlx::Row;
 
 use super::query as q;
 use super::read::Columns;
 use super::write::Writer;
-use super::{Store, Value, bind_all, now_micros};
+use super::{Store, Value, bind_all, now_micros, postgres};
+pub use crate::domain::audit::CheckpointPolicy;
 use crate::domain::audit::{
-    AuditEntry, ChainedEntry, Hash, LogSigner, StoredHashes, append_leaves, chain, edge_from_text,
-    edge_to_text, kept, leaves_under, subtree_hash,
+    AuditEntry, ChainedEntry, Hash, SignedCheckpoint, StoredHashes, TrailAppend, TrailHead,
+    edge_from_text, edge_to_text, kept, leaves_under, subtree_hash,
 };
 use crate::domain::{Agency, AgencyKind, Jurisdiction};
 use crate::error::{Error, Result};
 
-/// The statement that locks the trail's one head row until commit and reads `columns` of it, in
-/// one round trip: a no-op update (a row lock on PostgreSQL; SQLite has one writer) returning them.
-macro_rules! lock_head {
-    ($columns:literal) => {
-        concat!(
-            "UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING ",
-            $columns
-        )
-    };
-}
+/// The statement that locks the trail's one head row until commit and reads it, in one round
+/// trip: a no-op update (a row lock on PostgreSQL; SQLite has one writer) returning it.
+const LOCK_HEAD: &str = "UPDATE audit_head SET seq = seq WHERE id = 1 \
+     RETURNING seq, hash, tree_size, root, edge, checkpoint_size, checkpoint_at";
 
 /// An agency as the registry holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,18 +77,6 @@ pub struct AuditFilter {
     pub through_seq: Option<i64>,
     /// At most this many.
     pub limit: u32,
-}
-
-/// Who signs the audit log's checkpoints, and when one is due: after this many entries, or this
-/// long after the last (checked at each append).
-#[derive(Debug, Clone)]
-pub struct CheckpointPolicy {
-    /// The log's key.
-    pub signer: LogSigner,
-    /// Entries since the last checkpoint that make one due (at least 1).
-    pub every_entries: u64,
-    /// Microseconds since the last checkpoint that make one due.
-    pub every_micros: i64,
 }
 
 /// A checkpoint as stored.
@@ -304,7 +288,7 @@ impl Store {
     /// callers: the trail's writer a fifth of the process, a third of that in those hand-offs).
     /// It changes no data, so the pre-checks' kept reads outlive it.
     pub async fn append_audit(&self, entries: Vec<AuditEntry>) -> Result<i64> {
-        self.append_trail(entries, TrailAppend::Log(self.log.clone()))
+        self.append_trail(entries, AppendKind::Log(self.log.clone()))
             .await
     }
 
@@ -313,12 +297,14 @@ impl Store {
     /// tree is left behind and the log would take these entries in at its next append). Written
     /// on the connection [`Store::append_audit`] writes on, so that the two differ by the log.
     pub async fn append_audit_chain_only(&self, entries: Vec<AuditEntry>) -> Result<i64> {
-        self.append_trail(entries, TrailAppend::ChainOnly).await
+        self.append_trail(entries, AppendKind::ChainOnly).await
     }
 
     /// One append of `entries` to the trail, in a transaction that writes the trail only: on the
-    /// native writer on an SQLite file, the native driver on PostgreSQL, otherwise on the pool's.
-    async fn append_trail(&self, entries: Vec<AuditEntry>, append: TrailAppend) -> Result<i64> {
+    /// native writer on an SQLite file, on the trail's own connection on PostgreSQL (in one
+    /// statement when the head is where this process's last append left it), otherwise on the
+    /// pool's.
+    async fn append_trail(&self, entries: Vec<AuditEntry>, append: AppendKind) -> Result<i64> {
         if entries.is_empty() {
             return Ok(0);
         }
@@ -327,18 +313,21 @@ impl Store {
             let appended = self.native_transaction(false, move |tx| {
                 runtime.block_on(append.on(tx, entries)).map(Some)
             });
-            return Ok(appended.await?.unwrap_or_default());
+            return Ok(appended.await?.map_or(0, |head| head.seq));
         }
-        if let Some(native) = self.native_pool() {
-            let mut tx = native.begin().await?;
-            let seq = append.on(&mut tx, entries).await?;
-            tx.commit().await?;
-            return Ok(seq);
+        if let Some((pool, trail)) = self.native_trail() {
+            let mut trail = trail.lock().await;
+            let appended = append.on_postgres(&mut trail, pool, entries).await;
+            if appended.is_err() {
+                // The connection may be broken and the head is unknown: both are found again.
+                *trail = postgres::Trail::default();
+            }
+            return appended;
         }
         let mut tx = self.begin_trail().await?;
-        let seq = append.on(&mut tx, entries).await?;
+        let head = append.on(&mut tx, entries).await?;
         tx.commit().await?;
-        Ok(seq)
+        Ok(head.seq)
     }
 
     /// How long after the last checkpoint one is due when entries are waiting unsigned; `None`
@@ -372,28 +361,23 @@ impl Store {
             }
         }
         let mut tx = self.begin_trail().await?;
-        let head = sqlx::query(lock_head!(
-            "tree_size, root, checkpoint_size, checkpoint_at"
-        ))
-        .fetch_one(&mut *tx)
-        .await?;
-        let size: i64 = head.try_get("tree_size")?;
-        let checkpoint_size: i64 = head.try_get("checkpoint_size")?;
-        let checkpoint_at: i64 = head.try_get("checkpoint_at")?;
+        let head = head_of(&mut tx).await?;
+        let size = head.tree_size;
         let now = now_micros();
-        let due = size > checkpoint_size
-            && (force || now.saturating_sub(checkpoint_at) >= log.every_micros);
+        let due = size > head.checkpoint_size
+            && (force || now.saturating_sub(head.checkpoint_at) >= log.every_micros);
         if size == 0 || !(due || force) {
             return Ok(None);
         }
         if due {
-            let root = hash_from_hex(&head.try_get::<String, _>("root")?)?;
-            sign_checkpoint(&mut tx, log, size, root, now).await?;
-            sqlx::query_with(
+            let signed = log
+                .sign(size, hash_from_hex(&head.root)?, now)
+                .map_err(Error::Internal)?;
+            store_checkpoint(&mut tx, signed).await?;
+            tx.execute(
                 "UPDATE audit_head SET checkpoint_size = $1, checkpoint_at = $2 WHERE id = 1",
-                bind_all(vec![Value::Int(size), Value::Int(now)])?,
+                vec![Value::Int(size), Value::Int(now)],
             )
-            .execute(&mut *tx)
             .await?;
         }
         tx.commit().await?;
@@ -552,65 +536,122 @@ fn audit_row(row: ChainedEntry) -> [Value; 11] {
     ]
 }
 
+fn head_from_row(row: &impl Columns) -> Result<TrailHead> {
+    Ok(TrailHead {
+        seq: q::int(row, "seq")?,
+        hash: q::text(row, "hash")?,
+        tree_size: q::int(row, "tree_size")?,
+        root: q::text(row, "root")?,
+        edge: edge_from_text(&q::text(row, "edge")?).map_err(Error::Internal)?,
+        checkpoint_size: q::int(row, "checkpoint_size")?,
+        checkpoint_at: q::int(row, "checkpoint_at")?,
+    })
+}
+
 /// What an append keeps: the chain and the log's tree, checkpointed by the hub's policy if it
 /// has one, or the chain alone (the bench's baseline).
-enum TrailAppend {
+enum AppendKind {
     Log(Option<std::sync::Arc<CheckpointPolicy>>),
     ChainOnly,
 }
 
-impl TrailAppend {
-    /// Appends `entries` (not empty) inside the writer's transaction `tx`; answers the last `seq`.
-    async fn on<W: Writer>(&self, tx: &mut W, entries: Vec<AuditEntry>) -> Result<i64> {
-        match self {
-            TrailAppend::Log(log) => append_on(tx, log.as_deref(), entries).await,
-            TrailAppend::ChainOnly => append_chain_on(tx, entries).await,
+impl AppendKind {
+    /// Appends `entries` (not empty) inside the writer's transaction `tx`, under the head's lock;
+    /// answers the head it leaves.
+    async fn on<W: Writer>(&self, tx: &mut W, entries: Vec<AuditEntry>) -> Result<TrailHead> {
+        let head = head_of(tx).await?;
+        let mut older = Vec::new();
+        if matches!(self, AppendKind::Log(_)) && !head.tree_is_whole() {
+            // Entries from before the tree existed (a trail older than the log) join it first.
+            let rows = tx
+                .rows(
+                    "SELECT seq, at, agency_id, jurisdiction, fingerprint, peer, method, touched, \
+                     outcome, prev_hash, hash FROM audit_log WHERE seq > $1 AND seq <= $2 \
+                     ORDER BY seq",
+                    vec![Value::Int(head.tree_size), Value::Int(head.seq)],
+                )
+                .await?;
+            for row in &rows {
+                older.push(chained_from_row(row)?.entry.leaf_hash());
+            }
         }
+        let append = self.after(&head, &older, entries)?;
+        let next = append.head.clone();
+        write_append(tx, append).await?;
+        Ok(next)
+    }
+
+    /// The append of `entries` after `head`, the tree's `older` leaves first.
+    fn after(
+        &self,
+        head: &TrailHead,
+        older: &[Hash],
+        entries: Vec<AuditEntry>,
+    ) -> Result<TrailAppend> {
+        match self {
+            AppendKind::Log(policy) => head
+                .log(older, entries, policy.as_deref(), now_micros())
+                .map_err(Error::Internal),
+            AppendKind::ChainOnly => Ok(head.chain_only(entries)),
+        }
+    }
+
+    /// Appends on PostgreSQL, on the trail's own connection. When this process's last append
+    /// left the head at hand, the append is one statement that writes only if the head is still
+    /// there (`postgres::append_at`): one round trip, where a transaction under the head's lock
+    /// takes six (its begin, the head, the entries, the tree, the head moved, the commit). Another
+    /// replica's append or checkpoint since makes it write nothing; then, as for the first append,
+    /// the head is locked and read.
+    async fn on_postgres(
+        &self,
+        trail: &mut postgres::Trail,
+        pool: &sqlx::PgPool,
+        mut entries: Vec<AuditEntry>,
+    ) -> Result<i64> {
+        let (connection, at_hand) = trail.parts(pool).await?;
+        let continued = at_hand.take().filter(|head| match self {
+            AppendKind::Log(_) => head.tree_is_whole(),
+            AppendKind::ChainOnly => true,
+        });
+        if let Some(head) = continued {
+            let append = self.after(&head, &[], entries)?;
+            if postgres::append_at(connection, &head, &append).await? {
+                let seq = append.head.seq;
+                *at_hand = Some(append.head);
+                return Ok(seq);
+            }
+            entries = append.rows.into_iter().map(|row| row.entry).collect();
+        }
+        let mut tx = sqlx::Connection::begin(connection).await?;
+        let head = self.on(&mut tx, entries).await?;
+        tx.commit().await?;
+        let seq = head.seq;
+        *at_hand = Some(head);
+        Ok(seq)
     }
 }
 
-/// [`Store::append_audit`] inside the writer's transaction `tx`; `entries` is not empty.
-async fn append_on<W: Writer>(
-    tx: &mut W,
-    log: Option<&CheckpointPolicy>,
-    entries: Vec<AuditEntry>,
-) -> Result<i64> {
-    let head = head_of(
-        tx,
-        lock_head!("seq, hash, tree_size, edge, checkpoint_size, checkpoint_at"),
+/// Writes an append worked out under the head's lock in `tx`: the entries, the tree's kept
+/// hashes, the checkpoint that fell due, the head moved.
+async fn write_append<W: Writer>(tx: &mut W, append: TrailAppend) -> Result<()> {
+    let TrailAppend {
+        rows,
+        nodes,
+        checkpoint,
+        head,
+    } = append;
+    tx.insert_rows(
+        "INSERT INTO audit_log (seq, at, agency_id, jurisdiction, fingerprint, peer, method, \
+         touched, outcome, prev_hash, hash)",
+        "",
+        rows.into_iter().map(audit_row).collect(),
     )
     .await?;
-    let (seq, hash) = (q::int(&head, "seq")?, q::text(&head, "hash")?);
-    let tree_size = q::int(&head, "tree_size")?;
-    let checkpoint_size = q::int(&head, "checkpoint_size")?;
-    let checkpoint_at = q::int(&head, "checkpoint_at")?;
-    // Entries from before the tree existed (a trail older than the log) join it first.
-    let mut leaves = Vec::with_capacity(entries.len());
-    if tree_size < seq {
-        let older = tx
-            .rows(
-                "SELECT seq, at, agency_id, jurisdiction, fingerprint, peer, method, touched, \
-                 outcome, prev_hash, hash FROM audit_log WHERE seq > $1 AND seq <= $2 ORDER BY seq",
-                vec![Value::Int(tree_size), Value::Int(seq)],
-            )
-            .await?;
-        for row in &older {
-            leaves.push(chained_from_row(row)?.entry.leaf_hash());
-        }
-    }
-    let rows = chain(seq, &hash, entries);
-    leaves.extend(rows.iter().map(|row| row.entry.leaf_hash()));
-    let edge = edge_from_text(&q::text(&head, "edge")?).map_err(Error::Internal)?;
-    let appended = append_leaves(size_of(tree_size), &edge, &leaves).map_err(Error::Internal)?;
-    let (added, root) = (appended.added, appended.root);
-    let last = rows.last().map(|row| (row.seq, row.hash.clone()));
-    insert_entries(tx, rows).await?;
     tx.insert_rows(
         "INSERT INTO audit_tree (idx, hash)",
         "",
-        added
+        nodes
             .into_iter()
-            .filter(|(index, _)| kept(*index))
             .map(|(index, hash)| {
                 [
                     Value::Int(i64::try_from(index).unwrap_or(i64::MAX)),
@@ -620,91 +661,45 @@ async fn append_on<W: Writer>(
             .collect(),
     )
     .await?;
-    let (seq, hash) = last.ok_or_else(|| Error::Internal("an append of no entries".into()))?;
-    let now = now_micros();
-    let (mut checkpoint_size, mut checkpoint_at) = (checkpoint_size, checkpoint_at);
-    if let Some(log) = log {
-        let due = size_of(seq - checkpoint_size) >= log.every_entries.max(1)
-            || now - checkpoint_at >= log.every_micros;
-        if due {
-            sign_checkpoint(tx, log, seq, root, now).await?;
-            (checkpoint_size, checkpoint_at) = (seq, now);
-        }
+    if let Some(checkpoint) = checkpoint {
+        store_checkpoint(tx, checkpoint).await?;
     }
     tx.execute(
-        "UPDATE audit_head SET seq = $1, hash = $2, tree_size = $1, root = $3, \
-         checkpoint_size = $4, checkpoint_at = $5, edge = $6 WHERE id = 1",
+        "UPDATE audit_head SET seq = $1, hash = $2, tree_size = $3, root = $4, edge = $5, \
+         checkpoint_size = $6, checkpoint_at = $7 WHERE id = 1",
         vec![
-            Value::Int(seq),
-            Value::Text(hash),
-            Value::Text(hex::encode(root.0)),
-            Value::Int(checkpoint_size),
-            Value::Int(checkpoint_at),
-            Value::Text(edge_to_text(&appended.edge)),
+            Value::Int(head.seq),
+            Value::Text(head.hash),
+            Value::Int(head.tree_size),
+            Value::Text(head.root),
+            Value::Text(edge_to_text(&head.edge)),
+            Value::Int(head.checkpoint_size),
+            Value::Int(head.checkpoint_at),
         ],
     )
     .await?;
-    Ok(seq)
+    Ok(())
 }
 
-/// [`Store::append_audit_chain_only`] inside the writer's transaction `tx`; `entries` is not
-/// empty.
-async fn append_chain_on<W: Writer>(tx: &mut W, entries: Vec<AuditEntry>) -> Result<i64> {
-    let head = head_of(tx, lock_head!("seq, hash")).await?;
-    let rows = chain(q::int(&head, "seq")?, &q::text(&head, "hash")?, entries);
-    let (seq, hash) = rows
-        .last()
-        .map(|row| (row.seq, row.hash.clone()))
-        .ok_or_else(|| Error::Internal("an append of no entries".into()))?;
-    insert_entries(tx, rows).await?;
-    tx.execute(
-        "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1",
-        vec![Value::Int(seq), Value::Text(hash)],
+/// The trail's one head row, locked until commit and read ([`LOCK_HEAD`]).
+async fn head_of<W: Writer>(tx: &mut W) -> Result<TrailHead> {
+    let rows = tx.rows(LOCK_HEAD, Vec::new()).await?;
+    head_from_row(
+        rows.first()
+            .ok_or_else(|| Error::Internal("the audit trail has no head".into()))?,
     )
-    .await?;
-    Ok(seq)
 }
 
-/// Inserts chained entries into `audit_log`.
-async fn insert_entries<W: Writer>(tx: &mut W, rows: Vec<ChainedEntry>) -> Result<u64> {
-    tx.insert_rows(
-        "INSERT INTO audit_log (seq, at, agency_id, jurisdiction, fingerprint, peer, method, \
-         touched, outcome, prev_hash, hash)",
-        "",
-        rows.into_iter().map(audit_row).collect(),
-    )
-    .await
-}
-
-/// The trail's one head row, locked until commit and read by `sql` (a [`lock_head!`]).
-async fn head_of<W: Writer>(tx: &mut W, sql: &str) -> Result<W::Row> {
-    tx.rows(sql, Vec::new())
-        .await?
-        .into_iter()
-        .next()
-        .ok_or_else(|| Error::Internal("the audit trail has no head".into()))
-}
-
-/// Signs the checkpoint of the tree of `size` entries with `root` and stores it (once per size).
-async fn sign_checkpoint(
-    tx: &mut impl Writer,
-    log: &CheckpointPolicy,
-    size: i64,
-    root: Hash,
-    now: i64,
-) -> Result<()> {
-    let note = log
-        .signer
-        .sign(size_of(size), root)
-        .map_err(|error| Error::Internal(format!("cannot sign a checkpoint: {error}")))?;
+/// Stores a signed checkpoint (once per size).
+async fn store_checkpoint(tx: &mut impl Writer, checkpoint: SignedCheckpoint) -> Result<()> {
     tx.execute(
         "INSERT INTO audit_checkpoints (tree_size, root, note, issued_at) \
          VALUES ($1, $2, $3, $4) ON CONFLICT (tree_size) DO NOTHING",
         vec![
-            Value::Int(size),
-            Value::Text(hex::encode(root.0)),
-            Value::Text(note),
-            Value::Int(now),
+            Value::Int(checkpoint.size),
+            Value::Text(hex::encode(checkpoint.root.0)),
+            Value::Text(checkpoint.note),
+            Value::Int(checkpoint.at),
         ],
     )
     .await?;

@@ -823,3 +823,111 @@ async fn on_postgres_a_push_prepares_the_same_statements_whatever_it_moves() {
         "payroll lines and fundings prepared statements by size"
     );
 }
+
+/// An audit append on PostgreSQL is one round trip while the trail's head is where this hub's
+/// last append left it: every answered call appends (the trail's task batches what arrives
+/// together), so each exchange saved is saved on every call. Counted through a relay that counts
+/// the client's exchanges with the server. Once another replica has appended, the next append
+/// finds the head moved, writes nothing, and locks and reads the head as the first append did;
+/// the chain, the tree and the checkpoints signed in the one-statement appends stay whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_an_audit_append_is_one_round_trip_while_the_head_is_the_hubs() {
+    use quotahub::audit::Verdict;
+    use quotahub::domain::audit::{AuditEntry, LogSigner, TreeWalk, open_checkpoint};
+    use quotahub::store::trust::{AuditFilter, CheckpointPolicy};
+    if !postgres_given() {
+        return;
+    }
+    let db = TestDb::new(Backend::Postgres).await;
+    let relay = PgRelay::start(db.url()).await;
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("audit-log.key");
+    let public = quotahub::pki::log_key(&key, "test.quotahub/audit-log").unwrap();
+    let policy = CheckpointPolicy {
+        signer: LogSigner::parse(&std::fs::read_to_string(&key).unwrap()).unwrap(),
+        every_entries: 4,
+        every_micros: i64::MAX,
+    };
+    let store = Store::connect(&relay.url, &StoreOptions::default())
+        .await
+        .unwrap()
+        .with_log(policy.clone());
+    let other = Store::connect(db.url(), &StoreOptions::default())
+        .await
+        .unwrap()
+        .with_log(policy);
+    let entry = |n: u32| AuditEntry {
+        at: 1_700_000_000_000_000 + i64::from(n),
+        agency_id: "140100/hr".into(),
+        jurisdiction: "140100".into(),
+        fingerprint: "ab".repeat(32),
+        peer: "127.0.0.1:50000".into(),
+        method: "/quotahub.v1.PersonnelService/CheckHire".into(),
+        touched: format!("call {n}"),
+        outcome: "OK".into(),
+    };
+    let exchanges = async |store: &Store, entries: Vec<AuditEntry>| {
+        let before = relay.exchanges();
+        store.append_audit(entries).await.unwrap();
+        relay.exchanges() - before
+    };
+
+    // The first append locks and reads the head; the second prepares the one statement.
+    let first = exchanges(&store, vec![entry(1)]).await;
+    exchanges(&store, vec![entry(2)]).await;
+    let mut each = Vec::new();
+    for n in (3..23).step_by(2) {
+        each.push(exchanges(&store, vec![entry(n), entry(n + 1)]).await);
+    }
+    eprintln!("exchanges: the first append {first}, then {each:?}");
+    assert_eq!(each, [1; 10], "appends continuing the hub's own head");
+
+    // Another replica appends; this hub's next append finds the head moved.
+    other.append_audit(vec![entry(23)]).await.unwrap();
+    let after_the_other = exchanges(&store, vec![entry(24)]).await;
+    let then = exchanges(&store, vec![entry(25)]).await;
+    eprintln!("after another replica's append: {after_the_other}, then {then}");
+    // The one statement that wrote nothing, then the begin, the head, the entries, the head
+    // moved and the commit at least.
+    assert!(
+        after_the_other >= 6,
+        "the append after another replica's took {after_the_other} exchanges"
+    );
+    assert_eq!(then, 1);
+
+    assert_eq!(
+        quotahub::audit::verify(&store).await.unwrap(),
+        Verdict::Whole(25)
+    );
+    let stored: Vec<AuditEntry> = store
+        .audit_entries(&AuditFilter {
+            limit: 100,
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| row.entry)
+        .collect();
+    let root_of = |entries: &[AuditEntry]| {
+        let mut tree = TreeWalk::default();
+        for entry in entries {
+            tree.push(entry.leaf_hash());
+        }
+        tree.root()
+    };
+    assert_eq!(
+        store.audit_tree_head().await.unwrap(),
+        (25, root_of(&stored))
+    );
+    let checkpoints = store.audit_checkpoints().await.unwrap();
+    assert!(checkpoints.len() >= 5, "{} checkpoints", checkpoints.len());
+    for checkpoint in checkpoints {
+        let opened = open_checkpoint(&checkpoint.note, &public).unwrap();
+        assert_eq!(opened.size, checkpoint.size);
+        let size = usize::try_from(checkpoint.size).unwrap();
+        assert_eq!(opened.root, root_of(&stored[..size]));
+    }
+    store.close().await;
+    other.close().await;
+}

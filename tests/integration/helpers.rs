@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use quotahub::api::Limits;
 use quotahub::domain::ids::resident_id_with_check;
@@ -895,5 +895,105 @@ impl std::io::Write for Printed {
 impl Printed {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// A TCP relay in front of the test's PostgreSQL that counts the round trips its clients make:
+/// the messages the server answers with ReadyForQuery (the extended protocol's Sync, a simple
+/// Query). What a statement costs on PostgreSQL is mostly its exchange (BENCHMARKS), so this is
+/// the work a test of PostgreSQL's round trips counts. Its URL turns TLS off, so that the relay
+/// reads the messages.
+pub struct PgRelay {
+    pub url: String,
+    exchanges: Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl PgRelay {
+    pub async fn start(url: &str) -> PgRelay {
+        let (scheme, rest) = url.split_once("://").expect("a URL");
+        let (credentials, rest) = rest.rsplit_once('@').map_or(("", rest), |(c, r)| (c, r));
+        let (server, path) = rest.split_once('/').expect("a database in the URL");
+        let server = server.to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let at = listener.local_addr().unwrap();
+        let exchanges = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = exchanges.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let upstream = tokio::net::TcpStream::connect(&server).await.unwrap();
+                let (mut from_client, to_client) = client.into_split();
+                let (from_server, mut to_server) = upstream.into_split();
+                tokio::spawn(relay_answers(from_server, to_client));
+                let counted = counted.clone();
+                tokio::spawn(async move {
+                    let _ = relay_counting(&mut from_client, &mut to_server, &counted).await;
+                });
+            }
+        });
+        let at_credentials = if credentials.is_empty() {
+            String::new()
+        } else {
+            format!("{credentials}@")
+        };
+        let separator = if path.contains('?') { '&' } else { '?' };
+        PgRelay {
+            url: format!("{scheme}://{at_credentials}{at}/{path}{separator}sslmode=disable"),
+            exchanges,
+            task,
+        }
+    }
+
+    /// Round trips so far, over every connection through the relay.
+    pub fn exchanges(&self) -> u64 {
+        self.exchanges.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for PgRelay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn relay_answers(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+) {
+    let _ = tokio::io::copy(&mut from, &mut to).await;
+}
+
+/// Relays a client's messages, counting those that end an exchange. The first messages have no
+/// type byte: an SSL or GSS encryption request (refused, as TLS is off), then the startup.
+async fn relay_counting(
+    from: &mut tokio::net::tcp::OwnedReadHalf,
+    to: &mut tokio::net::tcp::OwnedWriteHalf,
+    exchanges: &std::sync::atomic::AtomicU64,
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const ENCRYPTION_REQUESTS: [u32; 2] = [80_877_103, 80_877_104];
+    let mut started = false;
+    loop {
+        let kind = if started {
+            Some(from.read_u8().await?)
+        } else {
+            None
+        };
+        let length = from.read_u32().await?;
+        let mut body = vec![0; (length as usize).saturating_sub(4)];
+        from.read_exact(&mut body).await?;
+        if let Some(kind) = kind {
+            if matches!(kind, b'S' | b'Q') {
+                exchanges.fetch_add(1, Ordering::SeqCst);
+            }
+            to.write_u8(kind).await?;
+        } else {
+            let code = body
+                .get(..4)
+                .map(|code| u32::from_be_bytes(code.try_into().unwrap()));
+            started = !code.is_some_and(|code| ENCRYPTION_REQUESTS.contains(&code));
+        }
+        to.write_u32(length).await?;
+        to.write_all(&body).await?;
     }
 }
