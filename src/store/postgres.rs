@@ -211,29 +211,47 @@ fn unnest<const N: usize>(
 /// the last append left, which the next continues from if it is still there.
 #[derive(Debug, Default)]
 pub(super) struct Trail {
-    connection: Option<PgConnection>,
+    /// The connection and when it was last handed out.
+    connection: Option<(PgConnection, std::time::Instant)>,
     /// The head as this process's last append left it; none before the first and after an error.
     head: Option<TrailHead>,
 }
 
 impl Trail {
     /// The trail's connection, taken out of `pool` the first time (and after an error), and the
-    /// head at hand.
+    /// head at hand. Like the pool's, a connection idle for [`super::PING_WHEN_IDLE`] is pinged
+    /// first, and replaced if it does not answer, so that a server restarted meanwhile costs no
+    /// append.
     pub(super) async fn parts(
         &mut self,
         pool: &PgPool,
     ) -> Result<(&mut PgConnection, &mut Option<TrailHead>)> {
-        let connection = match self.connection.take() {
+        let kept = match self.connection.take() {
+            Some((mut connection, used)) => {
+                let idle = used.elapsed() >= super::PING_WHEN_IDLE;
+                if idle && sqlx::Connection::ping(&mut connection).await.is_err() {
+                    self.head = None;
+                    None
+                } else {
+                    Some(connection)
+                }
+            }
+            None => None,
+        };
+        let connection = match kept {
             Some(connection) => connection,
             None => pool.acquire().await?.detach(),
         };
-        Ok((self.connection.insert(connection), &mut self.head))
+        let (connection, _) = self
+            .connection
+            .insert((connection, std::time::Instant::now()));
+        Ok((connection, &mut self.head))
     }
 
     /// Closes the connection, if one is open.
     pub(super) async fn close(&mut self) {
         self.head = None;
-        if let Some(connection) = self.connection.take() {
+        if let Some((connection, _)) = self.connection.take() {
             let _ = sqlx::Connection::close(connection).await;
         }
     }

@@ -1119,3 +1119,47 @@ async fn two_replicas_appending_at_once_keep_one_valid_chain() {
     store.close().await;
     drop(hubs);
 }
+
+/// The trail's appends on PostgreSQL keep a connection of their own between appends. When the
+/// server has dropped it meanwhile (here cut by `pg_terminate_backend`, as a restart would), the
+/// next append after a second's idleness finds out by a ping and takes a new one: it succeeds at
+/// its first attempt, as the pool's connections do, instead of failing once and leaving the hub
+/// reporting its database away until the retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_an_append_after_the_trails_connection_was_cut_succeeds_at_once() {
+    if !postgres_given() {
+        return;
+    }
+    let db = TestDb::new(Backend::Postgres).await;
+    let store = Store::connect(db.url(), &StoreOptions::default())
+        .await
+        .unwrap();
+    let entry = |n: i64| AuditEntry {
+        at: 1_700_000_000_000_000 + n,
+        agency_id: "140100/hr".into(),
+        jurisdiction: "140100".into(),
+        fingerprint: "ab".repeat(32),
+        peer: "127.0.0.1:50000".into(),
+        method: "/quotahub.v1.PersonnelService/PushPersonnelEvent".into(),
+        touched: format!("call {n}"),
+        outcome: "OK".into(),
+    };
+    store.append_audit(vec![entry(1)]).await.unwrap();
+    store.append_audit(vec![entry(2)]).await.unwrap();
+    let cut: i64 = sqlx::query_scalar(
+        "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_one(store.readers())
+    .await
+    .unwrap();
+    assert!(cut >= 1, "the trail's connection was open");
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert_eq!(store.append_audit(vec![entry(3)]).await.unwrap(), 3);
+    assert_eq!(store.append_audit(vec![entry(4)]).await.unwrap(), 4);
+    assert_eq!(
+        quotahub::audit::verify(&store).await.unwrap(),
+        Verdict::Whole(4)
+    );
+    store.close().await;
+}
