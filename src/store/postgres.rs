@@ -17,7 +17,7 @@ use sqlx::{Arguments as _, AssertSqlSafe, Row as _, TypeInfo as _, ValueRef as _
 use super::read::{Columns, Reader};
 use super::write::Writer;
 use super::{Backend, Store, StoreOptions, Value};
-use crate::domain::audit::{TrailAppend, TrailHead, edge_to_text};
+use crate::domain::audit::{ChainedEntry, TrailAppend, TrailHead, edge_to_text};
 use crate::error::{Error, Result};
 
 pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Store> {
@@ -284,77 +284,60 @@ pub(super) async fn append_at(
     head: &TrailHead,
     append: &TrailAppend,
 ) -> Result<bool> {
-    fn bound(added: std::result::Result<(), sqlx::error::BoxDynError>) -> Result<()> {
-        added.map_err(|error| Error::Internal(format!("cannot bind a value: {error}")))
-    }
-    let (next, rows) = (&append.head, &append.rows);
     let mut arguments = PgArguments::default();
-    bound(arguments.add(next.seq))?;
-    bound(arguments.add(next.hash.as_str()))?;
-    bound(arguments.add(next.tree_size))?;
-    bound(arguments.add(next.root.as_str()))?;
-    bound(arguments.add(edge_to_text(&next.edge)))?;
-    bound(arguments.add(next.checkpoint_size))?;
-    bound(arguments.add(next.checkpoint_at))?;
-    bound(arguments.add(head.seq))?;
-    bound(arguments.add(head.hash.as_str()))?;
-    bound(arguments.add(head.tree_size))?;
-    bound(arguments.add(head.checkpoint_size))?;
-    bound(arguments.add(head.checkpoint_at))?;
-    bound(arguments.add(rows.iter().map(|row| row.seq).collect::<Vec<_>>()))?;
-    bound(arguments.add(rows.iter().map(|row| row.entry.at).collect::<Vec<_>>()))?;
-    let texts: [fn(&crate::domain::audit::ChainedEntry) -> &str; 9] = [
-        |row| &row.entry.agency_id,
-        |row| &row.entry.jurisdiction,
-        |row| &row.entry.fingerprint,
-        |row| &row.entry.peer,
-        |row| &row.entry.method,
-        |row| &row.entry.touched,
-        |row| &row.entry.outcome,
-        |row| &row.prev_hash,
-        |row| &row.hash,
-    ];
-    for text in texts {
-        bound(arguments.add(rows.iter().map(text).collect::<Vec<_>>()))?;
+    macro_rules! bind {
+        ($($value:expr),* $(,)?) => {$(
+            arguments
+                .add($value)
+                .map_err(|error| Error::Internal(format!("cannot bind a value: {error}")))?;
+        )*};
     }
-    let index = |index: u64| i64::try_from(index).unwrap_or(i64::MAX);
-    bound(
-        arguments.add(
-            append
-                .nodes
-                .iter()
-                .map(|(i, _)| index(*i))
-                .collect::<Vec<_>>(),
-        ),
-    )?;
-    bound(
-        arguments.add(
-            append
-                .nodes
-                .iter()
-                .map(|(_, hash)| hex::encode(hash.0))
-                .collect::<Vec<_>>(),
-        ),
-    )?;
+    let (next, rows, nodes) = (&append.head, &append.rows, &append.nodes);
+    let column = |text: fn(&ChainedEntry) -> &str| rows.iter().map(text).collect::<Vec<_>>();
     let checkpoint = append.checkpoint.as_slice();
-    bound(arguments.add(checkpoint.iter().map(|c| c.size).collect::<Vec<_>>()))?;
-    bound(
-        arguments.add(
-            checkpoint
-                .iter()
-                .map(|c| hex::encode(c.root.0))
-                .collect::<Vec<_>>(),
-        ),
-    )?;
-    bound(
-        arguments.add(
-            checkpoint
-                .iter()
-                .map(|c| c.note.as_str())
-                .collect::<Vec<_>>(),
-        ),
-    )?;
-    bound(arguments.add(checkpoint.iter().map(|c| c.at).collect::<Vec<_>>()))?;
+    bind!(
+        next.seq,
+        next.hash.as_str(),
+        next.tree_size,
+        next.root.as_str(),
+        edge_to_text(&next.edge),
+        next.checkpoint_size,
+        next.checkpoint_at,
+        head.seq,
+        head.hash.as_str(),
+        head.tree_size,
+        head.checkpoint_size,
+        head.checkpoint_at,
+        rows.iter().map(|row| row.seq).collect::<Vec<_>>(),
+        rows.iter().map(|row| row.entry.at).collect::<Vec<_>>(),
+        column(|row| &row.entry.agency_id),
+        column(|row| &row.entry.jurisdiction),
+        column(|row| &row.entry.fingerprint),
+        column(|row| &row.entry.peer),
+        column(|row| &row.entry.method),
+        column(|row| &row.entry.touched),
+        column(|row| &row.entry.outcome),
+        column(|row| &row.prev_hash),
+        column(|row| &row.hash),
+        nodes
+            .iter()
+            .map(|(index, _)| i64::try_from(*index).unwrap_or(i64::MAX))
+            .collect::<Vec<_>>(),
+        nodes
+            .iter()
+            .map(|(_, hash)| hex::encode(hash.0))
+            .collect::<Vec<_>>(),
+        checkpoint.iter().map(|c| c.size).collect::<Vec<_>>(),
+        checkpoint
+            .iter()
+            .map(|c| hex::encode(c.root.0))
+            .collect::<Vec<_>>(),
+        checkpoint
+            .iter()
+            .map(|c| c.note.as_str())
+            .collect::<Vec<_>>(),
+        checkpoint.iter().map(|c| c.at).collect::<Vec<_>>(),
+    );
     let moved: i64 = sqlx::query_with(APPEND_AT, arguments)
         .fetch_one(connection)
         .await?
