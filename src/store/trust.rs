@@ -360,28 +360,25 @@ impl Store {
                 return Ok(None);
             }
         }
-        let mut tx = self.begin_trail().await?;
-        let head = head_of(&mut tx).await?;
-        let size = head.tree_size;
-        let now = now_micros();
-        let due = size > head.checkpoint_size
-            && (force || now.saturating_sub(head.checkpoint_at) >= log.every_micros);
-        if size == 0 || !(due || force) {
-            return Ok(None);
+        let signed = if let Some((pool, trail)) = self.native_trail() {
+            // On the trail's own connection, so that the head its appends continue from moves
+            // with the checkpoint and the next append stays one statement.
+            let mut trail = trail.lock().await;
+            let signed = checkpoint_on_postgres(&mut trail, pool, log, force).await;
+            if signed.is_err() {
+                *trail = postgres::Trail::default();
+            }
+            signed?
+        } else {
+            let mut tx = self.begin_trail().await?;
+            let signed = checkpoint_on(&mut tx, log, force).await?;
+            tx.commit().await?;
+            signed
+        };
+        match signed {
+            Some(head) => self.audit_checkpoint(Some(size_of(head.tree_size))).await,
+            None => Ok(None),
         }
-        if due {
-            let signed = log
-                .sign(size, hash_from_hex(&head.root)?, now)
-                .map_err(Error::Internal)?;
-            store_checkpoint(&mut tx, signed).await?;
-            tx.execute(
-                "UPDATE audit_head SET checkpoint_size = $1, checkpoint_at = $2 WHERE id = 1",
-                vec![Value::Int(size), Value::Int(now)],
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        self.audit_checkpoint(Some(size_of(size))).await
     }
 
     /// The log's tree as recorded: its size and root (the empty tree's when there is none).
@@ -629,6 +626,55 @@ impl AppendKind {
         *at_hand = Some(head);
         Ok(seq)
     }
+}
+
+/// Signs a checkpoint of the log as it stands in `tx`, under the head's lock: if one is due, or
+/// when `force` and none of its size exists. Answers the head after it, or `None` when the log
+/// is empty or nothing is due.
+async fn checkpoint_on<W: Writer>(
+    tx: &mut W,
+    log: &CheckpointPolicy,
+    force: bool,
+) -> Result<Option<TrailHead>> {
+    let mut head = head_of(tx).await?;
+    let size = head.tree_size;
+    let now = now_micros();
+    let due = size > head.checkpoint_size
+        && (force || now.saturating_sub(head.checkpoint_at) >= log.every_micros);
+    if size == 0 || !(due || force) {
+        return Ok(None);
+    }
+    if due {
+        let signed = log
+            .sign(size, hash_from_hex(&head.root)?, now)
+            .map_err(Error::Internal)?;
+        store_checkpoint(tx, signed).await?;
+        tx.execute(
+            "UPDATE audit_head SET checkpoint_size = $1, checkpoint_at = $2 WHERE id = 1",
+            vec![Value::Int(size), Value::Int(now)],
+        )
+        .await?;
+        (head.checkpoint_size, head.checkpoint_at) = (size, now);
+    }
+    Ok(Some(head))
+}
+
+/// [`checkpoint_on`] on PostgreSQL, on the trail's own connection; the head it leaves is the one
+/// the next append continues from.
+async fn checkpoint_on_postgres(
+    trail: &mut postgres::Trail,
+    pool: &sqlx::PgPool,
+    log: &CheckpointPolicy,
+    force: bool,
+) -> Result<Option<TrailHead>> {
+    let (connection, at_hand) = trail.parts(pool).await?;
+    let mut tx = sqlx::Connection::begin(connection).await?;
+    let signed = checkpoint_on(&mut tx, log, force).await?;
+    tx.commit().await?;
+    if let Some(head) = &signed {
+        *at_hand = Some(head.clone());
+    }
+    Ok(signed)
 }
 
 /// Writes an append worked out under the head's lock in `tx`: the entries, the tree's kept

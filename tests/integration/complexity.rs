@@ -827,8 +827,9 @@ async fn on_postgres_a_push_prepares_the_same_statements_whatever_it_moves() {
 /// An audit append on PostgreSQL is one round trip while the trail's head is where this hub's
 /// last append left it: every answered call appends (the trail's task batches what arrives
 /// together), so each exchange saved is saved on every call. Counted through a relay that counts
-/// the client's exchanges with the server. Once another replica has appended, the next append
-/// finds the head moved, writes nothing, and locks and reads the head as the first append did;
+/// the client's exchanges with the server. A checkpoint signed on demand moves the head the hub
+/// holds with it. Once another replica has appended, the next append finds the head moved,
+/// writes nothing, and locks and reads the head as the first append did;
 /// the chain, the tree and the checkpoints signed in the one-statement appends stay whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_postgres_an_audit_append_is_one_round_trip_while_the_head_is_the_hubs() {
@@ -882,10 +883,19 @@ async fn on_postgres_an_audit_append_is_one_round_trip_while_the_head_is_the_hub
     eprintln!("exchanges: the first append {first}, then {each:?}");
     assert_eq!(each, [1; 10], "appends continuing the hub's own head");
 
+    // A checkpoint signed on demand (as an evidence export's is) moves the head this hub holds.
+    let signed = store
+        .issue_checkpoint(true)
+        .await
+        .unwrap()
+        .expect("a checkpoint");
+    assert_eq!(signed.size, 22);
+    assert_eq!(exchanges(&store, vec![entry(23)]).await, 1);
+
     // Another replica appends; this hub's next append finds the head moved.
-    other.append_audit(vec![entry(23)]).await.unwrap();
-    let after_the_other = exchanges(&store, vec![entry(24)]).await;
-    let then = exchanges(&store, vec![entry(25)]).await;
+    other.append_audit(vec![entry(24)]).await.unwrap();
+    let after_the_other = exchanges(&store, vec![entry(25)]).await;
+    let then = exchanges(&store, vec![entry(26)]).await;
     eprintln!("after another replica's append: {after_the_other}, then {then}");
     // The one statement that wrote nothing, then the begin, the head, the entries, the head
     // moved and the commit at least.
@@ -897,7 +907,7 @@ async fn on_postgres_an_audit_append_is_one_round_trip_while_the_head_is_the_hub
 
     assert_eq!(
         quotahub::audit::verify(&store).await.unwrap(),
-        Verdict::Whole(25)
+        Verdict::Whole(26)
     );
     let stored: Vec<AuditEntry> = store
         .audit_entries(&AuditFilter {
@@ -918,7 +928,7 @@ async fn on_postgres_an_audit_append_is_one_round_trip_while_the_head_is_the_hub
     };
     assert_eq!(
         store.audit_tree_head().await.unwrap(),
-        (25, root_of(&stored))
+        (26, root_of(&stored))
     );
     let checkpoints = store.audit_checkpoints().await.unwrap();
     assert!(checkpoints.len() >= 5, "{} checkpoints", checkpoints.len());
