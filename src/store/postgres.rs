@@ -215,17 +215,20 @@ pub(super) struct Trail {
     connection: Option<(PgConnection, std::time::Instant)>,
     /// The head as this process's last append left it; none before the first and after an error.
     head: Option<TrailHead>,
+    /// Whether other replicas append too: the last append that locked and read the head found
+    /// it moved since this process's append before it.
+    shared: bool,
 }
 
 impl Trail {
-    /// The trail's connection, taken out of `pool` the first time (and after an error), and the
-    /// head at hand. Like the pool's, a connection idle for [`super::PING_WHEN_IDLE`] is pinged
-    /// first, and replaced if it does not answer, so that a server restarted meanwhile costs no
-    /// append.
+    /// The trail's connection, taken out of `pool` the first time (and after an error), the head
+    /// at hand and whether other replicas append too. Like the pool's, a connection idle for
+    /// [`super::PING_WHEN_IDLE`] is pinged first, and replaced if it does not answer, so that a
+    /// server restarted meanwhile costs no append.
     pub(super) async fn parts(
         &mut self,
         pool: &PgPool,
-    ) -> Result<(&mut PgConnection, &mut Option<TrailHead>)> {
+    ) -> Result<(&mut PgConnection, &mut Option<TrailHead>, &mut bool)> {
         let kept = match self.connection.take() {
             Some((mut connection, used)) => {
                 let idle = used.elapsed() >= super::PING_WHEN_IDLE;
@@ -245,7 +248,7 @@ impl Trail {
         let (connection, _) = self
             .connection
             .insert((connection, std::time::Instant::now()));
-        Ok((connection, &mut self.head))
+        Ok((connection, &mut self.head, &mut self.shared))
     }
 
     /// Closes the connection, if one is open.

@@ -311,7 +311,9 @@ impl Store {
         if self.native_writer().is_some() {
             let runtime = tokio::runtime::Handle::current();
             let appended = self.native_transaction(false, move |tx| {
-                runtime.block_on(append.on(tx, entries)).map(Some)
+                runtime
+                    .block_on(append.on(tx, entries))
+                    .map(|(_, left)| Some(left))
             });
             return Ok(appended.await?.map_or(0, |head| head.seq));
         }
@@ -325,9 +327,9 @@ impl Store {
             return appended;
         }
         let mut tx = self.begin_trail().await?;
-        let head = append.on(&mut tx, entries).await?;
+        let (_, left) = append.on(&mut tx, entries).await?;
         tx.commit().await?;
-        Ok(head.seq)
+        Ok(left.seq)
     }
 
     /// How long after the last checkpoint one is due when entries are waiting unsigned; `None`
@@ -554,8 +556,12 @@ enum AppendKind {
 
 impl AppendKind {
     /// Appends `entries` (not empty) inside the writer's transaction `tx`, under the head's lock;
-    /// answers the head it leaves.
-    async fn on<W: Writer>(&self, tx: &mut W, entries: Vec<AuditEntry>) -> Result<TrailHead> {
+    /// answers the head it found and the head it leaves.
+    async fn on<W: Writer>(
+        &self,
+        tx: &mut W,
+        entries: Vec<AuditEntry>,
+    ) -> Result<(TrailHead, TrailHead)> {
         let head = head_of(tx).await?;
         let mut older = Vec::new();
         if matches!(self, AppendKind::Log(_)) && !head.tree_is_whole() {
@@ -573,9 +579,9 @@ impl AppendKind {
             }
         }
         let append = self.after(&head, &older, entries)?;
-        let next = append.head.clone();
+        let left = append.head.clone();
         write_append(tx, append).await?;
-        Ok(next)
+        Ok((head, left))
     }
 
     /// The append of `entries` after `head`, the tree's `older` leaves first.
@@ -598,21 +604,27 @@ impl AppendKind {
     /// there (`postgres::append_at`): one round trip, where a transaction under the head's lock
     /// takes six (its begin, the head, the entries, the tree, the head moved, the commit). Another
     /// replica's append or checkpoint since makes it write nothing; then, as for the first append,
-    /// the head is locked and read.
+    /// the head is locked and read. While replicas take turns, so that the statement would write
+    /// nothing each time, appends lock and read the head at once, until one finds it where this
+    /// hub left it.
     async fn on_postgres(
         &self,
         trail: &mut postgres::Trail,
         pool: &sqlx::PgPool,
         mut entries: Vec<AuditEntry>,
     ) -> Result<i64> {
-        let (connection, at_hand) = trail.parts(pool).await?;
-        let continued = at_hand.take().filter(|head| match self {
-            AppendKind::Log(_) => head.tree_is_whole(),
-            AppendKind::ChainOnly => true,
+        let (connection, at_hand, shared) = trail.parts(pool).await?;
+        let held = at_hand.take();
+        let continued = held.as_ref().filter(|head| {
+            !*shared
+                && match self {
+                    AppendKind::Log(_) => head.tree_is_whole(),
+                    AppendKind::ChainOnly => true,
+                }
         });
         if let Some(head) = continued {
-            let append = self.after(&head, &[], entries)?;
-            if postgres::append_at(connection, &head, &append).await? {
+            let append = self.after(head, &[], entries)?;
+            if postgres::append_at(connection, head, &append).await? {
                 let seq = append.head.seq;
                 *at_hand = Some(append.head);
                 return Ok(seq);
@@ -620,10 +632,14 @@ impl AppendKind {
             entries = append.rows.into_iter().map(|row| row.entry).collect();
         }
         let mut tx = sqlx::Connection::begin(connection).await?;
-        let head = self.on(&mut tx, entries).await?;
+        let (found, left) = self.on(&mut tx, entries).await?;
         tx.commit().await?;
-        let seq = head.seq;
-        *at_hand = Some(head);
+        // Another replica moved the head since this hub's last append: they may be taking turns.
+        if let Some(held) = &held {
+            *shared = *held != found;
+        }
+        let seq = left.seq;
+        *at_hand = Some(left);
         Ok(seq)
     }
 }
@@ -667,7 +683,7 @@ async fn checkpoint_on_postgres(
     log: &CheckpointPolicy,
     force: bool,
 ) -> Result<Option<TrailHead>> {
-    let (connection, at_hand) = trail.parts(pool).await?;
+    let (connection, at_hand, _) = trail.parts(pool).await?;
     let mut tx = sqlx::Connection::begin(connection).await?;
     let signed = checkpoint_on(&mut tx, log, force).await?;
     tx.commit().await?;

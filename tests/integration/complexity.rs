@@ -829,7 +829,8 @@ async fn on_postgres_a_push_prepares_the_same_statements_whatever_it_moves() {
 /// together), so each exchange saved is saved on every call. Counted through a relay that counts
 /// the client's exchanges with the server. A checkpoint signed on demand moves the head the hub
 /// holds with it. Once another replica has appended, the next append finds the head moved,
-/// writes nothing, and locks and reads the head as the first append did;
+/// writes nothing, and locks and reads the head as the first append did (and the one after, as
+/// replicas may be taking turns, then finds the head where it left it);
 /// the chain, the tree and the checkpoints signed in the one-statement appends stay whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_postgres_an_audit_append_is_one_round_trip_while_the_head_is_the_hubs() {
@@ -892,22 +893,26 @@ async fn on_postgres_an_audit_append_is_one_round_trip_while_the_head_is_the_hub
     assert_eq!(signed.size, 22);
     assert_eq!(exchanges(&store, vec![entry(23)]).await, 1);
 
-    // Another replica appends; this hub's next append finds the head moved.
+    // Another replica appends; this hub's next append finds the head moved. The one after locks
+    // and reads the head at once (replicas may be taking turns), finds it where it left it, and
+    // the next is one statement again.
     other.append_audit(vec![entry(24)]).await.unwrap();
     let after_the_other = exchanges(&store, vec![entry(25)]).await;
-    let then = exchanges(&store, vec![entry(26)]).await;
-    eprintln!("after another replica's append: {after_the_other}, then {then}");
+    let locked = exchanges(&store, vec![entry(26)]).await;
+    let then = exchanges(&store, vec![entry(27)]).await;
+    eprintln!("after another replica's append: {after_the_other}, {locked}, then {then}");
     // The one statement that wrote nothing, then the begin, the head, the entries, the head
     // moved and the commit at least.
     assert!(
         after_the_other >= 6,
         "the append after another replica's took {after_the_other} exchanges"
     );
+    assert!(locked >= 5, "{locked} exchanges");
     assert_eq!(then, 1);
 
     assert_eq!(
         quotahub::audit::verify(&store).await.unwrap(),
-        Verdict::Whole(26)
+        Verdict::Whole(27)
     );
     let stored: Vec<AuditEntry> = store
         .audit_entries(&AuditFilter {
@@ -928,7 +933,7 @@ async fn on_postgres_an_audit_append_is_one_round_trip_while_the_head_is_the_hub
     };
     assert_eq!(
         store.audit_tree_head().await.unwrap(),
-        (26, root_of(&stored))
+        (27, root_of(&stored))
     );
     let checkpoints = store.audit_checkpoints().await.unwrap();
     assert!(checkpoints.len() >= 5, "{} checkpoints", checkpoints.len());
@@ -938,6 +943,71 @@ async fn on_postgres_an_audit_append_is_one_round_trip_while_the_head_is_the_hub
         let size = usize::try_from(checkpoint.size).unwrap();
         assert_eq!(opened.root, root_of(&stored[..size]));
     }
+    store.close().await;
+    other.close().await;
+}
+
+/// While replicas take turns at the trail, a one-statement append would write nothing every time
+/// (the head moved since this hub's last append); so after one that wrote nothing, appends lock
+/// and read the head at once, until one finds it where this hub left it. Counted as the last
+/// test counts: the chain alone (no tree, no checkpoint), so that every locked append is the same
+/// five exchanges (the `BEGIN`, the head, the entry, the head moved, the `COMMIT`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_replicas_taking_turns_at_the_trail_lock_its_head_at_once() {
+    use quotahub::audit::Verdict;
+    use quotahub::domain::audit::AuditEntry;
+    if !postgres_given() {
+        return;
+    }
+    let db = TestDb::new(Backend::Postgres).await;
+    let relay = PgRelay::start(db.url()).await;
+    let store = Store::connect(&relay.url, &StoreOptions::default())
+        .await
+        .unwrap();
+    let other = Store::connect(db.url(), &StoreOptions::default())
+        .await
+        .unwrap();
+    let entry = |n: u32| AuditEntry {
+        at: 1_700_000_000_000_000 + i64::from(n),
+        agency_id: "140100/finance".into(),
+        jurisdiction: "140100".into(),
+        fingerprint: "cd".repeat(32),
+        peer: "127.0.0.1:50001".into(),
+        method: "/quotahub.v1.FinanceService/VerifyFunding".into(),
+        touched: format!("call {n}"),
+        outcome: "OK".into(),
+    };
+    let mut n = 0;
+    let mut next = || {
+        n += 1;
+        vec![entry(n)]
+    };
+    let exchanges = async |store: &Store, entries: Vec<AuditEntry>| {
+        let before = relay.exchanges();
+        store.append_audit_chain_only(entries).await.unwrap();
+        relay.exchanges() - before
+    };
+    // The locked path's statements, then the one statement, prepared.
+    exchanges(&store, next()).await;
+    exchanges(&store, next()).await;
+    assert_eq!(exchanges(&store, next()).await, 1);
+
+    let mut turns = Vec::new();
+    for _ in 0..4 {
+        other.append_audit_chain_only(next()).await.unwrap();
+        turns.push(exchanges(&store, next()).await);
+    }
+    let mut alone = Vec::new();
+    for _ in 0..3 {
+        alone.push(exchanges(&store, next()).await);
+    }
+    eprintln!("taking turns: {turns:?}; alone again: {alone:?}");
+    assert_eq!(turns, [6, 5, 5, 5], "taking turns with another replica");
+    assert_eq!(alone, [5, 1, 1], "alone again");
+    assert_eq!(
+        quotahub::audit::verify(&store).await.unwrap(),
+        Verdict::Whole(14)
+    );
     store.close().await;
     other.close().await;
 }
