@@ -898,11 +898,13 @@ impl Printed {
     }
 }
 
-/// A TCP relay in front of the test's PostgreSQL that counts the round trips its clients make:
-/// the messages the server answers with ReadyForQuery (the extended protocol's Sync, a simple
-/// Query). What a statement costs on PostgreSQL is mostly its exchange (BENCHMARKS), so this is
-/// the work a test of PostgreSQL's round trips counts. Its URL turns TLS off, so that the relay
-/// reads the messages.
+/// A TCP relay in front of the test's PostgreSQL that counts the round trips its clients make
+/// for statements: the messages the server answers with ReadyForQuery (the extended protocol's
+/// Sync after a statement's messages, a simple Query). A ping (a Sync alone, which a connection
+/// idle for a second gets before use) is not counted, so that the count does not depend on how
+/// fast a loaded machine runs the test. What a statement costs on PostgreSQL is mostly its
+/// exchange (BENCHMARKS), so this is the work a test of PostgreSQL's round trips counts. Its URL
+/// turns TLS off, so that the relay reads the messages.
 pub struct PgRelay {
     pub url: String,
     exchanges: Arc<std::sync::atomic::AtomicU64>,
@@ -973,6 +975,7 @@ async fn relay_counting(
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     const ENCRYPTION_REQUESTS: [u32; 2] = [80_877_103, 80_877_104];
     let mut started = false;
+    let mut since_sync = false;
     loop {
         let kind = if started {
             Some(from.read_u8().await?)
@@ -983,7 +986,15 @@ async fn relay_counting(
         let mut body = vec![0; (length as usize).saturating_sub(4)];
         from.read_exact(&mut body).await?;
         if let Some(kind) = kind {
-            if matches!(kind, b'S' | b'Q') {
+            let counted = match kind {
+                b'Q' => true,
+                b'S' => std::mem::take(&mut since_sync),
+                _ => {
+                    since_sync = true;
+                    false
+                }
+            };
+            if counted {
                 exchanges.fetch_add(1, Ordering::SeqCst);
             }
             to.write_u8(kind).await?;
@@ -996,4 +1007,27 @@ async fn relay_counting(
         to.write_u32(length).await?;
         to.write_all(&body).await?;
     }
+}
+
+/// The audit entry of an agency's call `n`, as the hub appends one for each call it answers.
+pub fn call_entry(n: i64) -> quotahub::domain::audit::AuditEntry {
+    quotahub::domain::audit::AuditEntry {
+        at: 1_700_000_000_000_000 + n,
+        agency_id: "140100/hr".into(),
+        jurisdiction: "140100".into(),
+        fingerprint: "ab".repeat(32),
+        peer: "127.0.0.1:50000".into(),
+        method: "/quotahub.v1.PersonnelService/CheckHire".into(),
+        touched: format!("call {n}"),
+        outcome: "OK".into(),
+    }
+}
+
+/// The log's root over `entries` in order, rebuilt from their leaves.
+pub fn root_of(entries: &[quotahub::domain::audit::AuditEntry]) -> quotahub::domain::audit::Hash {
+    let mut tree = quotahub::domain::audit::TreeWalk::default();
+    for entry in entries {
+        tree.push(entry.leaf_hash());
+    }
+    tree.root()
 }

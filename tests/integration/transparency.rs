@@ -10,8 +10,8 @@ use base64::Engine;
 use quotahub::audit::Verdict;
 use quotahub::domain::AgencyKind;
 use quotahub::domain::audit::{
-    AuditEntry, ChainedEntry, Hash, LogSigner, TreeWalk, chain, open_checkpoint,
-    verify_consistency, verify_inclusion,
+    AuditEntry, ChainedEntry, Hash, LogSigner, chain, open_checkpoint, verify_consistency,
+    verify_inclusion,
 };
 use quotahub::proto;
 use quotahub::server::Application;
@@ -112,14 +112,6 @@ async fn entries(store: &Store) -> Vec<ChainedEntry> {
         })
         .await
         .unwrap()
-}
-
-fn root_of(entries: &[AuditEntry]) -> Hash {
-    let mut tree = TreeWalk::default();
-    for entry in entries {
-        tree.push(entry.leaf_hash());
-    }
-    tree.root()
 }
 
 /// The attacker with the database (not the log key): writes `entries` as the whole trail, the

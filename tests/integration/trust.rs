@@ -1134,16 +1134,7 @@ async fn on_postgres_an_append_after_the_trails_connection_was_cut_succeeds_at_o
     let store = Store::connect(db.url(), &StoreOptions::default())
         .await
         .unwrap();
-    let entry = |n: i64| AuditEntry {
-        at: 1_700_000_000_000_000 + n,
-        agency_id: "140100/hr".into(),
-        jurisdiction: "140100".into(),
-        fingerprint: "ab".repeat(32),
-        peer: "127.0.0.1:50000".into(),
-        method: "/quotahub.v1.PersonnelService/PushPersonnelEvent".into(),
-        touched: format!("call {n}"),
-        outcome: "OK".into(),
-    };
+    let entry = call_entry;
     store.append_audit(vec![entry(1)]).await.unwrap();
     store.append_audit(vec![entry(2)]).await.unwrap();
     let cut: i64 = sqlx::query_scalar(
