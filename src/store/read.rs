@@ -69,7 +69,7 @@ impl<T: Columns> Columns for Arc<T> {
 }
 
 /// A statement's text and values.
-type Statement = (String, Vec<Value>);
+pub(crate) type Statement = (String, Vec<Value>);
 
 /// A reader that runs each distinct statement (text and values) once and answers it again from
 /// what it read: within one snapshot the same statement returns the same rows. A pre-check asks
@@ -124,6 +124,168 @@ impl<R: Reader> Reader for ReadOnce<'_, R> {
 
     fn last_steps(&self) -> u64 {
         self.inner.last_steps()
+    }
+}
+
+/// A row read as a JSON object (column name to value), as PostgreSQL's `json_agg` gives a
+/// subquery's rows: text is a string, an integer a number, NULL null.
+#[derive(Debug)]
+pub(crate) struct JsonRow(pub(crate) serde_json::Map<String, serde_json::Value>);
+
+impl JsonRow {
+    fn cell(&self, name: &str) -> Result<&serde_json::Value> {
+        self.0
+            .get(name)
+            .ok_or_else(|| Error::Internal(format!("no column `{name}` in the row read")))
+    }
+}
+
+impl Columns for JsonRow {
+    fn text(&self, name: &str) -> Result<Option<String>> {
+        match self.cell(name)? {
+            serde_json::Value::Null => Ok(None),
+            serde_json::Value::String(text) => Ok(Some(text.clone())),
+            other => Err(Error::Internal(format!(
+                "column `{name}` holds {other}, not text"
+            ))),
+        }
+    }
+
+    fn int(&self, name: &str) -> Result<Option<i64>> {
+        match self.cell(name)? {
+            serde_json::Value::Null => Ok(None),
+            serde_json::Value::Number(number) => number.as_i64().map(Some).ok_or_else(|| {
+                Error::Internal(format!("column `{name}` holds {number}, not an integer"))
+            }),
+            other => Err(Error::Internal(format!(
+                "column `{name}` holds {other}, not an integer"
+            ))),
+        }
+    }
+}
+
+/// A reader of statements read before they are asked, all in one statement and so in one
+/// snapshot (PostgreSQL's read ahead, `Store::ask`). A statement not read ahead is answered with
+/// no rows and noted as missed: the answer given on such a read is not the data's, but the
+/// statements it asked are what to read ahead next time.
+/// A statement missed is answered with the rows it had when last read ahead, if [`Guesses`]
+/// keeps them, so that what is asked after it is asked as the data likely has it.
+#[derive(Debug)]
+pub(crate) struct ReadAhead {
+    backend: Backend,
+    read: HashMap<Statement, Vec<Arc<JsonRow>>>,
+    guesses: Arc<Guesses>,
+    /// Each distinct statement asked, in the order first asked.
+    asked: Vec<Statement>,
+    missed: usize,
+}
+
+impl ReadAhead {
+    /// Answers `read` (statements and their rows) on `backend`, and what was not read from
+    /// `guesses`.
+    pub(crate) fn new(
+        backend: Backend,
+        read: HashMap<Statement, Vec<Arc<JsonRow>>>,
+        guesses: Arc<Guesses>,
+    ) -> ReadAhead {
+        ReadAhead {
+            backend,
+            read,
+            guesses,
+            asked: Vec::new(),
+            missed: 0,
+        }
+    }
+
+    /// Whether the first statement asked was answered from what was read or guessed, not with
+    /// nothing.
+    pub(crate) fn first_known(&self) -> bool {
+        self.asked
+            .first()
+            .is_some_and(|first| self.read.contains_key(first) || self.guesses.get(first).is_some())
+    }
+
+    /// Statements asked that were not read ahead.
+    pub(crate) fn missed(&self) -> usize {
+        self.missed
+    }
+
+    /// The statements asked that were read, and their rows: what the answer read, counted as a
+    /// transaction's reads are (each distinct statement once).
+    pub(crate) fn asked_and_read(&self) -> (usize, usize) {
+        self.asked
+            .iter()
+            .filter_map(|statement| self.read.get(statement))
+            .fold((0, 0), |(statements, rows), read| {
+                (statements + 1, rows + read.len())
+            })
+    }
+
+    /// The statements asked, in order, each once.
+    pub(crate) fn into_asked(self) -> Vec<Statement> {
+        self.asked
+    }
+}
+
+impl Reader for ReadAhead {
+    type Row = Arc<JsonRow>;
+
+    fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    async fn rows(&mut self, sql: &str, values: Vec<Value>) -> Result<Vec<Arc<JsonRow>>> {
+        let key = (sql.to_owned(), values);
+        let rows = self.read.get(&key).cloned();
+        let missed = rows.is_none();
+        let rows = rows.or_else(|| self.guesses.get(&key)).unwrap_or_default();
+        if !self.asked.contains(&key) {
+            self.missed += usize::from(missed);
+            self.asked.push(key);
+        }
+        Ok(rows)
+    }
+
+    /// Counted once an answer stands ([`ReadAhead::asked_and_read`]).
+    fn went_to_database(&self) -> bool {
+        false
+    }
+}
+
+/// Rows read ahead before, kept to guess what a pre-check will ask (never to answer it: a guess
+/// gone stale costs a round trip, not a wrong answer). Asked of nothing, a hire check guesses its
+/// institution unregistered and asks for its whole roster; asked of the registry entry read
+/// before, it asks what it will ask of the data.
+#[derive(Debug, Default)]
+pub(crate) struct Guesses(Mutex<HashMap<Statement, Vec<Arc<JsonRow>>>>);
+
+impl Guesses {
+    /// Statements kept at most; when full, all are forgotten.
+    const MOST: usize = 4_096;
+    /// Rows of a statement kept at most: a guess needs the registry entry, not a roll.
+    const MOST_ROWS: usize = 16;
+
+    fn get(&self, statement: &Statement) -> Option<Vec<Arc<JsonRow>>> {
+        self.0.lock().expect("not poisoned").get(statement).cloned()
+    }
+
+    /// Keeps what was read, as the latest guesses of those statements.
+    pub(crate) fn keep(&self, read: &HashMap<Statement, Vec<Arc<JsonRow>>>) {
+        let mut kept = self.0.lock().expect("not poisoned");
+        let new = read.keys().filter(|s| !kept.contains_key(*s)).count();
+        if kept.len() + new > Self::MOST {
+            kept.clear();
+        }
+        for (statement, rows) in read {
+            if rows.len() > Self::MOST_ROWS {
+                kept.remove(statement);
+            } else if let Some(guess) = kept.get_mut(statement) {
+                // The statement's text kept, not copied again: most are the same few texts.
+                guess.clone_from(rows);
+            } else {
+                kept.insert(statement.clone(), rows.clone());
+            }
+        }
     }
 }
 
@@ -803,5 +965,99 @@ mod tests {
             "the read begun during the trail's write was not kept"
         );
         store.close().await;
+    }
+
+    fn row(json: serde_json::Value) -> Arc<JsonRow> {
+        match json {
+            serde_json::Value::Object(map) => Arc::new(JsonRow(map)),
+            other => panic!("not an object: {other}"),
+        }
+    }
+
+    /// A read ahead answers what it read, answers a statement it did not read from the guesses
+    /// (none: no rows) and counts it missed once, and counts as read only what was asked.
+    #[tokio::test]
+    async fn a_read_ahead_answers_what_it_read_and_notes_what_it_missed() {
+        let statement = |sql: &str, key: &str| (sql.to_owned(), vec![Value::from(key)]);
+        let registry = statement("SELECT * FROM institutions WHERE uscc = $1", "u1");
+        let quotas = statement("SELECT * FROM quotas WHERE institution_uscc = $1", "u1");
+        let spells = statement("SELECT * FROM person_spells WHERE resident_id = $1", "p1");
+        let guesses = Arc::new(Guesses::default());
+        guesses.keep(&HashMap::from([(
+            spells.clone(),
+            vec![row(serde_json::json!({"ordinal": 1}))],
+        )]));
+        let read = HashMap::from([
+            (
+                registry.clone(),
+                vec![row(
+                    serde_json::json!({"uscc": "u1", "closed": null, "n": 7}),
+                )],
+            ),
+            (quotas.clone(), Vec::new()),
+        ]);
+        let mut ahead = ReadAhead::new(Backend::Postgres, read, guesses);
+        let rows = ahead.rows(&registry.0, registry.1.clone()).await.unwrap();
+        assert_eq!(rows[0].text("uscc").unwrap().as_deref(), Some("u1"));
+        assert_eq!(rows[0].text("closed").unwrap(), None);
+        assert_eq!(rows[0].int("n").unwrap(), Some(7));
+        assert!(rows[0].int("uscc").is_err(), "text is not an integer");
+        assert!(rows[0].text("n").is_err(), "an integer is not text");
+        assert!(rows[0].text("absent").is_err());
+        assert!(ahead.first_known());
+        assert_eq!(ahead.missed(), 0);
+
+        let guessed = ahead.rows(&spells.0, spells.1.clone()).await.unwrap();
+        assert_eq!(
+            guessed[0].int("ordinal").unwrap(),
+            Some(1),
+            "answered from the guess"
+        );
+        ahead.rows(&spells.0, spells.1.clone()).await.unwrap();
+        let unknown = statement(
+            "SELECT * FROM leader_posts WHERE institution_uscc = $1",
+            "u1",
+        );
+        assert!(
+            ahead
+                .rows(&unknown.0, unknown.1.clone())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(ahead.missed(), 2, "each statement not read counted once");
+        assert_eq!(
+            ahead.asked_and_read(),
+            (1, 1),
+            "read and asked: the registry entry; the quotas were read but not asked"
+        );
+        assert_eq!(ahead.into_asked(), [registry, spells, unknown]);
+    }
+
+    /// Guesses keep a statement's latest rows, not a long result (a roll), and forget everything
+    /// rather than grow past their bound.
+    #[test]
+    fn guesses_keep_the_latest_short_results_within_their_bound() {
+        let guesses = Guesses::default();
+        let statement = |n: usize| ("SELECT $1".to_owned(), vec![Value::Int(n as i64)]);
+        let rows = |n: usize| vec![row(serde_json::json!({"n": 0})); n];
+        guesses.keep(&HashMap::from([(statement(0), rows(1))]));
+        guesses.keep(&HashMap::from([(statement(0), rows(2))]));
+        assert_eq!(guesses.get(&statement(0)).map(|r| r.len()), Some(2));
+        guesses.keep(&HashMap::from([(
+            statement(0),
+            rows(Guesses::MOST_ROWS + 1),
+        )]));
+        assert!(
+            guesses.get(&statement(0)).is_none(),
+            "a long result is no guess"
+        );
+        for n in 0..Guesses::MOST {
+            guesses.keep(&HashMap::from([(statement(n), rows(1))]));
+        }
+        assert!(guesses.get(&statement(0)).is_some());
+        guesses.keep(&HashMap::from([(statement(Guesses::MOST), rows(1))]));
+        assert!(guesses.get(&statement(0)).is_none(), "forgotten when full");
+        assert!(guesses.get(&statement(Guesses::MOST)).is_some());
     }
 }

@@ -988,3 +988,112 @@ async fn on_postgres_replicas_taking_turns_at_the_trail_lock_its_head_at_once() 
     store.close().await;
     other.close().await;
 }
+
+/// On PostgreSQL a pre-check reads ahead: the statements its answer asks, read together in one
+/// statement (one round trip, one snapshot, no transaction), where a transaction took a round
+/// trip for its `BEGIN` and one for each statement. A hire of a newcomer citing an approval onto
+/// a leader's post, a hire of someone already on a roll, and a funding are each answered in one
+/// or two, whatever the history behind them, and answered as the transaction answers them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_pre_check_reads_ahead_in_a_round_trip_or_two() {
+    if !postgres_given() {
+        return;
+    }
+    let db = TestDb::new(Backend::Postgres).await;
+    let (store, _) = planting(&db).await;
+    let big = plant(&store, 1, 5_000, 0).await;
+    let small = plant(&store, 2, 10, 100_000).await;
+    store.set_push_checks(true);
+    store.close().await;
+    let relay = PgRelay::start(db.url()).await;
+    // One connection, so that each statement is prepared once (a pool's next connection would
+    // prepare it again: an exchange of its own).
+    let one = StoreOptions {
+        max_connections: 1,
+        ..StoreOptions::default()
+    };
+    let asking = Store::connect(&relay.url, &one).await.unwrap();
+    let hr = agency("140100", AgencyKind::Hr);
+    let finance = agency("140100", AgencyKind::Finance);
+
+    let mut counted = Vec::new();
+    for (n, unit, stayer) in [(1, &big, person(0)), (2, &small, person(100_000))] {
+        let institution = quotahub::domain::Uscc::parse(unit).unwrap();
+        let hire = HireQuestion {
+            institution: institution.clone(),
+            category: QuotaCategory::Administrative,
+            channel: None,
+            approval_number: Some(format!("并编审〔2024〕{n}号")),
+            resident_id: Some(ResidentId::parse(&person(600_000 + n)).unwrap()),
+            post: Some((LeaderLevel::Division, LeaderPosition::Principal)),
+            rank: None,
+            date: check_date(),
+        };
+        let mover = HireQuestion {
+            resident_id: Some(ResidentId::parse(&stayer).unwrap()),
+            post: None,
+            approval_number: None,
+            ..hire.clone()
+        };
+        let fund = FundingQuestion {
+            institution,
+            category: QuotaCategory::Administrative,
+            period: quotahub::domain::Period::parse("2024-06").unwrap(),
+            headcount: 3,
+            amount_fen: 300,
+        };
+        // Each asked three times: the first reads and prepares what the second is read ahead
+        // by, which the third's statement is prepared as.
+        let hired = async || format!("{:?}", asking.check_hire(&hr, &hire).await.unwrap());
+        let moved = async || format!("{:?}", asking.check_hire(&hr, &mover).await.unwrap());
+        let funded = async || {
+            format!(
+                "{:?}",
+                asking.verify_funding(&finance, &fund).await.unwrap()
+            )
+        };
+        let mut ahead = Vec::new();
+        let mut answers = Vec::new();
+        for on in [true, false] {
+            asking.set_read_ahead(on);
+            let mut each = Vec::new();
+            let mut given = Vec::new();
+            for _ in 0..3 {
+                each.clear();
+                given.clear();
+                for ask in 0..3 {
+                    let before = relay.exchanges();
+                    given.push(match ask {
+                        0 => hired().await,
+                        1 => moved().await,
+                        _ => funded().await,
+                    });
+                    each.push(relay.exchanges() - before);
+                }
+            }
+            ahead.push(each.clone());
+            answers.push(given.clone());
+        }
+        eprintln!(
+            "exchanges [hire, someone already on a roll, funding]: read ahead {:?}, in a transaction {:?}",
+            ahead[0], ahead[1]
+        );
+        assert_eq!(
+            answers[0], answers[1],
+            "read ahead, the answers are the transaction's"
+        );
+        counted.push(ahead[0].clone());
+    }
+    assert_eq!(
+        counted[0], counted[1],
+        "a pre-check takes as many round trips in a 5,000-person institution with ten years of \
+         payroll as in a 10-person one (large, small)"
+    );
+    for exchanges in &counted[0] {
+        assert!(
+            *exchanges <= 2,
+            "a pre-check reads ahead in a round trip or two, not {exchanges}"
+        );
+    }
+    asking.close().await;
+}
