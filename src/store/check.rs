@@ -116,13 +116,6 @@ impl CheckReads {
 
     /// Counts the statement `tx` ran last and its rows, unless `tx` answered it from what it had
     /// read before ([`ReadOnce`](super::read::ReadOnce)).
-    /// Statements read together (PostgreSQL's read ahead) and the rows they returned.
-    pub(super) fn add_read(&self, statements: usize, rows: usize) {
-        self.rows.fetch_add(rows as u64, Ordering::Relaxed);
-        self.statements
-            .fetch_add(statements as u64, Ordering::Relaxed);
-    }
-
     fn add<R: Reader>(&self, tx: &R, rows: usize) {
         if tx.went_to_database() {
             self.rows.fetch_add(rows as u64, Ordering::Relaxed);

@@ -165,26 +165,6 @@ pub struct Store {
     /// The audit trail's appends' own connection and the head they left (PostgreSQL; none on
     /// SQLite).
     pg_trail: Option<std::sync::Arc<tokio::sync::Mutex<postgres::Trail>>>,
-    /// Whether pre-checks on PostgreSQL read ahead in one statement (the default), and the rows
-    /// they read, kept to guess what the next will ask.
-    read_ahead: std::sync::Arc<ReadAheadState>,
-}
-
-/// PostgreSQL's read ahead of the pre-checks (`Store::ask_ahead`): whether it is on, and the
-/// guesses of what they will ask.
-#[derive(Debug)]
-struct ReadAheadState {
-    on: std::sync::atomic::AtomicBool,
-    guesses: std::sync::Arc<read::Guesses>,
-}
-
-impl Default for ReadAheadState {
-    fn default() -> ReadAheadState {
-        ReadAheadState {
-            on: true.into(),
-            guesses: std::sync::Arc::default(),
-        }
-    }
 }
 
 /// What the store needs to check findings: the rules' settings and the clock that says what
@@ -260,15 +240,6 @@ impl Store {
     /// Whether pushes check the findings they can change.
     pub fn push_checks(&self) -> bool {
         self.push_checks.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    /// Turns PostgreSQL's read ahead of the pre-checks on (the default) or off, for every clone of
-    /// this store: off, a pre-check reads statement by statement in a transaction. The answers
-    /// are the same either way; the switch is for comparing the two.
-    pub fn set_read_ahead(&self, on: bool) {
-        self.read_ahead
-            .on
-            .store(on, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The rules' settings and clock.

@@ -14,7 +14,7 @@ use std::hash::{Hash, Hasher};
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Arguments as _, AssertSqlSafe, Row as _, TypeInfo as _, ValueRef as _};
 
-use super::read::{Columns, Guesses, JsonRow, ReadAhead, Reader, Statement};
+use super::read::{Columns, Reader};
 use super::write::Writer;
 use super::{Backend, Store, StoreOptions, Value};
 use crate::domain::audit::{ChainedEntry, TrailAppend, TrailHead, edge_to_text};
@@ -37,7 +37,6 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Store> 
         feed_signal: std::sync::Arc::new(tokio::sync::watch::channel(0).0),
         url,
         push_checks: std::sync::Arc::new(true.into()),
-        read_ahead: std::sync::Arc::default(),
         feed_tail: std::sync::Arc::default(),
         acks: std::sync::Arc::default(),
         log: None,
@@ -103,60 +102,6 @@ impl Reader for sqlx::Transaction<'_, sqlx::Postgres> {
                 .await?,
         )
     }
-}
-
-/// Reads `statements` (each written with its own `$1`, `$2`, ...) in one statement, and so in
-/// one round trip and one snapshot without a transaction: each as a subquery whose rows
-/// `json_agg` gathers into one column of one row. The text is the same for the same statements'
-/// texts, so each combination is prepared once per connection.
-pub(super) async fn read_ahead(
-    pool: &PgPool,
-    guesses: &std::sync::Arc<Guesses>,
-    statements: Vec<Statement>,
-) -> Result<ReadAhead> {
-    let mut sql = String::from("SELECT ");
-    let mut values = Vec::new();
-    for (i, (text, bound)) in statements.iter().enumerate() {
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str("(SELECT json_agg(t) FROM (");
-        renumbered(&mut sql, text, values.len());
-        sql.push_str(&format!(") t)::text AS r{i}"));
-        values.extend(bound.iter().cloned());
-    }
-    let row = sqlx::query_with(AssertSqlSafe(sql), bind_native(values)?)
-        .fetch_one(pool)
-        .await?;
-    let mut read = std::collections::HashMap::with_capacity(statements.len());
-    for (i, statement) in statements.into_iter().enumerate() {
-        let rows: Vec<std::sync::Arc<JsonRow>> = match row.try_get::<Option<String>, _>(i)? {
-            Some(json) => serde_json::from_str::<Vec<serde_json::Map<_, _>>>(&json)
-                .map_err(|error| Error::Internal(format!("rows read ahead: {error}")))?
-                .into_iter()
-                .map(|row| std::sync::Arc::new(JsonRow(row)))
-                .collect(),
-            None => Vec::new(),
-        };
-        read.insert(statement, rows);
-    }
-    guesses.keep(&read);
-    Ok(ReadAhead::new(Backend::Postgres, read, guesses.clone()))
-}
-
-/// `text` appended to `sql` with its placeholders `$N` numbered from `after + 1`.
-fn renumbered(sql: &mut String, text: &str, after: usize) {
-    let mut rest = text;
-    while let Some(at) = rest.find('$') {
-        sql.push_str(&rest[..=at]);
-        rest = &rest[at + 1..];
-        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
-        if let Ok(n) = rest[..digits].parse::<usize>() {
-            sql.push_str(&(n + after).to_string());
-            rest = &rest[digits..];
-        }
-    }
-    sql.push_str(rest);
 }
 
 impl Columns for PgRow {
@@ -492,22 +437,6 @@ pub(super) fn spawn_feed_listener(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Statements read ahead together keep their own placeholders, numbered after the ones
-    /// before; a `$` that is not a placeholder is left as it is.
-    #[test]
-    fn placeholders_are_numbered_after_the_statements_before() {
-        let mut sql = String::from("SELECT ");
-        renumbered(
-            &mut sql,
-            "a = $1 AND b = $12 AND c = '$x' AND d = $1::json",
-            3,
-        );
-        assert_eq!(
-            sql,
-            "SELECT a = $4 AND b = $15 AND c = '$x' AND d = $4::json"
-        );
-    }
 
     #[test]
     fn rows_go_in_as_one_typed_array_per_column() {

@@ -3,14 +3,12 @@
 //! ([`check::decide`] with an [`Act`]), the same rule functions a push uses, and the answer is
 //! assembled by the domain ([`precheck::hire_answer`], [`precheck::funding_answer`]).
 
-use std::collections::HashMap;
-
 use chrono::Datelike;
 
 use super::check::{self, Act, CheckReads, fetch, headcount_on, plans_of, pushed};
 use super::query as q;
-use super::read::{ReadAhead, ReadOnce, Reader};
-use super::{Backend, Store, Value, postgres};
+use super::read::{ReadOnce, Reader};
+use super::{Store, Value};
 use crate::domain::aggregates::{Headcount, Plans, Posts, Quotas};
 use crate::domain::dirty::{Change, DirtySet, Rewrite};
 use crate::domain::findings::{Entry, Finding, PersonSpell, PersonTerm, Pushed, RecordRef};
@@ -61,11 +59,6 @@ impl Store {
                 .await;
         }
         if let Some(native) = self.native_pool() {
-            if self.read_ahead.on.load(std::sync::atomic::Ordering::SeqCst)
-                && let Some(answer) = self.ask_ahead(native, asker, question).await?
-            {
-                return Ok(answer);
-            }
             // PostgreSQL's default isolation gives each statement a snapshot of its own.
             let mut tx = native
                 .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -82,50 +75,6 @@ impl Store {
             .await;
         tx.rollback().await?;
         answer
-    }
-
-    /// On PostgreSQL, the question answered from statements read ahead, all in one statement:
-    /// one round trip and one snapshot, where a transaction took one for its `BEGIN`, one for
-    /// each of a dozen reads and one for its rollback. What to read is what the answer asks: first
-    /// asked of the rows read ahead before ([`read::Guesses`], nothing the first time), then,
-    /// while an answer asks a statement not read, all it asked, read again together. The answer
-    /// given is one whose every statement was read in that one snapshot; `None` when none was
-    /// within [`READ_AHEAD_ROUNDS`] (the transaction answers).
-    ///
-    /// The first statement an answer asks is the registry entry that places the question; what
-    /// it asks next depends on it (an unregistered institution's whole roster is read), so when
-    /// no guess of it is at hand it is read first.
-    async fn ask_ahead<Q: Question>(
-        &self,
-        pool: &sqlx::PgPool,
-        asker: &Agency,
-        question: &Q,
-    ) -> Result<Option<Q::Answer>> {
-        let guesses = &self.read_ahead.guesses;
-        let guess = async || {
-            let mut guess = ReadAhead::new(Backend::Postgres, HashMap::new(), guesses.clone());
-            // Asked of guesses it may stop early (or refuse): what it asked is read, and asked again.
-            let _ = self.answer(&mut guess, asker, question).await;
-            guess
-        };
-        let mut guessed = guess().await;
-        if !guessed.first_known() {
-            let first = guessed.into_asked().into_iter().take(1).collect();
-            postgres::read_ahead(pool, guesses, first).await?;
-            guessed = guess().await;
-        }
-        let mut statements = guessed.into_asked();
-        for _ in 0..READ_AHEAD_ROUNDS {
-            let mut ahead = postgres::read_ahead(pool, guesses, statements).await?;
-            let answer = self.answer(&mut ahead, asker, question).await;
-            if ahead.missed() == 0 {
-                let (statements, rows) = ahead.asked_and_read();
-                self.check_reads().add_read(statements, rows);
-                return answer.map(Some);
-            }
-            statements = ahead.into_asked();
-        }
-        Ok(None)
     }
 
     /// The question answered if `asker` may ask it: the registry entry is read by the statement
@@ -414,10 +363,6 @@ impl Store {
 }
 
 /// A pre-check's question: answered the same way on any [`Reader`].
-/// Reads ahead a pre-check may take on PostgreSQL before it answers in a transaction instead: a
-/// hire of someone already on a roll reads what their spells name in a second.
-const READ_AHEAD_ROUNDS: usize = 3;
-
 trait Question {
     type Answer;
 

@@ -105,7 +105,6 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Store> 
         feed_signal: std::sync::Arc::new(tokio::sync::watch::channel(0).0),
         url: None,
         push_checks: std::sync::Arc::new(true.into()),
-        read_ahead: std::sync::Arc::default(),
         feed_tail: std::sync::Arc::default(),
         acks: std::sync::Arc::default(),
         log: None,
