@@ -22,6 +22,7 @@ mod ledger_keys;
 mod levels;
 mod operations;
 mod personal;
+mod prechecks;
 mod push;
 mod races;
 mod recheck;
