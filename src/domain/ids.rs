@@ -176,14 +176,29 @@ pub fn normalize_document_number(raw: &str) -> String {
         .collect()
 }
 
-/// Parses a calendar date written `YYYY-MM-DD`.
+/// Parses a calendar date written `YYYY-MM-DD`: four, two and two digits. Read by hand, not by
+/// `chrono`'s format parser: every date a check reads back is parsed, and the format parser was
+/// a fiftieth of a CheckHire's own work.
 pub fn parse_date(raw: &str) -> Result<NaiveDate, String> {
-    let trimmed = raw.trim();
-    if trimmed.len() != 10 {
+    let trimmed = raw.trim().as_bytes();
+    let digits = |range: std::ops::Range<usize>| {
+        trimmed[range].iter().try_fold(0u32, |n, b| {
+            b.is_ascii_digit().then(|| n * 10 + u32::from(b - b'0'))
+        })
+    };
+    let shaped = trimmed.len() == 10 && trimmed[4] == b'-' && trimmed[7] == b'-';
+    let (true, Some(year), Some(month), Some(day)) = (
+        shaped,
+        shaped.then(|| digits(0..4)).flatten(),
+        shaped.then(|| digits(5..7)).flatten(),
+        shaped.then(|| digits(8..10)).flatten(),
+    ) else {
         return Err(format!("`{raw}` is not a date written YYYY-MM-DD"));
-    }
-    NaiveDate::parse_from_str(trimmed, "%Y-%m-%d")
-        .map_err(|_| format!("`{raw}` is not a real date written YYYY-MM-DD"))
+    };
+    i32::try_from(year)
+        .ok()
+        .and_then(|year| NaiveDate::from_ymd_opt(year, month, day))
+        .ok_or_else(|| format!("`{raw}` is not a real date written YYYY-MM-DD"))
 }
 
 /// A pay period: one calendar month.
@@ -348,10 +363,24 @@ mod tests {
         assert!(Period::parse("202401").is_err());
         assert!(parse_date("2024-02-30").is_err());
         assert!(parse_date("2024-2-3").is_err());
+        assert!(parse_date("+2024-1-05").is_err());
+        assert!(parse_date("2024/01/05").is_err());
+        assert!(parse_date("2024-0a-05").is_err());
+        assert!(parse_date("2023-00-10").is_err());
+        assert!(parse_date("十二月-01-05").is_err());
+        assert!(parse_date("2024-01").is_err());
+        assert!(parse_date("").is_err());
+        assert_eq!(parse_date(" 0001-01-01 ").unwrap().year(), 1);
+        assert_eq!(parse_date("2024-12-31").unwrap().ordinal(), 366);
         assert_eq!(parse_date("2024-02-29").unwrap().day(), 29);
     }
 
     proptest! {
+        #[test]
+        fn dates_parse_as_chrono_reads_four_two_and_two_digits(raw in "[0-9]{4}-[0-9]{2}-[0-9]{2}") {
+            prop_assert_eq!(parse_date(&raw).ok(), NaiveDate::parse_from_str(&raw, "%Y-%m-%d").ok());
+        }
+
         #[test]
         fn generated_resident_ids_validate_and_any_other_check_fails(
             area in 110_000u32..660_000, days in 0i64..40_000, seq in 0u32..1000, other in 0usize..11

@@ -14,7 +14,7 @@
 //! Then [`settle`] compares with the findings stored for the keys, writes what changed (under the
 //! version guard) and appends the changes to the feed, as every check does.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::NaiveDate;
@@ -306,15 +306,12 @@ pub(crate) async fn shift_roll_counts<W: Writer>(
         return Ok(());
     }
     let backend = tx.backend();
-    let ends = runs
-        .iter()
-        .flat_map(|run| {
-            let (uscc, category) = &run.key;
-            std::iter::once(run.from).chain(run.to).map(move |day| {
-                serde_json::json!([uscc.as_str(), category.code(), day.to_string()])
-            })
-        })
-        .collect();
+    let ends = runs.iter().flat_map(|run| {
+        let (uscc, category) = &run.key;
+        std::iter::once(run.from)
+            .chain(run.to)
+            .map(move |day| (uscc.as_str(), category.code(), day.to_string()))
+    });
     let sql = statement!(
         backend,
         format!(
@@ -327,22 +324,19 @@ pub(crate) async fn shift_roll_counts<W: Writer>(
     );
     execute(tx, sql, vec![key_rows(ends)]).await?;
     // Open runs end after any date: dates are written YYYY-MM-DD.
-    let moves = runs
-        .iter()
-        .map(|run| {
-            let (uscc, category) = &run.key;
-            let to = run
-                .to
-                .map_or_else(|| "9999-12-31".to_owned(), |to| to.to_string());
-            serde_json::json!([
-                uscc.as_str(),
-                category.code(),
-                run.from.to_string(),
-                to,
-                run.by
-            ])
-        })
-        .collect();
+    let moves = runs.iter().map(|run| {
+        let (uscc, category) = &run.key;
+        let to = run
+            .to
+            .map_or_else(|| "9999-12-31".to_owned(), |to| to.to_string());
+        (
+            uscc.as_str(),
+            category.code(),
+            run.from.to_string(),
+            to,
+            run.by,
+        )
+    });
     let parts = [Part::Text, Part::Text, Part::Text, Part::Text, Part::Int];
     let sql = statement!(
         backend,
@@ -359,8 +353,7 @@ pub(crate) async fn shift_roll_counts<W: Writer>(
     // every number of rolls a push moved).
     let moved = runs
         .iter()
-        .map(|run| serde_json::json!([run.key.0.as_str(), run.key.1.code()]))
-        .collect();
+        .map(|run| (run.key.0.as_str(), run.key.1.code()));
     let sql = statement!(
         backend,
         roll_now::set_rolls(&key_select(backend, &[Part::Text, Part::Text]), 2)
@@ -384,12 +377,10 @@ pub(crate) async fn count_plan_entries<W: Writer>(
         sum.0 += by;
         sum.1 += placed;
     }
-    let rows: Vec<serde_json::Value> = summed
+    let rows: Vec<_> = summed
         .into_iter()
         .filter(|(_, moved)| *moved != (0, 0))
-        .map(|((uscc, category, year), (by, placed))| {
-            serde_json::json!([uscc, category, year, by, placed])
-        })
+        .map(|((uscc, category, year), (by, placed))| (uscc, category, year, by, placed))
         .collect();
     if rows.is_empty() {
         return Ok(());
@@ -530,13 +521,10 @@ pub(super) async fn fundings_from<R: Reader>(
     if units.is_empty() {
         return Ok(fundings);
     }
-    let keys = units
-        .iter()
-        .map(|(uscc, category, first)| {
-            let first = first.map(|p| p.to_string()).unwrap_or_default();
-            serde_json::json!([uscc.as_str(), category.code(), first])
-        })
-        .collect();
+    let keys = units.iter().map(|(uscc, category, first)| {
+        let first = first.map(|p| p.to_string()).unwrap_or_default();
+        (uscc.as_str(), category.code(), first)
+    });
     let sql = per_key_once!(
         tx.backend(),
         &[Part::Text, Part::Text, Part::Text],
@@ -609,11 +597,7 @@ pub(super) fn live_lines_at(backend: Backend) -> &'static str {
 
 /// The (person, period) keys [`live_lines_at`] reads.
 pub(super) fn pay_keys(keys: impl IntoIterator<Item = (String, String)>) -> Value {
-    key_rows(
-        keys.into_iter()
-            .map(|(resident, period)| serde_json::json!([resident, period]))
-            .collect(),
-    )
+    key_rows(keys)
 }
 
 /// The bounds [`live_lines_of`] reads: (resident, first period, last period), `None` for no
@@ -622,12 +606,9 @@ pub(super) fn pay_bounds<'a>(
     bounds: impl IntoIterator<Item = (&'a str, Option<&'a str>, Option<&'a str>)>,
 ) -> Value {
     key_rows(
-        bounds
-            .into_iter()
-            .map(|(resident, first, last)| {
-                serde_json::json!([resident, first.unwrap_or(""), last.unwrap_or("9999-99")])
-            })
-            .collect(),
+        bounds.into_iter().map(|(resident, first, last)| {
+            (resident, first.unwrap_or(""), last.unwrap_or("9999-99"))
+        }),
     )
 }
 
@@ -708,10 +689,17 @@ fn per_key_each(backend: Backend, parts: &[Part], table: &str, ons: &[&str]) -> 
 
 /// Keys as the JSON array of arrays [`with_keys`] reads, in order and once each, so that the
 /// same set binds the same text (a pre-check's [`ReadOnce`](super::read::ReadOnce) knows it again).
-fn key_rows(mut keys: Vec<serde_json::Value>) -> Value {
-    keys.sort_by_cached_key(ToString::to_string);
-    keys.dedup();
-    Value::Text(serde_json::Value::Array(keys).to_string())
+/// Each key is a tuple or array of strings and numbers, written once as JSON and sorted as text:
+/// built as `serde_json::Value`s, sorted by their text and written again, they were a twentieth
+/// of a CheckHire's own work (`perf`, SQLite, 16 callers).
+fn key_rows<K: serde::Serialize>(keys: impl IntoIterator<Item = K>) -> Value {
+    let mut rows: Vec<String> = keys
+        .into_iter()
+        .map(|key| serde_json::to_string(&key).expect("keys of strings and numbers are JSON"))
+        .collect();
+    rows.sort_unstable();
+    rows.dedup();
+    Value::Text(format!("[{}]", rows.join(",")))
 }
 
 /// The people on each (institution, category)'s roll on its date, from the kept counts, in one
@@ -737,10 +725,7 @@ pub(super) async fn headcounts_on<R: Reader>(
     );
     let keys = rolls
         .iter()
-        .map(|(uscc, category, on)| {
-            serde_json::json!([uscc.as_str(), category.code(), on.to_string()])
-        })
-        .collect();
+        .map(|(uscc, category, on)| (uscc.as_str(), category.code(), on.to_string()));
     let rows = fetch(tx, reads, sql, vec![key_rows(keys)]).await?;
     rows.iter()
         .map(|row| {
@@ -867,10 +852,7 @@ pub(super) async fn plans_for<R: Reader>(
         key_rows(
             units
                 .iter()
-                .map(|(uscc, category, year)| {
-                    serde_json::json!([uscc.as_str(), category.code(), year])
-                })
-                .collect(),
+                .map(|(uscc, category, year)| (uscc.as_str(), category.code(), year)),
         )
     };
     let on = "t.institution_uscc = k.k0 AND t.category = k.k1 AND t.year = k.k2";
@@ -1011,8 +993,10 @@ pub(crate) struct Decisions {
     counts: HashMap<(String, String, NaiveDate), i64>,
 }
 
-/// The findings the keys cover as of `as_of`, without the act and with it (empty without an
-/// act), each with its jurisdiction: one read of the keys' rows and counts serves both.
+/// The findings the keys cover as of `as_of`, with the act (empty without an act) and without
+/// it, each with its jurisdiction: one read of the keys' rows and counts serves both. With an
+/// act, the findings without it are only those of keys found with it, all a pre-check compares
+/// ([`precheck::hire_answer`](crate::domain::precheck::hire_answer)).
 pub(crate) async fn decide_pair<R: Reader>(
     store: &Store,
     tx: &mut R,
@@ -1063,15 +1047,26 @@ pub(crate) async fn decide_pair<R: Reader>(
             .filter(|f| by_rows.covers(&f.key))
             .collect::<Vec<_>>()
     };
-    if let Some(act) = act {
-        let mut after = snapshot.clone();
-        after.spells.extend(act.spells.iter().cloned());
-        after.entries.extend(act.entries.iter().cloned());
-        after.terms.extend(act.terms.iter().cloned());
-        after.fundings.extend(act.funding.iter().cloned());
-        with.extend(oracle(&after));
+    match act {
+        Some(act) => {
+            let mut after = snapshot.clone();
+            after.spells.extend(act.spells.iter().cloned());
+            after.entries.extend(act.entries.iter().cloned());
+            after.terms.extend(act.terms.iter().cloned());
+            after.fundings.extend(act.funding.iter().cloned());
+            let found = oracle(&after);
+            // Only what the act is found with is compared with the data without it: a
+            // CheckHire found nothing by rows in most asks, and deciding the rows twice
+            // was a tenth of its own work.
+            if !found.is_empty() {
+                without.extend(oracle(&snapshot));
+            }
+            with.extend(found);
+            let decided: HashSet<&FindingKey> = with.iter().map(|f| &f.key).collect();
+            without.retain(|f| decided.contains(&f.key));
+        }
+        None => without.extend(oracle(&snapshot)),
     }
-    without.extend(oracle(&snapshot));
 
     let place = |decided: Vec<Finding>| -> Vec<(Finding, String)> {
         decided
@@ -1375,8 +1370,7 @@ async fn entries_entered<R: Reader>(
     let keys = key_rows(
         entered
             .iter()
-            .map(|(institution, resident, date)| serde_json::json!([resident, date, institution]))
-            .collect(),
+            .map(|(institution, resident, date)| (resident, date, institution)),
     );
     let backend = tx.backend();
     let sql = statement!(
@@ -1462,12 +1456,7 @@ async fn approvals_numbered<R: Reader>(
 }
 
 fn numbered(numbers: &BTreeSet<(String, String)>) -> Value {
-    key_rows(
-        numbers
-            .iter()
-            .map(|(institution, number)| serde_json::json!([institution, number]))
-            .collect(),
-    )
+    key_rows(numbers)
 }
 
 /// What a check knows before it decides, and does not read again: what resolving the approval
@@ -1959,7 +1948,7 @@ async fn stored_findings<R: Reader>(
     // (code, earliest period or "" for all) -> institutions.
     let mut by_code: BTreeMap<(RuleCode, String), BTreeSet<String>> = BTreeMap::new();
     // HIRE_WITHOUT_APPROVAL of (person, date, institution).
-    let mut entered: Vec<serde_json::Value> = Vec::new();
+    let mut entered = Vec::new();
     let mut at = |code: RuleCode, institution: &Uscc, from: String| {
         by_code
             .entry((code, from))
@@ -2007,11 +1996,7 @@ async fn stored_findings<R: Reader>(
                 resident,
                 date,
             } => {
-                entered.push(serde_json::json!([
-                    resident.as_str(),
-                    date.to_string(),
-                    institution.as_str()
-                ]));
+                entered.push((resident.as_str(), date.to_string(), institution.as_str()));
             }
             DirtyKey::Draws { .. } => {}
             DirtyKey::LeaderPosts { institution, .. } => {
@@ -2089,7 +2074,7 @@ async fn stored_findings<R: Reader>(
         // on a push's connection) ran on a generic plan made while the table was small, which
         // read all of it: 1.5 ms a hire on the city, against 8 us planned for the value.
         let sql = per_key_once!(tx.backend(), &[Part::Text], "findings", "t.subject = k.k0");
-        let keys = residents.iter().map(|r| serde_json::json!([r])).collect();
+        let keys = residents.iter().map(|r| [r]);
         rows.extend(fetch(tx, reads, sql, vec![key_rows(keys)]).await?);
     } else {
         rows.extend(
