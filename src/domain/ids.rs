@@ -180,24 +180,20 @@ pub fn normalize_document_number(raw: &str) -> String {
 /// `chrono`'s format parser: every date a check reads back is parsed, and the format parser was
 /// a fiftieth of a CheckHire's own work.
 pub fn parse_date(raw: &str) -> Result<NaiveDate, String> {
+    let unshaped = || format!("`{raw}` is not a date written YYYY-MM-DD");
     let trimmed = raw.trim().as_bytes();
+    if trimmed.len() != 10 || trimmed[4] != b'-' || trimmed[7] != b'-' {
+        return Err(unshaped());
+    }
     let digits = |range: std::ops::Range<usize>| {
-        trimmed[range].iter().try_fold(0u32, |n, b| {
-            b.is_ascii_digit().then(|| n * 10 + u32::from(b - b'0'))
+        trimmed[range].iter().try_fold(0u16, |n, b| {
+            b.is_ascii_digit().then(|| n * 10 + u16::from(b - b'0'))
         })
     };
-    let shaped = trimmed.len() == 10 && trimmed[4] == b'-' && trimmed[7] == b'-';
-    let (true, Some(year), Some(month), Some(day)) = (
-        shaped,
-        shaped.then(|| digits(0..4)).flatten(),
-        shaped.then(|| digits(5..7)).flatten(),
-        shaped.then(|| digits(8..10)).flatten(),
-    ) else {
-        return Err(format!("`{raw}` is not a date written YYYY-MM-DD"));
+    let (Some(year), Some(month), Some(day)) = (digits(0..4), digits(5..7), digits(8..10)) else {
+        return Err(unshaped());
     };
-    i32::try_from(year)
-        .ok()
-        .and_then(|year| NaiveDate::from_ymd_opt(year, month, day))
+    NaiveDate::from_ymd_opt(year.into(), month.into(), day.into())
         .ok_or_else(|| format!("`{raw}` is not a real date written YYYY-MM-DD"))
 }
 

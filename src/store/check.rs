@@ -1055,9 +1055,9 @@ pub(crate) async fn decide_pair<R: Reader>(
             after.terms.extend(act.terms.iter().cloned());
             after.fundings.extend(act.funding.iter().cloned());
             let found = oracle(&after);
-            // Only what the act is found with is compared with the data without it: a
-            // CheckHire found nothing by rows in most asks, and deciding the rows twice
-            // was a tenth of its own work.
+            // An answer compares only the keys found with the act (`precheck::brought`), so
+            // the rows are decided without it only when they find something with it: deciding
+            // them twice was a tenth of a CheckHire's own work.
             if !found.is_empty() {
                 without.extend(oracle(&snapshot));
             }

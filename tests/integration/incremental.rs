@@ -319,6 +319,22 @@ pub(crate) async fn push(store: &Store, n: usize, op: &Op) {
     }
 }
 
+/// A fresh database on `backend` and a store on it, its clock on 2024-06-15, with `ops` pushed
+/// in order: the data each of the property tests over random pushes starts from. The database
+/// lives as long as the first half.
+pub(crate) async fn pushed_on(backend: Backend, ops: &[Op]) -> (TestDb, Store) {
+    let db = TestDb::new(backend).await;
+    let store = db
+        .store_on(&Clock::on(
+            chrono::NaiveDate::from_ymd_opt(2024, 6, 15).unwrap(),
+        ))
+        .await;
+    for (n, op) in ops.iter().enumerate() {
+        push(&store, n, op).await;
+    }
+    (db, store)
+}
+
 /// The open findings, by key, with what they say.
 async fn open(store: &Store) -> BTreeMap<String, (i64, i64, Vec<String>)> {
     let filter = FindingFilter {
@@ -354,15 +370,7 @@ async fn incremental_equals_from_scratch(
     backend: Backend,
     ops: Vec<Op>,
 ) -> Result<(), TestCaseError> {
-    let db = TestDb::new(backend).await;
-    let store = db
-        .store_on(&Clock::on(
-            chrono::NaiveDate::from_ymd_opt(2024, 6, 15).unwrap(),
-        ))
-        .await;
-    for (n, op) in ops.iter().enumerate() {
-        push(&store, n, op).await;
-    }
+    let (_db, store) = pushed_on(backend, &ops).await;
     let kept = open(&store).await;
     sqlx::query("DELETE FROM findings")
         .execute(store.readers())

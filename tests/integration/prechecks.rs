@@ -5,7 +5,6 @@
 //! number beside it, on both backends.
 
 use proptest::prelude::*;
-use quotahub::clock::Clock;
 use quotahub::domain::findings::Scope;
 use quotahub::domain::ids::normalize_document_number;
 use quotahub::domain::precheck::{self, FundingQuestion, HireAnswer, HireQuestion};
@@ -14,7 +13,7 @@ use quotahub::domain::{
 };
 
 use crate::helpers::*;
-use crate::incremental::{Op, op, push};
+use crate::incremental::{Op, op, pushed_on};
 
 /// A hire to ask about, drawn over the same four institutions and six people as the pushes.
 #[derive(Debug, Clone)]
@@ -105,15 +104,7 @@ async fn prechecks_equal_the_oracle(
     ops: Vec<Op>,
     asks: Vec<Ask>,
 ) -> Result<(), TestCaseError> {
-    let db = TestDb::new(backend).await;
-    let store = db
-        .store_on(&Clock::on(
-            chrono::NaiveDate::from_ymd_opt(2024, 6, 15).unwrap(),
-        ))
-        .await;
-    for (n, op) in ops.iter().enumerate() {
-        push(&store, n, op).await;
-    }
+    let (_db, store) = pushed_on(backend, &ops).await;
     let config = &store.checks().rules;
     let today = store.checks().clock.today();
     let hr = agency("140100", AgencyKind::Hr);

@@ -5,12 +5,11 @@
 //! reports the same changes.
 
 use proptest::prelude::*;
-use quotahub::clock::Clock;
 use quotahub::store::reconcile::{FindingChange, FindingFilter, StoredFinding};
 use quotahub::store::{Store, StoreOptions, plain_sql};
 
 use crate::helpers::*;
-use crate::incremental::{Op, op, push};
+use crate::incremental::{Op, op, pushed_on};
 
 /// A stored finding without the instants of its writing (raised, updated, deadlines).
 fn comparable(f: &StoredFinding) -> String {
@@ -65,15 +64,7 @@ async fn forget(store: &Store) {
 }
 
 async fn set_based_equals_oracle(backend: Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let db = TestDb::new(backend).await;
-    let store = db
-        .store_on(&Clock::on(
-            chrono::NaiveDate::from_ymd_opt(2024, 6, 15).unwrap(),
-        ))
-        .await;
-    for (n, op) in ops.iter().enumerate() {
-        push(&store, n, op).await;
-    }
+    let (_db, store) = pushed_on(backend, &ops).await;
     let today = store.checks().clock.today();
 
     // From nothing, each engine raises the same findings.
